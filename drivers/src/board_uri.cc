@@ -1,0 +1,101 @@
+// Board::open: the URI picks the transport (libiio's idea: one API, backends by prefix).
+#include <fmt/format.h>
+
+#include <charconv>
+#include <map>
+
+#include "xbar/drivers/board.h"
+#include "xbar/drivers/inprocess_transport.h"
+#include "xbar/drivers/socket_transport.h"
+#include "xbar/drivers/usb_transport.h"
+#include "xbar/fwsim/profile.h"
+
+namespace xbar {
+
+namespace {
+
+/// Parses "k=v,k=v" into a map, rejecting keys outside `allowed`.
+Result<std::map<std::string, std::string>> parse_params(const std::string& uri,
+                                                        const std::string& params,
+                                                        std::initializer_list<std::string> allowed) {
+  std::map<std::string, std::string> out;
+  size_t pos = 0;
+  while (pos < params.size()) {
+    size_t end = params.find(',', pos);
+    if (end == std::string::npos) end = params.size();
+    const std::string kv = params.substr(pos, end - pos);
+    pos = end + 1;
+    if (kv.empty()) continue;
+    const auto eq = kv.find('=');
+    const std::string key = kv.substr(0, eq);
+    if (eq == std::string::npos) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        fmt::format("board URI '{}': '{}' needs a value (key=value)", uri, kv));
+    }
+    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+      std::string names;
+      for (const auto& a : allowed) names += (names.empty() ? "" : ", ") + a;
+      return make_error(ErrorCode::kInvalidArgument,
+                        fmt::format("board URI '{}': unknown key '{}' (allowed: {})", uri, key, names));
+    }
+    out[key] = kv.substr(eq + 1);
+  }
+  return out;
+}
+
+Result<uint64_t> parse_u64(const std::string& uri, const std::string& key, const std::string& v) {
+  uint64_t out = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+  if (ec != std::errc() || p != v.data() + v.size()) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      fmt::format("board URI '{}': {} = '{}': expected an unsigned integer", uri,
+                                  key, v));
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Board>> Board::open(const std::string& uri) {
+  if (uri == "sim" || uri.starts_with("sim:")) {
+    auto params = parse_params(uri, uri.size() > 4 ? uri.substr(4) : "",
+                               {"profile", "seed", "noise_seed"});
+    if (!params) return std::unexpected(params.error());
+    const std::string profile_name = params->contains("profile") ? (*params)["profile"] : "typical";
+    auto profile = fwsim::load_profile(profile_name);
+    if (!profile) return make_error(ErrorCode::kInvalidArgument, profile.error());
+    fwsim::FirmwareOptions opts;
+    if (params->contains("seed")) {
+      auto s = parse_u64(uri, "seed", (*params)["seed"]);
+      if (!s) return std::unexpected(s.error());
+      opts.chip_seed = *s;
+    }
+    if (params->contains("noise_seed")) {
+      auto s = parse_u64(uri, "noise_seed", (*params)["noise_seed"]);
+      if (!s) return std::unexpected(s.error());
+      opts.noise_seed = *s;
+    }
+    auto fw = std::make_shared<fwsim::Firmware>(std::move(*profile), opts);
+    return connect(std::make_unique<InProcessTransport>(std::move(fw)));
+  }
+  if (uri.starts_with("tcp:") || uri.starts_with("unix:")) {
+    auto t = SocketTransport::connect(uri);
+    if (!t) return std::unexpected(t.error());
+    return connect(std::move(*t));
+  }
+  if (uri == "usb" || uri.starts_with("usb:")) {
+    auto params = parse_params(uri, uri.size() > 4 ? uri.substr(4) : "", {"serial"});
+    if (!params) return std::unexpected(params.error());
+    UsbSelector sel;
+    if (params->contains("serial")) sel.serial = (*params)["serial"];
+    auto t = UsbTransport::open(sel);
+    if (!t) return std::unexpected(t.error());
+    return connect(std::move(*t));
+  }
+  return make_error(ErrorCode::kInvalidArgument,
+                    fmt::format("board URI '{}': expected sim:[profile=P,seed=N,noise_seed=N], "
+                                "tcp:HOST:PORT, unix:PATH or usb:[serial=S]",
+                                uri));
+}
+
+}  // namespace xbar

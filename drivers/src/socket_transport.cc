@@ -1,0 +1,157 @@
+#include "xbar/drivers/socket_transport.h"
+
+#include <fmt/format.h>
+
+#include <cstring>
+
+#include "xbar/wire/frame.h"
+
+namespace xbar {
+
+namespace asio = boost::asio;
+
+namespace {
+
+Error socket_error(const std::string& address, const boost::system::error_code& ec,
+                   std::string_view what) {
+  if (ec == asio::error::connection_refused || ec == asio::error::not_found ||
+      ec == boost::system::errc::no_such_file_or_directory) {
+    return {ErrorCode::kUnavailable,
+            fmt::format("{}: {} ({}): is xbar-fwsim running there?", address, what, ec.message())};
+  }
+  if (ec == asio::error::eof || ec == asio::error::connection_reset ||
+      ec == asio::error::broken_pipe) {
+    return {ErrorCode::kUnavailable, fmt::format("{}: board closed the connection during {}",
+                                                 address, what)};
+  }
+  if (ec == asio::error::timed_out || ec == asio::error::operation_aborted) {
+    return {ErrorCode::kTimeout, fmt::format("{}: {} timed out", address, what)};
+  }
+  if (ec == boost::system::errc::permission_denied) {
+    return {ErrorCode::kPermissionDenied, fmt::format("{}: {}: permission denied", address, what)};
+  }
+  return {ErrorCode::kUnavailable, fmt::format("{}: {}: {}", address, what, ec.message())};
+}
+
+}  // namespace
+
+template <typename Op>
+boost::system::error_code SocketTransport::run_with_deadline(Op&& start,
+                                                             std::chrono::milliseconds timeout) {
+  boost::system::error_code result = asio::error::would_block;
+  io_.restart();
+  start([&](const boost::system::error_code& ec, size_t /*n*/) { result = ec; });
+  io_.run_for(timeout);
+  if (result == asio::error::would_block) {
+    // Deadline passed: cancel and let the handler run so no operation outlives this call.
+    if (tcp_) tcp_->cancel();
+    if (unix_) unix_->cancel();
+    io_.restart();
+    io_.run();
+    return asio::error::timed_out;
+  }
+  return result;
+}
+
+Result<std::unique_ptr<SocketTransport>> SocketTransport::connect(const std::string& address,
+                                                                  std::chrono::milliseconds timeout) {
+  std::unique_ptr<SocketTransport> t(new SocketTransport());
+  t->address_ = address;
+  boost::system::error_code ec;
+  if (address.starts_with("tcp:")) {
+    t->kind_ = "tcp";
+    const std::string hp = address.substr(4);
+    const auto colon = hp.rfind(':');
+    if (colon == std::string::npos || colon == 0) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        fmt::format("board URI '{}': expected tcp:HOST:PORT", address));
+    }
+    asio::ip::tcp::resolver resolver(t->io_);
+    auto endpoints = resolver.resolve(hp.substr(0, colon), hp.substr(colon + 1), ec);
+    if (ec) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        fmt::format("board URI '{}': cannot resolve: {}", address, ec.message()));
+    }
+    t->tcp_ = std::make_unique<asio::ip::tcp::socket>(t->io_);
+    ec = t->run_with_deadline(
+        [&](auto handler) {
+          asio::async_connect(*t->tcp_, endpoints,
+                              [handler](const boost::system::error_code& e, const auto&) {
+                                handler(e, 0);
+                              });
+        },
+        timeout);
+    if (!ec) t->tcp_->set_option(asio::ip::tcp::no_delay(true));
+  } else if (address.starts_with("unix:")) {
+    t->kind_ = "unix";
+    t->unix_ = std::make_unique<asio::local::stream_protocol::socket>(t->io_);
+    t->unix_->connect(asio::local::stream_protocol::endpoint(address.substr(5)), ec);
+  } else {
+    return make_error(ErrorCode::kInvalidArgument,
+                      fmt::format("board URI '{}': expected tcp:HOST:PORT or unix:PATH", address));
+  }
+  if (ec) return std::unexpected(socket_error(address, ec, "connect"));
+  return t;
+}
+
+SocketTransport::~SocketTransport() {
+  boost::system::error_code ec;
+  if (tcp_) tcp_->close(ec);
+  if (unix_) unix_->close(ec);
+}
+
+Result<void> SocketTransport::send(std::span<const uint8_t> frame) {
+  auto ec = run_with_deadline(
+      [&](auto handler) {
+        if (tcp_) asio::async_write(*tcp_, asio::buffer(frame.data(), frame.size()), handler);
+        else asio::async_write(*unix_, asio::buffer(frame.data(), frame.size()), handler);
+      },
+      std::chrono::milliseconds(5000));
+  if (ec) return std::unexpected(socket_error(address_, ec, "send"));
+  return {};
+}
+
+Result<std::vector<uint8_t>> SocketTransport::receive(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (rx_.size() >= wire::kHeaderSize) {
+      uint32_t length = 0;
+      std::memcpy(&length, rx_.data() + 12, 4);
+      if (length > wire::kMaxPayload) {
+        rx_.clear();
+        return make_error(ErrorCode::kProtocol,
+                          fmt::format("{}: reply announces {} payload bytes (> {})", address_,
+                                      length, wire::kMaxPayload));
+      }
+      const size_t total = wire::kHeaderSize + length;
+      if (rx_.size() >= total) {
+        std::vector<uint8_t> frame(rx_.begin(), rx_.begin() + static_cast<ptrdiff_t>(total));
+        rx_.erase(rx_.begin(), rx_.begin() + static_cast<ptrdiff_t>(total));
+        return frame;
+      }
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      return make_error(ErrorCode::kTimeout,
+                        fmt::format("{}: no reply within {} ms", address_, timeout.count()));
+    }
+    uint8_t chunk[16384];
+    size_t got = 0;
+    auto ec = run_with_deadline(
+        [&](auto handler) {
+          auto h = [&got, handler](const boost::system::error_code& e, size_t n) {
+            got = n;
+            handler(e, n);
+          };
+          if (tcp_) tcp_->async_read_some(asio::buffer(chunk), h);
+          else unix_->async_read_some(asio::buffer(chunk), h);
+        },
+        left);
+    rx_.insert(rx_.end(), chunk, chunk + got);
+    if (ec == asio::error::timed_out) continue;  // loop re-checks the deadline
+    if (ec) return std::unexpected(socket_error(address_, ec, "receive"));
+  }
+}
+
+}  // namespace xbar

@@ -1,0 +1,91 @@
+// The board's twin: the device side of protocol v1 (docs/protocol.md) over the chip physics
+// (chip.h). One Firmware is one board: requests from every host session are executed one at a
+// time, in arrival order, like the board's microcontroller does.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <expected>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "xbar/fwsim/chip.h"
+#include "xbar/fwsim/profile.h"
+#include "xbar/wire/frame.h"
+#include "xbar/wire/messages.h"
+
+namespace xbar::fwsim {
+
+struct FirmwareOptions {
+  uint64_t chip_seed = 1;   // fixes the devices and faults (the chip serial is derived from it)
+  uint64_t noise_seed = 1;  // fixes every cycle-to-cycle, relaxation and read draw
+};
+
+class Firmware {
+ public:
+  using SessionId = uint32_t;
+  static constexpr size_t kReplyCacheDepth = 8;
+
+  Firmware(ChipProfile profile, FirmwareOptions options);
+
+  /// Opens a host session with its own reply cache (one per USB host or socket connection).
+  /// Thread-safe.
+  SessionId open_session();
+  /// Forgets a session's reply cache. Thread-safe.
+  void close_session(SessionId id);
+
+  /// Executes one request frame and returns the reply frame. Never throws; malformed input
+  /// gets an error reply. A request whose sequence number and bytes match one of the session's
+  /// last kReplyCacheDepth requests is answered from the cache, not executed again.
+  /// Thread-safe: all sessions are serialised.
+  std::vector<uint8_t> handle(SessionId id, std::span<const uint8_t> request);
+
+  /// The INFO reply this board gives (serial, geometry, converter facts). Thread-safe.
+  const wire::InfoReply& info() const { return info_; }
+  /// Serial derived from the chip seed: "XS" + 14 hex digits.
+  static std::string serial_for_seed(uint64_t chip_seed);
+
+  /// Direct access for tests and benchmarks of the physics; not thread-safe against handle().
+  Chip& chip_for_testing() { return chip_; }
+
+ private:
+  struct CachedReply {
+    uint32_t seq = 0;
+    uint32_t request_crc = 0;
+    std::vector<uint8_t> reply;
+  };
+  struct Session {
+    std::deque<CachedReply> cache;
+  };
+
+  std::vector<uint8_t> execute(const wire::Frame& req);
+  std::vector<uint8_t> error_reply(const wire::Header& req, wire::ErrorCode code, std::string msg);
+  std::vector<uint8_t> ok_reply(const wire::Header& req, std::span<const uint8_t> payload);
+
+  std::vector<uint8_t> do_info(const wire::Frame& f);
+  std::vector<uint8_t> do_status(const wire::Frame& f);
+  std::vector<uint8_t> do_read(const wire::Frame& f);
+  std::vector<uint8_t> do_pulse_batch(const wire::Frame& f);
+  std::vector<uint8_t> do_vmm(const wire::Frame& f);
+  std::vector<uint8_t> do_wait(const wire::Frame& f);
+  std::vector<uint8_t> do_sim_fault_map(const wire::Frame& f);
+  std::vector<uint8_t> do_sim_ground_truth(const wire::Frame& f);
+  std::vector<uint8_t> do_sim_inject_fault(const wire::Frame& f);
+  std::vector<uint8_t> do_sim_clock(const wire::Frame& f);
+
+  std::mutex mu_;
+  ChipProfile profile_;
+  Chip chip_;
+  wire::InfoReply info_;
+  std::map<SessionId, Session> sessions_;
+  SessionId next_session_ = 1;
+  uint16_t last_error_ = 0;
+  uint64_t ops_executed_ = 0;
+  uint32_t replays_served_ = 0;
+};
+
+}  // namespace xbar::fwsim
