@@ -11,6 +11,7 @@ PKGS=(
   libusb-1.0-0-dev libyaml-cpp-dev libcli11-dev libsqlite3-dev libpng-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   umockdev libumockdev-dev
+  clang-format
 )
 
 SUDO=""

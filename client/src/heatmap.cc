@@ -13,9 +13,9 @@ namespace xbar::client {
 
 std::array<uint8_t, 3> viridis(double t) {
   // Nine anchors of matplotlib's viridis, linearly interpolated.
-  static constexpr double kAnchors[9][3] = {
-      {68, 1, 84},    {71, 44, 122},  {59, 81, 139},  {44, 113, 142}, {33, 144, 141},
-      {39, 173, 129}, {92, 200, 99},  {170, 220, 50}, {253, 231, 37}};
+  static constexpr double kAnchors[9][3] = {{68, 1, 84},    {71, 44, 122},  {59, 81, 139},
+                                            {44, 113, 142}, {33, 144, 141}, {39, 173, 129},
+                                            {92, 200, 99},  {170, 220, 50}, {253, 231, 37}};
   if (!(t >= 0)) t = 0;  // NaN -> 0
   t = std::min(t, 1.0) * 8.0;
   const int i = std::min(static_cast<int>(t), 7);

@@ -9,9 +9,9 @@
 namespace xbar::client {
 
 struct HeatmapOptions {
-  double g_min_uS = 0;    // colour of the lowest value
-  double g_max_uS = 0;    // colour of the highest; 0 = the map's maximum
-  int cell_px = 8;        // pixels per device
+  double g_min_uS = 0;  // colour of the lowest value
+  double g_max_uS = 0;  // colour of the highest; 0 = the map's maximum
+  int cell_px = 8;      // pixels per device
 };
 
 /// Writes `g_uS` (rows x cols) as a PNG. Returns an error message on I/O failure.

@@ -1,8 +1,8 @@
 // xbarctl: the lab technician's command line for xbard.
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <grpcpp/grpcpp.h>
 
+#include <CLI/CLI.hpp>
 #include <Eigen/Core>
 #include <algorithm>
 #include <cstdlib>
@@ -18,9 +18,9 @@ namespace {
 // Exit codes (docs/cli.md): stable, for scripts.
 enum Exit : int {
   kOk = 0,
-  kFailed = 1,        // any other error
-  kUsage = 2,         // bad flags or an argument the daemon rejected (INVALID_ARGUMENT)
-  kUnavailable = 3,   // cannot reach xbard, or xbard cannot reach the board
+  kFailed = 1,       // any other error
+  kUsage = 2,        // bad flags or an argument the daemon rejected (INVALID_ARGUMENT)
+  kUnavailable = 3,  // cannot reach xbard, or xbard cannot reach the board
   kNotFound = 4,
   kTimeout = 5,
 };
@@ -28,17 +28,23 @@ enum Exit : int {
 int exit_for(const grpc::Status& s) {
   switch (s.error_code()) {
     case grpc::StatusCode::INVALID_ARGUMENT:
-    case grpc::StatusCode::OUT_OF_RANGE: return kUsage;
-    case grpc::StatusCode::UNAVAILABLE: return kUnavailable;
-    case grpc::StatusCode::NOT_FOUND: return kNotFound;
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return kTimeout;
-    default: return kFailed;
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return kUsage;
+    case grpc::StatusCode::UNAVAILABLE:
+      return kUnavailable;
+    case grpc::StatusCode::NOT_FOUND:
+      return kNotFound;
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return kTimeout;
+    default:
+      return kFailed;
   }
 }
 
 int fail(const std::string& addr, const grpc::Status& s) {
   std::cerr << "xbarctl: " << s.error_message();
-  if (s.error_code() == grpc::StatusCode::UNAVAILABLE) std::cerr << " (is xbard running at " << addr << "?)";
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE)
+    std::cerr << " (is xbard running at " << addr << "?)";
   std::cerr << "\n";
   return exit_for(s);
 }
@@ -89,24 +95,31 @@ int cmd_info(const Global& g, xbar::v1::BoardService::Stub& stub) {
         info.dac_v_min_v(), info.dac_v_max_v(), info.width_step_ns(), info.width_max_ns());
     return kOk;
   }
-  std::cout << fmt::format("board      {}{}\n", info.serial(), info.simulated() ? " (simulated twin)" : "");
-  std::cout << fmt::format("firmware   {} (protocol v{})\n", info.firmware_version(), info.protocol_version());
+  std::cout << fmt::format("board      {}{}\n", info.serial(),
+                           info.simulated() ? " (simulated twin)" : "");
+  std::cout << fmt::format("firmware   {} (protocol v{})\n", info.firmware_version(),
+                           info.protocol_version());
   std::cout << fmt::format("backend    {} [{}]\n", info.backend(), info.link());
-  std::cout << fmt::format("arrays     {} of {}x{} (rows x cols)\n", info.arrays(), info.rows(), info.cols());
+  std::cout << fmt::format("arrays     {} of {}x{} (rows x cols)\n", info.arrays(), info.rows(),
+                           info.cols());
   std::cout << fmt::format("read       {} V on selected rows\n", info.v_read_v());
   std::cout << fmt::format("ADC        {}-bit, {:.2f}..{:.2f} V window, TIA reference {:.2f} V\n",
-                           info.adc_bits(), info.adc_v_lo_v(), info.adc_v_hi_v(), info.tia_v_ref_v());
+                           info.adc_bits(), info.adc_v_lo_v(), info.adc_v_hi_v(),
+                           info.tia_v_ref_v());
   std::cout << "TIA gains ";
   for (int i = 0; i < info.tia_gains_ohm_size(); ++i) {
-    std::cout << fmt::format(" [{}] {:g} ohm (0..{:.1f} uS)", i, info.tia_gains_ohm(i), info.full_scale_us(i));
+    std::cout << fmt::format(" [{}] {:g} ohm (0..{:.1f} uS)", i, info.tia_gains_ohm(i),
+                             info.full_scale_us(i));
   }
   std::cout << "\n";
-  std::cout << fmt::format("DAC        {}-bit over {:+g}..{:+g} V\n", info.dac_bits(), info.dac_v_min_v(), info.dac_v_max_v());
-  std::cout << fmt::format("pulses     {} ns steps up to {} ns; SET {:.2f}..{:.2f} V gate {:.2f}..{:.2f} V; "
-                           "RESET {:.2f}..{:.2f} V gate {:.2f}..{:.2f} V\n",
-                           info.width_step_ns(), info.width_max_ns(), info.set_v().lo_v(), info.set_v().hi_v(),
-                           info.set_gate().lo_v(), info.set_gate().hi_v(), info.reset_v().lo_v(),
-                           info.reset_v().hi_v(), info.reset_gate().lo_v(), info.reset_gate().hi_v());
+  std::cout << fmt::format("DAC        {}-bit over {:+g}..{:+g} V\n", info.dac_bits(),
+                           info.dac_v_min_v(), info.dac_v_max_v());
+  std::cout << fmt::format(
+      "pulses     {} ns steps up to {} ns; SET {:.2f}..{:.2f} V gate {:.2f}..{:.2f} V; "
+      "RESET {:.2f}..{:.2f} V gate {:.2f}..{:.2f} V\n",
+      info.width_step_ns(), info.width_max_ns(), info.set_v().lo_v(), info.set_v().hi_v(),
+      info.set_gate().lo_v(), info.set_gate().hi_v(), info.reset_v().lo_v(), info.reset_v().hi_v(),
+      info.reset_gate().lo_v(), info.reset_gate().hi_v());
   return kOk;
 }
 
@@ -116,10 +129,11 @@ int cmd_status(const Global& g, xbar::v1::BoardService::Stub& stub) {
   grpc::Status s = stub.GetBoardStatus(ctx.get(), {}, &st);
   if (!s.ok()) return fail(g.addr, s);
   if (g.json) {
-    std::cout << fmt::format("{{\"uptime_ns\":{},\"ops_executed\":{},\"pulses_applied\":{},"
-                             "\"replays_served\":{},\"last_error\":{}}}\n",
-                             st.uptime_ns(), st.ops_executed(), st.pulses_applied(),
-                             st.replays_served(), st.last_error());
+    std::cout << fmt::format(
+        "{{\"uptime_ns\":{},\"ops_executed\":{},\"pulses_applied\":{},"
+        "\"replays_served\":{},\"last_error\":{}}}\n",
+        st.uptime_ns(), st.ops_executed(), st.pulses_applied(), st.replays_served(),
+        st.last_error());
   } else {
     std::cout << fmt::format("uptime {:.6f} s, {} ops, {} pulses, {} replays, last error {}\n",
                              st.uptime_ns() * 1e-9, st.ops_executed(), st.pulses_applied(),
@@ -176,32 +190,36 @@ int cmd_read(const Global& g, xbar::v1::BoardService::Stub& stub, const ReadArgs
     }
     out << "# array " << a.array << ", conductance in uS, rows top to bottom, cols left to right\n";
     for (int r = 0; r < g_uS.rows(); ++r) {
-      for (int c = 0; c < g_uS.cols(); ++c) out << (c ? "," : "") << fmt::format("{:.3f}", g_uS(r, c));
+      for (int c = 0; c < g_uS.cols(); ++c)
+        out << (c ? "," : "") << fmt::format("{:.3f}", g_uS(r, c));
       out << "\n";
     }
   }
   if (!a.png.empty()) {
-    auto w = xbar::client::write_heatmap_png(a.png, g_uS, {.g_min_uS = 0, .g_max_uS = a.png_max_uS});
+    auto w =
+        xbar::client::write_heatmap_png(a.png, g_uS, {.g_min_uS = 0, .g_max_uS = a.png_max_uS});
     if (!w) {
       std::cerr << "xbarctl: " << w.error() << "\n";
       return kFailed;
     }
   }
   if (g.json) {
-    std::cout << fmt::format("{{\"array\":{},\"rows\":{},\"cols\":{},\"gain_index\":{},\"n_avg\":{},"
-                             "\"min_uS\":{:.3f},\"median_uS\":{:.3f},\"mean_uS\":{:.3f},\"max_uS\":{:.3f},"
-                             "\"saturated\":{},\"g_uS\":[",
-                             a.array, g_uS.rows(), g_uS.cols(), gain, a.avg, v.front(), median, mean,
-                             v.back(), saturated);
+    std::cout << fmt::format(
+        "{{\"array\":{},\"rows\":{},\"cols\":{},\"gain_index\":{},\"n_avg\":{},"
+        "\"min_uS\":{:.3f},\"median_uS\":{:.3f},\"mean_uS\":{:.3f},\"max_uS\":{:.3f},"
+        "\"saturated\":{},\"g_uS\":[",
+        a.array, g_uS.rows(), g_uS.cols(), gain, a.avg, v.front(), median, mean, v.back(),
+        saturated);
     for (int r = 0; r < g_uS.rows(); ++r) {
       std::cout << (r ? ",[" : "[");
-      for (int c = 0; c < g_uS.cols(); ++c) std::cout << (c ? "," : "") << fmt::format("{:.3f}", g_uS(r, c));
+      for (int c = 0; c < g_uS.cols(); ++c)
+        std::cout << (c ? "," : "") << fmt::format("{:.3f}", g_uS(r, c));
       std::cout << "]";
     }
     std::cout << "]}\n";
   } else {
-    std::cout << fmt::format("array {}: {}x{} devices, gain index {}, {} read(s) averaged\n", a.array,
-                             g_uS.rows(), g_uS.cols(), gain, a.avg);
+    std::cout << fmt::format("array {}: {}x{} devices, gain index {}, {} read(s) averaged\n",
+                             a.array, g_uS.rows(), g_uS.cols(), gain, a.avg);
     std::cout << fmt::format("conductance uS: min {:.2f}  median {:.2f}  mean {:.2f}  max {:.2f}\n",
                              v.front(), median, mean, v.back());
     std::cout << fmt::format("saturated (at ADC full scale): {}\n", saturated);
@@ -219,24 +237,29 @@ int main(int argc, char** argv) {
   Global g;
   const char* env = std::getenv("XBAR_ADDR");
   g.addr = env && *env ? env : "127.0.0.1:50051";
-  app.add_option("--addr", g.addr, "xbard address HOST:PORT (default $XBAR_ADDR or 127.0.0.1:50051)");
+  app.add_option("--addr", g.addr,
+                 "xbard address HOST:PORT (default $XBAR_ADDR or 127.0.0.1:50051)");
   app.add_flag("--json", g.json, "machine-readable JSON on stdout");
-  app.add_option("--timeout", g.timeout_s, "seconds before a call is abandoned")->capture_default_str();
-  app.footer("Exit codes: 0 ok, 1 failed, 2 usage or invalid argument, 3 daemon/board unavailable,\n"
-             "4 not found, 5 timeout.\nExamples:\n  xbarctl info\n  xbarctl read --array 0 --png a0.png\n"
-             "  XBAR_ADDR=lab-pc:50051 xbarctl --json status");
+  app.add_option("--timeout", g.timeout_s, "seconds before a call is abandoned")
+      ->capture_default_str();
+  app.footer(
+      "Exit codes: 0 ok, 1 failed, 2 usage or invalid argument, 3 daemon/board unavailable,\n"
+      "4 not found, 5 timeout.\nExamples:\n  xbarctl info\n  xbarctl read --array 0 --png a0.png\n"
+      "  XBAR_ADDR=lab-pc:50051 xbarctl --json status");
 
   auto* info = app.add_subcommand("info", "board serial, geometry, ADC/DAC facts and backend");
   info->footer("Example: xbarctl info --json");
   auto* status = app.add_subcommand("status", "board uptime and counters");
   ReadArgs ra;
-  auto* read = app.add_subcommand("read", "read one array's conductances (uS); CSV and PNG heat map");
+  auto* read =
+      app.add_subcommand("read", "read one array's conductances (uS); CSV and PNG heat map");
   read->add_option("--array,-a", ra.array, "array index (0..2)")->required();
   read->add_option("--gain", ra.gain, "TIA gain index (default 2: 30 kOhm)");
   read->add_option("--avg", ra.avg, "reads averaged per device (1..64)")->capture_default_str();
   read->add_option("--csv", ra.csv, "write the map as CSV (rows x cols, uS)");
   read->add_option("--png", ra.png, "write a heat map PNG");
-  read->add_option("--png-max", ra.png_max_uS, "heat map colour scale top in uS (default: map max)");
+  read->add_option("--png-max", ra.png_max_uS,
+                   "heat map colour scale top in uS (default: map max)");
   read->footer("Example: xbarctl read --array 1 --avg 8 --csv a1.csv --png a1.png");
 
   try {

@@ -1,8 +1,9 @@
 #include "xbar/drivers/board.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
-#include <fmt/format.h>
 
 namespace xbar {
 
@@ -21,7 +22,8 @@ double mV(uint16_t v) { return v / 1000.0; }
 }  // namespace
 
 double BoardInfo::full_scale_uS(int gain_index) const {
-  const double i_fs_A = (adc_v_hi_V - tia_v_ref_V) / tia_gains_ohm.at(static_cast<size_t>(gain_index));
+  const double i_fs_A =
+      (adc_v_hi_V - tia_v_ref_V) / tia_gains_ohm.at(static_cast<size_t>(gain_index));
   return i_fs_A / v_read_V * 1e6;
 }
 
@@ -37,9 +39,8 @@ Result<std::unique_ptr<Board>> Board::connect(std::unique_ptr<Transport> transpo
                                                wire::decode_info_reply);
   if (!info) return std::unexpected(info.error());
   if (info->protocol_version != wire::kVersion) {
-    return make_error(ErrorCode::kProtocol,
-                      fmt::format("board speaks protocol v{}, this host v{}",
-                                  info->protocol_version, wire::kVersion));
+    return make_error(ErrorCode::kProtocol, fmt::format("board speaks protocol v{}, this host v{}",
+                                                        info->protocol_version, wire::kVersion));
   }
   if (info->tia_gains_ohm.empty() || info->rows == 0 || info->cols == 0 || info->n_arrays == 0) {
     return make_error(ErrorCode::kProtocol, "INFO reply describes an empty board");
@@ -91,9 +92,8 @@ Result<void> Board::check_read_options(const ReadOptions& o, std::string_view wh
                                   info_.tia_gains_ohm.size() - 1));
   }
   if (o.n_avg < 1 || o.n_avg > info_.max_read_avg) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      fmt::format("{}: n_avg = {}: allowed 1..{}", what, o.n_avg,
-                                  info_.max_read_avg));
+    return make_error(ErrorCode::kInvalidArgument, fmt::format("{}: n_avg = {}: allowed 1..{}",
+                                                               what, o.n_avg, info_.max_read_avg));
   }
   return {};
 }
@@ -111,13 +111,15 @@ Result<void> Board::require_sim(std::string_view what) const {
 double Board::code_sum_to_uS(uint32_t code_sum, int n_avg, int gain_index) const {
   const double lsb_V = (info_.adc_v_hi_V - info_.adc_v_lo_V) / ((1u << info_.adc_bits) - 1);
   const double v_out_V = info_.adc_v_lo_V + (static_cast<double>(code_sum) / n_avg) * lsb_V;
-  const double i_A = (v_out_V - info_.tia_v_ref_V) / info_.tia_gains_ohm[static_cast<size_t>(gain_index)];
+  const double i_A =
+      (v_out_V - info_.tia_v_ref_V) / info_.tia_gains_ohm[static_cast<size_t>(gain_index)];
   return i_A / info_.v_read_V * 1e6;
 }
 
 uint16_t Board::volts_to_code(double v_V) const {
   const double max_code = static_cast<double>((1u << info_.dac_bits) - 1);
-  const double code = std::round((v_V - info_.dac_v_min_V) / (info_.dac_v_max_V - info_.dac_v_min_V) * max_code);
+  const double code =
+      std::round((v_V - info_.dac_v_min_V) / (info_.dac_v_max_V - info_.dac_v_min_V) * max_code);
   return static_cast<uint16_t>(std::clamp(code, 0.0, max_code));
 }
 
@@ -125,8 +127,12 @@ Result<BoardStatus> Board::status() {
   auto s = decode_or_error<wire::StatusReply>(client_.call(wire::Opcode::kStatus, {}),
                                               wire::decode_status_reply);
   if (!s) return std::unexpected(s.error());
-  return BoardStatus{s->state == wire::BoardState::kLoopRunning, s->last_error, s->uptime_ns,
-                     s->ops_executed, s->pulses_applied, s->replays_served};
+  return BoardStatus{s->state == wire::BoardState::kLoopRunning,
+                     s->last_error,
+                     s->uptime_ns,
+                     s->ops_executed,
+                     s->pulses_applied,
+                     s->replays_served};
 }
 
 Result<ConductanceMap> Board::read_array(int array, ReadOptions options) {
@@ -207,9 +213,10 @@ Result<PulseBatchResult> Board::pulse(int array, const PulseBatch& batch) {
   for (size_t k = 0; k < batch.devices.size(); ++k) {
     const DevicePulse& d = batch.devices[k];
     if (d.row < 0 || d.row >= info_.rows || d.col < 0 || d.col >= info_.cols) {
-      return make_error(ErrorCode::kInvalidArgument,
-                        fmt::format("pulse: devices[{}] = (row {}, col {}): allowed rows 0..{}, cols 0..{}",
-                                    k, d.row, d.col, info_.rows - 1, info_.cols - 1));
+      return make_error(
+          ErrorCode::kInvalidArgument,
+          fmt::format("pulse: devices[{}] = (row {}, col {}): allowed rows 0..{}, cols 0..{}", k,
+                      d.row, d.col, info_.rows - 1, info_.cols - 1));
     }
     if (!(d.v_V >= vr.lo_V && d.v_V <= vr.hi_V)) {
       return make_error(ErrorCode::kInvalidArgument,
@@ -245,8 +252,8 @@ Result<PulseBatchResult> Board::pulse(int array, const PulseBatch& batch) {
   for (const auto& [idx, d] : order) {
     wire::mask_set(q.mask, idx);
     const double w = std::round(d->width_ns / info_.width_step_ns);
-    q.codes.push_back({volts_to_code(d->v_V), volts_to_code(d->gate_V),
-                       static_cast<uint16_t>(std::max(1.0, w))});
+    q.codes.push_back(
+        {volts_to_code(d->v_V), volts_to_code(d->gate_V), static_cast<uint16_t>(std::max(1.0, w))});
   }
   auto r = decode_or_error<wire::PulseBatchReply>(
       client_.call(wire::Opcode::kPulseBatch, q.encode()), wire::decode_pulse_batch_reply);
@@ -260,9 +267,10 @@ Result<std::vector<uint32_t>> Board::vmm(int array, std::span<const uint8_t> inp
   if (auto c = check_read_options({gain_index, 1}, "vmm"); !c) return std::unexpected(c.error());
   const size_t rows = static_cast<size_t>(info_.rows), cols = static_cast<size_t>(info_.cols);
   if (inputs.empty() || inputs.size() % rows != 0) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      fmt::format("vmm: inputs has {} bytes: must be a positive multiple of {} rows",
-                                  inputs.size(), rows));
+    return make_error(
+        ErrorCode::kInvalidArgument,
+        fmt::format("vmm: inputs has {} bytes: must be a positive multiple of {} rows",
+                    inputs.size(), rows));
   }
   const size_t n = inputs.size() / rows;
   std::vector<uint32_t> acc;
@@ -303,7 +311,8 @@ Result<std::vector<wire::FaultKind>> Board::sim_fault_map(int array) {
   if (auto c = check_array(array, "sim_fault_map"); !c) return std::unexpected(c.error());
   const size_t cells = static_cast<size_t>(info_.rows) * info_.cols;
   auto r = decode_or_error<wire::SimFaultMapReply>(
-      client_.call(wire::Opcode::kSimFaultMap, wire::ArrayRequest{static_cast<uint8_t>(array)}.encode()),
+      client_.call(wire::Opcode::kSimFaultMap,
+                   wire::ArrayRequest{static_cast<uint8_t>(array)}.encode()),
       [cells](std::span<const uint8_t> p) { return wire::decode_sim_fault_map_reply(p, cells); });
   if (!r) return std::unexpected(r.error());
   return std::move(r->faults);
@@ -316,7 +325,9 @@ Result<Eigen::MatrixXd> Board::sim_ground_truth(int array) {
   auto r = decode_or_error<wire::SimGroundTruthReply>(
       client_.call(wire::Opcode::kSimGroundTruth,
                    wire::ArrayRequest{static_cast<uint8_t>(array)}.encode()),
-      [cells](std::span<const uint8_t> p) { return wire::decode_sim_ground_truth_reply(p, cells); });
+      [cells](std::span<const uint8_t> p) {
+        return wire::decode_sim_ground_truth_reply(p, cells);
+      });
   if (!r) return std::unexpected(r.error());
   Eigen::MatrixXd g(info_.rows, info_.cols);
   for (int row = 0; row < info_.rows; ++row) {

@@ -15,9 +15,8 @@ namespace xbar {
 namespace {
 
 /// Parses "k=v,k=v" into a map, rejecting keys outside `allowed`.
-Result<std::map<std::string, std::string>> parse_params(const std::string& uri,
-                                                        const std::string& params,
-                                                        std::initializer_list<std::string> allowed) {
+Result<std::map<std::string, std::string>> parse_params(
+    const std::string& uri, const std::string& params, std::initializer_list<std::string> allowed) {
   std::map<std::string, std::string> out;
   size_t pos = 0;
   while (pos < params.size()) {
@@ -35,8 +34,9 @@ Result<std::map<std::string, std::string>> parse_params(const std::string& uri,
     if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
       std::string names;
       for (const auto& a : allowed) names += (names.empty() ? "" : ", ") + a;
-      return make_error(ErrorCode::kInvalidArgument,
-                        fmt::format("board URI '{}': unknown key '{}' (allowed: {})", uri, key, names));
+      return make_error(
+          ErrorCode::kInvalidArgument,
+          fmt::format("board URI '{}': unknown key '{}' (allowed: {})", uri, key, names));
     }
     out[key] = kv.substr(eq + 1);
   }
@@ -47,9 +47,9 @@ Result<uint64_t> parse_u64(const std::string& uri, const std::string& key, const
   uint64_t out = 0;
   auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
   if (ec != std::errc() || p != v.data() + v.size()) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      fmt::format("board URI '{}': {} = '{}': expected an unsigned integer", uri,
-                                  key, v));
+    return make_error(
+        ErrorCode::kInvalidArgument,
+        fmt::format("board URI '{}': {} = '{}': expected an unsigned integer", uri, key, v));
   }
   return out;
 }
@@ -58,8 +58,8 @@ Result<uint64_t> parse_u64(const std::string& uri, const std::string& key, const
 
 Result<std::unique_ptr<Board>> Board::open(const std::string& uri) {
   if (uri == "sim" || uri.starts_with("sim:")) {
-    auto params = parse_params(uri, uri.size() > 4 ? uri.substr(4) : "",
-                               {"profile", "seed", "noise_seed"});
+    auto params =
+        parse_params(uri, uri.size() > 4 ? uri.substr(4) : "", {"profile", "seed", "noise_seed"});
     if (!params) return std::unexpected(params.error());
     const std::string profile_name = params->contains("profile") ? (*params)["profile"] : "typical";
     auto profile = fwsim::load_profile(profile_name);

@@ -16,7 +16,8 @@ Result<void> InProcessTransport::send(std::span<const uint8_t> frame) {
 }
 
 Result<std::vector<uint8_t>> InProcessTransport::receive(std::chrono::milliseconds /*timeout*/) {
-  if (replies_.empty()) return make_error(ErrorCode::kTimeout, "in-process board: no reply pending");
+  if (replies_.empty())
+    return make_error(ErrorCode::kTimeout, "in-process board: no reply pending");
   std::vector<uint8_t> r = std::move(replies_.front());
   replies_.pop_front();
   return r;

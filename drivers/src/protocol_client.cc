@@ -11,12 +11,17 @@ namespace {
 ErrorCode map_board_error(wire::ErrorCode c) {
   switch (c) {
     case wire::ErrorCode::kBadLength:
-    case wire::ErrorCode::kOutOfRange: return ErrorCode::kInvalidArgument;
+    case wire::ErrorCode::kOutOfRange:
+      return ErrorCode::kInvalidArgument;
     case wire::ErrorCode::kUnsupported:
-    case wire::ErrorCode::kUnknownOpcode: return ErrorCode::kUnsupported;
-    case wire::ErrorCode::kBusy: return ErrorCode::kBusy;
-    case wire::ErrorCode::kAborted: return ErrorCode::kCancelled;
-    default: return ErrorCode::kBoardError;
+    case wire::ErrorCode::kUnknownOpcode:
+      return ErrorCode::kUnsupported;
+    case wire::ErrorCode::kBusy:
+      return ErrorCode::kBusy;
+    case wire::ErrorCode::kAborted:
+      return ErrorCode::kCancelled;
+    default:
+      return ErrorCode::kBoardError;
   }
 }
 
@@ -64,13 +69,13 @@ Result<std::vector<uint8_t>> ProtocolClient::call(wire::Opcode op,
           last_problem = "board: " + e->message;
           break;
         }
-        return make_error(map_board_error(e->code),
-                          fmt::format("board: {} ({})", e->message, wire::error_code_name(e->code)));
+        return make_error(map_board_error(e->code), fmt::format("board: {} ({})", e->message,
+                                                                wire::error_code_name(e->code)));
       }
       if (h.opcode != op) {
         return make_error(ErrorCode::kProtocol,
-                          fmt::format("reply opcode {} to a {} request", wire::opcode_name(h.opcode),
-                                      wire::opcode_name(op)));
+                          fmt::format("reply opcode {} to a {} request",
+                                      wire::opcode_name(h.opcode), wire::opcode_name(op)));
       }
       return std::move(reply->payload);
     }

@@ -21,8 +21,8 @@ Error socket_error(const std::string& address, const boost::system::error_code& 
   }
   if (ec == asio::error::eof || ec == asio::error::connection_reset ||
       ec == asio::error::broken_pipe) {
-    return {ErrorCode::kUnavailable, fmt::format("{}: board closed the connection during {}",
-                                                 address, what)};
+    return {ErrorCode::kUnavailable,
+            fmt::format("{}: board closed the connection during {}", address, what)};
   }
   if (ec == asio::error::timed_out || ec == asio::error::operation_aborted) {
     return {ErrorCode::kTimeout, fmt::format("{}: {} timed out", address, what)};
@@ -53,8 +53,8 @@ boost::system::error_code SocketTransport::run_with_deadline(Op&& start,
   return result;
 }
 
-Result<std::unique_ptr<SocketTransport>> SocketTransport::connect(const std::string& address,
-                                                                  std::chrono::milliseconds timeout) {
+Result<std::unique_ptr<SocketTransport>> SocketTransport::connect(
+    const std::string& address, std::chrono::milliseconds timeout) {
   std::unique_ptr<SocketTransport> t(new SocketTransport());
   t->address_ = address;
   boost::system::error_code ec;
@@ -75,10 +75,9 @@ Result<std::unique_ptr<SocketTransport>> SocketTransport::connect(const std::str
     t->tcp_ = std::make_unique<asio::ip::tcp::socket>(t->io_);
     ec = t->run_with_deadline(
         [&](auto handler) {
-          asio::async_connect(*t->tcp_, endpoints,
-                              [handler](const boost::system::error_code& e, const auto&) {
-                                handler(e, 0);
-                              });
+          asio::async_connect(
+              *t->tcp_, endpoints,
+              [handler](const boost::system::error_code& e, const auto&) { handler(e, 0); });
         },
         timeout);
     if (!ec) t->tcp_->set_option(asio::ip::tcp::no_delay(true));
@@ -103,8 +102,10 @@ SocketTransport::~SocketTransport() {
 Result<void> SocketTransport::send(std::span<const uint8_t> frame) {
   auto ec = run_with_deadline(
       [&](auto handler) {
-        if (tcp_) asio::async_write(*tcp_, asio::buffer(frame.data(), frame.size()), handler);
-        else asio::async_write(*unix_, asio::buffer(frame.data(), frame.size()), handler);
+        if (tcp_)
+          asio::async_write(*tcp_, asio::buffer(frame.data(), frame.size()), handler);
+        else
+          asio::async_write(*unix_, asio::buffer(frame.data(), frame.size()), handler);
       },
       std::chrono::milliseconds(5000));
   if (ec) return std::unexpected(socket_error(address_, ec, "send"));
@@ -144,8 +145,10 @@ Result<std::vector<uint8_t>> SocketTransport::receive(std::chrono::milliseconds 
             got = n;
             handler(e, n);
           };
-          if (tcp_) tcp_->async_read_some(asio::buffer(chunk), h);
-          else unix_->async_read_some(asio::buffer(chunk), h);
+          if (tcp_)
+            tcp_->async_read_some(asio::buffer(chunk), h);
+          else
+            unix_->async_read_some(asio::buffer(chunk), h);
         },
         left);
     rx_.insert(rx_.end(), chunk, chunk + got);

@@ -101,7 +101,7 @@ Result<Probed> probe(const Candidate& c, std::chrono::milliseconds timeout) {
   int n = libusb_control_transfer(raw, kStandardDeviceIn, LIBUSB_REQUEST_GET_DESCRIPTOR,
                                   static_cast<uint16_t>((LIBUSB_DT_STRING << 8) | c.serial_index),
                                   0x0409, buf, sizeof(buf), libusb_timeout_ms(timeout));
-  if (n < 0) return std::unexpected(usb_error(n, {"read serial number", c.node()}));
+  if (n < 0) return std::unexpected(usb_error(n, {"read serial number", c.node(), timeout}));
   if (n < 2 || buf[1] != LIBUSB_DT_STRING || buf[0] > n || buf[0] % 2 != 0) {
     return std::unexpected(
         Error{ErrorCode::kProtocol,

@@ -1,5 +1,6 @@
 #include "xbar/fwsim/chip.h"
 
+#include <Eigen/Eigenvalues>
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -34,6 +35,16 @@ Chip::Chip(const ChipProfile& profile, uint64_t chip_seed, uint64_t noise_seed)
     c.vart_uS2.setZero(p_.cols, p_.rows);
   }
   manufacture(chip_seed);
+
+  // Golub-Welsch: nodes and weights of Gauss-Hermite quadrature for E[f(Z)], Z ~ N(0,1).
+  constexpr int kNodes = 64;
+  Eigen::MatrixXd jacobi = Eigen::MatrixXd::Zero(kNodes, kNodes);
+  for (int k = 1; k < kNodes; ++k) jacobi(k, k - 1) = jacobi(k - 1, k) = std::sqrt(double(k));
+  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(jacobi);
+  for (int k = 0; k < kNodes; ++k) {
+    gh_nodes_.push_back(eig.eigenvalues()(k));
+    gh_weights_.push_back(eig.eigenvectors()(0, k) * eig.eigenvectors()(0, k));
+  }
 }
 
 void Chip::manufacture(uint64_t chip_seed) {
@@ -79,20 +90,19 @@ void Chip::manufacture(uint64_t chip_seed) {
   for (int a = 0; a < p_.arrays; ++a) {
     for (const auto& [kind, pop] : counted) {
       if (pop->count_hi <= 0) continue;
-      const auto r = philox4x32_10(
-          make_counter(Stream::kFaultDraw, static_cast<uint32_t>(a), static_cast<uint32_t>(kind),
-                       1),
-          key);
+      const auto r = philox4x32_10(make_counter(Stream::kFaultDraw, static_cast<uint32_t>(a),
+                                                static_cast<uint32_t>(kind), 1),
+                                   key);
       const int span = pop->count_hi - pop->count_lo + 1;
       const int n = pop->count_lo + static_cast<int>(r[0] % static_cast<uint32_t>(span));
       std::vector<uint32_t> order(cells);
       std::iota(order.begin(), order.end(), 0u);
       int placed = 0;
       for (size_t k = 0; k < cells && placed < n; ++k) {
-        const auto rk = philox4x32_10(
-            make_counter(Stream::kFaultDraw, static_cast<uint32_t>(a),
-                         static_cast<uint32_t>(kind), 2, static_cast<uint32_t>(k)),
-            key);
+        const auto rk =
+            philox4x32_10(make_counter(Stream::kFaultDraw, static_cast<uint32_t>(a),
+                                       static_cast<uint32_t>(kind), 2, static_cast<uint32_t>(k)),
+                          key);
         const size_t j = k + rk[0] % (cells - k);
         std::swap(order[k], order[j]);
         Device& d = dev_[static_cast<size_t>(a) * cells + order[k]];
@@ -162,13 +172,13 @@ void Chip::pulse(int array, int row, int col, Polarity polarity, double v_V, dou
   d.g_prog_uS = std::clamp(g0 + step, p_.g_floor_uS, p_.g_ceiling_uS);
   d.t_last_pulse_ns = now_ns_;
   if (p_.relaxation) {
-    const bool mid = d.g_prog_uS > p_.relax_mid_window_uS.lo && d.g_prog_uS < p_.relax_mid_window_uS.hi;
+    const bool mid =
+        d.g_prog_uS > p_.relax_mid_window_uS.lo && d.g_prog_uS < p_.relax_mid_window_uS.hi;
     d.relax_offset_uS = (mid ? p_.relax_sigma_mid_uS : p_.relax_sigma_other_uS) * z[1];
     d.settled = false;
     ArrayCache& c = cache_[static_cast<size_t>(array)];
     c.settle_deadline_ns = std::max(
-        c.settle_deadline_ns,
-        now_ns_ + static_cast<uint64_t>(kSettleTaus * p_.relax_tau_s * 1e9));
+        c.settle_deadline_ns, now_ns_ + static_cast<uint64_t>(kSettleTaus * p_.relax_tau_s * 1e9));
   } else {
     d.relax_offset_uS = 0;
     d.settled = true;
@@ -196,11 +206,27 @@ double Chip::fluctuation_variance(double g_uS) const {
   return std::exp(2 * a + 2) * std_normal_cdf(t - 2) + c * c * (1 - std_normal_cdf(t));
 }
 
+Chip::ReadMoments Chip::read_moments(double g_uS) const {
+  if (!p_.read_noise || g_uS <= 0) return {g_uS, 0.0};
+  const double a = p_.fluc_slope * std::log(std::min(g_uS, p_.fluc_g_cap_uS)) + p_.fluc_offset;
+  double m1 = 0, m2 = 0;
+  for (size_t k = 0; k < gh_nodes_.size(); ++k) {
+    const double s = std::min(p_.fluc_sigma_cap_uS, std::exp(a + gh_nodes_[k]));
+    // Folded normal |G + s N|: E = s sqrt(2/pi) exp(-G^2 / 2s^2) + G (1 - 2 Phi(-G/s)).
+    const double r = g_uS / s;
+    const double folded_mean = s * std::sqrt(2.0 / std::numbers::pi) * std::exp(-0.5 * r * r) +
+                               g_uS * (1 - 2 * std_normal_cdf(-r));
+    m1 += gh_weights_[k] * folded_mean;
+    m2 += gh_weights_[k] * (g_uS * g_uS + s * s);
+  }
+  return {m1, std::max(m2 - m1 * m1, 0.0)};
+}
+
 double Chip::read_sample_uS(double g_uS, uint32_t device_index, uint64_t op_id, uint32_t sub,
                             Stream stream) const {
   if (!p_.read_noise || g_uS <= 0) return g_uS;
-  const auto z = normals4(philox4x32_10(
-      make_counter(stream, lo32(op_id), device_index, sub, hi24(op_id)), noise_key_));
+  const auto z = normals4(
+      philox4x32_10(make_counter(stream, lo32(op_id), device_index, sub, hi24(op_id)), noise_key_));
   // AutoXbar add_fluc_noise: sigma drawn afresh per read, heavy-tailed through exp(Z).
   const double sigma = std::min(
       p_.fluc_sigma_cap_uS,
@@ -233,14 +259,15 @@ void Chip::refresh_cache(int array) {
   for (int r = 0; r < p_.rows; ++r) {
     for (int col = 0; col < p_.cols; ++col) {
       Device& d = dev_[index(array, r, col)];
+      if (!c.dirty && d.settled) continue;  // unchanged since the last refresh
       if (!d.settled && now_ns_ - d.t_last_pulse_ns >= settle_ns) {
         d.g_prog_uS = std::max(d.g_prog_uS + d.relax_offset_uS, kMinPhysicalG_uS);
         d.relax_offset_uS = 0;
         d.settled = true;
       }
-      const double g = true_g_uS(array, r, col);
-      c.gt_uS(col, r) = static_cast<float>(g);
-      c.vart_uS2(col, r) = static_cast<float>(fluctuation_variance(g));
+      const ReadMoments m = read_moments(true_g_uS(array, r, col));
+      c.gt_uS(col, r) = static_cast<float>(m.mean_uS);
+      c.vart_uS2(col, r) = static_cast<float>(m.var_uS2);
     }
   }
   c.dirty = false;
@@ -268,7 +295,7 @@ void Chip::vmm(int array, int gain_index, std::span<const uint8_t> inputs, uint6
       }
     }
   }
-  const Eigen::MatrixXf g_sum = c.gt_uS * x;  // cols x 8n: summed conductance per column (uS)
+  const Eigen::MatrixXf g_sum = c.gt_uS * x;  // cols x 8n: summed mean read per column (uS)
   const bool per_device = p_.vmm_noise == "per_device";
   Eigen::MatrixXf var_sum;
   if (p_.read_noise && !per_device) var_sum = c.vart_uS2 * x;
@@ -295,14 +322,13 @@ void Chip::vmm(int array, int gain_index, std::span<const uint8_t> inputs, uint6
                                    Stream::kVmmDevice);
           }
         } else if (p_.read_noise) {
-          // One Gaussian per column and plane with the summed expected variance: exact in
-          // mean and variance; see docs/firmware.md §4.3 for what it costs in the tails.
+          // One Gaussian per column and plane with the summed read variance: exact in mean
+          // and variance; see docs/firmware.md §4.3 for what it costs in the tails.
           if (col % 4 == 0) {
-            z = normals4(philox4x32_10(
-                make_counter(Stream::kVmmColumn, lo32(op_id),
-                             (static_cast<uint32_t>(array) << 24) | sub,
-                             static_cast<uint32_t>(col / 4), hi24(op_id)),
-                noise_key_));
+            z = normals4(philox4x32_10(make_counter(Stream::kVmmColumn, lo32(op_id),
+                                                    (static_cast<uint32_t>(array) << 24) | sub,
+                                                    static_cast<uint32_t>(col / 4), hi24(op_id)),
+                                       noise_key_));
           }
           g_uS += std::sqrt(static_cast<double>(var_sum(col, j))) * z[static_cast<size_t>(col % 4)];
         }

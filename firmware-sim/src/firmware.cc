@@ -1,9 +1,10 @@
 #include "xbar/fwsim/firmware.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <fmt/format.h>
 
 #include "xbar/wire/bytes.h"
 
@@ -131,25 +132,35 @@ std::vector<uint8_t> Firmware::handle(SessionId id, std::span<const uint8_t> req
 
 std::vector<uint8_t> Firmware::execute(const wire::Frame& f) {
   switch (f.header.opcode) {
-    case Opcode::kInfo: return do_info(f);
-    case Opcode::kStatus: return do_status(f);
-    case Opcode::kRead: return do_read(f);
-    case Opcode::kPulseBatch: return do_pulse_batch(f);
-    case Opcode::kVmm: return do_vmm(f);
+    case Opcode::kInfo:
+      return do_info(f);
+    case Opcode::kStatus:
+      return do_status(f);
+    case Opcode::kRead:
+      return do_read(f);
+    case Opcode::kPulseBatch:
+      return do_pulse_batch(f);
+    case Opcode::kVmm:
+      return do_vmm(f);
     case Opcode::kAbort: {
       wire::AbortReply r;  // no loop can be running: LOOP_RUN is not in this firmware yet
       return ok_reply(f.header, r.encode());
     }
-    case Opcode::kWait: return do_wait(f);
+    case Opcode::kWait:
+      return do_wait(f);
     case Opcode::kLoopLoad:
     case Opcode::kLoopRun:
       return error_reply(f.header, ErrorCode::kUnsupported,
                          fmt::format("{}: closed-loop inference is not in firmware {}",
                                      wire::opcode_name(f.header.opcode), kFirmwareVersion));
-    case Opcode::kSimFaultMap: return do_sim_fault_map(f);
-    case Opcode::kSimGroundTruth: return do_sim_ground_truth(f);
-    case Opcode::kSimInjectFault: return do_sim_inject_fault(f);
-    case Opcode::kSimClock: return do_sim_clock(f);
+    case Opcode::kSimFaultMap:
+      return do_sim_fault_map(f);
+    case Opcode::kSimGroundTruth:
+      return do_sim_ground_truth(f);
+    case Opcode::kSimInjectFault:
+      return do_sim_inject_fault(f);
+    case Opcode::kSimClock:
+      return do_sim_clock(f);
   }
   return error_reply(f.header, ErrorCode::kUnknownOpcode, "opcode not handled");
 }
@@ -231,8 +242,7 @@ std::vector<uint8_t> Firmware::do_read(const wire::Frame& f) {
   } else {
     r.code_sums.reserve(q->cells.size());
     for (const wire::Cell c : q->cells) r.code_sums.push_back(read_sum(c.row, c.col));
-    chip_.advance_ns(
-        static_cast<uint64_t>(q->n_avg * q->cells.size() * p.read_row_us * 1000.0));
+    chip_.advance_ns(static_cast<uint64_t>(q->n_avg * q->cells.size() * p.read_row_us * 1000.0));
   }
   return ok_reply(f.header, r.encode());
 }
@@ -243,9 +253,9 @@ std::vector<uint8_t> Firmware::do_pulse_batch(const wire::Frame& f) {
   auto q = wire::decode_pulse_batch_request(f.payload, (cells + 7) / 8);
   if (!q) return error_reply(f.header, ErrorCode::kBadLength, q.error());
   if (q->array >= p.arrays) {
-    return error_reply(f.header, ErrorCode::kOutOfRange,
-                       fmt::format("PULSE_BATCH.array = {}: allowed 0..{}", q->array,
-                                   p.arrays - 1));
+    return error_reply(
+        f.header, ErrorCode::kOutOfRange,
+        fmt::format("PULSE_BATCH.array = {}: allowed 0..{}", q->array, p.arrays - 1));
   }
   const bool set = q->polarity == wire::Polarity::kSet;
   const Range v_range = set ? p.set_v_V : p.reset_v_V;
@@ -317,9 +327,9 @@ std::vector<uint8_t> Firmware::do_vmm(const wire::Frame& f) {
                                    p.tia_gains_ohm.size() - 1));
   }
   if (q->n_vectors < 1 || q->n_vectors > kMaxVmmVectors) {
-    return error_reply(f.header, ErrorCode::kOutOfRange,
-                       fmt::format("VMM.n_vectors = {}: allowed 1..{}", q->n_vectors,
-                                   kMaxVmmVectors));
+    return error_reply(
+        f.header, ErrorCode::kOutOfRange,
+        fmt::format("VMM.n_vectors = {}: allowed 1..{}", q->n_vectors, kMaxVmmVectors));
   }
   wire::VmmReply r;
   r.array = q->array;
@@ -344,9 +354,9 @@ std::vector<uint8_t> Firmware::do_sim_fault_map(const wire::Frame& f) {
   auto q = wire::decode_array_request(f.payload);
   if (!q) return error_reply(f.header, ErrorCode::kBadLength, q.error());
   if (q->array >= profile_.arrays) {
-    return error_reply(f.header, ErrorCode::kOutOfRange,
-                       fmt::format("SIM_FAULT_MAP.array = {}: allowed 0..{}", q->array,
-                                   profile_.arrays - 1));
+    return error_reply(
+        f.header, ErrorCode::kOutOfRange,
+        fmt::format("SIM_FAULT_MAP.array = {}: allowed 0..{}", q->array, profile_.arrays - 1));
   }
   wire::SimFaultMapReply r;
   r.array = q->array;
@@ -362,9 +372,9 @@ std::vector<uint8_t> Firmware::do_sim_ground_truth(const wire::Frame& f) {
   auto q = wire::decode_array_request(f.payload);
   if (!q) return error_reply(f.header, ErrorCode::kBadLength, q.error());
   if (q->array >= profile_.arrays) {
-    return error_reply(f.header, ErrorCode::kOutOfRange,
-                       fmt::format("SIM_GROUND_TRUTH.array = {}: allowed 0..{}", q->array,
-                                   profile_.arrays - 1));
+    return error_reply(
+        f.header, ErrorCode::kOutOfRange,
+        fmt::format("SIM_GROUND_TRUTH.array = {}: allowed 0..{}", q->array, profile_.arrays - 1));
   }
   wire::SimGroundTruthReply r;
   r.array = q->array;
@@ -388,8 +398,7 @@ std::vector<uint8_t> Firmware::do_sim_inject_fault(const wire::Frame& f) {
   }
   if (!std::isnan(q->g_uS) && !(q->g_uS >= 0 && q->g_uS <= 10000)) {
     return error_reply(f.header, ErrorCode::kOutOfRange,
-                       fmt::format("SIM_INJECT_FAULT.g_uS = {}: allowed 0..10000 or NaN",
-                                   q->g_uS));
+                       fmt::format("SIM_INJECT_FAULT.g_uS = {}: allowed 0..10000 or NaN", q->g_uS));
   }
   chip_.inject_fault(q->array, q->row, q->col, q->fault, q->g_uS);
   return ok_reply(f.header, {});

@@ -90,10 +90,9 @@ awaitable<void> SocketServer::serve(Socket socket, std::string peer) {
     if (ec) break;
     auto hdr = wire::decode_header(std::span(buf.data(), wire::kHeaderSize));
     size_t total = wire::kHeaderSize;
-    const bool resync_impossible =
-        !hdr && (hdr.error() == wire::FrameError::kBadMagic ||
-                 hdr.error() == wire::FrameError::kBadVersion ||
-                 hdr.error() == wire::FrameError::kOversize);
+    const bool resync_impossible = !hdr && (hdr.error() == wire::FrameError::kBadMagic ||
+                                            hdr.error() == wire::FrameError::kBadVersion ||
+                                            hdr.error() == wire::FrameError::kOversize);
     if (!resync_impossible) {
       uint32_t length = 0;
       std::memcpy(&length, buf.data() + 12, 4);
@@ -104,7 +103,8 @@ awaitable<void> SocketServer::serve(Socket socket, std::string peer) {
     }
     // The firmware answers every frame, malformed ones with an error reply.
     std::vector<uint8_t> reply = fw_.handle(session, std::span(buf.data(), total));
-    co_await asio::async_write(socket, asio::buffer(reply), asio::redirect_error(use_awaitable, ec));
+    co_await asio::async_write(socket, asio::buffer(reply),
+                               asio::redirect_error(use_awaitable, ec));
     if (ec) break;
     if (resync_impossible) {
       // A byte stream cannot find the next frame boundary after a bad header: drop the link.

@@ -4,9 +4,10 @@
 // and the Firmware executes their requests one at a time, like a real board.
 #pragma once
 
+// clang-format off
 #include <utility>  // before Asio: Boost 1.74 awaitable.hpp uses std::exchange unincluded
-
 #include <boost/asio.hpp>
+// clang-format on
 #include <string>
 
 #include "xbar/fwsim/firmware.h"

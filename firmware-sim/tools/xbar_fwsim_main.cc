@@ -1,7 +1,7 @@
 // xbar-fwsim: the board's twin as a process, serving protocol v1 on a TCP or Unix socket.
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <CLI/CLI.hpp>
 #include <fstream>
 #include <iostream>
 

@@ -66,7 +66,8 @@ grpc::Status BoardServiceImpl::ReadConductances(grpc::ServerContext* ctx,
                                                 grpc::ServerWriter<v1::ConductanceChunk>* writer) {
   const BoardInfo& info = board_.info();
   if (req->array() >= static_cast<uint32_t>(info.arrays)) {
-    return invalid_argument(fmt::format("array = {}: allowed 0..{}", req->array(), info.arrays - 1));
+    return invalid_argument(
+        fmt::format("array = {}: allowed 0..{}", req->array(), info.arrays - 1));
   }
   const uint32_t n_gains = static_cast<uint32_t>(info.tia_gains_ohm.size());
   const uint32_t gain = req->has_gain_index() ? req->gain_index() : 2;

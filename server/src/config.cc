@@ -74,7 +74,8 @@ std::expected<DaemonConfig, std::string> parse_config(const std::string& yaml_te
   if (auto r = check_keys(root, "<top>", {"listen", "board", "state_dir", "log_level"}); !r) {
     return fail(r.error());
   }
-  auto str = [&](const YAML::Node& n, const std::string& key, std::string& out) -> std::expected<void, std::string> {
+  auto str = [&](const YAML::Node& n, const std::string& key,
+                 std::string& out) -> std::expected<void, std::string> {
     if (!n) return {};
     auto v = get_string(n, key);
     if (!v) return Err(v.error());
@@ -85,7 +86,9 @@ std::expected<DaemonConfig, std::string> parse_config(const std::string& yaml_te
   if (auto r = str(root["state_dir"], "state_dir", c.state_dir); !r) return fail(r.error());
   if (auto r = str(root["log_level"], "log_level", c.log_level); !r) return fail(r.error());
   if (const YAML::Node b = root["board"]) {
-    if (auto r = check_keys(b, "board", {"backend", "profile", "seed", "noise_seed", "address", "serial"}); !r) {
+    if (auto r = check_keys(b, "board",
+                            {"backend", "profile", "seed", "noise_seed", "address", "serial"});
+        !r) {
       return fail(r.error());
     }
     if (auto r = str(b["backend"], "board.backend", c.backend); !r) return fail(r.error());
@@ -109,10 +112,11 @@ std::expected<DaemonConfig, std::string> parse_config(const std::string& yaml_te
   if (c.listen.find(':') == std::string::npos && !c.listen.starts_with("unix:")) {
     return fail(fmt::format("listen: '{}': expected HOST:PORT or unix:PATH", c.listen));
   }
-  static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+  static const std::set<std::string> kLevels = {"trace", "debug",    "info", "warn",
+                                                "error", "critical", "off"};
   if (!kLevels.contains(c.log_level)) {
-    return fail(fmt::format("log_level: '{}': allowed trace, debug, info, warn, error, critical, off",
-                            c.log_level));
+    return fail(fmt::format(
+        "log_level: '{}': allowed trace, debug, info, warn, error, critical, off", c.log_level));
   }
   return c;
 }

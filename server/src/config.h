@@ -9,13 +9,13 @@ namespace xbar::server {
 
 struct DaemonConfig {
   std::string listen = "127.0.0.1:50051";  // gRPC address (host:port)
-  std::string backend = "sim";              // sim | socket | usb
-  std::string profile = "typical";          // sim: chip profile name or path
-  uint64_t seed = 1;                        // sim: chip seed
-  uint64_t noise_seed = 1;                  // sim: noise seed
-  std::string address;                      // socket: tcp:HOST:PORT or unix:PATH
-  std::string serial;                       // usb: board serial (empty: the only board)
-  std::string state_dir = "./xbar-state";   // durable state (chip records)
+  std::string backend = "sim";             // sim | socket | usb
+  std::string profile = "typical";         // sim: chip profile name or path
+  uint64_t seed = 1;                       // sim: chip seed
+  uint64_t noise_seed = 1;                 // sim: noise seed
+  std::string address;                     // socket: tcp:HOST:PORT or unix:PATH
+  std::string serial;                      // usb: board serial (empty: the only board)
+  std::string state_dir = "./xbar-state";  // durable state (chip records)
   std::string log_level = "info";
 
   /// The driver URI this configuration selects, e.g. "sim:profile=typical,seed=1,noise_seed=1".

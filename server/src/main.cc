@@ -1,11 +1,11 @@
 // xbard: the daemon that owns one xbar board and serves the xbar.v1 gRPC API.
 // main() only parses flags, builds the pieces and runs.
-#include <CLI/CLI.hpp>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <spdlog/spdlog.h>
 
+#include <CLI/CLI.hpp>
 #include <csignal>
 #include <iostream>
 #include <thread>
@@ -34,7 +34,8 @@ int main(int argc, char** argv) {
   app.footer(
       "With no config: the embedded twin (profile typical) on 127.0.0.1:50051.\n"
       "Examples:\n  xbard\n  xbard --board sim:profile=imssa,seed=3\n"
-      "  xbard --config /etc/xbar/xbard.yaml\n  xbard --board tcp:127.0.0.1:7700 --listen 127.0.0.1:50052");
+      "  xbard --config /etc/xbar/xbard.yaml\n  xbard --board tcp:127.0.0.1:7700 --listen "
+      "127.0.0.1:50052");
   CLI11_PARSE(app, argc, argv);
 
   xbar::server::DaemonConfig cfg;

@@ -6,17 +6,39 @@ grpc::Status to_status(const Error& e) {
   using grpc::StatusCode;
   StatusCode code = StatusCode::INTERNAL;
   switch (e.code) {
-    case ErrorCode::kInvalidArgument: code = StatusCode::INVALID_ARGUMENT; break;
-    case ErrorCode::kNotFound: code = StatusCode::NOT_FOUND; break;
-    case ErrorCode::kPermissionDenied: code = StatusCode::PERMISSION_DENIED; break;
-    case ErrorCode::kUnavailable: code = StatusCode::UNAVAILABLE; break;
-    case ErrorCode::kTimeout: code = StatusCode::DEADLINE_EXCEEDED; break;
-    case ErrorCode::kProtocol: code = StatusCode::INTERNAL; break;
-    case ErrorCode::kBoardError: code = StatusCode::INTERNAL; break;
-    case ErrorCode::kUnsupported: code = StatusCode::UNIMPLEMENTED; break;
-    case ErrorCode::kBusy: code = StatusCode::RESOURCE_EXHAUSTED; break;
-    case ErrorCode::kCancelled: code = StatusCode::CANCELLED; break;
-    case ErrorCode::kInternal: code = StatusCode::INTERNAL; break;
+    case ErrorCode::kInvalidArgument:
+      code = StatusCode::INVALID_ARGUMENT;
+      break;
+    case ErrorCode::kNotFound:
+      code = StatusCode::NOT_FOUND;
+      break;
+    case ErrorCode::kPermissionDenied:
+      code = StatusCode::PERMISSION_DENIED;
+      break;
+    case ErrorCode::kUnavailable:
+      code = StatusCode::UNAVAILABLE;
+      break;
+    case ErrorCode::kTimeout:
+      code = StatusCode::DEADLINE_EXCEEDED;
+      break;
+    case ErrorCode::kProtocol:
+      code = StatusCode::INTERNAL;
+      break;
+    case ErrorCode::kBoardError:
+      code = StatusCode::INTERNAL;
+      break;
+    case ErrorCode::kUnsupported:
+      code = StatusCode::UNIMPLEMENTED;
+      break;
+    case ErrorCode::kBusy:
+      code = StatusCode::RESOURCE_EXHAUSTED;
+      break;
+    case ErrorCode::kCancelled:
+      code = StatusCode::CANCELLED;
+      break;
+    case ErrorCode::kInternal:
+      code = StatusCode::INTERNAL;
+      break;
   }
   return {code, e.message};
 }

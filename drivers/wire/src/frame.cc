@@ -49,32 +49,52 @@ bool is_known_opcode(uint8_t op) {
 
 std::string_view opcode_name(Opcode op) {
   switch (op) {
-    case Opcode::kInfo: return "INFO";
-    case Opcode::kStatus: return "STATUS";
-    case Opcode::kRead: return "READ";
-    case Opcode::kPulseBatch: return "PULSE_BATCH";
-    case Opcode::kVmm: return "VMM";
-    case Opcode::kAbort: return "ABORT";
-    case Opcode::kWait: return "WAIT";
-    case Opcode::kLoopLoad: return "LOOP_LOAD";
-    case Opcode::kLoopRun: return "LOOP_RUN";
-    case Opcode::kSimFaultMap: return "SIM_FAULT_MAP";
-    case Opcode::kSimGroundTruth: return "SIM_GROUND_TRUTH";
-    case Opcode::kSimInjectFault: return "SIM_INJECT_FAULT";
-    case Opcode::kSimClock: return "SIM_CLOCK";
+    case Opcode::kInfo:
+      return "INFO";
+    case Opcode::kStatus:
+      return "STATUS";
+    case Opcode::kRead:
+      return "READ";
+    case Opcode::kPulseBatch:
+      return "PULSE_BATCH";
+    case Opcode::kVmm:
+      return "VMM";
+    case Opcode::kAbort:
+      return "ABORT";
+    case Opcode::kWait:
+      return "WAIT";
+    case Opcode::kLoopLoad:
+      return "LOOP_LOAD";
+    case Opcode::kLoopRun:
+      return "LOOP_RUN";
+    case Opcode::kSimFaultMap:
+      return "SIM_FAULT_MAP";
+    case Opcode::kSimGroundTruth:
+      return "SIM_GROUND_TRUTH";
+    case Opcode::kSimInjectFault:
+      return "SIM_INJECT_FAULT";
+    case Opcode::kSimClock:
+      return "SIM_CLOCK";
   }
   return "UNKNOWN";
 }
 
 std::string_view frame_error_name(FrameError e) {
   switch (e) {
-    case FrameError::kTruncated: return "truncated frame";
-    case FrameError::kBadMagic: return "bad magic (expected \"XBAR\")";
-    case FrameError::kBadVersion: return "unsupported protocol version (expected 1)";
-    case FrameError::kOversize: return "frame length exceeds 65536 payload bytes";
-    case FrameError::kBadCrc: return "CRC32C mismatch";
-    case FrameError::kUnknownOpcode: return "unknown opcode";
-    case FrameError::kTrailingBytes: return "bytes after the announced payload";
+    case FrameError::kTruncated:
+      return "truncated frame";
+    case FrameError::kBadMagic:
+      return "bad magic (expected \"XBAR\")";
+    case FrameError::kBadVersion:
+      return "unsupported protocol version (expected 1)";
+    case FrameError::kOversize:
+      return "frame length exceeds 65536 payload bytes";
+    case FrameError::kBadCrc:
+      return "CRC32C mismatch";
+    case FrameError::kUnknownOpcode:
+      return "unknown opcode";
+    case FrameError::kTrailingBytes:
+      return "bytes after the announced payload";
   }
   return "frame error";
 }

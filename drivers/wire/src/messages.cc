@@ -1,7 +1,8 @@
 #include "xbar/wire/messages.h"
 
-#include <bit>
 #include <fmt/format.h>
+
+#include <bit>
 
 #include "xbar/wire/bytes.h"
 
@@ -36,25 +37,38 @@ constexpr size_t kMaxGains = 8;
 
 std::string_view error_code_name(ErrorCode c) {
   switch (c) {
-    case ErrorCode::kBadFrame: return "BAD_FRAME";
-    case ErrorCode::kUnknownOpcode: return "UNKNOWN_OPCODE";
-    case ErrorCode::kBadLength: return "BAD_LENGTH";
-    case ErrorCode::kOutOfRange: return "OUT_OF_RANGE";
-    case ErrorCode::kBusy: return "BUSY";
-    case ErrorCode::kSeqReused: return "SEQ_REUSED";
-    case ErrorCode::kUnsupported: return "UNSUPPORTED";
-    case ErrorCode::kAborted: return "ABORTED";
-    case ErrorCode::kInternal: return "INTERNAL";
+    case ErrorCode::kBadFrame:
+      return "BAD_FRAME";
+    case ErrorCode::kUnknownOpcode:
+      return "UNKNOWN_OPCODE";
+    case ErrorCode::kBadLength:
+      return "BAD_LENGTH";
+    case ErrorCode::kOutOfRange:
+      return "OUT_OF_RANGE";
+    case ErrorCode::kBusy:
+      return "BUSY";
+    case ErrorCode::kSeqReused:
+      return "SEQ_REUSED";
+    case ErrorCode::kUnsupported:
+      return "UNSUPPORTED";
+    case ErrorCode::kAborted:
+      return "ABORTED";
+    case ErrorCode::kInternal:
+      return "INTERNAL";
   }
   return "UNKNOWN_ERROR";
 }
 
 std::string_view fault_kind_name(FaultKind k) {
   switch (k) {
-    case FaultKind::kNone: return "ok";
-    case FaultKind::kStuckHigh: return "stuck_high";
-    case FaultKind::kStuckLow: return "stuck_low";
-    case FaultKind::kSlow: return "slow";
+    case FaultKind::kNone:
+      return "ok";
+    case FaultKind::kStuckHigh:
+      return "stuck_high";
+    case FaultKind::kStuckLow:
+      return "stuck_low";
+    case FaultKind::kSlow:
+      return "slow";
   }
   return "unknown";
 }
@@ -109,8 +123,8 @@ std::vector<uint8_t> InfoReply::encode() const {
   for (size_t i = 0; i < tia_gains_ohm.size() && i < kMaxGains; ++i) w.put(tia_gains_ohm[i]);
   w.put(width_step_ns);
   w.put(width_max_code);
-  for (uint16_t v : {set_v_min_mV, set_v_max_mV, set_gate_min_mV, set_gate_max_mV,
-                     reset_v_min_mV, reset_v_max_mV, reset_gate_min_mV, reset_gate_max_mV}) {
+  for (uint16_t v : {set_v_min_mV, set_v_max_mV, set_gate_min_mV, set_gate_max_mV, reset_v_min_mV,
+                     reset_v_max_mV, reset_gate_min_mV, reset_gate_max_mV}) {
     w.put(v);
   }
   w.put(max_payload);
@@ -143,9 +157,9 @@ Decoded<InfoReply> decode_info_reply(std::span<const uint8_t> p) {
   for (auto& g : i.tia_gains_ohm) g = r.get<uint32_t>();
   i.width_step_ns = r.get<uint16_t>();
   i.width_max_code = r.get<uint16_t>();
-  for (uint16_t* v : {&i.set_v_min_mV, &i.set_v_max_mV, &i.set_gate_min_mV, &i.set_gate_max_mV,
-                      &i.reset_v_min_mV, &i.reset_v_max_mV, &i.reset_gate_min_mV,
-                      &i.reset_gate_max_mV}) {
+  for (uint16_t* v :
+       {&i.set_v_min_mV, &i.set_v_max_mV, &i.set_gate_min_mV, &i.set_gate_max_mV, &i.reset_v_min_mV,
+        &i.reset_v_max_mV, &i.reset_gate_min_mV, &i.reset_gate_max_mV}) {
     *v = r.get<uint16_t>();
   }
   i.max_payload = r.get<uint32_t>();
@@ -206,7 +220,8 @@ Decoded<ReadRequest> decode_read_request(std::span<const uint8_t> p) {
   const uint16_t n = r.get<uint16_t>();
   r.get<uint16_t>();
   if (!r.ok()) return bad("READ request header (8 bytes)", p.size());
-  if (mode > 1) return std::unexpected(fmt::format("READ.mode = {}: allowed 0 (whole) or 1 (cells)", mode));
+  if (mode > 1)
+    return std::unexpected(fmt::format("READ.mode = {}: allowed 0 (whole) or 1 (cells)", mode));
   q.mode = static_cast<ReadMode>(mode);
   if (q.mode == ReadMode::kWholeArray && n != 0) {
     return std::unexpected(fmt::format("READ.n_cells = {}: must be 0 for mode 0 (whole array)", n));
@@ -220,8 +235,8 @@ Decoded<ReadRequest> decode_read_request(std::span<const uint8_t> p) {
     c.col = r.get<uint8_t>();
   }
   if (!r.done()) {
-    return std::unexpected(fmt::format("READ: payload is {} bytes, n_cells = {} needs {}",
-                                       p.size(), n, 8 + 2 * size_t{n}));
+    return std::unexpected(fmt::format("READ: payload is {} bytes, n_cells = {} needs {}", p.size(),
+                                       n, 8 + 2 * size_t{n}));
   }
   return q;
 }
@@ -281,14 +296,15 @@ Decoded<PulseBatchRequest> decode_pulse_batch_request(std::span<const uint8_t> p
                                        p.size(), 4 + mask_bytes));
   }
   if (pol != 1 && pol != 2) {
-    return std::unexpected(fmt::format("PULSE_BATCH.polarity = {}: allowed 1 (SET) or 2 (RESET)", pol));
+    return std::unexpected(
+        fmt::format("PULSE_BATCH.polarity = {}: allowed 1 (SET) or 2 (RESET)", pol));
   }
   q.polarity = static_cast<Polarity>(pol);
   q.mask.assign(mask.begin(), mask.end());
   const size_t set_bits = mask_popcount(q.mask);
   if (set_bits != n) {
-    return std::unexpected(fmt::format(
-        "PULSE_BATCH.n_devices = {} but the mask selects {} devices", n, set_bits));
+    return std::unexpected(
+        fmt::format("PULSE_BATCH.n_devices = {} but the mask selects {} devices", n, set_bits));
   }
   q.codes.resize(n);
   for (PulseCodes& c : q.codes) {
@@ -478,7 +494,8 @@ Decoded<SimInjectFaultRequest> decode_sim_inject_fault_request(std::span<const u
   if (!r.done()) return bad("SIM_INJECT_FAULT request (8 bytes)", p.size());
   if (f > 3) {
     return std::unexpected(fmt::format(
-        "SIM_INJECT_FAULT.fault = {}: allowed 0 (none), 1 (stuck_high), 2 (stuck_low), 3 (slow)", f));
+        "SIM_INJECT_FAULT.fault = {}: allowed 0 (none), 1 (stuck_high), 2 (stuck_low), 3 (slow)",
+        f));
   }
   q.fault = static_cast<FaultKind>(f);
   return q;
@@ -498,7 +515,8 @@ Decoded<SimClockRequest> decode_sim_clock_request(std::span<const uint8_t> p) {
   r.get_bytes(7);
   q.advance_ns = r.get<uint64_t>();
   if (!r.done()) return bad("SIM_CLOCK request (16 bytes)", p.size());
-  if (op > 1) return std::unexpected(fmt::format("SIM_CLOCK.op = {}: allowed 0 (query) or 1 (advance)", op));
+  if (op > 1)
+    return std::unexpected(fmt::format("SIM_CLOCK.op = {}: allowed 0 (query) or 1 (advance)", op));
   q.op = static_cast<ClockOp>(op);
   return q;
 }

@@ -68,15 +68,15 @@ struct ReadOptions {
 /// A whole array's conductances as read through the ADC.
 struct ConductanceMap {
   int array = 0;
-  Eigen::MatrixXd g_uS;          // rows x cols
-  int saturated = 0;             // devices whose code hit full scale (g_uS is a lower bound)
+  Eigen::MatrixXd g_uS;  // rows x cols
+  int saturated = 0;     // devices whose code hit full scale (g_uS is a lower bound)
   ReadOptions options;
 };
 
 struct DevicePulse {
   int row = 0;
   int col = 0;
-  double v_V = 0;       // drain (SET) or source (RESET) voltage
+  double v_V = 0;  // drain (SET) or source (RESET) voltage
   double gate_V = 0;
   double width_ns = 0;  // rounded to the board's width step
 };

@@ -18,7 +18,7 @@ namespace xbar {
 
 struct ProtocolOptions {
   std::chrono::milliseconds timeout{2000};  // per attempt
-  int max_attempts = 3;                      // first try + retries with the same seq
+  int max_attempts = 3;                     // first try + retries with the same seq
 };
 
 /// Thread-safe: calls are serialised; one request is in flight at a time.

@@ -2,9 +2,10 @@
 // deadlines; a partial frame left by a timeout is kept and completed by the next receive().
 #pragma once
 
+// clang-format off
 #include <utility>  // before Asio: Boost 1.74 awaitable.hpp uses std::exchange unincluded
-
 #include <boost/asio.hpp>
+// clang-format on
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,7 +18,8 @@ class SocketTransport : public Transport {
  public:
   /// `address` is "tcp:HOST:PORT" or "unix:PATH".
   static Result<std::unique_ptr<SocketTransport>> connect(
-      const std::string& address, std::chrono::milliseconds timeout = std::chrono::milliseconds(2000));
+      const std::string& address,
+      std::chrono::milliseconds timeout = std::chrono::milliseconds(2000));
   ~SocketTransport() override;
 
   Result<void> send(std::span<const uint8_t> frame) override;

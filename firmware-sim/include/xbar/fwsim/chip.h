@@ -25,9 +25,9 @@ struct Device {
   wire::FaultKind fault = wire::FaultKind::kNone;
   float set_vth_V = 0.9f;
   float reset_vth_V = 0.5f;
-  float set_rate = 1.0f;       // multiplies profile.set_rate_per_V
-  float reset_rate = 1.0f;     // multiplies profile.reset_rate_per_V
-  float compliance = 1.0f;     // multiplies profile.compliance_uS_per_V
+  float set_rate = 1.0f;    // multiplies profile.set_rate_per_V
+  float reset_rate = 1.0f;  // multiplies profile.reset_rate_per_V
+  float compliance = 1.0f;  // multiplies profile.compliance_uS_per_V
   // state
   double g_prog_uS = 2.0;      // conductance right after the last pulse
   double relax_offset_uS = 0;  // one-off offset drawn at the last pulse, reached over ~5 tau
@@ -77,6 +77,15 @@ class Chip {
   /// Expected read-fluctuation variance E[sigma^2] (uS^2) of a device at conductance g_uS.
   double fluctuation_variance(double g_uS) const;
 
+  /// Mean and variance of one read |G + sigma*N| of a device at g_uS, folding included
+  /// (Gauss-Hermite over the lognormal sigma). The per-column VMM noise uses these, so it is
+  /// exact in the first two moments of every column sum.
+  struct ReadMoments {
+    double mean_uS = 0;
+    double var_uS2 = 0;
+  };
+  ReadMoments read_moments(double g_uS) const;
+
  private:
   size_t index(int array, int row, int col) const {
     return (static_cast<size_t>(array) * p_.rows + row) * p_.cols + col;
@@ -88,13 +97,15 @@ class Chip {
 
   ChipProfile p_;
   PhiloxKey noise_key_;
+  std::vector<double> gh_nodes_, gh_weights_;  // probabilists' Gauss-Hermite, weights sum to 1
   std::vector<Device> dev_;
   uint64_t now_ns_ = 0;
   uint64_t pulses_applied_ = 0;
   double adc_lsb_V_ = 0;
 
-  // Per-array caches for the VMM hot path: conductance and fluctuation variance, transposed
-  // (cols x rows) so that one GEMM gives every column current of every bit plane.
+  // Per-array caches for the VMM hot path, transposed (cols x rows) so that one GEMM gives
+  // every column current of every bit plane: the mean read of each device (its conductance
+  // when read noise is off) and the variance of one read.
   struct ArrayCache {
     Eigen::MatrixXf gt_uS;
     Eigen::MatrixXf vart_uS2;

@@ -60,8 +60,7 @@ enum class Stream : uint32_t {
 };
 
 /// Counter layout used throughout the twin: (a, b, c, stream | op_hi << 8).
-inline PhiloxCounter make_counter(Stream s, uint32_t a, uint32_t b, uint32_t c,
-                                  uint32_t hi = 0) {
+inline PhiloxCounter make_counter(Stream s, uint32_t a, uint32_t b, uint32_t c, uint32_t hi = 0) {
   return {a, b, c, static_cast<uint32_t>(s) | (hi << 8)};
 }
 

@@ -52,7 +52,7 @@ struct ChipProfile {
   Range reset_gate_V{5.0, 5.5};
 
   // device: conductance limits
-  double g_floor_uS = 1.0;    // HRS floor (deep RESET ends here)
+  double g_floor_uS = 1.0;      // HRS floor (deep RESET ends here)
   double g_ceiling_uS = 300.0;  // no SET goes above this
   double initial_g_median_uS = 2.0;
   double initial_g_sigma_log = 0.3;  // lognormal spread of the as-formed state
@@ -61,7 +61,7 @@ struct ChipProfile {
   double set_v_threshold_V = 0.9;
   double set_v_threshold_sigma_V = 0.05;  // device-to-device
   double set_rate_per_V = 1.6;
-  double compliance_uS_per_V = 160.0;     // G_c = k * (V_gate - V_gth)
+  double compliance_uS_per_V = 160.0;  // G_c = k * (V_gate - V_gth)
   double compliance_gate_threshold_V = 0.4;
   double width_ref_ns = 100.0;
   double width_exponent = 0.5;
@@ -102,9 +102,9 @@ struct ChipProfile {
   double slow_rate_factor = 0.15;
 
   // board timing (advances the twin's clock; the twin never sleeps)
-  double read_row_us = 2.0;     // one row of one read pass
+  double read_row_us = 2.0;        // one row of one read pass
   double pulse_overhead_us = 1.0;  // per device pulse, on top of its width
-  double vmm_plane_us = 1.0;    // one bit plane of one VMM vector
+  double vmm_plane_us = 1.0;       // one bit plane of one VMM vector
 };
 
 /// Parses a profile. Unknown keys and wrong types are errors that name the key, e.g.

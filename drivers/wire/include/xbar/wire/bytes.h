@@ -16,7 +16,7 @@ static_assert(std::endian::native == std::endian::little,
 class ByteWriter {
  public:
   template <typename T>
-    requires std::is_arithmetic_v<T>
+  requires std::is_arithmetic_v<T>
   void put(T v) {
     const auto* p = reinterpret_cast<const uint8_t*>(&v);
     buf_.insert(buf_.end(), p, p + sizeof(T));
@@ -35,8 +35,7 @@ class ByteReader {
  public:
   explicit ByteReader(std::span<const uint8_t> b) : b_(b) {}
   template <typename T>
-    requires std::is_arithmetic_v<T>
-  T get() {
+  requires std::is_arithmetic_v<T> T get() {
     T v{};
     if (!ok_ || b_.size() - pos_ < sizeof(T)) {
       ok_ = false;

@@ -63,13 +63,13 @@ struct Frame {
 };
 
 enum class FrameError : uint8_t {
-  kTruncated,       // fewer bytes than the header or than header.length announces
-  kBadMagic,        // first four bytes are not "XBAR"
-  kBadVersion,      // version byte is not 1
-  kOversize,        // header.length > kMaxPayload
-  kBadCrc,          // CRC32C mismatch
-  kUnknownOpcode,   // opcode not defined by protocol v1
-  kTrailingBytes,   // more bytes than header + length
+  kTruncated,      // fewer bytes than the header or than header.length announces
+  kBadMagic,       // first four bytes are not "XBAR"
+  kBadVersion,     // version byte is not 1
+  kOversize,       // header.length > kMaxPayload
+  kBadCrc,         // CRC32C mismatch
+  kUnknownOpcode,  // opcode not defined by protocol v1
+  kTrailingBytes,  // more bytes than header + length
 };
 std::string_view frame_error_name(FrameError e);
 

@@ -77,11 +77,11 @@ enum class BoardState : uint8_t { kIdle = 0, kLoopRunning = 1 };
 
 struct StatusReply {
   BoardState state = BoardState::kIdle;
-  uint16_t last_error = 0;       // ErrorCode of the last error reply, 0 if none
-  uint64_t uptime_ns = 0;        // board clock (the twin's virtual clock)
-  uint64_t ops_executed = 0;     // requests executed (replays from the cache not counted)
-  uint64_t pulses_applied = 0;   // device pulses since power-on
-  uint32_t replays_served = 0;   // requests answered from the reply cache
+  uint16_t last_error = 0;      // ErrorCode of the last error reply, 0 if none
+  uint64_t uptime_ns = 0;       // board clock (the twin's virtual clock)
+  uint64_t ops_executed = 0;    // requests executed (replays from the cache not counted)
+  uint64_t pulses_applied = 0;  // device pulses since power-on
+  uint32_t replays_served = 0;  // requests answered from the reply cache
   std::vector<uint8_t> encode() const;
 };
 Decoded<StatusReply> decode_status_reply(std::span<const uint8_t> p);

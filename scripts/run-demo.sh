@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# README command 1: install, build, and run xbard on the embedded simulated board (the twin),
+# then query it with xbarctl the way a technician would. xbard keeps serving until Ctrl-C
+# (set XBAR_DEMO_EXIT=1 to stop after the demo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+bash scripts/build.sh
+B=build
+ADDR=${XBAR_ADDR:-127.0.0.1:50051}
+export XBAR_ADDR=$ADDR
+mkdir -p demo-out
+"$B/server/xbard" --listen "$ADDR" --board "sim:profile=typical,seed=7" > demo-out/xbard.log 2>&1 &
+XBARD=$!
+trap 'kill $XBARD 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do "$B/client/xbarctl" status >/dev/null 2>&1 && break; sleep 0.1; done
+
+echo "== xbarctl info"
+"$B/client/xbarctl" info
+echo
+echo "== xbarctl read --array 0 (8 reads averaged; CSV and heat map)"
+"$B/client/xbarctl" read --array 0 --avg 8 --csv demo-out/array0.csv --png demo-out/array0.png
+echo
+echo "== xbarctl status"
+"$B/client/xbarctl" status
+echo
+echo "Kernel deployment and closed-loop inference are not in this build yet (issues 4 and 5)."
+if [ "${XBAR_DEMO_EXIT:-0}" = 1 ]; then exit 0; fi
+echo "xbard is serving xbar.v1 on $ADDR (log: demo-out/xbard.log). Ctrl-C to stop."
+wait $XBARD

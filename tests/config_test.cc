@@ -1,0 +1,76 @@
+// Configuration parsing: profiles and the daemon config reject bad input with the key's name.
+#include "config.h"
+
+#include <gtest/gtest.h>
+
+#include "xbar/fwsim/profile.h"
+
+namespace xbar {
+namespace {
+
+TEST(Profiles, AllBuiltInProfilesLoadAndValidate) {
+  for (const std::string name : {"ideal", "imssa", "typical", "harsh"}) {
+    auto p = fwsim::load_profile(name);
+    ASSERT_TRUE(p.has_value()) << p.error();
+    EXPECT_EQ(p->name, name);
+    EXPECT_EQ(p->arrays, 3);
+    EXPECT_EQ(p->rows, 64);
+  }
+  EXPECT_FALSE(fwsim::load_profile("ideal")->read_noise);
+  EXPECT_EQ(fwsim::load_profile("imssa")->stuck_high.count_hi, 3);
+  EXPECT_DOUBLE_EQ(fwsim::load_profile("harsh")->stuck_low.fraction, 0.02);
+}
+
+TEST(Profiles, ErrorsNameTheKey) {
+  auto wrong_type = fwsim::parse_profile_yaml("device:\n  set:\n    rate_per_V: fast\n", "t.yaml");
+  ASSERT_FALSE(wrong_type.has_value());
+  EXPECT_EQ(wrong_type.error(),
+            "t.yaml: device.set.rate_per_V: expected a finite number, got 'fast'");
+  auto unknown = fwsim::parse_profile_yaml("adc: {bitz: 10}\n", "t.yaml");
+  ASSERT_FALSE(unknown.has_value());
+  EXPECT_NE(unknown.error().find("adc.bitz: unknown key (allowed here: bits, v_hi_V, v_lo_V)"),
+            std::string::npos)
+      << unknown.error();
+  auto range = fwsim::parse_profile_yaml("adc: {bits: 40}\n", "t.yaml");
+  EXPECT_NE(range.error().find("adc.bits = 40: allowed 4..16"), std::string::npos) << range.error();
+  auto both = fwsim::parse_profile_yaml(
+      "faults: {stuck_high: {fraction: 0.1, count_per_array: [1, 2]}}\n", "t");
+  EXPECT_NE(both.error().find("either fraction or count_per_array"), std::string::npos);
+  auto syntax = fwsim::parse_profile_yaml("adc: [1, 2\n", "t.yaml");
+  EXPECT_NE(syntax.error().find("YAML syntax error"), std::string::npos);
+  auto missing = fwsim::load_profile("/nonexistent/x.yaml");
+  EXPECT_NE(missing.error().find("cannot open"), std::string::npos);
+}
+
+TEST(DaemonConfig, DefaultsAndBoardUri) {
+  auto c = server::parse_config("", "x");
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->listen, "127.0.0.1:50051");
+  EXPECT_EQ(c->board_uri(), "sim:profile=typical,seed=1,noise_seed=1");
+  auto s = server::parse_config("board: {backend: socket, address: 'tcp:127.0.0.1:7700'}", "x");
+  ASSERT_TRUE(s.has_value()) << s.error();
+  EXPECT_EQ(s->board_uri(), "tcp:127.0.0.1:7700");
+  auto u = server::parse_config("board: {backend: usb, serial: XS01}", "x");
+  EXPECT_EQ(u->board_uri(), "usb:serial=XS01");
+}
+
+TEST(DaemonConfig, ErrorsNameTheKey) {
+  EXPECT_EQ(server::parse_config("board: {backend: floppy}", "c.yaml").error(),
+            "c.yaml: board.backend: 'floppy' is not one of sim, socket, usb");
+  EXPECT_EQ(server::parse_config("board: {seed: -3}", "c.yaml").error(),
+            "c.yaml: board.seed: expected an unsigned integer, got '-3'");
+  EXPECT_NE(server::parse_config("lisen: x", "c.yaml").error().find("lisen: unknown key"),
+            std::string::npos);
+  EXPECT_NE(server::parse_config("board: {backend: socket, address: 'x'}", "c.yaml")
+                .error()
+                .find("board.address: 'x'"),
+            std::string::npos);
+  EXPECT_NE(server::parse_config("log_level: loud", "c.yaml").error().find("log_level: 'loud'"),
+            std::string::npos);
+  EXPECT_NE(
+      server::parse_config("listen: [1, 2]", "c.yaml").error().find("listen: expected a string"),
+      std::string::npos);
+}
+
+}  // namespace
+}  // namespace xbar

@@ -1,0 +1,206 @@
+// The twin's protocol side, driven with raw frames as a host would send them: the retry rule,
+// validation before any effect, and error replies that name the field.
+#include "xbar/fwsim/firmware.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+
+namespace xbar::fwsim {
+namespace {
+
+using wire::Opcode;
+
+class FirmwareTest : public ::testing::Test {
+ protected:
+  FirmwareTest() : fw_(*load_profile("typical"), {.chip_seed = 11, .noise_seed = 5}) {
+    session_ = fw_.open_session();
+  }
+
+  wire::Frame call(Opcode op, uint32_t seq, std::span<const uint8_t> payload) {
+    auto reply = wire::decode_frame(fw_.handle(session_, wire::encode_frame(op, 0, seq, payload)));
+    EXPECT_TRUE(reply.has_value());
+    EXPECT_EQ(reply->header.seq, seq);
+    EXPECT_TRUE(reply->header.flags & wire::kFlagReply);
+    return *reply;
+  }
+  static wire::ErrorReply error_of(const wire::Frame& f) {
+    EXPECT_TRUE(f.header.flags & wire::kFlagError);
+    return *wire::decode_error_reply(f.payload);
+  }
+  wire::StatusReply status(uint32_t seq) {
+    return *wire::decode_status_reply(call(Opcode::kStatus, seq, {}).payload);
+  }
+  std::vector<float> truth(uint32_t seq, uint8_t array) {
+    return wire::decode_sim_ground_truth_reply(
+               call(Opcode::kSimGroundTruth, seq, wire::ArrayRequest{array}.encode()).payload, 4096)
+        ->g_uS;
+  }
+  // A SET batch on devices 0..n-1 of row 0 at mid-range codes.
+  std::vector<uint8_t> set_batch(uint8_t array, int n, uint16_t gate_code) {
+    wire::PulseBatchRequest q;
+    q.array = array;
+    q.polarity = wire::Polarity::kSet;
+    q.mask.assign(512, 0);
+    for (int i = 0; i < n; ++i) {
+      wire::mask_set(q.mask, static_cast<size_t>(i));
+      q.codes.push_back({code(2.0), gate_code, 50});
+    }
+    return q.encode();
+  }
+  static uint16_t code(double v) {
+    return static_cast<uint16_t>(std::lround((v + 10) / 20 * 65535));
+  }
+
+  Firmware fw_;
+  Firmware::SessionId session_;
+};
+
+TEST_F(FirmwareTest, InfoDescribesTheBoard) {
+  auto info = wire::decode_info_reply(call(Opcode::kInfo, 1, {}).payload);
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->serial, "XS0000000000000B");
+  EXPECT_EQ(info->n_arrays, 3);
+  EXPECT_EQ(info->rows, 64);
+  EXPECT_EQ(info->cols, 64);
+  EXPECT_EQ(info->adc_bits, 10);
+  EXPECT_TRUE(info->capabilities & wire::kCapSim);
+}
+
+TEST_F(FirmwareTest, ARetriedPulseBatchIsAnsweredFromTheCacheNotExecutedTwice) {
+  const auto before = truth(1, 0);
+  const auto batch = set_batch(0, 8, code(1.2));
+  const auto first = call(Opcode::kPulseBatch, 2, batch);
+  ASSERT_FALSE(first.header.flags & wire::kFlagError);
+  const auto after_one = truth(3, 0);
+  EXPECT_NE(before[0], after_one[0]) << "the SET must have moved device (0,0)";
+
+  // The host did not see the reply and sends the identical frame again.
+  const auto raw = fw_.handle(session_, wire::encode_frame(Opcode::kPulseBatch, 0, 2, batch));
+  const auto replay = wire::decode_frame(raw);
+  ASSERT_TRUE(replay.has_value());
+  EXPECT_EQ(replay->payload, first.payload);
+  EXPECT_EQ(truth(4, 0), after_one) << "a replay must not pulse again";
+  const auto s = status(5);
+  EXPECT_EQ(s.pulses_applied, 8u);
+  EXPECT_EQ(s.replays_served, 1u);
+}
+
+TEST_F(FirmwareTest, SameSeqDifferentContentIsRefused) {
+  call(Opcode::kPulseBatch, 7, set_batch(0, 2, code(1.0)));
+  const auto r = call(Opcode::kPulseBatch, 7, set_batch(0, 3, code(1.0)));
+  EXPECT_EQ(error_of(r).code, wire::ErrorCode::kSeqReused);
+  EXPECT_EQ(status(8).pulses_applied, 2u);
+}
+
+TEST_F(FirmwareTest, ReplyCacheIsPerSession) {
+  const auto other = fw_.open_session();
+  call(Opcode::kPulseBatch, 1, set_batch(0, 1, code(1.0)));
+  // Another host using seq 1 for its own request is executed, not replayed.
+  auto r = wire::decode_frame(
+      fw_.handle(other, wire::encode_frame(Opcode::kPulseBatch, 0, 1, set_batch(1, 1, code(1.0)))));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_FALSE(r->header.flags & wire::kFlagError);
+  EXPECT_EQ(status(2).pulses_applied, 2u);
+}
+
+TEST_F(FirmwareTest, OutOfRangeGateRejectsTheWholeBatchAndNamesTheDevice) {
+  const auto before = truth(1, 0);
+  wire::PulseBatchRequest q;
+  q.polarity = wire::Polarity::kSet;
+  q.mask.assign(512, 0);
+  for (size_t i : {0u, 1u, 70u}) wire::mask_set(q.mask, i);
+  q.codes = {{code(2.0), code(1.0), 10}, {code(2.0), code(1.0), 10}, {code(2.0), code(2.5), 10}};
+  const auto e = error_of(call(Opcode::kPulseBatch, 2, q.encode()));
+  EXPECT_EQ(e.code, wire::ErrorCode::kOutOfRange);
+  EXPECT_NE(e.message.find("gate_code[2] (row 1, col 6)"), std::string::npos) << e.message;
+  EXPECT_NE(e.message.find("0.500..2.000 V"), std::string::npos) << e.message;
+  EXPECT_EQ(truth(3, 0), before) << "nothing may be applied from a rejected batch";
+  EXPECT_EQ(status(4).pulses_applied, 0u);
+}
+
+TEST_F(FirmwareTest, WidthAndVoltageLimitsAreEnforced) {
+  wire::PulseBatchRequest q;
+  q.polarity = wire::Polarity::kReset;
+  q.mask.assign(512, 0);
+  wire::mask_set(q.mask, 0);
+  q.codes = {{code(1.0), code(5.2), 251}};
+  auto e = error_of(call(Opcode::kPulseBatch, 1, q.encode()));
+  EXPECT_NE(e.message.find("width_code[0]"), std::string::npos) << e.message;
+  q.codes = {{code(3.6), code(5.2), 10}};
+  e = error_of(call(Opcode::kPulseBatch, 2, q.encode()));
+  EXPECT_NE(e.message.find("RESET voltage allowed 0.300..3.500 V"), std::string::npos) << e.message;
+}
+
+TEST_F(FirmwareTest, ArrayIndexThreeIsAnErrorNamingTheField) {
+  wire::ReadRequest q;
+  q.array = 3;
+  auto e = error_of(call(Opcode::kRead, 1, q.encode()));
+  EXPECT_EQ(e.code, wire::ErrorCode::kOutOfRange);
+  EXPECT_EQ(e.message, "READ.array = 3: allowed 0..2");
+  q.array = 0;
+  q.n_avg = 65;
+  EXPECT_EQ(error_of(call(Opcode::kRead, 2, q.encode())).message, "READ.n_avg = 65: allowed 1..64");
+  q.n_avg = 1;
+  q.gain_index = 5;
+  EXPECT_EQ(error_of(call(Opcode::kRead, 3, q.encode())).message,
+            "READ.gain_index = 5: allowed 0..4");
+  wire::VmmRequest v{0, 0, 0, {}};
+  EXPECT_EQ(error_of(call(Opcode::kVmm, 4, v.encode())).message,
+            "VMM.n_vectors = 0: allowed 1..128");
+}
+
+TEST_F(FirmwareTest, MalformedFramesGetBadFrameAndAreNotExecuted) {
+  auto f = wire::encode_frame(Opcode::kPulseBatch, 0, 9, set_batch(0, 4, code(1.0)));
+  f[30] ^= 0xFF;  // corrupt the payload
+  auto r = wire::decode_frame(fw_.handle(session_, f));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->header.seq, 9u);
+  EXPECT_EQ(wire::decode_error_reply(r->payload)->code, wire::ErrorCode::kBadFrame);
+  // The intact retry with the same seq is executed: a BAD_FRAME reply is never cached.
+  const auto ok = call(Opcode::kPulseBatch, 9, set_batch(0, 4, code(1.0)));
+  EXPECT_FALSE(ok.header.flags & wire::kFlagError);
+  EXPECT_EQ(status(10).pulses_applied, 4u);
+
+  for (std::vector<uint8_t> junk : {std::vector<uint8_t>{1, 2, 3}, std::vector<uint8_t>(20, 0)}) {
+    auto j = wire::decode_frame(fw_.handle(session_, junk));
+    ASSERT_TRUE(j.has_value());
+    EXPECT_EQ(wire::decode_error_reply(j->payload)->code, wire::ErrorCode::kBadFrame);
+  }
+}
+
+TEST_F(FirmwareTest, UnknownOpcodeAndPayloadLengthErrors) {
+  auto r = wire::decode_frame(
+      fw_.handle(session_, wire::encode_frame(static_cast<Opcode>(0x55), 0, 3, {})));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(wire::decode_error_reply(r->payload)->code, wire::ErrorCode::kUnknownOpcode);
+  EXPECT_EQ(error_of(call(Opcode::kInfo, 4, std::vector<uint8_t>{1})).code,
+            wire::ErrorCode::kBadLength);
+  EXPECT_EQ(error_of(call(Opcode::kPulseBatch, 5, std::vector<uint8_t>(10, 0))).code,
+            wire::ErrorCode::kBadLength);
+  EXPECT_EQ(error_of(call(Opcode::kLoopRun, 6, {})).code, wire::ErrorCode::kUnsupported);
+}
+
+TEST_F(FirmwareTest, WaitAndSimClockAdvanceTheBoardClock) {
+  const uint64_t t0 = status(1).uptime_ns;
+  auto w =
+      wire::decode_wait_reply(call(Opcode::kWait, 2, wire::WaitRequest{1500}.encode()).payload);
+  EXPECT_EQ(w->uptime_ns, t0 + 1'500'000);
+  auto c = wire::decode_sim_clock_reply(
+      call(Opcode::kSimClock, 3, wire::SimClockRequest{wire::ClockOp::kAdvance, 7}.encode())
+          .payload);
+  EXPECT_EQ(c->now_ns, t0 + 1'500'007);
+}
+
+TEST_F(FirmwareTest, FaultMapAndInjectionAgree) {
+  wire::SimInjectFaultRequest inj{2, 5, 6, wire::FaultKind::kStuckHigh, 450.0f};
+  ASSERT_FALSE(call(Opcode::kSimInjectFault, 1, inj.encode()).header.flags & wire::kFlagError);
+  auto map = wire::decode_sim_fault_map_reply(
+      call(Opcode::kSimFaultMap, 2, wire::ArrayRequest{2}.encode()).payload, 4096);
+  EXPECT_EQ(map->faults[5 * 64 + 6], wire::FaultKind::kStuckHigh);
+  EXPECT_FLOAT_EQ(truth(3, 2)[5 * 64 + 6], 450.0f);
+}
+
+}  // namespace
+}  // namespace xbar::fwsim

@@ -1,0 +1,125 @@
+// Test helper: starts a real process (xbard, xbar-fwsim, xbarctl) with its output captured,
+// and kills it (SIGTERM, then SIGKILL) when the object goes away.
+#pragma once
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+extern char** environ;
+
+namespace xbar::testing {
+
+inline std::string read_file(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+/// A fresh directory under the system temp dir, removed at destruction.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "xbar-test-XXXXXX").string();
+    path_ = mkdtemp(tmpl.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+class Process {
+ public:
+  /// Starts argv[0] with stdout+stderr redirected to `log`.
+  Process(std::vector<std::string> argv, std::filesystem::path log) : log_(std::move(log)) {
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    if (posix_spawn(&pid_, args[0], &fa, nullptr, args.data(), environ) != 0) pid_ = -1;
+    posix_spawn_file_actions_destroy(&fa);
+  }
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+  ~Process() { stop(); }
+
+  bool started() const { return pid_ > 0; }
+  bool running() {
+    if (pid_ <= 0) return false;
+    int status = 0;
+    const pid_t r = waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      pid_ = -1;
+      return false;
+    }
+    return true;
+  }
+  /// Waits for exit and returns the exit code (128+signal when killed).
+  int wait() {
+    if (pid_ > 0) {
+      int status = 0;
+      waitpid(pid_, &status, 0);
+      exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      pid_ = -1;
+    }
+    return exit_code_;
+  }
+  void stop() {
+    if (!running()) return;
+    kill(pid_, SIGTERM);
+    for (int i = 0; i < 100 && running(); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (running()) {
+      kill(pid_, SIGKILL);
+      wait();
+    }
+  }
+  std::string output() const { return read_file(log_); }
+
+ private:
+  pid_t pid_ = -1;
+  int exit_code_ = -1;
+  std::filesystem::path log_;
+};
+
+/// Runs a command to completion; returns {exit code, combined output}.
+inline std::pair<int, std::string> run(std::vector<std::string> argv,
+                                       const std::filesystem::path& log) {
+  Process p(std::move(argv), log);
+  const int rc = p.wait();
+  return {rc, p.output()};
+}
+
+/// Polls `pred` every 20 ms for up to `timeout`.
+template <typename Pred>
+bool eventually(Pred pred, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return pred();
+}
+
+}  // namespace xbar::testing
