@@ -2,6 +2,9 @@
 // in-process transport and a real xbar-fwsim process on a socket alike.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <thread>
+
 #include "process.h"
 #include "xbar/drivers/board.h"
 
@@ -94,6 +97,41 @@ TEST(Reproducibility, InProcessAndSocketTransportsGiveIdenticalCodes) {
   ASSERT_TRUE(over_tcp.has_value()) << over_tcp.error().message;
   auto local2 = Board::open("sim:profile=typical,seed=42,noise_seed=9");
   EXPECT_EQ(run_script(**over_tcp), run_script(**local2));
+}
+
+TEST(Reproducibility, SeveralClientsShareOneSerialisedBoard) {
+  TempDir dir;
+  const auto sock = dir.path() / "fwsim.sock";
+  Process fwsim({XBAR_FWSIM_PATH, "--listen", "unix:" + sock.string()}, dir.path() / "fwsim.log");
+  ASSERT_TRUE(testing::eventually([&] { return std::filesystem::exists(sock); }));
+  constexpr int kClients = 4, kRounds = 40;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kClients; ++t) {
+    threads.emplace_back([&, t] {
+      auto b = Board::open("unix:" + sock.string());
+      if (!b) {
+        ++failures;
+        return;
+      }
+      for (int k = 0; k < kRounds; ++k) {
+        // Each client programs its own row; every reply must belong to its own request.
+        PulseBatch p{wire::Polarity::kSet, {{t, k % 64, 2.0, 1.0, 40}}};
+        auto r = (*b)->pulse(0, p);
+        auto m = (*b)->read_cells(0, std::vector<wire::Cell>{{uint8_t(t), uint8_t(k % 64)}});
+        if (!r || r->n_pulsed != 1 || !m || m->size() != 1) ++failures;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  auto b = Board::open("unix:" + sock.string());
+  ASSERT_TRUE(b.has_value());
+  auto s = (*b)->status();
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->pulses_applied, uint64_t{kClients} * kRounds);
+  // INFO per client at open, a PULSE_BATCH and a READ per round, this INFO and STATUS.
+  EXPECT_EQ(s->ops_executed, uint64_t{kClients} * (1 + 2 * kRounds) + 2);
 }
 
 TEST(Reproducibility, SocketErrorsAreClear) {
