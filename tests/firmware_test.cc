@@ -182,6 +182,16 @@ TEST_F(FirmwareTest, UnknownOpcodeAndPayloadLengthErrors) {
   EXPECT_EQ(error_of(call(Opcode::kLoopRun, 6, {})).code, wire::ErrorCode::kUnsupported);
 }
 
+TEST_F(FirmwareTest, ACellListedTwiceInOneReadGetsIndependentNoise) {
+  wire::ReadRequest q;
+  q.gain_index = 4;  // 1 MOhm: 0.017 uS per code, far below the read noise
+  q.mode = wire::ReadMode::kCells;
+  q.cells = {{7, 7}, {7, 7}, {7, 7}};
+  auto r = wire::decode_read_reply(call(Opcode::kRead, 1, q.encode()).payload);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_FALSE(r->code_sums[0] == r->code_sums[1] && r->code_sums[1] == r->code_sums[2]);
+}
+
 TEST_F(FirmwareTest, WaitAndSimClockAdvanceTheBoardClock) {
   const uint64_t t0 = status(1).uptime_ns;
   auto w =

@@ -300,8 +300,10 @@ Result<uint64_t> Board::wait_us(uint32_t duration_us) {
                                   wire::WaitRequest::kMaxUs));
   }
   wire::WaitRequest q{duration_us};
-  auto r = decode_or_error<wire::WaitReply>(client_.call(wire::Opcode::kWait, q.encode()),
-                                            wire::decode_wait_reply);
+  auto r = decode_or_error<wire::WaitReply>(
+      client_.call(wire::Opcode::kWait, q.encode(),
+                   std::chrono::milliseconds(duration_us / 1000 + 1)),
+      wire::decode_wait_reply);
   if (!r) return std::unexpected(r.error());
   return r->uptime_ns;
 }

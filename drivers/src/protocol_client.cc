@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <random>
+
 #include "xbar/wire/messages.h"
 
 namespace xbar {
@@ -28,10 +30,10 @@ ErrorCode map_board_error(wire::ErrorCode c) {
 }  // namespace
 
 ProtocolClient::ProtocolClient(std::unique_ptr<Transport> transport, ProtocolOptions options)
-    : transport_(std::move(transport)), options_(options) {}
+    : transport_(std::move(transport)), options_(options), next_seq_(std::random_device{}()) {}
 
-Result<std::vector<uint8_t>> ProtocolClient::call(wire::Opcode op,
-                                                  std::span<const uint8_t> payload) {
+Result<std::vector<uint8_t>> ProtocolClient::call(wire::Opcode op, std::span<const uint8_t> payload,
+                                                  std::chrono::milliseconds extra_time) {
   std::lock_guard lock(mu_);
   if (payload.size() > wire::kMaxPayload) {
     return make_error(ErrorCode::kInvalidArgument,
@@ -45,11 +47,15 @@ Result<std::vector<uint8_t>> ProtocolClient::call(wire::Opcode op,
     if (attempt > 0) ++retransmissions_;
     if (auto s = transport_->send(frame); !s) return std::unexpected(s.error());
     for (;;) {  // skip stale replies to earlier, timed-out requests
-      auto bytes = transport_->receive(options_.timeout);
+      auto bytes = transport_->receive(options_.timeout + extra_time);
       if (!bytes) {
-        if (bytes.error().code != ErrorCode::kTimeout) return std::unexpected(bytes.error());
+        // A timeout or a transfer that is not one whole frame (kProtocol): the exchange was
+        // lost or damaged on the link; retry with the same seq. Anything else is final.
+        const ErrorCode c = bytes.error().code;
+        if (c != ErrorCode::kTimeout && c != ErrorCode::kProtocol)
+          return std::unexpected(bytes.error());
         last_problem = bytes.error().message;
-        break;  // retry with the same seq
+        break;
       }
       auto reply = wire::decode_frame(*bytes);
       if (!reply) {

@@ -18,6 +18,11 @@ constexpr double kSettleTaus = 20.0;
 // A relaxed or noisy conductance never goes below this (devices always conduct a little).
 constexpr double kMinPhysicalG_uS = 0.1;
 
+// read_moments_fast: a log-spaced grid over the conductances a device can have.
+constexpr double kMomentsLogLo = -4.605170185988091;  // ln(0.01 uS)
+constexpr double kMomentsLogHi = 9.210340371976184;   // ln(10000 uS)
+constexpr int kMomentsGrid = 4096;
+
 uint32_t lo32(uint64_t v) { return static_cast<uint32_t>(v); }
 uint32_t hi24(uint64_t v) { return static_cast<uint32_t>(v >> 32) & 0xFFFFFFu; }
 
@@ -26,7 +31,9 @@ double std_normal_cdf(double x) { return 0.5 * std::erfc(-x / std::numbers::sqrt
 }  // namespace
 
 Chip::Chip(const ChipProfile& profile, uint64_t chip_seed, uint64_t noise_seed)
-    : p_(profile), noise_key_(key_from_seed(noise_seed)) {
+    : p_(profile),
+      noise_key_(key_from_seed(noise_seed)),
+      settle_ns_(static_cast<uint64_t>(kSettleTaus * profile.relax_tau_s * 1e9)) {
   dev_.resize(static_cast<size_t>(p_.arrays) * p_.rows * p_.cols);
   adc_lsb_V_ = (p_.adc_v_hi_V - p_.adc_v_lo_V) / static_cast<double>((1u << p_.adc_bits) - 1);
   cache_.resize(static_cast<size_t>(p_.arrays));
@@ -44,6 +51,13 @@ Chip::Chip(const ChipProfile& profile, uint64_t chip_seed, uint64_t noise_seed)
   for (int k = 0; k < kNodes; ++k) {
     gh_nodes_.push_back(eig.eigenvalues()(k));
     gh_weights_.push_back(eig.eigenvectors()(0, k) * eig.eigenvectors()(0, k));
+  }
+  if (p_.read_noise) {
+    moments_table_.resize(kMomentsGrid);
+    for (int k = 0; k < kMomentsGrid; ++k) {
+      const double lg = kMomentsLogLo + (kMomentsLogHi - kMomentsLogLo) * k / (kMomentsGrid - 1);
+      moments_table_[static_cast<size_t>(k)] = read_moments(std::exp(lg));
+    }
   }
 }
 
@@ -129,7 +143,10 @@ double Chip::true_g_uS(int array, int row, int col) const {
   const Device& d = dev_[index(array, row, col)];
   if (d.settled) return d.g_prog_uS;
   const double dt_s = static_cast<double>(now_ns_ - d.t_last_pulse_ns) * 1e-9;
-  const double g = d.g_prog_uS + d.relax_offset_uS * (1.0 - std::exp(-dt_s / p_.relax_tau_s));
+  // After kSettleTaus the offset is taken as complete, the same rule refresh_cache() applies.
+  const double reached =
+      now_ns_ - d.t_last_pulse_ns >= settle_ns_ ? 1.0 : 1.0 - std::exp(-dt_s / p_.relax_tau_s);
+  const double g = d.g_prog_uS + d.relax_offset_uS * reached;
   return std::max(g, kMinPhysicalG_uS);
 }
 
@@ -165,20 +182,22 @@ void Chip::pulse(int array, int row, int col, Polarity polarity, double v_V, dou
   }
   if (step == 0.0) return;  // below threshold or already at compliance/floor: nothing moves
 
-  const auto z = normals4(philox4x32_10(
-      make_counter(Stream::kC2C, lo32(op_id), static_cast<uint32_t>(i), 0, hi24(op_id)),
-      noise_key_));
-  step += z[0] * (p_.c2c_sigma_rel * std::abs(step) + p_.c2c_sigma_abs_uS);
+  const auto counter =
+      make_counter(Stream::kC2C, lo32(op_id), static_cast<uint32_t>(i), 0, hi24(op_id));
+  step += normals2(philox4x32_10(counter, noise_key_))[0] *
+          (p_.c2c_sigma_rel * std::abs(step) + p_.c2c_sigma_abs_uS);
   d.g_prog_uS = std::clamp(g0 + step, p_.g_floor_uS, p_.g_ceiling_uS);
   d.t_last_pulse_ns = now_ns_;
   if (p_.relaxation) {
     const bool mid =
         d.g_prog_uS > p_.relax_mid_window_uS.lo && d.g_prog_uS < p_.relax_mid_window_uS.hi;
-    d.relax_offset_uS = (mid ? p_.relax_sigma_mid_uS : p_.relax_sigma_other_uS) * z[1];
+    const double z = normals2(philox4x32_10(
+        make_counter(Stream::kRelax, lo32(op_id), static_cast<uint32_t>(i), 0, hi24(op_id)),
+        noise_key_))[0];
+    d.relax_offset_uS = (mid ? p_.relax_sigma_mid_uS : p_.relax_sigma_other_uS) * z;
     d.settled = false;
     ArrayCache& c = cache_[static_cast<size_t>(array)];
-    c.settle_deadline_ns = std::max(
-        c.settle_deadline_ns, now_ns_ + static_cast<uint64_t>(kSettleTaus * p_.relax_tau_s * 1e9));
+    c.settle_deadline_ns = std::max(c.settle_deadline_ns, now_ns_ + settle_ns_);
   } else {
     d.relax_offset_uS = 0;
     d.settled = true;
@@ -222,6 +241,18 @@ Chip::ReadMoments Chip::read_moments(double g_uS) const {
   return {m1, std::max(m2 - m1 * m1, 0.0)};
 }
 
+Chip::ReadMoments Chip::read_moments_fast(double g_uS) const {
+  if (!p_.read_noise || g_uS <= 0) return {g_uS, 0.0};
+  const double x =
+      (std::log(g_uS) - kMomentsLogLo) / (kMomentsLogHi - kMomentsLogLo) * (kMomentsGrid - 1);
+  if (!(x >= 0) || x >= kMomentsGrid - 1) return read_moments(g_uS);  // off the grid: exact
+  const size_t k = static_cast<size_t>(x);
+  const double f = x - static_cast<double>(k);
+  const ReadMoments& a = moments_table_[k];
+  const ReadMoments& b = moments_table_[k + 1];
+  return {a.mean_uS + f * (b.mean_uS - a.mean_uS), a.var_uS2 + f * (b.var_uS2 - a.var_uS2)};
+}
+
 double Chip::read_sample_uS(double g_uS, uint32_t device_index, uint64_t op_id, uint32_t sub,
                             Stream stream) const {
   if (!p_.read_noise || g_uS <= 0) return g_uS;
@@ -235,7 +266,10 @@ double Chip::read_sample_uS(double g_uS, uint32_t device_index, uint64_t op_id, 
 }
 
 uint32_t Chip::adc_code(double current_A, int gain_index) const {
-  const double r_ohm = p_.tia_gains_ohm[static_cast<size_t>(gain_index)];
+  return adc_code_at(current_A, p_.tia_gains_ohm[static_cast<size_t>(gain_index)]);
+}
+
+uint32_t Chip::adc_code_at(double current_A, double r_ohm) const {
   const double v = p_.tia_v_ref_V + current_A * r_ohm;
   const double x = std::nearbyint((v - p_.adc_v_lo_V) / adc_lsb_V_);
   const double max_code = static_cast<double>((1u << p_.adc_bits) - 1);
@@ -255,17 +289,16 @@ void Chip::refresh_cache(int array) {
   ArrayCache& c = cache_[static_cast<size_t>(array)];
   const bool relaxing = c.computed_at_ns < c.settle_deadline_ns;
   if (!c.dirty && (c.computed_at_ns == now_ns_ || !relaxing)) return;
-  const uint64_t settle_ns = static_cast<uint64_t>(kSettleTaus * p_.relax_tau_s * 1e9);
   for (int r = 0; r < p_.rows; ++r) {
     for (int col = 0; col < p_.cols; ++col) {
       Device& d = dev_[index(array, r, col)];
       if (!c.dirty && d.settled) continue;  // unchanged since the last refresh
-      if (!d.settled && now_ns_ - d.t_last_pulse_ns >= settle_ns) {
+      if (!d.settled && now_ns_ - d.t_last_pulse_ns >= settle_ns_) {
         d.g_prog_uS = std::max(d.g_prog_uS + d.relax_offset_uS, kMinPhysicalG_uS);
         d.relax_offset_uS = 0;
         d.settled = true;
       }
-      const ReadMoments m = read_moments(true_g_uS(array, r, col));
+      const ReadMoments m = read_moments_fast(true_g_uS(array, r, col));
       c.gt_uS(col, r) = static_cast<float>(m.mean_uS);
       c.vart_uS2(col, r) = static_cast<float>(m.var_uS2);
     }
@@ -283,37 +316,74 @@ void Chip::vmm(int array, int gain_index, std::span<const uint8_t> inputs, uint6
   constexpr int kPlanes = 8;
   std::fill(acc.begin(), acc.end(), 0u);
 
-  // Bit planes as 0/1 columns: X(r, 8v + b) = bit b of input v at row r.
+  // Bit planes as 0/1 columns: X(r, 8v + b) = bit b of input v at row r. Branch-free: the
+  // bits of random inputs defeat the branch predictor.
   Eigen::MatrixXf x(rows, n * kPlanes);
-  std::vector<uint8_t> plane_active(static_cast<size_t>(n) * kPlanes, 0);
+  std::vector<uint8_t> any_bit(static_cast<size_t>(n), 0);  // OR of a vector's bytes
   for (int v = 0; v < n; ++v) {
+    const uint8_t* in = inputs.data() + static_cast<size_t>(v) * rows;
     for (int b = 0; b < kPlanes; ++b) {
-      for (int r = 0; r < rows; ++r) {
-        const bool bit = (inputs[static_cast<size_t>(v) * rows + r] >> b) & 1u;
-        x(r, v * kPlanes + b) = bit ? 1.0f : 0.0f;
-        plane_active[static_cast<size_t>(v) * kPlanes + b] |= bit;
+      float* col = x.col(v * kPlanes + b).data();
+      for (int r = 0; r < rows; ++r) col[r] = static_cast<float>((in[r] >> b) & 1u);
+    }
+    for (int r = 0; r < rows; ++r) any_bit[static_cast<size_t>(v)] |= in[r];
+  }
+  const Eigen::MatrixXf g_sum = c.gt_uS * x;  // cols x 8n: summed mean read per column (uS)
+  const bool per_device = p_.read_noise && p_.vmm_noise == "per_device";
+  const bool per_column = p_.read_noise && !per_device;
+
+  // per_column: one Gaussian per column and plane with the summed read variance, exact in
+  // mean and variance (docs/firmware.md §4.3). The normals are drawn in float with Eigen's
+  // vectorised log/sin/cos: Philox block k of plane j gives the normals of columns 4k..4k+3.
+  Eigen::MatrixXf noise;
+  if (per_column) {
+    const Eigen::MatrixXf var_sum = c.vart_uS2 * x;
+    const int blocks = (cols + 3) / 4;
+    const Eigen::Index pairs = static_cast<Eigen::Index>(n) * kPlanes * blocks * 2;
+    Eigen::ArrayXf u_r(pairs), u_t(pairs);
+    for (int j = 0; j < n * kPlanes; ++j) {
+      const uint32_t sub =
+          (static_cast<uint32_t>(j / kPlanes) << 3) | static_cast<uint32_t>(j % kPlanes);
+      for (int k = 0; k < blocks; ++k) {
+        const auto bits = philox4x32_10(make_counter(Stream::kVmmColumn, lo32(op_id),
+                                                     (static_cast<uint32_t>(array) << 24) | sub,
+                                                     static_cast<uint32_t>(k), hi24(op_id)),
+                                        noise_key_);
+        const Eigen::Index q = (static_cast<Eigen::Index>(j) * blocks + k) * 2;
+        u_r(q) = uniform24(bits[0]);
+        u_t(q) = uniform24(bits[1]);
+        u_r(q + 1) = uniform24(bits[2]);
+        u_t(q + 1) = uniform24(bits[3]);
+      }
+    }
+    const Eigen::ArrayXf radius = (-2.0f * u_r.log()).sqrt();
+    const Eigen::ArrayXf angle = (2.0f * static_cast<float>(std::numbers::pi)) * u_t;
+    const Eigen::ArrayXf z_cos = radius * angle.cos(), z_sin = radius * angle.sin();
+    noise.resize(cols, n * kPlanes);
+    for (int j = 0; j < n * kPlanes; ++j) {
+      for (int col = 0; col < cols; ++col) {
+        const Eigen::Index q =
+            (static_cast<Eigen::Index>(j) * blocks + col / 4) * 2 + (col % 4) / 2;
+        const float z = (col % 2 == 0) ? z_cos(q) : z_sin(q);
+        noise(col, j) = std::sqrt(var_sum(col, j)) * z;
       }
     }
   }
-  const Eigen::MatrixXf g_sum = c.gt_uS * x;  // cols x 8n: summed mean read per column (uS)
-  const bool per_device = p_.vmm_noise == "per_device";
-  Eigen::MatrixXf var_sum;
-  if (p_.read_noise && !per_device) var_sum = c.vart_uS2 * x;
-  const uint32_t code_zero = adc_code(0.0, gain_index);
 
+  const double r_ohm = p_.tia_gains_ohm[static_cast<size_t>(gain_index)];
+  const uint32_t code_zero = adc_code(0.0, gain_index);
   for (int v = 0; v < n; ++v) {
+    uint32_t* out = acc.data() + static_cast<size_t>(v) * cols;
     for (int b = 0; b < kPlanes; ++b) {
       const int j = v * kPlanes + b;
-      uint32_t* out = acc.data() + static_cast<size_t>(v) * cols;
-      if (!plane_active[static_cast<size_t>(j)]) {
+      if (!((any_bit[static_cast<size_t>(v)] >> b) & 1u)) {  // no row driven: zero current
         for (int col = 0; col < cols; ++col) out[col] += code_zero << b;
         continue;
       }
       const uint32_t sub = (static_cast<uint32_t>(v) << 3) | static_cast<uint32_t>(b);
-      std::array<double, 4> z{};
       for (int col = 0; col < cols; ++col) {
         double g_uS = g_sum(col, j);
-        if (p_.read_noise && per_device) {
+        if (per_device) {
           g_uS = 0;
           for (int r = 0; r < rows; ++r) {
             if (x(r, j) == 0.0f) continue;
@@ -321,18 +391,10 @@ void Chip::vmm(int array, int gain_index, std::span<const uint8_t> inputs, uint6
                                    static_cast<uint32_t>(index(array, r, col)), op_id, sub,
                                    Stream::kVmmDevice);
           }
-        } else if (p_.read_noise) {
-          // One Gaussian per column and plane with the summed read variance: exact in mean
-          // and variance; see docs/firmware.md §4.3 for what it costs in the tails.
-          if (col % 4 == 0) {
-            z = normals4(philox4x32_10(make_counter(Stream::kVmmColumn, lo32(op_id),
-                                                    (static_cast<uint32_t>(array) << 24) | sub,
-                                                    static_cast<uint32_t>(col / 4), hi24(op_id)),
-                                       noise_key_));
-          }
-          g_uS += std::sqrt(static_cast<double>(var_sum(col, j))) * z[static_cast<size_t>(col % 4)];
+        } else if (per_column) {
+          g_uS += noise(col, j);
         }
-        out[col] += adc_code(g_uS * 1e-6 * p_.v_read_V, gain_index) << b;
+        out[col] += adc_code_at(g_uS * 1e-6 * p_.v_read_V, r_ohm) << b;
       }
     }
   }

@@ -114,7 +114,7 @@ std::vector<uint8_t> Firmware::handle(SessionId id, std::span<const uint8_t> req
   std::deque<CachedReply>& cache = sit->second.cache;
   for (const CachedReply& c : cache) {
     if (c.seq != frame->header.seq) continue;
-    if (c.request_crc == frame->header.crc32c) {
+    if (std::equal(c.request.begin(), c.request.end(), request.begin(), request.end())) {
       ++replays_served_;
       return c.reply;  // the retry rule: answered from the cache, never executed twice
     }
@@ -125,7 +125,7 @@ std::vector<uint8_t> Firmware::handle(SessionId id, std::span<const uint8_t> req
 
   ++ops_executed_;
   std::vector<uint8_t> reply = execute(*frame);
-  cache.push_back({frame->header.seq, frame->header.crc32c, reply});
+  cache.push_back({frame->header.seq, std::vector<uint8_t>(request.begin(), request.end()), reply});
   if (cache.size() > kReplyCacheDepth) cache.pop_front();
   return reply;
 }
@@ -143,6 +143,11 @@ std::vector<uint8_t> Firmware::execute(const wire::Frame& f) {
     case Opcode::kVmm:
       return do_vmm(f);
     case Opcode::kAbort: {
+      if (!f.payload.empty()) {
+        return error_reply(
+            f.header, ErrorCode::kBadLength,
+            fmt::format("ABORT: payload must be empty, is {} bytes", f.payload.size()));
+      }
       wire::AbortReply r;  // no loop can be running: LOOP_RUN is not in this firmware yet
       return ok_reply(f.header, r.encode());
     }
@@ -226,22 +231,27 @@ std::vector<uint8_t> Firmware::do_read(const wire::Frame& f) {
   r.n_avg = q->n_avg;
   r.mode = q->mode;
   const uint64_t op = ops_executed_;
-  auto read_sum = [&](int row, int col) {
+  // `first_read` numbers the reads of this operation so that a cell listed twice in one
+  // READ gets independent noise (the device index alone would repeat the draws).
+  auto read_sum = [&](int row, int col, uint32_t first_read) {
     uint32_t sum = 0;
     for (uint32_t k = 0; k < q->n_avg; ++k) {
-      sum += chip_.read_code(q->array, row, col, q->gain_index, op, k);
+      sum += chip_.read_code(q->array, row, col, q->gain_index, op, first_read + k);
     }
     return sum;
   };
   if (q->mode == wire::ReadMode::kWholeArray) {
     r.code_sums.reserve(cells);
     for (int row = 0; row < p.rows; ++row) {
-      for (int col = 0; col < p.cols; ++col) r.code_sums.push_back(read_sum(row, col));
+      for (int col = 0; col < p.cols; ++col) r.code_sums.push_back(read_sum(row, col, 0));
     }
     chip_.advance_ns(static_cast<uint64_t>(q->n_avg * p.rows * p.read_row_us * 1000.0));
   } else {
     r.code_sums.reserve(q->cells.size());
-    for (const wire::Cell c : q->cells) r.code_sums.push_back(read_sum(c.row, c.col));
+    for (size_t i = 0; i < q->cells.size(); ++i) {
+      const wire::Cell c = q->cells[i];
+      r.code_sums.push_back(read_sum(c.row, c.col, static_cast<uint32_t>(i) * q->n_avg));
+    }
     chip_.advance_ns(static_cast<uint64_t>(q->n_avg * q->cells.size() * p.read_row_us * 1000.0));
   }
   return ok_reply(f.header, r.encode());

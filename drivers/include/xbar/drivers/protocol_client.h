@@ -28,7 +28,10 @@ class ProtocolClient {
 
   /// One request/reply exchange. Returns the reply payload; an error reply from the board
   /// becomes an Error whose message is the board's own text.
-  Result<std::vector<uint8_t>> call(wire::Opcode op, std::span<const uint8_t> payload);
+  /// `extra_time` extends the per-attempt timeout for requests the board takes long to execute
+  /// (WAIT, long pulse batches).
+  Result<std::vector<uint8_t>> call(wire::Opcode op, std::span<const uint8_t> payload,
+                                    std::chrono::milliseconds extra_time = {});
 
   const Transport& transport() const { return *transport_; }
   /// Number of retransmissions so far (for metrics and tests).
@@ -38,7 +41,9 @@ class ProtocolClient {
   std::mutex mu_;
   std::unique_ptr<Transport> transport_;
   ProtocolOptions options_;
-  uint32_t next_seq_ = 1;
+  // Starts at a random value: a board keeps its reply cache across host restarts (USB has no
+  // session), so a new process must not reuse the previous one's recent sequence numbers.
+  uint32_t next_seq_;
   uint64_t retransmissions_ = 0;
 };
 

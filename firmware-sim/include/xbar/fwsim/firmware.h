@@ -55,7 +55,7 @@ class Firmware {
  private:
   struct CachedReply {
     uint32_t seq = 0;
-    uint32_t request_crc = 0;
+    std::vector<uint8_t> request;  // the whole request frame: a replay must match it byte for byte
     std::vector<uint8_t> reply;
   };
   struct Session {

@@ -47,6 +47,16 @@ inline std::array<double, 4> normals4(const PhiloxCounter& bits) {
   return z;
 }
 
+/// Two standard normals from the first two words of a Philox block (one Box-Muller pair).
+inline std::array<double, 2> normals2(const PhiloxCounter& bits) {
+  const double r = std::sqrt(-2.0 * std::log(uniform_open(bits[0])));
+  const double t = 2.0 * std::numbers::pi * uniform_open(bits[1]);
+  return {r * std::cos(t), r * std::sin(t)};
+}
+
+/// Uniform in (0, 1) with 24 bits, exactly representable as a float.
+inline float uniform24(uint32_t x) { return (static_cast<float>(x >> 8) + 0.5f) * 0x1p-24f; }
+
 /// Stream tags (counter word 3, low byte): one per purpose, so streams never overlap.
 enum class Stream : uint32_t {
   kDeviceParams = 0x01,  // chip seed: per-device thresholds, rates, initial state
