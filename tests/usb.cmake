@@ -13,14 +13,9 @@ target_link_libraries(usb_transport_test PRIVATE
   PkgConfig::UMOCKDEV PkgConfig::LIBUSB
   fmt::fmt GTest::gtest_main Threads::Threads)
 
-set(XBAR_USB_TEST_PROPERTIES TIMEOUT 30 LABELS usb)
-if(XBAR_SANITIZE MATCHES "thread")
-  # GLib and umockdev are not built with ThreadSanitizer; their internal synchronisation shows
-  # up as races in the testbed's worker thread.
-  set(XBAR_USB_TSAN_SUPP ${CMAKE_CURRENT_BINARY_DIR}/usb_transport_test.tsan.supp)
-  file(WRITE ${XBAR_USB_TSAN_SUPP} "race:libglib-2.0.so\nrace:libumockdev.so\n")
-  list(APPEND XBAR_USB_TEST_PROPERTIES ENVIRONMENT "TSAN_OPTIONS=suppressions=${XBAR_USB_TSAN_SUPP}")
-endif()
+# GLib and umockdev are not built with ThreadSanitizer: tests/tsan.supp (set in
+# XBAR_TEST_PROPERTIES) silences their internal synchronisation.
+set(XBAR_USB_TEST_PROPERTIES ${XBAR_TEST_PROPERTIES} LABELS usb)
 
 # One process per test (gtest_discover_tests), each with its own testbed in $TMPDIR.
 gtest_discover_tests(usb_transport_test

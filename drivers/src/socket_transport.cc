@@ -84,7 +84,7 @@ Result<std::unique_ptr<SocketTransport>> SocketTransport::connect(
   } else if (address.starts_with("unix:")) {
     t->kind_ = "unix";
     t->unix_ = std::make_unique<asio::local::stream_protocol::socket>(t->io_);
-    t->unix_->connect(asio::local::stream_protocol::endpoint(address.substr(5)), ec);
+    (void)t->unix_->connect(asio::local::stream_protocol::endpoint(address.substr(5)), ec);
   } else {
     return make_error(ErrorCode::kInvalidArgument,
                       fmt::format("board URI '{}': expected tcp:HOST:PORT or unix:PATH", address));
@@ -95,8 +95,8 @@ Result<std::unique_ptr<SocketTransport>> SocketTransport::connect(
 
 SocketTransport::~SocketTransport() {
   boost::system::error_code ec;
-  if (tcp_) tcp_->close(ec);
-  if (unix_) unix_->close(ec);
+  if (tcp_) (void)tcp_->close(ec);  // errors on close are of no use to anyone here
+  if (unix_) (void)unix_->close(ec);
 }
 
 Result<void> SocketTransport::send(std::span<const uint8_t> frame) {

@@ -21,12 +21,6 @@ grpc::Status to_status(const Error& e) {
     case ErrorCode::kTimeout:
       code = StatusCode::DEADLINE_EXCEEDED;
       break;
-    case ErrorCode::kProtocol:
-      code = StatusCode::INTERNAL;
-      break;
-    case ErrorCode::kBoardError:
-      code = StatusCode::INTERNAL;
-      break;
     case ErrorCode::kUnsupported:
       code = StatusCode::UNIMPLEMENTED;
       break;
@@ -36,6 +30,8 @@ grpc::Status to_status(const Error& e) {
     case ErrorCode::kCancelled:
       code = StatusCode::CANCELLED;
       break;
+    case ErrorCode::kProtocol:    // malformed reply from the board
+    case ErrorCode::kBoardError:  // the board's own error reply
     case ErrorCode::kInternal:
       code = StatusCode::INTERNAL;
       break;

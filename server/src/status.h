@@ -8,8 +8,8 @@
 namespace xbar::server {
 
 grpc::Status to_status(const Error& e);
-inline grpc::Status invalid_argument(std::string message) {
-  return {grpc::StatusCode::INVALID_ARGUMENT, std::move(message)};
+inline grpc::Status invalid_argument(const std::string& message) {
+  return {grpc::StatusCode::INVALID_ARGUMENT, message};
 }
 
 }  // namespace xbar::server

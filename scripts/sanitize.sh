@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Builds and runs the whole test suite under ASan+UBSan, then under TSan (the server and the
+# concurrency tests start real xbard/xbar-fwsim processes, which are built the same way).
+# Usage: bash scripts/sanitize.sh [asan|tsan]   (default: both)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-both}
+if [ "$what" = asan ] || [ "$what" = both ]; then
+  BUILD_DIR=build-asan bash scripts/build.sh -DXBAR_SANITIZE=address,undefined -DXBAR_BUILD_BENCH=OFF
+  (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+     ctest --output-on-failure -j "$(nproc)")
+fi
+if [ "$what" = tsan ] || [ "$what" = both ]; then
+  BUILD_DIR=build-tsan bash scripts/build.sh -DXBAR_SANITIZE=thread -DXBAR_BUILD_BENCH=OFF
+  (cd build-tsan && ctest --output-on-failure -j "$(nproc)")
+fi
