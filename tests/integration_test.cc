@@ -1,7 +1,10 @@
 // End to end with real processes, as a lab uses them: xbar-fwsim (the twin on a socket),
 // xbard in front of it, and xbarctl talking gRPC to xbard.
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <future>
 #include <regex>
 
 #include "process.h"
@@ -112,6 +115,33 @@ TEST_F(EndToEnd, StatusCountsTheBoardsOperations) {
   auto [rc2, out2] = ctl({"--json", "status"});
   ASSERT_TRUE(std::regex_search(out2, m, std::regex("\"ops_executed\":(\\d+)")));
   EXPECT_EQ(std::stoi(m[1]), ops + 2);  // the READ, then this STATUS
+}
+
+// grpc.health.v1.Health/Check by hand-encoded protobuf (Debian ships no generated health
+// stubs): request {service: "xbar.v1.BoardService"}, reply {status: SERVING (1)} = 08 01.
+TEST_F(EndToEnd, HealthCheckReportsTheBoardServiceServing) {
+  auto channel = grpc::CreateChannel(xbard_addr_, grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  auto check = [&](const std::string& service) {
+    std::string req = "\x0a" + std::string(1, static_cast<char>(service.size())) + service;
+    grpc::Slice slice(req);
+    grpc::ByteBuffer request(&slice, 1), response;
+    grpc::ClientContext ctx;
+    std::promise<grpc::Status> done;
+    stub.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
+                   [&](grpc::Status s) { done.set_value(s); });
+    const grpc::Status s = done.get_future().get();
+    std::vector<grpc::Slice> slices;
+    std::string bytes;
+    if (s.ok() && response.Dump(&slices).ok()) {
+      for (auto& sl : slices) bytes.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+    }
+    return std::make_pair(s.error_code(), bytes);
+  };
+  auto [code, bytes] = check("xbar.v1.BoardService");
+  EXPECT_EQ(code, grpc::StatusCode::OK);
+  EXPECT_EQ(bytes, std::string("\x08\x01", 2));
+  EXPECT_EQ(check("no.such.Service").first, grpc::StatusCode::NOT_FOUND);
 }
 
 TEST(Daemon, WithoutConfigServesTheEmbeddedTypicalTwin) {
