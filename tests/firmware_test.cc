@@ -192,6 +192,18 @@ TEST_F(FirmwareTest, ACellListedTwiceInOneReadGetsIndependentNoise) {
   EXPECT_FALSE(r->code_sums[0] == r->code_sums[1] && r->code_sums[1] == r->code_sums[2]);
 }
 
+TEST_F(FirmwareTest, ReadSettleLetsDevicesRelaxBeforeReading) {
+  const uint64_t t0 = status(1).uptime_ns;
+  wire::ReadRequest q;
+  q.settle_ms = 1000;
+  ASSERT_FALSE(call(Opcode::kRead, 2, q.encode()).header.flags & wire::kFlagError);
+  // 1 s of settling plus one read pass of 64 rows x 2 us.
+  EXPECT_EQ(status(3).uptime_ns, t0 + 1'000'000'000 + 128'000);
+  q.settle_ms = 10001;
+  EXPECT_EQ(error_of(call(Opcode::kRead, 4, q.encode())).message,
+            "READ.settle_ms = 10001: allowed 0..10000");
+}
+
 TEST_F(FirmwareTest, WaitAndSimClockAdvanceTheBoardClock) {
   const uint64_t t0 = status(1).uptime_ns;
   auto w =

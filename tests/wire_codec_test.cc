@@ -135,9 +135,11 @@ TEST(Messages, ReadRequestModesAndCells) {
   q.n_avg = 8;
   q.mode = ReadMode::kCells;
   q.cells = {{0, 0}, {63, 63}, {10, 20}};
+  q.settle_ms = 1234;
   auto d = decode_read_request(q.encode());
   ASSERT_TRUE(d.has_value()) << d.error();
   EXPECT_EQ(d->cells, q.cells);
+  EXPECT_EQ(d->settle_ms, 1234);
   EXPECT_EQ(d->n_avg, 8);
   q.mode = ReadMode::kWholeArray;  // whole-array mode must not carry cells
   EXPECT_FALSE(decode_read_request(q.encode()).has_value());

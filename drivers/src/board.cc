@@ -91,6 +91,11 @@ Result<void> Board::check_read_options(const ReadOptions& o, std::string_view wh
                       fmt::format("{}: gain_index = {}: allowed 0..{}", what, o.gain_index,
                                   info_.tia_gains_ohm.size() - 1));
   }
+  if (o.settle_ms < 0 || o.settle_ms > wire::ReadRequest::kMaxSettleMs) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      fmt::format("{}: settle_ms = {}: allowed 0..{}", what, o.settle_ms,
+                                  wire::ReadRequest::kMaxSettleMs));
+  }
   if (o.n_avg < 1 || o.n_avg > info_.max_read_avg) {
     return make_error(ErrorCode::kInvalidArgument, fmt::format("{}: n_avg = {}: allowed 1..{}",
                                                                what, o.n_avg, info_.max_read_avg));
@@ -143,8 +148,10 @@ Result<ConductanceMap> Board::read_array(int array, ReadOptions options) {
   q.gain_index = static_cast<uint8_t>(options.gain_index);
   q.n_avg = static_cast<uint8_t>(options.n_avg);
   q.mode = wire::ReadMode::kWholeArray;
-  auto r = decode_or_error<wire::ReadReply>(client_.call(wire::Opcode::kRead, q.encode()),
-                                            wire::decode_read_reply);
+  q.settle_ms = static_cast<uint16_t>(options.settle_ms);
+  auto r = decode_or_error<wire::ReadReply>(
+      client_.call(wire::Opcode::kRead, q.encode(), std::chrono::milliseconds(options.settle_ms)),
+      wire::decode_read_reply);
   if (!r) return std::unexpected(r.error());
   const size_t cells = static_cast<size_t>(info_.rows) * info_.cols;
   if (r->code_sums.size() != cells) {
@@ -187,9 +194,11 @@ Result<std::vector<double>> Board::read_cells(int array, std::span<const wire::C
   q.gain_index = static_cast<uint8_t>(options.gain_index);
   q.n_avg = static_cast<uint8_t>(options.n_avg);
   q.mode = wire::ReadMode::kCells;
+  q.settle_ms = static_cast<uint16_t>(options.settle_ms);
   q.cells.assign(cells.begin(), cells.end());
-  auto r = decode_or_error<wire::ReadReply>(client_.call(wire::Opcode::kRead, q.encode()),
-                                            wire::decode_read_reply);
+  auto r = decode_or_error<wire::ReadReply>(
+      client_.call(wire::Opcode::kRead, q.encode(), std::chrono::milliseconds(options.settle_ms)),
+      wire::decode_read_reply);
   if (!r) return std::unexpected(r.error());
   if (r->code_sums.size() != cells.size()) {
     return make_error(ErrorCode::kProtocol, "READ reply length does not match the cell list");

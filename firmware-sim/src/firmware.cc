@@ -210,6 +210,11 @@ std::vector<uint8_t> Firmware::do_read(const wire::Frame& f) {
     return error_reply(f.header, ErrorCode::kOutOfRange,
                        fmt::format("READ.n_avg = {}: allowed 1..{}", q->n_avg, kMaxReadAvg));
   }
+  if (q->settle_ms > wire::ReadRequest::kMaxSettleMs) {
+    return error_reply(f.header, ErrorCode::kOutOfRange,
+                       fmt::format("READ.settle_ms = {}: allowed 0..{}", q->settle_ms,
+                                   wire::ReadRequest::kMaxSettleMs));
+  }
   const size_t cells = static_cast<size_t>(p.rows) * p.cols;
   if (q->cells.size() > cells) {
     return error_reply(f.header, ErrorCode::kOutOfRange,
@@ -225,6 +230,7 @@ std::vector<uint8_t> Firmware::do_read(const wire::Frame& f) {
     }
   }
 
+  chip_.advance_ns(uint64_t{q->settle_ms} * 1'000'000);  // idle first, then read
   wire::ReadReply r;
   r.array = q->array;
   r.gain_index = q->gain_index;

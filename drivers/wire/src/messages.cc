@@ -195,7 +195,7 @@ Decoded<StatusReply> decode_status_reply(std::span<const uint8_t> p) {
   return s;
 }
 
-// ---- READ: u8 array, u8 gain_index, u8 n_avg, u8 mode, u16 n_cells, u16 0, cells ----
+// ---- READ: u8 array, u8 gain_index, u8 n_avg, u8 mode, u16 n_cells, u16 settle_ms, cells ----
 std::vector<uint8_t> ReadRequest::encode() const {
   ByteWriter w;
   w.put(array);
@@ -203,7 +203,7 @@ std::vector<uint8_t> ReadRequest::encode() const {
   w.put(n_avg);
   w.put<uint8_t>(static_cast<uint8_t>(mode));
   w.put<uint16_t>(static_cast<uint16_t>(cells.size()));
-  w.put<uint16_t>(0);
+  w.put<uint16_t>(settle_ms);
   for (const Cell& c : cells) {
     w.put(c.row);
     w.put(c.col);
@@ -218,7 +218,7 @@ Decoded<ReadRequest> decode_read_request(std::span<const uint8_t> p) {
   q.n_avg = r.get<uint8_t>();
   const uint8_t mode = r.get<uint8_t>();
   const uint16_t n = r.get<uint16_t>();
-  r.get<uint16_t>();
+  q.settle_ms = r.get<uint16_t>();
   if (!r.ok()) return bad("READ request header (8 bytes)", p.size());
   if (mode > 1)
     return std::unexpected(fmt::format("READ.mode = {}: allowed 0 (whole) or 1 (cells)", mode));

@@ -63,6 +63,7 @@ struct BoardStatus {
 struct ReadOptions {
   int gain_index = 2;  // index into BoardInfo::tia_gains_ohm (30 kOhm: 0..583 uS at 0.2 V)
   int n_avg = 1;       // reads per device, averaged (1..max_read_avg)
+  int settle_ms = 0;   // the board idles this long before reading (relaxation), 0..10000
 };
 
 /// A whole array's conductances as read through the ADC.

@@ -99,6 +99,10 @@ struct ReadRequest {
   uint8_t gain_index = 2;
   uint8_t n_avg = 1;  // reads per device, summed by the board (1..max_read_avg)
   ReadMode mode = ReadMode::kWholeArray;
+  /// The board idles this long before reading (lets freshly programmed devices relax), so a
+  /// program-verify round stays at two transactions. 0..kMaxSettleMs.
+  uint16_t settle_ms = 0;
+  static constexpr uint16_t kMaxSettleMs = 10000;
   std::vector<Cell> cells;  // only for kCells (1..4096)
   std::vector<uint8_t> encode() const;
 };
