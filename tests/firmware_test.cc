@@ -192,6 +192,46 @@ TEST_F(FirmwareTest, ACellListedTwiceInOneReadGetsIndependentNoise) {
   EXPECT_FALSE(r->code_sums[0] == r->code_sums[1] && r->code_sums[1] == r->code_sums[2]);
 }
 
+TEST_F(FirmwareTest, MixedBatchSetsAndResetsInOneRequest) {
+  // Raise row 0 first, then one MIXED batch: even columns SET further, odd columns RESET.
+  call(Opcode::kPulseBatch, 1, set_batch(0, 16, code(1.2)));
+  call(Opcode::kSimClock, 2,
+       wire::SimClockRequest{wire::ClockOp::kAdvance, 10'000'000'000}.encode());
+  const auto before = truth(3, 0);
+  wire::PulseBatchRequest q;
+  q.polarity = wire::Polarity::kMixed;
+  q.mask.assign(512, 0);
+  q.reset_mask.assign(512, 0);
+  for (size_t i = 0; i < 16; ++i) {
+    wire::mask_set(q.mask, i);
+    if (i % 2) {
+      wire::mask_set(q.reset_mask, i);
+      q.codes.push_back({code(1.5), code(5.2), 100});
+    } else {
+      q.codes.push_back({code(3.0), code(1.9), 100});
+    }
+  }
+  ASSERT_FALSE(call(Opcode::kPulseBatch, 4, q.encode()).header.flags & wire::kFlagError);
+  call(Opcode::kSimClock, 5,
+       wire::SimClockRequest{wire::ClockOp::kAdvance, 10'000'000'000}.encode());
+  const auto after = truth(6, 0);
+  int up = 0, down = 0;
+  for (size_t i = 0; i < 16; ++i)
+    (i % 2 ? down : up) += (i % 2) ? after[i] < before[i] : after[i] > before[i];
+  EXPECT_GE(up, 7);
+  EXPECT_GE(down, 7);
+  EXPECT_EQ(status(7).pulses_applied, 32u);
+
+  // A RESET gate in the SET range is refused for the RESET device it belongs to.
+  q.codes[1].gate_code = code(1.0);
+  const auto e = error_of(call(Opcode::kPulseBatch, 8, q.encode()));
+  EXPECT_NE(e.message.find("gate_code[1] (row 0, col 1)"), std::string::npos) << e.message;
+  EXPECT_NE(e.message.find("RESET gate"), std::string::npos) << e.message;
+  // reset_mask must be a subset of mask.
+  wire::mask_set(q.reset_mask, 100);
+  EXPECT_EQ(error_of(call(Opcode::kPulseBatch, 9, q.encode())).code, wire::ErrorCode::kBadLength);
+}
+
 TEST_F(FirmwareTest, ReadSettleLetsDevicesRelaxBeforeReading) {
   const uint64_t t0 = status(1).uptime_ns;
   wire::ReadRequest q;

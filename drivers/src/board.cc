@@ -211,16 +211,21 @@ Result<std::vector<double>> Board::read_cells(int array, std::span<const wire::C
 
 Result<PulseBatchResult> Board::pulse(int array, const PulseBatch& batch) {
   if (auto c = check_array(array, "pulse"); !c) return std::unexpected(c.error());
-  const bool set = batch.polarity == wire::Polarity::kSet;
-  const VoltageRange vr = set ? info_.set_v : info_.reset_v;
-  const VoltageRange gr = set ? info_.set_gate : info_.reset_gate;
-  const char* pol = set ? "SET" : "RESET";
   const size_t cells = static_cast<size_t>(info_.rows) * info_.cols;
   // Order by device index: the wire carries the codes in row-major mask order.
   std::vector<std::pair<size_t, const DevicePulse*>> order;
   order.reserve(batch.devices.size());
   for (size_t k = 0; k < batch.devices.size(); ++k) {
     const DevicePulse& d = batch.devices[k];
+    const wire::Polarity p = batch.polarity == wire::Polarity::kMixed ? d.polarity : batch.polarity;
+    if (p != wire::Polarity::kSet && p != wire::Polarity::kReset) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        fmt::format("pulse: devices[{}].polarity: allowed SET or RESET", k));
+    }
+    const bool set = p == wire::Polarity::kSet;
+    const VoltageRange vr = set ? info_.set_v : info_.reset_v;
+    const VoltageRange gr = set ? info_.set_gate : info_.reset_gate;
+    const char* pol = set ? "SET" : "RESET";
     if (d.row < 0 || d.row >= info_.rows || d.col < 0 || d.col >= info_.cols) {
       return make_error(
           ErrorCode::kInvalidArgument,
@@ -258,8 +263,12 @@ Result<PulseBatchResult> Board::pulse(int array, const PulseBatch& batch) {
   q.array = static_cast<uint8_t>(array);
   q.polarity = batch.polarity;
   q.mask.assign((cells + 7) / 8, 0);
+  if (q.polarity == wire::Polarity::kMixed) q.reset_mask.assign((cells + 7) / 8, 0);
   for (const auto& [idx, d] : order) {
     wire::mask_set(q.mask, idx);
+    if (q.polarity == wire::Polarity::kMixed && d->polarity == wire::Polarity::kReset) {
+      wire::mask_set(q.reset_mask, idx);
+    }
     const double w = std::round(d->width_ns / info_.width_step_ns);
     q.codes.push_back(
         {volts_to_code(d->v_V), volts_to_code(d->gate_V), static_cast<uint16_t>(std::max(1.0, w))});

@@ -256,7 +256,7 @@ Chip::ReadMoments Chip::read_moments_fast(double g_uS) const {
 double Chip::read_sample_uS(double g_uS, uint32_t device_index, uint64_t op_id, uint32_t sub,
                             Stream stream) const {
   if (!p_.read_noise || g_uS <= 0) return g_uS;
-  const auto z = normals4(
+  const auto z = normals2(
       philox4x32_10(make_counter(stream, lo32(op_id), device_index, sub, hi24(op_id)), noise_key_));
   // AutoXbar add_fluc_noise: sigma drawn afresh per read, heavy-tailed through exp(Z).
   const double sigma = std::min(

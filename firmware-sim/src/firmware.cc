@@ -273,10 +273,6 @@ std::vector<uint8_t> Firmware::do_pulse_batch(const wire::Frame& f) {
         f.header, ErrorCode::kOutOfRange,
         fmt::format("PULSE_BATCH.array = {}: allowed 0..{}", q->array, p.arrays - 1));
   }
-  const bool set = q->polarity == wire::Polarity::kSet;
-  const Range v_range = set ? p.set_v_V : p.reset_v_V;
-  const Range g_range = set ? p.set_gate_V : p.reset_gate_V;
-  const char* pol = set ? "SET" : "RESET";
   const double lsb_V = (p.dac_v_max_V - p.dac_v_min_V) / ((1u << p.dac_bits) - 1);
   auto volts = [&](uint16_t code) { return p.dac_v_min_V + code * lsb_V; };
   auto in_range = [&](double v, Range r) { return v >= r.lo - lsb_V / 2 && v <= r.hi + lsb_V / 2; };
@@ -284,6 +280,7 @@ std::vector<uint8_t> Firmware::do_pulse_batch(const wire::Frame& f) {
   // Validate every device before touching any: a rejected batch changes nothing.
   struct Planned {
     int row, col;
+    wire::Polarity polarity;
     double v_V, gate_V, width_ns;
   };
   std::vector<Planned> plan;
@@ -293,6 +290,11 @@ std::vector<uint8_t> Firmware::do_pulse_batch(const wire::Frame& f) {
     if (!wire::mask_test(q->mask, i)) continue;
     const wire::PulseCodes c = q->codes[k];
     const int row = static_cast<int>(i) / p.cols, col = static_cast<int>(i) % p.cols;
+    const bool set = q->polarity == wire::Polarity::kSet ||
+                     (q->polarity == wire::Polarity::kMixed && !wire::mask_test(q->reset_mask, i));
+    const Range v_range = set ? p.set_v_V : p.reset_v_V;
+    const Range g_range = set ? p.set_gate_V : p.reset_gate_V;
+    const char* pol = set ? "SET" : "RESET";
     const double v = volts(c.v_code), g = volts(c.gate_code);
     if (c.v_code >= (1u << p.dac_bits) || !in_range(v, v_range)) {
       return error_reply(f.header, ErrorCode::kOutOfRange,
@@ -312,14 +314,15 @@ std::vector<uint8_t> Firmware::do_pulse_batch(const wire::Frame& f) {
                                      "1..{} (x {} ns)",
                                      k, row, col, c.width_code, p.width_max_code, p.width_step_ns));
     }
-    plan.push_back({row, col, v, g, static_cast<double>(c.width_code) * p.width_step_ns});
+    plan.push_back({row, col, set ? wire::Polarity::kSet : wire::Polarity::kReset, v, g,
+                    static_cast<double>(c.width_code) * p.width_step_ns});
     ++k;
   }
 
   const uint64_t op = ops_executed_;
   double duration_us = 0;
   for (const Planned& d : plan) {
-    chip_.pulse(q->array, d.row, d.col, q->polarity, d.v_V, d.gate_V, d.width_ns, op);
+    chip_.pulse(q->array, d.row, d.col, d.polarity, d.v_V, d.gate_V, d.width_ns, op);
     duration_us += d.width_ns * 1e-3 + p.pulse_overhead_us;
   }
   chip_.advance_ns(static_cast<uint64_t>(duration_us * 1000.0));

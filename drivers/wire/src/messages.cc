@@ -268,7 +268,7 @@ Decoded<ReadReply> decode_read_reply(std::span<const uint8_t> p) {
   return q;
 }
 
-// ---- PULSE_BATCH: u8 array, u8 polarity, u16 n_devices, mask, n x (v, gate, width) ----
+// ---- PULSE_BATCH: u8 array, u8 polarity, u16 n_devices, mask, [reset_mask], n x codes ----
 std::vector<uint8_t> PulseBatchRequest::encode() const {
   ByteWriter w;
   w.reserve(4 + mask.size() + 6 * codes.size());
@@ -276,6 +276,7 @@ std::vector<uint8_t> PulseBatchRequest::encode() const {
   w.put<uint8_t>(static_cast<uint8_t>(polarity));
   w.put<uint16_t>(static_cast<uint16_t>(codes.size()));
   w.put_bytes(mask);
+  if (polarity == Polarity::kMixed) w.put_bytes(reset_mask);
   for (const PulseCodes& c : codes) {
     w.put(c.v_code);
     w.put(c.gate_code);
@@ -295,12 +296,27 @@ Decoded<PulseBatchRequest> decode_pulse_batch_request(std::span<const uint8_t> p
     return std::unexpected(fmt::format("PULSE_BATCH: payload is {} bytes, header + mask need {}",
                                        p.size(), 4 + mask_bytes));
   }
-  if (pol != 1 && pol != 2) {
+  if (pol < 1 || pol > 3) {
     return std::unexpected(
-        fmt::format("PULSE_BATCH.polarity = {}: allowed 1 (SET) or 2 (RESET)", pol));
+        fmt::format("PULSE_BATCH.polarity = {}: allowed 1 (SET), 2 (RESET) or 3 (MIXED)", pol));
   }
   q.polarity = static_cast<Polarity>(pol);
   q.mask.assign(mask.begin(), mask.end());
+  if (q.polarity == Polarity::kMixed) {
+    auto reset = r.get_bytes(mask_bytes);
+    if (!r.ok()) {
+      return std::unexpected(
+          fmt::format("PULSE_BATCH: payload is {} bytes, header + two masks need {}", p.size(),
+                      4 + 2 * mask_bytes));
+    }
+    q.reset_mask.assign(reset.begin(), reset.end());
+    for (size_t i = 0; i < mask_bytes; ++i) {
+      if (q.reset_mask[i] & ~q.mask[i]) {
+        return std::unexpected(fmt::format(
+            "PULSE_BATCH.reset_mask byte {} selects devices that the mask does not", i));
+      }
+    }
+  }
   const size_t set_bits = mask_popcount(q.mask);
   if (set_bits != n) {
     return std::unexpected(
@@ -313,8 +329,9 @@ Decoded<PulseBatchRequest> decode_pulse_batch_request(std::span<const uint8_t> p
     c.width_code = r.get<uint16_t>();
   }
   if (!r.done()) {
+    const size_t masks = q.polarity == Polarity::kMixed ? 2 : 1;
     return std::unexpected(fmt::format("PULSE_BATCH: payload is {} bytes, {} devices need {}",
-                                       p.size(), n, 4 + mask_bytes + 6 * size_t{n}));
+                                       p.size(), n, 4 + masks * mask_bytes + 6 * size_t{n}));
   }
   return q;
 }

@@ -80,9 +80,12 @@ struct DevicePulse {
   double v_V = 0;  // drain (SET) or source (RESET) voltage
   double gate_V = 0;
   double width_ns = 0;  // rounded to the board's width step
+  /// Used when the batch's polarity is kMixed; otherwise the batch's polarity applies.
+  wire::Polarity polarity = wire::Polarity::kSet;
 };
 
 struct PulseBatch {
+  /// kSet or kReset for every device, or kMixed: each DevicePulse says its own.
   wire::Polarity polarity = wire::Polarity::kSet;
   std::vector<DevicePulse> devices;  // at most one pulse per device per batch
 };

@@ -87,8 +87,9 @@ class Chip {
   };
   ReadMoments read_moments(double g_uS) const;
   /// The same from a table on a log-conductance grid (linear interpolation; relative error
-  /// below 1e-5), which is what the VMM cache uses: 2 us of quadrature per device is too slow
-  /// to redo for a whole array while devices relax.
+  /// about 1e-6 in the mean and up to 1e-3 in the variance near the 50 uS cap, docs/firmware.md
+  /// §4.3), which is what the VMM cache uses: 2 us of quadrature per device is too slow to
+  /// redo for a whole array while devices relax.
   ReadMoments read_moments_fast(double g_uS) const;
 
  private:

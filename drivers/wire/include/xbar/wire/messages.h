@@ -118,7 +118,9 @@ struct ReadReply {
 };
 Decoded<ReadReply> decode_read_reply(std::span<const uint8_t> p);
 
-enum class Polarity : uint8_t { kSet = 1, kReset = 2 };
+/// kMixed: a second mask (reset_mask) says which of the selected devices get a RESET; the
+/// others get a SET. One batch can then carry a whole program-verify round.
+enum class Polarity : uint8_t { kSet = 1, kReset = 2, kMixed = 3 };
 
 struct PulseCodes {
   uint16_t v_code = 0;      // drain (SET) or source (RESET) DAC code
@@ -131,7 +133,8 @@ struct PulseCodes {
 struct PulseBatchRequest {
   uint8_t array = 0;
   Polarity polarity = Polarity::kSet;
-  std::vector<uint8_t> mask;  // ceil(rows*cols/8) bytes
+  std::vector<uint8_t> mask;        // ceil(rows*cols/8) bytes
+  std::vector<uint8_t> reset_mask;  // only for kMixed: same size, a subset of mask
   std::vector<PulseCodes> codes;
   std::vector<uint8_t> encode() const;
 };

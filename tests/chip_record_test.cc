@@ -1,0 +1,807 @@
+// The durable chip record: round trips, upsert and accumulation semantics, validation that
+// leaves the file untouched, schema/version/corruption checks, and a kill -9 crash test
+// against a real writer process (chip_record_crash).
+#include "chip_record.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "process.h"
+
+namespace xbar::server {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::TempDir;
+using wire::FaultKind;
+
+constexpr int kRows = 64, kCols = 64;
+
+ChipInfo chip(std::string serial = "XS0001") {
+  return ChipInfo{.serial = std::move(serial),
+                  .firmware_version = "1.2.3",
+                  .arrays = 3,
+                  .rows = kRows,
+                  .cols = kCols};
+}
+
+std::unique_ptr<ChipRecord> open_ok(const fs::path& dir) {
+  auto r = ChipRecord::open(dir);
+  EXPECT_TRUE(r.has_value()) << r.error().message;
+  return r ? std::move(*r) : nullptr;
+}
+
+FaultEntry fault(int array, int row, int col, FaultKind kind, FaultMethod method, int64_t at_ms,
+                 std::optional<double> g_uS = std::nullopt) {
+  return FaultEntry{.array = array,
+                    .row = row,
+                    .col = col,
+                    .kind = kind,
+                    .method = method,
+                    .found_at_ms = at_ms,
+                    .g_uS = g_uS};
+}
+
+ProgrammingRecord programming(double base_uS, int rounds = 11) {
+  ProgrammingRecord p;
+  p.programmed_at_ms = 1'700'000'000'000;
+  p.tol_uS = 4.0;
+  p.target_uS.resize(kRows, kCols);
+  p.readback_uS.resize(kRows, kCols);
+  for (int r = 0; r < kRows; ++r)
+    for (int c = 0; c < kCols; ++c) {
+      p.target_uS(r, c) = base_uS + 0.1 * r + 0.001 * c;  // not float-exact: tests rounding
+      p.readback_uS(r, c) = p.target_uS(r, c) + 1.5;
+    }
+  p.within_tol_pct = 99.7;
+  p.rounds = rounds;
+  p.abandoned = 3;
+  return p;
+}
+
+// Every row of every table, straight from the file through a second connection: compares the
+// file's contents, not what the API chooses to show.
+std::string dump(const fs::path& db_path) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  std::string out;
+  for (const char* sql :
+       {"SELECT * FROM chips ORDER BY serial",
+        "SELECT * FROM faults ORDER BY serial, array, row, col",
+        "SELECT * FROM endurance ORDER BY serial, array, row, col",
+        "SELECT serial, array, programmed_at_ms, tol_uS, hex(target_f32le), hex(readback_f32le), "
+        "within_tol_pct, rounds, abandoned FROM programming ORDER BY serial, array"}) {
+    char* err = nullptr;
+    sqlite3_exec(
+        db, sql,
+        [](void* p, int n, char** values, char**) {
+          auto* s = static_cast<std::string*>(p);
+          for (int i = 0; i < n; ++i) *s += std::string(values[i] ? values[i] : "NULL") + "|";
+          *s += "\n";
+          return 0;
+        },
+        &out, &err);
+    EXPECT_EQ(err, nullptr) << err;
+    sqlite3_free(err);
+    out += "--\n";
+  }
+  sqlite3_close(db);
+  return out;
+}
+
+// Runs a raw SQL statement on the file through a second connection.
+void raw_exec(const fs::path& db_path, const char* sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(db_path.c_str(), &db), SQLITE_OK);
+  char* err = nullptr;
+  EXPECT_EQ(sqlite3_exec(db, sql, nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
+  sqlite3_free(err);
+  sqlite3_close(db);
+}
+
+std::string raw_query_text(const fs::path& db_path, const char* sql) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* s = nullptr;
+  std::string out;
+  if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+    out = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+  return out;
+}
+
+TEST(ChipRecord, OpenCreatesDirWalAndVersionedSchema) {
+  TempDir tmp;
+  const fs::path dir = tmp.path() / "a" / "b";
+  auto rec = open_ok(dir);
+  ASSERT_TRUE(rec);
+  EXPECT_EQ(rec->path(), dir / "xbar.db");
+  EXPECT_TRUE(fs::exists(dir / "xbar.db"));
+  EXPECT_EQ(raw_query_text(rec->path(), "PRAGMA user_version"), "1");
+  EXPECT_EQ(raw_query_text(rec->path(), "PRAGMA journal_mode"), "wal");
+  EXPECT_EQ(raw_query_text(rec->path(), "PRAGMA application_id"), std::to_string(0x58424152));
+  auto ic = rec->integrity_check();
+  ASSERT_TRUE(ic) << ic.error().message;
+  EXPECT_EQ(*ic, "ok");
+  auto chips = rec->chips();
+  ASSERT_TRUE(chips);
+  EXPECT_TRUE(chips->empty());
+}
+
+TEST(ChipRecord, ChipsRoundTripAndTouchUpdates) {
+  TempDir tmp;
+  auto rec = open_ok(tmp.path());
+  ASSERT_TRUE(rec);
+  ASSERT_TRUE(rec->touch_chip(chip("XS0002")));
+  ASSERT_TRUE(rec->touch_chip(chip("XS0001")));
+  auto chips = rec->chips();
+  ASSERT_TRUE(chips);
+  ASSERT_EQ(chips->size(), 2u);
+  EXPECT_EQ((*chips)[0].serial, "XS0001");  // ordered by serial
+  EXPECT_EQ((*chips)[0].firmware_version, "1.2.3");
+  EXPECT_EQ((*chips)[0].arrays, 3);
+  EXPECT_EQ((*chips)[0].rows, kRows);
+  EXPECT_EQ((*chips)[0].cols, kCols);
+  const int64_t first = (*chips)[0].first_seen_ms;
+  EXPECT_GT(first, 1'600'000'000'000);  // a real wall-clock time
+  EXPECT_EQ((*chips)[0].last_seen_ms, first);
+
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ChipInfo updated = chip("XS0001");
+  updated.firmware_version = "1.3.0";
+  ASSERT_TRUE(rec->touch_chip(updated));
+  chips = rec->chips();
+  ASSERT_TRUE(chips);
+  EXPECT_EQ((*chips)[0].firmware_version, "1.3.0");
+  EXPECT_EQ((*chips)[0].first_seen_ms, first);
+  EXPECT_GT((*chips)[0].last_seen_ms, first);
+
+  // Same serial, other geometry: refused, nothing changed.
+  const std::string before = dump(rec->path());
+  ChipInfo other = chip("XS0001");
+  other.rows = 32;
+  auto r = rec->touch_chip(other);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(r.error().message.find("geometry"), std::string::npos) << r.error().message;
+  EXPECT_EQ(dump(rec->path()), before);
+}
+
+TEST(ChipRecord, FaultUpsertKeepsFirstFoundTakesLatestMethodAndValue) {
+  TempDir tmp;
+  auto rec = open_ok(tmp.path());
+  ASSERT_TRUE(rec);
+  ASSERT_TRUE(rec->touch_chip(chip()));
+  std::vector<FaultEntry> scan = {
+      fault(0, 1, 2, FaultKind::kStuckHigh, FaultMethod::kScan, 1000, 410.5),
+      fault(0, 3, 4, FaultKind::kStuckLow, FaultMethod::kScan, 1000, 0.8),
+      fault(2, 63, 63, FaultKind::kSlow, FaultMethod::kScan, 1000)};
+  ASSERT_TRUE(rec->record_faults("XS0001", scan));
+
+  // The same (0,1,2) seen again later by program-verify, as stuck low now; plus a new one.
+  std::vector<FaultEntry> pv = {
+      fault(0, 1, 2, FaultKind::kStuckLow, FaultMethod::kProgramVerify, 5000, 2.0),
+      fault(1, 0, 0, FaultKind::kStuckHigh, FaultMethod::kProgramVerify, 5000, 390.0)};
+  ASSERT_TRUE(rec->record_faults("XS0001", pv));
+
+  auto all = rec->faults("XS0001");
+  ASSERT_TRUE(all) << all.error().message;
+  ASSERT_EQ(all->size(), 4u);
+  const FaultEntry& f = (*all)[0];  // ordered by array, row, col
+  EXPECT_EQ(f.array, 0);
+  EXPECT_EQ(f.row, 1);
+  EXPECT_EQ(f.col, 2);
+  EXPECT_EQ(f.kind, FaultKind::kStuckLow);
+  EXPECT_EQ(f.method, FaultMethod::kProgramVerify);
+  EXPECT_EQ(f.found_at_ms, 1000);      // first found kept
+  EXPECT_EQ(f.confirmed_at_ms, 5000);  // latest observation
+  EXPECT_EQ(f.g_uS, 2.0);
+  EXPECT_EQ((*all)[1].row, 3);
+  EXPECT_EQ((*all)[1].confirmed_at_ms, 1000);
+  EXPECT_EQ((*all)[2].array, 1);
+  EXPECT_EQ((*all)[2].found_at_ms, 5000);
+  EXPECT_EQ((*all)[3].array, 2);
+  EXPECT_EQ((*all)[3].kind, FaultKind::kSlow);
+  EXPECT_EQ((*all)[3].g_uS, std::nullopt);  // unknown conductance stays unknown
+
+  // An observation recorded late (older time) moves first-found back, not forward.
+  ASSERT_TRUE(rec->record_faults(
+      "XS0001", std::vector{fault(0, 3, 4, FaultKind::kStuckLow, FaultMethod::kManual, 500)}));
+  auto a0 = rec->faults("XS0001", 0);
+  ASSERT_TRUE(a0);
+  ASSERT_EQ(a0->size(), 2u);
+  EXPECT_EQ((*a0)[1].found_at_ms, 500);
+  EXPECT_EQ((*a0)[1].confirmed_at_ms, 1000);
+  EXPECT_EQ((*a0)[1].method, FaultMethod::kManual);
+
+  // found_at_ms = 0 means now.
+  ASSERT_TRUE(rec->record_faults(
+      "XS0001", std::vector{fault(1, 5, 5, FaultKind::kStuckHigh, FaultMethod::kQuickCheck, 0)}));
+  auto a1 = rec->faults("XS0001", 1);
+  ASSERT_TRUE(a1);
+  ASSERT_EQ(a1->size(), 2u);
+  EXPECT_GT((*a1)[1].found_at_ms, 1'600'000'000'000);
+  EXPECT_EQ((*a1)[1].method, FaultMethod::kQuickCheck);
+}
+
+TEST(ChipRecord, ReplaceFaultsIsTheNewMapOfOneArray) {
+  TempDir tmp;
+  auto rec = open_ok(tmp.path());
+  ASSERT_TRUE(rec);
+  ASSERT_TRUE(rec->touch_chip(chip()));
+  ASSERT_TRUE(rec->record_faults(
+      "XS0001", std::vector{fault(0, 1, 1, FaultKind::kStuckHigh, FaultMethod::kScan, 100),
+                            fault(0, 2, 2, FaultKind::kStuckLow, FaultMethod::kScan, 100),
+                            fault(1, 7, 7, FaultKind::kStuckLow, FaultMethod::kScan, 100)}));
+  // Rescan of array 0: (1,1) still stuck, (2,2) healthy now, (9,9) new.
+  ASSERT_TRUE(rec->replace_faults(
+      "XS0001", 0,
+      std::vector{fault(0, 1, 1, FaultKind::kStuckHigh, FaultMethod::kScan, 900),
+                  fault(0, 9, 9, FaultKind::kStuckHigh, FaultMethod::kScan, 900)}));
+  auto a0 = rec->faults("XS0001", 0);
+  ASSERT_TRUE(a0);
+  ASSERT_EQ(a0->size(), 2u);
+  EXPECT_EQ((*a0)[0].row, 1);
+  EXPECT_EQ((*a0)[0].found_at_ms, 100);  // still the first-found time
+  EXPECT_EQ((*a0)[0].confirmed_at_ms, 900);
+  EXPECT_EQ((*a0)[1].row, 9);
+  auto a1 = rec->faults("XS0001", 1);
+  ASSERT_TRUE(a1);
+  EXPECT_EQ(a1->size(), 1u);  // other arrays untouched
+
+  // An entry for another array is refused and the map is left as it was.
+  const std::string before = dump(rec->path());
+  auto bad = rec->replace_faults(
+      "XS0001", 0, std::vector{fault(1, 0, 0, FaultKind::kStuckHigh, FaultMethod::kScan, 1)});
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("entries[0].array"), std::string::npos) << bad.error().message;
+  EXPECT_EQ(dump(rec->path()), before);
+
+  ASSERT_TRUE(rec->clear_faults("XS0001", 0));
+  a0 = rec->faults("XS0001", 0);
+  ASSERT_TRUE(a0);
+  EXPECT_TRUE(a0->empty());
+  a1 = rec->faults("XS0001", 1);
+  ASSERT_TRUE(a1);
+  EXPECT_EQ(a1->size(), 1u);
+}
+
+TEST(ChipRecord, EnduranceAccumulates) {
+  TempDir tmp;
+  auto rec = open_ok(tmp.path());
+  ASSERT_TRUE(rec);
+  ASSERT_TRUE(rec->touch_chip(chip()));
+  auto e = rec->endurance("XS0001", 1);
+  ASSERT_TRUE(e) << e.error().message;
+  EXPECT_EQ(e->set_pulses.rows(), kRows);
+  EXPECT_EQ(e->set_pulses.cols(), kCols);
+  EXPECT_EQ(e->set_pulses.sum(), 0);
+  EXPECT_EQ(e->reset_pulses.sum(), 0);
+
+  Eigen::MatrixXi set = Eigen::MatrixXi::Zero(kRows, kCols);
+  Eigen::MatrixXi reset = Eigen::MatrixXi::Zero(kRows, kCols);
+  set(0, 0) = 3;
+  set(63, 1) = 7;
+  reset(5, 6) = 2;
+  ASSERT_TRUE(rec->add_pulses("XS0001", 1, set, reset));
+  ASSERT_TRUE(rec->add_pulses("XS0001", 1, set, reset));
+  set(0, 0) = 1;
+  ASSERT_TRUE(rec->add_pulses("XS0001", 1, set, Eigen::MatrixXi::Ones(kRows, kCols)));
+  e = rec->endurance("XS0001", 1);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->set_pulses(0, 0), 7);
+  EXPECT_EQ(e->set_pulses(63, 1), 21);  // not transposed
+  EXPECT_EQ(e->set_pulses(1, 63), 0);
+  EXPECT_EQ(e->set_pulses.sum(), 28);
+  EXPECT_EQ(e->reset_pulses(5, 6), 5);
+  EXPECT_EQ(e->reset_pulses.sum(), 4 + kRows * kCols);
+  // Other arrays are separate.
+  auto e0 = rec->endurance("XS0001", 0);
+  ASSERT_TRUE(e0);
+  EXPECT_EQ(e0->set_pulses.sum() + e0->reset_pulses.sum(), 0);
+}
+
+// 4096 upserts in one transaction with one prepared statement; prints the figure.
+TEST(ChipRecord, AddPulsesFullArrayIsFast) {
+  TempDir tmp;
+  auto rec = open_ok(tmp.path());
+  ASSERT_TRUE(rec);
+  ASSERT_TRUE(rec->touch_chip(chip()));
+  const Eigen::MatrixXi ones = Eigen::MatrixXi::Ones(kRows, kCols);
+  double worst_ms = 0, total_ms = 0;
+  constexpr int kReps = 10;
+  for (int i = 0; i < kReps; ++i) {  // the first inserts 4096 rows, the others update them
+    const auto t0 = std::chrono::steady_clock::now();
+    ASSERT_TRUE(rec->add_pulses("XS0001", 0, ones, ones));
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    worst_ms = std::max(worst_ms, ms);
+    total_ms += ms;
+  }
+  ProgrammingRun run;
+  run.programming = programming(50.0);
+  run.set_delta = ones;
+  run.reset_delta = ones;
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(rec->record_programming_run("XS0001", 0, run));
+  const double run_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  // A one-row transaction: what the commit's fsync alone costs on this disk.
+  const auto t2 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(rec->touch_chip(chip()));
+  const double touch_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t2).count();
+  const auto t1 = std::chrono::steady_clock::now();
+  auto e = rec->endurance("XS0001", 0);
+  const double read_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t1).count();
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->set_pulses.minCoeff(), kReps + 1);
+  EXPECT_EQ(e->set_pulses.maxCoeff(), kReps + 1);
+  std::printf(
+      "[ figures  ] add_pulses 4096 devices: mean %.2f ms, worst %.2f ms (incl. the "
+      "commit); record_programming_run: %.2f ms; one-row commit (touch_chip): %.2f ms; "
+      "endurance read: %.2f ms\n",
+      total_ms / kReps, worst_ms, run_ms, touch_ms, read_ms);
+  EXPECT_LT(worst_ms, 1000.0);  // generous: a slow CI disk; typically a few ms
+}
+
+TEST(ChipRecord, ProgrammingRoundTripAsFloat32) {
+  TempDir tmp;
+  auto rec = open_ok(tmp.path());
+  ASSERT_TRUE(rec);
+  ASSERT_TRUE(rec->touch_chip(chip()));
+  auto none = rec->last_programming("XS0001", 2);
+  ASSERT_TRUE(none) << none.error().message;
+  EXPECT_FALSE(none->has_value());
+
+  const ProgrammingRecord p = programming(7.0);
+  ASSERT_TRUE(rec->record_programming("XS0001", 2, p));
+  auto got = rec->last_programming("XS0001", 2);
+  ASSERT_TRUE(got);
+  ASSERT_TRUE(got->has_value());
+  const ProgrammingRecord& q = **got;
+  EXPECT_EQ(q.programmed_at_ms, p.programmed_at_ms);
+  EXPECT_EQ(q.tol_uS, p.tol_uS);
+  EXPECT_EQ(q.within_tol_pct, p.within_tol_pct);
+  EXPECT_EQ(q.rounds, p.rounds);
+  EXPECT_EQ(q.abandoned, p.abandoned);
+  ASSERT_EQ(q.target_uS.rows(), kRows);
+  ASSERT_EQ(q.target_uS.cols(), kCols);
+  for (int r = 0; r < kRows; ++r)
+    for (int c = 0; c < kCols; ++c) {
+      ASSERT_EQ(q.target_uS(r, c), static_cast<double>(static_cast<float>(p.target_uS(r, c))));
+      ASSERT_EQ(q.readback_uS(r, c), static_cast<double>(static_cast<float>(p.readback_uS(r, c))));
+    }
+  // Row-major little-endian float32 in the file: device (0,1) is bytes 4..7.
+  const float f01 = static_cast<float>(p.target_uS(0, 1));
+  uint32_t u = 0;
+  std::memcpy(&u, &f01, 4);
+  char hex[9];
+  std::snprintf(hex, sizeof hex, "%02X%02X%02X%02X", u & 0xff, (u >> 8) & 0xff, (u >> 16) & 0xff,
+                u >> 24);
+  EXPECT_EQ(raw_query_text(rec->path(), "SELECT hex(substr(target_f32le, 5, 4)) FROM programming"),
+            hex);
+
+  // A newer record replaces it; other arrays stay unprogrammed.
+  ASSERT_TRUE(rec->record_programming("XS0001", 2, programming(100.0, 30)));
+  got = rec->last_programming("XS0001", 2);
+  ASSERT_TRUE(got && got->has_value());
+  EXPECT_EQ((*got)->rounds, 30);
+  EXPECT_FLOAT_EQ((*got)->target_uS(0, 0), 100.0);
+  auto other = rec->last_programming("XS0001", 0);
+  ASSERT_TRUE(other);
+  EXPECT_FALSE(other->has_value());
+}
+
+TEST(ChipRecord, ReopenKeepsEverything) {
+  TempDir tmp;
+  std::string before;
+  {
+    auto rec = open_ok(tmp.path());
+    ASSERT_TRUE(rec);
+    ASSERT_TRUE(rec->touch_chip(chip("XS0001")));
+    ASSERT_TRUE(rec->touch_chip(chip("XS0002")));
+    ASSERT_TRUE(rec->record_faults("XS0002", std::vector{fault(2, 10, 20, FaultKind::kStuckHigh,
+                                                               FaultMethod::kScan, 42, 400.0)}));
+    ASSERT_TRUE(rec->add_pulses("XS0001", 0, Eigen::MatrixXi::Constant(kRows, kCols, 4),
+                                Eigen::MatrixXi::Constant(kRows, kCols, 5)));
+    ASSERT_TRUE(rec->record_programming("XS0001", 1, programming(30.0)));
+    before = dump(rec->path());
+  }
+  EXPECT_FALSE(fs::exists(tmp.path() / "xbar.db-wal"));  // checkpointed at close
+  auto rec = open_ok(tmp.path());
+  ASSERT_TRUE(rec);
+  EXPECT_EQ(dump(rec->path()), before);
+  auto chips = rec->chips();
+  ASSERT_TRUE(chips);
+  EXPECT_EQ(chips->size(), 2u);
+  auto f = rec->faults("XS0002");
+  ASSERT_TRUE(f);
+  ASSERT_EQ(f->size(), 1u);
+  EXPECT_EQ((*f)[0].g_uS, 400.0);
+  EXPECT_EQ((*f)[0].found_at_ms, 42);
+  auto e = rec->endurance("XS0001", 0);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->set_pulses.sum(), 4 * kRows * kCols);
+  EXPECT_EQ(e->reset_pulses.sum(), 5 * kRows * kCols);
+  auto p = rec->last_programming("XS0001", 1);
+  ASSERT_TRUE(p && p->has_value());
+  EXPECT_FLOAT_EQ((*p)->target_uS(0, 0), 30.0);
+}
+
+// Every bad input: kInvalidArgument (or kNotFound for an unknown chip) naming the field, and
+// the file byte-for-byte as before, including for batches whose bad item comes last.
+TEST(ChipRecord, ValidationNamesTheFieldAndChangesNothing) {
+  TempDir tmp;
+  auto rec = open_ok(tmp.path());
+  ASSERT_TRUE(rec);
+  ASSERT_TRUE(rec->touch_chip(chip()));
+  ASSERT_TRUE(rec->record_faults(
+      "XS0001", std::vector{fault(0, 0, 0, FaultKind::kStuckHigh, FaultMethod::kScan, 7)}));
+  ASSERT_TRUE(rec->add_pulses("XS0001", 0, Eigen::MatrixXi::Ones(kRows, kCols),
+                              Eigen::MatrixXi::Ones(kRows, kCols)));
+  ASSERT_TRUE(rec->record_programming("XS0001", 0, programming(20.0)));
+  const std::string before = dump(rec->path());
+
+  const Eigen::MatrixXi ones = Eigen::MatrixXi::Ones(kRows, kCols);
+  auto with_nan = programming(20.0);
+  with_nan.target_uS(3, 4) = std::nan("");
+  auto with_inf = programming(20.0);
+  with_inf.readback_uS(63, 0) = INFINITY;
+  auto wrong_size = programming(20.0);
+  wrong_size.target_uS.resize(32, 64);
+  auto neg_tol = programming(20.0);
+  neg_tol.tol_uS = -1;
+  auto bad_pct = programming(20.0);
+  bad_pct.within_tol_pct = 101;
+  Eigen::MatrixXi negative = ones;
+  negative(10, 11) = -1;
+  std::vector<FaultEntry> last_bad(5, fault(0, 1, 1, FaultKind::kStuckLow, FaultMethod::kScan, 9));
+  for (int i = 0; i < 5; ++i) last_bad[i].col = i + 1;
+  last_bad.push_back(fault(0, 64, 0, FaultKind::kStuckLow, FaultMethod::kScan, 9));
+  ProgrammingRun run_bad_fault;  // good pulses and programming, one bad fault at the end
+  run_bad_fault.programming = programming(60.0);
+  run_bad_fault.set_delta = ones;
+  run_bad_fault.reset_delta = ones;
+  run_bad_fault.faults = {fault(0, 2, 2, FaultKind::kStuckLow, FaultMethod::kProgramVerify, 9),
+                          fault(0, 2, 3, FaultKind::kNone, FaultMethod::kProgramVerify, 9)};
+
+  struct Case {
+    const char* name;
+    std::function<Result<void>()> call;
+    ErrorCode code;
+    std::string field;
+  };
+  const std::vector<Case> cases = {
+      {"array -1", [&] { return rec->add_pulses("XS0001", -1, ones, ones); },
+       ErrorCode::kInvalidArgument, "array: -1"},
+      {"array 3", [&] { return rec->record_programming("XS0001", 3, programming(1)); },
+       ErrorCode::kInvalidArgument, "array: 3 out of range 0..2"},
+      {"set_delta size",
+       [&] { return rec->add_pulses("XS0001", 0, Eigen::MatrixXi::Ones(64, 32), ones); },
+       ErrorCode::kInvalidArgument, "set_delta: 64x32"},
+      {"negative reset", [&] { return rec->add_pulses("XS0001", 0, ones, negative); },
+       ErrorCode::kInvalidArgument, "reset_delta(10, 11)"},
+      {"NaN target", [&] { return rec->record_programming("XS0001", 0, with_nan); },
+       ErrorCode::kInvalidArgument, "target_uS(3, 4)"},
+      {"inf readback", [&] { return rec->record_programming("XS0001", 0, with_inf); },
+       ErrorCode::kInvalidArgument, "readback_uS(63, 0)"},
+      {"target size", [&] { return rec->record_programming("XS0001", 0, wrong_size); },
+       ErrorCode::kInvalidArgument, "target_uS: 32x64"},
+      {"tol", [&] { return rec->record_programming("XS0001", 0, neg_tol); },
+       ErrorCode::kInvalidArgument, "tol_uS"},
+      {"pct", [&] { return rec->record_programming("XS0001", 0, bad_pct); },
+       ErrorCode::kInvalidArgument, "within_tol_pct"},
+      {"fault row, last of six", [&] { return rec->record_faults("XS0001", last_bad); },
+       ErrorCode::kInvalidArgument, "entries[5].row: 64"},
+      {"fault kind none",
+       [&] {
+         return rec->record_faults(
+             "XS0001", std::vector{fault(0, 1, 1, FaultKind::kNone, FaultMethod::kScan, 1)});
+       },
+       ErrorCode::kInvalidArgument, "entries[0].kind"},
+      {"fault g_uS NaN",
+       [&] {
+         return rec->record_faults(
+             "XS0001", std::vector{fault(0, 1, 1, FaultKind::kStuckHigh, FaultMethod::kScan, 1,
+                                         std::nan(""))});
+       },
+       ErrorCode::kInvalidArgument, "entries[0].g_uS"},
+      {"run with bad fault last",
+       [&] { return rec->record_programming_run("XS0001", 0, run_bad_fault); },
+       ErrorCode::kInvalidArgument, "entries[1].kind"},
+      {"unknown chip", [&] { return rec->add_pulses("XS9999", 0, ones, ones); },
+       ErrorCode::kNotFound, "serial: chip XS9999"},
+      {"empty serial", [&] { return rec->touch_chip(chip("")); }, ErrorCode::kInvalidArgument,
+       "serial"},
+      {"zero rows",
+       [&] {
+         ChipInfo c = chip("XS0003");
+         c.rows = 0;
+         return rec->touch_chip(c);
+       },
+       ErrorCode::kInvalidArgument, "rows: 0"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto r = c.call();
+    ASSERT_FALSE(r.has_value());
+    EXPECT_EQ(r.error().code, c.code) << r.error().message;
+    EXPECT_NE(r.error().message.find(c.field), std::string::npos) << r.error().message;
+    EXPECT_EQ(dump(rec->path()), before);
+  }
+  // Reads validate too.
+  auto e = rec->endurance("XS0001", 5);
+  ASSERT_FALSE(e);
+  EXPECT_NE(e.error().message.find("array: 5"), std::string::npos) << e.error().message;
+  auto f = rec->faults("XS9999");
+  ASSERT_FALSE(f);
+  EXPECT_EQ(f.error().code, ErrorCode::kNotFound);
+}
+
+TEST(ChipRecord, NewerSchemaVersionIsRefusedUntouched) {
+  TempDir tmp;
+  {
+    auto rec = open_ok(tmp.path());
+    ASSERT_TRUE(rec);
+  }
+  const fs::path db = tmp.path() / "xbar.db";
+  raw_exec(db, "PRAGMA user_version = 7");
+  auto r = ChipRecord::open(tmp.path());
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kUnsupported);
+  EXPECT_NE(r.error().message.find("user_version 7 is newer than this build's 1"),
+            std::string::npos)
+      << r.error().message;
+  EXPECT_EQ(raw_query_text(db, "PRAGMA user_version"), "7");
+}
+
+TEST(ChipRecord, OlderVersionZeroIsMigrated) {
+  // A version-0 file of ours (an empty SQLite file, as left by a crash before the first
+  // migration committed) is migrated on open.
+  TempDir tmp;
+  const fs::path db = tmp.path() / "xbar.db";
+  raw_exec(db, "PRAGMA user_version = 0");
+  auto rec = open_ok(tmp.path());
+  ASSERT_TRUE(rec);
+  EXPECT_EQ(raw_query_text(db, "PRAGMA user_version"), "1");
+  EXPECT_TRUE(rec->touch_chip(chip()));
+}
+
+TEST(ChipRecord, NonSqliteFileGivesClearError) {
+  TempDir tmp;
+  {
+    std::ofstream out(tmp.path() / "xbar.db", std::ios::binary);
+    for (int i = 0; i < 8192; ++i) out.put(static_cast<char>(i * 37 + 11));
+  }
+  auto r = ChipRecord::open(tmp.path());
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(r.error().message.find("xbar.db: not an SQLite database"), std::string::npos)
+      << r.error().message;
+}
+
+TEST(ChipRecord, ForeignSqliteDatabaseIsRefusedUntouched) {
+  TempDir tmp;
+  const fs::path db = tmp.path() / "xbar.db";
+  raw_exec(db, "CREATE TABLE photos (id INTEGER PRIMARY KEY)");
+  auto r = ChipRecord::open(tmp.path());
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(r.error().message.find("not an xbar record"), std::string::npos) << r.error().message;
+  EXPECT_EQ(raw_query_text(db, "PRAGMA journal_mode"), "delete");  // not switched to WAL
+
+  raw_exec(db, "PRAGMA application_id = 1234");
+  r = ChipRecord::open(tmp.path());
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("application_id 0x4d2"), std::string::npos) << r.error().message;
+}
+
+TEST(ChipRecord, CorruptPageIsReportedByIntegrityCheck) {
+  TempDir tmp;
+  {
+    auto rec = open_ok(tmp.path());
+    ASSERT_TRUE(rec);
+    ASSERT_TRUE(rec->touch_chip(chip()));
+    ASSERT_TRUE(rec->add_pulses("XS0001", 0, Eigen::MatrixXi::Ones(kRows, kCols),
+                                Eigen::MatrixXi::Ones(kRows, kCols)));
+  }
+  const fs::path db = tmp.path() / "xbar.db";
+  const auto size = fs::file_size(db);
+  ASSERT_GT(size, 8192u);
+  {
+    std::fstream f(db, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(size - 4096 + 16));  // inside the last page
+    for (int i = 0; i < 2000; ++i) f.put(static_cast<char>(0xA5));
+  }
+  auto rec = ChipRecord::open(tmp.path());
+  ASSERT_TRUE(rec) << rec.error().message;  // the header page is intact
+  auto ic = (*rec)->integrity_check();
+  // Either the check lists the damage or SQLite refuses with SQLITE_CORRUPT: never "ok".
+  if (ic) {
+    EXPECT_NE(*ic, "ok");
+  } else {
+    EXPECT_EQ(ic.error().code, ErrorCode::kInternal);
+  }
+}
+
+TEST(ChipRecord, StateDirProblemsAreNamed) {
+  TempDir tmp;
+  const fs::path file = tmp.path() / "plain-file";
+  std::ofstream(file) << "x";
+  auto r = ChipRecord::open(file);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(r.error().message.find("state dir " + file.string() + ": exists and is not a dir"),
+            std::string::npos)
+      << r.error().message;
+
+  if (geteuid() == 0) GTEST_SKIP() << "root ignores directory permissions";
+  const fs::path locked = tmp.path() / "locked";
+  fs::create_directory(locked);
+  fs::permissions(locked, fs::perms::owner_read | fs::perms::owner_exec);
+  r = ChipRecord::open(locked / "state");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kPermissionDenied);
+  EXPECT_NE(r.error().message.find("permission denied"), std::string::npos) << r.error().message;
+  r = ChipRecord::open(locked);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kPermissionDenied) << r.error().message;
+  fs::permissions(locked, fs::perms::owner_all);
+}
+
+TEST(ChipRecord, ConcurrentWritersFromThreadsAllCount) {
+  TempDir tmp;
+  auto rec = open_ok(tmp.path());
+  ASSERT_TRUE(rec);
+  ASSERT_TRUE(rec->touch_chip(chip()));
+  const Eigen::MatrixXi ones = Eigen::MatrixXi::Ones(kRows, kCols);
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 5; ++i) {
+        if (!rec->add_pulses("XS0001", t % 3, ones, ones)) ++failures;
+        if (!rec->record_faults("XS0001", std::vector{fault(t % 3, t, i, FaultKind::kStuckHigh,
+                                                            FaultMethod::kScan, 1)}))
+          ++failures;
+        if (!rec->endurance("XS0001", t % 3)) ++failures;
+      }
+    });
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  auto e0 = rec->endurance("XS0001", 0);
+  ASSERT_TRUE(e0);
+  EXPECT_EQ(e0->set_pulses.minCoeff(), 10);  // threads 0 and 3, 5 rounds each
+  auto f = rec->faults("XS0001");
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->size(), 20u);
+}
+
+// ---- crash test: a real writer process, kill -9 at random moments ----
+
+pid_t spawn(const std::vector<std::string>& argv, const fs::path& log) {
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = -1;
+  if (posix_spawn(&pid, args[0], &fa, nullptr, args.data(), environ) != 0) pid = -1;
+  posix_spawn_file_actions_destroy(&fa);
+  return pid;
+}
+
+// The last "committed N" line the writer printed (0 if none).
+int last_acknowledged(const std::string& log) {
+  int n = 0;
+  size_t pos = 0;
+  while ((pos = log.find("committed ", pos)) != std::string::npos) {
+    pos += 10;
+    const size_t end = log.find('\n', pos);
+    if (end == std::string::npos) break;  // a torn last line: not acknowledged
+    n = std::stoi(log.substr(pos, end - pos));
+  }
+  return n;
+}
+
+TEST(ChipRecordCrash, KillNineMidWriteLeavesAConsistentRecord) {
+  TempDir tmp;
+  const fs::path state = tmp.path() / "state";
+  std::random_device rd;
+  const unsigned seed = rd();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> kill_after_ms(20, 200);
+
+  int prev_k = 0, kills_with_progress = 0;
+  constexpr int kKills = 20;
+  for (int i = 0; i < kKills; ++i) {
+    const int wait_ms = kill_after_ms(rng);
+    SCOPED_TRACE("kill " + std::to_string(i) + " after " + std::to_string(wait_ms) + " ms");
+    const fs::path log = tmp.path() / ("writer-" + std::to_string(i) + ".log");
+    const pid_t pid = spawn({CHIP_RECORD_CRASH_PATH, state.string()}, log);
+    ASSERT_GT(pid, 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
+    ASSERT_EQ(kill(pid, SIGKILL), 0);
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    const std::string out = testing::read_file(log);
+    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+        << "the writer stopped by itself: " << out;
+    const int acked = last_acknowledged(out);
+
+    auto rec = ChipRecord::open(state);
+    ASSERT_TRUE(rec) << rec.error().message;
+    auto ic = (*rec)->integrity_check();
+    ASSERT_TRUE(ic) << ic.error().message;
+    ASSERT_EQ(*ic, "ok");
+
+    auto p = (*rec)->last_programming("XCRASH", 0);
+    if (!p) {
+      // Killed before even touch_chip committed, on the very first start.
+      ASSERT_EQ(prev_k, 0) << p.error().message;
+      ASSERT_EQ(p.error().code, ErrorCode::kNotFound) << p.error().message;
+      continue;
+    }
+    const int k = *p ? (**p).rounds : 0;
+    // Every round the writer acknowledged survived; at most the one in flight is extra.
+    ASSERT_GE(k, acked);
+    ASSERT_LE(k, acked + 1);
+    ASSERT_GE(k, prev_k);  // nothing committed earlier was lost
+    if (k > prev_k) ++kills_with_progress;
+
+    auto e = (*rec)->endurance("XCRASH", 0);
+    ASSERT_TRUE(e) << e.error().message;
+    ASSERT_EQ(e->set_pulses.minCoeff(), k);
+    ASSERT_EQ(e->set_pulses.maxCoeff(), k);
+    ASSERT_EQ(e->reset_pulses.minCoeff(), 2 * k);
+    ASSERT_EQ(e->reset_pulses.maxCoeff(), 2 * k);
+    auto f = (*rec)->faults("XCRASH", 0);
+    ASSERT_TRUE(f) << f.error().message;
+    ASSERT_EQ(static_cast<int>(f->size()), std::min(k, kRows * kCols));
+    if (k > 0) {
+      const int index = (k - 1) % (kRows * kCols);
+      const auto newest = std::find_if(f->begin(), f->end(), [&](const FaultEntry& x) {
+        return x.row == index / kCols && x.col == index % kCols;
+      });
+      ASSERT_NE(newest, f->end());
+      ASSERT_EQ(newest->g_uS, static_cast<double>(k));
+      const ProgrammingRecord& pr = **p;
+      ASSERT_EQ(pr.target_uS.minCoeff(), k);
+      ASSERT_EQ(pr.target_uS.maxCoeff(), k);
+      ASSERT_EQ(pr.readback_uS.minCoeff(), k + 0.25);
+      ASSERT_EQ(pr.readback_uS.maxCoeff(), k + 0.25);
+    }
+    prev_k = k;
+  }
+  std::printf("[ figures  ] %d kills, %d rounds committed in total, %d kills after progress\n",
+              kKills, prev_k, kills_with_progress);
+  // The writer must actually have been writing when it was killed, or the test proves little.
+  EXPECT_GE(kills_with_progress, kKills / 2);
+}
+
+}  // namespace
+}  // namespace xbar::server
