@@ -1,0 +1,311 @@
+#include "xbar/drivers/program_verify.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace xbar {
+
+namespace {
+
+using Outcome = DeviceOutcome;
+
+// One scalar Kalman update in the log domain: an observation with variance `obs_var` moves
+// the estimate (variance `var`) by the gain var / (var + obs_var). Observations taken through
+// a large relaxation offset therefore teach little, clean ones a lot.
+double learn(double estimate, double& var, double observed, double obs_var, double lo, double hi) {
+  observed = std::clamp(observed, lo, hi);
+  const double gain = var / (var + obs_var);
+  var = (1 - gain) * var;
+  return std::clamp(std::exp(std::log(estimate) + gain * (std::log(observed) - std::log(estimate))),
+                    lo, hi);
+}
+
+// The controller's memory of one device: what it has learned of the device's response to
+// SET (its compliance relative to the chip model) and RESET (its decay rate), and its ramp.
+struct Ctl {
+  Outcome state = Outcome::kPending;
+  double compliance = 1.0;       // G_c of this device / model G_c
+  double reset_rate = 1.0;       // RESET decay rate of this device / model rate
+  double compliance_var = 0.01;  // variance of ln(compliance): 10 % device-to-device spread
+  double reset_rate_var = 0.09;  // variance of ln(reset_rate): rate and threshold spread
+  double width_ns = 100;
+  int retries = 0;
+  int weak_strikes = 0;  // consecutive pulses that moved far less than predicted
+  bool pulsed = false;   // in the previous round
+  wire::Polarity last = wire::Polarity::kSet;
+  double g_before = 0;
+  double g_c_model = 0, rem = 0;  // SET: model compliance used and remaining gap fraction
+  double k_used = 0;              // RESET: model decay used
+  bool at_limit = false;          // the last pulse was clamped at the top of its range
+};
+
+// Observed moves below this are read noise and relaxation, not the pulse.
+constexpr double kNoMove_uS = 1.5;
+// The relaxation spread a read after programming carries (DESIGN.md §2).
+double relax_sigma(const ProgramVerifyConfig& c, double g_uS) {
+  return g_uS > c.relax_mid_lo_uS && g_uS < c.relax_mid_hi_uS ? c.relax_sigma_mid_uS
+                                                              : c.relax_sigma_other_uS;
+}
+
+double tolerance(const ProgramVerifyConfig& c, double target) {
+  return std::max(c.tol_uS, c.tol_rel * target);
+}
+
+}  // namespace
+
+double ProgramVerifyResult::within_tolerance(double tol_uS, double tol_rel) const {
+  int n = 0, ok = 0;
+  for (int r = 0; r < target_uS.rows(); ++r) {
+    for (int c = 0; c < target_uS.cols(); ++c) {
+      if (outcome(r, c) == static_cast<uint8_t>(Outcome::kSkipped)) continue;
+      ++n;
+      const double tol = std::max(tol_uS, tol_rel * target_uS(r, c));
+      ok += std::abs(final_uS(r, c) - target_uS(r, c)) <= tol;
+    }
+  }
+  return n ? 100.0 * ok / n : 100.0;
+}
+
+Result<void> validate(const ProgramVerifyConfig& c, const BoardInfo& info) {
+  auto bad = [](std::string m) { return make_error(ErrorCode::kInvalidArgument, std::move(m)); };
+  if (!(c.tol_uS > 0 && c.tol_uS <= 100)) {
+    return bad(fmt::format("tol_uS = {}: allowed (0, 100]", c.tol_uS));
+  }
+  if (!(c.tol_rel >= 0 && c.tol_rel <= 1)) {
+    return bad(fmt::format("tol_rel = {}: allowed 0..1", c.tol_rel));
+  }
+  if (!(c.verify_margin_uS >= 0 && c.verify_margin_uS < c.tol_uS)) {
+    return bad(
+        fmt::format("verify_margin_uS = {}: allowed 0..tol_uS ({})", c.verify_margin_uS, c.tol_uS));
+  }
+  if (c.max_rounds < 1 || c.max_rounds > 1000) {
+    return bad(fmt::format("max_rounds = {}: allowed 1..1000", c.max_rounds));
+  }
+  if (!(c.set_v_V >= info.set_v.lo_V && c.set_v_V <= info.set_v.hi_V)) {
+    return bad(
+        fmt::format("set_v_V = {}: allowed {}..{} V", c.set_v_V, info.set_v.lo_V, info.set_v.hi_V));
+  }
+  if (!(c.reset_gate_V >= info.reset_gate.lo_V && c.reset_gate_V <= info.reset_gate.hi_V)) {
+    return bad(fmt::format("reset_gate_V = {}: allowed {}..{} V", c.reset_gate_V,
+                           info.reset_gate.lo_V, info.reset_gate.hi_V));
+  }
+  if (!(c.width_ns >= info.width_step_ns && c.width_ns <= info.width_max_ns)) {
+    return bad(fmt::format("width_ns = {}: allowed {}..{} ns", c.width_ns, info.width_step_ns,
+                           info.width_max_ns));
+  }
+  if (!(c.target_min_uS > 0 && c.target_max_uS > c.target_min_uS)) {
+    return bad("target_min_uS/target_max_uS: need 0 < min < max");
+  }
+  if (c.max_retries < 1) return bad(fmt::format("max_retries = {}: allowed >= 1", c.max_retries));
+  if (!(c.set_compliance_uS_per_V > 0 && c.reset_rate_per_V > 0 && c.set_k_nominal > 0)) {
+    return bad("set_compliance_uS_per_V, reset_rate_per_V and set_k_nominal must be > 0");
+  }
+  return {};
+}
+
+Result<ProgramVerifyResult> program_verify(
+    Board& board, int array, const Eigen::MatrixXd& target_uS, const ProgramVerifyConfig& cfg,
+    const ProgressFn& progress, const Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic>* skip) {
+  const BoardInfo& info = board.info();
+  // ---- validation: nothing is pulsed unless everything is valid ----
+  if (array < 0 || array >= info.arrays) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      fmt::format("array = {}: allowed 0..{}", array, info.arrays - 1));
+  }
+  if (target_uS.rows() != info.rows || target_uS.cols() != info.cols) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      fmt::format("target: {}x{} matrix, the array is {}x{}", target_uS.rows(),
+                                  target_uS.cols(), info.rows, info.cols));
+  }
+  if (skip && (skip->rows() != info.rows || skip->cols() != info.cols)) {
+    return make_error(ErrorCode::kInvalidArgument, "skip: mask size differs from the array");
+  }
+  if (auto v = validate(cfg, info); !v) return std::unexpected(v.error());
+  for (int r = 0; r < info.rows; ++r) {
+    for (int c = 0; c < info.cols; ++c) {
+      const double t = target_uS(r, c);
+      if (!std::isfinite(t) || t < cfg.target_min_uS || t > cfg.target_max_uS) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          fmt::format("target[{}][{}] = {} uS: allowed {}..{} uS", r, c, t,
+                                      cfg.target_min_uS, cfg.target_max_uS));
+      }
+    }
+  }
+
+  const int rows = info.rows, cols = info.cols;
+  ProgramVerifyResult res;
+  res.target_uS = target_uS;
+  res.outcome.setConstant(rows, cols, static_cast<uint8_t>(Outcome::kPending));
+  res.set_pulses.setZero(rows, cols);
+  res.reset_pulses.setZero(rows, cols);
+  std::vector<Ctl> ctl(static_cast<size_t>(rows) * cols);
+  for (int r = 0; r < rows; ++r) {
+    for (int c = 0; c < cols; ++c) {
+      Ctl& d = ctl[static_cast<size_t>(r) * cols + c];
+      d.width_ns = cfg.width_ns;
+      if (skip && (*skip)(r, c)) d.state = Outcome::kSkipped;
+    }
+  }
+
+  ReadOptions first = cfg.verify;
+  first.settle_ms = 0;  // nothing was pulsed yet
+  auto m = board.read_array(array, first);
+  ++res.transactions;
+  if (!m) return std::unexpected(m.error());
+  Eigen::MatrixXd g = m->g_uS;
+
+  const double width_max = info.width_max_ns;
+  for (int round = 0;; ++round) {
+    // ---- learn from the last pulse, update states, plan this round's batch ----
+    PulseBatch batch{wire::Polarity::kMixed, {}};
+    ProgramVerifyProgress prog;
+    prog.round = round;
+    for (int r = 0; r < rows; ++r) {
+      for (int c = 0; c < cols; ++c) {
+        Ctl& d = ctl[static_cast<size_t>(r) * cols + c];
+        if (d.state == Outcome::kSkipped || d.state == Outcome::kAbandoned) continue;
+        const double t = target_uS(r, c), gi = g(r, c), e = gi - t;
+        if (d.pulsed) {
+          const double moved = d.last == wire::Polarity::kSet ? gi - d.g_before : d.g_before - gi;
+          bool weak = false;
+          if (d.last == wire::Polarity::kSet) {
+            const double g_c = d.g_c_model * d.compliance;
+            const double predicted = (g_c - d.g_before) * (1 - d.rem);
+            if (moved < kNoMove_uS) {
+              // Its compliance is at or below where it sits: the gate must go higher.
+              d.compliance = std::clamp(0.97 * d.g_before / d.g_c_model, 0.2, d.compliance);
+              weak = d.at_limit;
+            } else if (moved < 0.3 * predicted) {
+              weak = true;  // moves, but slowly: longer pulses
+            } else {
+              const double observed = (gi - d.g_before * d.rem) / ((1 - d.rem) * d.g_c_model);
+              const double noise = relax_sigma(cfg, gi) + cfg.c2c_rel * moved;
+              d.compliance = learn(d.compliance, d.compliance_var, observed,
+                                   std::pow(noise / std::max(gi, 1.0), 2), 0.2, 5.0);
+            }
+          } else {
+            const double floor = cfg.g_floor_uS;
+            if (moved < kNoMove_uS) {
+              d.reset_rate = std::max(0.05, d.reset_rate * 0.6);  // below threshold: more voltage
+              weak = d.at_limit;
+            } else if (gi > floor && d.k_used > 0) {
+              const double k_obs = std::log((d.g_before - floor) / std::max(gi - floor, 1e-3));
+              const double noise = relax_sigma(cfg, gi) + cfg.c2c_rel * moved;
+              const double k_sd = noise / std::max(gi - floor, 1.0) / std::max(k_obs, 1e-3);
+              d.reset_rate = learn(d.reset_rate, d.reset_rate_var, d.reset_rate * k_obs / d.k_used,
+                                   k_sd * k_sd, 0.05, 20.0);
+            }
+          }
+          d.weak_strikes = weak ? d.weak_strikes + 1 : 0;
+        }
+        d.pulsed = false;
+        const double tol = tolerance(cfg, t);
+        // Hysteresis: converge inside tol - margin, re-open only beyond tol + margin, so read
+        // noise alone never sends a converged device back into the relaxation lottery.
+        if (d.state == Outcome::kConverged && std::abs(e) > tol + cfg.verify_margin_uS) {
+          d.state = Outcome::kPending;
+        }
+        if (d.state == Outcome::kPending && std::abs(e) <= tol - cfg.verify_margin_uS) {
+          d.state = Outcome::kConverged;
+        }
+        if (d.state != Outcome::kPending) continue;
+
+        // A device that keeps moving far less than asked gets longer pulses; at the top of
+        // the width ramp it counts a retry, and after max_retries it is abandoned.
+        if (d.weak_strikes >= 1) {
+          d.weak_strikes = 0;
+          if (d.width_ns < width_max) {
+            d.width_ns = std::min(width_max, d.width_ns * 3);
+          } else if (++d.retries >= cfg.max_retries) {
+            d.state = Outcome::kAbandoned;
+            res.abandoned.push_back({static_cast<uint8_t>(r), static_cast<uint8_t>(c)});
+            continue;
+          }
+        }
+
+        const double wf = std::sqrt(d.width_ns / cfg.width_ns);  // pulse effect ~ sqrt(width)
+        DevicePulse p{r, c, 0, 0, d.width_ns, wire::Polarity::kSet};
+        bool saturated = false;
+        if (e < 0) {
+          // SET: choose the compliance so that one pulse of strength k lands on the target.
+          // A long step lands with a spread of c2c_rel * step: aim short by that much so the
+          // next pulse is a small, precise SET rather than a RESET from above.
+          const double gap = t - gi;
+          const double aim = gap > 4 * tol ? t - cfg.c2c_rel * gap : t;
+          const double rem = std::exp(-cfg.set_k_nominal * wf);
+          const double g_c = (aim - gi * rem) / (1 - rem) / d.compliance;
+          double gate = cfg.set_gate_threshold_V + g_c / cfg.set_compliance_uS_per_V;
+          if (gate >= info.set_gate.hi_V) saturated = true;
+          gate = std::clamp(gate, info.set_gate.lo_V, info.set_gate.hi_V);
+          p.polarity = wire::Polarity::kSet;
+          p.v_V = cfg.set_v_V;
+          p.gate_V = gate;
+          d.g_c_model = cfg.set_compliance_uS_per_V * (gate - cfg.set_gate_threshold_V);
+          d.rem = rem;
+          ++res.set_pulses(r, c);
+        } else {
+          // RESET: exponential decay toward the floor; pick the voltage for the needed decay.
+          // Short pulses: the same decay then needs more overdrive, so the device-to-device
+          // spread of the threshold matters less.
+          const double rwidth =
+              std::min(d.width_ns, cfg.reset_width_ns * d.width_ns / cfg.width_ns);
+          const double wf = std::sqrt(rwidth / cfg.width_ns);
+          p.width_ns = rwidth;
+          const double floor = cfg.g_floor_uS;
+          const double k = std::log(std::max(gi - floor, 1e-3) / std::max(t - floor, 1e-3));
+          double v = cfg.reset_v_threshold_V +
+                     std::max(k, 0.0) / (cfg.reset_rate_per_V * d.reset_rate * wf);
+          if (v >= info.reset_v.hi_V) saturated = true;
+          v = std::clamp(v, info.reset_v.lo_V, info.reset_v.hi_V);
+          p.polarity = wire::Polarity::kReset;
+          p.v_V = v;
+          p.gate_V = cfg.reset_gate_V;
+          d.k_used =
+              cfg.reset_rate_per_V * d.reset_rate * std::max(v - cfg.reset_v_threshold_V, 0.0) * wf;
+          ++res.reset_pulses(r, c);
+        }
+        d.at_limit = saturated;
+        d.last = p.polarity;
+        d.pulsed = true;
+        d.g_before = gi;
+        batch.devices.push_back(p);
+      }
+    }
+    for (const Ctl& d : ctl) {
+      prog.converged += d.state == Outcome::kConverged;
+      prog.abandoned += d.state == Outcome::kAbandoned;
+    }
+    prog.pending = static_cast<int>(batch.devices.size());
+    prog.pulses = static_cast<int>(batch.devices.size());
+    const bool go_on = progress ? progress(prog) : true;
+    if (!go_on) res.cancelled = true;
+    if (!go_on || batch.devices.empty() || round >= cfg.max_rounds) {
+      // Devices not pulsed this round keep the state the last read showed.
+      for (int r = 0; r < rows; ++r) {
+        for (int c = 0; c < cols; ++c) {
+          res.outcome(r, c) = static_cast<uint8_t>(ctl[static_cast<size_t>(r) * cols + c].state);
+        }
+      }
+      res.final_uS = g;
+      res.rounds = round;
+      // Pulses planned for a round that was not sent did not happen.
+      for (const DevicePulse& p : batch.devices) {
+        (p.polarity == wire::Polarity::kSet ? res.set_pulses : res.reset_pulses)(p.row, p.col) -= 1;
+      }
+      return res;
+    }
+
+    auto pr = board.pulse(array, batch);
+    ++res.transactions;
+    if (!pr) return std::unexpected(pr.error());
+    res.pulse_time_us += pr->duration_us;
+    auto mr = board.read_array(array, cfg.verify);
+    ++res.transactions;
+    if (!mr) return std::unexpected(mr.error());
+    g = mr->g_uS;
+  }
+}
+
+}  // namespace xbar
