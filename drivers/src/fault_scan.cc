@@ -1,0 +1,1 @@
+// Fault scan: see fault_scan.h (being written).
