@@ -80,6 +80,23 @@ int main(int argc, char** argv) {
         mean_p, pulses[static_cast<size_t>(0.99 * (pulses.size() - 1))], r->abandoned.size(),
         r->pulse_time_us / 1000, wall_s);
     if (std::getenv("PV_DEBUG")) {
+      int miss_slow = 0, miss_mid = 0, miss_out = 0, aband_healthy = 0;
+      for (int i = 0; i < 4096; ++i) {
+        const int row = i / 64, col = i % 64;
+        const auto f = faults[static_cast<size_t>(i)];
+        if (f == xbar::wire::FaultKind::kStuckHigh || f == xbar::wire::FaultKind::kStuckLow)
+          continue;
+        aband_healthy += r->outcome(row, col) == 2;
+        if (std::abs(truth(row, col) - target(row, col)) <= tol) continue;
+        if (f == xbar::wire::FaultKind::kSlow)
+          ++miss_slow;
+        else if (target(row, col) > 20 && target(row, col) < 80)
+          ++miss_mid;
+        else
+          ++miss_out;
+      }
+      fmt::print("  missed: slow {} mid-window {} other {}; abandoned healthy {}\n", miss_slow,
+                 miss_mid, miss_out, aband_healthy);
       int shown = 0;
       for (int i = 0; i < 4096 && shown < 25; ++i) {
         const int row = i / 64, col = i % 64;

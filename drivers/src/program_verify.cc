@@ -173,26 +173,29 @@ Result<ProgramVerifyResult> program_verify(
           if (d.last == wire::Polarity::kSet) {
             const double g_c = d.g_c_model * d.compliance;
             const double predicted = (g_c - d.g_before) * (1 - d.rem);
+            const double noise = relax_sigma(cfg, gi) + cfg.c2c_rel * std::abs(predicted);
             if (moved < kNoMove_uS) {
-              // Its compliance is at or below where it sits: the gate must go higher.
+              // Did not move: its compliance is at or below where it sits, so the gate must
+              // go higher.
               d.compliance = std::clamp(0.97 * d.g_before / d.g_c_model, 0.2, d.compliance);
               weak = d.at_limit;
-            } else if (moved < 0.3 * predicted) {
-              weak = true;  // moves, but slowly: longer pulses
             } else {
+              // A slow device looks like one with a low compliance: the gate rises until it
+              // tops out, and only then do longer pulses help (the width ramp below).
               const double observed = (gi - d.g_before * d.rem) / ((1 - d.rem) * d.g_c_model);
-              const double noise = relax_sigma(cfg, gi) + cfg.c2c_rel * moved;
               d.compliance = learn(d.compliance, d.compliance_var, observed,
                                    std::pow(noise / std::max(gi, 1.0), 2), 0.2, 5.0);
+              weak = d.at_limit && moved < 0.3 * predicted;
             }
           } else {
             const double floor = cfg.g_floor_uS;
+            const double predicted = (d.g_before - floor) * (1 - std::exp(-d.k_used));
+            const double noise = relax_sigma(cfg, gi) + cfg.c2c_rel * predicted;
             if (moved < kNoMove_uS) {
               d.reset_rate = std::max(0.05, d.reset_rate * 0.6);  // below threshold: more voltage
               weak = d.at_limit;
             } else if (gi > floor && d.k_used > 0) {
               const double k_obs = std::log((d.g_before - floor) / std::max(gi - floor, 1e-3));
-              const double noise = relax_sigma(cfg, gi) + cfg.c2c_rel * moved;
               const double k_sd = noise / std::max(gi - floor, 1.0) / std::max(k_obs, 1e-3);
               d.reset_rate = learn(d.reset_rate, d.reset_rate_var, d.reset_rate * k_obs / d.k_used,
                                    k_sd * k_sd, 0.05, 20.0);
