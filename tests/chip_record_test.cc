@@ -611,6 +611,14 @@ TEST(ChipRecord, ForeignSqliteDatabaseIsRefusedUntouched) {
   EXPECT_NE(r.error().message.find("not an xbar record"), std::string::npos) << r.error().message;
   EXPECT_EQ(raw_query_text(db, "PRAGMA journal_mode"), "delete");  // not switched to WAL
 
+  // No tables but a version of its own: not a blank file either.
+  const fs::path other_dir = tmp.path() / "other";
+  fs::create_directory(other_dir);
+  raw_exec(other_dir / "xbar.db", "PRAGMA user_version = 1");
+  r = ChipRecord::open(other_dir);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("not an xbar record"), std::string::npos) << r.error().message;
+
   raw_exec(db, "PRAGMA application_id = 1234");
   r = ChipRecord::open(tmp.path());
   ASSERT_FALSE(r);
@@ -735,15 +743,27 @@ TEST(ChipRecordCrash, KillNineMidWriteLeavesAConsistentRecord) {
   SCOPED_TRACE("seed " + std::to_string(seed));
   std::mt19937 rng(seed);
   std::uniform_int_distribution<int> kill_after_ms(20, 200);
+  std::uniform_int_distribution<int> early_kill_ms(0, 30);
 
   int prev_k = 0, kills_with_progress = 0;
   constexpr int kKills = 20;
   for (int i = 0; i < kKills; ++i) {
-    const int wait_ms = kill_after_ms(rng);
-    SCOPED_TRACE("kill " + std::to_string(i) + " after " + std::to_string(wait_ms) + " ms");
+    // Every 5th kill comes early, during start-up (open, WAL recovery, touch_chip); the others
+    // 20-200 ms after the writer's first commit of this run, i.e. in its write loop whatever
+    // the start-up time (slower under sanitizers).
+    const bool early = i % 5 == 4;
+    const int wait_ms = early ? early_kill_ms(rng) : kill_after_ms(rng);
+    SCOPED_TRACE("kill " + std::to_string(i) + (early ? " at start-up, " : " in the loop, ") +
+                 std::to_string(wait_ms) + " ms");
     const fs::path log = tmp.path() / ("writer-" + std::to_string(i) + ".log");
     const pid_t pid = spawn({CHIP_RECORD_CRASH_PATH, state.string()}, log);
     ASSERT_GT(pid, 0);
+    if (!early) {
+      ASSERT_TRUE(testing::eventually(
+          [&] { return testing::read_file(log).find("committed") != std::string::npos; },
+          std::chrono::seconds(10)))
+          << "the writer never committed: " << testing::read_file(log);
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
     ASSERT_EQ(kill(pid, SIGKILL), 0);
     int status = 0;
@@ -751,7 +771,9 @@ TEST(ChipRecordCrash, KillNineMidWriteLeavesAConsistentRecord) {
     const std::string out = testing::read_file(log);
     ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
         << "the writer stopped by itself: " << out;
-    const int acked = last_acknowledged(out);
+    // Rounds known committed: the writer's last acknowledgement, or what the previous check
+    // found if it was killed before acknowledging any round of its own.
+    const int acked = std::max(last_acknowledged(out), prev_k);
 
     auto rec = ChipRecord::open(state);
     ASSERT_TRUE(rec) << rec.error().message;
@@ -770,7 +792,6 @@ TEST(ChipRecordCrash, KillNineMidWriteLeavesAConsistentRecord) {
     // Every round the writer acknowledged survived; at most the one in flight is extra.
     ASSERT_GE(k, acked);
     ASSERT_LE(k, acked + 1);
-    ASSERT_GE(k, prev_k);  // nothing committed earlier was lost
     if (k > prev_k) ++kills_with_progress;
 
     auto e = (*rec)->endurance("XCRASH", 0);
@@ -800,7 +821,7 @@ TEST(ChipRecordCrash, KillNineMidWriteLeavesAConsistentRecord) {
   std::printf("[ figures  ] %d kills, %d rounds committed in total, %d kills after progress\n",
               kKills, prev_k, kills_with_progress);
   // The writer must actually have been writing when it was killed, or the test proves little.
-  EXPECT_GE(kills_with_progress, kKills / 2);
+  EXPECT_GE(kills_with_progress, kKills - kKills / 5);
 }
 
 }  // namespace

@@ -1,0 +1,176 @@
+// The daemon's durable record of every chip it has met, keyed by chip serial: fault map (when
+// and how each fault was found), per-device pulse counts (endurance) and the last programmed
+// target and read-back per array. One SQLite database, <state_dir>/xbar.db, in WAL mode with
+// synchronous=FULL: every write below is one transaction, so after a kill -9 or a power loss
+// the record holds exactly the writes whose call returned (given a disk that honours fsync),
+// and nothing half-done.
+//
+// Thread model: one connection, guarded by a mutex; every method is thread-safe and holds the
+// mutex for its whole transaction. Another process (e.g. a second xbard, or sqlite3 on the
+// command line) may read the file meanwhile; writers wait up to the busy timeout (5 s).
+#pragma once
+
+#include <Eigen/Core>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "xbar/drivers/error.h"
+#include "xbar/wire/messages.h"
+
+struct sqlite3;  // keeps <sqlite3.h> out of every includer
+
+namespace xbar::server {
+
+/// How a fault was found (stored as text, see fault_method_name).
+enum class FaultMethod : uint8_t { kScan = 0, kQuickCheck = 1, kProgramVerify = 2, kManual = 3 };
+/// "scan", "quick_check", "program_verify", "manual".
+std::string_view fault_method_name(FaultMethod m);
+
+/// A chip as the board reports it. Times are ms since the Unix epoch.
+struct ChipInfo {
+  std::string serial;  // 1..64 printable ASCII characters, no spaces
+  std::string firmware_version;
+  int arrays = 0;  // 1..64
+  int rows = 0;    // 1..1024
+  int cols = 0;    // 1..1024
+  // Filled by chips(); ignored by touch_chip.
+  int64_t first_seen_ms = 0;
+  int64_t last_seen_ms = 0;
+};
+
+/// One faulty device.
+struct FaultEntry {
+  int array = 0;
+  int row = 0;
+  int col = 0;
+  wire::FaultKind kind = wire::FaultKind::kStuckHigh;  // kNone is rejected: not a fault
+  FaultMethod method = FaultMethod::kScan;
+  /// Writing: when this observation was made (0 = now). Reading: when the fault was first
+  /// found; later observations of the same device keep it.
+  int64_t found_at_ms = 0;
+  /// Reading only: the latest observation. Ignored when writing.
+  int64_t confirmed_at_ms = 0;
+  /// The conductance the device is stuck at, when known (finite).
+  std::optional<double> g_uS;
+
+  bool operator==(const FaultEntry&) const = default;
+};
+
+/// Cumulative pulses applied to each device of one array since the chip was first met.
+/// Counters are 64-bit in the file; a count above INT32_MAX reads back as INT32_MAX.
+struct Endurance {
+  Eigen::MatrixXi set_pulses;    // rows x cols
+  Eigen::MatrixXi reset_pulses;  // rows x cols
+};
+
+/// The last program-verify of one array. The matrices are stored as float32 (the ADC gives
+/// ~0.1 uS resolution; float32 keeps ~1e-5 uS at 200 uS), so they read back rounded to float.
+struct ProgrammingRecord {
+  int64_t programmed_at_ms = 0;  // 0 = now
+  double tol_uS = 0;             // finite, >= 0
+  Eigen::MatrixXd target_uS;     // rows x cols, finite
+  Eigen::MatrixXd readback_uS;   // rows x cols, finite
+  double within_tol_pct = 0;     // 0..100
+  int rounds = 0;                // >= 0
+  int abandoned = 0;             // devices abandoned, 0..rows*cols
+};
+
+/// Everything one program-verify run leaves behind, written as ONE transaction so that the
+/// pulse counters, the programming record and the faults it found never disagree after a crash.
+struct ProgrammingRun {
+  ProgrammingRecord programming;
+  Eigen::MatrixXi set_delta;       // pulses applied in this run, rows x cols, >= 0
+  Eigen::MatrixXi reset_delta;     // rows x cols, >= 0
+  std::vector<FaultEntry> faults;  // devices abandoned as stuck (upserted; must be `array`)
+};
+
+class ChipRecord {
+ public:
+  static constexpr int kSchemaVersion = 1;
+  static constexpr const char* kFileName = "xbar.db";
+
+  /// Opens (creating if missing) <state_dir>/xbar.db, and the directory itself, migrating an
+  /// older schema. Errors: kPermissionDenied (directory or file not accessible),
+  /// kInvalidArgument (not a directory, not an SQLite file, an SQLite file that is not an xbar
+  /// record), kUnsupported (written by a newer build: schema version above kSchemaVersion),
+  /// kBusy (locked by another process beyond the busy timeout), kInternal (anything else).
+  static Result<std::unique_ptr<ChipRecord>> open(const std::filesystem::path& state_dir);
+
+  ~ChipRecord();
+  ChipRecord(const ChipRecord&) = delete;
+  ChipRecord& operator=(const ChipRecord&) = delete;
+
+  const std::filesystem::path& path() const { return path_; }
+
+  /// Records a chip (first time) or updates its firmware version and last-seen time. A known
+  /// serial reporting a different geometry is refused: the stored matrices would not fit.
+  Result<void> touch_chip(const ChipInfo& chip);
+  /// Every chip met, by serial.
+  Result<std::vector<ChipInfo>> chips();
+
+  /// Upserts faults: a device already recorded keeps its first-found time and takes the new
+  /// kind, method, conductance and confirmation time. Entries may span arrays.
+  Result<void> record_faults(std::string_view serial, std::span<const FaultEntry> entries);
+  /// Makes `entries` the whole fault map of `array` (e.g. after a full rescan): devices not in
+  /// `entries` are removed, the others upserted as in record_faults (first-found time kept).
+  /// All-or-nothing, so a crash never leaves the array with half a map.
+  Result<void> replace_faults(std::string_view serial, int array,
+                              std::span<const FaultEntry> entries);
+  /// Removes every fault of `array` (replace_faults with nothing).
+  Result<void> clear_faults(std::string_view serial, int array);
+  /// Faults of one array, or of all arrays; ordered by array, row, col.
+  Result<std::vector<FaultEntry>> faults(std::string_view serial,
+                                         std::optional<int> array = std::nullopt);
+
+  /// Adds pulse counts (rows x cols, each >= 0) to the endurance counters of `array`.
+  Result<void> add_pulses(std::string_view serial, int array, const Eigen::MatrixXi& set_delta,
+                          const Eigen::MatrixXi& reset_delta);
+  /// The counters of `array` (zeros for a device never pulsed).
+  Result<Endurance> endurance(std::string_view serial, int array);
+
+  /// Replaces the last programming record of `array`.
+  Result<void> record_programming(std::string_view serial, int array,
+                                  const ProgrammingRecord& record);
+  /// The last programming record of `array`, or nullopt if it was never programmed.
+  Result<std::optional<ProgrammingRecord>> last_programming(std::string_view serial, int array);
+
+  /// add_pulses + record_programming + record_faults in one transaction.
+  Result<void> record_programming_run(std::string_view serial, int array,
+                                      const ProgrammingRun& run);
+
+  /// PRAGMA integrity_check and foreign_key_check: "ok", or the problems found, one a line.
+  Result<std::string> integrity_check();
+
+ private:
+  struct Geometry {
+    int arrays = 0, rows = 0, cols = 0;
+  };
+
+  ChipRecord(sqlite3* db, std::filesystem::path path) : db_(db), path_(std::move(path)) {}
+
+  // The *_locked helpers run inside a transaction the caller opened, with mu_ held.
+  // Looks the chip up (kNotFound if unknown) and checks `array` against it when given.
+  Result<Geometry> geometry_locked(std::string_view serial, std::optional<int> array,
+                                   std::string_view what);
+  Result<void> upsert_faults_locked(std::string_view serial, const Geometry& g,
+                                    std::span<const FaultEntry> entries,
+                                    std::optional<int> only_array, std::string_view what);
+  Result<void> add_pulses_locked(std::string_view serial, int array, const Geometry& g,
+                                 const Eigen::MatrixXi& set_delta,
+                                 const Eigen::MatrixXi& reset_delta, std::string_view what);
+  Result<void> record_programming_locked(std::string_view serial, int array, const Geometry& g,
+                                         const ProgrammingRecord& record, std::string_view what);
+
+  std::mutex mu_;
+  sqlite3* db_;
+  std::filesystem::path path_;
+};
+
+}  // namespace xbar::server
