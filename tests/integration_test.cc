@@ -5,9 +5,13 @@
 #include <gtest/gtest.h>
 
 #include <future>
+#include <random>
 #include <regex>
+#include <thread>
 
+#include "chip_record.h"
 #include "process.h"
+#include "xbar/drivers/board.h"
 
 namespace xbar {
 namespace {
@@ -144,10 +148,84 @@ TEST_F(EndToEnd, HealthCheckReportsTheBoardServiceServing) {
   EXPECT_EQ(check("no.such.Service").first, grpc::StatusCode::NOT_FOUND);
 }
 
+// The chip record across daemon restarts and kill -9 during programming. The board is an
+// xbar-fwsim process, so it keeps its conductances while the daemon dies, as a real one would.
+TEST(Record, SurvivesRestartAndKillDuringProgramming) {
+  TempDir dir;
+  const auto fw_sock = dir.path() / "fwsim.sock";
+  const auto state = dir.path() / "state";
+  const std::string addr = "unix:" + (dir.path() / "xbard.sock").string();
+  Process fwsim({XBAR_FWSIM_PATH, "--profile", "typical", "--seed", "21", "--listen",
+                 "unix:" + fw_sock.string()},
+                dir.path() / "fwsim.log");
+  ASSERT_TRUE(testing::eventually([&] { return std::filesystem::exists(fw_sock); }));
+  auto start_xbard = [&] {
+    return std::make_unique<Process>(
+        std::vector<std::string>{XBARD_PATH, "--board", "unix:" + fw_sock.string(), "--listen",
+                                 addr, "--state-dir", state.string()},
+        dir.path() / "xbard.log");
+  };
+  auto ctl = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = {XBARCTL_PATH, "--addr", addr};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return testing::run(argv, dir.path() / "ctl.log");
+  };
+
+  // 1. A full program-verify run; its findings are recorded.
+  auto xbard = start_xbard();
+  ASSERT_TRUE(testing::eventually([&] { return ctl({"status"}).first == 0; })) << xbard->output();
+  auto [rc, out] = ctl({"program", "--array", "1", "--random", "7:200", "--seed", "3"});
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("within ±4 uS"), std::string::npos) << out;
+  auto [rf, faults_before] = ctl({"--json", "faults"});
+  ASSERT_EQ(rf, 0);
+  EXPECT_NE(faults_before.find("\"method\":\"program_verify\""), std::string::npos)
+      << faults_before;
+
+  // 2. Restart: the same record is served.
+  xbard.reset();
+  xbard = start_xbard();
+  ASSERT_TRUE(testing::eventually([&] { return ctl({"status"}).first == 0; }));
+  EXPECT_EQ(ctl({"--json", "faults"}).second, faults_before);
+
+  // 3. kill -9 at random points of a programming run, then reopen the record.
+  std::mt19937 rng(7);
+  for (int k = 0; k < 4; ++k) {
+    auto prog = std::make_unique<Process>(
+        std::vector<std::string>{XBARCTL_PATH, "--addr", addr, "program", "--array", "2",
+                                 "--random", "7:200", "--seed", std::to_string(k)},
+        dir.path() / "prog.log");
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(std::uniform_int_distribution<>(30, 400)(rng)));
+    xbard->kill_hard();
+    prog->wait();
+    xbard = start_xbard();
+    ASSERT_TRUE(testing::eventually([&] { return ctl({"status"}).first == 0; })) << xbard->output();
+  }
+  xbard.reset();  // close the record before reading it here
+
+  auto record = server::ChipRecord::open(state);
+  ASSERT_TRUE(record.has_value()) << record.error().message;
+  EXPECT_EQ((*record)->integrity_check().value(), "ok");
+  auto board = Board::open("unix:" + fw_sock.string());
+  ASSERT_TRUE(board.has_value());
+  const uint64_t applied = (*board)->status()->pulses_applied;
+  uint64_t recorded = 0;
+  for (int a = 0; a < 3; ++a) {
+    auto e = (*record)->endurance((*board)->info().serial, a);
+    ASSERT_TRUE(e.has_value()) << e.error().message;
+    recorded += e->set_pulses.sum() + e->reset_pulses.sum();
+  }
+  // Write-ahead: every applied pulse is counted; at most one unsent batch per kill is extra.
+  EXPECT_GE(recorded, applied);
+  EXPECT_LE(recorded, applied + 4 * 4096u);
+}
+
 TEST(Daemon, WithoutConfigServesTheEmbeddedTypicalTwin) {
   TempDir dir;
   const std::string addr = "unix:" + (dir.path() / "xbard.sock").string();
-  Process xbard({XBARD_PATH, "--listen", addr}, dir.path() / "xbard.log");
+  Process xbard({XBARD_PATH, "--listen", addr, "--state-dir", (dir.path() / "state").string()},
+                dir.path() / "xbard.log");
   std::pair<int, std::string> r;
   ASSERT_TRUE(testing::eventually([&] {
     r = testing::run({XBARCTL_PATH, "--addr", addr, "info"}, dir.path() / "ctl.log");

@@ -95,6 +95,12 @@ class Process {
       wait();
     }
   }
+  /// kill -9, as an operator or the OOM killer would.
+  void kill_hard() {
+    if (!running()) return;
+    kill(pid_, SIGKILL);
+    wait();
+  }
   std::string output() const { return read_file(log_); }
 
  private:

@@ -1,6 +1,7 @@
 // xbarctl: the lab technician's command line for xbard.
 #include <fmt/format.h>
 #include <grpcpp/grpcpp.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <Eigen/Core>
@@ -8,9 +9,12 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <random>
+#include <sstream>
 #include <vector>
 
 #include "heatmap.h"
+#include "xbar/v1/arrays.grpc.pb.h"
 #include "xbar/v1/board.grpc.pb.h"
 
 namespace {
@@ -229,6 +233,185 @@ int cmd_read(const Global& g, xbar::v1::BoardService::Stub& stub, const ReadArgs
   return kOk;
 }
 
+struct ProgramArgs {
+  uint32_t array = 0;
+  std::string target_csv;
+  std::string random;  // "LO:HI"
+  uint64_t seed = 1;
+  double tol_uS = 4;
+  uint32_t max_rounds = 30;
+  bool skip_known_faults = false;
+  std::string csv_out, png_out;
+};
+
+// Reads a rows x cols CSV of conductances in uS ('#' lines are comments).
+std::expected<std::vector<float>, std::string> read_target_csv(const std::string& path, int* rows,
+                                                               int* cols) {
+  std::ifstream in(path);
+  if (!in) return std::unexpected("--target " + path + ": cannot open");
+  std::vector<float> v;
+  std::string line;
+  *rows = 0;
+  *cols = 0;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::stringstream ss(line);
+    std::string cell;
+    int n = 0;
+    while (std::getline(ss, cell, ',')) {
+      try {
+        size_t used = 0;
+        v.push_back(std::stof(cell, &used));
+      } catch (const std::exception&) {
+        return std::unexpected(fmt::format("--target {}: row {}, column {}: '{}' is not a number",
+                                           path, *rows, n, cell));
+      }
+      ++n;
+    }
+    if (*cols == 0) *cols = n;
+    if (n != *cols) {
+      return std::unexpected(
+          fmt::format("--target {}: row {} has {} values, row 0 has {}", path, *rows, n, *cols));
+    }
+    ++*rows;
+  }
+  return v;
+}
+
+int cmd_program(const Global& g, const std::shared_ptr<grpc::Channel>& channel,
+                const ProgramArgs& a) {
+  xbar::v1::ProgramArrayRequest req;
+  req.set_array(a.array);
+  int rows = 64, cols = 64;
+  if (!a.target_csv.empty()) {
+    auto t = read_target_csv(a.target_csv, &rows, &cols);
+    if (!t) {
+      std::cerr << "xbarctl: " << t.error() << "\n";
+      return kUsage;
+    }
+    for (float x : *t) req.add_target_us(x);
+  } else {
+    double lo = 0, hi = 0;
+    if (std::sscanf(a.random.c_str(), "%lf:%lf", &lo, &hi) != 2 || !(lo < hi)) {
+      std::cerr << "xbarctl: give --target F.csv or --random LO:HI (uS), e.g. --random 7:200\n";
+      return kUsage;
+    }
+    std::mt19937_64 rng(a.seed);
+    std::uniform_real_distribution<double> u(lo, hi);
+    for (int i = 0; i < rows * cols; ++i) req.add_target_us(static_cast<float>(u(rng)));
+  }
+  req.set_rows(static_cast<uint32_t>(rows));
+  req.set_cols(static_cast<uint32_t>(cols));
+  req.set_tol_us(a.tol_uS);
+  req.set_max_rounds(a.max_rounds);
+  req.set_skip_known_faults(a.skip_known_faults);
+  auto stub = xbar::v1::ArrayService::NewStub(channel);
+  auto ctx = context(g);
+  auto reader = stub->ProgramArray(ctx.get(), req);
+  xbar::v1::ProgramArrayResponse msg;
+  xbar::v1::ProgramReport report;
+  bool have_report = false;
+  const bool tty = isatty(STDERR_FILENO) && !g.json;
+  while (reader->Read(&msg)) {
+    if (msg.has_round()) {
+      const auto& r = msg.round();
+      const int total = rows * cols;
+      const int width = 30;
+      const int done =
+          total ? static_cast<int>(width * (r.converged() + r.abandoned()) / total) : 0;
+      const std::string bar = std::string(done, '#') + std::string(width - done, '.');
+      const std::string line =
+          fmt::format("round {:>3}/{} [{}] converged {:>4} pending {:>4} abandoned {:>3}",
+                      r.round(), a.max_rounds, bar, r.converged(), r.pending(), r.abandoned());
+      if (tty) {
+        std::cerr << "\r" << line << std::flush;
+      } else if (!g.json) {
+        std::cerr << line << "\n";
+      }
+    } else if (msg.has_report()) {
+      report = msg.report();
+      have_report = true;
+    }
+  }
+  if (tty) std::cerr << "\n";
+  grpc::Status s = reader->Finish();
+  if (!s.ok()) return fail(g.addr, s);
+  if (!have_report) {
+    std::cerr << "xbarctl: the daemon sent no report\n";
+    return kFailed;
+  }
+  Eigen::MatrixXd final_uS(rows, cols);
+  for (int i = 0; i < rows * cols && i < report.final_us_size(); ++i) {
+    final_uS(i / cols, i % cols) = report.final_us(i);
+  }
+  if (!a.csv_out.empty()) {
+    std::ofstream out(a.csv_out);
+    for (int r = 0; r < rows; ++r) {
+      for (int c = 0; c < cols; ++c) out << (c ? "," : "") << fmt::format("{:.3f}", final_uS(r, c));
+      out << "\n";
+    }
+  }
+  if (!a.png_out.empty()) {
+    if (auto w = xbar::client::write_heatmap_png(a.png_out, final_uS); !w) {
+      std::cerr << "xbarctl: " << w.error() << "\n";
+      return kFailed;
+    }
+  }
+  if (g.json) {
+    std::cout << fmt::format(
+        "{{\"array\":{},\"within_tol_pct\":{:.3f},\"tol_uS\":{},\"error_sigma_uS\":{:.3f},"
+        "\"rounds\":{},\"transactions\":{},\"pulses_per_device_mean\":{:.3f},"
+        "\"pulses_per_device_p99\":{},\"abandoned\":{},\"skipped\":{},\"cancelled\":{},"
+        "\"pulse_time_ms\":{:.3f}}}\n",
+        a.array, report.within_tol_pct(), a.tol_uS, report.error_sigma_us(), report.rounds(),
+        report.transactions(), report.pulses_per_device_mean(), report.pulses_per_device_p99(),
+        report.abandoned_size(), report.skipped(), report.cancelled() ? "true" : "false",
+        report.pulse_time_ms());
+  } else {
+    std::cout << fmt::format("array {}: {:.2f} % within ±{} uS (sigma of final error {:.2f} uS)\n",
+                             a.array, report.within_tol_pct(), a.tol_uS, report.error_sigma_us());
+    std::cout << fmt::format("{} rounds, {} board transactions, {:.1f} ms of pulses\n",
+                             report.rounds(), report.transactions(), report.pulse_time_ms());
+    std::cout << fmt::format("pulses per device: mean {:.2f}, p99 {}\n",
+                             report.pulses_per_device_mean(), report.pulses_per_device_p99());
+    std::cout << fmt::format("abandoned {} (recorded in the fault map), skipped {}{}\n",
+                             report.abandoned_size(), report.skipped(),
+                             report.cancelled() ? ", CANCELLED" : "");
+  }
+  return report.cancelled() ? kFailed : kOk;
+}
+
+int cmd_faults(const Global& g, const std::shared_ptr<grpc::Channel>& channel, int array) {
+  auto stub = xbar::v1::ArrayService::NewStub(channel);
+  xbar::v1::GetFaultMapRequest req;
+  if (array >= 0) req.set_array(static_cast<uint32_t>(array));
+  xbar::v1::FaultMap map;
+  auto ctx = context(g);
+  grpc::Status s = stub->GetFaultMap(ctx.get(), req, &map);
+  if (!s.ok()) return fail(g.addr, s);
+  if (g.json) {
+    std::cout << "{\"serial\":\"" << json_escape(map.serial()) << "\",\"faults\":[";
+    for (int i = 0; i < map.faults_size(); ++i) {
+      const auto& f = map.faults(i);
+      std::cout << (i ? "," : "")
+                << fmt::format(
+                       "{{\"array\":{},\"row\":{},\"col\":{},\"kind\":\"{}\",\"method\":\"{}\","
+                       "\"found_at_ms\":{}{}}}",
+                       f.array(), f.row(), f.col(), f.kind(), f.method(), f.found_at_ms(),
+                       f.has_g_us() ? fmt::format(",\"g_uS\":{:.3f}", f.g_us()) : "");
+    }
+    std::cout << "]}\n";
+    return kOk;
+  }
+  std::cout << fmt::format("chip {}: {} recorded faults\n", map.serial(), map.faults_size());
+  for (const auto& f : map.faults()) {
+    std::cout << fmt::format("  array {} row {:>2} col {:>2}  {:<10} by {:<14}{}\n", f.array(),
+                             f.row(), f.col(), f.kind(), f.method(),
+                             f.has_g_us() ? fmt::format(" at {:.1f} uS", f.g_us()) : "");
+  }
+  return kOk;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -262,6 +445,27 @@ int main(int argc, char** argv) {
                    "heat map colour scale top in uS (default: map max)");
   read->footer("Example: xbarctl read --array 1 --avg 8 --csv a1.csv --png a1.png");
 
+  ProgramArgs pa;
+  auto* program = app.add_subcommand("program", "program-verify an array to target conductances");
+  program->add_option("--array,-a", pa.array, "array index (0..2)")->required();
+  program->add_option("--target", pa.target_csv, "CSV of rows x cols targets in uS");
+  program->add_option("--random", pa.random,
+                      "random targets uniform in LO:HI uS instead, e.g. 7:200");
+  program->add_option("--seed", pa.seed, "seed for --random")->capture_default_str();
+  program->add_option("--tol", pa.tol_uS, "tolerance in uS")->capture_default_str();
+  program->add_option("--max-rounds", pa.max_rounds, "rounds of pulse + verify")
+      ->capture_default_str();
+  program->add_flag("--skip-known-faults", pa.skip_known_faults,
+                    "leave recorded stuck devices alone");
+  program->add_option("--csv", pa.csv_out, "write the final read-back as CSV");
+  program->add_option("--png", pa.png_out, "write the final read-back as a heat map PNG");
+  program->footer(
+      "Examples:\n  xbarctl program --array 0 --target weights.csv --tol 4\n"
+      "  xbarctl program --array 1 --random 7:200 --png a1.png");
+  int faults_array = -1;
+  auto* faults = app.add_subcommand("faults", "the chip's recorded fault map");
+  faults->add_option("--array,-a", faults_array, "only this array");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -273,5 +477,7 @@ int main(int argc, char** argv) {
   if (*info) return cmd_info(g, *stub);
   if (*status) return cmd_status(g, *stub);
   if (*read) return cmd_read(g, *stub, ra);
+  if (*program) return cmd_program(g, channel, pa);
+  if (*faults) return cmd_faults(g, channel, faults_array);
   return kUsage;
 }

@@ -128,7 +128,7 @@ Result<ProgramVerifyResult> program_verify(
       const double t = target_uS(r, c);
       if (!std::isfinite(t) || t < cfg.target_min_uS || t > cfg.target_max_uS) {
         return make_error(ErrorCode::kInvalidArgument,
-                          fmt::format("target[{}][{}] = {} uS: allowed {}..{} uS", r, c, t,
+                          fmt::format("target[{}][{}] = {:.6g} uS: allowed {}..{} uS", r, c, t,
                                       cfg.target_min_uS, cfg.target_max_uS));
       }
     }
@@ -282,9 +282,11 @@ Result<ProgramVerifyResult> program_verify(
     }
     prog.pending = static_cast<int>(batch.devices.size());
     prog.pulses = static_cast<int>(batch.devices.size());
+    const bool last_round = batch.devices.empty() || round >= cfg.max_rounds;
+    prog.batch = last_round ? nullptr : &batch;
     const bool go_on = progress ? progress(prog) : true;
     if (!go_on) res.cancelled = true;
-    if (!go_on || batch.devices.empty() || round >= cfg.max_rounds) {
+    if (!go_on || last_round) {
       // Devices not pulsed this round keep the state the last read showed.
       for (int r = 0; r < rows; ++r) {
         for (int c = 0; c < cols; ++c) {

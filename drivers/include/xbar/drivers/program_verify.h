@@ -62,6 +62,9 @@ struct ProgramVerifyProgress {
   int pending = 0;
   int abandoned = 0;
   int pulses = 0;  // pulses applied in this round
+  /// The batch about to be sent (nullptr when nothing more will be sent), so a caller can
+  /// record the pulses before they happen (write-ahead: a crash over-counts, never under-counts).
+  const PulseBatch* batch = nullptr;
 };
 
 struct ProgramVerifyResult {

@@ -1,0 +1,204 @@
+#include "array_service.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "status.h"
+#include "xbar/drivers/program_verify.h"
+
+namespace xbar::server {
+
+namespace {
+
+// Devices program-verify gave up on, as fault-map findings: which way it had to go tells
+// stuck-high from stuck-low; a device between the two is recorded as slow (unresponsive).
+std::vector<FaultEntry> findings(const ProgramVerifyResult& r, int array) {
+  std::vector<FaultEntry> out;
+  for (const wire::Cell& c : r.abandoned) {
+    const double g = r.final_uS(c.row, c.col), t = r.target_uS(c.row, c.col);
+    FaultEntry f;
+    f.array = array;
+    f.row = c.row;
+    f.col = c.col;
+    f.method = FaultMethod::kProgramVerify;
+    f.kind = g > t && g > 250.0 ? wire::FaultKind::kStuckHigh
+             : g < t && g < 5.0 ? wire::FaultKind::kStuckLow
+                                : wire::FaultKind::kSlow;
+    if (std::isfinite(g)) f.g_uS = g;
+    out.push_back(f);
+  }
+  return out;
+}
+
+}  // namespace
+
+grpc::Status ArrayServiceImpl::ProgramArray(grpc::ServerContext* ctx,
+                                            const v1::ProgramArrayRequest* req,
+                                            grpc::ServerWriter<v1::ProgramArrayResponse>* writer) {
+  const BoardInfo& info = board_.info();
+  if (req->array() >= static_cast<uint32_t>(info.arrays)) {
+    return invalid_argument(
+        fmt::format("array = {}: allowed 0..{}", req->array(), info.arrays - 1));
+  }
+  if (req->rows() != static_cast<uint32_t>(info.rows) ||
+      req->cols() != static_cast<uint32_t>(info.cols)) {
+    return invalid_argument(fmt::format("rows x cols = {}x{}: the array is {}x{}", req->rows(),
+                                        req->cols(), info.rows, info.cols));
+  }
+  const int n = info.rows * info.cols;
+  if (req->target_us_size() != n) {
+    return invalid_argument(
+        fmt::format("target_uS: {} values, rows x cols needs {}", req->target_us_size(), n));
+  }
+  Eigen::MatrixXd target(info.rows, info.cols);
+  for (int i = 0; i < n; ++i) target(i / info.cols, i % info.cols) = req->target_us(i);
+  ProgramVerifyConfig cfg;
+  cfg.tol_uS = req->tol_us() == 0 ? 4.0 : req->tol_us();
+  cfg.tol_rel = req->tol_rel();
+  cfg.max_rounds = req->max_rounds() == 0 ? 30 : static_cast<int>(req->max_rounds());
+  if (!(cfg.tol_uS > 0 && cfg.tol_uS <= 100)) {
+    return invalid_argument(fmt::format("tol_uS = {}: allowed (0, 100] (0 means 4)", cfg.tol_uS));
+  }
+  cfg.verify_margin_uS = std::min(cfg.verify_margin_uS, cfg.tol_uS / 4);
+  const int array = static_cast<int>(req->array());
+  const std::string& serial = info.serial;
+
+  Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic> skip =
+      Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic>::Constant(info.rows, info.cols, false);
+  if (req->skip_known_faults()) {
+    auto known = record_.faults(serial, array);
+    if (!known) return to_status(known.error());
+    for (const FaultEntry& f : *known) {
+      if (f.kind != wire::FaultKind::kSlow) skip(f.row, f.col) = true;
+    }
+  }
+
+  std::lock_guard lock(board_mu_);
+  if (auto t =
+          record_.touch_chip({serial, info.firmware_version, info.arrays, info.rows, info.cols});
+      !t) {
+    return to_status(t.error());
+  }
+  Error record_error;
+  bool record_failed = false;
+  auto progress = [&](const ProgramVerifyProgress& p) {
+    if (p.batch) {
+      // Write-ahead: the pulses of this round are counted before they are sent.
+      Eigen::MatrixXi set = Eigen::MatrixXi::Zero(info.rows, info.cols), reset = set;
+      for (const DevicePulse& d : p.batch->devices) {
+        (d.polarity == wire::Polarity::kSet ? set : reset)(d.row, d.col) += 1;
+      }
+      if (auto a = record_.add_pulses(serial, array, set, reset); !a) {
+        record_error = a.error();
+        record_failed = true;
+        return false;
+      }
+    }
+    v1::ProgramArrayResponse msg;
+    auto* r = msg.mutable_round();
+    r->set_round(static_cast<uint32_t>(p.round));
+    r->set_converged(static_cast<uint32_t>(p.converged));
+    r->set_pending(static_cast<uint32_t>(p.pending));
+    r->set_abandoned(static_cast<uint32_t>(p.abandoned));
+    writer->Write(msg);  // a vanished client shows up as IsCancelled below
+    return !ctx->IsCancelled();
+  };
+  auto res = program_verify(board_, array, target, cfg, progress, &skip);
+  if (!res) return to_status(res.error());
+  if (record_failed) {
+    return {grpc::StatusCode::INTERNAL, "chip record: " + record_error.message};
+  }
+
+  // The programming record and the faults found, in one transaction (endurance is already in).
+  ProgrammingRun run;
+  run.programming.tol_uS = cfg.tol_uS;
+  run.programming.target_uS = target;
+  run.programming.readback_uS = res->final_uS;
+  run.programming.within_tol_pct = res->within_tolerance(cfg.tol_uS, cfg.tol_rel);
+  run.programming.rounds = res->rounds;
+  run.programming.abandoned = static_cast<int>(res->abandoned.size());
+  run.set_delta = Eigen::MatrixXi::Zero(info.rows, info.cols);
+  run.reset_delta = run.set_delta;
+  run.faults = findings(*res, array);
+  if (auto w = record_.record_programming_run(serial, array, run); !w) {
+    return {grpc::StatusCode::INTERNAL, "chip record: " + w.error().message};
+  }
+
+  v1::ProgramArrayResponse msg;
+  auto* rep = msg.mutable_report();
+  rep->set_within_tol_pct(run.programming.within_tol_pct);
+  double sq = 0;
+  int programmed = 0, skipped = 0;
+  std::vector<int> pulses;
+  for (int r = 0; r < info.rows; ++r) {
+    for (int c = 0; c < info.cols; ++c) {
+      rep->add_final_us(static_cast<float>(res->final_uS(r, c)));
+      if (res->outcome(r, c) == static_cast<uint8_t>(DeviceOutcome::kSkipped)) {
+        ++skipped;
+        continue;
+      }
+      ++programmed;
+      const double e = res->final_uS(r, c) - target(r, c);
+      sq += e * e;
+      pulses.push_back(res->set_pulses(r, c) + res->reset_pulses(r, c));
+    }
+  }
+  std::sort(pulses.begin(), pulses.end());
+  double mean = 0;
+  for (int p : pulses) mean += p;
+  rep->set_error_sigma_us(programmed ? std::sqrt(sq / programmed) : 0);
+  rep->set_rounds(static_cast<uint32_t>(res->rounds));
+  rep->set_transactions(static_cast<uint32_t>(res->transactions));
+  rep->set_pulses_per_device_mean(pulses.empty() ? 0 : mean / pulses.size());
+  rep->set_pulses_per_device_p99(
+      pulses.empty() ? 0 : static_cast<uint32_t>(pulses[(pulses.size() - 1) * 99 / 100]));
+  for (const wire::Cell& c : res->abandoned) {
+    auto* a = rep->add_abandoned();
+    a->set_row(c.row);
+    a->set_col(c.col);
+  }
+  rep->set_cancelled(res->cancelled);
+  rep->set_pulse_time_ms(res->pulse_time_us / 1000);
+  rep->set_skipped(static_cast<uint32_t>(skipped));
+  spdlog::info("program array {}: {:.2f} % within ±{} uS after {} rounds ({} transactions){}",
+               array, run.programming.within_tol_pct, cfg.tol_uS, res->rounds, res->transactions,
+               res->cancelled ? ", cancelled" : "");
+  writer->Write(msg);
+  return grpc::Status::OK;
+}
+
+grpc::Status ArrayServiceImpl::GetFaultMap(grpc::ServerContext*, const v1::GetFaultMapRequest* req,
+                                           v1::FaultMap* out) {
+  const BoardInfo& info = board_.info();
+  std::optional<int> array;
+  if (req->has_array()) {
+    if (req->array() >= static_cast<uint32_t>(info.arrays)) {
+      return invalid_argument(
+          fmt::format("array = {}: allowed 0..{}", req->array(), info.arrays - 1));
+    }
+    array = static_cast<int>(req->array());
+  }
+  out->set_serial(info.serial);
+  auto faults = record_.faults(info.serial, array);
+  if (!faults) {
+    if (faults.error().code == ErrorCode::kNotFound) return grpc::Status::OK;  // never met: none
+    return to_status(faults.error());
+  }
+  for (const FaultEntry& f : *faults) {
+    auto* o = out->add_faults();
+    o->set_array(static_cast<uint32_t>(f.array));
+    o->set_row(static_cast<uint32_t>(f.row));
+    o->set_col(static_cast<uint32_t>(f.col));
+    o->set_kind(std::string(wire::fault_kind_name(f.kind)));
+    o->set_method(std::string(fault_method_name(f.method)));
+    o->set_found_at_ms(f.found_at_ms);
+    o->set_confirmed_at_ms(f.confirmed_at_ms);
+    if (f.g_uS) o->set_g_us(*f.g_uS);
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace xbar::server
