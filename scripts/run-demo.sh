@@ -10,7 +10,8 @@ B=build
 ADDR=${XBAR_ADDR:-127.0.0.1:50051}
 export XBAR_ADDR=$ADDR
 mkdir -p demo-out
-"$B/server/xbard" --listen "$ADDR" --board "sim:profile=typical,seed=7" > demo-out/xbard.log 2>&1 &
+"$B/server/xbard" --listen "$ADDR" --board "sim:profile=typical,seed=7" --state-dir demo-out/state \
+  > demo-out/xbard.log 2>&1 &
 XBARD=$!
 trap 'kill $XBARD 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do "$B/client/xbarctl" status >/dev/null 2>&1 && break; sleep 0.1; done
@@ -20,6 +21,12 @@ echo "== xbarctl info"
 echo
 echo "== xbarctl read --array 0 (8 reads averaged; CSV and heat map)"
 "$B/client/xbarctl" read --array 0 --avg 8 --csv demo-out/array0.csv --png demo-out/array0.png
+echo
+echo "== xbarctl program --array 1 --random 7:200 (program-verify to random targets)"
+"$B/client/xbarctl" program --array 1 --random 7:200 --png demo-out/array1.png
+echo
+echo "== xbarctl faults (the durable chip record in demo-out/state)"
+"$B/client/xbarctl" faults
 echo
 echo "== xbarctl status"
 "$B/client/xbarctl" status
