@@ -1,5 +1,6 @@
 // End to end with real processes, as a lab uses them: xbar-fwsim (the twin on a socket),
 // xbard in front of it, and xbarctl talking gRPC to xbard.
+#include <fmt/format.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -107,6 +108,37 @@ TEST_F(EndToEnd, BadArgumentsGetExitCode2AndNameTheField) {
   EXPECT_NE(out3.find("gain_index = 9: allowed 0..4"), std::string::npos) << out3;
   // The daemon is still serving afterwards.
   EXPECT_EQ(ctl({"status"}).first, 0);
+}
+
+TEST_F(EndToEnd, ScanFindsTheStuckDevicesRecordsThemAndRestoresTheArray) {
+  auto truth = Board::open("unix:" + fwsim_sock_.string());
+  ASSERT_TRUE(truth.has_value());
+  const auto faults = *(*truth)->sim_fault_map(2);
+  int stuck_high = 0;
+  for (auto f : faults) stuck_high += f == wire::FaultKind::kStuckHigh;
+  ASSERT_GE(stuck_high, 1);  // imssa: 1-3 per array
+
+  const auto png = dir_.path() / "scan.png";
+  auto [rc, out] = ctl({"--json", "scan", "--array", "2", "--png", png.string()});
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find(fmt::format("\"stuck_high\":{},\"stuck_low\":0", stuck_high)),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("\"destructive\":false"), std::string::npos) << out;
+  EXPECT_TRUE(std::filesystem::exists(png));
+  auto [rf, map] = ctl({"--json", "faults", "--array", "2"});
+  ASSERT_EQ(rf, 0);
+  size_t recorded = 0;
+  for (size_t pos = map.find("\"method\":\"scan\""); pos != std::string::npos;
+       pos = map.find("\"method\":\"scan\"", pos + 1)) {
+    ++recorded;
+  }
+  EXPECT_EQ(recorded, static_cast<size_t>(stuck_high)) << map;
+
+  // The destructive mode must be confirmed.
+  auto [rd, outd] = ctl({"scan", "--array", "2", "--destructive"});
+  EXPECT_EQ(rd, 2);
+  EXPECT_NE(outd.find("add --yes to confirm"), std::string::npos) << outd;
 }
 
 TEST_F(EndToEnd, StatusCountsTheBoardsOperations) {

@@ -381,6 +381,101 @@ int cmd_program(const Global& g, const std::shared_ptr<grpc::Channel>& channel,
   return report.cancelled() ? kFailed : kOk;
 }
 
+struct ScanArgs {
+  uint32_t array = 0;
+  bool quick = false;
+  bool destructive = false;
+  bool yes = false;
+  std::string png;
+};
+
+int cmd_scan(const Global& g, const std::shared_ptr<grpc::Channel>& channel, const ScanArgs& a) {
+  if (a.destructive && !a.yes) {
+    std::cerr << "xbarctl: --destructive leaves array " << a.array
+              << " hard-RESET and loses what it holds; add --yes to confirm\n";
+    return kUsage;
+  }
+  auto stub = xbar::v1::ArrayService::NewStub(channel);
+  xbar::v1::ScanFaultsRequest req;
+  req.set_array(a.array);
+  req.set_quick(a.quick);
+  req.set_destructive(a.destructive);
+  auto ctx = context(g);
+  auto reader = stub->ScanFaults(ctx.get(), req);
+  xbar::v1::ScanFaultsResponse msg;
+  xbar::v1::ScanReport rep;
+  bool have = false;
+  const bool tty = isatty(STDERR_FILENO) && !g.json;
+  while (reader->Read(&msg)) {
+    if (msg.has_phase() && !g.json) {
+      const auto& p = msg.phase();
+      std::string line = fmt::format("{:<8} stuck-high {:>3} stuck-low {:>3} transactions {:>3}",
+                                     p.phase(), p.stuck_high(), p.stuck_low(), p.transactions());
+      if (p.has_restore()) {
+        line += fmt::format("  restore round {:>2}: converged {:>4} pending {:>4}",
+                            p.restore().round(), p.restore().converged(), p.restore().pending());
+      }
+      std::cerr << (tty ? "\r" : "") << line << (tty ? "" : "\n") << std::flush;
+    } else if (msg.has_report()) {
+      rep = msg.report();
+      have = true;
+    }
+  }
+  if (tty) std::cerr << "\n";
+  grpc::Status s = reader->Finish();
+  if (!s.ok()) return fail(g.addr, s);
+  if (!have) {
+    std::cerr << "xbarctl: the daemon sent no report\n";
+    return kFailed;
+  }
+  const auto& map_values = a.quick ? rep.read_us() : rep.after_reset_us();
+  if (!a.png.empty() && map_values.size() == 64 * 64) {
+    Eigen::MatrixXd m(64, 64);
+    for (int i = 0; i < 64 * 64; ++i) m(i / 64, i % 64) = map_values[i];
+    if (auto w = xbar::client::write_heatmap_png(a.png, m); !w) {
+      std::cerr << "xbarctl: " << w.error() << "\n";
+      return kFailed;
+    }
+  }
+  if (g.json) {
+    std::cout << fmt::format(
+        "{{\"array\":{},\"quick\":{},\"stuck_high\":{},\"stuck_low\":{},"
+        "\"destructive\":{},\"disturbed\":{},\"cancelled\":{},"
+        "\"restore_within_tol_pct\":{:.3f},\"restore_rms_error_uS\":{:.3f},"
+        "\"transactions\":{},\"board_time_ms\":{:.3f},\"faults\":[",
+        rep.array(), rep.quick(), rep.stuck_high(), rep.stuck_low(), rep.destructive(),
+        rep.disturbed(), rep.cancelled(), rep.restore_within_tol_pct(), rep.restore_rms_error_us(),
+        rep.transactions(), rep.board_time_ms());
+    for (int i = 0; i < rep.faults_size(); ++i) {
+      const auto& f = rep.faults(i);
+      std::cout << (i ? "," : "")
+                << fmt::format("{{\"row\":{},\"col\":{},\"kind\":\"{}\",\"g_uS\":{:.3f}}}", f.row(),
+                               f.col(), f.kind(), f.g_us());
+    }
+    std::cout << "]}\n";
+  } else {
+    std::cout << fmt::format("array {}: {} stuck-high, {} stuck-low{}\n", rep.array(),
+                             rep.stuck_high(), rep.stuck_low(),
+                             rep.quick() ? " suspected (read-only check)" : "");
+    for (const auto& f : rep.faults()) {
+      std::cout << fmt::format("  row {:>2} col {:>2}  {:<10} at {:.1f} uS\n", f.row(), f.col(),
+                               f.kind(), f.g_us());
+    }
+    if (!rep.quick()) {
+      std::cout << fmt::format("{} transactions, {:.1f} ms of board time; ", rep.transactions(),
+                               rep.board_time_ms());
+      if (rep.destructive()) {
+        std::cout << "destructive: the array was left hard-RESET\n";
+      } else {
+        std::cout << fmt::format("restored: {:.2f} % within tolerance, rms error {:.2f} uS\n",
+                                 rep.restore_within_tol_pct(), rep.restore_rms_error_us());
+      }
+    }
+    if (!a.png.empty()) std::cout << "wrote " << a.png << "\n";
+  }
+  return rep.cancelled() ? kFailed : kOk;
+}
+
 int cmd_faults(const Global& g, const std::shared_ptr<grpc::Channel>& channel, int array) {
   auto stub = xbar::v1::ArrayService::NewStub(channel);
   xbar::v1::GetFaultMapRequest req;
@@ -462,6 +557,15 @@ int main(int argc, char** argv) {
   program->footer(
       "Examples:\n  xbarctl program --array 0 --target weights.csv --tol 4\n"
       "  xbarctl program --array 1 --random 7:200 --png a1.png");
+  ScanArgs sa;
+  auto* scan = app.add_subcommand("scan", "find stuck devices (active scan, restores the array)");
+  scan->add_option("--array,-a", sa.array, "array index (0..2)")->required();
+  scan->add_flag("--quick", sa.quick, "read-only check: one averaged read, no pulses");
+  scan->add_flag("--destructive", sa.destructive, "skip the restore (array content is lost)");
+  scan->add_flag("--yes", sa.yes, "confirm --destructive");
+  scan->add_option("--png", sa.png, "heat map of the read after the hard RESET (quick: the read)");
+  scan->footer(
+      "Examples:\n  xbarctl scan --array 0 --png scan0.png\n  xbarctl scan --array 2 --quick");
   int faults_array = -1;
   auto* faults = app.add_subcommand("faults", "the chip's recorded fault map");
   faults->add_option("--array,-a", faults_array, "only this array");
@@ -479,5 +583,6 @@ int main(int argc, char** argv) {
   if (*read) return cmd_read(g, *stub, ra);
   if (*program) return cmd_program(g, channel, pa);
   if (*faults) return cmd_faults(g, channel, faults_array);
+  if (*scan) return cmd_scan(g, channel, sa);
   return kUsage;
 }

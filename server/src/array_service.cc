@@ -7,30 +7,47 @@
 #include <cmath>
 
 #include "status.h"
+#include "xbar/drivers/fault_scan.h"
 #include "xbar/drivers/program_verify.h"
 
 namespace xbar::server {
 
 namespace {
 
-// Devices program-verify gave up on, as fault-map findings: which way it had to go tells
-// stuck-high from stuck-low; a device between the two is recorded as slow (unresponsive).
-std::vector<FaultEntry> findings(const ProgramVerifyResult& r, int array) {
+FaultMethod method_of(FaultSource s) {
+  switch (s) {
+    case FaultSource::kScan:
+      return FaultMethod::kScan;
+    case FaultSource::kProgramVerify:
+      return FaultMethod::kProgramVerify;
+    case FaultSource::kQuickCheck:
+      return FaultMethod::kQuickCheck;
+  }
+  return FaultMethod::kManual;
+}
+
+std::vector<FaultEntry> to_entries(const std::vector<FaultFinding>& findings, int array) {
   std::vector<FaultEntry> out;
-  for (const wire::Cell& c : r.abandoned) {
-    const double g = r.final_uS(c.row, c.col), t = r.target_uS(c.row, c.col);
-    FaultEntry f;
-    f.array = array;
-    f.row = c.row;
-    f.col = c.col;
-    f.method = FaultMethod::kProgramVerify;
-    f.kind = g > t && g > 250.0 ? wire::FaultKind::kStuckHigh
-             : g < t && g < 5.0 ? wire::FaultKind::kStuckLow
-                                : wire::FaultKind::kSlow;
-    if (std::isfinite(g)) f.g_uS = g;
-    out.push_back(f);
+  for (const FaultFinding& f : findings) {
+    FaultEntry e;
+    e.array = array;
+    e.row = f.row;
+    e.col = f.col;
+    e.kind = f.kind;
+    e.method = method_of(f.source);
+    if (std::isfinite(f.g_uS)) e.g_uS = f.g_uS;
+    out.push_back(e);
   }
   return out;
+}
+
+void fill_fault(v1::Fault* o, int array, const FaultFinding& f) {
+  o->set_array(static_cast<uint32_t>(array));
+  o->set_row(static_cast<uint32_t>(f.row));
+  o->set_col(static_cast<uint32_t>(f.col));
+  o->set_kind(std::string(wire::fault_kind_name(f.kind)));
+  o->set_method(std::string(fault_source_name(f.source)));
+  o->set_g_us(f.g_uS);
 }
 
 }  // namespace
@@ -122,7 +139,7 @@ grpc::Status ArrayServiceImpl::ProgramArray(grpc::ServerContext* ctx,
   run.programming.abandoned = static_cast<int>(res->abandoned.size());
   run.set_delta = Eigen::MatrixXi::Zero(info.rows, info.cols);
   run.reset_delta = run.set_delta;
-  run.faults = findings(*res, array);
+  run.faults = to_entries(faults_from_program_verify(*res), array);
   if (auto w = record_.record_programming_run(serial, array, run); !w) {
     return {grpc::StatusCode::INTERNAL, "chip record: " + w.error().message};
   }
@@ -166,6 +183,84 @@ grpc::Status ArrayServiceImpl::ProgramArray(grpc::ServerContext* ctx,
   spdlog::info("program array {}: {:.2f} % within ±{} uS after {} rounds ({} transactions){}",
                array, run.programming.within_tol_pct, cfg.tol_uS, res->rounds, res->transactions,
                res->cancelled ? ", cancelled" : "");
+  writer->Write(msg);
+  return grpc::Status::OK;
+}
+
+grpc::Status ArrayServiceImpl::ScanFaults(grpc::ServerContext* ctx,
+                                          const v1::ScanFaultsRequest* req,
+                                          grpc::ServerWriter<v1::ScanFaultsResponse>* writer) {
+  const BoardInfo& info = board_.info();
+  if (req->array() >= static_cast<uint32_t>(info.arrays)) {
+    return invalid_argument(
+        fmt::format("array = {}: allowed 0..{}", req->array(), info.arrays - 1));
+  }
+  const int array = static_cast<int>(req->array());
+  std::lock_guard lock(board_mu_);
+  v1::ScanFaultsResponse msg;
+  auto* rep = msg.mutable_report();
+  rep->set_array(req->array());
+  if (req->quick()) {
+    auto q = quick_check(board_, array, {});
+    if (!q) return to_status(q.error());
+    rep->set_quick(true);
+    rep->set_stuck_high(static_cast<uint32_t>(q->suspected_high));
+    rep->set_stuck_low(static_cast<uint32_t>(q->suspected_low));
+    for (const FaultFinding& f : q->findings) fill_fault(rep->add_faults(), array, f);
+    for (int r = 0; r < q->g_uS.rows(); ++r) {
+      for (int c = 0; c < q->g_uS.cols(); ++c) rep->add_read_us(static_cast<float>(q->g_uS(r, c)));
+    }
+    rep->set_transactions(1);
+    writer->Write(msg);
+    return grpc::Status::OK;
+  }
+
+  FaultScanConfig cfg;
+  cfg.restore = !req->destructive();
+  auto progress = [&](const ScanProgress& p) {
+    v1::ScanFaultsResponse up;
+    auto* ph = up.mutable_phase();
+    ph->set_phase(std::string(scan_phase_name(p.phase)));
+    ph->set_stuck_high(static_cast<uint32_t>(p.stuck_high));
+    ph->set_stuck_low(static_cast<uint32_t>(p.stuck_low));
+    ph->set_transactions(static_cast<uint32_t>(p.transactions));
+    if (p.phase == ScanPhase::kRestore) {
+      auto* r = ph->mutable_restore();
+      r->set_round(static_cast<uint32_t>(p.restore.round));
+      r->set_converged(static_cast<uint32_t>(p.restore.converged));
+      r->set_pending(static_cast<uint32_t>(p.restore.pending));
+      r->set_abandoned(static_cast<uint32_t>(p.restore.abandoned));
+    }
+    writer->Write(up);
+    return !ctx->IsCancelled();
+  };
+  auto res = scan_faults(board_, array, cfg, progress);
+  if (!res) return to_status(res.error());
+  if (!res->cancelled) {
+    // A completed scan is authoritative for its array: it replaces earlier findings.
+    if (auto w = record_.replace_faults(info.serial, array, to_entries(res->findings, array)); !w) {
+      return {grpc::StatusCode::INTERNAL, "chip record: " + w.error().message};
+    }
+  }
+  rep->set_stuck_high(static_cast<uint32_t>(res->stuck_high));
+  rep->set_stuck_low(static_cast<uint32_t>(res->stuck_low));
+  for (const FaultFinding& f : res->findings) fill_fault(rep->add_faults(), array, f);
+  rep->set_destructive(res->destructive);
+  rep->set_disturbed(res->disturbed);
+  rep->set_cancelled(res->cancelled);
+  rep->set_restore_within_tol_pct(res->restore_report.within_tol_pct);
+  rep->set_restore_rms_error_us(res->restore_report.rms_error_uS);
+  rep->set_transactions(static_cast<uint32_t>(res->transactions));
+  rep->set_board_time_ms(res->board_time_us / 1000);
+  rep->set_rejected_candidates(static_cast<uint32_t>(res->rejected_candidates));
+  for (int r = 0; r < res->after_reset_uS.rows(); ++r) {
+    for (int c = 0; c < res->after_reset_uS.cols(); ++c) {
+      rep->add_after_reset_us(static_cast<float>(res->after_reset_uS(r, c)));
+    }
+  }
+  spdlog::info("scan array {}: {} stuck-high, {} stuck-low{}{}", array, res->stuck_high,
+               res->stuck_low, res->destructive ? " (destructive)" : "",
+               res->cancelled ? " (cancelled)" : "");
   writer->Write(msg);
   return grpc::Status::OK;
 }

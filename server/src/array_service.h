@@ -19,6 +19,8 @@ class ArrayServiceImpl final : public xbar::v1::ArrayService::Service {
 
   grpc::Status ProgramArray(grpc::ServerContext* ctx, const v1::ProgramArrayRequest* req,
                             grpc::ServerWriter<v1::ProgramArrayResponse>* writer) override;
+  grpc::Status ScanFaults(grpc::ServerContext* ctx, const v1::ScanFaultsRequest* req,
+                          grpc::ServerWriter<v1::ScanFaultsResponse>* writer) override;
   grpc::Status GetFaultMap(grpc::ServerContext* ctx, const v1::GetFaultMapRequest* req,
                            v1::FaultMap* out) override;
 
