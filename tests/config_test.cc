@@ -54,6 +54,27 @@ TEST(DaemonConfig, DefaultsAndBoardUri) {
   EXPECT_EQ(u->board_uri(), "usb:serial=XS01");
 }
 
+TEST(DaemonConfig, ProgramVerifySectionAndTheShippedExample) {
+  auto c =
+      server::parse_config("program_verify: {tol_uS: 2.5, max_rounds: 12, verify_n_avg: 16}", "x");
+  ASSERT_TRUE(c.has_value()) << c.error();
+  EXPECT_DOUBLE_EQ(c->program_verify.tol_uS, 2.5);
+  EXPECT_EQ(c->program_verify.max_rounds, 12);
+  EXPECT_EQ(c->program_verify.verify.n_avg, 16);
+  EXPECT_EQ(server::parse_config("program_verify: {verify_n_avg: 65}", "c.yaml").error(),
+            "c.yaml: program_verify.verify_n_avg = 65: allowed 1..64");
+  EXPECT_EQ(server::parse_config("program_verify: {tol_uS: wide}", "c.yaml").error(),
+            "c.yaml: program_verify.tol_uS: expected a number, got 'wide'");
+  EXPECT_NE(server::parse_config("program_verify: {tolerance: 3}", "c.yaml")
+                .error()
+                .find("program_verify.tolerance: unknown key"),
+            std::string::npos);
+  // The example shipped in configs/ parses (with its state_dir and log level).
+  auto shipped = server::load_config_file(XBAR_SOURCE_DIR "/configs/xbard.yaml");
+  ASSERT_TRUE(shipped.has_value()) << shipped.error();
+  EXPECT_EQ(shipped->state_dir, "/var/lib/xbar");
+}
+
 TEST(DaemonConfig, ErrorsNameTheKey) {
   EXPECT_EQ(server::parse_config("board: {backend: floppy}", "c.yaml").error(),
             "c.yaml: board.backend: 'floppy' is not one of sim, socket, usb");

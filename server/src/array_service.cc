@@ -72,12 +72,13 @@ grpc::Status ArrayServiceImpl::ProgramArray(grpc::ServerContext* ctx,
   }
   Eigen::MatrixXd target(info.rows, info.cols);
   for (int i = 0; i < n; ++i) target(i / info.cols, i % info.cols) = req->target_us(i);
-  ProgramVerifyConfig cfg;
-  cfg.tol_uS = req->tol_us() == 0 ? 4.0 : req->tol_us();
-  cfg.tol_rel = req->tol_rel();
-  cfg.max_rounds = req->max_rounds() == 0 ? 30 : static_cast<int>(req->max_rounds());
+  ProgramVerifyConfig cfg = defaults_;
+  if (req->tol_us() != 0) cfg.tol_uS = req->tol_us();
+  if (req->tol_rel() != 0) cfg.tol_rel = req->tol_rel();
+  if (req->max_rounds() != 0) cfg.max_rounds = static_cast<int>(req->max_rounds());
   if (!(cfg.tol_uS > 0 && cfg.tol_uS <= 100)) {
-    return invalid_argument(fmt::format("tol_uS = {}: allowed (0, 100] (0 means 4)", cfg.tol_uS));
+    return invalid_argument(
+        fmt::format("tol_uS = {}: allowed (0, 100] (0 means the daemon's default)", cfg.tol_uS));
   }
   cfg.verify_margin_uS = std::min(cfg.verify_margin_uS, cfg.tol_uS / 4);
   const int array = static_cast<int>(req->array());

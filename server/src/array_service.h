@@ -5,6 +5,7 @@
 
 #include "chip_record.h"
 #include "xbar/drivers/board.h"
+#include "xbar/drivers/program_verify.h"
 #include "xbar/v1/arrays.grpc.pb.h"
 
 namespace xbar::server {
@@ -14,8 +15,9 @@ namespace xbar::server {
 class ArrayServiceImpl final : public xbar::v1::ArrayService::Service {
  public:
   /// All three are borrowed and must outlive the service.
-  ArrayServiceImpl(Board& board, ChipRecord& record, std::mutex& board_mu)
-      : board_(board), record_(record), board_mu_(board_mu) {}
+  ArrayServiceImpl(Board& board, ChipRecord& record, std::mutex& board_mu,
+                   ProgramVerifyConfig defaults = {})
+      : board_(board), record_(record), board_mu_(board_mu), defaults_(std::move(defaults)) {}
 
   grpc::Status ProgramArray(grpc::ServerContext* ctx, const v1::ProgramArrayRequest* req,
                             grpc::ServerWriter<v1::ProgramArrayResponse>* writer) override;
@@ -28,6 +30,7 @@ class ArrayServiceImpl final : public xbar::v1::ArrayService::Service {
   Board& board_;
   ChipRecord& record_;
   std::mutex& board_mu_;
+  ProgramVerifyConfig defaults_;
 };
 
 }  // namespace xbar::server

@@ -71,7 +71,9 @@ std::expected<DaemonConfig, std::string> parse_config(const std::string& yaml_te
   }
   DaemonConfig c;
   if (root.IsNull()) return c;
-  if (auto r = check_keys(root, "<top>", {"listen", "board", "state_dir", "log_level"}); !r) {
+  if (auto r = check_keys(root, "<top>",
+                          {"listen", "board", "state_dir", "log_level", "program_verify"});
+      !r) {
     return fail(r.error());
   }
   auto str = [&](const YAML::Node& n, const std::string& key,
@@ -100,6 +102,63 @@ std::expected<DaemonConfig, std::string> parse_config(const std::string& yaml_te
       auto v = get_u64(b[key], std::string("board.") + key);
       if (!v) return fail(v.error());
       *out = *v;
+    }
+  }
+  if (const YAML::Node pv = root["program_verify"]) {
+    ProgramVerifyConfig& p = c.program_verify;
+    struct Num {
+      const char* key;
+      double* out;
+      double lo, hi;
+    };
+    double n_avg = p.verify.n_avg, settle_ms = p.verify.settle_ms, gain = p.verify.gain_index;
+    double max_rounds = p.max_rounds, max_retries = p.max_retries;
+    const Num nums[] = {
+        {"tol_uS", &p.tol_uS, 1e-3, 100},
+        {"tol_rel", &p.tol_rel, 0, 1},
+        {"verify_margin_uS", &p.verify_margin_uS, 0, 50},
+        {"max_rounds", &max_rounds, 1, 1000},
+        {"max_retries", &max_retries, 1, 100},
+        {"verify_n_avg", &n_avg, 1, 64},
+        {"verify_settle_ms", &settle_ms, 0, 10000},
+        {"verify_gain_index", &gain, 0, 7},
+        {"target_min_uS", &p.target_min_uS, 0, 1e4},
+        {"target_max_uS", &p.target_max_uS, 0, 1e4},
+        {"set_v_V", &p.set_v_V, 0, 10},
+        {"set_compliance_uS_per_V", &p.set_compliance_uS_per_V, 1, 1e4},
+        {"set_gate_threshold_V", &p.set_gate_threshold_V, 0, 5},
+        {"reset_gate_V", &p.reset_gate_V, 0, 10},
+        {"reset_rate_per_V", &p.reset_rate_per_V, 1e-3, 100},
+        {"reset_v_threshold_V", &p.reset_v_threshold_V, 0, 5},
+        {"width_ns", &p.width_ns, 1, 1e6},
+        {"reset_width_ns", &p.reset_width_ns, 1, 1e6},
+    };
+    std::set<std::string> keys;
+    for (const Num& n : nums) keys.insert(n.key);
+    if (auto r = check_keys(pv, "program_verify", keys); !r) return fail(r.error());
+    for (const Num& n : nums) {
+      const YAML::Node v = pv[n.key];
+      if (!v) continue;
+      const std::string key = std::string("program_verify.") + n.key;
+      double x = 0;
+      try {
+        if (!v.IsScalar()) throw YAML::Exception(YAML::Mark::null_mark(), "");
+        x = v.as<double>();
+      } catch (const YAML::Exception&) {
+        return fail(fmt::format("{}: expected a number, got {}", key, describe(v)));
+      }
+      if (!(x >= n.lo && x <= n.hi)) {
+        return fail(fmt::format("{} = {}: allowed {}..{}", key, x, n.lo, n.hi));
+      }
+      *n.out = x;
+    }
+    p.max_rounds = static_cast<int>(max_rounds);
+    p.max_retries = static_cast<int>(max_retries);
+    p.verify.n_avg = static_cast<int>(n_avg);
+    p.verify.settle_ms = static_cast<int>(settle_ms);
+    p.verify.gain_index = static_cast<int>(gain);
+    if (p.target_max_uS <= p.target_min_uS) {
+      return fail("program_verify.target_max_uS must be > target_min_uS");
     }
   }
   if (c.backend != "sim" && c.backend != "socket" && c.backend != "usb") {

@@ -5,6 +5,8 @@
 #include <expected>
 #include <string>
 
+#include "xbar/drivers/program_verify.h"
+
 namespace xbar::server {
 
 struct DaemonConfig {
@@ -20,6 +22,10 @@ struct DaemonConfig {
 
   /// The driver URI this configuration selects, e.g. "sim:profile=typical,seed=1,noise_seed=1".
   std::string board_uri() const;
+
+  /// Program-verify defaults (config section `program_verify:`); a request's own tol_uS and
+  /// max_rounds override the first two.
+  ProgramVerifyConfig program_verify;
 };
 
 /// Parses YAML text into a config (defaults for absent keys). `origin` prefixes messages.

@@ -84,7 +84,7 @@ int main(int argc, char** argv) {
 
   std::mutex board_mu;
   xbar::server::BoardServiceImpl service(**board);
-  xbar::server::ArrayServiceImpl arrays(**board, **record, board_mu);
+  xbar::server::ArrayServiceImpl arrays(**board, **record, board_mu, cfg.program_verify);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
