@@ -66,9 +66,10 @@ DevicePulse hard_pulse(const HardPulses& h, int row, int col, wire::Polarity p) 
 // knows the array is no longer what it was.
 Error disturbed_error(Error e, int array, int batches) {
   if (batches > 0) {
-    e.message += fmt::format(" (fault scan of array {} stopped after {} pulse batch(es): the "
-                             "array is disturbed)",
-                             array, batches);
+    e.message += fmt::format(
+        " (fault scan of array {} stopped after {} pulse batch(es): the "
+        "array is disturbed)",
+        array, batches);
   }
   return e;
 }
@@ -123,13 +124,14 @@ Result<void> validate(const FaultScanConfig& c, const BoardInfo& info) {
   // A stuck-high device reads at most full scale: above it, the threshold could never trip.
   const double fs = info.full_scale_uS(c.scan_read.gain_index);
   if (!(std::isfinite(c.stuck_high_uS) && c.stuck_high_uS > 0 && c.stuck_high_uS < fs)) {
-    return bad(fmt::format("stuck_high_uS = {}: allowed (0, {:.1f}) uS (full scale of "
-                           "scan_read.gain_index {})",
-                           c.stuck_high_uS, fs, c.scan_read.gain_index));
+    return bad(
+        fmt::format("stuck_high_uS = {}: allowed (0, {:.1f}) uS (full scale of "
+                    "scan_read.gain_index {})",
+                    c.stuck_high_uS, fs, c.scan_read.gain_index));
   }
   if (!(std::isfinite(c.stuck_low_uS) && c.stuck_low_uS > 0 && c.stuck_low_uS < c.stuck_high_uS)) {
-    return bad(fmt::format("stuck_low_uS = {}: allowed (0, stuck_high_uS = {}) uS",
-                           c.stuck_low_uS, c.stuck_high_uS));
+    return bad(fmt::format("stuck_low_uS = {}: allowed (0, stuck_high_uS = {}) uS", c.stuck_low_uS,
+                           c.stuck_high_uS));
   }
   if (c.restore) {
     if (auto v = validate(c.restore_config, info); !v) {
@@ -242,7 +244,8 @@ Result<FaultScanResult> scan_faults(Board& board, int array, const FaultScanConf
 
   // ---- confirm: pulse the candidates once more, flag what still does not move ----
   Mask stuck_high = high, stuck_low = low_only;
-  if (cfg.confirm && (high.any() || low_only.any())) {
+  const bool confirming = cfg.confirm && (high.any() || low_only.any());
+  if (confirming) {
     PulseBatch b{wire::Polarity::kMixed, {}};
     for (int r = 0; r < rows; ++r) {
       for (int c = 0; c < cols; ++c) {
@@ -255,8 +258,8 @@ Result<FaultScanResult> scan_faults(Board& board, int array, const FaultScanConf
     if (!again) return std::unexpected(again.error());
     stuck_high = (high.array() && (again->array() > cfg.stuck_high_uS)).matrix();
     stuck_low = (low_only.array() && (again->array() < cfg.stuck_low_uS)).matrix();
-    res.rejected_candidates = static_cast<int>(high.count() + low_only.count() -
-                                               stuck_high.count() - stuck_low.count());
+    res.rejected_candidates =
+        static_cast<int>(high.count() + low_only.count() - stuck_high.count() - stuck_low.count());
   }
   for (int r = 0; r < rows; ++r) {
     for (int c = 0; c < cols; ++c) {
@@ -277,7 +280,7 @@ Result<FaultScanResult> scan_faults(Board& board, int array, const FaultScanConf
       res.findings.push_back({r, c, k, FaultSource::kScan, false, g});
     }
   }
-  if (cfg.confirm && !report(ScanPhase::kConfirm, res.stuck_high, res.stuck_low)) {
+  if (confirming && !report(ScanPhase::kConfirm, res.stuck_high, res.stuck_low)) {
     res.cancelled = true;
     return finish(ScanPhase::kConfirm);
   }
@@ -303,8 +306,9 @@ Result<FaultScanResult> scan_faults(Board& board, int array, const FaultScanConf
       board, array, target, pv,
       [&](const ProgramVerifyProgress& p) {
         if (!progress) return true;
+        // program-verify has issued its first READ and a PULSE_BATCH + READ per round so far.
         return progress(ScanProgress{ScanPhase::kRestore, res.stuck_high, res.stuck_low,
-                                     res.transactions, p});
+                                     res.transactions + 1 + 2 * p.round, p});
       },
       &skip);
   if (!restored) return std::unexpected(disturbed_error(restored.error(), array, batches));
@@ -335,9 +339,10 @@ Result<void> validate(const QuickCheckConfig& c, const BoardInfo& info) {
   if (auto v = check_read(c.read, "read", info); !v) return v;
   const double fs = info.full_scale_uS(c.read.gain_index);
   if (!(std::isfinite(c.suspect_high_uS) && c.suspect_high_uS > 0 && c.suspect_high_uS < fs)) {
-    return bad(fmt::format("suspect_high_uS = {}: allowed (0, {:.1f}) uS (full scale of "
-                           "read.gain_index {})",
-                           c.suspect_high_uS, fs, c.read.gain_index));
+    return bad(
+        fmt::format("suspect_high_uS = {}: allowed (0, {:.1f}) uS (full scale of "
+                    "read.gain_index {})",
+                    c.suspect_high_uS, fs, c.read.gain_index));
   }
   if (!(std::isfinite(c.suspect_low_uS) && c.suspect_low_uS > 0 &&
         c.suspect_low_uS < c.suspect_high_uS)) {

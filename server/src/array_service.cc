@@ -237,6 +237,19 @@ grpc::Status ArrayServiceImpl::ScanFaults(grpc::ServerContext* ctx,
   };
   auto res = scan_faults(board_, array, cfg, progress);
   if (!res) return to_status(res.error());
+  // Endurance: the two hard pulses every device got, plus the restore's pulses. (Recorded
+  // after the fact: a crash during a scan under-counts by at most one scan; the confirm
+  // pulses of the few candidates are not counted.)
+  {
+    Eigen::MatrixXi set = Eigen::MatrixXi::Ones(info.rows, info.cols), reset = set;
+    if (res->restore) {
+      set += res->restore->set_pulses;
+      reset += res->restore->reset_pulses;
+    }
+    if (auto a = record_.add_pulses(info.serial, array, set, reset); !a) {
+      return {grpc::StatusCode::INTERNAL, "chip record: " + a.error().message};
+    }
+  }
   if (!res->cancelled) {
     // A completed scan is authoritative for its array: it replaces earlier findings.
     if (auto w = record_.replace_faults(info.serial, array, to_entries(res->findings, array)); !w) {

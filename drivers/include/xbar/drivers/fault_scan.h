@@ -48,9 +48,12 @@ struct FaultScanConfig {
   std::optional<double> width_ns;      // both polarities
 
   // A device above stuck_high_uS after the hard RESET is stuck-high; one below stuck_low_uS after
-  // the hard SET is stuck-low. Defaults from the chip family: a hard RESET ends near the HRS
-  // floor (1-2 uS, plus <= ~20 uS of relaxation and noise), stuck-high devices sit at 300-600 uS;
-  // a hard SET ends near the top compliance (~256 uS), stuck-low devices sit at 0.2-1 uS.
+  // the hard SET is stuck-low. Defaults from the chip family: a hard RESET aims at the HRS floor
+  // (1-2 uS), a hard SET at the top compliance (~256 uS, ceiling 300 uS), but one pulse's
+  // cycle-to-cycle spread is 15-25 % of its ~250 uS step, so a healthy device lands anywhere
+  // within ~40-65 uS (1 sigma) of its aim: the thresholds sit ~6 sigma (typical) to ~4 sigma
+  // (harsh) from both aims and outside the stuck ranges (stuck-high 300-600 uS, stuck-low
+  // 0.2-1 uS).
   double stuck_high_uS = 250.0;
   double stuck_low_uS = 5.0;
 
@@ -60,18 +63,21 @@ struct FaultScanConfig {
   // heavy-tailed (RMS ~5.5 uS per read at >= 50 uS): with 64 x 1 reads ~12 % of devices are
   // remembered more than 1 uS off, which the restore then faithfully reproduces.
   int remember_passes = 4;
-  // The reads after each hard phase. The thresholds are tens of sigma away from both
-  // populations, so one relaxation time constant of settle (not the full ~1 s) is enough.
+  // The reads after each hard phase. Relaxation (sigma 5 uS away from 20-80 uS) and read noise
+  // are small next to the pulse spread above, so one relaxation time constant of settle (not the
+  // full ~1 s) is enough.
   ReadOptions scan_read{.gain_index = 2, .n_avg = 16, .settle_ms = 200};
 
   // Pulse the devices that look stuck once more (RESET the high ones, SET the low ones) and flag
-  // only those that still do not move: one large cycle-to-cycle excursion cannot make a false
-  // positive. Costs one PULSE_BATCH + one READ, only when there are candidates.
+  // only those that still do not move: on the harsh profile a healthy device lands past a
+  // threshold with p ~ 1e-4 per hard pulse (measured: 16 candidates in 20 arrays, 0 on typical);
+  // twice in a row ~1e-8. Costs one PULSE_BATCH + one READ, only when there are candidates.
   bool confirm = true;
 
   // Program the array back to the remembered conductances after the scan (stuck devices are
-  // skipped). With restore = false the scan is destructive: the array is left hard-RESET (healthy
-  // devices at the HRS floor), and the caller must have asked the user to confirm that.
+  // skipped). With restore = false the scan is destructive: the array is left hard-RESET (most
+  // healthy devices near the HRS floor, the rest spread up to ~100 uS by the pulse's
+  // cycle-to-cycle noise), and the caller must have asked the user to confirm that.
   bool restore = true;
   ProgramVerifyConfig restore_config;
 };
@@ -90,8 +96,8 @@ struct ScanProgress {
   ScanPhase phase = ScanPhase::kRemember;  // the phase just completed (kRestore: one PV round)
   int stuck_high = 0;  // candidates (before kConfirm) or confirmed (from kConfirm on)
   int stuck_low = 0;
-  int transactions = 0;            // so far
-  ProgramVerifyProgress restore;   // valid in phase kRestore
+  int transactions = 0;           // so far
+  ProgramVerifyProgress restore;  // valid in phase kRestore
 };
 
 /// Called after every phase (and after every restore round); return false to stop. A scan
@@ -100,32 +106,33 @@ struct ScanProgress {
 using ScanProgressFn = std::function<bool(const ScanProgress&)>;
 
 struct RestoreReport {
-  int devices = 0;             // devices programmed back (not stuck)
-  int clamped = 0;             // remembered value outside the program-verify target window
-  double within_tol_pct = 0;   // of those, share whose last verify read is within tol
-  double rms_error_uS = 0;     // RMS(last verify read - remembered value), not-stuck devices
-  int abandoned = 0;           // devices program-verify gave up on
+  int devices = 0;            // devices programmed back (not stuck)
+  int clamped = 0;            // remembered value outside the program-verify target window
+  double within_tol_pct = 0;  // of those, share whose last verify read is within tol
+  double rms_error_uS = 0;    // RMS(last verify read - remembered value), not-stuck devices
+  int abandoned = 0;          // devices program-verify gave up on
   int rounds = 0;
 };
 
 struct FaultScanResult {
   int array = 0;
   Eigen::Matrix<uint8_t, Eigen::Dynamic, Eigen::Dynamic> fault;  // wire::FaultKind per device
-  Eigen::MatrixXd before_uS;       // the remembered map
-  Eigen::MatrixXd after_set_uS;    // read after the hard SET
-  Eigen::MatrixXd after_reset_uS;  // read after the hard RESET
+  Eigen::MatrixXd before_uS;                                     // the remembered map
+  Eigen::MatrixXd after_set_uS;                                  // read after the hard SET
+  Eigen::MatrixXd after_reset_uS;                                // read after the hard RESET
   std::vector<FaultFinding> findings;  // the stuck devices, row-major order
   int stuck_high = 0;
   int stuck_low = 0;
-  int rejected_candidates = 0;  // looked stuck after the first pulse, moved on the second
-  int pulses = 0;               // device pulses applied by the scan (restore not included)
-  int transactions = 0;         // board requests issued, restore and STATUS included
+  int rejected_candidates = 0;    // looked stuck after the first pulse, moved on the second
+  int pulses = 0;                 // device pulses applied by the scan (restore not included)
+  int transactions = 0;           // board requests issued, restore and STATUS included
   double board_time_us = 0;       // board clock elapsed, restore included (STATUS before/after)
   double scan_board_time_us = 0;  // the part before the restore
   /// True when the scan was asked not to restore: the array's previous content is gone.
   bool destructive = false;
-  /// True when the array does not hold its previous content at the end (destructive, cancelled
-  /// or the restore did not finish).
+  /// True when the array does not hold its previous content at the end (destructive, or
+  /// cancelled before the restore ran to its end). How well a finished restore did is in
+  /// restore_report.
   bool disturbed = false;
   bool cancelled = false;
   std::optional<ProgramVerifyResult> restore;  // the restore run, when restore = true
