@@ -141,6 +141,27 @@ TEST_F(EndToEnd, ScanFindsTheStuckDevicesRecordsThemAndRestoresTheArray) {
   EXPECT_NE(outd.find("add --yes to confirm"), std::string::npos) << outd;
 }
 
+TEST_F(EndToEnd, ProgramRejectsBadInputWithoutTouchingTheArray) {
+  auto board = Board::open("unix:" + fwsim_sock_.string());
+  ASSERT_TRUE(board.has_value());
+  const uint64_t pulses = (*board)->status()->pulses_applied;
+  auto [rc, out] = ctl({"program", "--array", "0", "--random", "7:900"});
+  EXPECT_EQ(rc, 2);
+  EXPECT_NE(out.find("uS: allowed 1..250 uS"), std::string::npos) << out;
+  auto [rc2, out2] = ctl({"program", "--array", "3", "--random", "7:200"});
+  EXPECT_EQ(rc2, 2);
+  EXPECT_NE(out2.find("array = 3: allowed 0..2"), std::string::npos) << out2;
+  auto [rc3, out3] = ctl({"program", "--array", "0", "--random", "7:200", "--tol", "-1"});
+  EXPECT_EQ(rc3, 2);
+  EXPECT_NE(out3.find("tol_uS = -1: allowed (0, 100]"), std::string::npos) << out3;
+  const auto csv = dir_.path() / "bad.csv";
+  std::ofstream(csv) << "1,2,3\n4,5\n";
+  auto [rc4, out4] = ctl({"program", "--array", "0", "--target", csv.string()});
+  EXPECT_EQ(rc4, 2);
+  EXPECT_NE(out4.find("row 1 has 2 values, row 0 has 3"), std::string::npos) << out4;
+  EXPECT_EQ((*board)->status()->pulses_applied, pulses);
+}
+
 TEST_F(EndToEnd, StatusCountsTheBoardsOperations) {
   auto [rc, out] = ctl({"--json", "status"});
   ASSERT_EQ(rc, 0) << out;
