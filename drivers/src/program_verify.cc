@@ -174,7 +174,7 @@ Result<ProgramVerifyResult> program_verify(
             const double g_c = d.g_c_model * d.compliance;
             const double predicted = (g_c - d.g_before) * (1 - d.rem);
             const double noise = relax_sigma(cfg, gi) + cfg.c2c_rel * std::abs(predicted);
-            if (moved < kNoMove_uS) {
+            if (std::abs(moved) < kNoMove_uS) {
               // Did not move: its compliance is at or below where it sits, so the gate must
               // go higher.
               d.compliance = std::clamp(0.97 * d.g_before / d.g_c_model, 0.2, d.compliance);
@@ -191,7 +191,7 @@ Result<ProgramVerifyResult> program_verify(
             const double floor = cfg.g_floor_uS;
             const double predicted = (d.g_before - floor) * (1 - std::exp(-d.k_used));
             const double noise = relax_sigma(cfg, gi) + cfg.c2c_rel * predicted;
-            if (moved < kNoMove_uS) {
+            if (std::abs(moved) < kNoMove_uS) {
               d.reset_rate = std::max(0.05, d.reset_rate * 0.6);  // below threshold: more voltage
               weak = d.at_limit;
             } else if (gi > floor && d.k_used > 0) {
@@ -236,7 +236,9 @@ Result<ProgramVerifyResult> program_verify(
           // A long step lands with a spread of c2c_rel * step: aim short by that much so the
           // next pulse is a small, precise SET rather than a RESET from above.
           const double gap = t - gi;
-          const double aim = gap > 4 * tol ? t - cfg.c2c_rel * gap : t;
+          // Not worth it where the relaxation spread swamps the step's spread anyway.
+          const bool short_aim = gap > 4 * tol && cfg.c2c_rel * gap > relax_sigma(cfg, t);
+          const double aim = short_aim ? t - cfg.c2c_rel * gap : t;
           const double rem = std::exp(-cfg.set_k_nominal * wf);
           const double g_c = (aim - gi * rem) / (1 - rem) / d.compliance;
           double gate = cfg.set_gate_threshold_V + g_c / cfg.set_compliance_uS_per_V;
