@@ -242,9 +242,9 @@ grpc::Status ArrayServiceImpl::ScanFaults(grpc::ServerContext* ctx,
   // pulses of the few candidates are not counted.)
   {
     Eigen::MatrixXi set = Eigen::MatrixXi::Ones(info.rows, info.cols), reset = set;
-    if (res->restore) {
-      set += res->restore->set_pulses;
-      reset += res->restore->reset_pulses;
+    if (res->restore.has_value()) {
+      set += res->restore.value().set_pulses;
+      reset += res->restore.value().reset_pulses;
     }
     if (auto a = record_.add_pulses(info.serial, array, set, reset); !a) {
       return {grpc::StatusCode::INTERNAL, "chip record: " + a.error().message};

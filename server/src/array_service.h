@@ -16,8 +16,8 @@ class ArrayServiceImpl final : public xbar::v1::ArrayService::Service {
  public:
   /// All three are borrowed and must outlive the service.
   ArrayServiceImpl(Board& board, ChipRecord& record, std::mutex& board_mu,
-                   ProgramVerifyConfig defaults = {})
-      : board_(board), record_(record), board_mu_(board_mu), defaults_(std::move(defaults)) {}
+                   const ProgramVerifyConfig& defaults = {})
+      : board_(board), record_(record), board_mu_(board_mu), defaults_(defaults) {}
 
   grpc::Status ProgramArray(grpc::ServerContext* ctx, const v1::ProgramArrayRequest* req,
                             grpc::ServerWriter<v1::ProgramArrayResponse>* writer) override;
