@@ -271,35 +271,40 @@ Result<void> check_serial(std::string_view serial, std::string_view what) {
   return {};
 }
 
-Result<void> check_matrix(const Eigen::MatrixXi& m, int rows, int cols, std::string_view field,
-                          std::string_view serial, std::string_view what) {
+// Shape against the chip's geometry, then every element against `bad_value`, which returns
+// the complaint for an invalid element (or nullopt).
+template <typename Matrix, typename BadValue>
+Result<void> check_matrix_with(const Matrix& m, int rows, int cols, std::string_view field,
+                               std::string_view serial, std::string_view what, BadValue bad_value) {
   if (m.rows() != rows || m.cols() != cols)
     return make_error(ErrorCode::kInvalidArgument,
                       fmt::format("{}: {}: {}x{} does not match chip {}'s {}x{} arrays", what,
                                   field, m.rows(), m.cols(), serial, rows, cols));
   for (int r = 0; r < rows; ++r)
     for (int c = 0; c < cols; ++c)
-      if (m(r, c) < 0)
-        return make_error(
-            ErrorCode::kInvalidArgument,
-            fmt::format("{}: {}({}, {}): {} pulses, must be >= 0", what, field, r, c, m(r, c)));
+      if (std::optional<std::string> why = bad_value(m(r, c)))
+        return make_error(ErrorCode::kInvalidArgument,
+                          fmt::format("{}: {}({}, {}): {}", what, field, r, c, *why));
   return {};
+}
+
+Result<void> check_matrix(const Eigen::MatrixXi& m, int rows, int cols, std::string_view field,
+                          std::string_view serial, std::string_view what) {
+  return check_matrix_with(m, rows, cols, field, serial, what,
+                           [](int v) -> std::optional<std::string> {
+                             if (v >= 0) return std::nullopt;
+                             return fmt::format("{} pulses, must be >= 0", v);
+                           });
 }
 
 Result<void> check_matrix(const Eigen::MatrixXd& m, int rows, int cols, std::string_view field,
                           std::string_view serial, std::string_view what) {
-  if (m.rows() != rows || m.cols() != cols)
-    return make_error(ErrorCode::kInvalidArgument,
-                      fmt::format("{}: {}: {}x{} does not match chip {}'s {}x{} arrays", what,
-                                  field, m.rows(), m.cols(), serial, rows, cols));
-  for (int r = 0; r < rows; ++r)
-    for (int c = 0; c < cols; ++c)
-      // Also catches values beyond float32's range, which would store as inf.
-      if (!std::isfinite(static_cast<float>(m(r, c))))
-        return make_error(ErrorCode::kInvalidArgument,
-                          fmt::format("{}: {}({}, {}): {} is not a finite conductance in uS", what,
-                                      field, r, c, m(r, c)));
-  return {};
+  return check_matrix_with(m, rows, cols, field, serial, what,
+                           [](double v) -> std::optional<std::string> {
+                             // Also catches values beyond float32's range (stored as inf).
+                             if (std::isfinite(static_cast<float>(v))) return std::nullopt;
+                             return fmt::format("{} is not a finite conductance in uS", v);
+                           });
 }
 
 // Row-major little-endian float32, whatever the host's byte order (see the schema comment).
