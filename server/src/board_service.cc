@@ -85,8 +85,11 @@ grpc::Status BoardServiceImpl::ReadConductances(grpc::ServerContext* ctx,
     return invalid_argument(
         fmt::format("rows_per_chunk = {}: allowed 1..{} (0 means 16)", per_chunk, rows));
   }
-  auto map = board_.read_array(static_cast<int>(req->array()),
-                               {static_cast<int>(gain), static_cast<int>(n_avg)});
+  Result<ConductanceMap> map = [&] {
+    std::lock_guard lock(board_mu_);
+    return board_.read_array(static_cast<int>(req->array()),
+                             {static_cast<int>(gain), static_cast<int>(n_avg)});
+  }();
   if (!map) return to_status(map.error());
   const double full_scale_uS = info.full_scale_uS(static_cast<int>(gain));
   for (uint32_t first = 0; first < rows; first += per_chunk) {

@@ -2,6 +2,8 @@
 // call the driver layer, map errors to grpc::Status.
 #pragma once
 
+#include <mutex>
+
 #include "xbar/drivers/board.h"
 #include "xbar/v1/board.grpc.pb.h"
 
@@ -10,8 +12,9 @@ namespace xbar::server {
 /// Handlers run on gRPC's threads; Board serialises the exchanges with the hardware.
 class BoardServiceImpl final : public xbar::v1::BoardService::Service {
  public:
-  /// `board` is borrowed and must outlive the service.
-  explicit BoardServiceImpl(Board& board) : board_(board) {}
+  /// `board` and `board_mu` are borrowed and must outlive the service. Reads take `board_mu`
+  /// so that they never land between the rounds of a program-verify or a scan.
+  BoardServiceImpl(Board& board, std::mutex& board_mu) : board_(board), board_mu_(board_mu) {}
 
   grpc::Status GetBoardInfo(grpc::ServerContext* ctx, const v1::GetBoardInfoRequest* req,
                             v1::BoardInfo* out) override;
@@ -22,6 +25,7 @@ class BoardServiceImpl final : public xbar::v1::BoardService::Service {
 
  private:
   Board& board_;
+  std::mutex& board_mu_;
 };
 
 }  // namespace xbar::server

@@ -83,7 +83,7 @@ int main(int argc, char** argv) {
   spdlog::info("chip record {}", (*record)->path().string());
 
   std::mutex board_mu;
-  xbar::server::BoardServiceImpl service(**board);
+  xbar::server::BoardServiceImpl service(**board, board_mu);
   xbar::server::ArrayServiceImpl arrays(**board, **record, board_mu, cfg.program_verify);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
