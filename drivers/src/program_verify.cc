@@ -80,6 +80,9 @@ Result<void> validate(const ProgramVerifyConfig& c, const BoardInfo& info) {
     return bad(
         fmt::format("verify_margin_uS = {}: allowed 0..tol_uS ({})", c.verify_margin_uS, c.tol_uS));
   }
+  if (!(c.reopen_margin_uS >= 0 && c.reopen_margin_uS <= 100)) {
+    return bad(fmt::format("reopen_margin_uS = {}: allowed 0..100", c.reopen_margin_uS));
+  }
   if (c.max_rounds < 1 || c.max_rounds > 1000) {
     return bad(fmt::format("max_rounds = {}: allowed 1..1000", c.max_rounds));
   }
@@ -207,7 +210,7 @@ Result<ProgramVerifyResult> program_verify(
         const double tol = tolerance(cfg, t);
         // Hysteresis: converge inside tol - margin, re-open only beyond tol + margin, so read
         // noise alone never sends a converged device back into the relaxation lottery.
-        if (d.state == Outcome::kConverged && std::abs(e) > tol + cfg.verify_margin_uS) {
+        if (d.state == Outcome::kConverged && std::abs(e) > tol + cfg.reopen_margin_uS) {
           d.state = Outcome::kPending;
         }
         if (d.state == Outcome::kPending && std::abs(e) <= tol - cfg.verify_margin_uS) {

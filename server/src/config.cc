@@ -117,6 +117,7 @@ std::expected<DaemonConfig, std::string> parse_config(const std::string& yaml_te
         {"tol_uS", &p.tol_uS, 1e-3, 100},
         {"tol_rel", &p.tol_rel, 0, 1},
         {"verify_margin_uS", &p.verify_margin_uS, 0, 50},
+        {"reopen_margin_uS", &p.reopen_margin_uS, 0, 50},
         {"max_rounds", &max_rounds, 1, 1000},
         {"max_retries", &max_retries, 1, 100},
         {"verify_n_avg", &n_avg, 1, 64},
