@@ -20,7 +20,8 @@ int main(int argc, char** argv) {
   const double lo = argc > 4 ? std::atof(argv[4]) : 7.0, hi = argc > 5 ? std::atof(argv[5]) : 200.0;
   const double usb_rtt_ms = 1.0;
   double sum_ok = 0, worst_ok = 100;
-  for (int seed = 1; seed <= seeds; ++seed) {
+  const int seed0 = std::getenv("PV_SEED0") ? std::atoi(std::getenv("PV_SEED0")) : 1;
+  for (int seed = seed0; seed < seed0 + seeds; ++seed) {
     auto board = xbar::Board::open(
         fmt::format("sim:profile={},seed={},noise_seed={}", profile, seed, seed + 100));
     if (!board) {
@@ -34,6 +35,12 @@ int main(int argc, char** argv) {
     for (int i = 0; i < target.size(); ++i) target.data()[i] = u(rng);
     xbar::ProgramVerifyConfig cfg;
     cfg.tol_uS = tol;
+    if (const char* v = std::getenv("PV_NAVG"))
+      cfg.verify.n_avg = static_cast<uint8_t>(std::atoi(v));
+    if (const char* v = std::getenv("PV_VM")) cfg.verify_margin_uS = std::atof(v);
+    if (const char* v = std::getenv("PV_RM")) cfg.reopen_margin_uS = std::atof(v);
+    if (const char* v = std::getenv("PV_WAIT")) cfg.max_wait_reads = std::atoi(v);
+    if (const char* v = std::getenv("PV_ROUNDS")) cfg.max_rounds = std::atoi(v);
     std::vector<int> trace;
     auto r = xbar::program_verify(b, 0, target, cfg, [&](const xbar::ProgramVerifyProgress& p) {
       trace.push_back(p.pending);

@@ -55,12 +55,15 @@ TEST(DaemonConfig, DefaultsAndBoardUri) {
 }
 
 TEST(DaemonConfig, ProgramVerifySectionAndTheShippedExample) {
-  auto c =
-      server::parse_config("program_verify: {tol_uS: 2.5, max_rounds: 12, verify_n_avg: 16}", "x");
+  auto c = server::parse_config(
+      "program_verify: {tol_uS: 2.5, max_rounds: 12, verify_n_avg: 16, max_wait_reads: 5}", "x");
   ASSERT_TRUE(c.has_value()) << c.error();
   EXPECT_DOUBLE_EQ(c->program_verify.tol_uS, 2.5);
   EXPECT_EQ(c->program_verify.max_rounds, 12);
   EXPECT_EQ(c->program_verify.verify.n_avg, 16);
+  EXPECT_EQ(c->program_verify.max_wait_reads, 5);
+  EXPECT_EQ(server::parse_config("program_verify: {max_wait_reads: 0}", "c.yaml").error(),
+            "c.yaml: program_verify.max_wait_reads = 0: allowed 1..100");
   EXPECT_EQ(server::parse_config("program_verify: {verify_n_avg: 65}", "c.yaml").error(),
             "c.yaml: program_verify.verify_n_avg = 65: allowed 1..64");
   EXPECT_EQ(server::parse_config("program_verify: {tol_uS: wide}", "c.yaml").error(),

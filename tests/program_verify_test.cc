@@ -36,7 +36,10 @@ TEST(ProgramVerify, IdealChipConvergesEverywhereAndMatchesGroundTruth) {
   ASSERT_TRUE(r.has_value()) << r.error().message;
   EXPECT_EQ(r->within_tolerance(4.0), 100.0);
   EXPECT_LE(r->rounds, 10);
-  EXPECT_EQ(r->transactions, 1 + 2 * r->rounds);
+  // The first read, then per round a PULSE_BATCH and a READ (a round in which every pending
+  // device only waits for another read is a READ alone).
+  EXPECT_LE(r->transactions, 1 + 2 * r->rounds);
+  EXPECT_GE(r->transactions, 1 + r->rounds);
   const Eigen::MatrixXd truth = *b->sim_ground_truth(1);
   EXPECT_LE((truth - target).cwiseAbs().maxCoeff(), 4.0);
   ASSERT_FALSE(seen.empty());
@@ -52,12 +55,12 @@ TEST(ProgramVerify, TypicalChipReachesMostDevicesAndAbandonsStuckOnes) {
   const Eigen::MatrixXd target = random_targets(2);
   auto r = program_verify(*b, 0, target, {});
   ASSERT_TRUE(r.has_value()) << r.error().message;
-  EXPECT_LE(r->rounds, 30);
-  EXPECT_LE(r->transactions, 61);
+  EXPECT_LE(r->rounds, 29);
+  EXPECT_LE(r->transactions, 60);  // the issue's budget: <= 30 rounds, <= 60 transactions
   const auto faults = *b->sim_fault_map(0);
   (void)b->sim_clock(10'000'000'000ull);
   const Eigen::MatrixXd truth = *b->sim_ground_truth(0);
-  int healthy = 0, ok = 0, stuck = 0, stuck_abandoned = 0;
+  int healthy = 0, ok = 0, ok_est = 0, stuck = 0, stuck_abandoned = 0;
   for (int i = 0; i < 4096; ++i) {
     const int row = i / 64, col = i % 64;
     const auto f = faults[static_cast<size_t>(i)];
@@ -68,9 +71,13 @@ TEST(ProgramVerify, TypicalChipReachesMostDevicesAndAbandonsStuckOnes) {
     }
     ++healthy;
     ok += std::abs(truth(row, col) - target(row, col)) <= 4.0;
+    ok_est += std::abs(r->final_uS(row, col) - target(row, col)) <= 4.0;
   }
-  // Measured 99.3-99.5 % over chip seeds 1-5 (bench/RESULTS.md); the issue asks 99.5 %.
-  EXPECT_GE(100.0 * ok / healthy, 98.5);
+  // Measured 99.4-99.7 % over chip seeds 1-8 and 20-29 (bench/RESULTS.md); the issue asks
+  // 99.5 % on average. One seed here, so the floor leaves room for the seed's luck.
+  EXPECT_GE(100.0 * ok / healthy, 99.0);
+  // The host's own estimate (mean of the reads since the last pulse) agrees with the truth.
+  EXPECT_NEAR(100.0 * ok_est / healthy, 100.0 * ok / healthy, 0.5);
   ASSERT_GT(stuck, 10);
   // Stuck devices whose target differs from their stuck value are given up on, not pulsed forever.
   EXPECT_GE(stuck_abandoned, stuck * 8 / 10);

@@ -239,7 +239,7 @@ struct ProgramArgs {
   std::string random;  // "LO:HI"
   uint64_t seed = 1;
   double tol_uS = 4;
-  uint32_t max_rounds = 30;
+  uint32_t max_rounds = 0;  // 0: the daemon's default
   bool skip_known_faults = false;
   std::string csv_out, png_out;
 };
@@ -322,7 +322,7 @@ int cmd_program(const Global& g, const std::shared_ptr<grpc::Channel>& channel,
       const std::string bar = std::string(done, '#') + std::string(width - done, '.');
       const std::string line =
           fmt::format("round {:>3}/{} [{}] converged {:>4} pending {:>4} abandoned {:>3}",
-                      r.round(), a.max_rounds, bar, r.converged(), r.pending(), r.abandoned());
+                      r.round(), r.max_rounds(), bar, r.converged(), r.pending(), r.abandoned());
       if (tty) {
         std::cerr << "\r" << line << std::flush;
       } else if (!g.json) {
@@ -548,7 +548,9 @@ int main(int argc, char** argv) {
                       "random targets uniform in LO:HI uS instead, e.g. 7:200");
   program->add_option("--seed", pa.seed, "seed for --random")->capture_default_str();
   program->add_option("--tol", pa.tol_uS, "tolerance in uS")->capture_default_str();
-  program->add_option("--max-rounds", pa.max_rounds, "rounds of pulse + verify")
+  program
+      ->add_option("--max-rounds", pa.max_rounds,
+                   "rounds of pulse + verify (0 = the daemon's default)")
       ->capture_default_str();
   program->add_flag("--skip-known-faults", pa.skip_known_faults,
                     "leave recorded stuck devices alone");

@@ -39,6 +39,10 @@ struct Ctl {
   double g_c_model = 0, rem = 0;  // SET: model compliance used and remaining gap fraction
   double k_used = 0;              // RESET: model decay used
   bool at_limit = false;          // the last pulse was clamped at the top of its range
+  // The verify reads since the last pulse: the device is settled and unchanged between them,
+  // so their mean is a better estimate than any one of them.
+  double read_sum_uS = 0;
+  int reads = 0;
 };
 
 // Observed moves below this are read noise and relaxation, not the pulse.
@@ -76,9 +80,11 @@ Result<void> validate(const ProgramVerifyConfig& c, const BoardInfo& info) {
   if (!(c.tol_rel >= 0 && c.tol_rel <= 1)) {
     return bad(fmt::format("tol_rel = {}: allowed 0..1", c.tol_rel));
   }
-  if (!(c.verify_margin_uS >= 0 && c.verify_margin_uS < c.tol_uS)) {
-    return bad(
-        fmt::format("verify_margin_uS = {}: allowed 0..tol_uS ({})", c.verify_margin_uS, c.tol_uS));
+  if (!(c.verify_margin_uS >= 0 && c.verify_margin_uS <= 100)) {
+    return bad(fmt::format("verify_margin_uS = {}: allowed 0..100", c.verify_margin_uS));
+  }
+  if (c.max_wait_reads < 1 || c.max_wait_reads > 100) {
+    return bad(fmt::format("max_wait_reads = {}: allowed 1..100", c.max_wait_reads));
   }
   if (!(c.reopen_margin_uS >= 0 && c.reopen_margin_uS <= 100)) {
     return bad(fmt::format("reopen_margin_uS = {}: allowed 0..100", c.reopen_margin_uS));
@@ -158,18 +164,27 @@ Result<ProgramVerifyResult> program_verify(
   ++res.transactions;
   if (!m) return std::unexpected(m.error());
   Eigen::MatrixXd g = m->g_uS;
+  Eigen::MatrixXd est = g;  // per device: the mean of the reads since its last pulse
 
   const double width_max = info.width_max_ns;
   for (int round = 0;; ++round) {
     // ---- learn from the last pulse, update states, plan this round's batch ----
     PulseBatch batch{wire::Polarity::kMixed, {}};
+    int waiting = 0;  // pending devices read again before a verdict
     ProgramVerifyProgress prog;
     prog.round = round;
     for (int r = 0; r < rows; ++r) {
       for (int c = 0; c < cols; ++c) {
         Ctl& d = ctl[static_cast<size_t>(r) * cols + c];
         if (d.state == Outcome::kSkipped || d.state == Outcome::kAbandoned) continue;
-        const double t = target_uS(r, c), gi = g(r, c), e = gi - t;
+        if (d.pulsed) {
+          d.read_sum_uS = 0;
+          d.reads = 0;
+        }
+        d.read_sum_uS += g(r, c);
+        ++d.reads;
+        const double t = target_uS(r, c), gi = d.read_sum_uS / d.reads, e = gi - t;
+        est(r, c) = gi;
         if (d.pulsed) {
           const double moved = d.last == wire::Polarity::kSet ? gi - d.g_before : d.g_before - gi;
           bool weak = false;
@@ -209,12 +224,20 @@ Result<ProgramVerifyResult> program_verify(
         d.pulsed = false;
         const double tol = tolerance(cfg, t);
         // Hysteresis: converge inside tol - margin, re-open only beyond tol + margin, so read
-        // noise alone never sends a converged device back into the relaxation lottery.
-        if (d.state == Outcome::kConverged && std::abs(e) > tol + cfg.reopen_margin_uS) {
-          d.state = Outcome::kPending;
-        }
-        if (d.state == Outcome::kPending && std::abs(e) <= tol - cfg.verify_margin_uS) {
-          d.state = Outcome::kConverged;
+        // noise alone never sends a converged device back into the relaxation lottery. The
+        // margins are for one averaged read and shrink as 1/sqrt(reads) with the reads since
+        // the last pulse. A device in between (the grey zone) waits for the next round's read
+        // rather than re-entering the lottery on a noisy verdict, up to max_wait_reads reads;
+        // then it is pulsed.
+        const double sqrt_n = std::sqrt(static_cast<double>(d.reads));
+        const double tol_in = tol - std::min(cfg.verify_margin_uS, tol / 2) / sqrt_n;
+        const double tol_out = tol + cfg.reopen_margin_uS / sqrt_n;
+        if (d.state == Outcome::kConverged && std::abs(e) > tol_out) d.state = Outcome::kPending;
+        if (d.state == Outcome::kPending && std::abs(e) <= tol_in) d.state = Outcome::kConverged;
+        if (d.state == Outcome::kPending && std::abs(e) <= tol_out &&
+            d.reads < cfg.max_wait_reads) {
+          ++waiting;
+          continue;  // grey zone: read again before deciding
         }
         if (d.state != Outcome::kPending) continue;
 
@@ -287,8 +310,8 @@ Result<ProgramVerifyResult> program_verify(
     }
     prog.pending = static_cast<int>(batch.devices.size());
     prog.pulses = static_cast<int>(batch.devices.size());
-    const bool last_round = batch.devices.empty() || round >= cfg.max_rounds;
-    prog.batch = last_round ? nullptr : &batch;
+    const bool last_round = (batch.devices.empty() && waiting == 0) || round >= cfg.max_rounds;
+    prog.batch = last_round || batch.devices.empty() ? nullptr : &batch;
     const bool go_on = progress ? progress(prog) : true;
     if (!go_on) res.cancelled = true;
     if (!go_on || last_round) {
@@ -298,7 +321,7 @@ Result<ProgramVerifyResult> program_verify(
           res.outcome(r, c) = static_cast<uint8_t>(ctl[static_cast<size_t>(r) * cols + c].state);
         }
       }
-      res.final_uS = g;
+      res.final_uS = est;
       res.rounds = round;
       // Pulses planned for a round that was not sent did not happen.
       for (const DevicePulse& p : batch.devices) {
@@ -307,11 +330,15 @@ Result<ProgramVerifyResult> program_verify(
       return res;
     }
 
-    auto pr = board.pulse(array, batch);
-    ++res.transactions;
-    if (!pr) return std::unexpected(pr.error());
-    res.pulse_time_us += pr->duration_us;
-    auto mr = board.read_array(array, cfg.verify);
+    if (!batch.devices.empty()) {  // a round of only waiting devices is a read alone
+      auto pr = board.pulse(array, batch);
+      ++res.transactions;
+      if (!pr) return std::unexpected(pr.error());
+      res.pulse_time_us += pr->duration_us;
+    }
+    ReadOptions verify = cfg.verify;
+    if (batch.devices.empty()) verify.settle_ms = 0;  // nothing moved: no relaxation to wait for
+    auto mr = board.read_array(array, verify);
     ++res.transactions;
     if (!mr) return std::unexpected(mr.error());
     g = mr->g_uS;

@@ -121,6 +121,7 @@ grpc::Status ArrayServiceImpl::ProgramArray(grpc::ServerContext* ctx,
     r->set_converged(static_cast<uint32_t>(p.converged));
     r->set_pending(static_cast<uint32_t>(p.pending));
     r->set_abandoned(static_cast<uint32_t>(p.abandoned));
+    r->set_max_rounds(static_cast<uint32_t>(cfg.max_rounds));
     writer->Write(msg);  // a vanished client shows up as IsCancelled below
     return !ctx->IsCancelled();
   };

@@ -112,13 +112,14 @@ std::expected<DaemonConfig, std::string> parse_config(const std::string& yaml_te
       double lo, hi;
     };
     double n_avg = p.verify.n_avg, settle_ms = p.verify.settle_ms, gain = p.verify.gain_index;
-    double max_rounds = p.max_rounds, max_retries = p.max_retries;
+    double max_rounds = p.max_rounds, max_retries = p.max_retries, max_wait = p.max_wait_reads;
     const Num nums[] = {
         {"tol_uS", &p.tol_uS, 1e-3, 100},
         {"tol_rel", &p.tol_rel, 0, 1},
         {"verify_margin_uS", &p.verify_margin_uS, 0, 50},
         {"reopen_margin_uS", &p.reopen_margin_uS, 0, 50},
         {"max_rounds", &max_rounds, 1, 1000},
+        {"max_wait_reads", &max_wait, 1, 100},
         {"max_retries", &max_retries, 1, 100},
         {"verify_n_avg", &n_avg, 1, 64},
         {"verify_settle_ms", &settle_ms, 0, 10000},
@@ -155,6 +156,7 @@ std::expected<DaemonConfig, std::string> parse_config(const std::string& yaml_te
     }
     p.max_rounds = static_cast<int>(max_rounds);
     p.max_retries = static_cast<int>(max_retries);
+    p.max_wait_reads = static_cast<int>(max_wait);
     p.verify.n_avg = static_cast<int>(n_avg);
     p.verify.settle_ms = static_cast<int>(settle_ms);
     p.verify.gain_index = static_cast<int>(gain);

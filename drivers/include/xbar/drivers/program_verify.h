@@ -15,17 +15,23 @@
 namespace xbar {
 
 struct ProgramVerifyConfig {
-  // Tolerance with hysteresis: a device is done when |G - target| <= tol_uS - verify_margin_uS
-  // (tol_in) and pulsed again only if it reads beyond tol_uS + reopen_margin_uS (tol_out).
-  // With tol_rel > 0 the tolerance is max(tol_uS, tol_rel * target). The margins absorb the
-  // averaged read's fluctuation (~1 uS, heavy-tailed): converging well inside the band and
-  // re-opening only well outside it keeps read noise from sending a good device back into the
+  // Tolerance with hysteresis. A device's estimate is the mean of the verify reads since its
+  // last pulse (it is settled and unchanged between them), n of them. It is done when
+  // |estimate - target| <= tol - min(verify_margin_uS, tol / 2) / sqrt(n) (tol_in) and pulsed
+  // again only beyond tol + reopen_margin_uS / sqrt(n) (tol_out). With tol_rel > 0 the
+  // tolerance is max(tol_uS, tol_rel * target). The margins absorb the averaged read's
+  // fluctuation (~0.8 uS, heavy-tailed); more reads shrink them, so a device that landed near
+  // the edge of the band is judged on more evidence instead of being sent back into the
   // relaxation lottery (measured in bench/RESULTS.md).
   double tol_uS = 4.0;
   double tol_rel = 0.0;
-  double verify_margin_uS = 1.0;
-  double reopen_margin_uS = 1.25;
-  int max_rounds = 30;  // rounds of (PULSE_BATCH + READ) after the first READ
+  double verify_margin_uS = 1.4;
+  double reopen_margin_uS = 0.0;
+  // A pending device between tol_in and tol_out is read again (next round) instead of pulsed,
+  // up to this many reads since its last pulse (1 = never wait).
+  int max_wait_reads = 3;
+  // Rounds of (PULSE_BATCH + READ) after the first READ: 29 rounds are 59 board transactions.
+  int max_rounds = 29;
   // Verify reads: averaged, after the devices relaxed (READ.settle_ms).
   ReadOptions verify{.gain_index = 2, .n_avg = 64, .settle_ms = 1000};
   // Target window the devices can hold.
