@@ -33,7 +33,7 @@ class EndToEnd : public ::testing::Test {
         << fwsim_->output();
     xbard_ = std::make_unique<Process>(
         std::vector<std::string>{XBARD_PATH, "--board", "unix:" + fwsim_sock_.string(), "--listen",
-                                 xbard_addr_},
+                                 xbard_addr_, "--state-dir", state_dir_.string()},
         dir_.path() / "xbard.log");
     ASSERT_TRUE(testing::eventually([&] { return ctl({"info"}).first == 0; })) << xbard_->output();
   }
@@ -45,6 +45,7 @@ class EndToEnd : public ::testing::Test {
   }
 
   TempDir dir_;
+  std::filesystem::path state_dir_ = dir_.path() / "state";
   std::filesystem::path fwsim_sock_;
   std::string xbard_addr_;
   std::unique_ptr<Process> fwsim_, xbard_;
@@ -134,6 +135,17 @@ TEST_F(EndToEnd, ScanFindsTheStuckDevicesRecordsThemAndRestoresTheArray) {
     ++recorded;
   }
   EXPECT_EQ(recorded, static_cast<size_t>(stuck_high)) << map;
+
+  // Endurance is counted write-ahead for every batch of the scan (hard pulses, confirm pulses,
+  // the restore's rounds): with no crash the record matches what the board applied exactly.
+  {
+    auto record = server::ChipRecord::open(state_dir_);
+    ASSERT_TRUE(record.has_value()) << record.error().message;
+    auto e = (*record)->endurance((*truth)->info().serial, 2);
+    ASSERT_TRUE(e.has_value()) << e.error().message;
+    EXPECT_EQ(static_cast<uint64_t>(e->set_pulses.sum() + e->reset_pulses.sum()),
+              (*truth)->status()->pulses_applied);
+  }
 
   // The destructive mode must be confirmed.
   auto [rd, outd] = ctl({"scan", "--array", "2", "--destructive"});

@@ -142,7 +142,8 @@ Result<void> validate(const FaultScanConfig& c, const BoardInfo& info) {
 }
 
 Result<FaultScanResult> scan_faults(Board& board, int array, const FaultScanConfig& cfg,
-                                    const ScanProgressFn& progress) {
+                                    const ScanProgressFn& progress,
+                                    const BeforeBatchFn& before_batch) {
   const BoardInfo& info = board.info();
   // ---- validation: nothing is pulsed unless everything is valid ----
   if (auto v = check_array(array, info); !v) return std::unexpected(v.error());
@@ -185,6 +186,11 @@ Result<FaultScanResult> scan_faults(Board& board, int array, const FaultScanConf
   };
   auto apply = [&](const PulseBatch& batch) -> Result<void> {
     if (batch.devices.empty()) return {};
+    if (before_batch && !before_batch(batch)) {
+      return make_error(
+          ErrorCode::kCancelled,
+          fmt::format("scan of array {} stopped before a pulse batch by its caller", array));
+    }
     auto r = board.pulse(array, batch);
     ++res.transactions;
     if (!r) return std::unexpected(disturbed_error(r.error(), array, batches));
@@ -305,10 +311,10 @@ Result<FaultScanResult> scan_faults(Board& board, int array, const FaultScanConf
   auto restored = program_verify(
       board, array, target, pv,
       [&](const ProgramVerifyProgress& p) {
+        if (p.batch && before_batch && !before_batch(*p.batch)) return false;
         if (!progress) return true;
-        // program-verify has issued its first READ and a PULSE_BATCH + READ per round so far.
         return progress(ScanProgress{ScanPhase::kRestore, res.stuck_high, res.stuck_low,
-                                     res.transactions + 1 + 2 * p.round, p});
+                                     res.transactions + p.transactions, p});
       },
       &skip);
   if (!restored) return std::unexpected(disturbed_error(restored.error(), array, batches));

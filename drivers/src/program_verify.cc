@@ -310,6 +310,7 @@ Result<ProgramVerifyResult> program_verify(
     }
     prog.pending = static_cast<int>(batch.devices.size());
     prog.pulses = static_cast<int>(batch.devices.size());
+    prog.transactions = res.transactions;
     const bool last_round = (batch.devices.empty() && waiting == 0) || round >= cfg.max_rounds;
     prog.batch = last_round || batch.devices.empty() ? nullptr : &batch;
     const bool go_on = progress ? progress(prog) : true;

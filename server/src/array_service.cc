@@ -236,21 +236,27 @@ grpc::Status ArrayServiceImpl::ScanFaults(grpc::ServerContext* ctx,
     writer->Write(up);
     return !ctx->IsCancelled();
   };
-  auto res = scan_faults(board_, array, cfg, progress);
-  if (!res) return to_status(res.error());
-  // Endurance: the two hard pulses every device got, plus the restore's pulses. (Recorded
-  // after the fact: a crash during a scan under-counts by at most one scan; the confirm
-  // pulses of the few candidates are not counted.)
-  {
-    Eigen::MatrixXi set = Eigen::MatrixXi::Ones(info.rows, info.cols), reset = set;
-    if (res->restore.has_value()) {
-      set += res->restore.value().set_pulses;
-      reset += res->restore.value().reset_pulses;
+  // Endurance, write-ahead as in ProgramArray: every batch (the hard pulses, the confirm
+  // pulses, the restore's rounds) is counted before it is sent.
+  Error record_error;
+  bool record_failed = false;
+  auto before_batch = [&](const PulseBatch& batch) {
+    Eigen::MatrixXi set = Eigen::MatrixXi::Zero(info.rows, info.cols), reset = set;
+    for (const DevicePulse& d : batch.devices) {
+      (d.polarity == wire::Polarity::kSet ? set : reset)(d.row, d.col) += 1;
     }
     if (auto a = record_.add_pulses(info.serial, array, set, reset); !a) {
-      return {grpc::StatusCode::INTERNAL, "chip record: " + a.error().message};
+      record_error = a.error();
+      record_failed = true;
+      return false;
     }
+    return true;
+  };
+  auto res = scan_faults(board_, array, cfg, progress, before_batch);
+  if (record_failed) {
+    return {grpc::StatusCode::INTERNAL, "chip record: " + record_error.message};
   }
+  if (!res) return to_status(res.error());
   if (!res->cancelled) {
     // A completed scan is authoritative for its array: it replaces earlier findings.
     if (auto w = record_.replace_faults(info.serial, array, to_entries(res->findings, array)); !w) {

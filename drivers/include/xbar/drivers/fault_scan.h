@@ -139,9 +139,16 @@ struct FaultScanResult {
   RestoreReport restore_report;
 };
 
+/// Called with every PULSE_BATCH the scan is about to send (its own and the restore's), so a
+/// caller can count the pulses before they happen (write-ahead endurance). Return false to
+/// stop before the batch is sent (the scan then fails with kCancelled and the array is left as
+/// the result of the previous batch).
+using BeforeBatchFn = std::function<bool(const PulseBatch&)>;
+
 /// Runs the active scan on `array`. Validates everything before the first pulse.
 Result<FaultScanResult> scan_faults(Board& board, int array, const FaultScanConfig& config,
-                                    const ScanProgressFn& progress = {});
+                                    const ScanProgressFn& progress = {},
+                                    const BeforeBatchFn& before_batch = {});
 
 /// Checks a scan config against the board (names the field and its allowed range).
 Result<void> validate(const FaultScanConfig& config, const BoardInfo& info);

@@ -71,7 +71,8 @@ struct ProgramVerifyProgress {
   int converged = 0;
   int pending = 0;
   int abandoned = 0;
-  int pulses = 0;  // pulses applied in this round
+  int pulses = 0;        // pulses applied in this round
+  int transactions = 0;  // board requests issued so far (READs and PULSE_BATCHes)
   /// The batch about to be sent (nullptr when nothing more will be sent), so a caller can
   /// record the pulses before they happen (write-ahead: a crash over-counts, never under-counts).
   const PulseBatch* batch = nullptr;
