@@ -1,0 +1,238 @@
+#include "xbar/kernel/kernel.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+namespace xbar::kernel {
+
+namespace {
+
+Error bad(std::string message) { return Error{ErrorCode::kInvalidArgument, std::move(message)}; }
+
+bool finite(cd z) { return std::isfinite(z.real()) && std::isfinite(z.imag()); }
+
+double max_component(const std::vector<cd>& v) {
+  double m = 0;
+  for (cd z : v) m = std::max({m, std::abs(z.real()), std::abs(z.imag())});
+  return m;
+}
+
+}  // namespace
+
+double quantize(double x, int bits, double f_scale) {
+  if (bits <= 0) return x;
+  const double n = std::ldexp(1.0, bits - 1) - 1;  // levels per sign
+  return std::clamp(std::round(x * n / f_scale), -n, n) * f_scale / n;
+}
+
+cd quantize(cd x, int bits, double f_scale) {
+  return {quantize(x.real(), bits, f_scale), quantize(x.imag(), bits, f_scale)};
+}
+
+Result<void> validate(const KernelSetSpec& set, double chip_lo_uS, double chip_hi_uS) {
+  const Window& w = set.window;
+  if (set.kernels.empty() || set.kernels.size() > static_cast<size_t>(kMaxKernels)) {
+    return std::unexpected(bad(fmt::format("kernels: {} given, allowed 1..{} (one per array)",
+                                           set.kernels.size(), kMaxKernels)));
+  }
+  if (!(std::isfinite(w.g_min_uS) && std::isfinite(w.g_max_uS) && w.g_min_uS >= chip_lo_uS &&
+        w.g_max_uS <= chip_hi_uS && w.g_min_uS < w.g_max_uS)) {
+    return std::unexpected(bad(
+        fmt::format("window: g_min_uS = {}, g_max_uS = {}: need {} <= g_min_uS < g_max_uS <= {} uS",
+                    w.g_min_uS, w.g_max_uS, chip_lo_uS, chip_hi_uS)));
+  }
+  for (size_t i = 0; i < set.kernels.size(); ++i) {
+    const KernelSpec& k = set.kernels[i];
+    const std::string at = fmt::format("kernels[{}]", i);
+    const char* a_name = k.continuous ? "a" : "a_bar";
+    const char* c_name = k.continuous ? "c" : "c_bar";
+    if (k.name.size() > 64) {
+      return std::unexpected(
+          bad(fmt::format("{}.name: {} characters, allowed up to 64", at, k.name.size())));
+    }
+    if (k.a.empty() || k.a.size() > static_cast<size_t>(kMaxStates)) {
+      return std::unexpected(
+          bad(fmt::format("{}.{}: {} states, allowed 1..{}", at, a_name, k.a.size(), kMaxStates)));
+    }
+    if (k.c.size() != k.a.size()) {
+      return std::unexpected(bad(fmt::format("{}.{}: {} values, {} has {}: lengths must match", at,
+                                             c_name, k.c.size(), a_name, k.a.size())));
+    }
+    for (size_t j = 0; j < k.a.size(); ++j) {
+      if (!finite(k.a[j])) {
+        return std::unexpected(
+            bad(fmt::format("{}.{}[{}] is not finite: allowed finite numbers", at, a_name, j)));
+      }
+      if (!finite(k.c[j])) {
+        return std::unexpected(
+            bad(fmt::format("{}.{}[{}] is not finite: allowed finite numbers", at, c_name, j)));
+      }
+    }
+    if (!std::isfinite(k.d)) {
+      return std::unexpected(bad(fmt::format("{}.d is not finite", at)));
+    }
+    if (k.continuous && !(k.log_dt >= -20 && k.log_dt <= 5)) {
+      return std::unexpected(
+          bad(fmt::format("{}.log_dt = {}: allowed -20..5 (finite)", at, k.log_dt)));
+    }
+    const Quantization& q = k.quant;
+    if (q.bits < 0 || q.bits == 1 || q.bits > kMaxBits) {
+      return std::unexpected(bad(fmt::format("{}.quantization.bits = {}: allowed 0 (off) or 2..{}",
+                                             at, q.bits, kMaxBits)));
+    }
+    if (q.bits > 0 && !(std::isfinite(q.f_scale_a) && q.f_scale_a > 0)) {
+      return std::unexpected(bad(fmt::format(
+          "{}.quantization.f_scale_a = {}: allowed > 0 when bits > 0", at, q.f_scale_a)));
+    }
+    if (q.bits > 0 && !(std::isfinite(q.f_scale_c) && q.f_scale_c >= 0)) {
+      return std::unexpected(bad(fmt::format(
+          "{}.quantization.f_scale_c = {}: allowed >= 0 (0 = from C)", at, q.f_scale_c)));
+    }
+    const DiscreteKernel dk = discretize(k);
+    for (int j = 0; j < dk.states(); ++j) {
+      const double mag = std::abs(dk.a_bar[static_cast<size_t>(j)]);
+      if (!(mag < 1.0)) {
+        return std::unexpected(bad(fmt::format(
+            "{}.{}[{}]: |A_bar| = {:.6g}{}: allowed < 1 (the recurrence is unstable otherwise)", at,
+            a_name, j, mag, q.bits > 0 ? " after quantization" : "")));
+      }
+      if (!finite(dk.c_bar[static_cast<size_t>(j)])) {
+        return std::unexpected(bad(fmt::format("{}.{}[{}]: C_bar is not finite", at, c_name, j)));
+      }
+    }
+    if (max_component(dk.a_bar) == 0) {
+      return std::unexpected(bad(fmt::format("{}.{}: A_bar is all zero", at, a_name)));
+    }
+    if (max_component(dk.c_bar) == 0) {
+      return std::unexpected(bad(fmt::format("{}.{}: C_bar is all zero", at, c_name)));
+    }
+  }
+  return {};
+}
+
+DiscreteKernel discretize(const KernelSpec& spec, bool apply_quantization) {
+  DiscreteKernel out;
+  out.d = spec.d;
+  const Quantization& q = spec.quant;
+  const int bits = apply_quantization ? q.bits : 0;
+  const double f_c = q.f_scale_c > 0 ? q.f_scale_c : std::max(max_component(spec.c), 1e-300);
+  std::vector<cd> a = spec.a, c = spec.c;
+  for (cd& z : a) z = quantize(z, bits, q.f_scale_a);
+  for (cd& z : c) z = quantize(z, bits, f_c);
+  if (!spec.continuous) {
+    out.a_bar = std::move(a);
+    out.c_bar = std::move(c);
+    return out;
+  }
+  const double dt = std::exp(spec.log_dt);
+  for (size_t j = 0; j < a.size(); ++j) {
+    const cd dta = dt * a[j];
+    const cd abar = std::exp(dta);
+    // (exp(dt a) - 1) / a, with its limit dt for a -> 0 (expm1 keeps small dt a accurate).
+    const cd ratio = std::abs(dta) < 1e-8 ? cd(dt) : (abar - 1.0) / a[j];
+    out.a_bar.push_back(abar);
+    out.c_bar.push_back(c[j] * ratio);
+  }
+  return out;
+}
+
+RowKind row_kind(int n_states, int r) {
+  if (r < 4) return RowKind::kInput;
+  if (r < 4 + 4 * n_states) return RowKind::kState;
+  return RowKind::kSpare;
+}
+
+ColKind col_kind(int n_states, int c) {
+  if (c < 4 * n_states) return ColKind::kState;
+  if (c < 4 * n_states + 4) return ColKind::kOutput;
+  return ColKind::kSpare;
+}
+
+Eigen::Matrix4d expand(cd m) {
+  const double rp = std::max(m.real(), 0.0), rn = std::max(-m.real(), 0.0);
+  const double ip = std::max(m.imag(), 0.0), in = std::max(-m.imag(), 0.0);
+  // Eq. 6 with outputs as rows; the crossbar has inputs on rows, so the block is transposed.
+  Eigen::Matrix4d out_by_in;
+  out_by_in << rp, rn, in, ip,  //
+      rn, rp, ip, in,           //
+      ip, in, rp, rn,           //
+      in, ip, rn, rp;
+  return out_by_in.transpose();
+}
+
+double CompiledKernel::scale_uS(int logical_col) const {
+  return col_kind(n, logical_col) == ColKind::kOutput ? output_scale_uS : state_scale_uS;
+}
+
+CompiledKernel compile(const KernelSpec& spec, const Window& window) {
+  CompiledKernel ck;
+  ck.kernel = discretize(spec, true);
+  ck.unquantized = discretize(spec, false);
+  ck.n = ck.kernel.states();
+  ck.window = window;
+  const double span = window.g_max_uS - window.g_min_uS;
+  const double a_max = max_component(ck.kernel.a_bar);
+  ck.b_weight = a_max;
+  ck.state_scale_uS = span / a_max;
+  ck.output_scale_uS = span / max_component(ck.kernel.c_bar);
+  ck.input_gain = 1.0 / ck.b_weight;
+  ck.part = Eigen::MatrixXd::Zero(kSide, kSide);
+  const int n = ck.n;
+  for (int k = 0; k < n; ++k) {
+    ck.part.block<4, 4>(input_row(0), state_col(k, 0)) = expand(cd(ck.b_weight, 0));
+    ck.part.block<4, 4>(state_row(k, 0), state_col(k, 0)) =
+        expand(ck.kernel.a_bar[static_cast<size_t>(k)]);
+    ck.part.block<4, 4>(state_row(k, 0), output_col(n, 0)) =
+        expand(ck.kernel.c_bar[static_cast<size_t>(k)]);
+  }
+  ck.target_uS.resize(kSide, kSide);
+  for (int c = 0; c < kSide; ++c) {
+    ck.target_uS.col(c) = (window.g_min_uS + ck.scale_uS(c) * ck.part.col(c).array()).matrix();
+  }
+  return ck;
+}
+
+Placement Placement::identity() {
+  Placement p;
+  p.row_of.resize(kSide);
+  p.col_of.resize(kSide);
+  std::iota(p.row_of.begin(), p.row_of.end(), 0);
+  std::iota(p.col_of.begin(), p.col_of.end(), 0);
+  return p;
+}
+
+Eigen::MatrixXd place(const Eigen::MatrixXd& logical, const Placement& p) {
+  Eigen::MatrixXd out(logical.rows(), logical.cols());
+  for (int r = 0; r < logical.rows(); ++r) {
+    for (int c = 0; c < logical.cols(); ++c) {
+      out(p.row_of[static_cast<size_t>(r)], p.col_of[static_cast<size_t>(c)]) = logical(r, c);
+    }
+  }
+  return out;
+}
+
+Eigen::MatrixXd unplace(const Eigen::MatrixXd& physical, const Placement& p) {
+  Eigen::MatrixXd out(physical.rows(), physical.cols());
+  for (int r = 0; r < physical.rows(); ++r) {
+    for (int c = 0; c < physical.cols(); ++c) {
+      out(r, c) = physical(p.row_of[static_cast<size_t>(r)], p.col_of[static_cast<size_t>(c)]);
+    }
+  }
+  return out;
+}
+
+std::vector<Route> feedback_routes(int n_states, const Placement& p) {
+  std::vector<Route> routes;
+  for (int k = 0; k < n_states; ++k) {
+    for (int comp = 0; comp < 4; ++comp) {
+      routes.push_back({p.col_of[static_cast<size_t>(state_col(k, comp))],
+                        p.row_of[static_cast<size_t>(state_row(k, comp))]});
+    }
+  }
+  return routes;
+}
+
+}  // namespace xbar::kernel

@@ -1,0 +1,342 @@
+// The kernel compiler: expansion, layout, golden models, routing and remapping invariants.
+#include "xbar/kernel/kernel.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <set>
+
+#include "xbar/kernel/model.h"
+#include "xbar/kernel/remap.h"
+
+namespace xbar::kernel {
+namespace {
+
+// An S4D-Lin style kernel: a_n = -0.5 + i pi n, C ~ N(0, 0.5^2) complex.
+KernelSpec s4d_lin(int n, double log_dt, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> z(0, 0.5);
+  KernelSpec k;
+  k.name = "lin";
+  k.continuous = true;
+  k.log_dt = log_dt;
+  for (int j = 0; j < n; ++j) {
+    k.a.push_back(cd(-0.5, std::numbers::pi * j));
+    k.c.push_back(cd(z(rng), z(rng)));
+  }
+  return k;
+}
+
+Eigen::VectorXd noise(int len, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> z(0, 1);
+  Eigen::VectorXd u(len);
+  for (int t = 0; t < len; ++t) u(t) = z(rng);
+  return u;
+}
+
+Placement random_placement(uint64_t seed) {
+  Placement p = Placement::identity();
+  std::mt19937_64 rng(seed);
+  std::shuffle(p.row_of.begin(), p.row_of.end(), rng);
+  std::shuffle(p.col_of.begin(), p.col_of.end(), rng);
+  return p;
+}
+
+TEST(Expansion, EveryBlockReproducesComplexMultiplicationExactly) {
+  std::mt19937_64 rng(7);
+  std::uniform_real_distribution<double> u(-2, 2);
+  for (int trial = 0; trial < 1000; ++trial) {
+    const cd m(u(rng), u(rng)), v(u(rng), u(rng));
+    const Eigen::Matrix4d block = expand(m);
+    ASSERT_GE(block.minCoeff(), 0.0);
+    const Eigen::Vector4d rows(std::max(v.real(), 0.0), std::max(-v.real(), 0.0),
+                               std::max(v.imag(), 0.0), std::max(-v.imag(), 0.0));
+    const Eigen::Vector4d i = block.transpose() * rows;  // column currents
+    const cd got(i(0) - i(1), i(2) - i(3));
+    EXPECT_NEAR(got.real(), (m * v).real(), 1e-14);
+    EXPECT_NEAR(got.imag(), (m * v).imag(), 1e-14);
+    // A common offset on every device (g_min) cancels in the differences.
+    const Eigen::Vector4d j = (block.array() + 3.0).matrix().transpose() * rows;
+    EXPECT_NEAR(j(0) - j(1), got.real(), 1e-12);
+    EXPECT_NEAR(j(2) - j(3), got.imag(), 1e-12);
+  }
+}
+
+TEST(Quantization, FixedRangeGridAndClamp) {
+  EXPECT_DOUBLE_EQ(quantize(0.3, 2, 1.0), 0.0);  // n = 1: ternary
+  EXPECT_DOUBLE_EQ(quantize(-0.5, 2, 1.0), -1.0);
+  EXPECT_DOUBLE_EQ(quantize(7.0, 2, 1.0), 1.0);       // clamped to the range
+  EXPECT_DOUBLE_EQ(quantize(0.26, 3, 1.0), 1.0 / 3);  // n = 3
+  EXPECT_DOUBLE_EQ(quantize(0.123, 0, 1.0), 0.123);   // off
+  const cd q = quantize(cd(-0.7, 2.2), 5, 4.0);       // n = 15, step 4/15
+  EXPECT_NEAR(q.real(), std::round(-0.7 * 15 / 4) * 4 / 15, 1e-15);
+  EXPECT_NEAR(q.imag(), std::round(2.2 * 15 / 4) * 4 / 15, 1e-15);
+}
+
+TEST(Discretization, ZeroOrderHoldMatchesTheClosedForm) {
+  KernelSpec k = s4d_lin(3, std::log(0.05), 1);
+  const DiscreteKernel d = discretize(k);
+  for (int j = 0; j < 3; ++j) {
+    const cd a = k.a[static_cast<size_t>(j)];
+    EXPECT_NEAR(std::abs(d.a_bar[static_cast<size_t>(j)] - std::exp(0.05 * a)), 0, 1e-15);
+    const cd cbar = k.c[static_cast<size_t>(j)] * (std::exp(0.05 * a) - 1.0) / a;
+    EXPECT_NEAR(std::abs(d.c_bar[static_cast<size_t>(j)] - cbar), 0, 1e-15);
+  }
+  // A discrete kernel passes through.
+  KernelSpec disc;
+  disc.continuous = false;
+  disc.a = {cd(0.9, 0.1)};
+  disc.c = {cd(0.3, -0.2)};
+  EXPECT_EQ(discretize(disc).a_bar[0], cd(0.9, 0.1));
+}
+
+TEST(GoldenModels, RecurrenceMatchesTheConvolutionKernel) {
+  for (double log_dt : {std::log(0.001), std::log(0.01), std::log(0.1)}) {
+    KernelSpec k = s4d_lin(14, log_dt, 3);
+    k.d = 0.25;
+    const DiscreteKernel d = discretize(k);
+    const int len = 300;
+    const Eigen::VectorXd u = noise(len, 5);
+    const Eigen::VectorXd y = run_ideal(d, u);
+    const Eigen::VectorXd kern = convolution_kernel(d, len);
+    for (int t = 0; t < len; ++t) {
+      double conv = d.d * u(t);
+      for (int l = 0; l <= t; ++l) conv += kern(l) * u(t - l);
+      ASSERT_NEAR(y(t), conv, 1e-9 * (1 + std::abs(conv))) << "t = " << t;
+    }
+  }
+}
+
+TEST(GoldenModels, CrossbarWithIdealConductancesEqualsTheRecurrence) {
+  for (int bits : {0, 2, 5}) {
+    KernelSpec k = s4d_lin(14, std::log(0.02), 11);
+    k.quant = {bits, 1.0, 1.0};
+    const CompiledKernel ck = compile(k, Window{});
+    const Eigen::VectorXd u = noise(500, 9);
+    const Eigen::VectorXd ref = run_ideal(ck.kernel, u);
+    for (uint64_t seed : {0u, 1u, 2u}) {
+      const Placement p = seed == 0 ? Placement::identity() : random_placement(seed);
+      const Eigen::VectorXd y = run_crossbar(ck, p, place(ck.target_uS, p), u);
+      EXPECT_LT((y - ref).norm() / ref.norm(), 1e-12) << "bits " << bits << " seed " << seed;
+    }
+  }
+}
+
+TEST(GoldenModels, QuantizationChangesTheKernelMeasurably) {
+  // A discrete kernel with components inside +-0.6, quantized with f = 1 (A_bar) and 1 (C_bar).
+  KernelSpec k;
+  k.continuous = false;
+  for (int j = 0; j < 14; ++j) {
+    k.a.push_back(std::polar(0.5 + 0.01 * j, 0.2 * j));
+    k.c.push_back(cd(0.5 * std::cos(j), 0.5 * std::sin(j)));
+  }
+  const auto inputs = fidelity_inputs(300);
+  auto q = [&](int bits) {
+    k.quant = {bits, 1.0, 1.0};
+    return quantization_nrmse(compile(k, Window{}), inputs);
+  };
+  const double q3 = q(3), q8 = q(8);
+  EXPECT_EQ(q(0), 0.0);
+  EXPECT_TRUE(std::isfinite(q3)) << "3 bits must stay stable here";
+  EXPECT_GT(q3, 4 * q8);
+  EXPECT_GT(q8, 0.0);
+}
+
+TEST(Layout, SixtyBySixtyForFourteenStatesWithinTheWindow) {
+  const CompiledKernel ck = compile(s4d_lin(14, std::log(0.01), 2), Window{7, 200});
+  EXPECT_EQ(ck.target_uS.rows(), 64);
+  EXPECT_NEAR(ck.target_uS.minCoeff(), 7.0, 1e-12);
+  EXPECT_NEAR(ck.target_uS.maxCoeff(), 200.0, 1e-9);  // the largest weight uses the window
+  // Spares (rows 60..63, columns 60..63) carry nothing.
+  EXPECT_EQ(ck.part.bottomRows(4).maxCoeff(), 0.0);
+  EXPECT_EQ(ck.part.rightCols(4).maxCoeff(), 0.0);
+  // A is block-diagonal: state k's rows feed only state k's columns (and the outputs).
+  for (int k = 0; k < 14; ++k) {
+    for (int j = 0; j < 14; ++j) {
+      const double block = ck.part.block<4, 4>(state_row(k, 0), state_col(j, 0)).maxCoeff();
+      if (k != j) {
+        EXPECT_EQ(block, 0.0);
+      } else {
+        EXPECT_GT(block, 0.0);
+      }
+    }
+    const double b = ck.part.block<4, 4>(input_row(0), state_col(k, 0)).maxCoeff();
+    const double c = ck.part.block<4, 4>(state_row(k, 0), output_col(14, 0)).maxCoeff();
+    EXPECT_GT(b, 0.0);  // B
+    EXPECT_GT(c, 0.0);  // C
+  }
+  // u is real: the imaginary input rows and output columns are present but carry 0 (B real).
+  EXPECT_EQ(row_kind(14, 3), RowKind::kInput);
+  EXPECT_EQ(row_kind(14, 59), RowKind::kState);
+  EXPECT_EQ(row_kind(14, 60), RowKind::kSpare);
+  EXPECT_EQ(col_kind(14, 55), ColKind::kState);
+  EXPECT_EQ(col_kind(14, 56), ColKind::kOutput);
+  EXPECT_EQ(col_kind(14, 60), ColKind::kSpare);
+}
+
+TEST(Routing, EveryStateColumnFeedsItsOwnStateRowAfterAnyPlacement) {
+  const Placement p = random_placement(4);
+  const auto routes = feedback_routes(14, p);
+  ASSERT_EQ(routes.size(), 56u);
+  std::set<int> cols, rows;
+  for (size_t i = 0; i < routes.size(); ++i) {
+    const int k = static_cast<int>(i) / 4, comp = static_cast<int>(i) % 4;
+    EXPECT_EQ(routes[i].col, p.col_of[static_cast<size_t>(state_col(k, comp))]);
+    EXPECT_EQ(routes[i].row, p.row_of[static_cast<size_t>(state_row(k, comp))]);
+    cols.insert(routes[i].col);
+    rows.insert(routes[i].row);
+  }
+  EXPECT_EQ(cols.size(), 56u);  // injective both ways
+  EXPECT_EQ(rows.size(), 56u);
+  // place/unplace are inverse.
+  const Eigen::MatrixXd m = Eigen::MatrixXd::Random(64, 64);
+  EXPECT_EQ(unplace(place(m, p), p), m);
+}
+
+TEST(Validation, NamesTheFieldAndTheRange) {
+  auto err = [](KernelSetSpec s) {
+    auto r = validate(s, 1.0, 250.0);
+    return r ? std::string("ok") : r.error().message;
+  };
+  KernelSetSpec good{{s4d_lin(14, std::log(0.01), 1)}, {}};
+  EXPECT_EQ(err(good), "ok");
+  KernelSetSpec s = good;
+  s.kernels[0] = s4d_lin(16, std::log(0.01), 1);
+  EXPECT_EQ(err(s), "kernels[0].a: 16 states, allowed 1..15");
+  s = good;
+  s.kernels[0].c.pop_back();
+  EXPECT_EQ(err(s), "kernels[0].c: 13 values, a has 14: lengths must match");
+  s = good;
+  s.kernels[0].a[2] = cd(std::nan(""), 0);
+  EXPECT_EQ(err(s), "kernels[0].a[2] is not finite: allowed finite numbers");
+  s = good;
+  s.kernels[0].a[4] = cd(0.1, 3.0);  // Re(a) > 0: |A_bar| > 1
+  EXPECT_NE(err(s).find("kernels[0].a[4]: |A_bar| = "), std::string::npos) << err(s);
+  s = good;
+  s.kernels[0].quant = {2, 1.0, 1.0};
+  s.kernels[0].a[0] = cd(-0.3, 0);  // quantizes to 0: |A_bar| = 1
+  EXPECT_NE(err(s).find("after quantization"), std::string::npos) << err(s);
+  s = good;
+  s.window = {0.5, 200};
+  EXPECT_EQ(err(s),
+            "window: g_min_uS = 0.5, g_max_uS = 200: need 1 <= g_min_uS < g_max_uS <= 250 uS");
+  s = good;
+  s.kernels.assign(4, good.kernels[0]);
+  EXPECT_EQ(err(s), "kernels: 4 given, allowed 1..3 (one per array)");
+  s = good;
+  s.kernels[0].continuous = false;
+  s.kernels[0].a = {cd(0.9, 0.5)};
+  s.kernels[0].c = {cd(1, 0)};
+  EXPECT_NE(err(s).find("kernels[0].a_bar[0]: |A_bar| = 1.0"), std::string::npos) << err(s);
+}
+
+TEST(Assignment, MatchesBruteForceOnSmallMatrices) {
+  std::mt19937_64 rng(3);
+  std::uniform_real_distribution<double> u(0, 10);
+  for (int trial = 0; trial < 30; ++trial) {
+    const int n = 6;
+    Eigen::MatrixXd c(n, n);
+    for (int i = 0; i < c.size(); ++i) c.data()[i] = trial % 3 == 0 ? std::floor(u(rng)) : u(rng);
+    std::vector<int> perm(n);
+    std::iota(perm.begin(), perm.end(), 0);
+    double best = 1e300;
+    do {
+      double s = 0;
+      for (int i = 0; i < n; ++i) s += c(i, perm[static_cast<size_t>(i)]);
+      best = std::min(best, s);
+    } while (std::next_permutation(perm.begin(), perm.end()));
+    const auto a = min_cost_assignment(c);
+    double got = 0;
+    std::set<int> used(a.begin(), a.end());
+    EXPECT_EQ(used.size(), static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) got += c(i, a[static_cast<size_t>(i)]);
+    EXPECT_NEAR(got, best, 1e-9 * (1 + best));
+  }
+}
+
+std::vector<StuckDevice> random_stuck(int count, uint64_t seed, double p_high = 1.0) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int> pos(0, 63);
+  std::uniform_real_distribution<double> g(300, 600), u(0, 1);
+  std::vector<StuckDevice> out;
+  std::set<std::pair<int, int>> seen;
+  while (static_cast<int>(out.size()) < count) {
+    const int r = pos(rng), c = pos(rng);
+    if (!seen.insert({r, c}).second) continue;
+    const bool high = u(rng) < p_high;
+    out.push_back({r, c, high, high ? g(rng) : 0.5});
+  }
+  return out;
+}
+
+bool is_permutation(const std::vector<int>& v) {
+  std::vector<int> s = v;
+  std::sort(s.begin(), s.end());
+  for (int i = 0; i < 64; ++i) {
+    if (s[static_cast<size_t>(i)] != i) return false;
+  }
+  return s.size() == 64;
+}
+
+TEST(Remap, AvoidsEveryAvoidableFaultAndBeatsTheIdentity) {
+  const CompiledKernel ck = compile(s4d_lin(14, std::log(0.01), 2), Window{});
+  for (uint64_t seed = 1; seed <= 5; ++seed) {
+    // 1-3 stuck-high devices (the paper's chip): spare rows and columns can take them all.
+    const auto stuck = random_stuck(1 + static_cast<int>(seed % 3), seed);
+    auto plans = remap({ck}, {stuck}, {0}, RemapOptions{});
+    ASSERT_TRUE(plans.has_value()) << plans.error().message;
+    const ArrayPlan& plan = plans->front();
+    EXPECT_TRUE(is_permutation(plan.placement.row_of));
+    EXPECT_TRUE(is_permutation(plan.placement.col_of));
+    EXPECT_EQ(plan.faults, static_cast<int>(stuck.size()));
+    EXPECT_EQ(plan.avoided, plan.faults) << "seed " << seed;
+    EXPECT_EQ(plan.cost, 0.0);
+    EXPECT_LT(plan.predicted_nrmse, 1e-9);
+    for (const StuckDevice& f : stuck) EXPECT_TRUE(plan.skip(f.row, f.col));
+    // The naive placement puts most of them where they hurt.
+    EXPECT_GT(plan.naive_predicted_nrmse, 100 * plan.predicted_nrmse + 1e-6) << "seed " << seed;
+  }
+}
+
+TEST(Remap, ManyFaultsCostLessThanNaiveAndCompensationIsWithinRange) {
+  const CompiledKernel ck = compile(s4d_lin(14, std::log(0.01), 5), Window{});
+  const auto stuck = random_stuck(80, 42, 0.5);  // 2 % of the array, half high, half low
+  auto plans = remap({ck}, {stuck}, {0}, RemapOptions{});
+  ASSERT_TRUE(plans.has_value());
+  const ArrayPlan& plan = plans->front();
+  EXPECT_TRUE(is_permutation(plan.placement.row_of));
+  EXPECT_TRUE(is_permutation(plan.placement.col_of));
+  EXPECT_EQ(plan.avoided + plan.compensated + plan.residual, 80);
+  EXPECT_GT(plan.avoided, 0);
+  EXPECT_LT(plan.predicted_nrmse, plan.naive_predicted_nrmse / 2);
+  EXPECT_GE(plan.target_uS.minCoeff(), 1.0);  // compensating partners stay programmable
+  EXPECT_LE(plan.target_uS.maxCoeff(), 250.0);
+  // The cost model is first order: it ranks like the exact crossbar model.
+  const auto naive = evaluate_placement(ck, error_sensitivity(ck, fidelity_inputs()), stuck,
+                                        Placement::identity(), RemapOptions{.naive = true});
+  EXPECT_LT(plan.cost, naive.cost);
+}
+
+TEST(Remap, KernelsGoToTheArraysWhereTheyHurtLeast) {
+  const CompiledKernel a = compile(s4d_lin(14, std::log(0.01), 2), Window{});
+  const CompiledKernel b = compile(s4d_lin(14, std::log(0.05), 3), Window{});
+  // Array 0 is clean; array 1 has many faults; array 2 has a few: two kernels avoid array 1.
+  const std::vector<std::vector<StuckDevice>> stuck = {
+      {}, random_stuck(120, 9, 0.5), random_stuck(2, 10)};
+  auto plans = remap({a, b}, stuck, {0, 1, 2}, RemapOptions{});
+  ASSERT_TRUE(plans.has_value());
+  ASSERT_EQ(plans->size(), 2u);
+  EXPECT_NE((*plans)[0].array, 1);
+  EXPECT_NE((*plans)[1].array, 1);
+  EXPECT_NE((*plans)[0].array, (*plans)[1].array);
+  auto bad = remap({a, b}, stuck, {0}, RemapOptions{});
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_EQ(bad.error().message, "arrays: 1 allowed for 2 kernels: need one array per kernel");
+}
+
+}  // namespace
+}  // namespace xbar::kernel
