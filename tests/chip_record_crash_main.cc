@@ -7,19 +7,32 @@
 //   - records a fault at device index k (row-major, mod 4096) with g_uS = k+1.
 // So whatever moment it dies at, a consistent record satisfies, for its own k = rounds:
 // set == k, reset == 2k, target == k, readback == k+0.25, min(k, 4096) faults, the newest at
-// index k-1 with g_uS == k. After each commit returns it prints "committed K" (unbuffered), so
-// the test can also check that every acknowledged round survived.
+// index k-1 with g_uS == k.
+// Deployments, each write its own transaction: before that round it deletes every deployment
+// numbered below K-4 (K = k+1), after it it puts deployment "dep-K" on arrays K%3 and (K+1)%3,
+// which takes those arrays from the previous two deployments (they become stale). So a
+// consistent record holds only deployments dep-N with k-4 <= N <= k (dep-k may be missing,
+// killed before its put), each owning a subset of {N%3, (N+1)%3}: all of it and "ready", or
+// less and "stale"; every array row points at an existing deployment; name "crash-N" and the
+// blob deployment_blob(N). After a round's writes all return it prints "committed K"
+// (unbuffered), so the test can also check that every acknowledged round survived.
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "chip_record.h"
 
 namespace {
 
 using xbar::server::ChipRecord;
+
+// The opaque payload of dep-N; the test has the same function.
+std::string deployment_blob(int n) {
+  return std::string("\0", 1) + std::to_string(n) + std::string("\0\xff", 2);
+}
 
 int fail(const char* what, const xbar::Error& e) {
   std::fprintf(stderr, "chip_record_crash: %s: %s\n", what, e.message.c_str());
@@ -55,6 +68,14 @@ int main(int argc, char** argv) {
   run.programming.within_tol_pct = 100.0;
   for (;;) {
     const int next = k + 1;
+    // Deletions first, so that round `next` commits only once every deployment below next-4
+    // is gone, whatever earlier runs left behind when they were killed.
+    auto deps = (*rec)->deployments(kSerial);
+    if (!deps) return fail("deployments", deps.error());
+    for (const auto& d : *deps)
+      if (std::stoi(d.id.substr(4)) < next - 4)
+        if (auto r = (*rec)->delete_deployment(d.id); !r)
+          return fail("delete_deployment", r.error());
     run.programming.rounds = next;
     run.programming.target_uS = Eigen::MatrixXd::Constant(kRows, kCols, next);
     run.programming.readback_uS = Eigen::MatrixXd::Constant(kRows, kCols, next + 0.25);
@@ -67,6 +88,13 @@ int main(int argc, char** argv) {
                    .g_uS = static_cast<double>(next)}};
     if (auto r = (*rec)->record_programming_run(kSerial, kArray, run); !r)
       return fail("record_programming_run", r.error());
+    xbar::server::DeploymentRow dep{.id = "dep-" + std::to_string(next),
+                                    .serial = kSerial,
+                                    .name = "crash-" + std::to_string(next),
+                                    .state = "ready",
+                                    .arrays = {next % 3, (next + 1) % 3},
+                                    .blob = deployment_blob(next)};
+    if (auto r = (*rec)->put_deployment(dep); !r) return fail("put_deployment", r.error());
     k = next;
     // write(2), not stdio: the line must be in the file before the next round can be killed.
     const std::string line = "committed " + std::to_string(k) + "\n";

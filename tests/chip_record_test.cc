@@ -19,6 +19,8 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <initializer_list>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -77,18 +79,13 @@ ProgrammingRecord programming(double base_uS, int rounds = 11) {
   return p;
 }
 
-// Every row of every table, straight from the file through a second connection: compares the
-// file's contents, not what the API chooses to show.
-std::string dump(const fs::path& db_path) {
+// Every row of the given queries, straight from the file through a second connection: compares
+// the file's contents, not what the API chooses to show.
+std::string dump_queries(const fs::path& db_path, std::initializer_list<const char*> queries) {
   sqlite3* db = nullptr;
   EXPECT_EQ(sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
   std::string out;
-  for (const char* sql :
-       {"SELECT * FROM chips ORDER BY serial",
-        "SELECT * FROM faults ORDER BY serial, array, row, col",
-        "SELECT * FROM endurance ORDER BY serial, array, row, col",
-        "SELECT serial, array, programmed_at_ms, tol_uS, hex(target_f32le), hex(readback_f32le), "
-        "within_tol_pct, rounds, abandoned FROM programming ORDER BY serial, array"}) {
+  for (const char* sql : queries) {
     char* err = nullptr;
     sqlite3_exec(
         db, sql,
@@ -105,6 +102,25 @@ std::string dump(const fs::path& db_path) {
   }
   sqlite3_close(db);
   return out;
+}
+
+// The tables of schema version 1.
+std::string dump_v1_tables(const fs::path& db_path) {
+  return dump_queries(
+      db_path,
+      {"SELECT * FROM chips ORDER BY serial",
+       "SELECT * FROM faults ORDER BY serial, array, row, col",
+       "SELECT * FROM endurance ORDER BY serial, array, row, col",
+       "SELECT serial, array, programmed_at_ms, tol_uS, hex(target_f32le), hex(readback_f32le), "
+       "within_tol_pct, rounds, abandoned FROM programming ORDER BY serial, array"});
+}
+
+// Every row of every table.
+std::string dump(const fs::path& db_path) {
+  return dump_v1_tables(db_path) +
+         dump_queries(db_path, {"SELECT id, serial, name, state, message, created_at_ms, "
+                                "updated_at_ms, hex(blob) FROM deployments ORDER BY id",
+                                "SELECT * FROM deployment_arrays ORDER BY serial, array"});
 }
 
 // Runs a raw SQL statement on the file through a second connection.
@@ -136,7 +152,7 @@ TEST(ChipRecord, OpenCreatesDirWalAndVersionedSchema) {
   ASSERT_TRUE(rec);
   EXPECT_EQ(rec->path(), dir / "xbar.db");
   EXPECT_TRUE(fs::exists(dir / "xbar.db"));
-  EXPECT_EQ(raw_query_text(rec->path(), "PRAGMA user_version"), "1");
+  EXPECT_EQ(raw_query_text(rec->path(), "PRAGMA user_version"), "2");
   EXPECT_EQ(raw_query_text(rec->path(), "PRAGMA journal_mode"), "wal");
   EXPECT_EQ(raw_query_text(rec->path(), "PRAGMA application_id"), std::to_string(0x58424152));
   auto ic = rec->integrity_check();
@@ -570,7 +586,7 @@ TEST(ChipRecord, NewerSchemaVersionIsRefusedUntouched) {
   auto r = ChipRecord::open(tmp.path());
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, ErrorCode::kUnsupported);
-  EXPECT_NE(r.error().message.find("user_version 7 is newer than this build's 1"),
+  EXPECT_NE(r.error().message.find("user_version 7 is newer than this build's 2"),
             std::string::npos)
       << r.error().message;
   EXPECT_EQ(raw_query_text(db, "PRAGMA user_version"), "7");
@@ -584,7 +600,7 @@ TEST(ChipRecord, OlderVersionZeroIsMigrated) {
   raw_exec(db, "PRAGMA user_version = 0");
   auto rec = open_ok(tmp.path());
   ASSERT_TRUE(rec);
-  EXPECT_EQ(raw_query_text(db, "PRAGMA user_version"), "1");
+  EXPECT_EQ(raw_query_text(db, "PRAGMA user_version"), "2");
   EXPECT_TRUE(rec->touch_chip(chip()));
 }
 
@@ -706,6 +722,402 @@ TEST(ChipRecord, ConcurrentWritersFromThreadsAllCount) {
   EXPECT_EQ(f->size(), 20u);
 }
 
+// ---- deployments ----
+
+DeploymentRow deployment_row(std::string id, std::vector<int> arrays,
+                             std::string serial = "XS0001") {
+  return DeploymentRow{.id = std::move(id),
+                       .serial = std::move(serial),
+                       .name = "lowpass",
+                       .state = "ready",
+                       .message = "",
+                       .arrays = std::move(arrays),
+                       .blob = std::string("\x08\x01\x00\x12\x00\xff", 6)};
+}
+
+TEST(ChipRecordDeployments, RoundTripOfAllFieldsIncludingABlobWithNuls) {
+  TempDir tmp;
+  auto rec = open_ok(tmp.path());
+  ASSERT_TRUE(rec);
+  ASSERT_TRUE(rec->touch_chip(chip()));
+  std::string blob("a\0b\0\0c", 6);
+  blob += std::string(1, '\0');
+  for (int i = 0; i < 300; ++i) blob.push_back(static_cast<char>(i));  // every byte value
+  const DeploymentRow in{.id = "dep-0123456789ab",
+                         .serial = "XS0001",
+                         .name = "s4d kernel \xc2\xb5",
+                         .state = "degraded",
+                         .message = "nrmse 0.14 > 0.1",
+                         .created_at_ms = 1'700'000'000'123,
+                         .updated_at_ms = 5,  // ignored: the record sets it
+                         .arrays = {2, 0},    // any order in, sorted out
+                         .blob = blob};
+  const int64_t t0 = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+  ASSERT_TRUE(rec->put_deployment(in));
+  auto got = rec->deployment("dep-0123456789ab");
+  ASSERT_TRUE(got) << got.error().message;
+  EXPECT_EQ(got->id, in.id);
+  EXPECT_EQ(got->serial, in.serial);
+  EXPECT_EQ(got->name, in.name);
+  EXPECT_EQ(got->state, in.state);
+  EXPECT_EQ(got->message, in.message);
+  EXPECT_EQ(got->created_at_ms, in.created_at_ms);
+  EXPECT_GE(got->updated_at_ms, t0);
+  EXPECT_EQ(got->arrays, (std::vector<int>{0, 2}));
+  ASSERT_EQ(got->blob.size(), 307u);
+  EXPECT_EQ(got->blob, blob);
+  // Stored as a BLOB, not as text cut at the first NUL.
+  EXPECT_EQ(raw_query_text(rec->path(),
+                           "SELECT typeof(blob) || ' ' || length(blob) FROM "
+                           "deployments"),
+            "blob 307");
+
+  // An empty blob and no arrays are fine too; created_at_ms = 0 means now.
+  DeploymentRow empty = deployment_row("dep-empty", {});
+  empty.blob.clear();
+  empty.state = "deploying";
+  ASSERT_TRUE(rec->put_deployment(empty));
+  got = rec->deployment("dep-empty");
+  ASSERT_TRUE(got) << got.error().message;
+  EXPECT_EQ(got->blob, "");
+  EXPECT_TRUE(got->arrays.empty());
+  EXPECT_GE(got->created_at_ms, t0);
+  EXPECT_EQ(got->created_at_ms, got->updated_at_ms);
+  EXPECT_EQ(raw_query_text(rec->path(),
+                           "SELECT typeof(blob) FROM deployments WHERE id = "
+                           "'dep-empty'"),
+            "blob");
+
+  // Replacing with created_at_ms = 0 keeps the stored creation time; everything else changes.
+  std::this_thread::sleep_for(std::chrono::milliseconds(3));
+  DeploymentRow again = deployment_row("dep-0123456789ab", {1});
+  ASSERT_TRUE(rec->put_deployment(again));
+  got = rec->deployment("dep-0123456789ab");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->created_at_ms, in.created_at_ms);
+  EXPECT_EQ(got->name, "lowpass");
+  EXPECT_EQ(got->state, "ready");
+  EXPECT_EQ(got->message, "");
+  EXPECT_EQ(got->arrays, std::vector<int>{1});  // arrays 0 and 2 freed
+  EXPECT_EQ(got->blob, again.blob);
+  auto owners = rec->array_owners("XS0001");
+  ASSERT_TRUE(owners);
+  EXPECT_EQ(*owners, (std::vector<std::optional<std::string>>{std::nullopt, "dep-0123456789ab",
+                                                              std::nullopt}));
+  auto ic = rec->integrity_check();
+  ASSERT_TRUE(ic);
+  EXPECT_EQ(*ic, "ok");
+}
+
+TEST(ChipRecordDeployments, TakingAnArrayMarksTheOwnerStaleAndMovesOwnership) {
+  TempDir tmp;
+  auto rec = open_ok(tmp.path());
+  ASSERT_TRUE(rec);
+  ASSERT_TRUE(rec->touch_chip(chip()));
+  ASSERT_TRUE(rec->touch_chip(chip("XS0002")));
+  auto owners = rec->array_owners("XS0001");
+  ASSERT_TRUE(owners) << owners.error().message;
+  EXPECT_EQ(*owners, std::vector<std::optional<std::string>>(3));  // all free
+
+  ASSERT_TRUE(rec->put_deployment(deployment_row("dep-a", {0, 1})));
+  ASSERT_TRUE(rec->put_deployment(deployment_row("dep-b", {2})));
+  ASSERT_TRUE(rec->put_deployment(deployment_row("dep-x", {0, 1}, "XS0002")));  // other chip
+  owners = rec->array_owners("XS0001");
+  ASSERT_TRUE(owners);
+  EXPECT_EQ(*owners, (std::vector<std::optional<std::string>>{"dep-a", "dep-a", "dep-b"}));
+  const auto a_before = rec->deployment("dep-a");
+  ASSERT_TRUE(a_before);
+
+  std::this_thread::sleep_for(std::chrono::milliseconds(3));
+  ASSERT_TRUE(rec->put_deployment(deployment_row("dep-c", {1})));
+  auto a = rec->deployment("dep-a");
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->state, "stale");
+  EXPECT_EQ(a->message, "array 1 was taken by deployment dep-c");
+  EXPECT_EQ(a->arrays, std::vector<int>{0});
+  EXPECT_GT(a->updated_at_ms, a_before->updated_at_ms);
+  EXPECT_EQ(a->blob, a_before->blob);  // only state, message and arrays change
+  EXPECT_EQ(a->created_at_ms, a_before->created_at_ms);
+  auto b = rec->deployment("dep-b");
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->state, "ready");  // untouched
+  EXPECT_EQ(b->message, "");
+  owners = rec->array_owners("XS0001");
+  ASSERT_TRUE(owners);
+  EXPECT_EQ(*owners, (std::vector<std::optional<std::string>>{"dep-a", "dep-c", "dep-b"}));
+  // The same array numbers on another chip are another chip's.
+  auto x = rec->deployment("dep-x");
+  ASSERT_TRUE(x);
+  EXPECT_EQ(x->state, "ready");
+  EXPECT_EQ(x->arrays, (std::vector<int>{0, 1}));
+
+  // One put taking arrays from two deployments, two of them from the same one.
+  ASSERT_TRUE(rec->put_deployment(deployment_row("dep-b", {2})));  // re-put: not its own taker
+  ASSERT_TRUE(rec->put_deployment(deployment_row("dep-c", {0, 1})));
+  ASSERT_TRUE(rec->put_deployment(deployment_row("dep-d", {0, 1, 2})));
+  a = rec->deployment("dep-a");
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->message, "array 0 was taken by deployment dep-c");
+  EXPECT_TRUE(a->arrays.empty());
+  auto c = rec->deployment("dep-c");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->state, "stale");
+  EXPECT_EQ(c->message, "arrays 0, 1 were taken by deployment dep-d");
+  EXPECT_TRUE(c->arrays.empty());
+  b = rec->deployment("dep-b");
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->state, "stale");
+  EXPECT_EQ(b->message, "array 2 was taken by deployment dep-d");
+  owners = rec->array_owners("XS0001");
+  ASSERT_TRUE(owners);
+  EXPECT_EQ(*owners, (std::vector<std::optional<std::string>>{"dep-d", "dep-d", "dep-d"}));
+  owners = rec->array_owners("XS0002");
+  ASSERT_TRUE(owners);
+  EXPECT_EQ(*owners, (std::vector<std::optional<std::string>>{"dep-x", "dep-x", std::nullopt}));
+
+  // set_deployment_state: state and message only.
+  ASSERT_TRUE(rec->set_deployment_state("dep-d", "failed", "cancelled"));
+  auto d = rec->deployment("dep-d");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->state, "failed");
+  EXPECT_EQ(d->message, "cancelled");
+  EXPECT_EQ(d->arrays, (std::vector<int>{0, 1, 2}));
+  EXPECT_EQ(d->name, "lowpass");
+  auto ic = rec->integrity_check();
+  ASSERT_TRUE(ic);
+  EXPECT_EQ(*ic, "ok");
+}
+
+TEST(ChipRecordDeployments, DeleteFreesArraysAndIsNotFoundTheSecondTime) {
+  TempDir tmp;
+  auto rec = open_ok(tmp.path());
+  ASSERT_TRUE(rec);
+  ASSERT_TRUE(rec->touch_chip(chip()));
+  ASSERT_TRUE(rec->put_deployment(deployment_row("dep-a", {0, 2})));
+  ASSERT_TRUE(rec->put_deployment(deployment_row("dep-b", {1})));
+  ASSERT_TRUE(rec->delete_deployment("dep-a"));
+  auto owners = rec->array_owners("XS0001");
+  ASSERT_TRUE(owners);
+  EXPECT_EQ(*owners,
+            (std::vector<std::optional<std::string>>{std::nullopt, "dep-b", std::nullopt}));
+  EXPECT_EQ(raw_query_text(rec->path(), "SELECT count(*) FROM deployment_arrays"), "1");
+  auto gone = rec->deployment("dep-a");
+  ASSERT_FALSE(gone);
+  EXPECT_EQ(gone.error().code, ErrorCode::kNotFound);
+  EXPECT_NE(gone.error().message.find("id: no deployment dep-a"), std::string::npos)
+      << gone.error().message;
+
+  const std::string before = dump(rec->path());
+  auto again = rec->delete_deployment("dep-a");
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, ErrorCode::kNotFound) << again.error().message;
+  EXPECT_NE(again.error().message.find("dep-a"), std::string::npos) << again.error().message;
+  EXPECT_EQ(dump(rec->path()), before);
+
+  // A freed array is taken by a new deployment without making anyone stale.
+  ASSERT_TRUE(rec->put_deployment(deployment_row("dep-c", {0})));
+  auto b = rec->deployment("dep-b");
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->state, "ready");
+  auto list = rec->deployments("XS0001");
+  ASSERT_TRUE(list);
+  EXPECT_EQ(list->size(), 2u);
+}
+
+TEST(ChipRecordDeployments, ListIsNewestFirstThenById) {
+  TempDir tmp;
+  auto rec = open_ok(tmp.path());
+  ASSERT_TRUE(rec);
+  ASSERT_TRUE(rec->touch_chip(chip()));
+  ASSERT_TRUE(rec->touch_chip(chip("XS0002")));
+  auto empty = rec->deployments("XS0001");
+  ASSERT_TRUE(empty) << empty.error().message;
+  EXPECT_TRUE(empty->empty());
+  auto put = [&](std::string id, int64_t created, std::string serial = "XS0001") {
+    DeploymentRow row = deployment_row(std::move(id), {}, std::move(serial));
+    row.created_at_ms = created;
+    ASSERT_TRUE(rec->put_deployment(row));
+  };
+  put("dep-3", 3000);
+  put("dep-1", 1000);
+  put("dep-2b", 2000);
+  put("dep-2a", 2000);  // same time: by id
+  put("dep-9", 9000, "XS0002");
+  auto list = rec->deployments("XS0001");
+  ASSERT_TRUE(list) << list.error().message;
+  std::vector<std::string> ids;
+  for (const DeploymentRow& d : *list) ids.push_back(d.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"dep-3", "dep-2a", "dep-2b", "dep-1"}));
+  list = rec->deployments("XS0002");
+  ASSERT_TRUE(list);
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].id, "dep-9");
+  // The list carries the arrays too.
+  ASSERT_TRUE(rec->put_deployment(deployment_row("dep-1", {1, 2})));  // keeps created 1000
+  list = rec->deployments("XS0001");
+  ASSERT_TRUE(list);
+  ASSERT_EQ(list->size(), 4u);
+  EXPECT_EQ(list->back().id, "dep-1");
+  EXPECT_EQ(list->back().arrays, (std::vector<int>{1, 2}));
+  auto unknown = rec->deployments("XS9999");
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(unknown.error().code, ErrorCode::kNotFound);
+}
+
+// Bad input: kInvalidArgument (kNotFound for an unknown chip or id) naming the field, and the
+// file byte-for-byte as before, in particular no other deployment marked stale.
+TEST(ChipRecordDeployments, ValidationNamesTheFieldAndChangesNothing) {
+  TempDir tmp;
+  auto rec = open_ok(tmp.path());
+  ASSERT_TRUE(rec);
+  ASSERT_TRUE(rec->touch_chip(chip()));
+  ASSERT_TRUE(rec->put_deployment(deployment_row("dep-a", {0, 1})));
+  const std::string before = dump(rec->path());
+
+  auto with = [](std::function<void(DeploymentRow&)> edit) {
+    DeploymentRow row = deployment_row("dep-new", {1, 2});  // would take array 1 from dep-a
+    edit(row);
+    return row;
+  };
+  struct Case {
+    const char* name;
+    std::function<Result<void>()> call;
+    ErrorCode code;
+    std::string field;
+  };
+  const std::vector<Case> cases = {
+      {"array 3",
+       [&] { return rec->put_deployment(with([](DeploymentRow& r) {
+               r.arrays = {1, 3};
+             })); },
+       ErrorCode::kInvalidArgument, "arrays[1]: 3 out of range 0..2 for chip XS0001"},
+      {"array -1",
+       [&] { return rec->put_deployment(with([](DeploymentRow& r) {
+               r.arrays = {-1, 1};
+             })); },
+       ErrorCode::kInvalidArgument, "arrays[0]: -1 out of range 0..2"},
+      {"array twice",
+       [&] { return rec->put_deployment(with([](DeploymentRow& r) {
+               r.arrays = {1, 2, 1};
+             })); },
+       ErrorCode::kInvalidArgument, "arrays: array 1 listed twice"},
+      {"unknown serial",
+       [&] { return rec->put_deployment(with([](DeploymentRow& r) { r.serial = "XS9999"; })); },
+       ErrorCode::kNotFound, "serial: chip XS9999 is not in the record"},
+      {"empty serial",
+       [&] { return rec->put_deployment(with([](DeploymentRow& r) { r.serial = ""; })); },
+       ErrorCode::kInvalidArgument, "serial: length 0"},
+      {"empty id", [&] { return rec->put_deployment(with([](DeploymentRow& r) { r.id = ""; })); },
+       ErrorCode::kInvalidArgument, "id: length 0 out of range 1..128"},
+      {"long id",
+       [&] {
+         return rec->put_deployment(with([](DeploymentRow& r) { r.id = std::string(129, 'd'); }));
+       },
+       ErrorCode::kInvalidArgument, "id: length 129"},
+      {"state",
+       [&] { return rec->put_deployment(with([](DeploymentRow& r) { r.state = "done"; })); },
+       ErrorCode::kInvalidArgument, "state: 'done'"},
+      {"created_at_ms",
+       [&] { return rec->put_deployment(with([](DeploymentRow& r) { r.created_at_ms = -1; })); },
+       ErrorCode::kInvalidArgument, "created_at_ms: -1"},
+      {"set state unknown id", [&] { return rec->set_deployment_state("dep-zz", "ready", ""); },
+       ErrorCode::kNotFound, "id: no deployment dep-zz"},
+      {"set state bad state", [&] { return rec->set_deployment_state("dep-a", "Ready", ""); },
+       ErrorCode::kInvalidArgument, "state: 'Ready'"},
+      {"set state empty id", [&] { return rec->set_deployment_state("", "ready", ""); },
+       ErrorCode::kInvalidArgument, "id: length 0"},
+      {"delete unknown id", [&] { return rec->delete_deployment("dep-zz"); }, ErrorCode::kNotFound,
+       "id: no deployment dep-zz"},
+      {"delete empty id", [&] { return rec->delete_deployment(""); }, ErrorCode::kInvalidArgument,
+       "id: length 0"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto r = c.call();
+    ASSERT_FALSE(r.has_value());
+    EXPECT_EQ(r.error().code, c.code) << r.error().message;
+    EXPECT_NE(r.error().message.find(c.field), std::string::npos) << r.error().message;
+    EXPECT_EQ(dump(rec->path()), before);
+  }
+  auto a = rec->deployment("dep-a");
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->state, "ready");
+  EXPECT_EQ(a->arrays, (std::vector<int>{0, 1}));
+  // Reads validate too.
+  auto d = rec->deployment("");
+  ASSERT_FALSE(d);
+  EXPECT_EQ(d.error().code, ErrorCode::kInvalidArgument);
+  auto o = rec->array_owners("XS9999");
+  ASSERT_FALSE(o);
+  EXPECT_EQ(o.error().code, ErrorCode::kNotFound);
+  EXPECT_NE(o.error().message.find("serial: chip XS9999"), std::string::npos) << o.error().message;
+}
+
+TEST(ChipRecordDeployments, SurviveCloseAndReopen) {
+  TempDir tmp;
+  std::string before;
+  std::vector<DeploymentRow> listed;
+  {
+    auto rec = open_ok(tmp.path());
+    ASSERT_TRUE(rec);
+    ASSERT_TRUE(rec->touch_chip(chip()));
+    ASSERT_TRUE(rec->put_deployment(deployment_row("dep-a", {0, 1})));
+    ASSERT_TRUE(rec->put_deployment(deployment_row("dep-b", {1})));
+    ASSERT_TRUE(rec->set_deployment_state("dep-b", "degraded", "nrmse 0.2"));
+    auto l = rec->deployments("XS0001");
+    ASSERT_TRUE(l);
+    listed = *l;
+    before = dump(rec->path());
+  }
+  auto rec = open_ok(tmp.path());
+  ASSERT_TRUE(rec);
+  EXPECT_EQ(dump(rec->path()), before);
+  auto l = rec->deployments("XS0001");
+  ASSERT_TRUE(l);
+  EXPECT_EQ(*l, listed);
+  auto owners = rec->array_owners("XS0001");
+  ASSERT_TRUE(owners);
+  EXPECT_EQ(*owners, (std::vector<std::optional<std::string>>{"dep-a", "dep-b", std::nullopt}));
+  auto b = rec->deployment("dep-b");
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->state, "degraded");
+  EXPECT_EQ(b->message, "nrmse 0.2");
+  EXPECT_EQ(b->blob, deployment_row("x", {}).blob);
+}
+
+TEST(ChipRecordDeployments, VersionOneFileGetsTheTablesOnOpenAndKeepsItsData) {
+  TempDir tmp;
+  const fs::path db = tmp.path() / "xbar.db";
+  std::string v1_rows;
+  {
+    auto rec = open_ok(tmp.path());
+    ASSERT_TRUE(rec);
+    ASSERT_TRUE(rec->touch_chip(chip()));
+    ASSERT_TRUE(rec->record_faults(
+        "XS0001", std::vector{fault(1, 2, 3, FaultKind::kStuckHigh, FaultMethod::kScan, 77)}));
+    ASSERT_TRUE(rec->record_programming("XS0001", 0, programming(12.0)));
+  }
+  // Make it the file a version 1 build leaves: version 1 is version 2 without the two tables.
+  raw_exec(db, "DROP TABLE deployment_arrays; DROP TABLE deployments; PRAGMA user_version = 1;");
+  EXPECT_EQ(raw_query_text(db, "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'deploy%'"),
+            "0");
+  v1_rows = dump_v1_tables(db);
+  auto rec = open_ok(tmp.path());
+  ASSERT_TRUE(rec);
+  EXPECT_EQ(raw_query_text(db, "PRAGMA user_version"), "2");
+  EXPECT_EQ(dump_v1_tables(db), v1_rows);
+  ASSERT_TRUE(rec->put_deployment(deployment_row("dep-a", {2})));
+  auto owners = rec->array_owners("XS0001");
+  ASSERT_TRUE(owners) << owners.error().message;
+  EXPECT_EQ(*owners,
+            (std::vector<std::optional<std::string>>{std::nullopt, std::nullopt, "dep-a"}));
+  auto ic = rec->integrity_check();
+  ASSERT_TRUE(ic);
+  EXPECT_EQ(*ic, "ok");
+}
+
 // ---- crash test: a real writer process, kill -9 at random moments ----
 
 pid_t spawn(const std::vector<std::string>& argv, const fs::path& log) {
@@ -720,6 +1132,62 @@ pid_t spawn(const std::vector<std::string>& argv, const fs::path& log) {
   if (posix_spawn(&pid, args[0], &fa, nullptr, args.data(), environ) != 0) pid = -1;
   posix_spawn_file_actions_destroy(&fa);
   return pid;
+}
+
+// The payload chip_record_crash gives deployment dep-N (the same function is there).
+std::string crash_deployment_blob(int n) {
+  return std::string("\0", 1) + std::to_string(n) + std::string("\0\xff", 2);
+}
+
+// The deployments chip_record_crash leaves after round k (see its header): only dep-N with
+// k-4 <= N <= k, each owning all of {N%3, (N+1)%3} and "ready", or a subset and "stale"; the
+// newest ready; array_owners agreeing with every deployment's arrays; no array row without its
+// deployment; and dep-`acked` present when the writer acknowledged round `acked` in this run.
+void check_crash_deployments(ChipRecord& rec, int k, int acked_this_run) {
+  EXPECT_EQ(raw_query_text(rec.path(),
+                           "SELECT count(*) FROM deployment_arrays a LEFT JOIN deployments d "
+                           "ON d.id = a.id AND d.serial = a.serial WHERE d.id IS NULL"),
+            "0");
+  auto list = rec.deployments("XCRASH");
+  ASSERT_TRUE(list) << list.error().message;
+  auto owners = rec.array_owners("XCRASH");
+  ASSERT_TRUE(owners) << owners.error().message;
+  ASSERT_EQ(owners->size(), 3u);
+  int newest = 0;
+  std::vector<std::optional<std::string>> owned(3);
+  for (const DeploymentRow& d : *list) {
+    SCOPED_TRACE(d.id);
+    ASSERT_TRUE(d.id.starts_with("dep-"));
+    const int n = std::stoi(d.id.substr(4));
+    ASSERT_GE(n, std::max(1, k - 4));
+    ASSERT_LE(n, k);
+    newest = std::max(newest, n);
+    ASSERT_EQ(d.name, "crash-" + std::to_string(n));
+    ASSERT_EQ(d.blob, crash_deployment_blob(n));
+    std::vector<int> all = {n % 3, (n + 1) % 3};
+    std::ranges::sort(all);
+    ASSERT_TRUE(std::ranges::includes(all, d.arrays));
+    if (d.arrays == all) {
+      ASSERT_EQ(d.state, "ready");
+    } else {
+      ASSERT_EQ(d.state, "stale");
+      ASSERT_NE(d.message.find("taken by deployment dep-"), std::string::npos) << d.message;
+    }
+    for (int a : d.arrays) {
+      ASSERT_FALSE(owned[a].has_value()) << "array " << a << " owned twice";
+      owned[a] = d.id;
+    }
+  }
+  ASSERT_EQ(*owners, owned);
+  if (newest > 0) {
+    auto d = rec.deployment("dep-" + std::to_string(newest));
+    ASSERT_TRUE(d);
+    ASSERT_EQ(d->state, "ready");
+  }
+  if (acked_this_run > 0) {
+    auto d = rec.deployment("dep-" + std::to_string(acked_this_run));
+    ASSERT_TRUE(d) << d.error().message;
+  }
 }
 
 // The last "committed N" line the writer printed (0 if none).
@@ -773,7 +1241,8 @@ TEST(ChipRecordCrash, KillNineMidWriteLeavesAConsistentRecord) {
         << "the writer stopped by itself: " << out;
     // Rounds known committed: the writer's last acknowledgement, or what the previous check
     // found if it was killed before acknowledging any round of its own.
-    const int acked = std::max(last_acknowledged(out), prev_k);
+    const int acked_this_run = last_acknowledged(out);
+    const int acked = std::max(acked_this_run, prev_k);
 
     auto rec = ChipRecord::open(state);
     ASSERT_TRUE(rec) << rec.error().message;
@@ -816,6 +1285,8 @@ TEST(ChipRecordCrash, KillNineMidWriteLeavesAConsistentRecord) {
       ASSERT_EQ(pr.readback_uS.minCoeff(), k + 0.25);
       ASSERT_EQ(pr.readback_uS.maxCoeff(), k + 0.25);
     }
+    check_crash_deployments(**rec, k, acked_this_run);
+    if (::testing::Test::HasFatalFailure()) return;
     prev_k = k;
   }
   std::printf("[ figures  ] %d kills, %d rounds committed in total, %d kills after progress\n",

@@ -1,5 +1,6 @@
 #include "heatmap.h"
 
+#include <fmt/format.h>
 #include <png.h>
 
 #include <algorithm>
@@ -28,37 +29,30 @@ std::array<uint8_t, 3> viridis(double t) {
   return rgb;
 }
 
-std::expected<void, std::string> write_heatmap_png(const std::string& path,
-                                                   const Eigen::MatrixXd& g_uS,
-                                                   const HeatmapOptions& o) {
-  const int rows = static_cast<int>(g_uS.rows()), cols = static_cast<int>(g_uS.cols());
-  if (rows == 0 || cols == 0) return std::unexpected("heat map: empty matrix");
-  const int cell = std::clamp(o.cell_px, 1, 64);
-  const int bar_w = 3 * cell, gap = 2 * cell;
-  const int width = cols * cell + gap + bar_w, height = rows * cell;
-  const double lo = o.g_min_uS;
-  const double hi = o.g_max_uS > lo ? o.g_max_uS : std::max(g_uS.maxCoeff(), lo + 1e-9);
+namespace {
 
-  std::vector<uint8_t> img(static_cast<size_t>(width) * height * 3, 255);
-  auto put = [&](int x, int y, std::array<uint8_t, 3> c) {
-    uint8_t* p = &img[(static_cast<size_t>(y) * width + x) * 3];
+using Rgb = std::array<uint8_t, 3>;
+
+// An RGB image, white to begin with; drawing outside it is ignored.
+struct Canvas {
+  int width, height;
+  std::vector<uint8_t> px;
+  Canvas(int w, int h) : width(w), height(h), px(static_cast<size_t>(w) * h * 3, 255) {}
+  void put(int x, int y, Rgb c) {
+    if (x < 0 || y < 0 || x >= width || y >= height) return;
+    uint8_t* p = &px[(static_cast<size_t>(y) * width + x) * 3];
     p[0] = c[0];
     p[1] = c[1];
     p[2] = c[2];
-  };
-  for (int r = 0; r < rows; ++r) {
-    for (int c = 0; c < cols; ++c) {
-      const auto rgb = viridis((g_uS(r, c) - lo) / (hi - lo));
-      for (int y = 0; y < cell; ++y) {
-        for (int x = 0; x < cell; ++x) put(c * cell + x, r * cell + y, rgb);
-      }
+  }
+  void fill(int x0, int y0, int w, int h, Rgb c) {
+    for (int y = y0; y < y0 + h; ++y) {
+      for (int x = x0; x < x0 + w; ++x) put(x, y, c);
     }
   }
-  for (int y = 0; y < height; ++y) {  // colour bar: top = hi, bottom = lo
-    const auto rgb = viridis(1.0 - static_cast<double>(y) / std::max(1, height - 1));
-    for (int x = 0; x < bar_w; ++x) put(cols * cell + gap + x, y, rgb);
-  }
+};
 
+std::expected<void, std::string> write_png(const std::string& path, const Canvas& img) {
   std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "wb"), &std::fclose);
   if (!f) return std::unexpected("heat map: cannot write " + path);
   png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
@@ -72,14 +66,177 @@ std::expected<void, std::string> write_heatmap_png(const std::string& path,
     return std::unexpected("heat map: libpng failed writing " + path);
   }
   png_init_io(png, f.get());
-  png_set_IHDR(png, info, static_cast<png_uint_32>(width), static_cast<png_uint_32>(height), 8,
-               PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+  png_set_IHDR(png, info, static_cast<png_uint_32>(img.width), static_cast<png_uint_32>(img.height),
+               8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
                PNG_FILTER_TYPE_DEFAULT);
   png_write_info(png, info);
-  for (int y = 0; y < height; ++y) png_write_row(png, &img[static_cast<size_t>(y) * width * 3]);
+  for (int y = 0; y < img.height; ++y) {
+    png_write_row(png, const_cast<png_bytep>(&img.px[static_cast<size_t>(y) * img.width * 3]));
+  }
   png_write_end(png, nullptr);
   png_destroy_write_struct(&png, &info);
+  if (std::fflush(f.get()) != 0) return std::unexpected("heat map: cannot write " + path);
   return {};
+}
+
+// Colour bar: top = hi, bottom = lo.
+void draw_colour_bar(Canvas& img, int x0, int y0, int w, int h) {
+  for (int y = 0; y < h; ++y) {
+    img.fill(x0, y0 + y, w, 1, viridis(1.0 - static_cast<double>(y) / std::max(1, h - 1)));
+  }
+}
+
+}  // namespace
+
+std::expected<void, std::string> write_heatmap_png(const std::string& path,
+                                                   const Eigen::MatrixXd& g_uS,
+                                                   const HeatmapOptions& o) {
+  const int rows = static_cast<int>(g_uS.rows()), cols = static_cast<int>(g_uS.cols());
+  if (rows == 0 || cols == 0) return std::unexpected("heat map: empty matrix");
+  const int cell = std::clamp(o.cell_px, 1, 64);
+  const int bar_w = 3 * cell, gap = 2 * cell;
+  const double lo = o.g_min_uS;
+  const double hi = o.g_max_uS > lo ? o.g_max_uS : std::max(g_uS.maxCoeff(), lo + 1e-9);
+
+  Canvas img(cols * cell + gap + bar_w, rows * cell);
+  for (int r = 0; r < rows; ++r) {
+    for (int c = 0; c < cols; ++c) {
+      img.fill(c * cell, r * cell, cell, cell, viridis((g_uS(r, c) - lo) / (hi - lo)));
+    }
+  }
+  draw_colour_bar(img, cols * cell + gap, 0, bar_w, img.height);
+  return write_png(path, img);
+}
+
+KernelMapLayout kernel_map_layout(const std::vector<KernelPanel>& panels,
+                                  const KernelMapOptions& o) {
+  KernelMapLayout l;
+  l.cell = std::clamp(o.cell_px, 2, 64);
+  l.gap = 2 * l.cell;
+  l.bar_w = 3 * l.cell;
+  l.panels = static_cast<int>(panels.size());
+  if (!panels.empty()) {
+    l.rows = static_cast<int>(panels[0].g_uS.rows());
+    l.cols = static_cast<int>(panels[0].g_uS.cols());
+  }
+  return l;
+}
+
+std::expected<void, std::string> write_kernel_map_png(const std::string& path,
+                                                      const std::vector<KernelPanel>& panels,
+                                                      const KernelMapOptions& o) {
+  if (panels.empty()) return std::unexpected("kernel map: no panels");
+  const KernelMapLayout l = kernel_map_layout(panels, o);
+  const int rows = l.rows, cols = l.cols, cell = l.cell;
+  if (rows == 0 || cols == 0) return std::unexpected("kernel map: empty matrix");
+  const double lo = o.g_min_uS, hi = o.g_max_uS > lo ? o.g_max_uS : lo + 1e-9;
+
+  // Checks everything first: a wrong index is an error, not a silently wrong picture.
+  for (size_t p = 0; p < panels.size(); ++p) {
+    const KernelPanel& k = panels[p];
+    if (k.g_uS.rows() != rows || k.g_uS.cols() != cols) {
+      return std::unexpected(fmt::format("kernel map: panel {} is {}x{}, panel 0 is {}x{}", p,
+                                         k.g_uS.rows(), k.g_uS.cols(), rows, cols));
+    }
+    for (const auto* v : {&k.row_of_logical, &k.col_of_logical}) {
+      const int n = v == &k.row_of_logical ? rows : cols;
+      for (size_t i = 0; i < v->size(); ++i) {
+        if ((*v)[i] < 0 || (*v)[i] >= n) {
+          return std::unexpected(fmt::format(
+              "kernel map: panel {}: {}[{}] = {}: allowed 0..{}", p,
+              v == &k.row_of_logical ? "row_of_logical" : "col_of_logical", i, (*v)[i], n - 1));
+        }
+      }
+    }
+    if (k.states < 0 || 4 * k.states + 4 > std::min(rows, cols)) {
+      return std::unexpected(
+          fmt::format("kernel map: panel {}: {} states do not fit {}x{}", p, k.states, rows, cols));
+    }
+    for (const auto* s : {&k.stuck_high, &k.stuck_low}) {
+      for (auto [r, c] : *s) {
+        if (r < 0 || r >= rows || c < 0 || c >= cols) {
+          return std::unexpected(fmt::format(
+              "kernel map: panel {}: stuck device ({}, {}) outside the array", p, r, c));
+        }
+      }
+    }
+  }
+
+  Canvas img(l.width(), l.height());
+  const int y0 = l.top();
+  const int line = 1, outline = std::max(1, cell / 4);
+  const int tick_len = std::max(1, l.gap * 3 / 4);
+  for (size_t p = 0; p < panels.size(); ++p) {
+    const KernelPanel& k = panels[p];
+    const int x0 = l.panel_x(static_cast<int>(p));
+    for (int r = 0; r < rows; ++r) {
+      for (int c = 0; c < cols; ++c) {
+        img.fill(x0 + c * cell, y0 + r * cell, cell, cell,
+                 viridis((k.g_uS(r, c) - lo) / (hi - lo)));
+      }
+    }
+    auto prow = [&](int i) {
+      return i < static_cast<int>(k.row_of_logical.size()) ? k.row_of_logical[i] : i;
+    };
+    auto pcol = [&](int j) {
+      return j < static_cast<int>(k.col_of_logical.size()) ? k.col_of_logical[j] : j;
+    };
+
+    if (k.states > 0) {
+      const int n4 = 4 * k.states;
+      // Logical rectangles [row_lo, row_hi) x [col_lo, col_hi).
+      const std::array<std::array<int, 4>, 3> regions = {{
+          {0, 4, 0, n4 + 4},       // input rows x every used column
+          {4, n4 + 4, 0, n4},      // state block
+          {0, n4 + 4, n4, n4 + 4}  // output columns x every used row
+      }};
+      for (const auto& reg : regions) {
+        Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic> in =
+            Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic>::Constant(rows, cols, false);
+        for (int i = reg[0]; i < reg[1]; ++i) {
+          for (int j = reg[2]; j < reg[3]; ++j) in(prow(i), pcol(j)) = true;
+        }
+        auto inside = [&](int r, int c) {
+          return r >= 0 && r < rows && c >= 0 && c < cols && in(r, c);
+        };
+        // The boundary of the physical cells the region occupies (not contiguous once
+        // remapped), drawn just inside those cells.
+        for (int r = 0; r < rows; ++r) {
+          for (int c = 0; c < cols; ++c) {
+            if (!in(r, c)) continue;
+            const int x = x0 + c * cell, y = y0 + r * cell;
+            if (!inside(r - 1, c)) img.fill(x, y, cell, line, kRegionRgb);
+            if (!inside(r + 1, c)) img.fill(x, y + cell - line, cell, line, kRegionRgb);
+            if (!inside(r, c - 1)) img.fill(x, y, line, cell, kRegionRgb);
+            if (!inside(r, c + 1)) img.fill(x + cell - line, y, line, cell, kRegionRgb);
+          }
+        }
+      }
+      // Ticks in the margins: physical rows carrying an input row (left), physical columns
+      // carrying an output column (top).
+      const int inset = cell > 3 ? 1 : 0;
+      for (int i = 0; i < 4; ++i) {
+        img.fill(x0 - tick_len - 1, y0 + prow(i) * cell + inset, tick_len, cell - 2 * inset,
+                 kTickRgb);
+        img.fill(x0 + pcol(n4 + i) * cell + inset, y0 - tick_len - 1, cell - 2 * inset, tick_len,
+                 kTickRgb);
+      }
+    }
+
+    // Stuck devices last, so that nothing hides them.
+    for (const auto& [cells, rgb] :
+         {std::pair{&k.stuck_high, kStuckHighRgb}, std::pair{&k.stuck_low, kStuckLowRgb}}) {
+      for (auto [r, c] : *cells) {
+        const int x = x0 + c * cell, y = y0 + r * cell;
+        img.fill(x, y, cell, outline, rgb);
+        img.fill(x, y + cell - outline, cell, outline, rgb);
+        img.fill(x, y, outline, cell, rgb);
+        img.fill(x + cell - outline, y, outline, cell, rgb);
+      }
+    }
+  }
+  draw_colour_bar(img, l.panel_x(l.panels), y0, l.bar_w, rows * cell);
+  return write_png(path, img);
 }
 
 }  // namespace xbar::client

@@ -13,6 +13,7 @@
 #include <sstream>
 #include <vector>
 
+#include "deploy_cmds.h"
 #include "heatmap.h"
 #include "xbar/v1/arrays.grpc.pb.h"
 #include "xbar/v1/board.grpc.pb.h"
@@ -571,6 +572,7 @@ int main(int argc, char** argv) {
   int faults_array = -1;
   auto* faults = app.add_subcommand("faults", "the chip's recorded fault map");
   faults->add_option("--array,-a", faults_array, "only this array");
+  const xbar::client::DeployCommands kernel_cmds(app);  // deploy, deployments, ..., map
 
   try {
     app.parse(argc, argv);
@@ -586,5 +588,8 @@ int main(int argc, char** argv) {
   if (*program) return cmd_program(g, channel, pa);
   if (*faults) return cmd_faults(g, channel, faults_array);
   if (*scan) return cmd_scan(g, channel, sa);
+  if (auto rc = kernel_cmds.run({g.addr, g.json, g.timeout_s}, channel,
+                                [&](const grpc::Status& s) { return fail(g.addr, s); }))
+    return *rc;
   return kUsage;
 }

@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include <charconv>
+#include <cstdlib>
 #include <map>
 
 #include "xbar/drivers/board.h"
@@ -58,8 +59,8 @@ Result<uint64_t> parse_u64(const std::string& uri, const std::string& key, const
 
 Result<std::unique_ptr<Board>> Board::open(const std::string& uri) {
   if (uri == "sim" || uri.starts_with("sim:")) {
-    auto params =
-        parse_params(uri, uri.size() > 4 ? uri.substr(4) : "", {"profile", "seed", "noise_seed"});
+    auto params = parse_params(uri, uri.size() > 4 ? uri.substr(4) : "",
+                               {"profile", "seed", "noise_seed", "stuck"});
     if (!params) return std::unexpected(params.error());
     const std::string profile_name = params->contains("profile") ? (*params)["profile"] : "typical";
     auto profile = fwsim::load_profile(profile_name);
@@ -74,6 +75,20 @@ Result<std::unique_ptr<Board>> Board::open(const std::string& uri) {
       auto s = parse_u64(uri, "noise_seed", (*params)["noise_seed"]);
       if (!s) return std::unexpected(s.error());
       opts.noise_seed = *s;
+    }
+    if (params->contains("stuck")) {
+      // Replaces the profile's stuck devices by a fraction of all devices, half stuck-high and
+      // half stuck-low (0: the same chip without stuck devices, for comparisons).
+      const std::string& v = (*params)["stuck"];
+      char* end = nullptr;
+      const double f = std::strtod(v.c_str(), &end);
+      if (v.empty() || *end != '\0' || !(f >= 0 && f <= 0.5)) {
+        return make_error(
+            ErrorCode::kInvalidArgument,
+            fmt::format("board URI '{}': stuck = '{}': allowed 0..0.5 (a fraction)", uri, v));
+      }
+      profile->stuck_high = {f / 2, 0, 0};
+      profile->stuck_low = {f / 2, 0, 0};
     }
     auto fw = std::make_shared<fwsim::Firmware>(std::move(*profile), opts);
     return connect(std::make_unique<InProcessTransport>(std::move(fw)));
@@ -92,10 +107,11 @@ Result<std::unique_ptr<Board>> Board::open(const std::string& uri) {
     if (!t) return std::unexpected(t.error());
     return connect(std::move(*t));
   }
-  return make_error(ErrorCode::kInvalidArgument,
-                    fmt::format("board URI '{}': expected sim:[profile=P,seed=N,noise_seed=N], "
-                                "tcp:HOST:PORT, unix:PATH or usb:[serial=S]",
-                                uri));
+  return make_error(
+      ErrorCode::kInvalidArgument,
+      fmt::format("board URI '{}': expected sim:[profile=P,seed=N,noise_seed=N,stuck=F], "
+                  "tcp:HOST:PORT, unix:PATH or usb:[serial=S]",
+                  uri));
 }
 
 }  // namespace xbar

@@ -72,6 +72,19 @@ double ProgramVerifyResult::within_tolerance(double tol_uS, double tol_rel) cons
   return n ? 100.0 * ok / n : 100.0;
 }
 
+double ProgramVerifyResult::within_tolerance(const ProgramVerifyConfig& cfg) const {
+  if (cfg.device_tol_uS.size() == 0) return within_tolerance(cfg.tol_uS, cfg.tol_rel);
+  int n = 0, ok = 0;
+  for (int r = 0; r < target_uS.rows(); ++r) {
+    for (int c = 0; c < target_uS.cols(); ++c) {
+      if (outcome(r, c) == static_cast<uint8_t>(Outcome::kSkipped)) continue;
+      ++n;
+      ok += std::abs(final_uS(r, c) - target_uS(r, c)) <= cfg.device_tol_uS(r, c);
+    }
+  }
+  return n ? 100.0 * ok / n : 100.0;
+}
+
 Result<void> validate(const ProgramVerifyConfig& c, const BoardInfo& info) {
   auto bad = [](std::string m) { return make_error(ErrorCode::kInvalidArgument, std::move(m)); };
   if (!(c.tol_uS > 0 && c.tol_uS <= 100)) {
@@ -85,6 +98,15 @@ Result<void> validate(const ProgramVerifyConfig& c, const BoardInfo& info) {
   }
   if (c.max_wait_reads < 1 || c.max_wait_reads > 100) {
     return bad(fmt::format("max_wait_reads = {}: allowed 1..100", c.max_wait_reads));
+  }
+  if (c.device_tol_uS.size() != 0 &&
+      (c.device_tol_uS.rows() != info.rows || c.device_tol_uS.cols() != info.cols ||
+       !(c.device_tol_uS.minCoeff() > 0) || !(c.device_tol_uS.maxCoeff() <= 100))) {
+    return bad(
+        fmt::format("device_tol_uS: need {}x{} values in (0, 100] uS", info.rows, info.cols));
+  }
+  if (!(c.read_noise_cap_uS > 0 && c.read_noise_slope >= 0 && c.read_noise_slope <= 2)) {
+    return bad("read_noise_cap_uS > 0 and read_noise_slope 0..2 needed");
   }
   if (!(c.reopen_margin_uS >= 0 && c.reopen_margin_uS <= 100)) {
     return bad(fmt::format("reopen_margin_uS = {}: allowed 0..100", c.reopen_margin_uS));
@@ -222,7 +244,7 @@ Result<ProgramVerifyResult> program_verify(
           d.weak_strikes = weak ? d.weak_strikes + 1 : 0;
         }
         d.pulsed = false;
-        const double tol = tolerance(cfg, t);
+        const double tol = cfg.device_tol_uS.size() ? cfg.device_tol_uS(r, c) : tolerance(cfg, t);
         // Hysteresis: converge inside tol - margin, re-open only beyond tol + margin, so read
         // noise alone never sends a converged device back into the relaxation lottery. The
         // margins are for one averaged read and shrink as 1/sqrt(reads) with the reads since
@@ -230,8 +252,13 @@ Result<ProgramVerifyResult> program_verify(
         // rather than re-entering the lottery on a noisy verdict, up to max_wait_reads reads;
         // then it is pulsed.
         const double sqrt_n = std::sqrt(static_cast<double>(d.reads));
-        const double tol_in = tol - std::min(cfg.verify_margin_uS, tol / 2) / sqrt_n;
-        const double tol_out = tol + cfg.reopen_margin_uS / sqrt_n;
+        // The averaged read's fluctuation grows with G (DESIGN.md §2: sigma ~ min(G, cap)^slope),
+        // so the margins are given at the cap and scale with it.
+        const double noise =
+            std::pow(std::clamp(gi, 1.0, cfg.read_noise_cap_uS) / cfg.read_noise_cap_uS,
+                     cfg.read_noise_slope);
+        const double tol_in = tol - std::min(cfg.verify_margin_uS * noise, tol / 2) / sqrt_n;
+        const double tol_out = tol + cfg.reopen_margin_uS * noise / sqrt_n;
         if (d.state == Outcome::kConverged && std::abs(e) > tol_out) d.state = Outcome::kPending;
         if (d.state == Outcome::kPending && std::abs(e) <= tol_in) d.state = Outcome::kConverged;
         if (d.state == Outcome::kPending && std::abs(e) <= tol_out &&

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "programming.h"
 #include "status.h"
 #include "xbar/drivers/fault_scan.h"
 #include "xbar/drivers/program_verify.h"
@@ -13,33 +14,6 @@
 namespace xbar::server {
 
 namespace {
-
-FaultMethod method_of(FaultSource s) {
-  switch (s) {
-    case FaultSource::kScan:
-      return FaultMethod::kScan;
-    case FaultSource::kProgramVerify:
-      return FaultMethod::kProgramVerify;
-    case FaultSource::kQuickCheck:
-      return FaultMethod::kQuickCheck;
-  }
-  return FaultMethod::kManual;
-}
-
-std::vector<FaultEntry> to_entries(const std::vector<FaultFinding>& findings, int array) {
-  std::vector<FaultEntry> out;
-  for (const FaultFinding& f : findings) {
-    FaultEntry e;
-    e.array = array;
-    e.row = f.row;
-    e.col = f.col;
-    e.kind = f.kind;
-    e.method = method_of(f.source);
-    if (std::isfinite(f.g_uS)) e.g_uS = f.g_uS;
-    out.push_back(e);
-  }
-  return out;
-}
 
 void fill_fault(v1::Fault* o, int array, const FaultFinding& f) {
   o->set_array(static_cast<uint32_t>(array));
@@ -80,7 +54,6 @@ grpc::Status ArrayServiceImpl::ProgramArray(grpc::ServerContext* ctx,
     return invalid_argument(
         fmt::format("tol_uS = {}: allowed (0, 100] (0 means the daemon's default)", cfg.tol_uS));
   }
-  cfg.verify_margin_uS = std::min(cfg.verify_margin_uS, cfg.tol_uS / 4);
   const int array = static_cast<int>(req->array());
   const std::string& serial = info.serial;
 
@@ -95,95 +68,19 @@ grpc::Status ArrayServiceImpl::ProgramArray(grpc::ServerContext* ctx,
   }
 
   std::lock_guard lock(board_mu_);
-  if (auto t =
-          record_.touch_chip({serial, info.firmware_version, info.arrays, info.rows, info.cols});
-      !t) {
-    return to_status(t.error());
-  }
-  Error record_error;
-  bool record_failed = false;
-  auto progress = [&](const ProgramVerifyProgress& p) {
-    if (p.batch) {
-      // Write-ahead: the pulses of this round are counted before they are sent.
-      Eigen::MatrixXi set = Eigen::MatrixXi::Zero(info.rows, info.cols), reset = set;
-      for (const DevicePulse& d : p.batch->devices) {
-        (d.polarity == wire::Polarity::kSet ? set : reset)(d.row, d.col) += 1;
-      }
-      if (auto a = record_.add_pulses(serial, array, set, reset); !a) {
-        record_error = a.error();
-        record_failed = true;
-        return false;
-      }
-    }
-    v1::ProgramArrayResponse msg;
-    auto* r = msg.mutable_round();
-    r->set_round(static_cast<uint32_t>(p.round));
-    r->set_converged(static_cast<uint32_t>(p.converged));
-    r->set_pending(static_cast<uint32_t>(p.pending));
-    r->set_abandoned(static_cast<uint32_t>(p.abandoned));
-    r->set_max_rounds(static_cast<uint32_t>(cfg.max_rounds));
-    writer->Write(msg);  // a vanished client shows up as IsCancelled below
-    return !ctx->IsCancelled();
-  };
-  auto res = program_verify(board_, array, target, cfg, progress, &skip);
+  auto res = program_and_record(board_, record_, array, target, cfg, skip,
+                                [&](const ProgramVerifyProgress& p) {
+                                  v1::ProgramArrayResponse msg;
+                                  fill_round(p, cfg.max_rounds, msg.mutable_round());
+                                  writer->Write(msg);  // a vanished client: IsCancelled below
+                                  return !ctx->IsCancelled();
+                                });
   if (!res) return to_status(res.error());
-  if (record_failed) {
-    return {grpc::StatusCode::INTERNAL, "chip record: " + record_error.message};
-  }
-
-  // The programming record and the faults found, in one transaction (endurance is already in).
-  ProgrammingRun run;
-  run.programming.tol_uS = cfg.tol_uS;
-  run.programming.target_uS = target;
-  run.programming.readback_uS = res->final_uS;
-  run.programming.within_tol_pct = res->within_tolerance(cfg.tol_uS, cfg.tol_rel);
-  run.programming.rounds = res->rounds;
-  run.programming.abandoned = static_cast<int>(res->abandoned.size());
-  run.set_delta = Eigen::MatrixXi::Zero(info.rows, info.cols);
-  run.reset_delta = run.set_delta;
-  run.faults = to_entries(faults_from_program_verify(*res), array);
-  if (auto w = record_.record_programming_run(serial, array, run); !w) {
-    return {grpc::StatusCode::INTERNAL, "chip record: " + w.error().message};
-  }
-
   v1::ProgramArrayResponse msg;
   auto* rep = msg.mutable_report();
-  rep->set_within_tol_pct(run.programming.within_tol_pct);
-  double sq = 0;
-  int programmed = 0, skipped = 0;
-  std::vector<int> pulses;
-  for (int r = 0; r < info.rows; ++r) {
-    for (int c = 0; c < info.cols; ++c) {
-      rep->add_final_us(static_cast<float>(res->final_uS(r, c)));
-      if (res->outcome(r, c) == static_cast<uint8_t>(DeviceOutcome::kSkipped)) {
-        ++skipped;
-        continue;
-      }
-      ++programmed;
-      const double e = res->final_uS(r, c) - target(r, c);
-      sq += e * e;
-      pulses.push_back(res->set_pulses(r, c) + res->reset_pulses(r, c));
-    }
-  }
-  std::sort(pulses.begin(), pulses.end());
-  double mean = 0;
-  for (int p : pulses) mean += p;
-  rep->set_error_sigma_us(programmed ? std::sqrt(sq / programmed) : 0);
-  rep->set_rounds(static_cast<uint32_t>(res->rounds));
-  rep->set_transactions(static_cast<uint32_t>(res->transactions));
-  rep->set_pulses_per_device_mean(pulses.empty() ? 0 : mean / pulses.size());
-  rep->set_pulses_per_device_p99(
-      pulses.empty() ? 0 : static_cast<uint32_t>(pulses[(pulses.size() - 1) * 99 / 100]));
-  for (const wire::Cell& c : res->abandoned) {
-    auto* a = rep->add_abandoned();
-    a->set_row(c.row);
-    a->set_col(c.col);
-  }
-  rep->set_cancelled(res->cancelled);
-  rep->set_pulse_time_ms(res->pulse_time_us / 1000);
-  rep->set_skipped(static_cast<uint32_t>(skipped));
+  fill_program_report(*res, cfg, rep);
   spdlog::info("program array {}: {:.2f} % within ±{} uS after {} rounds ({} transactions){}",
-               array, run.programming.within_tol_pct, cfg.tol_uS, res->rounds, res->transactions,
+               array, rep->within_tol_pct(), cfg.tol_uS, res->rounds, res->transactions,
                res->cancelled ? ", cancelled" : "");
   writer->Write(msg);
   return grpc::Status::OK;
@@ -259,7 +156,8 @@ grpc::Status ArrayServiceImpl::ScanFaults(grpc::ServerContext* ctx,
   if (!res) return to_status(res.error());
   if (!res->cancelled) {
     // A completed scan is authoritative for its array: it replaces earlier findings.
-    if (auto w = record_.replace_faults(info.serial, array, to_entries(res->findings, array)); !w) {
+    if (auto w = record_.replace_faults(info.serial, array, fault_entries(res->findings, array));
+        !w) {
       return {grpc::StatusCode::INTERNAL, "chip record: " + w.error().message};
     }
   }

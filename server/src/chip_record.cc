@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <sqlite3.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 #include <chrono>
 #include <climits>
 #include <cmath>
+#include <map>
 #include <set>
 #include <utility>
 
@@ -25,6 +27,9 @@ constexpr int32_t kApplicationId = 0x58424152;
 constexpr int kBusyTimeoutMs = 5000;
 constexpr int kMaxArrays = 64;
 constexpr int kMaxDim = 1024;
+constexpr size_t kMaxDeploymentId = 128;
+constexpr std::string_view kDeploymentStates[] = {"deploying", "ready", "degraded", "failed",
+                                                  "stale"};
 
 // Schema version 1. STRICT makes SQLite enforce the column types; the CHECKs keep the text
 // enums and the BLOB sizes honest even against a hand edit with the sqlite3 shell.
@@ -79,6 +84,35 @@ CREATE TABLE programming (
   abandoned        INTEGER NOT NULL CHECK (abandoned >= 0),
   PRIMARY KEY (serial, array)
 ) STRICT;
+)sql";
+
+// Schema version 2: deployments, and which deployment owns which array. deployment_arrays holds
+// one row per occupied array (a free array has none); its foreign key on (id, serial) makes an
+// array row always point at an existing deployment of the same chip, and deleting the
+// deployment frees its arrays.
+constexpr const char* kSchemaV2 = R"sql(
+CREATE TABLE deployments (
+  id            TEXT PRIMARY KEY NOT NULL CHECK (length(id) BETWEEN 1 AND 128),
+  serial        TEXT NOT NULL REFERENCES chips(serial) ON DELETE CASCADE,
+  name          TEXT NOT NULL,
+  state         TEXT NOT NULL
+                CHECK (state IN ('deploying', 'ready', 'degraded', 'failed', 'stale')),
+  message       TEXT NOT NULL,
+  created_at_ms INTEGER NOT NULL CHECK (created_at_ms >= 0),
+  updated_at_ms INTEGER NOT NULL,
+  blob          BLOB NOT NULL,  -- opaque to the record (a serialized protobuf message)
+  UNIQUE (id, serial)           -- the parent key of deployment_arrays
+) STRICT;
+CREATE INDEX deployments_by_serial ON deployments (serial, created_at_ms);
+
+CREATE TABLE deployment_arrays (
+  serial TEXT NOT NULL,
+  array  INTEGER NOT NULL CHECK (array >= 0),
+  id     TEXT NOT NULL,
+  PRIMARY KEY (serial, array),
+  FOREIGN KEY (id, serial) REFERENCES deployments (id, serial) ON DELETE CASCADE
+) STRICT, WITHOUT ROWID;
+CREATE INDEX deployment_arrays_by_id ON deployment_arrays (id, serial);
 )sql";
 
 int64_t now_ms() {
@@ -141,7 +175,10 @@ class Stmt {
     return *this;
   }
   Stmt& bind(int i, std::span<const uint8_t> v) {
-    sqlite3_bind_blob(s_.get(), i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    if (v.data() == nullptr)  // bind_blob would store NULL, not an empty BLOB
+      sqlite3_bind_zeroblob(s_.get(), i, 0);
+    else
+      sqlite3_bind_blob(s_.get(), i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
     return *this;
   }
   Stmt& bind_null(int i) {
@@ -156,6 +193,8 @@ class Stmt {
     if (rc == SQLITE_DONE) return false;
     return std::unexpected(sql_error(db_, rc, what));
   }
+  /// Ends a query early (or after its last row), ready for the next bindings.
+  void reset() { sqlite3_reset(s_.get()); }
   /// Runs a statement that returns no rows, then resets it for the next bindings.
   Result<void> run(std::string_view what) {
     auto r = step(what);
@@ -341,6 +380,31 @@ Result<void> migrate_0_to_1(sqlite3* db, std::string_view what) {
   return exec(db, fmt::format("PRAGMA application_id = {}", kApplicationId).c_str(), what);
 }
 
+// Version 1 -> 2: adds the deployment tables; the version 1 tables are untouched.
+Result<void> migrate_1_to_2(sqlite3* db, std::string_view what) {
+  return exec(db, kSchemaV2, what);
+}
+
+Result<void> check_deployment_id(std::string_view id, std::string_view what) {
+  if (id.empty() || id.size() > kMaxDeploymentId)
+    return make_error(
+        ErrorCode::kInvalidArgument,
+        fmt::format("{}: id: length {} out of range 1..{}", what, id.size(), kMaxDeploymentId));
+  return {};
+}
+
+Result<void> check_deployment_state(std::string_view state, std::string_view what) {
+  if (std::ranges::find(kDeploymentStates, state) != std::end(kDeploymentStates)) return {};
+  return make_error(ErrorCode::kInvalidArgument,
+                    fmt::format("{}: state: '{}' is not one of deploying, ready, degraded, "
+                                "failed, stale",
+                                what, state));
+}
+
+std::span<const uint8_t> bytes_of(std::string_view s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
 }  // namespace
 
 std::string_view fault_method_name(FaultMethod m) {
@@ -465,7 +529,10 @@ Result<std::unique_ptr<ChipRecord>> ChipRecord::open(const fs::path& state_dir) 
     if (*v == 0) {
       if (auto r = migrate_0_to_1(db, where); !r) return std::unexpected(r.error());
     }
-    // Future: if (*v <= 1) migrate_1_to_2(...), each step in this same transaction.
+    if (*v <= 1) {
+      if (auto r = migrate_1_to_2(db, where); !r) return std::unexpected(r.error());
+    }
+    // Future: if (*v <= 2) migrate_2_to_3(...), each step in this same transaction.
     if (*v < kSchemaVersion) {
       if (auto r = exec(db, fmt::format("PRAGMA user_version = {}", kSchemaVersion).c_str(), where);
           !r)
@@ -906,6 +973,251 @@ Result<void> ChipRecord::record_programming_run(std::string_view serial, int arr
   if (auto r = add_pulses_locked(serial, array, *g, run.set_delta, run.reset_delta, what); !r)
     return r;
   if (auto r = upsert_faults_locked(serial, *g, run.faults, array, what); !r) return r;
+  return txn.commit(what);
+}
+
+Result<void> ChipRecord::put_deployment(const DeploymentRow& row) {
+  const std::string what = fmt::format("put_deployment({})", row.id);
+  auto bad = [&](std::string_view field, const std::string& detail) {
+    return make_error(ErrorCode::kInvalidArgument, fmt::format("{}: {}: {}", what, field, detail));
+  };
+  if (auto r = check_deployment_id(row.id, what); !r) return r;
+  if (auto r = check_deployment_state(row.state, what); !r) return r;
+  if (row.created_at_ms < 0) return bad("created_at_ms", fmt::format("{} < 0", row.created_at_ms));
+  std::vector<int> arrays = row.arrays;
+  std::ranges::sort(arrays);
+  if (auto dup = std::ranges::adjacent_find(arrays); dup != arrays.end())
+    return bad("arrays", fmt::format("array {} listed twice", *dup));
+
+  std::lock_guard lock(mu_);
+  Txn txn(db_);
+  if (auto r = txn.begin(what); !r) return r;
+  auto g = geometry_locked(row.serial, std::nullopt, what);
+  if (!g) return std::unexpected(g.error());
+  for (size_t i = 0; i < row.arrays.size(); ++i)
+    if (row.arrays[i] < 0 || row.arrays[i] >= g->arrays)
+      return bad(fmt::format("arrays[{}]", i),
+                 fmt::format("{} out of range 0..{} for chip {}", row.arrays[i], g->arrays - 1,
+                             row.serial));
+
+  const int64_t now = now_ms();
+  int64_t created = row.created_at_ms;
+  if (created == 0) {  // keep the creation time of the deployment being replaced
+    auto s = Stmt::prepare(db_, "SELECT created_at_ms FROM deployments WHERE id = ?", what);
+    if (!s) return std::unexpected(s.error());
+    s->bind(1, row.id);
+    auto found = s->step(what);
+    if (!found) return std::unexpected(found.error());
+    created = *found ? s->int64(0) : now;
+  }
+
+  // Which other deployments lose which arrays (each list ascending, as `arrays` is).
+  std::map<std::string, std::vector<int>> taken;
+  {
+    auto s =
+        Stmt::prepare(db_, "SELECT id FROM deployment_arrays WHERE serial = ? AND array = ?", what);
+    if (!s) return std::unexpected(s.error());
+    for (int a : arrays) {
+      s->bind(1, row.serial).bind(2, a);
+      auto found = s->step(what);
+      if (!found) return std::unexpected(found.error());
+      if (*found && s->text(0) != row.id) taken[s->text(0)].push_back(a);
+      s->reset();
+    }
+  }
+  // Free what this deployment held and what it takes, then write it and its arrays.
+  {
+    auto s = Stmt::prepare(db_, "DELETE FROM deployment_arrays WHERE id = ?", what);
+    if (!s) return std::unexpected(s.error());
+    s->bind(1, row.id);
+    if (auto r = s->run(what); !r) return r;
+  }
+  {
+    auto s =
+        Stmt::prepare(db_, "DELETE FROM deployment_arrays WHERE serial = ? AND array = ?", what);
+    if (!s) return std::unexpected(s.error());
+    for (int a : arrays) {
+      s->bind(1, row.serial).bind(2, a);
+      if (auto r = s->run(what); !r) return r;
+    }
+  }
+  {
+    auto s = Stmt::prepare(db_,
+                           "INSERT INTO deployments (id, serial, name, state, message, "
+                           "created_at_ms, updated_at_ms, blob) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                           "ON CONFLICT (id) DO UPDATE SET serial = excluded.serial, "
+                           "name = excluded.name, state = excluded.state, "
+                           "message = excluded.message, created_at_ms = excluded.created_at_ms, "
+                           "updated_at_ms = excluded.updated_at_ms, blob = excluded.blob",
+                           what);
+    if (!s) return std::unexpected(s.error());
+    s->bind(1, row.id)
+        .bind(2, row.serial)
+        .bind(3, row.name)
+        .bind(4, row.state)
+        .bind(5, row.message)
+        .bind(6, created)
+        .bind(7, now)
+        .bind(8, bytes_of(row.blob));
+    if (auto r = s->run(what); !r) return r;
+  }
+  {
+    auto s = Stmt::prepare(
+        db_, "INSERT INTO deployment_arrays (serial, array, id) VALUES (?, ?, ?)", what);
+    if (!s) return std::unexpected(s.error());
+    for (int a : arrays) {
+      s->bind(1, row.serial).bind(2, a).bind(3, row.id);
+      if (auto r = s->run(what); !r) return r;
+    }
+  }
+  if (!taken.empty()) {
+    auto s = Stmt::prepare(db_,
+                           "UPDATE deployments SET state = 'stale', message = ?, "
+                           "updated_at_ms = ? WHERE id = ?",
+                           what);
+    if (!s) return std::unexpected(s.error());
+    for (const auto& [other, lost] : taken) {
+      const std::string message =
+          lost.size() == 1
+              ? fmt::format("array {} was taken by deployment {}", lost[0], row.id)
+              : fmt::format("arrays {} were taken by deployment {}", fmt::join(lost, ", "), row.id);
+      s->bind(1, message).bind(2, now).bind(3, other);
+      if (auto r = s->run(what); !r) return r;
+    }
+  }
+  return txn.commit(what);
+}
+
+Result<void> ChipRecord::set_deployment_state(std::string_view id, std::string_view state,
+                                              std::string_view message) {
+  const std::string what = fmt::format("set_deployment_state({})", id);
+  if (auto r = check_deployment_id(id, what); !r) return r;
+  if (auto r = check_deployment_state(state, what); !r) return r;
+  std::lock_guard lock(mu_);
+  Txn txn(db_);
+  if (auto r = txn.begin(what); !r) return r;
+  auto s = Stmt::prepare(
+      db_, "UPDATE deployments SET state = ?, message = ?, updated_at_ms = ? WHERE id = ?", what);
+  if (!s) return std::unexpected(s.error());
+  s->bind(1, state).bind(2, message).bind(3, now_ms()).bind(4, id);
+  if (auto r = s->run(what); !r) return r;
+  if (sqlite3_changes(db_) == 0)
+    return make_error(ErrorCode::kNotFound,
+                      fmt::format("{}: id: no deployment {} in the record", what, id));
+  return txn.commit(what);
+}
+
+Result<std::vector<DeploymentRow>> ChipRecord::read_deployments_locked(std::string_view where_sql,
+                                                                       std::string_view key,
+                                                                       std::string_view what) {
+  auto s = Stmt::prepare(db_,
+                         fmt::format("SELECT id, serial, name, state, message, created_at_ms, "
+                                     "updated_at_ms, blob FROM deployments WHERE {} "
+                                     "ORDER BY created_at_ms DESC, id",
+                                     where_sql),
+                         what);
+  if (!s) return std::unexpected(s.error());
+  s->bind(1, key);
+  std::vector<DeploymentRow> out;
+  for (;;) {
+    auto row = s->step(what);
+    if (!row) return std::unexpected(row.error());
+    if (!*row) break;
+    const auto blob = s->blob(7);
+    out.push_back(DeploymentRow{
+        .id = s->text(0),
+        .serial = s->text(1),
+        .name = s->text(2),
+        .state = s->text(3),
+        .message = s->text(4),
+        .created_at_ms = s->int64(5),
+        .updated_at_ms = s->int64(6),
+        .blob = blob.empty()
+                    ? std::string()
+                    : std::string(reinterpret_cast<const char*>(blob.data()), blob.size())});
+  }
+  auto a =
+      Stmt::prepare(db_, "SELECT array FROM deployment_arrays WHERE id = ? ORDER BY array", what);
+  if (!a) return std::unexpected(a.error());
+  for (DeploymentRow& d : out) {
+    a->bind(1, d.id);
+    for (;;) {
+      auto row = a->step(what);
+      if (!row) return std::unexpected(row.error());
+      if (!*row) break;
+      d.arrays.push_back(static_cast<int>(a->int64(0)));
+    }
+    a->reset();
+  }
+  return out;
+}
+
+Result<DeploymentRow> ChipRecord::deployment(std::string_view id) {
+  const std::string what = fmt::format("deployment({})", id);
+  if (auto r = check_deployment_id(id, what); !r) return std::unexpected(r.error());
+  std::lock_guard lock(mu_);
+  ReadTxn read(db_);
+  if (auto r = read.begin(what); !r) return std::unexpected(r.error());
+  auto rows = read_deployments_locked("id = ?1", id, what);
+  if (!rows) return std::unexpected(rows.error());
+  if (rows->empty())
+    return make_error(ErrorCode::kNotFound,
+                      fmt::format("{}: id: no deployment {} in the record", what, id));
+  return std::move(rows->front());
+}
+
+Result<std::vector<DeploymentRow>> ChipRecord::deployments(std::string_view serial) {
+  const std::string what = fmt::format("deployments({})", serial);
+  std::lock_guard lock(mu_);
+  ReadTxn read(db_);
+  if (auto r = read.begin(what); !r) return std::unexpected(r.error());
+  auto g = geometry_locked(serial, std::nullopt, what);
+  if (!g) return std::unexpected(g.error());
+  return read_deployments_locked("serial = ?1", serial, what);
+}
+
+Result<std::vector<std::optional<std::string>>> ChipRecord::array_owners(std::string_view serial) {
+  const std::string what = fmt::format("array_owners({})", serial);
+  std::lock_guard lock(mu_);
+  ReadTxn read(db_);
+  if (auto r = read.begin(what); !r) return std::unexpected(r.error());
+  auto g = geometry_locked(serial, std::nullopt, what);
+  if (!g) return std::unexpected(g.error());
+  std::vector<std::optional<std::string>> owners(static_cast<size_t>(g->arrays));
+  auto s = Stmt::prepare(db_, "SELECT array, id FROM deployment_arrays WHERE serial = ?", what);
+  if (!s) return std::unexpected(s.error());
+  s->bind(1, serial);
+  for (;;) {
+    auto row = s->step(what);
+    if (!row) return std::unexpected(row.error());
+    if (!*row) break;
+    const int64_t a = s->int64(0);
+    if (a < 0 || a >= g->arrays)
+      return std::unexpected(
+          corrupt(what, fmt::format("deployment array {} outside 0..{}", a, g->arrays - 1)));
+    owners[static_cast<size_t>(a)] = s->text(1);
+  }
+  return owners;
+}
+
+Result<void> ChipRecord::delete_deployment(std::string_view id) {
+  const std::string what = fmt::format("delete_deployment({})", id);
+  if (auto r = check_deployment_id(id, what); !r) return r;
+  std::lock_guard lock(mu_);
+  Txn txn(db_);
+  if (auto r = txn.begin(what); !r) return r;
+  // The arrays first and explicitly (ON DELETE CASCADE would also remove them); the changes
+  // count of the second statement tells whether the deployment existed.
+  for (const char* sql :
+       {"DELETE FROM deployment_arrays WHERE id = ?", "DELETE FROM deployments WHERE id = ?"}) {
+    auto s = Stmt::prepare(db_, sql, what);
+    if (!s) return std::unexpected(s.error());
+    s->bind(1, id);
+    if (auto r = s->run(what); !r) return r;
+  }
+  if (sqlite3_changes(db_) == 0)
+    return make_error(ErrorCode::kNotFound,
+                      fmt::format("{}: id: no deployment {} in the record", what, id));
   return txn.commit(what);
 }
 

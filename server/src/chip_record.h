@@ -1,9 +1,9 @@
 // The daemon's durable record of every chip it has met, keyed by chip serial: fault map (when
-// and how each fault was found), per-device pulse counts (endurance) and the last programmed
-// target and read-back per array. One SQLite database, <state_dir>/xbar.db, in WAL mode with
-// synchronous=FULL: every write below is one transaction, so after a kill -9 or a power loss
-// the record holds exactly the writes whose call returned (given a disk that honours fsync),
-// and nothing half-done.
+// and how each fault was found), per-device pulse counts (endurance), the last programmed
+// target and read-back per array, and the deployments (which deployment owns which array). One
+// SQLite database, <state_dir>/xbar.db, in WAL mode with synchronous=FULL: every write below is one
+// transaction, so after a kill -9 or a power loss the record holds exactly the writes whose call
+// returned (given a disk that honours fsync), and nothing half-done.
 //
 // Thread model: one connection, guarded by a mutex; every method is thread-safe and holds the
 // mutex for its whole transaction. Another process (e.g. a second xbard, or sqlite3 on the
@@ -91,9 +91,28 @@ struct ProgrammingRun {
   std::vector<FaultEntry> faults;  // devices abandoned as stuck (upserted; must be `array`)
 };
 
+/// A deployment: something programmed onto one or more arrays of a chip, owning them until it
+/// is deleted or another deployment takes them. Times are ms since the Unix epoch.
+struct DeploymentRow {
+  std::string id;      // primary key, e.g. "dep-0123456789ab"; 1..128 bytes
+  std::string serial;  // chip serial (the chip must exist: touch_chip was called)
+  std::string name;
+  std::string state;    // "deploying" | "ready" | "degraded" | "failed" | "stale"
+  std::string message;  // why, for degraded/failed/stale
+  /// Writing: 0 = keep the stored creation time when replacing, else now.
+  int64_t created_at_ms = 0;
+  /// Set by the record on every write (ignored when writing).
+  int64_t updated_at_ms = 0;
+  /// Arrays this deployment occupies. Writing: any order, no duplicates. Reading: sorted.
+  std::vector<int> arrays;
+  std::string blob;  // opaque bytes (a serialized protobuf message), stored as a BLOB
+
+  bool operator==(const DeploymentRow&) const = default;
+};
+
 class ChipRecord {
  public:
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
   static constexpr const char* kFileName = "xbar.db";
 
   /// Opens (creating if missing) <state_dir>/xbar.db, and the directory itself, migrating an
@@ -145,6 +164,27 @@ class ChipRecord {
   Result<void> record_programming_run(std::string_view serial, int array,
                                       const ProgrammingRun& run);
 
+  /// Inserts or replaces the deployment `row.id` in one transaction, and makes it the owner of
+  /// row.arrays on row.serial (arrays it owned before and does not list are freed). Any OTHER
+  /// deployment that owned one of those arrays loses it and, in the same transaction, becomes
+  /// "stale" with message "array N was taken by deployment <id>" ("arrays N, M were taken ..."
+  /// when it loses several). Errors: kInvalidArgument naming the field (id empty or over 128
+  /// bytes, state not one of the five, created_at_ms < 0, an array out of range 0..arrays-1 or
+  /// listed twice), kNotFound (serial not in the record). A failed call changes nothing.
+  Result<void> put_deployment(const DeploymentRow& row);
+  /// Updates state and message only (and updated_at_ms). kNotFound for an unknown id.
+  Result<void> set_deployment_state(std::string_view id, std::string_view state,
+                                    std::string_view message);
+  /// One deployment. kNotFound for an unknown id.
+  Result<DeploymentRow> deployment(std::string_view id);
+  /// The deployments of a chip, newest first (created_at_ms descending, then id ascending).
+  /// kNotFound for an unknown chip.
+  Result<std::vector<DeploymentRow>> deployments(std::string_view serial);
+  /// The deployment id owning each array of the chip (nullopt = free); size = the chip's arrays.
+  Result<std::vector<std::optional<std::string>>> array_owners(std::string_view serial);
+  /// Deletes the deployment and frees its arrays. kNotFound for an unknown id.
+  Result<void> delete_deployment(std::string_view id);
+
   /// PRAGMA integrity_check and foreign_key_check: "ok", or the problems found, one a line.
   Result<std::string> integrity_check();
 
@@ -167,6 +207,11 @@ class ChipRecord {
                                  const Eigen::MatrixXi& reset_delta, std::string_view what);
   Result<void> record_programming_locked(std::string_view serial, int array, const Geometry& g,
                                          const ProgrammingRecord& record, std::string_view what);
+
+  // Reads the rows of deployments matching `where_sql` (bound to `key`), with their arrays.
+  Result<std::vector<DeploymentRow>> read_deployments_locked(std::string_view where_sql,
+                                                             std::string_view key,
+                                                             std::string_view what);
 
   std::mutex mu_;
   sqlite3* db_;

@@ -15,6 +15,7 @@
 #include "board_service.h"
 #include "chip_record.h"
 #include "config.h"
+#include "kernel_service.h"
 
 namespace {
 
@@ -85,6 +86,7 @@ int main(int argc, char** argv) {
   std::mutex board_mu;
   xbar::server::BoardServiceImpl service(**board, board_mu);
   xbar::server::ArrayServiceImpl arrays(**board, **record, board_mu, cfg.program_verify);
+  xbar::server::KernelServiceImpl kernels(**board, **record, board_mu, cfg.program_verify);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -92,6 +94,7 @@ int main(int argc, char** argv) {
   builder.AddListeningPort(cfg.listen, grpc::InsecureServerCredentials(), &bound_port);
   builder.RegisterService(&service);
   builder.RegisterService(&arrays);
+  builder.RegisterService(&kernels);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || bound_port == 0) {
     spdlog::error("cannot listen on {}", cfg.listen);

@@ -1,5 +1,6 @@
 #include "xbar/kernel/model.h"
 
+#include <Eigen/Eigenvalues>
 #include <cmath>
 #include <limits>
 #include <numbers>
@@ -84,6 +85,33 @@ Eigen::VectorXd run_crossbar(const CompiledKernel& ck, const Placement& p,
     }
   }
   return y;
+}
+
+Eigen::MatrixXd effective_state_matrix(const CompiledKernel& ck, const Placement& p,
+                                       const Eigen::MatrixXd& g_uS) {
+  const int n = ck.n;
+  Eigen::MatrixXd m(2 * n, 2 * n);
+  for (int j = 0; j < 2 * n; ++j) {
+    const int k = j / 2, part = j % 2;  // part 0: real (rows comp 0/1), 1: imaginary (2/3)
+    const auto pos =
+        static_cast<Eigen::Index>(p.row_of[static_cast<size_t>(state_row(k, 2 * part))]);
+    const auto neg =
+        static_cast<Eigen::Index>(p.row_of[static_cast<size_t>(state_row(k, 2 * part + 1))]);
+    // Currents for +1 on the positive row minus currents for +1 on the negative row, halved.
+    const Eigen::VectorXd i = 0.5 * (g_uS.row(pos) - g_uS.row(neg)).transpose();
+    for (int q = 0; q < n; ++q) {
+      auto col = [&](int comp) { return i(p.col_of[static_cast<size_t>(state_col(q, comp))]); };
+      m(2 * q, j) = (col(0) - col(1)) / ck.state_scale_uS;
+      m(2 * q + 1, j) = (col(2) - col(3)) / ck.state_scale_uS;
+    }
+  }
+  return m;
+}
+
+double spectral_radius(const Eigen::MatrixXd& m) {
+  if (!m.allFinite()) return std::numeric_limits<double>::infinity();
+  Eigen::EigenSolver<Eigen::MatrixXd> es(m, false);
+  return es.eigenvalues().cwiseAbs().maxCoeff();
 }
 
 std::vector<Eigen::VectorXd> fidelity_inputs(int length) {

@@ -47,7 +47,9 @@ struct Problem {
     const double s = sens(lr, lc);
     if (s == 0) return 0;
     const double e = single_error(lr, lc, g_uS);
-    return s * e * e;
+    // A stuck device's conductance is known to a few uS only: where it can hurt, it costs
+    // that uncertainty even when compensated, so avoiding it wins over compensating it.
+    return s * (e * e + opt.stuck_g_sigma_uS * opt.stuck_g_sigma_uS);
   }
 };
 
@@ -78,7 +80,7 @@ double placement_cost(const Problem& pb, const Placement& p) {
       if (lp < lc) continue;  // the pair is counted at its lower column
       const double d = pb.ck.target_uS(lr, lc) - pb.ck.target_uS(lr, lp);
       const double e = (f.g_uS - pb.stuck[static_cast<size_t>(other)].g_uS) - d;
-      cost += s * e * e;
+      cost += s * (e * e + 2 * pb.opt.stuck_g_sigma_uS * pb.opt.stuck_g_sigma_uS);
     } else {
       cost += pb.single_cost(lr, lc, f.g_uS);
     }
@@ -167,6 +169,12 @@ Placement solve(const Problem& pb) {
 
 }  // namespace
 
+Eigen::MatrixXd device_tolerance(const Eigen::MatrixXd& target_uS, double tol_uS, double mid_lo_uS,
+                                 double mid_hi_uS) {
+  return target_uS.unaryExpr(
+      [&](double t) { return t > mid_lo_uS && t < mid_hi_uS ? tol_uS : tol_uS / 2; });
+}
+
 std::vector<int> min_cost_assignment(const Eigen::MatrixXd& cost) {
   using Weight = boost::property<boost::edge_weight_t, long long>;
   using Graph = boost::adjacency_list<boost::vecS, boost::vecS, boost::undirectedS,
@@ -221,10 +229,13 @@ ArrayPlan evaluate_placement(const CompiledKernel& ck, const Eigen::MatrixXd& se
         moved_partner = true;
       }
     }
-    if (s == 0 || std::abs(e) < 1e-9) {
+    // Negligible: it adds less than 1e-6 to the NRMSE (to first order).
+    const bool negligible = s * e * e <= 1e-12;
+    if (moved_partner && std::abs(f.g_uS - ck.target_uS(lr, lc)) * std::sqrt(s) > 1e-6 &&
+        (negligible || std::abs(e) < 0.5)) {
+      ++plan.compensated;  // it would have hurt; the partner cancels it
+    } else if (negligible) {
       ++plan.avoided;
-    } else if (moved_partner && std::abs(e) < 0.5) {
-      ++plan.compensated;
     } else {
       ++plan.residual;
     }

@@ -27,6 +27,14 @@ struct ProgramVerifyConfig {
   double tol_rel = 0.0;
   double verify_margin_uS = 1.4;
   double reopen_margin_uS = 0.0;
+  // The margins above are for devices at or above read_noise_cap_uS; below, they scale as
+  // (G / cap)^slope like the read fluctuation (DESIGN.md §2: 0.782, 50 uS): a device at 7 uS
+  // reads ~4x less noisily than one at 50 uS, so it can be held to a tighter band.
+  double read_noise_cap_uS = 50.0;
+  double read_noise_slope = 0.782;
+  // Optional per-device tolerance (rows x cols, uS) instead of tol_uS / tol_rel: a deploy holds
+  // devices outside the relaxation window, which land easily, to a tighter band.
+  Eigen::MatrixXd device_tol_uS;
   // A pending device between tol_in and tol_out is read again (next round) instead of pulsed,
   // up to this many reads since its last pulse (1 = never wait).
   int max_wait_reads = 3;
@@ -91,6 +99,8 @@ struct ProgramVerifyResult {
 
   /// Share of the programmed (not skipped) devices whose last read is within `tol_uS`.
   double within_tolerance(double tol_uS, double tol_rel = 0) const;
+  /// The same with the config's tolerance (its per-device tolerance when it has one).
+  double within_tolerance(const ProgramVerifyConfig& config) const;
 };
 
 /// Called after every round; return false to stop. Cancellation leaves every device as the

@@ -25,6 +25,14 @@ Eigen::VectorXd convolution_kernel(const DiscreteKernel& k, int length);
 Eigen::VectorXd run_crossbar(const CompiledKernel& ck, const Placement& p,
                              const Eigen::MatrixXd& g_uS, const Eigen::VectorXd& u);
 
+/// The state recurrence the conductances implement, as a real 2N x 2N matrix over
+/// (Re x_0, Im x_0, Re x_1, ...): column j is the state columns' differential response to a
+/// unit state component j (the mean of its positive and negative row). Its spectral radius
+/// must stay below 1, or the kernel as programmed is unstable.
+Eigen::MatrixXd effective_state_matrix(const CompiledKernel& ck, const Placement& p,
+                                       const Eigen::MatrixXd& g_uS);
+double spectral_radius(const Eigen::MatrixXd& m);
+
 /// The fixed input set of the fidelity metric (docs/kernels.md): deterministic, `length`
 /// steps each (871 = the paper's clips): white noise, low-pass noise (AR(1), rho 0.95), a
 /// chirp, a step, and speech-like bursts (noise under a syllable envelope); unit RMS.

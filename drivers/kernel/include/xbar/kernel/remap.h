@@ -23,8 +23,9 @@ struct RemapOptions {
   bool naive = false;  // identity placement, kernel i on the i-th allowed array, no compensation
   double prog_lo_uS = 1.0;  // what a compensating partner may be programmed to
   double prog_hi_uS = 250.0;
-  int max_passes = 6;       // alternating assignment passes
-  int inputs_length = 871;  // steps of each fidelity input sequence
+  double stuck_g_sigma_uS = 2.0;  // how well a stuck device's conductance is known
+  int max_passes = 6;             // alternating assignment passes
+  int inputs_length = 871;        // steps of each fidelity input sequence
 };
 
 /// One kernel placed on one array.
@@ -52,6 +53,13 @@ Result<std::vector<ArrayPlan>> remap(const std::vector<CompiledKernel>& kernels,
 ArrayPlan evaluate_placement(const CompiledKernel& ck, const Eigen::MatrixXd& sensitivity,
                              const std::vector<StuckDevice>& stuck, const Placement& p,
                              const RemapOptions& options);
+
+/// The program-verify tolerance a deploy holds each device to: `tol_uS` where the target is in
+/// the relaxation window (mid_lo_uS, mid_hi_uS), where a device lands in +-4 uS on ~15 % of its
+/// attempts, and tol_uS / 2 elsewhere, where it lands easily: every device's error feeds the
+/// recurrence, and zero weights (both devices at g_min) are most of the array.
+Eigen::MatrixXd device_tolerance(const Eigen::MatrixXd& target_uS, double tol_uS, double mid_lo_uS,
+                                 double mid_hi_uS);
 
 /// Minimum-cost perfect assignment of rows to columns of a square cost matrix (Boost.Graph's
 /// maximum_weighted_matching on the bipartite graph): result[i] = column of row i.

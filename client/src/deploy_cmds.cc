@@ -1,0 +1,587 @@
+#include "deploy_cmds.h"
+
+#include <fmt/format.h>
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <vector>
+
+#include "xbar/v1/arrays.grpc.pb.h"
+#include "xbar/v1/kernels.grpc.pb.h"
+
+namespace xbar::client {
+namespace {
+
+// Exit codes: main.cc's Exit (stable, for scripts; the README lists them).
+constexpr int kOk = 0;
+constexpr int kFailed = 1;
+constexpr int kUsage = 2;
+
+constexpr int kSide = 64;                // rows and columns of an array
+constexpr double kDeployTimeoutS = 600;  // programming three arrays takes minutes on a board
+constexpr double kDefaultGMin = 7, kDefaultGMax = 200;
+
+std::string local_time(int64_t ms) {
+  if (ms <= 0) return "-";
+  const std::time_t t = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  localtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+  return buf;
+}
+
+// A JSON string literal (paths and ids are the user's text).
+std::string json_str(const std::string& s) {
+  std::string o = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') o += '\\';
+    if (static_cast<unsigned char>(c) < 0x20) {
+      o += fmt::format("\\u{:04x}", static_cast<int>(c));
+      continue;
+    }
+    o += c;
+  }
+  return o + "\"";
+}
+
+// An NRMSE: four decimals, or four significant digits once it is large (a diverging kernel).
+std::string nrmse_str(double x) {
+  return std::abs(x) < 1000 ? fmt::format("{:.4f}", x) : fmt::format("{:.4g}", x);
+}
+
+std::string remap_name(v1::RemapMode m) { return m == v1::REMAP_NAIVE ? "naive" : "auto"; }
+
+// The protobuf JSON mapping with the .proto field names (as the other commands' JSON keys).
+std::string to_json(const google::protobuf::Message& m) {
+  google::protobuf::util::JsonPrintOptions o;
+  o.preserve_proto_field_names = true;
+  o.always_print_primitive_fields = true;
+  std::string out;
+  if (!google::protobuf::util::MessageToJsonString(m, &out, o).ok()) return "{}";
+  return out;
+}
+
+// Without the per-device matrices (64x64 floats each; `map --csv` or --full gives them).
+v1::Deployment without_matrices(v1::Deployment d) {
+  for (auto& p : *d.mutable_placements()) {
+    p.clear_target_us();
+    p.clear_readback_us();
+    p.mutable_programming()->clear_final_us();
+  }
+  return d;
+}
+
+std::string kernel_name(const v1::Deployment& d, uint32_t kernel) {
+  if (kernel < static_cast<uint32_t>(d.kernel_set().kernels_size()))
+    return d.kernel_set().kernels(static_cast<int>(kernel)).name();
+  return "";
+}
+
+// 0 when nothing was verified (no placements, or a deployment that failed before verify).
+double worst_nrmse(const v1::Deployment& d) {
+  double w = 0;
+  for (const auto& p : d.placements()) w = std::max(w, p.nrmse());
+  return w;
+}
+
+std::unique_ptr<grpc::ClientContext> context(double timeout_s) {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::now() +
+                    std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000)));
+  return ctx;
+}
+
+// Deploy progress on stderr: a line per stage message; during "program" a bar per array
+// (redrawn in place on a terminal, a line per round otherwise, as `xbarctl program` does).
+class Progress {
+ public:
+  Progress(bool enabled, bool tty) : enabled_(enabled), tty_(tty) {}
+  ~Progress() { end_bar(); }
+
+  void show(const v1::DeployProgress& p) {
+    if (!enabled_) return;
+    if (p.stage() == "program" && p.has_round()) {
+      const auto& r = p.round();
+      if (bar_open_ && bar_array_ != p.array()) end_bar();
+      constexpr int kTotal = kSide * kSide, kWidth = 30;
+      const int done = static_cast<int>(
+          std::min<uint64_t>(kWidth, uint64_t{kWidth} * (r.converged() + r.abandoned()) / kTotal));
+      const std::string line = fmt::format(
+          "program  array {}{} round {:>3}/{} [{}{}] converged {:>4} pending {:>4} abandoned {:>3}",
+          p.array(), p.kernel() >= 0 ? fmt::format(" (kernel {})", p.kernel()) : "", r.round(),
+          r.max_rounds(), std::string(done, '#'), std::string(kWidth - done, '.'), r.converged(),
+          r.pending(), r.abandoned());
+      if (tty_) {
+        std::cerr << "\r" << line << std::flush;
+        bar_open_ = true;
+        bar_array_ = p.array();
+      } else {
+        std::cerr << line << "\n";
+      }
+      return;
+    }
+    end_bar();
+    std::string what = p.message();
+    if (what.empty()) {
+      if (p.kernel() >= 0) what += fmt::format("kernel {}", p.kernel());
+      if (p.array() >= 0) what += fmt::format("{}array {}", what.empty() ? "" : " -> ", p.array());
+    }
+    std::cerr << fmt::format("{:<8} {}\n", p.stage(), what);
+  }
+
+  void end_bar() {
+    if (bar_open_) std::cerr << "\n";
+    bar_open_ = false;
+  }
+
+ private:
+  bool enabled_, tty_;
+  bool bar_open_ = false;
+  int bar_array_ = -1;
+};
+
+struct DeployArgs {
+  std::string file, name, remap = "auto";
+  std::vector<uint32_t> arrays;
+  bool replace = false;
+  double tol_uS = 0;
+  uint32_t max_rounds = 0;
+  double max_nrmse = 0;
+};
+
+struct MapArgs {
+  std::string id, png, csv;
+  bool targets = false;
+  int cell_px = 8;
+};
+
+}  // namespace
+
+std::expected<v1::KernelSet, std::string> load_kernel_set(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) return std::unexpected(path + ": is a directory");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::unexpected(fmt::format("{}: cannot open ({})", path, std::strerror(errno)));
+  std::stringstream text;
+  text << in.rdbuf();
+  v1::KernelSet ks;
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  const auto status = google::protobuf::util::JsonStringToMessage(text.str(), &ks, options);
+  if (!status.ok())
+    return std::unexpected(fmt::format("{}: {}", path, std::string(status.message())));
+  return ks;
+}
+
+std::pair<double, double> window_uS(const v1::KernelSet& ks) {
+  const double lo = ks.window().g_min_us() > 0 ? ks.window().g_min_us() : kDefaultGMin;
+  const double hi = ks.window().g_max_us() > 0 ? ks.window().g_max_us() : kDefaultGMax;
+  return {lo, hi};
+}
+
+std::expected<KernelPanel, std::string> kernel_panel(const v1::Placement& p,
+                                                     const v1::FaultMap& faults, bool targets) {
+  const auto& values = targets ? p.target_us() : p.readback_us();
+  if (values.size() != kSide * kSide) {
+    return std::unexpected(
+        fmt::format("kernel {} on array {}: the deployment has {} {} values, expected {}x{}{}",
+                    p.kernel(), p.array(), values.size(), targets ? "target" : "read-back", kSide,
+                    kSide, targets ? "" : " (not programmed? --targets draws what was asked for)"));
+  }
+  KernelPanel k;
+  k.g_uS.resize(kSide, kSide);
+  for (int i = 0; i < kSide * kSide; ++i) k.g_uS(i / kSide, i % kSide) = values[i];
+  k.row_of_logical.assign(p.row_of_logical().begin(), p.row_of_logical().end());
+  k.col_of_logical.assign(p.col_of_logical().begin(), p.col_of_logical().end());
+  k.states = static_cast<int>(p.states());
+  for (const auto& f : faults.faults()) {
+    if (f.array() != p.array()) continue;
+    const std::pair<int, int> rc{static_cast<int>(f.row()), static_cast<int>(f.col())};
+    if (f.kind() == "stuck_high") k.stuck_high.push_back(rc);
+    if (f.kind() == "stuck_low") k.stuck_low.push_back(rc);
+  }
+  return k;
+}
+
+std::string format_deployment(const v1::Deployment& d) {
+  const auto [g_min, g_max] = window_uS(d.kernel_set());
+  std::string o = fmt::format("deployment {} \"{}\": {}\n", d.id(), d.name(), d.state());
+  if (!d.message().empty() && d.state() != "ready") o += fmt::format("  why: {}\n", d.message());
+  o += fmt::format("  chip {}, created {}, remap {}, window {:g}..{:g} uS, {} placement{}\n",
+                   d.serial(), local_time(d.created_at_ms()), remap_name(d.remap()), g_min, g_max,
+                   d.placements_size(), d.placements_size() == 1 ? "" : "s");
+  for (const auto& p : d.placements()) {
+    const auto& pr = p.programming();
+    o += fmt::format("  kernel {} \"{}\" -> array {}: {} states\n", p.kernel(),
+                     kernel_name(d, p.kernel()), p.array(), p.states());
+    o += fmt::format(
+        "    nrmse         {} read-back, {} predicted, {} naive placement (predicted)\n",
+        nrmse_str(p.nrmse()), nrmse_str(p.nrmse_predicted()), nrmse_str(p.nrmse_naive_predicted()));
+    o += fmt::format("    quantization  {} nrmse (compiled vs full precision)\n",
+                     nrmse_str(p.quantization_nrmse()));
+    o += fmt::format("    faults        {} recorded: {} avoided, {} compensated, {} residual\n",
+                     p.faults(), p.faults_avoided(), p.faults_compensated(), p.faults_residual());
+    o += fmt::format(
+        "    programming   {:.2f} % within tol in {} rounds (error sigma {:.2f} uS), {} "
+        "abandoned, {} skipped{}\n",
+        pr.within_tol_pct(), pr.rounds(), pr.error_sigma_us(), pr.abandoned_size(), pr.skipped(),
+        pr.cancelled() ? ", CANCELLED" : "");
+    o += fmt::format("    remap         {:.1f} ms\n", p.remap_ms());
+  }
+  return o;
+}
+
+struct DeployCommands::Impl {
+  CLI::App* app = nullptr;
+  CLI::App *deploy = nullptr, *list = nullptr, *show = nullptr, *undeploy = nullptr, *map = nullptr;
+  DeployArgs da;
+  std::string show_id, undeploy_id;
+  bool show_full = false;
+  MapArgs ma;
+
+  using Fail = std::function<int(const grpc::Status&)>;
+
+  int run_deploy(const CliGlobal& g, v1::KernelService::Stub& stub, const Fail& fail) const;
+  int run_list(const CliGlobal& g, v1::KernelService::Stub& stub, const Fail& fail) const;
+  int run_show(const CliGlobal& g, v1::KernelService::Stub& stub, const Fail& fail) const;
+  int run_undeploy(const CliGlobal& g, v1::KernelService::Stub& stub, const Fail& fail) const;
+  int run_map(const CliGlobal& g, const std::shared_ptr<grpc::Channel>& channel,
+              const Fail& fail) const;
+};
+
+DeployCommands::DeployCommands(CLI::App& app) : impl_(std::make_unique<Impl>()) {
+  Impl& m = *impl_;
+  m.app = &app;
+
+  m.deploy = app.add_subcommand(
+      "deploy", "compile, place, program and verify S4D kernels from a KernelSet JSON file");
+  m.deploy
+      ->add_option("KERNEL.json", m.da.file,
+                   "kernel file: an xbar.v1.KernelSet in the protobuf JSON mapping "
+                   "(proto/xbar/v1/kernels.proto)")
+      ->required();
+  m.deploy->add_option("--name", m.da.name, "deployment name (default: the file name)");
+  m.deploy
+      ->add_option("--remap", m.da.remap,
+                   "auto: place around the recorded stuck devices and compensate them; "
+                   "naive: identity placement")
+      ->check(CLI::IsMember({"auto", "naive"}))
+      ->capture_default_str();
+  m.deploy->add_option("--arrays", m.da.arrays, "arrays it may use, e.g. 0,2 (default: all)")
+      ->delimiter(',');
+  m.deploy->add_flag("--replace", m.da.replace,
+                     "take arrays held by other deployments (those become stale)");
+  m.deploy->add_option("--tol", m.da.tol_uS,
+                       "program-verify tolerance in uS (default: the daemon's)");
+  m.deploy->add_option("--max-rounds", m.da.max_rounds,
+                       "program-verify rounds per array (default: the daemon's)");
+  m.deploy->add_option("--max-nrmse", m.da.max_nrmse,
+                       "read-back NRMSE above which the deployment is degraded (default 0.2)");
+  m.deploy->footer(
+      "Progress goes to stderr. Exit 0 when the deployment is ready, 1 when degraded or failed.\n"
+      "The call's deadline is --timeout when given, else 600 s.\n"
+      "Examples:\n  xbarctl deploy configs/kernels/example.json\n"
+      "  xbarctl deploy configs/kernels/example-2bit.json --name q2 --arrays 0,1,2 --replace\n"
+      "  xbarctl --json deploy kernels.json --remap naive > report.json");
+
+  m.list = app.add_subcommand("deployments", "the deployments recorded for the chip, newest first");
+  m.list->footer("Example: xbarctl deployments");
+
+  m.show = app.add_subcommand("deployment", "one deployment's full report");
+  m.show->add_option("ID", m.show_id, "deployment id (dep-...)")->required();
+  m.show->add_flag("--full", m.show_full,
+                   "--json: include the 64x64 targets and read-backs of every placement");
+  m.show->footer("Example: xbarctl deployment dep-0123456789ab");
+
+  m.undeploy = app.add_subcommand(
+      "undeploy", "forget a deployment: its arrays become free (no pulses, conductances stay)");
+  m.undeploy->add_option("ID", m.undeploy_id, "deployment id (dep-...)")->required();
+  m.undeploy->footer("Example: xbarctl undeploy dep-0123456789ab");
+
+  m.map = app.add_subcommand(
+      "map", "draw a deployment as programmed: one heat map per array with stuck devices");
+  m.map->add_option("--deployment,-d", m.ma.id, "deployment id (dep-...)")->required();
+  m.map->add_option("--png", m.ma.png, "write the map as a PNG");
+  m.map->add_option("--csv", m.ma.csv,
+                    "write the 64x64 read-back (targets with --targets) of each placement, uS");
+  m.map->add_flag("--targets", m.ma.targets, "draw the targets instead of the read-back");
+  m.map->add_option("--cell", m.ma.cell_px, "pixels per device (2..64)")
+      ->check(CLI::Range(2, 64))
+      ->capture_default_str();
+  m.map->footer(
+      "One panel per placement, by array, viridis over the deployment's conductance window.\n"
+      "Outlined: stuck-high devices red, stuck-low blue (the recorded fault map); thin light\n"
+      "lines around the input rows, the state block and the output columns where the remap put\n"
+      "them; ticks in the margins mark the physical rows fed by the input and the physical\n"
+      "columns read as outputs.\n"
+      "Examples:\n  xbarctl map --deployment dep-0123456789ab --png dep.png\n"
+      "  xbarctl map -d dep-0123456789ab --png targets.png --targets --csv targets.csv");
+}
+
+DeployCommands::~DeployCommands() = default;
+
+std::optional<int> DeployCommands::run(const CliGlobal& g,
+                                       const std::shared_ptr<grpc::Channel>& channel,
+                                       const std::function<int(const grpc::Status&)>& fail) const {
+  const Impl& m = *impl_;
+  auto stub = v1::KernelService::NewStub(channel);
+  if (*m.deploy) return m.run_deploy(g, *stub, fail);
+  if (*m.list) return m.run_list(g, *stub, fail);
+  if (*m.show) return m.run_show(g, *stub, fail);
+  if (*m.undeploy) return m.run_undeploy(g, *stub, fail);
+  if (*m.map) return m.run_map(g, channel, fail);
+  return std::nullopt;
+}
+
+int DeployCommands::Impl::run_deploy(const CliGlobal& g, v1::KernelService::Stub& stub,
+                                     const Fail& fail) const {
+  auto ks = load_kernel_set(da.file);
+  if (!ks) {
+    std::cerr << "xbarctl: " << ks.error() << "\n";
+    return kUsage;
+  }
+  v1::DeployKernelRequest req;
+  *req.mutable_kernel_set() = std::move(*ks);
+  req.set_name(da.name.empty() ? std::filesystem::path(da.file).stem().string().substr(0, 64)
+                               : da.name);
+  req.set_remap(da.remap == "naive" ? v1::REMAP_NAIVE : v1::REMAP_AUTO);
+  for (uint32_t a : da.arrays) req.add_arrays(a);
+  req.set_replace(da.replace);
+  req.set_tol_us(da.tol_uS);
+  req.set_max_rounds(da.max_rounds);
+  req.set_max_nrmse(da.max_nrmse);
+
+  const CLI::Option* timeout = app->get_option_no_throw("--timeout");
+  auto ctx = context(timeout && timeout->count() > 0 ? g.timeout_s : kDeployTimeoutS);
+  auto reader = stub.DeployKernel(ctx.get(), req);
+  v1::DeployKernelResponse msg;
+  v1::Deployment dep;
+  bool have = false;
+  {
+    Progress progress(!g.json, isatty(STDERR_FILENO) != 0);
+    while (reader->Read(&msg)) {
+      if (msg.has_progress()) {
+        progress.show(msg.progress());
+      } else if (msg.has_deployment()) {
+        dep = msg.deployment();
+        have = true;
+      }
+    }
+  }
+  const grpc::Status s = reader->Finish();
+  if (!s.ok()) {
+    const int rc = fail(s);
+    if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+        s.error_code() == grpc::StatusCode::CANCELLED) {
+      std::cerr << "xbarctl: a deployment stopped while programming is recorded as failed (its "
+                   "arrays hold partial content): see xbarctl deployments\n";
+    }
+    return rc;
+  }
+  if (!have) {
+    std::cerr << "xbarctl: the daemon sent no deployment\n";
+    return kFailed;
+  }
+  if (g.json) {
+    std::cout << to_json(without_matrices(dep)) << "\n";
+    if (dep.state() != "ready") {
+      std::cerr << fmt::format("xbarctl: deployment {} is {}: {}\n", dep.id(), dep.state(),
+                               dep.message().empty() ? "no reason given" : dep.message());
+    }
+  } else {
+    std::cout << format_deployment(dep);
+  }
+  return dep.state() == "ready" ? kOk : kFailed;
+}
+
+int DeployCommands::Impl::run_list(const CliGlobal& g, v1::KernelService::Stub& stub,
+                                   const Fail& fail) const {
+  v1::ListDeploymentsResponse resp;
+  auto ctx = context(g.timeout_s);
+  const grpc::Status s = stub.ListDeployments(ctx.get(), {}, &resp);
+  if (!s.ok()) return fail(s);
+  if (g.json) {
+    std::cout << to_json(resp) << "\n";
+    return kOk;
+  }
+  if (resp.deployments().empty()) {
+    std::cout << "no deployments\n";
+    return kOk;
+  }
+  struct Row {
+    std::string id, name, state, created, arrays, nrmse;
+  };
+  std::vector<Row> rows = {{"ID", "NAME", "STATE", "CREATED", "ARRAYS", "WORST NRMSE"}};
+  for (const auto& d : resp.deployments()) {
+    std::string arrays;
+    for (const auto& p : d.placements())
+      arrays += fmt::format("{}{}", arrays.empty() ? "" : ",", p.array());
+    rows.push_back({d.id(), d.name(), d.state(), local_time(d.created_at_ms()),
+                    arrays.empty() ? "-" : arrays,
+                    worst_nrmse(d) > 0 || d.state() == "ready" ? nrmse_str(worst_nrmse(d)) : "-"});
+  }
+  size_t w[5] = {};
+  for (const auto& r : rows) {
+    w[0] = std::max(w[0], r.id.size());
+    w[1] = std::max(w[1], r.name.size());
+    w[2] = std::max(w[2], r.state.size());
+    w[3] = std::max(w[3], r.created.size());
+    w[4] = std::max(w[4], r.arrays.size());
+  }
+  for (const auto& r : rows) {
+    std::cout << fmt::format("{:<{}}  {:<{}}  {:<{}}  {:<{}}  {:<{}}  {}\n", r.id, w[0], r.name,
+                             w[1], r.state, w[2], r.created, w[3], r.arrays, w[4], r.nrmse);
+  }
+  return kOk;
+}
+
+int DeployCommands::Impl::run_show(const CliGlobal& g, v1::KernelService::Stub& stub,
+                                   const Fail& fail) const {
+  v1::GetDeploymentRequest req;
+  req.set_id(show_id);
+  v1::Deployment dep;
+  auto ctx = context(g.timeout_s);
+  const grpc::Status s = stub.GetDeployment(ctx.get(), req, &dep);
+  if (!s.ok()) return fail(s);
+  if (g.json) {
+    std::cout << to_json(show_full ? dep : without_matrices(dep)) << "\n";
+  } else {
+    std::cout << format_deployment(dep);
+  }
+  return kOk;
+}
+
+int DeployCommands::Impl::run_undeploy(const CliGlobal& g, v1::KernelService::Stub& stub,
+                                       const Fail& fail) const {
+  v1::DeleteDeploymentRequest req;
+  req.set_id(undeploy_id);
+  v1::DeleteDeploymentResponse resp;
+  auto ctx = context(g.timeout_s);
+  const grpc::Status s = stub.DeleteDeployment(ctx.get(), req, &resp);
+  if (!s.ok()) return fail(s);
+  if (g.json) {
+    std::cout << fmt::format("{{\"id\":{},\"deleted\":true}}\n", json_str(undeploy_id));
+  } else {
+    std::cout << fmt::format(
+        "deleted deployment {}: its arrays are free (no pulses: they keep their conductances)\n",
+        undeploy_id);
+  }
+  return kOk;
+}
+
+int DeployCommands::Impl::run_map(const CliGlobal& g, const std::shared_ptr<grpc::Channel>& channel,
+                                  const Fail& fail) const {
+  if (ma.png.empty() && ma.csv.empty()) {
+    std::cerr << "xbarctl: map: give --png F and/or --csv F\n";
+    return kUsage;
+  }
+  auto kernels = v1::KernelService::NewStub(channel);
+  v1::GetDeploymentRequest req;
+  req.set_id(ma.id);
+  v1::Deployment dep;
+  {
+    auto ctx = context(g.timeout_s);
+    const grpc::Status s = kernels->GetDeployment(ctx.get(), req, &dep);
+    if (!s.ok()) return fail(s);
+  }
+  v1::FaultMap faults;
+  {
+    auto arrays = v1::ArrayService::NewStub(channel);
+    auto ctx = context(g.timeout_s);
+    const grpc::Status s = arrays->GetFaultMap(ctx.get(), {}, &faults);
+    if (!s.ok()) return fail(s);
+  }
+  if (dep.placements().empty()) {
+    std::cerr << "xbarctl: deployment " << dep.id() << " has no placements (state " << dep.state()
+              << ")\n";
+    return kFailed;
+  }
+  std::vector<const v1::Placement*> order;
+  for (const auto& p : dep.placements()) order.push_back(&p);
+  std::stable_sort(order.begin(), order.end(),
+                   [](auto* a, auto* b) { return a->array() < b->array(); });
+  std::vector<KernelPanel> panels;
+  for (const auto* p : order) {
+    auto panel = kernel_panel(*p, faults, ma.targets);
+    if (!panel) {
+      std::cerr << "xbarctl: " << panel.error() << "\n";
+      return kFailed;
+    }
+    panels.push_back(std::move(*panel));
+  }
+  const auto [g_min, g_max] = window_uS(dep.kernel_set());
+  const char* what = ma.targets ? "targets" : "read-back";
+  if (!ma.png.empty()) {
+    auto w = write_kernel_map_png(ma.png, panels,
+                                  {.g_min_uS = g_min, .g_max_uS = g_max, .cell_px = ma.cell_px});
+    if (!w) {
+      std::cerr << "xbarctl: " << w.error() << "\n";
+      return kFailed;
+    }
+  }
+  if (!ma.csv.empty()) {
+    std::ofstream out(ma.csv);
+    if (!out) {
+      std::cerr << "xbarctl: --csv " << ma.csv << ": cannot write\n";
+      return kFailed;
+    }
+    for (size_t i = 0; i < panels.size(); ++i) {
+      out << fmt::format(
+          "{}# deployment {}, kernel {} \"{}\" -> array {}: {} in uS, physical rows top to "
+          "bottom, cols left to right\n",
+          i ? "\n" : "", dep.id(), order[i]->kernel(), kernel_name(dep, order[i]->kernel()),
+          order[i]->array(), what);
+      for (int r = 0; r < kSide; ++r) {
+        for (int c = 0; c < kSide; ++c)
+          out << (c ? "," : "") << fmt::format("{:.3f}", panels[i].g_uS(r, c));
+        out << "\n";
+      }
+    }
+    if (!out.flush()) {
+      std::cerr << "xbarctl: --csv " << ma.csv << ": cannot write\n";
+      return kFailed;
+    }
+  }
+  size_t stuck = 0;
+  for (const auto& k : panels) stuck += k.stuck_high.size() + k.stuck_low.size();
+  if (g.json) {
+    std::string items;
+    for (size_t i = 0; i < panels.size(); ++i) {
+      items += fmt::format(
+          "{}{{\"kernel\":{},\"array\":{},\"states\":{},\"stuck_high\":{},\"stuck_low\":{}}}",
+          i ? "," : "", order[i]->kernel(), order[i]->array(), order[i]->states(),
+          panels[i].stuck_high.size(), panels[i].stuck_low.size());
+    }
+    std::cout << fmt::format(
+        "{{\"deployment\":{},\"values\":\"{}\",\"g_min_uS\":{},\"g_max_uS\":{},"
+        "\"png\":{},\"csv\":{},\"panels\":[{}]}}\n",
+        json_str(dep.id()), ma.targets ? "targets" : "readback", g_min, g_max,
+        ma.png.empty() ? "null" : json_str(ma.png), ma.csv.empty() ? "null" : json_str(ma.csv),
+        items);
+    return kOk;
+  }
+  std::string arrays;
+  for (const auto* p : order) arrays += fmt::format("{}{}", arrays.empty() ? "" : ", ", p->array());
+  std::cout << fmt::format(
+      "deployment {} ({}): {} {}{}, {}, viridis {:g}..{:g} uS, {} stuck device{} outlined\n",
+      dep.id(), dep.state(), order.size() == 1 ? "array" : "arrays", arrays,
+      order.size() == 1 ? "" : " left to right", what, g_min, g_max, stuck, stuck == 1 ? "" : "s");
+  if (!ma.png.empty()) std::cout << "wrote " << ma.png << "\n";
+  if (!ma.csv.empty()) std::cout << "wrote " << ma.csv << "\n";
+  return kOk;
+}
+
+}  // namespace xbar::client

@@ -1,0 +1,67 @@
+// xbarctl's kernel-deployment commands (KernelService, proto/xbar/v1/kernels.proto): deploy,
+// deployments, deployment, undeploy and map. main.cc registers them and runs the one parsed.
+#pragma once
+
+#include <expected>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "heatmap.h"
+#include "xbar/v1/arrays.pb.h"
+#include "xbar/v1/kernels.pb.h"
+
+namespace CLI {
+class App;
+}
+namespace grpc {
+class Channel;
+class Status;
+}  // namespace grpc
+
+namespace xbar::client {
+
+/// Reads a kernel file: an xbar.v1.KernelSet in the protobuf JSON mapping. Errors start with
+/// the path: "PATH: cannot open (...)" or "PATH: <protobuf's parse message>" (unknown fields
+/// are errors, naming the field).
+std::expected<v1::KernelSet, std::string> load_kernel_set(const std::string& path);
+
+/// One placement as a deployment-map panel: its read-back (or targets) as a 64x64 matrix, its
+/// logical -> physical rows and columns, and the stuck devices `faults` records on its array.
+/// Error when the placement carries no 64x64 read-back (or targets).
+std::expected<KernelPanel, std::string> kernel_panel(const v1::Placement& placement,
+                                                     const v1::FaultMap& faults, bool targets);
+
+/// The conductance window of a kernel set, the defaults (7..200 uS) where unset.
+std::pair<double, double> window_uS(const v1::KernelSet& kernel_set);
+
+/// The human report of a deployment (what `xbarctl deploy` ends with).
+std::string format_deployment(const v1::Deployment& deployment);
+
+/// The global options the commands need (main.cc's Global).
+struct CliGlobal {
+  std::string addr;
+  bool json = false;
+  double timeout_s = 30;
+};
+
+class DeployCommands {
+ public:
+  /// Registers the subcommands on `app` (which must outlive this object).
+  explicit DeployCommands(CLI::App& app);
+  ~DeployCommands();
+  DeployCommands(const DeployCommands&) = delete;
+  DeployCommands& operator=(const DeployCommands&) = delete;
+
+  /// Runs the subcommand that was parsed and returns its exit code; nullopt when none of these
+  /// was given. `fail` reports a failed call and maps it to an exit code (main.cc's fail()).
+  std::optional<int> run(const CliGlobal& g, const std::shared_ptr<grpc::Channel>& channel,
+                         const std::function<int(const grpc::Status&)>& fail) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace xbar::client

@@ -1,0 +1,392 @@
+#include "kernel_service.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <random>
+#include <set>
+
+#include "programming.h"
+#include "status.h"
+#include "xbar/kernel/model.h"
+#include "xbar/kernel/remap.h"
+
+namespace xbar::server {
+
+namespace {
+
+using kernel::cd;
+
+// What a stuck device is assumed to sit at when the record does not know (DESIGN.md §2:
+// stuck-high 300-600 uS, stuck-low below 1 uS).
+constexpr double kAssumedStuckHigh_uS = 450.0;
+constexpr double kAssumedStuckLow_uS = 0.5;
+constexpr double kDefaultMaxNrmse = 0.2;
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string new_deployment_id() {
+  std::random_device rd;
+  const uint64_t v = (static_cast<uint64_t>(rd()) << 32) ^ rd() ^ static_cast<uint64_t>(now_ms());
+  return fmt::format("dep-{:012x}", v & 0xFFFFFFFFFFFFull);
+}
+
+std::vector<cd> complex_list(const google::protobuf::RepeatedPtrField<v1::Complex>& v) {
+  std::vector<cd> out;
+  for (const v1::Complex& z : v) out.emplace_back(z.re(), z.im());
+  return out;
+}
+
+// Drops the per-device matrices (for listings).
+void strip_matrices(v1::Deployment* d) {
+  for (v1::Placement& p : *d->mutable_placements()) {
+    p.clear_target_us();
+    p.clear_readback_us();
+    p.mutable_programming()->clear_final_us();
+  }
+}
+
+grpc::Status record_status(const Error& e) {
+  if (e.code == ErrorCode::kNotFound || e.code == ErrorCode::kInvalidArgument) return to_status(e);
+  return {grpc::StatusCode::INTERNAL, "chip record: " + e.message};
+}
+
+}  // namespace
+
+Result<kernel::KernelSetSpec> kernel_set_from_proto(const v1::KernelSet& set) {
+  kernel::KernelSetSpec out;
+  if (set.has_window()) {
+    out.window.g_min_uS = set.window().g_min_us() != 0 ? set.window().g_min_us() : 7.0;
+    out.window.g_max_uS = set.window().g_max_us() != 0 ? set.window().g_max_us() : 200.0;
+  }
+  for (int i = 0; i < set.kernels_size(); ++i) {
+    const v1::Kernel& k = set.kernels(i);
+    kernel::KernelSpec s;
+    s.name = k.name();
+    s.d = k.d();
+    if (k.has_continuous()) {
+      s.continuous = true;
+      s.a = complex_list(k.continuous().a());
+      s.c = complex_list(k.continuous().c());
+      s.log_dt = k.continuous().log_dt();
+    } else if (k.has_discrete()) {
+      s.continuous = false;
+      s.a = complex_list(k.discrete().a_bar());
+      s.c = complex_list(k.discrete().c_bar());
+    } else {
+      return make_error(ErrorCode::kInvalidArgument,
+                        fmt::format("kernels[{}]: neither continuous nor discrete is set", i));
+    }
+    if (k.has_quantization()) {
+      s.quant.bits = static_cast<int>(std::min<uint32_t>(k.quantization().bits(), 1000));
+      s.quant.f_scale_a = k.quantization().f_scale_a();
+      s.quant.f_scale_c = k.quantization().f_scale_c();
+    }
+    out.kernels.push_back(std::move(s));
+  }
+  return out;
+}
+
+grpc::Status KernelServiceImpl::DeployKernel(grpc::ServerContext* ctx,
+                                             const v1::DeployKernelRequest* req,
+                                             grpc::ServerWriter<v1::DeployKernelResponse>* writer) {
+  const BoardInfo& info = board_.info();
+  const std::string& serial = info.serial;
+  // ---- validation: nothing is pulsed unless everything is valid ----
+  auto spec = kernel_set_from_proto(req->kernel_set());
+  if (!spec) return to_status(spec.error());
+  ProgramVerifyConfig cfg = defaults_;
+  if (auto v = kernel::validate(*spec, cfg.target_min_uS, cfg.target_max_uS); !v) {
+    return to_status(v.error());
+  }
+  if (req->name().size() > 64) {
+    return invalid_argument(
+        fmt::format("name: {} characters, allowed up to 64", req->name().size()));
+  }
+  std::vector<int> allowed;
+  for (int i = 0; i < req->arrays_size(); ++i) {
+    const uint32_t a = req->arrays(i);
+    if (a >= static_cast<uint32_t>(info.arrays)) {
+      return invalid_argument(fmt::format("arrays[{}] = {}: allowed 0..{}", i, a, info.arrays - 1));
+    }
+    if (std::find(allowed.begin(), allowed.end(), static_cast<int>(a)) != allowed.end()) {
+      return invalid_argument(fmt::format("arrays[{}] = {}: listed twice", i, a));
+    }
+    allowed.push_back(static_cast<int>(a));
+  }
+  if (allowed.empty()) {
+    for (int a = 0; a < info.arrays; ++a) allowed.push_back(a);
+  }
+  const int nk = static_cast<int>(spec->kernels.size());
+  if (nk > static_cast<int>(allowed.size())) {
+    return invalid_argument(
+        fmt::format("kernels: {} kernels for {} arrays: one array per kernel", nk, allowed.size()));
+  }
+  if (req->tol_us() != 0) cfg.tol_uS = req->tol_us();
+  if (!(cfg.tol_uS > 0 && cfg.tol_uS <= 100)) {
+    return invalid_argument(
+        fmt::format("tol_uS = {}: allowed (0, 100] (0 means the daemon's default)", cfg.tol_uS));
+  }
+  if (req->max_rounds() != 0) {
+    if (req->max_rounds() > 1000) {
+      return invalid_argument(fmt::format("max_rounds = {}: allowed 1..1000", req->max_rounds()));
+    }
+    cfg.max_rounds = static_cast<int>(req->max_rounds());
+  }
+  const double max_nrmse = req->max_nrmse() != 0 ? req->max_nrmse() : kDefaultMaxNrmse;
+  if (!(max_nrmse > 0 && std::isfinite(max_nrmse))) {
+    return invalid_argument(fmt::format("max_nrmse = {}: allowed > 0", req->max_nrmse()));
+  }
+  const bool naive = req->remap() == v1::REMAP_NAIVE;
+
+  auto progress = [&](std::string stage, int kernel, int array, std::string message,
+                      const ProgramVerifyProgress* round = nullptr) {
+    v1::DeployKernelResponse msg;
+    auto* p = msg.mutable_progress();
+    p->set_stage(std::move(stage));
+    p->set_kernel(kernel);
+    p->set_array(array);
+    p->set_message(std::move(message));
+    if (round) fill_round(*round, cfg.max_rounds, p->mutable_round());
+    writer->Write(msg);
+    return !ctx->IsCancelled();
+  };
+
+  // ---- compile ----
+  std::vector<kernel::CompiledKernel> compiled;
+  const auto inputs = kernel::fidelity_inputs();
+  std::vector<double> quant_nrmse;
+  for (int k = 0; k < nk; ++k) {
+    compiled.push_back(kernel::compile(spec->kernels[static_cast<size_t>(k)], spec->window));
+    quant_nrmse.push_back(kernel::quantization_nrmse(compiled.back(), inputs));
+    progress("compile", k, -1,
+             fmt::format("kernel {}: {} states, quantization NRMSE {:.4g}", k, compiled.back().n,
+                         quant_nrmse.back()));
+  }
+
+  std::lock_guard lock(board_mu_);
+  if (auto t =
+          record_.touch_chip({serial, info.firmware_version, info.arrays, info.rows, info.cols});
+      !t) {
+    return record_status(t.error());
+  }
+  // ---- arrays: free ones unless replace ----
+  auto owners = record_.array_owners(serial);
+  if (!owners) return record_status(owners.error());
+  if (!req->replace()) {
+    std::vector<int> free;
+    std::string held;
+    for (int a : allowed) {
+      const auto& o = (*owners)[static_cast<size_t>(a)];
+      if (o) {
+        held += fmt::format("{}array {} holds {}", held.empty() ? "" : ", ", a, *o);
+      } else {
+        free.push_back(a);
+      }
+    }
+    if (static_cast<int>(free.size()) < nk) {
+      return {grpc::StatusCode::FAILED_PRECONDITION,
+              fmt::format("arrays: {} kernels need {} free arrays, {} free ({}); set replace to "
+                          "take them",
+                          nk, nk, free.size(), held)};
+    }
+    allowed = free;
+  }
+  // ---- remap ----
+  auto faults = record_.faults(serial, std::nullopt);
+  if (!faults) return record_status(faults.error());
+  std::vector<std::vector<kernel::StuckDevice>> stuck(static_cast<size_t>(info.arrays));
+  for (const FaultEntry& f : *faults) {
+    if (f.kind != wire::FaultKind::kStuckHigh && f.kind != wire::FaultKind::kStuckLow) continue;
+    const bool high = f.kind == wire::FaultKind::kStuckHigh;
+    stuck[static_cast<size_t>(f.array)].push_back(
+        {f.row, f.col, high, f.g_uS.value_or(high ? kAssumedStuckHigh_uS : kAssumedStuckLow_uS)});
+  }
+  kernel::RemapOptions ropt;
+  ropt.naive = naive;
+  ropt.prog_lo_uS = cfg.target_min_uS;
+  ropt.prog_hi_uS = cfg.target_max_uS;
+  auto plans = kernel::remap(compiled, stuck, allowed, ropt);
+  if (!plans) return to_status(plans.error());
+  for (const kernel::ArrayPlan& p : *plans) {
+    progress(
+        "remap", p.kernel, p.array,
+        fmt::format("kernel {} -> array {}: {} stuck devices, {} avoided, {} compensated, "
+                    "{} residual; predicted NRMSE {:.4g} (identity placement {:.4g}); {:.1f} ms",
+                    p.kernel, p.array, p.faults, p.avoided, p.compensated, p.residual,
+                    p.predicted_nrmse, p.naive_predicted_nrmse, p.solve_ms));
+  }
+
+  // ---- the deployment, recorded before the first pulse (state "deploying") ----
+  v1::Deployment dep;
+  dep.set_id(new_deployment_id());
+  dep.set_name(req->name());
+  dep.set_serial(serial);
+  dep.set_created_at_ms(now_ms());
+  dep.set_state("deploying");
+  *dep.mutable_kernel_set() = req->kernel_set();
+  dep.set_remap(req->remap());
+  DeploymentRow row;
+  row.id = dep.id();
+  row.serial = serial;
+  row.name = dep.name();
+  row.created_at_ms = dep.created_at_ms();
+  for (const kernel::ArrayPlan& p : *plans) row.arrays.push_back(p.array);
+  std::sort(row.arrays.begin(), row.arrays.end());
+  auto save = [&](const std::string& state, const std::string& message) {
+    dep.set_state(state);
+    dep.set_message(message);
+    row.state = state;
+    row.message = message;
+    row.blob = dep.SerializeAsString();
+    return record_.put_deployment(row);
+  };
+  if (auto w = save("deploying", "programming"); !w) return record_status(w.error());
+
+  // ---- program-verify each array, then verify by read-back ----
+  std::vector<std::string> degraded;
+  for (const kernel::ArrayPlan& plan : *plans) {
+    const kernel::CompiledKernel& ck = compiled[static_cast<size_t>(plan.kernel)];
+    progress(
+        "program", plan.kernel, plan.array,
+        fmt::format("programming array {} ({} devices skipped as stuck)", plan.array, plan.faults));
+    ProgramVerifyConfig pcfg = cfg;
+    pcfg.device_tol_uS = kernel::device_tolerance(plan.target_uS, cfg.tol_uS, cfg.relax_mid_lo_uS,
+                                                  cfg.relax_mid_hi_uS);
+    auto res = program_and_record(board_, record_, plan.array, plan.target_uS, pcfg, plan.skip,
+                                  [&](const ProgramVerifyProgress& r) {
+                                    return progress("program", plan.kernel, plan.array, "", &r);
+                                  });
+    if (!res) {
+      (void)save("failed", fmt::format("array {}: {}", plan.array, res.error().message));
+      return to_status(res.error());
+    }
+    v1::Placement* pl = dep.add_placements();
+    pl->set_kernel(static_cast<uint32_t>(plan.kernel));
+    pl->set_array(static_cast<uint32_t>(plan.array));
+    pl->set_states(static_cast<uint32_t>(ck.n));
+    for (int i = 0; i < kernel::kSide; ++i) {
+      pl->add_row_of_logical(static_cast<uint32_t>(plan.placement.row_of[static_cast<size_t>(i)]));
+      pl->add_col_of_logical(static_cast<uint32_t>(plan.placement.col_of[static_cast<size_t>(i)]));
+    }
+    for (const kernel::Route& r : kernel::feedback_routes(ck.n, plan.placement)) {
+      auto* route = pl->add_feedback();
+      route->set_col(static_cast<uint32_t>(r.col));
+      route->set_row(static_cast<uint32_t>(r.row));
+    }
+    pl->set_state_scale_us(ck.state_scale_uS);
+    pl->set_output_scale_us(ck.output_scale_uS);
+    pl->set_input_gain(ck.input_gain);
+    pl->set_nrmse_predicted(plan.predicted_nrmse);
+    pl->set_nrmse_naive_predicted(plan.naive_predicted_nrmse);
+    pl->set_quantization_nrmse(quant_nrmse[static_cast<size_t>(plan.kernel)]);
+    pl->set_faults(static_cast<uint32_t>(plan.faults));
+    pl->set_faults_avoided(static_cast<uint32_t>(plan.avoided));
+    pl->set_faults_compensated(static_cast<uint32_t>(plan.compensated));
+    pl->set_faults_residual(static_cast<uint32_t>(plan.residual));
+    pl->set_remap_ms(plan.solve_ms);
+    fill_program_report(*res, pcfg, pl->mutable_programming());
+    for (int r = 0; r < kernel::kSide; ++r) {
+      for (int c = 0; c < kernel::kSide; ++c) {
+        pl->add_target_us(static_cast<float>(plan.target_uS(r, c)));
+        pl->add_readback_us(static_cast<float>(res->final_uS(r, c)));
+      }
+    }
+    if (res->cancelled) {
+      (void)save("failed", fmt::format("cancelled while programming array {}", plan.array));
+      return {grpc::StatusCode::CANCELLED, "deploy cancelled; recorded as failed"};
+    }
+    // Verify: the kernel through the conductances the array reads back.
+    const double nrmse = kernel::fidelity_nrmse(ck, plan.placement, res->final_uS, inputs);
+    const double radius =
+        kernel::spectral_radius(kernel::effective_state_matrix(ck, plan.placement, res->final_uS));
+    pl->set_nrmse(nrmse);
+    pl->set_spectral_radius(radius);
+    progress("verify", plan.kernel, plan.array,
+             fmt::format("array {}: read-back NRMSE {:.4g} (predicted {:.4g}), spectral radius "
+                         "{:.4f}",
+                         plan.array, nrmse, plan.predicted_nrmse, radius));
+    if (!(radius < 1.0)) {
+      degraded.push_back(
+          fmt::format("kernel {} on array {}: unstable as programmed (spectral "
+                      "radius {:.4f})",
+                      plan.kernel, plan.array, radius));
+    } else if (!(nrmse <= max_nrmse)) {
+      degraded.push_back(fmt::format("kernel {} on array {}: NRMSE {:.4g} > {:.4g}", plan.kernel,
+                                     plan.array, nrmse, max_nrmse));
+    }
+  }
+  std::string why;
+  for (const std::string& d : degraded) why += (why.empty() ? "" : "; ") + d;
+  if (auto w = save(degraded.empty() ? "ready" : "degraded", why); !w) {
+    return record_status(w.error());
+  }
+  spdlog::info("deployment {} ({}): {} kernel(s), {}", dep.id(), dep.name(), nk, dep.state());
+  v1::DeployKernelResponse msg;
+  *msg.mutable_deployment() = dep;
+  writer->Write(msg);
+  return grpc::Status::OK;
+}
+
+grpc::Status KernelServiceImpl::GetDeployment(grpc::ServerContext*,
+                                              const v1::GetDeploymentRequest* req,
+                                              v1::Deployment* out) {
+  auto row = record_.deployment(req->id());
+  if (!row) {
+    if (row.error().code == ErrorCode::kNotFound) {
+      return {grpc::StatusCode::NOT_FOUND, fmt::format("id = '{}': no such deployment", req->id())};
+    }
+    return record_status(row.error());
+  }
+  if (!out->ParseFromString(row->blob)) {
+    return {grpc::StatusCode::DATA_LOSS,
+            fmt::format("deployment {}: record unreadable", req->id())};
+  }
+  out->set_state(row->state);  // the record's state wins (e.g. stale)
+  out->set_message(row->message);
+  return grpc::Status::OK;
+}
+
+grpc::Status KernelServiceImpl::ListDeployments(grpc::ServerContext*,
+                                                const v1::ListDeploymentsRequest* req,
+                                                v1::ListDeploymentsResponse* out) {
+  auto rows = record_.deployments(board_.info().serial);
+  if (!rows) {
+    if (rows.error().code == ErrorCode::kNotFound) return grpc::Status::OK;  // chip never met
+    return record_status(rows.error());
+  }
+  for (const DeploymentRow& r : *rows) {
+    v1::Deployment* d = out->add_deployments();
+    if (!d->ParseFromString(r.blob)) {
+      d->Clear();
+      d->set_id(r.id);
+      d->set_message("record unreadable");
+    }
+    d->set_state(r.state);
+    d->set_message(r.message);
+    if (!req->full()) strip_matrices(d);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status KernelServiceImpl::DeleteDeployment(grpc::ServerContext*,
+                                                 const v1::DeleteDeploymentRequest* req,
+                                                 v1::DeleteDeploymentResponse*) {
+  std::lock_guard lock(board_mu_);  // never while a deploy is writing its record
+  if (auto d = record_.delete_deployment(req->id()); !d) {
+    if (d.error().code == ErrorCode::kNotFound) {
+      return {grpc::StatusCode::NOT_FOUND, fmt::format("id = '{}': no such deployment", req->id())};
+    }
+    return record_status(d.error());
+  }
+  spdlog::info("deployment {} deleted", req->id());
+  return grpc::Status::OK;
+}
+
+}  // namespace xbar::server

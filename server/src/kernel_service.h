@@ -1,0 +1,42 @@
+// xbar.v1.KernelService: compile -> remap -> program-verify -> verify, with the deployment
+// kept in the chip record.
+#pragma once
+
+#include <mutex>
+
+#include "chip_record.h"
+#include "xbar/drivers/board.h"
+#include "xbar/drivers/program_verify.h"
+#include "xbar/kernel/kernel.h"
+#include "xbar/v1/kernels.grpc.pb.h"
+
+namespace xbar::server {
+
+/// The kernel set of a request as the compiler's types; errors name the field.
+Result<kernel::KernelSetSpec> kernel_set_from_proto(const v1::KernelSet& set);
+
+class KernelServiceImpl final : public xbar::v1::KernelService::Service {
+ public:
+  /// All borrowed; they must outlive the service. `board_mu` is the board lock shared with the
+  /// other services.
+  KernelServiceImpl(Board& board, ChipRecord& record, std::mutex& board_mu,
+                    const ProgramVerifyConfig& defaults = {})
+      : board_(board), record_(record), board_mu_(board_mu), defaults_(defaults) {}
+
+  grpc::Status DeployKernel(grpc::ServerContext* ctx, const v1::DeployKernelRequest* req,
+                            grpc::ServerWriter<v1::DeployKernelResponse>* writer) override;
+  grpc::Status GetDeployment(grpc::ServerContext* ctx, const v1::GetDeploymentRequest* req,
+                             v1::Deployment* out) override;
+  grpc::Status ListDeployments(grpc::ServerContext* ctx, const v1::ListDeploymentsRequest* req,
+                               v1::ListDeploymentsResponse* out) override;
+  grpc::Status DeleteDeployment(grpc::ServerContext* ctx, const v1::DeleteDeploymentRequest* req,
+                                v1::DeleteDeploymentResponse* out) override;
+
+ private:
+  Board& board_;
+  ChipRecord& record_;
+  std::mutex& board_mu_;
+  ProgramVerifyConfig defaults_;
+};
+
+}  // namespace xbar::server
