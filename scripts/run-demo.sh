@@ -25,13 +25,22 @@ echo
 echo "== xbarctl program --array 1 --random 7:200 (program-verify to random targets)"
 "$B/client/xbarctl" program --array 1 --random 7:200 --png demo-out/array1.png
 echo
+echo "== xbarctl scan --array N (find the stuck devices; the array is restored)"
+for a in 0 1 2; do "$B/client/xbarctl" scan --array "$a"; done
+echo
 echo "== xbarctl faults (the durable chip record in demo-out/state)"
-"$B/client/xbarctl" faults
+"$B/client/xbarctl" faults | tail -5
+echo
+echo "== xbarctl deploy configs/kernels/example.json (three S4D kernels, remapped around the faults)"
+"$B/client/xbarctl" deploy configs/kernels/example.json --name demo --replace || true
+DEP=$("$B/client/xbarctl" --json deployments | grep -o 'dep-[0-9a-f]*' | head -1)
+"$B/client/xbarctl" map --deployment "$DEP" --png demo-out/deployment.png
+echo "map of the programmed arrays: demo-out/deployment.png"
 echo
 echo "== xbarctl status"
 "$B/client/xbarctl" status
 echo
-echo "Kernel deployment and closed-loop inference are not in this build yet (issues 4 and 5)."
+echo "Closed-loop inference is not in this build yet (issue 5)."
 if [ "${XBAR_DEMO_EXIT:-0}" = 1 ]; then exit 0; fi
 echo "xbard is serving xbar.v1 on $ADDR (log: demo-out/xbard.log). Ctrl-C to stop."
 wait $XBARD
