@@ -61,8 +61,8 @@ ArrayPlan evaluate_placement(const CompiledKernel& ck, const Eigen::MatrixXd& se
 Eigen::MatrixXd device_tolerance(const Eigen::MatrixXd& target_uS, double tol_uS, double mid_lo_uS,
                                  double mid_hi_uS);
 
-/// Minimum-cost perfect assignment of rows to columns of a square cost matrix (Boost.Graph's
-/// maximum_weighted_matching on the bipartite graph): result[i] = column of row i.
+/// Minimum-cost perfect assignment of rows to columns of a square cost matrix (Hungarian
+/// method): result[i] = column of row i.
 std::vector<int> min_cost_assignment(const Eigen::MatrixXd& cost);
 
 }  // namespace xbar::kernel
