@@ -311,6 +311,65 @@ Result<std::vector<uint32_t>> Board::vmm(int array, std::span<const uint8_t> inp
   return acc;
 }
 
+Result<std::vector<uint32_t>> Board::vmm_tagged(int array, std::span<const uint8_t> inputs,
+                                                int gain_index, uint64_t noise_op,
+                                                uint32_t first_vector) {
+  if (auto c = check_array(array, "vmm"); !c) return std::unexpected(c.error());
+  if (auto c = check_read_options({gain_index, 1}, "vmm"); !c) return std::unexpected(c.error());
+  const size_t rows = static_cast<size_t>(info_.rows), cols = static_cast<size_t>(info_.cols);
+  const size_t n = inputs.size() / rows;
+  if (inputs.empty() || inputs.size() % rows != 0 ||
+      n > static_cast<size_t>(info_.max_vmm_vectors)) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      fmt::format("vmm: inputs has {} bytes: need 1..{} vectors of {} rows",
+                                  inputs.size(), info_.max_vmm_vectors, rows));
+  }
+  wire::VmmRequest q;
+  q.array = static_cast<uint8_t>(array);
+  q.gain_index = static_cast<uint8_t>(gain_index);
+  q.n_vectors = static_cast<uint16_t>(n);
+  q.inputs.assign(inputs.begin(), inputs.end());
+  q.has_noise_tag = true;
+  q.noise_op = noise_op;
+  q.first_vector = first_vector;
+  auto r = decode_or_error<wire::VmmReply>(
+      client_.call(wire::Opcode::kVmm, q.encode()),
+      [cols](std::span<const uint8_t> p) { return wire::decode_vmm_reply(p, cols); });
+  if (!r) return std::unexpected(r.error());
+  if (r->n_vectors != n) return make_error(ErrorCode::kProtocol, "VMM reply count mismatch");
+  return std::move(r->acc);
+}
+
+Result<uint16_t> Board::loop_load(const std::vector<wire::LoopProgram>& programs) {
+  if (!info_.has_loop) {
+    return make_error(ErrorCode::kUnsupported,
+                      fmt::format("loop_load: board {} (firmware {}) has no closed loop",
+                                  info_.serial, info_.firmware_version));
+  }
+  if (auto e = wire::check_loop_programs(programs, info_.arrays, info_.rows, info_.cols,
+                                         static_cast<int>(info_.tia_gains_ohm.size()));
+      !e.empty()) {
+    return make_error(ErrorCode::kInvalidArgument, e);
+  }
+  wire::LoopLoadRequest q{programs};
+  auto r = decode_or_error<wire::LoopLoadReply>(client_.call(wire::Opcode::kLoopLoad, q.encode()),
+                                                wire::decode_loop_load_reply);
+  if (!r) return std::unexpected(r.error());
+  return r->max_block_steps;
+}
+
+Result<wire::LoopRunReply> Board::loop_run(const wire::LoopRunRequest& block) {
+  return decode_or_error<wire::LoopRunReply>(client_.call(wire::Opcode::kLoopRun, block.encode()),
+                                             wire::decode_loop_run_reply);
+}
+
+Result<bool> Board::abort() {
+  auto r = decode_or_error<wire::AbortReply>(client_.call(wire::Opcode::kAbort, {}),
+                                             wire::decode_abort_reply);
+  if (!r) return std::unexpected(r.error());
+  return r->was_running != 0;
+}
+
 Result<uint64_t> Board::wait_us(uint32_t duration_us) {
   if (duration_us > wire::WaitRequest::kMaxUs) {
     return make_error(ErrorCode::kInvalidArgument,

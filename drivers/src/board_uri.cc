@@ -60,7 +60,7 @@ Result<uint64_t> parse_u64(const std::string& uri, const std::string& key, const
 Result<std::unique_ptr<Board>> Board::open(const std::string& uri) {
   if (uri == "sim" || uri.starts_with("sim:")) {
     auto params = parse_params(uri, uri.size() > 4 ? uri.substr(4) : "",
-                               {"profile", "seed", "noise_seed", "stuck"});
+                               {"profile", "seed", "noise_seed", "stuck", "adc_bits"});
     if (!params) return std::unexpected(params.error());
     const std::string profile_name = params->contains("profile") ? (*params)["profile"] : "typical";
     auto profile = fwsim::load_profile(profile_name);
@@ -90,6 +90,16 @@ Result<std::unique_ptr<Board>> Board::open(const std::string& uri) {
       profile->stuck_high = {f / 2, 0, 0};
       profile->stuck_low = {f / 2, 0, 0};
     }
+    if (params->contains("adc_bits")) {
+      // The converter at another resolution (e.g. 16: "full resolution" for parity tests).
+      auto bits = parse_u64(uri, "adc_bits", (*params)["adc_bits"]);
+      if (!bits) return std::unexpected(bits.error());
+      if (*bits < 4 || *bits > 20) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          fmt::format("board URI '{}': adc_bits = {}: allowed 4..20", uri, *bits));
+      }
+      profile->adc_bits = static_cast<int>(*bits);
+    }
     auto fw = std::make_shared<fwsim::Firmware>(std::move(*profile), opts);
     return connect(std::make_unique<InProcessTransport>(std::move(fw)));
   }
@@ -109,9 +119,10 @@ Result<std::unique_ptr<Board>> Board::open(const std::string& uri) {
   }
   return make_error(
       ErrorCode::kInvalidArgument,
-      fmt::format("board URI '{}': expected sim:[profile=P,seed=N,noise_seed=N,stuck=F], "
-                  "tcp:HOST:PORT, unix:PATH or usb:[serial=S]",
-                  uri));
+      fmt::format(
+          "board URI '{}': expected sim:[profile=P,seed=N,noise_seed=N,stuck=F,adc_bits=B], "
+          "tcp:HOST:PORT, unix:PATH or usb:[serial=S]",
+          uri));
 }
 
 }  // namespace xbar

@@ -308,7 +308,7 @@ void Chip::refresh_cache(int array) {
 }
 
 void Chip::vmm(int array, int gain_index, std::span<const uint8_t> inputs, uint64_t op_id,
-               std::span<uint32_t> acc) {
+               std::span<uint32_t> acc, uint32_t first_vector) {
   refresh_cache(array);
   const ArrayCache& c = cache_[static_cast<size_t>(array)];
   const int rows = p_.rows, cols = p_.cols;
@@ -342,8 +342,8 @@ void Chip::vmm(int array, int gain_index, std::span<const uint8_t> inputs, uint6
     const Eigen::Index pairs = static_cast<Eigen::Index>(n) * kPlanes * blocks * 2;
     Eigen::ArrayXf u_r(pairs), u_t(pairs);
     for (int j = 0; j < n * kPlanes; ++j) {
-      const uint32_t sub =
-          (static_cast<uint32_t>(j / kPlanes) << 3) | static_cast<uint32_t>(j % kPlanes);
+      const uint32_t sub = ((static_cast<uint32_t>(j / kPlanes) + first_vector) << 3) |
+                           static_cast<uint32_t>(j % kPlanes);
       for (int k = 0; k < blocks; ++k) {
         const auto bits = philox4x32_10(make_counter(Stream::kVmmColumn, lo32(op_id),
                                                      (static_cast<uint32_t>(array) << 24) | sub,
@@ -380,7 +380,8 @@ void Chip::vmm(int array, int gain_index, std::span<const uint8_t> inputs, uint6
         for (int col = 0; col < cols; ++col) out[col] += code_zero << b;
         continue;
       }
-      const uint32_t sub = (static_cast<uint32_t>(v) << 3) | static_cast<uint32_t>(b);
+      const uint32_t sub =
+          ((static_cast<uint32_t>(v) + first_vector) << 3) | static_cast<uint32_t>(b);
       for (int col = 0; col < cols; ++col) {
         double g_uS = g_sum(col, j);
         if (per_device) {

@@ -15,7 +15,7 @@ namespace {
 using wire::ErrorCode;
 using wire::Opcode;
 
-constexpr const char* kFirmwareVersion = "twin-0.1.0";
+constexpr const char* kFirmwareVersion = "twin-0.2.0";
 constexpr uint16_t kMaxVmmVectors = 128;
 constexpr uint8_t kMaxReadAvg = 64;
 
@@ -38,7 +38,7 @@ Firmware::Firmware(ChipProfile profile, FirmwareOptions options)
   info_.firmware_version = kFirmwareVersion;
   info_.adc_bits = static_cast<uint8_t>(p.adc_bits);
   info_.dac_bits = static_cast<uint8_t>(p.dac_bits);
-  info_.capabilities = wire::kCapSim;
+  info_.capabilities = wire::kCapSim | wire::kCapLoop;
   info_.adc_v_lo_mV = to_mV(p.adc_v_lo_V);
   info_.adc_v_hi_mV = to_mV(p.adc_v_hi_V);
   info_.tia_v_ref_mV = to_mV(p.tia_v_ref_V);
@@ -124,14 +124,20 @@ std::vector<uint8_t> Firmware::handle(SessionId id, std::span<const uint8_t> req
   }
 
   ++ops_executed_;
-  std::vector<uint8_t> reply = execute(*frame);
+  std::vector<uint8_t> reply = execute(id, *frame);
   cache.push_back({frame->header.seq, std::vector<uint8_t>(request.begin(), request.end()), reply});
   if (cache.size() > kReplyCacheDepth) cache.pop_front();
   return reply;
 }
 
-std::vector<uint8_t> Firmware::execute(const wire::Frame& f) {
-  switch (f.header.opcode) {
+std::vector<uint8_t> Firmware::execute(SessionId session, const wire::Frame& f) {
+  const Opcode op = f.header.opcode;
+  if (run_open_ && !(op == Opcode::kStatus || op == Opcode::kAbort ||
+                     (op == Opcode::kLoopRun && session == run_owner_))) {
+    return error_reply(f.header, ErrorCode::kBusy,
+                       "the board is running a loop; only STATUS/ABORT are served");
+  }
+  switch (op) {
     case Opcode::kInfo:
       return do_info(f);
     case Opcode::kStatus:
@@ -148,16 +154,18 @@ std::vector<uint8_t> Firmware::execute(const wire::Frame& f) {
             f.header, ErrorCode::kBadLength,
             fmt::format("ABORT: payload must be empty, is {} bytes", f.payload.size()));
       }
-      wire::AbortReply r;  // no loop can be running: LOOP_RUN is not in this firmware yet
+      wire::AbortReply r;
+      r.was_running = run_open_ ? 1 : 0;
+      if (run_open_) run_aborted_ = true;
+      run_open_ = false;
       return ok_reply(f.header, r.encode());
     }
     case Opcode::kWait:
       return do_wait(f);
     case Opcode::kLoopLoad:
+      return do_loop_load(f);
     case Opcode::kLoopRun:
-      return error_reply(f.header, ErrorCode::kUnsupported,
-                         fmt::format("{}: closed-loop inference is not in firmware {}",
-                                     wire::opcode_name(f.header.opcode), kFirmwareVersion));
+      return do_loop_run(session, f);
     case Opcode::kSimFaultMap:
       return do_sim_fault_map(f);
     case Opcode::kSimGroundTruth:
@@ -184,7 +192,7 @@ std::vector<uint8_t> Firmware::do_status(const wire::Frame& f) {
                        fmt::format("STATUS: payload must be empty, is {} bytes", f.payload.size()));
   }
   wire::StatusReply s;
-  s.state = wire::BoardState::kIdle;
+  s.state = run_open_ ? wire::BoardState::kLoopRunning : wire::BoardState::kIdle;
   s.last_error = last_error_;
   s.uptime_ns = chip_.now_ns();
   s.ops_executed = ops_executed_;
@@ -355,8 +363,120 @@ std::vector<uint8_t> Firmware::do_vmm(const wire::Frame& f) {
   r.gain_index = q->gain_index;
   r.n_vectors = q->n_vectors;
   r.acc.resize(static_cast<size_t>(q->n_vectors) * p.cols);
-  chip_.vmm(q->array, q->gain_index, q->inputs, ops_executed_, r.acc);
+  if (q->has_noise_tag) {  // the host-stepped loop reference: draw as that loop step
+    chip_.vmm(q->array, q->gain_index, q->inputs, q->noise_op, r.acc, q->first_vector);
+  } else {
+    chip_.vmm(q->array, q->gain_index, q->inputs, ops_executed_, r.acc);
+  }
   chip_.advance_ns(static_cast<uint64_t>(q->n_vectors * 8 * p.vmm_plane_us * 1000.0));
+  return ok_reply(f.header, r.encode());
+}
+
+std::vector<uint8_t> Firmware::do_loop_load(const wire::Frame& f) {
+  const ChipProfile& p = profile_;
+  auto q = wire::decode_loop_load_request(f.payload);
+  if (!q) return error_reply(f.header, ErrorCode::kBadLength, q.error());
+  if (auto e = wire::check_loop_programs(q->programs, p.arrays, p.rows, p.cols,
+                                         static_cast<int>(p.tia_gains_ohm.size()));
+      !e.empty()) {
+    return error_reply(f.header, ErrorCode::kOutOfRange, e);
+  }
+  loop_programs_ = std::move(q->programs);
+  loop_max_steps_ = wire::loop_max_block_steps(loop_programs_);
+  run_aborted_ = false;
+  wire::LoopLoadReply r;
+  r.max_block_steps = loop_max_steps_;
+  return ok_reply(f.header, r.encode());
+}
+
+std::vector<uint8_t> Firmware::do_loop_run(SessionId session, const wire::Frame& f) {
+  const ChipProfile& p = profile_;
+  auto q = wire::decode_loop_run_request(f.payload);
+  if (!q) return error_reply(f.header, ErrorCode::kBadLength, q.error());
+  if (loop_programs_.empty()) {
+    return error_reply(f.header, ErrorCode::kOutOfRange, "LOOP_RUN: no loop program loaded");
+  }
+  if (q->n_steps < 1 || q->n_steps > loop_max_steps_) {
+    return error_reply(
+        f.header, ErrorCode::kOutOfRange,
+        fmt::format("LOOP_RUN.n_steps = {}: allowed 1..{}", q->n_steps, loop_max_steps_));
+  }
+  size_t n_in = 0, n_out = 0;
+  for (const wire::LoopProgram& prog : loop_programs_) {
+    n_in += prog.taps.size();
+    n_out += prog.outputs.size();
+  }
+  if (q->inputs.size() != size_t{q->n_steps} * n_in) {
+    return error_reply(f.header, ErrorCode::kBadLength,
+                       fmt::format("LOOP_RUN: {} input codes, n_steps = {} x {} taps needs {}",
+                                   q->inputs.size(), q->n_steps, n_in, size_t{q->n_steps} * n_in));
+  }
+  const bool first = q->flags & wire::kLoopFirst;
+  if (first) {
+    if (run_open_) {
+      return error_reply(f.header, ErrorCode::kOutOfRange, "LOOP_RUN: FIRST while a run is open");
+    }
+    if (q->block_index != 0) {
+      return error_reply(
+          f.header, ErrorCode::kOutOfRange,
+          fmt::format("LOOP_RUN.block_index = {}: a FIRST block is 0", q->block_index));
+    }
+  } else {
+    if (!run_open_) {
+      if (run_aborted_) {
+        return error_reply(f.header, ErrorCode::kAborted, "LOOP_RUN: the run was aborted");
+      }
+      return error_reply(f.header, ErrorCode::kOutOfRange, "LOOP_RUN: no run is open (FIRST)");
+    }
+    if (q->block_index != run_next_block_) {
+      return error_reply(
+          f.header, ErrorCode::kOutOfRange,
+          fmt::format("LOOP_RUN.block_index = {}: expected {}", q->block_index, run_next_block_));
+    }
+  }
+  const uint32_t steps_before = first ? 0 : run_steps_;
+  if (uint64_t{steps_before} + q->n_steps > wire::kMaxLoopRunSteps) {
+    return error_reply(f.header, ErrorCode::kOutOfRange,
+                       fmt::format("LOOP_RUN: a run is at most {} steps", wire::kMaxLoopRunSteps));
+  }
+  if (first) {
+    run_open_ = true;
+    run_aborted_ = false;
+    run_owner_ = session;
+    run_tag_ = q->noise_tag;
+    run_steps_ = 0;
+    run_state_.clear();
+    for (const wire::LoopProgram& prog : loop_programs_) {
+      run_state_.emplace_back(prog);
+    }
+  }
+  wire::LoopRunReply r;
+  r.flags = q->flags;
+  r.n_steps = q->n_steps;
+  r.block_index = q->block_index;
+  r.outputs.resize(size_t{q->n_steps} * n_out);
+  std::vector<uint8_t> m(static_cast<size_t>(p.rows));
+  std::vector<uint32_t> acc(static_cast<size_t>(p.cols));
+  const uint64_t noise_op = wire::loop_noise_op(run_tag_);
+  size_t in_at = 0, out_at = 0;
+  for (uint32_t t = 0; t < q->n_steps; ++t) {
+    for (size_t k = 0; k < loop_programs_.size(); ++k) {
+      const wire::LoopProgram& prog = loop_programs_[k];
+      wire::loop_rows(prog, std::span(q->inputs).subspan(in_at, prog.taps.size()), run_state_[k],
+                      m);
+      chip_.vmm(prog.array, prog.gain_index, m, noise_op, acc, run_steps_ + t);
+      wire::loop_update(prog, acc, run_state_[k],
+                        std::span(r.outputs).subspan(out_at, prog.outputs.size()));
+      in_at += prog.taps.size();
+      out_at += prog.outputs.size();
+    }
+  }
+  run_steps_ += q->n_steps;
+  run_next_block_ = q->block_index + 1;
+  chip_.advance_ns(
+      static_cast<uint64_t>(q->n_steps * loop_programs_.size() * 8 * p.vmm_plane_us * 1000.0));
+  if (q->flags & wire::kLoopLast) run_open_ = false;
+  r.run_open = run_open_ ? 1 : 0;
   return ok_reply(f.header, r.encode());
 }
 

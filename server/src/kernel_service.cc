@@ -264,7 +264,10 @@ grpc::Status KernelServiceImpl::DeployKernel(grpc::ServerContext* ctx,
                                     return progress("program", plan.kernel, plan.array, "", &r);
                                   });
     if (!res) {
-      (void)save("failed", fmt::format("array {}: {}", plan.array, res.error().message));
+      if (auto w = save("failed", fmt::format("array {}: {}", plan.array, res.error().message));
+          !w) {
+        spdlog::error("deployment {}: recording the failure: {}", dep.id(), w.error().message);
+      }
       return to_status(res.error());
     }
     v1::Placement* pl = dep.add_placements();
@@ -299,7 +302,10 @@ grpc::Status KernelServiceImpl::DeployKernel(grpc::ServerContext* ctx,
       }
     }
     if (res->cancelled) {
-      (void)save("failed", fmt::format("cancelled while programming array {}", plan.array));
+      if (auto w = save("failed", fmt::format("cancelled while programming array {}", plan.array));
+          !w) {
+        spdlog::error("deployment {}: recording the cancellation: {}", dep.id(), w.error().message);
+      }
       return {grpc::StatusCode::CANCELLED, "deploy cancelled; recorded as failed"};
     }
     // Verify: the kernel through the conductances the array reads back.

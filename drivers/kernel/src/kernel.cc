@@ -177,16 +177,27 @@ CompiledKernel compile(const KernelSpec& spec, const Window& window) {
   const double a_max = max_component(ck.kernel.a_bar);
   ck.b_weight = a_max;
   ck.state_scale_uS = span / a_max;
-  ck.output_scale_uS = span / max_component(ck.kernel.c_bar);
   ck.input_gain = 1.0 / ck.b_weight;
-  ck.part = Eigen::MatrixXd::Zero(kSide, kSide);
   const int n = ck.n;
+  // Mode gains: the array holds beta_k x_k, with beta_k = H_min / H_k and H_k = 1 / (1 - |A_k|)
+  // the mode's worst-case gain, so that every mode spans the same range of row magnitudes
+  // (a diagonal change of state variables: exact; B_k = b beta_k, C_k / beta_k).
+  std::vector<double> h;
+  for (cd a : ck.kernel.a_bar) h.push_back(1.0 / std::max(1.0 - std::abs(a), 1e-9));
+  const double h_min = *std::min_element(h.begin(), h.end());
+  std::vector<cd> c_tilde;
   for (int k = 0; k < n; ++k) {
-    ck.part.block<4, 4>(input_row(0), state_col(k, 0)) = expand(cd(ck.b_weight, 0));
-    ck.part.block<4, 4>(state_row(k, 0), state_col(k, 0)) =
-        expand(ck.kernel.a_bar[static_cast<size_t>(k)]);
-    ck.part.block<4, 4>(state_row(k, 0), output_col(n, 0)) =
-        expand(ck.kernel.c_bar[static_cast<size_t>(k)]);
+    ck.mode_gain.push_back(h_min / h[static_cast<size_t>(k)]);
+    c_tilde.push_back(ck.kernel.c_bar[static_cast<size_t>(k)] / ck.mode_gain.back());
+  }
+  ck.output_scale_uS = span / max_component(c_tilde);
+  ck.part = Eigen::MatrixXd::Zero(kSide, kSide);
+  for (int k = 0; k < n; ++k) {
+    const auto kk = static_cast<size_t>(k);
+    ck.part.block<4, 4>(input_row(0), state_col(k, 0)) =
+        expand(cd(ck.b_weight * ck.mode_gain[kk], 0));
+    ck.part.block<4, 4>(state_row(k, 0), state_col(k, 0)) = expand(ck.kernel.a_bar[kk]);
+    ck.part.block<4, 4>(state_row(k, 0), output_col(n, 0)) = expand(c_tilde[kk]);
   }
   ck.target_uS.resize(kSide, kSide);
   for (int c = 0; c < kSide; ++c) {

@@ -16,7 +16,7 @@ Eigen::Vector4d split(cd z) {
           std::max(-z.imag(), 0.0)};
 }
 
-Eigen::VectorXd unit_rms(Eigen::VectorXd v) {
+Eigen::VectorXd unit_rms(const Eigen::VectorXd& v) {
   const double rms = std::sqrt(v.squaredNorm() / static_cast<double>(v.size()));
   return rms > 0 ? Eigen::VectorXd(v / rms) : v;
 }
@@ -181,8 +181,10 @@ Eigen::MatrixXd error_sensitivity(const CompiledKernel& ck,
     std::vector<cd> x(static_cast<size_t>(n), 0.0);  // x_{t-1}
     for (Eigen::Index t = 0; t < steps; ++t) {
       v.block<4, 1>(0, t) = split(cd(u(t) * ck.input_gain, 0));
-      for (int k = 0; k < n; ++k)
-        v.block<4, 1>(state_row(k, 0), t) = split(x[static_cast<size_t>(k)]);
+      for (int k = 0; k < n; ++k) {
+        const auto kk = static_cast<size_t>(k);
+        v.block<4, 1>(state_row(k, 0), t) = split(ck.mode_gain[kk] * x[kk]);
+      }
       double acc = 0;
       for (int k = 0; k < n; ++k) {
         const auto kk = static_cast<size_t>(k);
@@ -201,7 +203,7 @@ Eigen::MatrixXd error_sensitivity(const CompiledKernel& ck,
     // a_bar_k: z(t) = a_bar_k z(t-1) + v_r(t), y error = 2 Re(c_bar_k e z(t)) delta / s.
     for (int k = 0; k < n; ++k) {
       const auto kk = static_cast<size_t>(k);
-      const cd a = ck.kernel.a_bar[kk], c = ck.kernel.c_bar[kk];
+      const cd a = ck.kernel.a_bar[kk], c = ck.kernel.c_bar[kk] / ck.mode_gain[kk];
       for (int r = 0; r < used_rows; ++r) {
         cd zt = 0;
         double e_re = 0, e_im = 0;

@@ -204,7 +204,6 @@ Placement solve(const Problem& pb) {
     }
     if (!improved) break;
   }
-  best_cost = placement_cost(pb, best);  // drop accumulated rounding
   return best;
 }
 
@@ -237,7 +236,8 @@ std::vector<int> min_cost_assignment(const Eigen::MatrixXd& cost) {
       int j1 = 0;
       for (int j = 1; j <= n; ++j) {
         if (used[static_cast<size_t>(j)]) continue;
-        const double cur = cost(i0 - 1, j - 1) - u[static_cast<size_t>(i0)] - v[static_cast<size_t>(j)];
+        const double cur =
+            cost(i0 - 1, j - 1) - u[static_cast<size_t>(i0)] - v[static_cast<size_t>(j)];
         if (cur < minv[static_cast<size_t>(j)]) {
           minv[static_cast<size_t>(j)] = cur;
           way[static_cast<size_t>(j)] = j0;

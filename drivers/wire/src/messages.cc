@@ -360,6 +360,10 @@ std::vector<uint8_t> VmmRequest::encode() const {
   w.put(gain_index);
   w.put(n_vectors);
   w.put_bytes(inputs);
+  if (has_noise_tag) {
+    w.put(noise_op);
+    w.put(first_vector);
+  }
   return w.take();
 }
 Decoded<VmmRequest> decode_vmm_request(std::span<const uint8_t> p, size_t rows) {
@@ -369,6 +373,11 @@ Decoded<VmmRequest> decode_vmm_request(std::span<const uint8_t> p, size_t rows) 
   q.gain_index = r.get<uint8_t>();
   q.n_vectors = r.get<uint16_t>();
   auto in = r.get_bytes(size_t{q.n_vectors} * rows);
+  if (r.ok() && r.remaining() == 12) {
+    q.has_noise_tag = true;
+    q.noise_op = r.get<uint64_t>();
+    q.first_vector = r.get<uint32_t>();
+  }
   if (!r.done()) {
     return std::unexpected(fmt::format("VMM: payload is {} bytes, n_vectors = {} needs {}",
                                        p.size(), q.n_vectors, 4 + size_t{q.n_vectors} * rows));

@@ -12,6 +12,7 @@
 
 #include "xbar/drivers/error.h"
 #include "xbar/drivers/protocol_client.h"
+#include "xbar/wire/loop.h"
 #include "xbar/wire/messages.h"
 
 namespace xbar {
@@ -120,6 +121,20 @@ class Board {
   /// Bit-serial VMM: `inputs` holds n x rows 8-bit magnitudes; returns n x cols accumulators
   /// (sum over bit planes b of ADC code << b). Batches longer than the board's limit are split.
   Result<std::vector<uint32_t>> vmm(int array, std::span<const uint8_t> inputs, int gain_index);
+  /// The same with the twin's noise tag: the noise is drawn as vectors first_vector.. of
+  /// operation noise_op (the host-stepped loop reference; a real board ignores the tag).
+  Result<std::vector<uint32_t>> vmm_tagged(int array, std::span<const uint8_t> inputs,
+                                           int gain_index, uint64_t noise_op,
+                                           uint32_t first_vector);
+
+  // ---- the closed loop (docs/protocol.md §4.10) ----
+  /// Loads one program per array (arrays increasing); returns the largest block size.
+  Result<uint16_t> loop_load(const std::vector<wire::LoopProgram>& programs);
+  /// Runs one block of an open (or, with FIRST, a new) run.
+  Result<wire::LoopRunReply> loop_run(const wire::LoopRunRequest& block);
+  /// Stops a running loop; true if one was running.
+  Result<bool> abort();
+
   /// Lets the board's clock run for `duration_us` (e.g. to let devices relax before verify).
   Result<uint64_t> wait_us(uint32_t duration_us);
 

@@ -63,8 +63,9 @@ class Chip {
   /// Bit-serial 8-bit VMM: for each input vector (rows bytes) and bit plane b, rows whose bit
   /// b is set are driven at v_read, every column is converted, and acc[c] += code << b.
   /// `acc` has n_vectors * cols entries.
+  /// `first_vector` numbers the vectors for the noise draws (vector v draws as v + first_vector).
   void vmm(int array, int gain_index, std::span<const uint8_t> inputs, uint64_t op_id,
-           std::span<uint32_t> acc);
+           std::span<uint32_t> acc, uint32_t first_vector = 0);
 
   /// The ADC conversion of a column current (amperes) at a TIA gain: the pure arithmetic.
   uint32_t adc_code(double current_A, int gain_index) const;

@@ -16,6 +16,7 @@
 #include "xbar/fwsim/chip.h"
 #include "xbar/fwsim/profile.h"
 #include "xbar/wire/frame.h"
+#include "xbar/wire/loop.h"
 #include "xbar/wire/messages.h"
 
 namespace xbar::fwsim {
@@ -62,7 +63,7 @@ class Firmware {
     std::deque<CachedReply> cache;
   };
 
-  std::vector<uint8_t> execute(const wire::Frame& req);
+  std::vector<uint8_t> execute(SessionId session, const wire::Frame& req);
   std::vector<uint8_t> error_reply(const wire::Header& req, wire::ErrorCode code, std::string msg);
   std::vector<uint8_t> ok_reply(const wire::Header& req, std::span<const uint8_t> payload);
 
@@ -76,6 +77,8 @@ class Firmware {
   std::vector<uint8_t> do_sim_ground_truth(const wire::Frame& f);
   std::vector<uint8_t> do_sim_inject_fault(const wire::Frame& f);
   std::vector<uint8_t> do_sim_clock(const wire::Frame& f);
+  std::vector<uint8_t> do_loop_load(const wire::Frame& f);
+  std::vector<uint8_t> do_loop_run(SessionId session, const wire::Frame& f);
 
   std::mutex mu_;
   ChipProfile profile_;
@@ -86,6 +89,17 @@ class Firmware {
   uint16_t last_error_ = 0;
   uint64_t ops_executed_ = 0;
   uint32_t replays_served_ = 0;
+
+  // Closed loop (docs/protocol.md §4.10, docs/firmware.md §6).
+  std::vector<wire::LoopProgram> loop_programs_;
+  uint16_t loop_max_steps_ = 0;
+  bool run_open_ = false;
+  bool run_aborted_ = false;  // the last run was stopped by ABORT
+  SessionId run_owner_ = 0;
+  uint32_t run_next_block_ = 0;
+  uint32_t run_tag_ = 0;
+  uint32_t run_steps_ = 0;                  // steps run so far in the open run
+  std::vector<wire::LoopState> run_state_;  // per program
 };
 
 }  // namespace xbar::fwsim

@@ -101,8 +101,11 @@ struct CompiledKernel {
   double state_scale_uS = 0;   // s for rows x state columns
   double output_scale_uS = 0;  // s for rows x output columns
   double input_gain = 0;       // u is applied as u * input_gain (= 1 / b_weight)
-  Eigen::MatrixXd part;        // 64x64 logical weight magnitudes (>= 0), eq. 6 blocks
-  Eigen::MatrixXd target_uS;   // 64x64 logical targets: g_min + scale(column) * part
+  // The array's state is beta_k x_k (beta_k in (0, 1], the largest for the mode with the
+  // smallest gain): B_k = b_weight beta_k, the output block holds C_bar_k / beta_k.
+  std::vector<double> mode_gain;
+  Eigen::MatrixXd part;       // 64x64 logical weight magnitudes (>= 0), eq. 6 blocks
+  Eigen::MatrixXd target_uS;  // 64x64 logical targets: g_min + scale(column) * part
   /// Conductance per unit weight of a logical column (state or output scale; spares: state).
   double scale_uS(int logical_col) const;
 };

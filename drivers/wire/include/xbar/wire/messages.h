@@ -154,6 +154,12 @@ struct VmmRequest {
   uint8_t gain_index = 0;
   uint16_t n_vectors = 0;
   std::vector<uint8_t> inputs;  // n_vectors x rows, 8-bit magnitudes applied bit-serially
+  // Twin only (optional 12-byte trailer): draw the noise as vector first_vector.. of operation
+  // noise_op instead of this request's own (the host-stepped loop reference, docs/firmware.md
+  // §6). A real board has physical noise and ignores it.
+  bool has_noise_tag = false;
+  uint64_t noise_op = 0;
+  uint32_t first_vector = 0;
   std::vector<uint8_t> encode() const;
 };
 Decoded<VmmRequest> decode_vmm_request(std::span<const uint8_t> p, size_t rows);

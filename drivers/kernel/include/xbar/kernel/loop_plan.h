@@ -1,0 +1,54 @@
+// From a placed kernel to the board's closed-loop program (docs/firmware.md §6): the feedback
+// routes of the placement, the fixed-point scaling that turns the differential column codes
+// back into 8-bit row magnitudes, the input taps and the output pair, and the conversions
+// between floats and codes on the host.
+#pragma once
+
+#include <Eigen/Core>
+#include <span>
+#include <vector>
+
+#include "xbar/drivers/board.h"
+#include "xbar/kernel/kernel.h"
+#include "xbar/wire/loop.h"
+
+namespace xbar::kernel {
+
+struct LoopPlanOptions {
+  double u_max = 4.0;      // the largest |u| the plan represents (inputs are clipped there)
+  uint8_t clamp = 255;     // largest row magnitude (8-bit)
+  double headroom = 1.25;  // state range over the largest |x| seen on the fidelity inputs
+};
+
+struct LoopPlan {
+  wire::LoopProgram program;
+  double input_lsb = 0;     // u per input code
+  double x_scale = 0;       // x (Re or Im) per state code
+  double y_scale = 0;       // y per output code (the real output pair)
+  double d = 0;             // skip term, applied on the host
+  double codes_per_uS = 0;  // k: differential accumulator codes per uS per unit row magnitude
+};
+
+/// Builds the loop program of kernel `ck` placed by `p` on `array`. `g_uS` (physical 64x64,
+/// e.g. the read-back) picks the TIA gain: the highest whose ADC range holds the largest column
+/// current. Errors when the scaling does not fit the program's integer fields.
+Result<LoopPlan> plan_loop(const CompiledKernel& ck, const Placement& p,
+                           const Eigen::MatrixXd& g_uS, int array, const BoardInfo& info,
+                           const LoopPlanOptions& options = {});
+
+/// u -> input codes (rounded, clipped to +-u_max).
+std::vector<int16_t> input_codes(const LoopPlan& plan, const Eigen::VectorXd& u);
+
+/// Output codes of this plan's program (every `stride`-th value from `offset`) -> y, with the
+/// skip term d u added.
+Eigen::VectorXd outputs_to_y(const LoopPlan& plan, std::span<const int32_t> outputs, size_t stride,
+                             size_t offset, const Eigen::VectorXd& u);
+
+/// The software model of the hardware path: the loop's arithmetic in floating point with the
+/// board's quantization (8-bit input and state magnitudes rounded half away from zero and
+/// clamped) and ideal conductances and converters. The board matches it up to the ADC's and
+/// the fixed-point scales' rounding; it differs from run_ideal by the 8-bit state.
+Eigen::VectorXd run_quantized(const CompiledKernel& ck, const LoopPlan& plan,
+                              const Eigen::VectorXd& u);
+
+}  // namespace xbar::kernel

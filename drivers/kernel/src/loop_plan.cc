@@ -1,0 +1,150 @@
+#include "xbar/kernel/loop_plan.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "xbar/kernel/model.h"
+
+namespace xbar::kernel {
+
+namespace {
+
+// mul / 2^shift ~ f with the largest shift that keeps |mul| within i16.
+Result<std::pair<int16_t, uint8_t>> fixed_point(double f, const char* what) {
+  if (!(std::isfinite(f) && f != 0)) {
+    return make_error(ErrorCode::kInvalidArgument, fmt::format("loop plan: {} scale {} ", what, f));
+  }
+  for (int shift = 31; shift >= 0; --shift) {
+    const double m = std::round(f * std::ldexp(1.0, shift));
+    if (std::abs(m) <= 32767 && std::abs(m) >= 1) {
+      return std::pair{static_cast<int16_t>(m), static_cast<uint8_t>(shift)};
+    }
+  }
+  return make_error(ErrorCode::kInvalidArgument,
+                    fmt::format("loop plan: {} scale {:.4g} does not fit mul / 2^shift", what, f));
+}
+
+}  // namespace
+
+Result<LoopPlan> plan_loop(const CompiledKernel& ck, const Placement& p,
+                           const Eigen::MatrixXd& g_uS, int array, const BoardInfo& info,
+                           const LoopPlanOptions& opt) {
+  const int n = ck.n;
+  auto prow = [&](int logical) {
+    return static_cast<uint8_t>(p.row_of[static_cast<size_t>(logical)]);
+  };
+  auto pcol = [&](int logical) {
+    return static_cast<uint8_t>(p.col_of[static_cast<size_t>(logical)]);
+  };
+  LoopPlan plan;
+  plan.d = ck.kernel.d;
+  wire::LoopProgram& prog = plan.program;
+  prog.array = static_cast<uint8_t>(array);
+  prog.clamp = opt.clamp;
+
+  // The TIA gain: the largest column current (every used row at full magnitude in one plane)
+  // must stay inside the ADC's range above V_ref.
+  std::vector<int> used_rows = {prow(input_row(0)), prow(input_row(1))};
+  for (int k = 0; k < n; ++k) {
+    for (int c = 0; c < 4; ++c) used_rows.push_back(prow(state_row(k, c)));
+  }
+  double worst_uS = 0;
+  for (int c = 0; c < kSide; ++c) {
+    double sum = 0;
+    for (int r : used_rows) sum += g_uS(r, c);
+    worst_uS = std::max(worst_uS, sum);
+  }
+  const double lsb_V = (info.adc_v_hi_V - info.adc_v_lo_V) / (std::ldexp(1.0, info.adc_bits) - 1);
+  int gain = -1;
+  for (int gi = 0; gi < static_cast<int>(info.tia_gains_ohm.size()); ++gi) {
+    const double v = info.tia_v_ref_V +
+                     worst_uS * 1e-6 * info.v_read_V * info.tia_gains_ohm[static_cast<size_t>(gi)];
+    if (v <= info.adc_v_hi_V && (gain < 0 || info.tia_gains_ohm[static_cast<size_t>(gi)] >
+                                                 info.tia_gains_ohm[static_cast<size_t>(gain)])) {
+      gain = gi;
+    }
+  }
+  if (gain < 0) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      fmt::format("loop plan: a column sums {:.0f} uS, more than any TIA gain can "
+                                  "convert",
+                                  worst_uS));
+  }
+  prog.gain_index = static_cast<uint8_t>(gain);
+  const double k = info.tia_gains_ohm[static_cast<size_t>(gain)] * info.v_read_V * 1e-6 / lsb_V;
+  plan.codes_per_uS = k;
+
+  // The state range from the ideal trajectory on the fidelity inputs scaled to peak u_max.
+  double x_max = 0;
+  for (Eigen::VectorXd u : fidelity_inputs()) {
+    u *= opt.u_max / u.cwiseAbs().maxCoeff();
+    std::vector<cd> x(static_cast<size_t>(n), 0.0);
+    for (Eigen::Index t = 0; t < u.size(); ++t) {
+      for (size_t j = 0; j < x.size(); ++j) {
+        x[j] = ck.kernel.a_bar[j] * x[j] + u(t);
+        const cd xt = ck.mode_gain[j] * x[j];  // what the array holds
+        x_max = std::max({x_max, std::abs(xt.real()), std::abs(xt.imag())});
+      }
+    }
+  }
+  plan.x_scale = opt.headroom * x_max / opt.clamp;
+  plan.input_lsb = opt.u_max / 32767.0;
+
+  auto tap = fixed_point(plan.input_lsb / (ck.b_weight * plan.x_scale), "input");
+  if (!tap) return std::unexpected(tap.error());
+  prog.taps.push_back({prow(input_row(0)), prow(input_row(1)), tap->first, tap->second});
+  auto route = fixed_point(1.0 / (k * ck.state_scale_uS), "feedback");
+  if (!route) return std::unexpected(route.error());
+  for (int s = 0; s < n; ++s) {
+    for (int part = 0; part < 2; ++part) {
+      prog.routes.push_back({pcol(state_col(s, 2 * part)), pcol(state_col(s, 2 * part + 1)),
+                             prow(state_row(s, 2 * part)), prow(state_row(s, 2 * part + 1)),
+                             route->first, route->second});
+    }
+  }
+  prog.outputs.push_back({pcol(output_col(n, 0)), pcol(output_col(n, 1))});
+  plan.y_scale = 2 * plan.x_scale / (k * ck.output_scale_uS);
+  return plan;
+}
+
+std::vector<int16_t> input_codes(const LoopPlan& plan, const Eigen::VectorXd& u) {
+  std::vector<int16_t> out(static_cast<size_t>(u.size()));
+  for (Eigen::Index t = 0; t < u.size(); ++t) {
+    out[static_cast<size_t>(t)] =
+        static_cast<int16_t>(std::clamp(std::round(u(t) / plan.input_lsb), -32767.0, 32767.0));
+  }
+  return out;
+}
+
+Eigen::VectorXd outputs_to_y(const LoopPlan& plan, std::span<const int32_t> outputs, size_t stride,
+                             size_t offset, const Eigen::VectorXd& u) {
+  Eigen::VectorXd y(u.size());
+  for (Eigen::Index t = 0; t < u.size(); ++t) {
+    y(t) = plan.y_scale * outputs[static_cast<size_t>(t) * stride + offset] + plan.d * u(t);
+  }
+  return y;
+}
+
+Eigen::VectorXd run_quantized(const CompiledKernel& ck, const LoopPlan& plan,
+                              const Eigen::VectorXd& u) {
+  const double c = plan.program.clamp;
+  auto q = [c](double v) { return std::clamp(std::round(v), -c, c); };  // std::round: half away
+  const std::vector<int16_t> codes = input_codes(plan, u);
+  std::vector<cd> x(static_cast<size_t>(ck.n), 0.0);  // state codes as the array holds them
+  Eigen::VectorXd y(u.size());
+  for (Eigen::Index t = 0; t < u.size(); ++t) {
+    const double m_u =
+        q(codes[static_cast<size_t>(t)] * plan.input_lsb / (ck.b_weight * plan.x_scale));
+    double acc = 0;
+    for (size_t k = 0; k < x.size(); ++k) {
+      const cd next = ck.kernel.a_bar[k] * x[k] + ck.b_weight * ck.mode_gain[k] * m_u;
+      x[k] = cd(q(next.real()), q(next.imag()));
+      acc += (ck.kernel.c_bar[k] / ck.mode_gain[k] * x[k]).real();
+    }
+    y(t) = 2 * plan.x_scale * acc + plan.d * u(t);
+  }
+  return y;
+}
+
+}  // namespace xbar::kernel

@@ -1,0 +1,126 @@
+#include "xbar/drivers/loop.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace xbar {
+
+namespace {
+
+size_t total_taps(const std::vector<wire::LoopProgram>& programs) {
+  size_t n = 0;
+  for (const wire::LoopProgram& p : programs) n += p.taps.size();
+  return n;
+}
+size_t total_outputs(const std::vector<wire::LoopProgram>& programs) {
+  size_t n = 0;
+  for (const wire::LoopProgram& p : programs) n += p.outputs.size();
+  return n;
+}
+
+// The inputs with one zero step appended when aligning.
+std::vector<int16_t> padded(std::span<const int16_t> inputs, size_t n_in, bool align) {
+  std::vector<int16_t> out(inputs.begin(), inputs.end());
+  if (align) out.resize(out.size() + n_in, 0);
+  return out;
+}
+
+Result<void> check_inputs(std::span<const int16_t> inputs, size_t steps, size_t n_in) {
+  if (steps == 0 || inputs.size() != steps * n_in) {
+    return make_error(
+        ErrorCode::kInvalidArgument,
+        fmt::format("loop: {} input codes for {} steps x {} taps", inputs.size(), steps, n_in));
+  }
+  if (steps + 1 > wire::kMaxLoopRunSteps) {
+    return make_error(ErrorCode::kInvalidArgument, fmt::format("loop: {} steps: allowed 1..{}",
+                                                               steps, wire::kMaxLoopRunSteps - 1));
+  }
+  return {};
+}
+
+void drop_first_step(LoopRunResult& r, bool align) {
+  if (!align) return;
+  r.outputs.erase(r.outputs.begin(),
+                  r.outputs.begin() + static_cast<ptrdiff_t>(r.outputs_per_step));
+  r.steps -= 1;
+}
+
+}  // namespace
+
+Result<LoopRunResult> run_loop(Board& board, const std::vector<wire::LoopProgram>& programs,
+                               uint16_t max_block, std::span<const int16_t> inputs, size_t steps,
+                               uint32_t noise_tag, bool align) {
+  const size_t n_in = total_taps(programs), n_out = total_outputs(programs);
+  if (auto c = check_inputs(inputs, steps, n_in); !c) return std::unexpected(c.error());
+  if (max_block == 0) return make_error(ErrorCode::kInvalidArgument, "loop: max_block is 0");
+  const std::vector<int16_t> in = padded(inputs, n_in, align);
+  const size_t total = steps + (align ? 1 : 0);
+  LoopRunResult res;
+  res.outputs_per_step = n_out;
+  res.outputs.reserve(total * n_out);
+  uint32_t block = 0;
+  for (size_t start = 0; start < total; start += max_block, ++block) {
+    const size_t k = std::min<size_t>(max_block, total - start);
+    wire::LoopRunRequest q;
+    q.flags = static_cast<uint8_t>((start == 0 ? wire::kLoopFirst : 0) |
+                                   (start + k == total ? wire::kLoopLast : 0));
+    q.n_steps = static_cast<uint16_t>(k);
+    q.block_index = block;
+    q.noise_tag = noise_tag;
+    q.inputs.assign(in.begin() + static_cast<ptrdiff_t>(start * n_in),
+                    in.begin() + static_cast<ptrdiff_t>((start + k) * n_in));
+    auto r = board.loop_run(q);
+    ++res.transactions;
+    if (!r) {
+      if (start + k != total) (void)board.abort();  // never leave a run open behind an error
+      return std::unexpected(r.error());
+    }
+    if (r->n_steps != k || r->outputs.size() != k * n_out) {
+      (void)board.abort();
+      return make_error(ErrorCode::kProtocol,
+                        fmt::format("LOOP_RUN block {}: {} outputs, expected {}", block,
+                                    r->outputs.size(), k * n_out));
+    }
+    res.outputs.insert(res.outputs.end(), r->outputs.begin(), r->outputs.end());
+  }
+  res.steps = total;
+  drop_first_step(res, align);
+  return res;
+}
+
+Result<LoopRunResult> run_host_stepped(Board& board, const std::vector<wire::LoopProgram>& programs,
+                                       std::span<const int16_t> inputs, size_t steps,
+                                       uint32_t noise_tag, bool align) {
+  const size_t n_in = total_taps(programs), n_out = total_outputs(programs);
+  if (auto c = check_inputs(inputs, steps, n_in); !c) return std::unexpected(c.error());
+  const std::vector<int16_t> in = padded(inputs, n_in, align);
+  const size_t total = steps + (align ? 1 : 0);
+  const auto rows = static_cast<size_t>(board.info().rows);
+  std::vector<wire::LoopState> state;
+  for (const wire::LoopProgram& p : programs) state.emplace_back(p);
+  LoopRunResult res;
+  res.outputs_per_step = n_out;
+  res.outputs.resize(total * n_out);
+  std::vector<uint8_t> m(rows);
+  const uint64_t op = wire::loop_noise_op(noise_tag);
+  size_t in_at = 0, out_at = 0;
+  for (size_t t = 0; t < total; ++t) {
+    for (size_t k = 0; k < programs.size(); ++k) {
+      const wire::LoopProgram& p = programs[k];
+      wire::loop_rows(p, std::span(in).subspan(in_at, p.taps.size()), state[k], m);
+      auto acc = board.vmm_tagged(p.array, m, p.gain_index, op, static_cast<uint32_t>(t));
+      ++res.transactions;
+      if (!acc) return std::unexpected(acc.error());
+      wire::loop_update(p, *acc, state[k],
+                        std::span(res.outputs).subspan(out_at, p.outputs.size()));
+      in_at += p.taps.size();
+      out_at += p.outputs.size();
+    }
+  }
+  res.steps = total;
+  drop_first_step(res, align);
+  return res;
+}
+
+}  // namespace xbar

@@ -1,0 +1,152 @@
+// The closed loop: LOOP_LOAD / LOOP_RUN on the twin against the host-stepped reference, the
+// protocol rules of a run (blocks, BUSY, ABORT), and the step arithmetic.
+#include "xbar/drivers/loop.h"
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <numeric>
+#include <random>
+
+#include "xbar/drivers/board.h"
+#include "xbar/wire/loop.h"
+
+namespace xbar {
+namespace {
+
+std::unique_ptr<Board> open(const std::string& uri) {
+  auto b = Board::open(uri);
+  EXPECT_TRUE(b.has_value()) << b.error().message;
+  return std::move(*b);
+}
+
+// A program with 14 complex-like feedback pairs on shuffled rows/columns, 1 input, 2 outputs.
+std::vector<wire::LoopProgram> programs(uint64_t seed, int arrays) {
+  std::mt19937_64 rng(seed);
+  std::vector<wire::LoopProgram> out;
+  for (int a = 0; a < arrays; ++a) {
+    std::vector<uint8_t> rows(64), cols(64);
+    std::iota(rows.begin(), rows.end(), 0);
+    std::iota(cols.begin(), cols.end(), 0);
+    std::shuffle(rows.begin(), rows.end(), rng);
+    std::shuffle(cols.begin(), cols.end(), rng);
+    wire::LoopProgram p;
+    p.array = static_cast<uint8_t>(a);
+    p.gain_index = 1;
+    p.clamp = 255;
+    p.taps.push_back({rows[0], rows[1], 300, 8});
+    for (int f = 0; f < 28; ++f) {
+      p.routes.push_back({cols[static_cast<size_t>(2 * f)], cols[static_cast<size_t>(2 * f + 1)],
+                          rows[static_cast<size_t>(2 + 2 * f)],
+                          rows[static_cast<size_t>(3 + 2 * f)], 17925, 20});
+    }
+    p.outputs.push_back({cols[56], cols[57]});
+    p.outputs.push_back({cols[58], cols[59]});
+    out.push_back(p);
+  }
+  return out;
+}
+
+std::vector<int16_t> inputs(size_t steps, size_t taps, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> z(0, 3000);
+  std::vector<int16_t> u(steps * taps);
+  for (auto& x : u) x = static_cast<int16_t>(std::clamp(z(rng), -32767.0, 32767.0));
+  return u;
+}
+
+TEST(LoopArithmetic, RoundingIsHalfAwayFromZero) {
+  EXPECT_EQ(wire::rshift_round(5, 1), 3);    // 2.5 -> 3
+  EXPECT_EQ(wire::rshift_round(-5, 1), -3);  // -2.5 -> -3
+  EXPECT_EQ(wire::rshift_round(4, 1), 2);
+  EXPECT_EQ(wire::rshift_round(7, 0), 7);
+  EXPECT_EQ(wire::rshift_round(-1, 3), 0);  // -0.125 -> 0
+}
+
+TEST(Loop, FirmwareLoopEqualsHostSteppedOnEveryProfile) {
+  for (const char* profile : {"ideal", "imssa", "typical", "harsh"}) {
+    auto b = open(fmt::format("sim:profile={},seed=5,noise_seed=9", profile));
+    // Give the arrays some content: program nothing, the as-manufactured state is enough to
+    // exercise noise and saturation.
+    const auto progs = programs(3, 3);
+    auto max_block = b->loop_load(progs);
+    ASSERT_TRUE(max_block.has_value()) << max_block.error().message;
+    const size_t steps = 300;
+    const auto u = inputs(steps, 3, 4);
+    // Blocks of 128 steps: the run state carries over block boundaries.
+    auto loop = run_loop(*b, progs, 128, u, steps, 77);
+    ASSERT_TRUE(loop.has_value()) << loop.error().message;
+    auto host = run_host_stepped(*b, progs, u, steps, 77);
+    ASSERT_TRUE(host.has_value()) << host.error().message;
+    EXPECT_EQ(loop->steps, steps);
+    EXPECT_EQ(loop->outputs.size(), steps * 6);
+    EXPECT_EQ(loop->outputs, host->outputs) << profile;
+    EXPECT_EQ(loop->transactions, 3);                // ceil(301 / 128) blocks
+    EXPECT_EQ(host->transactions, (steps + 1) * 3);  // one VMM per step and program
+    // A different noise tag draws different noise on a noisy profile.
+    auto other = run_loop(*b, progs, *max_block, u, steps, 78);
+    ASSERT_TRUE(other.has_value());
+    if (std::string(profile) != "ideal") {
+      EXPECT_NE(other->outputs, loop->outputs) << profile;
+    }
+  }
+}
+
+TEST(Loop, RunRulesBusyAbortAndBlockOrder) {
+  auto b = open("sim:profile=typical,seed=2");
+  const auto progs = programs(1, 1);
+  ASSERT_TRUE(b->loop_load(progs).has_value());
+  wire::LoopRunRequest first;
+  first.flags = wire::kLoopFirst;
+  first.n_steps = 4;
+  first.inputs.assign(4, 100);
+  auto r = b->loop_run(first);
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_EQ(r->run_open, 1);
+  auto st = b->status();
+  ASSERT_TRUE(st.has_value());
+  EXPECT_TRUE(st->loop_running);
+  // While the run is open, other requests are refused with BUSY.
+  auto read = b->read_array(0);
+  ASSERT_FALSE(read.has_value());
+  EXPECT_EQ(read.error().code, ErrorCode::kBusy);
+  EXPECT_NE(read.error().message.find("running a loop"), std::string::npos);
+  // A block out of order is refused and leaves the run as it was.
+  wire::LoopRunRequest next = first;
+  next.flags = 0;
+  next.block_index = 5;
+  auto bad = b->loop_run(next);
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_NE(bad.error().message.find("block_index = 5: expected 1"), std::string::npos)
+      << bad.error().message;
+  next.block_index = 1;
+  ASSERT_TRUE(b->loop_run(next).has_value());
+  // ABORT closes it; the next block is ABORTED; the board serves reads again.
+  auto ab = b->abort();
+  ASSERT_TRUE(ab.has_value());
+  EXPECT_TRUE(*ab);
+  next.block_index = 2;
+  auto after = b->loop_run(next);
+  ASSERT_FALSE(after.has_value());
+  EXPECT_EQ(after.error().code, ErrorCode::kCancelled);
+  EXPECT_TRUE(b->read_array(0).has_value());
+  EXPECT_FALSE(*b->abort());
+}
+
+TEST(Loop, LoadIsCheckedAndNamesTheField) {
+  auto b = open("sim:profile=ideal");
+  auto progs = programs(1, 1);
+  progs[0].routes[3].row_pos = progs[0].taps[0].row_pos;  // a row used twice
+  auto r = b->loop_load(progs);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message.find("routes[3].row_pos"), std::string::npos) << r.error().message;
+  progs = programs(1, 1);
+  progs[0].routes[0].shift = 40;
+  r = b->loop_load(progs);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message.find("routes[0].shift = 40: allowed 0..31"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace xbar
