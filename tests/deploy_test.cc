@@ -190,10 +190,10 @@ TEST_F(Deploy, ScanThenDeployAvoidsEveryStuckDevice) {
   }
   EXPECT_EQ(arrays.size(), 3u);
   EXPECT_EQ(kernels, (std::set<uint32_t>{0, 1, 2}));
-  // ready exactly when every placement is stable and within the default max_nrmse (0.2).
+  // ready exactly when every placement is stable and within the default max_nrmse (0.5).
   bool within = true;
   for (const v1::Placement& p : dep.placements())
-    within = within && p.nrmse() <= 0.2 && p.spectral_radius() < 1;
+    within = within && p.nrmse() <= 0.5 && p.spectral_radius() < 1;
   EXPECT_EQ(dep.state() == "ready", within) << dep.message();
 
   // The full record: targets and read-backs.
@@ -302,7 +302,7 @@ TEST_F(Deploy, ReplaceIsNeededForOccupiedArrays) {
 
   const uint64_t pulses = pulses_applied();
   const Ran refused = ctl({"--json", "deploy", kExample});
-  EXPECT_NE(refused.rc, 0) << refused;
+  EXPECT_EQ(refused.rc, 6) << refused;          // FAILED_PRECONDITION: refused in the present state
   EXPECT_TRUE(refused.out.empty()) << refused;  // no deployment
   EXPECT_NE(refused.err.find("replace"), std::string::npos) << refused;
   EXPECT_NE(refused.err.find(d1.id()), std::string::npos) << refused;  // says who holds them

@@ -179,7 +179,15 @@ TEST_F(FirmwareTest, UnknownOpcodeAndPayloadLengthErrors) {
             wire::ErrorCode::kBadLength);
   EXPECT_EQ(error_of(call(Opcode::kPulseBatch, 5, std::vector<uint8_t>(10, 0))).code,
             wire::ErrorCode::kBadLength);
-  EXPECT_EQ(error_of(call(Opcode::kLoopRun, 6, {})).code, wire::ErrorCode::kUnsupported);
+  // An empty LOOP_RUN is a layout error (the 16-byte header is missing).
+  EXPECT_EQ(error_of(call(Opcode::kLoopRun, 6, {})).code, wire::ErrorCode::kBadLength);
+  // A well-formed one without a loaded program is out of range, and names why.
+  wire::LoopRunRequest run;
+  run.flags = wire::kLoopFirst;
+  run.n_steps = 1;
+  const auto e = error_of(call(Opcode::kLoopRun, 7, run.encode()));
+  EXPECT_EQ(e.code, wire::ErrorCode::kOutOfRange);
+  EXPECT_EQ(e.message, "LOOP_RUN: no loop program loaded");
 }
 
 TEST_F(FirmwareTest, ACellListedTwiceInOneReadGetsIndependentNoise) {

@@ -289,7 +289,7 @@ DeployCommands::DeployCommands(CLI::App& app) : impl_(std::make_unique<Impl>()) 
   m.deploy->add_option("--max-rounds", m.da.max_rounds,
                        "program-verify rounds per array (default: the daemon's)");
   m.deploy->add_option("--max-nrmse", m.da.max_nrmse,
-                       "read-back NRMSE above which the deployment is degraded (default 0.2)");
+                       "read-back NRMSE above which the deployment is degraded (default 0.5)");
   m.deploy->footer(
       "Progress goes to stderr. Exit 0 when the deployment is ready, 1 when degraded or failed.\n"
       "The call's deadline is --timeout when given, else 600 s.\n"

@@ -28,6 +28,7 @@ enum Exit : int {
   kUnavailable = 3,  // cannot reach xbard, or xbard cannot reach the board
   kNotFound = 4,
   kTimeout = 5,
+  kConflict = 6,  // refused in the present state (e.g. the arrays hold another deployment)
 };
 
 int exit_for(const grpc::Status& s) {
@@ -41,6 +42,8 @@ int exit_for(const grpc::Status& s) {
       return kNotFound;
     case grpc::StatusCode::DEADLINE_EXCEEDED:
       return kTimeout;
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return kConflict;
     default:
       return kFailed;
   }

@@ -394,8 +394,17 @@ std::vector<FaultFinding> faults_from_program_verify(const ProgramVerifyResult& 
   std::vector<FaultFinding> out;
   for (int r = 0; r < result.outcome.rows(); ++r) {
     for (int c = 0; c < result.outcome.cols(); ++c) {
-      if (result.outcome(r, c) != static_cast<uint8_t>(DeviceOutcome::kAbandoned)) continue;
       const double g = result.final_uS(r, c), e = g - result.target_uS(r, c);
+      const auto outcome = result.outcome(r, c);
+      if (outcome == static_cast<uint8_t>(DeviceOutcome::kSkipped)) continue;
+      if (outcome != static_cast<uint8_t>(DeviceOutcome::kAbandoned)) {
+        // Not given up on, but after the whole run it still reads above anything a healthy
+        // device can be programmed to while it needed to go down: it ignored every RESET.
+        if (e > 0 && g > t.high_uS && outcome == static_cast<uint8_t>(DeviceOutcome::kPending)) {
+          out.push_back({r, c, wire::FaultKind::kStuckHigh, FaultSource::kProgramVerify, false, g});
+        }
+        continue;
+      }
       wire::FaultKind k = wire::FaultKind::kSlow;
       if (e > 0 && g > t.high_uS) {
         k = wire::FaultKind::kStuckHigh;

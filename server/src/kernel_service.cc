@@ -23,7 +23,7 @@ using kernel::cd;
 // stuck-high 300-600 uS, stuck-low below 1 uS).
 constexpr double kAssumedStuckHigh_uS = 450.0;
 constexpr double kAssumedStuckLow_uS = 0.5;
-constexpr double kDefaultMaxNrmse = 0.2;
+constexpr double kDefaultMaxNrmse = 0.5;
 
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(

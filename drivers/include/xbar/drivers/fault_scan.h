@@ -189,7 +189,9 @@ struct PvFaultThresholds {
 
 /// The devices `result` abandoned, classified: stuck-high if it needed to go down and reads
 /// high, stuck-low if it needed to go up and reads low, otherwise kSlow (unresponsive: moves,
-/// but did not reach its target). Row-major order.
+/// but did not reach its target); plus devices still pending at the end that read above
+/// `high_uS` while they needed to go down (stuck-high that the ramps did not give up on yet).
+/// Row-major order.
 std::vector<FaultFinding> faults_from_program_verify(const ProgramVerifyResult& result,
                                                      const PvFaultThresholds& thresholds = {});
 
