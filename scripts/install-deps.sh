@@ -9,6 +9,7 @@ PKGS=(
   libboost-dev libboost-system-dev
   libeigen3-dev libspdlog-dev libfmt-dev
   libusb-1.0-0-dev libyaml-cpp-dev libcli11-dev libsqlite3-dev libpng-dev
+  libsndfile1-dev libsamplerate0-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   umockdev libumockdev-dev
   clang-format

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <numbers>
 #include <set>
 #include <string>
 #include <vector>
@@ -24,6 +25,7 @@
 #include "xbar/kernel/kernel.h"
 #include "xbar/kernel/model.h"
 #include "xbar/v1/kernels.pb.h"
+#include "xbar/v1/models.pb.h"
 
 namespace xbar {
 namespace {
@@ -425,6 +427,86 @@ TEST_F(Deploy, NaiveDeployIsWorseOnTheSameChip) {
   EXPECT_GE(predicted_worse, 1);
   EXPECT_GE(measured_worse, 1);
   EXPECT_GE(unstable, 1);
+}
+
+}  // namespace
+}  // namespace xbar
+
+namespace xbar {
+namespace {
+
+// A mono 16-bit WAV: a chirp of `seconds` at `rate_hz`.
+void write_wav(const std::filesystem::path& path, double seconds, int rate_hz) {
+  const auto n = static_cast<uint32_t>(seconds * rate_hz);
+  std::string data;
+  for (uint32_t t = 0; t < n; ++t) {
+    const double x = 0.4 * std::sin(2 * std::numbers::pi * (200.0 + 600.0 * t / n) * t / rate_hz);
+    const auto s = static_cast<int16_t>(x * 32767);
+    data.append(reinterpret_cast<const char*>(&s), 2);
+  }
+  std::ofstream f(path, std::ios::binary);
+  auto u32 = [&](uint32_t v) { f.write(reinterpret_cast<const char*>(&v), 4); };
+  auto u16 = [&](uint16_t v) { f.write(reinterpret_cast<const char*>(&v), 2); };
+  f << "RIFF";
+  u32(36 + static_cast<uint32_t>(data.size()));
+  f << "WAVEfmt ";
+  u32(16);
+  u16(1);
+  u16(1);
+  u32(static_cast<uint32_t>(rate_hz));
+  u32(static_cast<uint32_t>(rate_hz) * 2);
+  u16(2);
+  u16(16);
+  f << "data";
+  u32(static_cast<uint32_t>(data.size()));
+  f << data;
+}
+
+v1::InferResponse parse_infer(const std::string& json) {
+  v1::InferResponse r;
+  const auto s = google::protobuf::util::JsonStringToMessage(json, &r);
+  EXPECT_TRUE(s.ok()) << s.message() << "\n" << json;
+  return r;
+}
+
+TEST_F(Deploy, ModelClassifiesAClipOnTheBoardAndInSoftware) {
+  scan_all();
+  const std::string model =
+      (std::filesystem::path(XBAR_SOURCE_DIR) / "models/example-model.json").string();
+  const Ran d = ctl({"--json", "deploy-model", model});
+  ASSERT_TRUE(d.rc == 0 || d.rc == 1) << d;
+  const v1::Deployment dep = parse_deployment(d.out);
+  ASSERT_EQ(dep.placements_size(), 3) << d;
+  // A 44.1 kHz clip: resampled to the model's 48 kHz, block-averaged by 64 to 871 steps.
+  const auto clip = dir_.path() / "clip.wav";
+  write_wav(clip, 1.161, 44100);
+  const Ran hw = ctl({"--json", "infer", clip.string(), "-d", dep.id()});
+  ASSERT_EQ(hw.rc, 0) << hw;
+  const Ran sw = ctl({"--json", "infer", clip.string(), "-d", dep.id(), "--software"});
+  ASSERT_EQ(sw.rc, 0) << sw;
+  const v1::InferResponse h = parse_infer(hw.out), s = parse_infer(sw.out);
+  EXPECT_EQ(h.steps(), 871u);
+  EXPECT_EQ(s.steps(), 871u);
+  ASSERT_EQ(h.probabilities_size(), 2);
+  EXPECT_NEAR(h.probabilities(0) + h.probabilities(1), 1.0, 1e-5);
+  EXPECT_GT(h.board_ms(), 0.0);
+  EXPECT_EQ(s.board_ms(), 0.0);
+  EXPECT_EQ(h.label(), s.label()) << hw << sw;  // the board agrees with the software model
+  EXPECT_NEAR(h.probabilities(0), s.probabilities(0), 0.1) << hw << sw;
+
+  // Bad input: an empty file, an unknown deployment, a deployment without a model.
+  const auto empty = dir_.path() / "empty.wav";
+  std::ofstream(empty).close();
+  const Ran e = ctl({"infer", empty.string(), "-d", dep.id()});
+  EXPECT_EQ(e.rc, 2) << e;
+  EXPECT_NE(e.err.find("audio"), std::string::npos) << e;
+  const Ran nf = ctl({"infer", clip.string(), "-d", "dep-000000000000"});
+  EXPECT_EQ(nf.rc, 4) << nf;
+  const Ran k = ctl({"--json", "deploy", kExample, "--replace"});
+  ASSERT_TRUE(k.rc == 0 || k.rc == 1) << k;
+  const Ran nm = ctl({"infer", clip.string(), "-d", parse_deployment(k.out).id()});
+  EXPECT_EQ(nm.rc, 6) << nm;
+  EXPECT_NE(nm.err.find("has no model"), std::string::npos) << nm;
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "deploy_cmds.h"
+#include "model_cmds.h"
 #include "heatmap.h"
 #include "xbar/v1/arrays.grpc.pb.h"
 #include "xbar/v1/board.grpc.pb.h"
@@ -576,6 +577,7 @@ int main(int argc, char** argv) {
   auto* faults = app.add_subcommand("faults", "the chip's recorded fault map");
   faults->add_option("--array,-a", faults_array, "only this array");
   const xbar::client::DeployCommands kernel_cmds(app);  // deploy, deployments, ..., map
+  const xbar::client::ModelCommands model_cmds(app);    // deploy-model, infer
 
   try {
     app.parse(argc, argv);
@@ -593,6 +595,9 @@ int main(int argc, char** argv) {
   if (*scan) return cmd_scan(g, channel, sa);
   if (auto rc = kernel_cmds.run({g.addr, g.json, g.timeout_s}, channel,
                                 [&](const grpc::Status& s) { return fail(g.addr, s); }))
+    return *rc;
+  if (auto rc = model_cmds.run({g.addr, g.json, g.timeout_s}, channel,
+                               [&](const grpc::Status& s) { return fail(g.addr, s); }))
     return *rc;
   return kUsage;
 }

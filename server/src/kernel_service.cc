@@ -96,6 +96,14 @@ Result<kernel::KernelSetSpec> kernel_set_from_proto(const v1::KernelSet& set) {
 grpc::Status KernelServiceImpl::DeployKernel(grpc::ServerContext* ctx,
                                              const v1::DeployKernelRequest* req,
                                              grpc::ServerWriter<v1::DeployKernelResponse>* writer) {
+  return deploy(ctx, *req, writer, {});
+}
+
+grpc::Status KernelServiceImpl::deploy(grpc::ServerContext* ctx,
+                                       const v1::DeployKernelRequest& request,
+                                       grpc::ServerWriter<v1::DeployKernelResponse>* writer,
+                                       const std::string& model) {
+  const v1::DeployKernelRequest* req = &request;
   const BoardInfo& info = board_.info();
   const std::string& serial = info.serial;
   // ---- validation: nothing is pulsed unless everything is valid ----
@@ -232,6 +240,7 @@ grpc::Status KernelServiceImpl::DeployKernel(grpc::ServerContext* ctx,
   dep.set_state("deploying");
   *dep.mutable_kernel_set() = req->kernel_set();
   dep.set_remap(req->remap());
+  dep.set_model(model);
   DeploymentRow row;
   row.id = dep.id();
   row.serial = serial;

@@ -32,6 +32,12 @@ class KernelServiceImpl final : public xbar::v1::KernelService::Service {
   grpc::Status DeleteDeployment(grpc::ServerContext* ctx, const v1::DeleteDeploymentRequest* req,
                                 v1::DeleteDeploymentResponse* out) override;
 
+  /// The deploy path itself, shared with ModelService.DeployModel: `model` (a serialized
+  /// xbar.v1.Model, may be empty) is recorded with the deployment.
+  grpc::Status deploy(grpc::ServerContext* ctx, const v1::DeployKernelRequest& req,
+                      grpc::ServerWriter<v1::DeployKernelResponse>* writer,
+                      const std::string& model);
+
  private:
   Board& board_;
   ChipRecord& record_;

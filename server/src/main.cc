@@ -16,6 +16,7 @@
 #include "chip_record.h"
 #include "config.h"
 #include "kernel_service.h"
+#include "model_service.h"
 
 namespace {
 
@@ -87,6 +88,7 @@ int main(int argc, char** argv) {
   xbar::server::BoardServiceImpl service(**board, board_mu);
   xbar::server::ArrayServiceImpl arrays(**board, **record, board_mu, cfg.program_verify);
   xbar::server::KernelServiceImpl kernels(**board, **record, board_mu, cfg.program_verify);
+  xbar::server::ModelServiceImpl models(**board, **record, board_mu, kernels);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -95,6 +97,7 @@ int main(int argc, char** argv) {
   builder.RegisterService(&service);
   builder.RegisterService(&arrays);
   builder.RegisterService(&kernels);
+  builder.RegisterService(&models);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || bound_port == 0) {
     spdlog::error("cannot listen on {}", cfg.listen);

@@ -1,0 +1,92 @@
+// The audio front end: sound files -> mono float samples -> the S4D model's input sequence
+// (paper §III: peak-normalised clips downsampled by 64, 48 kHz -> 871 steps), plus the
+// Heidelberg Digits (HD) file-name convention used to build the zero/one task.
+// Decoding is libsndfile (WAV, FLAC, OGG, ... whatever it reads), resampling libsamplerate.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "xbar/drivers/error.h"
+
+namespace xbar::audio {
+
+/// Mono audio. Samples of integer-PCM files are scaled to [-1, 1) by libsndfile.
+struct Audio {
+  std::vector<float> samples;
+  int sample_rate_hz = 0;
+};
+
+struct AudioLimits {
+  double max_seconds = 60.0;  // longer clips are refused before they are read
+};
+
+/// Decodes a sound file. Any channel count (mixed down to mono by averaging the channels) and
+/// any sample rate > 0. Errors (kInvalidArgument unless noted; file errors end with the path):
+///  - no such file: kNotFound
+///  - empty or unreadable data: "audio: not a sound file libsndfile can read: <sf_strerror>"
+///  - fewer frames than the header announces (truncated / corrupt data)
+///  - 0 frames: "audio: the clip is empty"
+///  - too long: "audio: 600.0 s clip: allowed up to 60 s"
+///  - NaN or infinite samples (float files)
+///  - limits.max_seconds not finite and > 0
+Result<Audio> load_audio_file(const std::string& path, const AudioLimits& limits = {});
+
+/// As load_audio_file, from a file's bytes in memory (libsndfile's sf_open_virtual).
+Result<Audio> decode_audio(std::span<const uint8_t> bytes, const AudioLimits& limits = {});
+
+/// Resamples to `rate_hz` with libsamplerate (SRC_SINC_MEDIUM_QUALITY). The result has
+/// round(n * rate_hz / in.sample_rate_hz) samples. Same rate: `in` is returned unchanged.
+/// Errors: rates <= 0, or a ratio libsamplerate refuses (beyond 1:256 either way).
+Result<Audio> resample(const Audio& in, int rate_hz);
+
+/// The model's input preprocessing. Steps, in this order:
+///  1. resample to `sample_rate_hz` if the audio is at another rate;
+///  2. downsample by block averaging: output step k is the mean of input samples
+///     [k*downsample, (k+1)*downsample); the last, partial block is the mean of the samples it
+///     has, so n samples give ceil(n / downsample) steps (48 kHz, 55728 samples -> 871). The
+///     box filter is the anti-alias low-pass (first null at sample_rate_hz / downsample);
+///  3. normalise (if `normalise`): divide by the largest |x| of the downsampled sequence, so its
+///     peak is exactly 1; an all-zero clip stays 0;
+///  4. if target_length > 0: truncate to, or pad at the end with zeros to, target_length steps.
+struct Preprocessing {
+  int sample_rate_hz = 48000;  // 1000..384000
+  int downsample = 64;         // 1..4096; 1 keeps every sample
+  int target_length = 0;       // 0..100000; 0 keeps the natural length
+  bool normalise = true;
+};
+
+/// Validates `p` (errors name the field and its range) and `in` (rate > 0, at least one
+/// sample, all samples finite), then runs the steps above.
+Result<std::vector<float>> preprocess(const Audio& in, const Preprocessing& p);
+
+/// A Heidelberg Digits file name, "lang-english_speaker-03_trial-4_digit-0.flac".
+struct HdName {
+  std::string language;  // "english", "german"
+  int speaker = 0;
+  int trial = 0;
+  int digit = 0;  // 0..9 within the language
+};
+
+/// Parses an HD file name (a leading directory is ignored). The extension must be .flac, .wav
+/// or .ogg; the language lower-case letters; speaker, trial and digit decimal numbers (digit
+/// 0..9). nullopt for anything else.
+std::optional<HdName> parse_hd_name(std::string_view file_name);
+
+struct HdClip {
+  std::string path;
+  HdName name;
+  int label = 0;  // 0: English "zero" (digit 0), 1: English "one" (digit 1)
+};
+
+/// The English digit-0 and digit-1 clips under `dir` (searched recursively, files whose names
+/// parse_hd_name accepts), sorted by file name (then path). Files are listed, not decoded.
+/// Errors: kNotFound if `dir` does not exist, kInvalidArgument if it is not a directory,
+/// kPermissionDenied / kInternal if it cannot be walked.
+Result<std::vector<HdClip>> list_hd_zero_one(const std::string& dir);
+
+}  // namespace xbar::audio

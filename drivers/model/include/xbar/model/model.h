@@ -1,0 +1,77 @@
+// The model around the analog kernels (DESIGN.md §5), on the host in Eigen: encoder
+// Linear(1 -> H), H kernels (+ D skip), GELU, mixing Linear(H -> H) with optional GLU, mean-pool
+// over time, decoder Linear(H -> classes), softmax. The kernels are a function argument, so the
+// software path (the compiled kernels in floating point) and the hardware path (the board's
+// closed loop) share everything else.
+#pragma once
+
+#include <Eigen/Core>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "xbar/drivers/board.h"
+#include "xbar/drivers/error.h"
+#include "xbar/kernel/kernel.h"
+
+namespace xbar::model {
+
+struct Linear {
+  Eigen::MatrixXd weight;  // outputs x inputs
+  Eigen::VectorXd bias;    // outputs (zero when the model has none)
+};
+
+struct Preprocessing {
+  int sample_rate_hz = 48000;
+  int downsample = 64;
+  int target_length = 0;
+  bool normalise = true;
+};
+
+struct ModelSpec {
+  std::string name;
+  Preprocessing preprocessing;
+  Linear encoder, mixing, decoder;
+  bool glu = false;
+  kernel::KernelSetSpec kernels;
+  std::vector<std::string> classes;
+  int width() const { return static_cast<int>(kernels.kernels.size()); }  // H
+};
+
+/// Checks shapes and values; the message names the field and what it needs.
+Result<void> validate(const ModelSpec& m);
+
+/// H input sequences (one per kernel) -> H output sequences.
+using KernelFn =
+    std::function<Result<std::vector<Eigen::VectorXd>>(const std::vector<Eigen::VectorXd>&)>;
+
+struct Forward {
+  Eigen::VectorXd logits, probabilities;
+  int label = 0;
+  std::vector<Eigen::VectorXd> kernel_outputs;
+};
+
+/// The forward pass on a preprocessed clip `u` (T steps).
+Result<Forward> forward(const ModelSpec& m, const Eigen::VectorXd& u, const KernelFn& kernels);
+
+/// The software kernels: each compiled (quantized) kernel's ideal recurrence.
+KernelFn software_kernels(const std::vector<kernel::CompiledKernel>& compiled);
+
+/// One deployed kernel: compiled, placed on `array`, whose conductances read back as `g_uS`.
+struct PlacedKernel {
+  kernel::CompiledKernel compiled;
+  kernel::Placement placement;
+  int array = 0;
+  Eigen::MatrixXd g_uS;
+};
+
+/// The hardware kernels: loads one loop program per array (kernel::plan_loop) and returns a
+/// KernelFn that runs all kernels together as one closed-loop run on the board (lag hidden).
+/// The caller keeps the board to itself while the function is used. `board_ms`, if given,
+/// accumulates the time spent in the board's runs.
+Result<KernelFn> hardware_kernels(Board& board, const std::vector<PlacedKernel>& kernels,
+                                  double* board_ms = nullptr);
+
+double gelu(double x);  // exact: x Phi(x)
+
+}  // namespace xbar::model
