@@ -40,7 +40,20 @@ echo
 echo "== xbarctl status"
 "$B/client/xbarctl" status
 echo
-echo "Closed-loop inference is not in this build yet (issue 5)."
+echo "== xbarctl deploy-model models/example-model.json (an untrained model around the kernels)"
+"$B/client/xbarctl" deploy-model models/example-model.json --replace | head -3 || true
+MDEP=$("$B/client/xbarctl" --json deployments | grep -o 'dep-[0-9a-f]*' | head -1)
+python3 - <<'PY'
+import math, struct
+n = int(48000 * 1.161)
+data = b"".join(struct.pack("<h", int(12000 * math.sin(2 * math.pi * (200 + 600 * t / n) * t / 48000))) for t in range(n))
+hdr = b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, 48000, 96000, 2, 16) + b"data" + struct.pack("<I", len(data))
+open("demo-out/chirp.wav", "wb").write(hdr + data)
+PY
+echo "== xbarctl infer demo-out/chirp.wav (closed loop on the board, then in software)"
+"$B/client/xbarctl" infer demo-out/chirp.wav -d "$MDEP"
+"$B/client/xbarctl" infer demo-out/chirp.wav -d "$MDEP" --software
+echo
 if [ "${XBAR_DEMO_EXIT:-0}" = 1 ]; then exit 0; fi
 echo "xbard is serving xbar.v1 on $ADDR (log: demo-out/xbard.log). Ctrl-C to stop."
 wait $XBARD
