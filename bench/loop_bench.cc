@@ -42,7 +42,8 @@ int main(int argc, char** argv) {
     kernels.push_back(compile(k, Window{}));
     // The as-manufactured array stands in for a programmed one: speed does not depend on the
     // conductances. The targets pick the TIA gain as a deployment would.
-    auto plan = plan_loop(kernels.back(), Placement::identity(), kernels.back().target_uS, a, b.info());
+    auto plan =
+        plan_loop(kernels.back(), Placement::identity(), kernels.back().target_uS, a, b.info());
     if (!plan) return 1;
     plans.push_back(*plan);
     progs.push_back(plan->program);
@@ -67,10 +68,12 @@ int main(int argc, char** argv) {
     std::vector<int16_t> codes(static_cast<size_t>(steps) * 3);
     for (int a = 0; a < 3; ++a) {
       const auto in = input_codes(plans[static_cast<size_t>(a)], us[static_cast<size_t>(c)]);
-      for (int t = 0; t < steps; ++t) codes[static_cast<size_t>(t * 3 + a)] = in[static_cast<size_t>(t)];
+      for (int t = 0; t < steps; ++t)
+        codes[static_cast<size_t>(t * 3 + a)] = in[static_cast<size_t>(t)];
     }
     const auto c0 = clock::now();
-    auto r = run_loop(b, progs, *max_block, codes, static_cast<size_t>(steps), static_cast<uint32_t>(c));
+    auto r =
+        run_loop(b, progs, *max_block, codes, static_cast<size_t>(steps), static_cast<uint32_t>(c));
     latency_ms.push_back(std::chrono::duration<double, std::milli>(clock::now() - c0).count());
     if (!r) {
       fmt::print(stderr, "{}\n", r.error().message);
@@ -82,7 +85,8 @@ int main(int argc, char** argv) {
   double sink = 0;
   const auto t1 = clock::now();
   for (int c = 0; c < clips; ++c) {
-    for (const CompiledKernel& k : kernels) sink += run_ideal(k.kernel, us[static_cast<size_t>(c)]).sum();
+    for (const CompiledKernel& k : kernels)
+      sink += run_ideal(k.kernel, us[static_cast<size_t>(c)]).sum();
   }
   const double ideal_s = std::chrono::duration<double>(clock::now() - t1).count();
   std::sort(latency_ms.begin(), latency_ms.end());
@@ -93,7 +97,8 @@ int main(int argc, char** argv) {
       "{:.2f} ms, max {:.2f} ms\n  ideal double recurrence: {:.0f} steps/s\n  ratio twin / ideal: "
       "{:.4f} (sink {:.3g})\n",
       profile, clips, steps, steps_total / board_s, 3 * steps_total / board_s,
-      latency_ms[latency_ms.size() / 2], latency_ms.back(), static_cast<double>(clips) * steps / ideal_s,
+      latency_ms[latency_ms.size() / 2], latency_ms.back(),
+      static_cast<double>(clips) * steps / ideal_s,
       (steps_total / board_s) / (static_cast<double>(clips) * steps / ideal_s), sink);
   return 0;
 }

@@ -494,6 +494,26 @@ TEST_F(Deploy, ModelClassifiesAClipOnTheBoardAndInSoftware) {
   EXPECT_EQ(h.label(), s.label()) << hw << sw;  // the board agrees with the software model
   EXPECT_NEAR(h.probabilities(0), s.probabilities(0), 0.1) << hw << sw;
 
+  // The same clip streamed in 20 ms chunks: answers as the steps complete, one final answer.
+  const Ran st = ctl({"--json", "stream", clip.string(), "-d", dep.id(), "--chunk-ms", "20"});
+  ASSERT_EQ(st.rc, 0) << st;
+  size_t answers = 0, finals = 0;
+  for (size_t pos = st.out.find("\"steps\""); pos != std::string::npos;
+       pos = st.out.find("\"steps\"", pos + 1)) {
+    ++answers;
+  }
+  for (size_t pos = st.out.find("\"final\":true"); pos != std::string::npos;
+       pos = st.out.find("\"final\":true", pos + 1)) {
+    ++finals;
+  }
+  EXPECT_GE(answers, 50u) << st;  // 1.161 s in 20 ms chunks: ~58 answers
+  EXPECT_EQ(finals, 1u) << st;
+  EXPECT_NE(st.out.find("\"steps\":870"), std::string::npos) << st;  // whole 64-sample blocks
+  // A stream at another rate than the model's is refused and names the rate.
+  const Ran bad_rate = ctl({"stream", clip.string(), "-d", dep.id(), "--rate", "16000"});
+  EXPECT_EQ(bad_rate.rc, 2) << bad_rate;
+  EXPECT_NE(bad_rate.err.find("48000 Hz"), std::string::npos) << bad_rate;
+
   // Bad input: an empty file, an unknown deployment, a deployment without a model.
   const auto empty = dir_.path() / "empty.wav";
   std::ofstream(empty).close();

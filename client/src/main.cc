@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "deploy_cmds.h"
-#include "model_cmds.h"
 #include "heatmap.h"
+#include "model_cmds.h"
 #include "xbar/v1/arrays.grpc.pb.h"
 #include "xbar/v1/board.grpc.pb.h"
 
@@ -527,7 +527,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.footer(
       "Exit codes: 0 ok, 1 failed, 2 usage or invalid argument, 3 daemon/board unavailable,\n"
-      "4 not found, 5 timeout.\nExamples:\n  xbarctl info\n  xbarctl read --array 0 --png a0.png\n"
+      "4 not found, 5 timeout, 6 refused in the present state.\nExamples:\n  xbarctl info\n  "
+      "xbarctl read --array 0 --png a0.png\n"
       "  XBAR_ADDR=lab-pc:50051 xbarctl --json status");
 
   auto* info = app.add_subcommand("info", "board serial, geometry, ADC/DAC facts and backend");

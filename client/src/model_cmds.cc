@@ -8,7 +8,9 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <thread>
 
+#include "xbar/audio/audio.h"
 #include "xbar/v1/models.grpc.pb.h"
 
 namespace xbar::client {
@@ -39,6 +41,9 @@ std::string to_json(const google::protobuf::Message& m) {
 struct ModelCommands::Impl {
   CLI::App* deploy = nullptr;
   CLI::App* infer = nullptr;
+  CLI::App* stream = nullptr;
+  double chunk_ms = 20;
+  int rate_hz = 48000;
   std::string model_path, name, clip, deployment;
   std::vector<uint32_t> arrays;
   bool replace = false, software = false, kernel_outputs = false;
@@ -69,6 +74,20 @@ ModelCommands::ModelCommands(CLI::App& app) : impl_(std::make_unique<Impl>()) {
   m.infer->footer(
       "Examples:\n  xbarctl infer clip.wav -d dep-0123456789ab\n  xbarctl --json infer clip.flac "
       "-d dep-0123456789ab --software");
+  m.stream = app.add_subcommand(
+      "stream", "stream a clip to a deployed model in chunks; results as they come");
+  m.stream->add_option("CLIP", m.clip, "audio file: WAV, FLAC or OGG (resampled here to --rate)")
+      ->required();
+  m.stream->add_option("--deployment,-d", m.deployment, "deployment id (dep-...)")->required();
+  m.stream->add_option("--chunk-ms", m.chunk_ms, "chunk length in ms")
+      ->check(CLI::Range(1.0, 10000.0))
+      ->capture_default_str();
+  m.stream->add_option("--rate", m.rate_hz, "the model's sample rate in Hz")
+      ->check(CLI::Range(1000, 384000))
+      ->capture_default_str();
+  m.stream->add_flag("--software", m.software,
+                     "run the kernels in software instead of on the board");
+  m.stream->footer("Examples:\n  xbarctl stream clip.wav -d dep-0123456789ab --chunk-ms 20");
 }
 
 ModelCommands::~ModelCommands() = default;
@@ -156,6 +175,54 @@ std::optional<int> ModelCommands::run(const CliGlobal& g,
               << (m.software ? "software kernels" : "board closed loop ")
               << (m.software ? "" : std::to_string(out.board_ms()) + " ms") << "\n";
     return 0;
+  }
+  if (*m.stream) {
+    auto clip = audio::load_audio_file(m.clip);
+    if (!clip) {
+      std::cerr << "xbarctl: " << clip.error().message << "\n";
+      return 2;
+    }
+    auto at_rate = audio::resample(*clip, m.rate_hz);
+    if (!at_rate) {
+      std::cerr << "xbarctl: " << at_rate.error().message << "\n";
+      return 2;
+    }
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(600));
+    auto rw = stub->StreamInfer(&ctx);
+    const auto chunk = std::max<size_t>(1, static_cast<size_t>(m.chunk_ms * 1e-3 * m.rate_hz));
+    std::thread writer([&] {
+      v1::StreamInferRequest q;
+      q.set_deployment(m.deployment);
+      q.set_sample_rate_hz(static_cast<uint32_t>(m.rate_hz));
+      q.set_path(m.software ? v1::INFER_SOFTWARE : v1::INFER_HARDWARE);
+      const std::vector<float>& s = at_rate->samples;
+      for (size_t start = 0; start < s.size() || start == 0; start += chunk) {
+        const size_t end = std::min(s.size(), start + chunk);
+        for (size_t i = start; i < end; ++i) q.add_samples(s[i]);
+        q.set_end(end == s.size());
+        if (!rw->Write(q)) break;
+        q.Clear();
+        if (end == s.size()) break;
+      }
+      rw->WritesDone();
+    });
+    v1::StreamInferResponse r;
+    int answers = 0;
+    while (rw->Read(&r)) {
+      ++answers;
+      if (g.json) {
+        std::cout << to_json(r) << "\n";
+      } else if (r.probabilities_size() > 0) {
+        std::cout << (r.final() ? "final " : "      ") << "step " << r.steps() << ": "
+                  << (r.class_name().empty() ? std::to_string(r.label()) : r.class_name()) << " (p"
+                  << r.label() << " " << r.probabilities(static_cast<int>(r.label())) << ")\n";
+      }
+    }
+    writer.join();
+    const grpc::Status s = rw->Finish();
+    if (!s.ok()) return fail(s);
+    return answers > 0 ? 0 : 1;
   }
   return std::nullopt;
 }

@@ -82,29 +82,83 @@ grpc::Status ModelServiceImpl::DeployModel(grpc::ServerContext* ctx,
   return kernels_.deploy(ctx, dk, writer, req->model().SerializeAsString());
 }
 
-grpc::Status ModelServiceImpl::Infer(grpc::ServerContext*, const v1::InferRequest* req,
-                                     v1::InferResponse* out) {
-  auto row = record_.deployment(req->deployment());
+struct ModelServiceImpl::Loaded {
+  model::ModelSpec spec;
+  std::vector<kernel::CompiledKernel> compiled;
+  std::vector<model::PlacedKernel> placed;
+};
+
+Result<ModelServiceImpl::Loaded> ModelServiceImpl::load(const std::string& id, bool hardware) {
+  auto row = record_.deployment(id);
   if (!row) {
     if (row.error().code == ErrorCode::kNotFound) {
-      return {grpc::StatusCode::NOT_FOUND,
-              fmt::format("deployment = '{}': no such deployment", req->deployment())};
+      return make_error(ErrorCode::kNotFound,
+                        fmt::format("deployment = '{}': no such deployment", id));
     }
-    return to_status(row.error());
+    return std::unexpected(row.error());
   }
   v1::Deployment dep;
   v1::Model mp;
   if (!dep.ParseFromString(row->blob) || dep.model().empty() || !mp.ParseFromString(dep.model())) {
-    return {grpc::StatusCode::FAILED_PRECONDITION,
-            fmt::format("deployment {} has no model: deploy one with DeployModel", dep.id())};
+    return make_error(ErrorCode::kBusy,  // FAILED_PRECONDITION at the edge
+                      fmt::format("deployment {} has no model: deploy one with DeployModel", id));
   }
-  const bool hardware = req->path() == v1::INFER_HARDWARE;
   if (hardware && row->state != "ready" && row->state != "degraded") {
-    return {grpc::StatusCode::FAILED_PRECONDITION,
-            fmt::format("deployment {} is {}: its arrays do not hold it", dep.id(), row->state)};
+    return make_error(
+        ErrorCode::kBusy,
+        fmt::format("deployment {} is {}: its arrays do not hold it", id, row->state));
   }
   auto spec = model_from_proto(mp);
-  if (!spec) return {grpc::StatusCode::DATA_LOSS, "recorded model: " + spec.error().message};
+  if (!spec) return make_error(ErrorCode::kInternal, "recorded model: " + spec.error().message);
+  Loaded l;
+  l.spec = std::move(*spec);
+  for (const kernel::KernelSpec& k : l.spec.kernels.kernels) {
+    l.compiled.push_back(kernel::compile(k, l.spec.kernels.window));
+  }
+  l.placed.resize(l.compiled.size());
+  for (const v1::Placement& p : dep.placements()) {
+    if (p.kernel() >= l.compiled.size() || p.row_of_logical_size() != 64 ||
+        p.col_of_logical_size() != 64 || p.readback_us_size() != 64 * 64) {
+      return make_error(ErrorCode::kInternal,
+                        fmt::format("deployment {}: placement unreadable", id));
+    }
+    model::PlacedKernel& pk = l.placed[p.kernel()];
+    pk.compiled = l.compiled[p.kernel()];
+    pk.array = static_cast<int>(p.array());
+    pk.placement.row_of.assign(p.row_of_logical().begin(), p.row_of_logical().end());
+    pk.placement.col_of.assign(p.col_of_logical().begin(), p.col_of_logical().end());
+    pk.g_uS.resize(64, 64);
+    for (int i = 0; i < 64 * 64; ++i) pk.g_uS(i / 64, i % 64) = p.readback_us(i);
+  }
+  return l;
+}
+
+namespace {
+
+// FAILED_PRECONDITION for the "not now" errors of load(), the usual mapping otherwise.
+grpc::Status load_status(const Error& e) {
+  if (e.code == ErrorCode::kBusy) return {grpc::StatusCode::FAILED_PRECONDITION, e.message};
+  return to_status(e);
+}
+
+void fill_result(const model::Forward& f, const model::ModelSpec& spec,
+                 v1::StreamInferResponse* o) {
+  for (double v : f.logits) o->add_logits(static_cast<float>(v));
+  for (double v : f.probabilities) o->add_probabilities(static_cast<float>(v));
+  o->set_label(static_cast<uint32_t>(f.label));
+  if (static_cast<size_t>(f.label) < spec.classes.size()) {
+    o->set_class_name(spec.classes[static_cast<size_t>(f.label)]);
+  }
+}
+
+}  // namespace
+
+grpc::Status ModelServiceImpl::Infer(grpc::ServerContext*, const v1::InferRequest* req,
+                                     v1::InferResponse* out) {
+  const bool hardware = req->path() == v1::INFER_HARDWARE;
+  auto loaded = load(req->deployment(), hardware);
+  if (!loaded) return load_status(loaded.error());
+  model::ModelSpec* spec = &loaded->spec;
 
   // Audio -> the model's preprocessing.
   audio::Audio clip;
@@ -133,34 +187,15 @@ grpc::Status ModelServiceImpl::Infer(grpc::ServerContext*, const v1::InferReques
   Eigen::VectorXd u(static_cast<Eigen::Index>(steps->size()));
   for (size_t t = 0; t < steps->size(); ++t) u(static_cast<Eigen::Index>(t)) = (*steps)[t];
 
-  std::vector<kernel::CompiledKernel> compiled;
-  for (const kernel::KernelSpec& k : spec->kernels.kernels) {
-    compiled.push_back(kernel::compile(k, spec->kernels.window));
-  }
   Result<model::Forward> f = std::unexpected(Error{});
   double board_ms = 0;
   if (hardware) {
-    std::vector<model::PlacedKernel> placed(compiled.size());
-    for (const v1::Placement& p : dep.placements()) {
-      if (p.kernel() >= compiled.size() || p.row_of_logical_size() != 64 ||
-          p.col_of_logical_size() != 64 || p.readback_us_size() != 64 * 64) {
-        return {grpc::StatusCode::DATA_LOSS,
-                fmt::format("deployment {}: placement unreadable", dep.id())};
-      }
-      model::PlacedKernel& pk = placed[p.kernel()];
-      pk.compiled = compiled[p.kernel()];
-      pk.array = static_cast<int>(p.array());
-      pk.placement.row_of.assign(p.row_of_logical().begin(), p.row_of_logical().end());
-      pk.placement.col_of.assign(p.col_of_logical().begin(), p.col_of_logical().end());
-      pk.g_uS.resize(64, 64);
-      for (int i = 0; i < 64 * 64; ++i) pk.g_uS(i / 64, i % 64) = p.readback_us(i);
-    }
     std::lock_guard lock(board_mu_);
-    auto hw = model::hardware_kernels(board_, placed, &board_ms);
+    auto hw = model::hardware_kernels(board_, loaded->placed, &board_ms);
     if (!hw) return to_status(hw.error());
     f = model::forward(*spec, u, *hw);
   } else {
-    f = model::forward(*spec, u, model::software_kernels(compiled));
+    f = model::forward(*spec, u, model::software_kernels(loaded->compiled));
   }
   if (!f) return to_status(f.error());
   for (double v : f->logits) out->add_logits(static_cast<float>(v));
@@ -177,6 +212,98 @@ grpc::Status ModelServiceImpl::Infer(grpc::ServerContext*, const v1::InferReques
       for (double v : y) s->add_values(static_cast<float>(v));
     }
   }
+  return grpc::Status::OK;
+}
+
+grpc::Status ModelServiceImpl::StreamInfer(
+    grpc::ServerContext* ctx,
+    grpc::ServerReaderWriter<v1::StreamInferResponse, v1::StreamInferRequest>* stream) {
+  v1::StreamInferRequest first;
+  if (!stream->Read(&first)) return invalid_argument("StreamInfer: no request");
+  const bool hardware = first.path() == v1::INFER_HARDWARE;
+  auto loaded = load(first.deployment(), hardware);
+  if (!loaded) return load_status(loaded.error());
+  const model::ModelSpec& spec = loaded->spec;
+  if (first.sample_rate_hz() != static_cast<uint32_t>(spec.preprocessing.sample_rate_hz)) {
+    return invalid_argument(fmt::format(
+        "sample_rate_hz = {}: a stream must be at the model's rate, {} Hz (no resampling on a "
+        "stream)",
+        first.sample_rate_hz(), spec.preprocessing.sample_rate_hz));
+  }
+  const auto ds = static_cast<size_t>(spec.preprocessing.downsample);
+  const int h = spec.width();
+  std::unique_lock<std::mutex> lock(board_mu_, std::defer_lock);
+  std::unique_ptr<model::KernelStream> kernels;
+  if (hardware) {
+    lock.lock();  // the loop run stays open for the whole utterance
+    auto hs = model::hardware_stream(board_, loaded->placed, 0);
+    if (!hs) return to_status(hs.error());
+    kernels = std::move(*hs);
+  } else {
+    kernels = model::software_stream(loaded->compiled);
+  }
+  model::StreamingHead head(spec);
+  std::vector<float> pending;  // samples not yet a whole step
+  auto answer = [&](const std::vector<Eigen::VectorXd>& y, bool final) {
+    v1::StreamInferResponse r;
+    const Eigen::Index n = y.empty() ? 0 : y.front().size();
+    for (Eigen::Index t = 0; t < n; ++t) {
+      Eigen::VectorXd step(h);
+      for (int k = 0; k < h; ++k) step(k) = y[static_cast<size_t>(k)](t);
+      head.push(step);
+    }
+    r.set_steps(static_cast<uint32_t>(head.steps()));
+    if (first.kernel_outputs()) {
+      for (const Eigen::VectorXd& yk : y) {
+        auto* s = r.add_kernel_outputs();
+        for (double v : yk) s->add_values(static_cast<float>(v));
+      }
+    }
+    if (head.steps() > 0) fill_result(head.result(), spec, &r);
+    r.set_final(final);
+    return stream->Write(r);
+  };
+  v1::StreamInferRequest msg = first;
+  bool more = true;
+  uint64_t total_samples = 0;
+  while (true) {
+    if (ctx->IsCancelled()) return {grpc::StatusCode::CANCELLED, "stream cancelled"};
+    for (float v : msg.samples()) {
+      if (!std::isfinite(v)) return invalid_argument("samples: not finite");
+      pending.push_back(v);
+    }
+    total_samples += static_cast<uint64_t>(msg.samples_size());
+    if (total_samples > static_cast<uint64_t>(spec.preprocessing.sample_rate_hz) * 60) {
+      return invalid_argument("samples: the utterance is longer than 60 s (the limit)");
+    }
+    const size_t steps = pending.size() / ds;
+    if (steps > 0) {
+      std::vector<Eigen::VectorXd> z(static_cast<size_t>(h),
+                                     Eigen::VectorXd(static_cast<Eigen::Index>(steps)));
+      for (size_t t = 0; t < steps; ++t) {
+        double sum = 0;
+        for (size_t i = 0; i < ds; ++i) sum += pending[t * ds + i];
+        const double u = sum / static_cast<double>(ds);
+        for (int k = 0; k < h; ++k) {
+          z[static_cast<size_t>(k)](static_cast<Eigen::Index>(t)) =
+              spec.encoder.weight(k, 0) * u + spec.encoder.bias(k);
+        }
+      }
+      pending.erase(pending.begin(), pending.begin() + static_cast<ptrdiff_t>(steps * ds));
+      auto y = kernels->push(z);
+      if (!y) return to_status(y.error());
+      if (!answer(*y, false)) return {grpc::StatusCode::CANCELLED, "client went away"};
+    }
+    if (msg.end()) break;
+    more = stream->Read(&msg);
+    if (!more) break;
+  }
+  auto y = kernels->finish();
+  if (!y) return to_status(y.error());
+  if (head.steps() == 0 && (y->empty() || y->front().size() == 0)) {
+    return invalid_argument("samples: the utterance is shorter than one step");
+  }
+  answer(*y, true);
   return grpc::Status::OK;
 }
 

@@ -25,12 +25,18 @@ class ModelServiceImpl final : public xbar::v1::ModelService::Service {
                            grpc::ServerWriter<v1::DeployKernelResponse>* writer) override;
   grpc::Status Infer(grpc::ServerContext* ctx, const v1::InferRequest* req,
                      v1::InferResponse* out) override;
+  grpc::Status StreamInfer(
+      grpc::ServerContext* ctx,
+      grpc::ServerReaderWriter<v1::StreamInferResponse, v1::StreamInferRequest>* stream) override;
 
  private:
   Board& board_;
   ChipRecord& record_;
   std::mutex& board_mu_;
   KernelServiceImpl& kernels_;
+
+  struct Loaded;  // a deployment's model, compiled, with its placements
+  Result<Loaded> load(const std::string& deployment_id, bool hardware);
 };
 
 }  // namespace xbar::server

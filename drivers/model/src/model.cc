@@ -163,4 +163,169 @@ Result<KernelFn> hardware_kernels(Board& board, const std::vector<PlacedKernel>&
   });
 }
 
+void StreamingHead::push(const Eigen::VectorXd& y) {
+  Eigen::VectorXd g(y.size());
+  for (Eigen::Index k = 0; k < y.size(); ++k) g(k) = gelu(y(k));
+  const Eigen::VectorXd mix = m_.mixing.weight * g + m_.mixing.bias;
+  const int h = m_.width();
+  if (m_.glu) {
+    sum_ += (mix.head(h).array() / (1.0 + (-mix.tail(h).array()).exp())).matrix();
+  } else {
+    sum_ += mix;
+  }
+  ++steps_;
+}
+
+Forward StreamingHead::result() const {
+  Forward f;
+  const Eigen::VectorXd pooled = steps_ ? Eigen::VectorXd(sum_ / steps_) : sum_;
+  f.logits = m_.decoder.weight * pooled + m_.decoder.bias;
+  const Eigen::VectorXd e = (f.logits.array() - f.logits.maxCoeff()).exp();
+  f.probabilities = e / e.sum();
+  f.probabilities.maxCoeff(&f.label);
+  return f;
+}
+
+namespace {
+
+class SoftwareStream final : public KernelStream {
+ public:
+  explicit SoftwareStream(std::vector<kernel::CompiledKernel> c) : c_(std::move(c)) {
+    for (const auto& k : c_) x_.emplace_back(k.kernel.a_bar.size(), 0.0);
+  }
+  Result<std::vector<Eigen::VectorXd>> push(const std::vector<Eigen::VectorXd>& z) override {
+    std::vector<Eigen::VectorXd> out;
+    for (size_t k = 0; k < c_.size(); ++k) {
+      const kernel::DiscreteKernel& d = c_[k].kernel;
+      Eigen::VectorXd y(z[k].size());
+      for (Eigen::Index t = 0; t < z[k].size(); ++t) {
+        double acc = 0;
+        for (size_t j = 0; j < x_[k].size(); ++j) {
+          x_[k][j] = d.a_bar[j] * x_[k][j] + z[k](t);
+          acc += (d.c_bar[j] * x_[k][j]).real();
+        }
+        y(t) = 2 * acc + d.d * z[k](t);
+      }
+      out.push_back(std::move(y));
+    }
+    return out;
+  }
+  Result<std::vector<Eigen::VectorXd>> finish() override {
+    return std::vector<Eigen::VectorXd>(c_.size(), Eigen::VectorXd());
+  }
+
+ private:
+  std::vector<kernel::CompiledKernel> c_;
+  std::vector<std::vector<kernel::cd>> x_;
+};
+
+class HardwareStream final : public KernelStream {
+ public:
+  HardwareStream(Board& b, std::vector<kernel::LoopPlan> plans,
+                 std::vector<wire::LoopProgram> programs, std::vector<size_t> order,
+                 uint16_t max_block, uint32_t tag)
+      : b_(b),
+        plans_(std::move(plans)),
+        programs_(std::move(programs)),
+        order_(std::move(order)),
+        max_block_(max_block),
+        tag_(tag) {}
+  ~HardwareStream() override {
+    if (open_) (void)b_.abort();
+  }
+  Result<std::vector<Eigen::VectorXd>> push(const std::vector<Eigen::VectorXd>& z) override {
+    return run(z, false);
+  }
+  Result<std::vector<Eigen::VectorXd>> finish() override {
+    std::vector<Eigen::VectorXd> zero(programs_.size(), Eigen::VectorXd::Zero(1));
+    return run(zero, true);  // one step of zero input flushes the last output (eq. 7's lag)
+  }
+
+ private:
+  Result<std::vector<Eigen::VectorXd>> run(const std::vector<Eigen::VectorXd>& z, bool last) {
+    const size_t n = programs_.size();
+    const auto steps = static_cast<size_t>(z.front().size());
+    std::vector<Eigen::VectorXd> out(n, Eigen::VectorXd(static_cast<Eigen::Index>(steps)));
+    std::vector<int16_t> codes(steps * n);
+    for (size_t j = 0; j < n; ++j) {
+      const auto in = kernel::input_codes(plans_[order_[j]], z[order_[j]]);
+      for (size_t t = 0; t < steps; ++t) codes[t * n + j] = in[t];
+    }
+    std::vector<int32_t> outputs;
+    for (size_t start = 0; start < steps; start += max_block_) {
+      const size_t k = std::min<size_t>(max_block_, steps - start);
+      wire::LoopRunRequest q;
+      q.flags = static_cast<uint8_t>((open_ ? 0 : wire::kLoopFirst) |
+                                     (last && start + k == steps ? wire::kLoopLast : 0));
+      q.n_steps = static_cast<uint16_t>(k);
+      q.block_index = block_;
+      q.noise_tag = tag_;
+      q.inputs.assign(codes.begin() + static_cast<ptrdiff_t>(start * n),
+                      codes.begin() + static_cast<ptrdiff_t>((start + k) * n));
+      auto r = b_.loop_run(q);
+      if (!r) return std::unexpected(r.error());
+      open_ = r->run_open != 0;
+      ++block_;
+      outputs.insert(outputs.end(), r->outputs.begin(), r->outputs.end());
+    }
+    // The outputs of a step belong to the step before it: the very first one of the run is
+    // dropped, and each later one is completed with the input of its own step (for D).
+    std::vector<Eigen::VectorXd> done(n);
+    const size_t skip = first_ ? 1 : 0;
+    first_ = false;
+    for (size_t j = 0; j < n; ++j) {
+      const size_t kj = order_[j];
+      const kernel::LoopPlan& plan = plans_[kj];
+      Eigen::VectorXd y(static_cast<Eigen::Index>(steps - skip));
+      for (size_t t = skip; t < steps; ++t) {
+        const double u_prev = t == 0 ? prev_z_[kj] : z[kj](static_cast<Eigen::Index>(t - 1));
+        y(static_cast<Eigen::Index>(t - skip)) =
+            plan.y_scale * outputs[t * n + j] + plan.d * u_prev;
+      }
+      done[kj] = std::move(y);
+    }
+    prev_z_.resize(n);
+    for (size_t k = 0; k < n; ++k) prev_z_[k] = z[k](z[k].size() - 1);
+    return done;
+  }
+
+  Board& b_;
+  std::vector<kernel::LoopPlan> plans_;
+  std::vector<wire::LoopProgram> programs_;
+  std::vector<size_t> order_;
+  uint16_t max_block_;
+  uint32_t tag_;
+  uint32_t block_ = 0;
+  bool open_ = false, first_ = true;
+  std::vector<double> prev_z_;
+};
+
+}  // namespace
+
+std::unique_ptr<KernelStream> software_stream(const std::vector<kernel::CompiledKernel>& compiled) {
+  return std::make_unique<SoftwareStream>(compiled);
+}
+
+Result<std::unique_ptr<KernelStream>> hardware_stream(Board& board,
+                                                      const std::vector<PlacedKernel>& kernels,
+                                                      uint32_t noise_tag) {
+  std::vector<size_t> order(kernels.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return kernels[a].array < kernels[b].array; });
+  std::vector<kernel::LoopPlan> plans(kernels.size());
+  std::vector<wire::LoopProgram> programs;
+  for (size_t i : order) {
+    const PlacedKernel& k = kernels[i];
+    auto plan = kernel::plan_loop(k.compiled, k.placement, k.g_uS, k.array, board.info());
+    if (!plan) return std::unexpected(plan.error());
+    plans[i] = *plan;
+    programs.push_back(plan->program);
+  }
+  auto max_block = board.loop_load(programs);
+  if (!max_block) return std::unexpected(max_block.error());
+  return std::unique_ptr<KernelStream>(std::make_unique<HardwareStream>(
+      board, std::move(plans), std::move(programs), std::move(order), *max_block, noise_tag));
+}
+
 }  // namespace xbar::model

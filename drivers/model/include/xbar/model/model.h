@@ -7,6 +7,7 @@
 
 #include <Eigen/Core>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -71,6 +72,36 @@ struct PlacedKernel {
 /// accumulates the time spent in the board's runs.
 Result<KernelFn> hardware_kernels(Board& board, const std::vector<PlacedKernel>& kernels,
                                   double* board_ms = nullptr);
+
+/// The model's head (GELU, mixing, mean-pool, decoder) fed one step at a time, for streams.
+class StreamingHead {
+ public:
+  explicit StreamingHead(const ModelSpec& m) : m_(m), sum_(Eigen::VectorXd::Zero(m.width())) {}
+  void push(const Eigen::VectorXd& kernel_outputs);  // H values of one step
+  Forward result() const;                            // over the steps pushed so far
+  int steps() const { return steps_; }
+
+ private:
+  const ModelSpec& m_;
+  Eigen::VectorXd sum_;
+  int steps_ = 0;
+};
+
+/// The kernels fed chunk by chunk: push(z) takes K new steps per kernel and returns the outputs
+/// of the steps that are complete (per kernel, equal lengths); finish() returns the rest.
+class KernelStream {
+ public:
+  virtual ~KernelStream() = default;
+  virtual Result<std::vector<Eigen::VectorXd>> push(const std::vector<Eigen::VectorXd>& z) = 0;
+  virtual Result<std::vector<Eigen::VectorXd>> finish() = 0;
+};
+
+std::unique_ptr<KernelStream> software_stream(const std::vector<kernel::CompiledKernel>& compiled);
+/// One LOOP_RUN kept open across pushes (the board serves nothing else meanwhile); the
+/// destructor aborts a run that was not finished.
+Result<std::unique_ptr<KernelStream>> hardware_stream(Board& board,
+                                                      const std::vector<PlacedKernel>& kernels,
+                                                      uint32_t noise_tag);
 
 double gelu(double x);  // exact: x Phi(x)
 
