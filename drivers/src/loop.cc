@@ -39,6 +39,12 @@ Result<void> check_inputs(std::span<const int16_t> inputs, size_t steps, size_t 
   return {};
 }
 
+// Best effort after a failed block: never leave a run open behind an error. Its own result does
+// not matter: the caller reports the error that stopped the run.
+void close_run(Board& board) {
+  if (auto a = board.abort(); !a) return;
+}
+
 void drop_first_step(LoopRunResult& r, bool align) {
   if (!align) return;
   r.outputs.erase(r.outputs.begin(),
@@ -73,11 +79,11 @@ Result<LoopRunResult> run_loop(Board& board, const std::vector<wire::LoopProgram
     auto r = board.loop_run(q);
     ++res.transactions;
     if (!r) {
-      if (start + k != total) (void)board.abort();  // never leave a run open behind an error
+      if (start + k != total) close_run(board);
       return std::unexpected(r.error());
     }
     if (r->n_steps != k || r->outputs.size() != k * n_out) {
-      (void)board.abort();
+      close_run(board);
       return make_error(ErrorCode::kProtocol,
                         fmt::format("LOOP_RUN block {}: {} outputs, expected {}", block,
                                     r->outputs.size(), k * n_out));
@@ -98,6 +104,7 @@ Result<LoopRunResult> run_host_stepped(Board& board, const std::vector<wire::Loo
   const size_t total = steps + (align ? 1 : 0);
   const auto rows = static_cast<size_t>(board.info().rows);
   std::vector<wire::LoopState> state;
+  state.reserve(programs.size());
   for (const wire::LoopProgram& p : programs) state.emplace_back(p);
   LoopRunResult res;
   res.outputs_per_step = n_out;

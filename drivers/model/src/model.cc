@@ -113,6 +113,7 @@ Result<Forward> forward(const ModelSpec& m, const Eigen::VectorXd& u, const Kern
 KernelFn software_kernels(const std::vector<kernel::CompiledKernel>& compiled) {
   return [compiled](const std::vector<Eigen::VectorXd>& z) -> Result<std::vector<Eigen::VectorXd>> {
     std::vector<Eigen::VectorXd> out;
+    out.reserve(z.size());
     for (size_t k = 0; k < z.size(); ++k)
       out.push_back(kernel::run_ideal(compiled[k].kernel, z[k]));
     return out;
@@ -231,7 +232,11 @@ class HardwareStream final : public KernelStream {
         max_block_(max_block),
         tag_(tag) {}
   ~HardwareStream() override {
-    if (open_) (void)b_.abort();
+    // A stream dropped mid-utterance (client gone, error) closes its run so the board serves
+    // others at once; the result of the abort itself has nobody to go to.
+    if (open_) {
+      if (auto a = b_.abort(); !a) return;
+    }
   }
   Result<std::vector<Eigen::VectorXd>> push(const std::vector<Eigen::VectorXd>& z) override {
     return run(z, false);
