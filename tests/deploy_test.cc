@@ -5,11 +5,13 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <spawn.h>
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -25,7 +27,7 @@
 #include "xbar/kernel/kernel.h"
 #include "xbar/kernel/model.h"
 #include "xbar/v1/kernels.pb.h"
-#include "xbar/v1/models.pb.h"
+#include "xbar/v1/models.grpc.pb.h"
 
 namespace xbar {
 namespace {
@@ -520,6 +522,41 @@ TEST_F(Deploy, ModelClassifiesAClipOnTheBoardAndInSoftware) {
   const Ran e = ctl({"infer", empty.string(), "-d", dep.id()});
   EXPECT_EQ(e.rc, 2) << e;
   EXPECT_NE(e.err.find("audio"), std::string::npos) << e;
+  // Through the API: a 0 Hz sample rate is named; a stream cancelled mid-utterance frees the
+  // board at once (the next hardware inference does not wait for it).
+  auto stub = v1::ModelService::NewStub(
+      grpc::CreateChannel(xbard_addr_, grpc::InsecureChannelCredentials()));
+  {
+    grpc::ClientContext c;
+    v1::InferRequest q;
+    q.set_deployment(dep.id());
+    q.add_samples(0.5f);
+    q.set_sample_rate_hz(0);
+    v1::InferResponse r;
+    const grpc::Status st0 = stub->Infer(&c, q, &r);
+    EXPECT_EQ(st0.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(st0.error_message().find("sample_rate_hz = 0"), std::string::npos)
+        << st0.error_message();
+  }
+  {
+    grpc::ClientContext c;
+    auto rw = stub->StreamInfer(&c);
+    v1::StreamInferRequest q;
+    q.set_deployment(dep.id());
+    q.set_sample_rate_hz(48000);
+    for (int i = 0; i < 64 * 40; ++i) q.add_samples(0.1f * std::sin(0.01f * static_cast<float>(i)));
+    ASSERT_TRUE(rw->Write(q));
+    v1::StreamInferResponse first_answer;
+    ASSERT_TRUE(rw->Read(&first_answer));  // the run is open on the board now
+    EXPECT_EQ(first_answer.steps(), 39u);  // 40 blocks in, the last output waits for step 41
+    c.TryCancel();
+    (void)rw->Finish();
+  }
+  // If the cancelled stream still held the board, this call would wait on it until its deadline
+  // and exit 5.
+  const Ran after = ctl({"--timeout", "20", "infer", clip.string(), "-d", dep.id()});
+  EXPECT_EQ(after.rc, 0) << after;
+
   const Ran nf = ctl({"infer", clip.string(), "-d", "dep-000000000000"});
   EXPECT_EQ(nf.rc, 4) << nf;
   const Ran k = ctl({"--json", "deploy", kExample, "--replace"});
