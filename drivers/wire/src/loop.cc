@@ -228,7 +228,7 @@ Decoded<LoopRunRequest> decode_loop_run_request(std::span<const uint8_t> p) {
   }
   auto b = r.get_bytes(r.remaining());
   q.inputs.resize(b.size() / 2);
-  std::memcpy(q.inputs.data(), b.data(), b.size());
+  if (!b.empty()) std::memcpy(q.inputs.data(), b.data(), b.size());  // never memcpy(nullptr)
   return q;
 }
 
@@ -257,7 +257,7 @@ Decoded<LoopRunReply> decode_loop_run_reply(std::span<const uint8_t> p) {
   }
   auto b = r.get_bytes(r.remaining());
   q.outputs.resize(b.size() / 4);
-  std::memcpy(q.outputs.data(), b.data(), b.size());
+  if (!b.empty()) std::memcpy(q.outputs.data(), b.data(), b.size());
   return q;
 }
 
