@@ -120,50 +120,6 @@ KernelFn software_kernels(const std::vector<kernel::CompiledKernel>& compiled) {
   };
 }
 
-Result<KernelFn> hardware_kernels(Board& board, const std::vector<PlacedKernel>& kernels,
-                                  double* board_ms) {
-  // Programs in increasing array order (the protocol's rule); order[i] = kernel on program i.
-  std::vector<size_t> order(kernels.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(),
-            [&](size_t a, size_t b) { return kernels[a].array < kernels[b].array; });
-  std::vector<kernel::LoopPlan> plans(kernels.size());
-  std::vector<wire::LoopProgram> programs;
-  for (size_t i : order) {
-    const PlacedKernel& k = kernels[i];
-    auto plan = kernel::plan_loop(k.compiled, k.placement, k.g_uS, k.array, board.info());
-    if (!plan) return std::unexpected(plan.error());
-    plans[i] = *plan;
-    programs.push_back(plan->program);
-  }
-  auto max_block = board.loop_load(programs);
-  if (!max_block) return std::unexpected(max_block.error());
-  auto run_counter = std::make_shared<uint32_t>(0);
-  return KernelFn([&board, plans, programs, order, max_block = *max_block, run_counter,
-                   board_ms](const std::vector<Eigen::VectorXd>& z)
-                      -> Result<std::vector<Eigen::VectorXd>> {
-    const size_t n = programs.size();
-    const auto steps = static_cast<size_t>(z.front().size());
-    std::vector<int16_t> codes(steps * n);
-    for (size_t j = 0; j < n; ++j) {  // program j runs kernel order[j]
-      const auto in = kernel::input_codes(plans[order[j]], z[order[j]]);
-      for (size_t t = 0; t < steps; ++t) codes[t * n + j] = in[t];
-    }
-    const auto t0 = std::chrono::steady_clock::now();
-    auto r = run_loop(board, programs, max_block, codes, steps, (*run_counter)++);
-    if (board_ms) {
-      *board_ms +=
-          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    }
-    if (!r) return std::unexpected(r.error());
-    std::vector<Eigen::VectorXd> out(n);
-    for (size_t j = 0; j < n; ++j) {
-      out[order[j]] = kernel::outputs_to_y(plans[order[j]], r->outputs, n, j, z[order[j]]);
-    }
-    return out;
-  });
-}
-
 void StreamingHead::push(const Eigen::VectorXd& y) {
   Eigen::VectorXd g(y.size());
   for (Eigen::Index k = 0; k < y.size(); ++k) g(k) = gelu(y(k));
@@ -220,16 +176,44 @@ class SoftwareStream final : public KernelStream {
   std::vector<std::vector<kernel::cd>> x_;
 };
 
+// The loop programs of a set of placed kernels, loaded on the board.
+struct PreparedLoop {
+  std::vector<kernel::LoopPlan> plans;      // per kernel
+  std::vector<wire::LoopProgram> programs;  // per program, arrays increasing
+  std::vector<size_t> order;                // order[j] = the kernel program j runs
+  uint16_t max_block = 0;
+};
+
+Result<std::shared_ptr<const PreparedLoop>> prepare_loop(Board& board,
+                                                         const std::vector<PlacedKernel>& kernels) {
+  auto p = std::make_shared<PreparedLoop>();
+  p->order.resize(kernels.size());
+  for (size_t i = 0; i < p->order.size(); ++i) p->order[i] = i;
+  std::sort(p->order.begin(), p->order.end(),
+            [&](size_t a, size_t b) { return kernels[a].array < kernels[b].array; });
+  p->plans.resize(kernels.size());
+  for (size_t i : p->order) {
+    const PlacedKernel& k = kernels[i];
+    auto plan = kernel::plan_loop(k.compiled, k.placement, k.g_uS, k.array, board.info());
+    if (!plan) return std::unexpected(plan.error());
+    p->plans[i] = *plan;
+    p->programs.push_back(plan->program);
+  }
+  auto max_block = board.loop_load(p->programs);
+  if (!max_block) return std::unexpected(max_block.error());
+  p->max_block = *max_block;
+  return std::shared_ptr<const PreparedLoop>(std::move(p));
+}
+
 class HardwareStream final : public KernelStream {
  public:
-  HardwareStream(Board& b, std::vector<kernel::LoopPlan> plans,
-                 std::vector<wire::LoopProgram> programs, std::vector<size_t> order,
-                 uint16_t max_block, uint32_t tag)
+  HardwareStream(Board& b, std::shared_ptr<const PreparedLoop> loop, uint32_t tag)
       : b_(b),
-        plans_(std::move(plans)),
-        programs_(std::move(programs)),
-        order_(std::move(order)),
-        max_block_(max_block),
+        loop_(std::move(loop)),
+        plans_(loop_->plans),
+        programs_(loop_->programs),
+        order_(loop_->order),
+        max_block_(loop_->max_block),
         tag_(tag) {}
   ~HardwareStream() override {
     // A stream dropped mid-utterance (client gone, error) closes its run so the board serves
@@ -295,9 +279,10 @@ class HardwareStream final : public KernelStream {
   }
 
   Board& b_;
-  std::vector<kernel::LoopPlan> plans_;
-  std::vector<wire::LoopProgram> programs_;
-  std::vector<size_t> order_;
+  std::shared_ptr<const PreparedLoop> loop_;
+  const std::vector<kernel::LoopPlan>& plans_;
+  const std::vector<wire::LoopProgram>& programs_;
+  const std::vector<size_t>& order_;
   uint16_t max_block_;
   uint32_t tag_;
   uint32_t block_ = 0;
@@ -314,23 +299,39 @@ std::unique_ptr<KernelStream> software_stream(const std::vector<kernel::Compiled
 Result<std::unique_ptr<KernelStream>> hardware_stream(Board& board,
                                                       const std::vector<PlacedKernel>& kernels,
                                                       uint32_t noise_tag) {
-  std::vector<size_t> order(kernels.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(),
-            [&](size_t a, size_t b) { return kernels[a].array < kernels[b].array; });
-  std::vector<kernel::LoopPlan> plans(kernels.size());
-  std::vector<wire::LoopProgram> programs;
-  for (size_t i : order) {
-    const PlacedKernel& k = kernels[i];
-    auto plan = kernel::plan_loop(k.compiled, k.placement, k.g_uS, k.array, board.info());
-    if (!plan) return std::unexpected(plan.error());
-    plans[i] = *plan;
-    programs.push_back(plan->program);
-  }
-  auto max_block = board.loop_load(programs);
-  if (!max_block) return std::unexpected(max_block.error());
-  return std::unique_ptr<KernelStream>(std::make_unique<HardwareStream>(
-      board, std::move(plans), std::move(programs), std::move(order), *max_block, noise_tag));
+  auto loop = prepare_loop(board, kernels);
+  if (!loop) return std::unexpected(loop.error());
+  return std::unique_ptr<KernelStream>(std::make_unique<HardwareStream>(board, *loop, noise_tag));
+}
+
+Result<KernelFn> hardware_kernels(Board& board, const std::vector<PlacedKernel>& kernels,
+                                  double* board_ms) {
+  auto loop = prepare_loop(board, kernels);
+  if (!loop) return std::unexpected(loop.error());
+  // Each call is one run of its own (noise tags 0, 1, ...): the whole sequence in, then the
+  // flush step, exactly what a stream of one chunk does.
+  auto run_counter = std::make_shared<uint32_t>(0);
+  return KernelFn([&board, loop = *loop, run_counter,
+                   board_ms](const std::vector<Eigen::VectorXd>& z)
+                      -> Result<std::vector<Eigen::VectorXd>> {
+    const auto t0 = std::chrono::steady_clock::now();
+    HardwareStream stream(board, loop, (*run_counter)++);
+    auto head = stream.push(z);
+    auto tail = head ? stream.finish() : decltype(head)(std::unexpected(head.error()));
+    if (board_ms) {
+      *board_ms +=
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    }
+    if (!head) return head;
+    if (!tail) return tail;
+    for (size_t k = 0; k < head->size(); ++k) {
+      Eigen::VectorXd& y = (*head)[k];
+      const Eigen::VectorXd& rest = (*tail)[k];
+      y.conservativeResize(y.size() + rest.size());
+      y.tail(rest.size()) = rest;
+    }
+    return head;
+  });
 }
 
 }  // namespace xbar::model
