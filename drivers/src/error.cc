@@ -24,6 +24,8 @@ std::string_view error_code_name(ErrorCode c) {
       return "busy";
     case ErrorCode::kCancelled:
       return "cancelled";
+    case ErrorCode::kFailedPrecondition:
+      return "failed precondition";
     case ErrorCode::kInternal:
       return "internal error";
   }

@@ -100,12 +100,12 @@ Result<ModelServiceImpl::Loaded> ModelServiceImpl::load(const std::string& id, b
   v1::Deployment dep;
   v1::Model mp;
   if (!dep.ParseFromString(row->blob) || dep.model().empty() || !mp.ParseFromString(dep.model())) {
-    return make_error(ErrorCode::kBusy,  // FAILED_PRECONDITION at the edge
+    return make_error(ErrorCode::kFailedPrecondition,
                       fmt::format("deployment {} has no model: deploy one with DeployModel", id));
   }
   if (hardware && row->state != "ready" && row->state != "degraded") {
     return make_error(
-        ErrorCode::kBusy,
+        ErrorCode::kFailedPrecondition,
         fmt::format("deployment {} is {}: its arrays do not hold it", id, row->state));
   }
   auto spec = model_from_proto(mp);
@@ -135,12 +135,6 @@ Result<ModelServiceImpl::Loaded> ModelServiceImpl::load(const std::string& id, b
 
 namespace {
 
-// FAILED_PRECONDITION for the "not now" errors of load(), the usual mapping otherwise.
-grpc::Status load_status(const Error& e) {
-  if (e.code == ErrorCode::kBusy) return {grpc::StatusCode::FAILED_PRECONDITION, e.message};
-  return to_status(e);
-}
-
 void fill_result(const model::Forward& f, const model::ModelSpec& spec,
                  v1::StreamInferResponse* o) {
   for (double v : f.logits) o->add_logits(static_cast<float>(v));
@@ -157,7 +151,7 @@ grpc::Status ModelServiceImpl::Infer(grpc::ServerContext*, const v1::InferReques
                                      v1::InferResponse* out) {
   const bool hardware = req->path() == v1::INFER_HARDWARE;
   auto loaded = load(req->deployment(), hardware);
-  if (!loaded) return load_status(loaded.error());
+  if (!loaded) return to_status(loaded.error());
   model::ModelSpec* spec = &loaded->spec;
 
   // Audio -> the model's preprocessing.
@@ -222,7 +216,7 @@ grpc::Status ModelServiceImpl::StreamInfer(
   if (!stream->Read(&first)) return invalid_argument("StreamInfer: no request");
   const bool hardware = first.path() == v1::INFER_HARDWARE;
   auto loaded = load(first.deployment(), hardware);
-  if (!loaded) return load_status(loaded.error());
+  if (!loaded) return to_status(loaded.error());
   const model::ModelSpec& spec = loaded->spec;
   if (first.sample_rate_hz() != static_cast<uint32_t>(spec.preprocessing.sample_rate_hz)) {
     return invalid_argument(fmt::format(

@@ -30,6 +30,9 @@ grpc::Status to_status(const Error& e) {
     case ErrorCode::kCancelled:
       code = StatusCode::CANCELLED;
       break;
+    case ErrorCode::kFailedPrecondition:
+      code = StatusCode::FAILED_PRECONDITION;
+      break;
     case ErrorCode::kProtocol:    // malformed reply from the board
     case ErrorCode::kBoardError:  // the board's own error reply
     case ErrorCode::kInternal:

@@ -208,13 +208,7 @@ Result<std::shared_ptr<const PreparedLoop>> prepare_loop(Board& board,
 class HardwareStream final : public KernelStream {
  public:
   HardwareStream(Board& b, std::shared_ptr<const PreparedLoop> loop, uint32_t tag)
-      : b_(b),
-        loop_(std::move(loop)),
-        plans_(loop_->plans),
-        programs_(loop_->programs),
-        order_(loop_->order),
-        max_block_(loop_->max_block),
-        tag_(tag) {}
+      : b_(b), loop_(std::move(loop)), tag_(tag) {}
   ~HardwareStream() override {
     // A stream dropped mid-utterance (client gone, error) closes its run so the board serves
     // others at once; the result of the abort itself has nobody to go to.
@@ -226,23 +220,23 @@ class HardwareStream final : public KernelStream {
     return run(z, false);
   }
   Result<std::vector<Eigen::VectorXd>> finish() override {
-    std::vector<Eigen::VectorXd> zero(programs_.size(), Eigen::VectorXd::Zero(1));
+    std::vector<Eigen::VectorXd> zero(loop_->programs.size(), Eigen::VectorXd::Zero(1));
     return run(zero, true);  // one step of zero input flushes the last output (eq. 7's lag)
   }
 
  private:
   Result<std::vector<Eigen::VectorXd>> run(const std::vector<Eigen::VectorXd>& z, bool last) {
-    const size_t n = programs_.size();
+    const size_t n = loop_->programs.size();
     const auto steps = static_cast<size_t>(z.front().size());
     std::vector<Eigen::VectorXd> out(n, Eigen::VectorXd(static_cast<Eigen::Index>(steps)));
     std::vector<int16_t> codes(steps * n);
     for (size_t j = 0; j < n; ++j) {
-      const auto in = kernel::input_codes(plans_[order_[j]], z[order_[j]]);
+      const auto in = kernel::input_codes(loop_->plans[loop_->order[j]], z[loop_->order[j]]);
       for (size_t t = 0; t < steps; ++t) codes[t * n + j] = in[t];
     }
     std::vector<int32_t> outputs;
-    for (size_t start = 0; start < steps; start += max_block_) {
-      const size_t k = std::min<size_t>(max_block_, steps - start);
+    for (size_t start = 0; start < steps; start += loop_->max_block) {
+      const size_t k = std::min<size_t>(loop_->max_block, steps - start);
       wire::LoopRunRequest q;
       q.flags = static_cast<uint8_t>((open_ ? 0 : wire::kLoopFirst) |
                                      (last && start + k == steps ? wire::kLoopLast : 0));
@@ -263,8 +257,8 @@ class HardwareStream final : public KernelStream {
     const size_t skip = first_ ? 1 : 0;
     first_ = false;
     for (size_t j = 0; j < n; ++j) {
-      const size_t kj = order_[j];
-      const kernel::LoopPlan& plan = plans_[kj];
+      const size_t kj = loop_->order[j];
+      const kernel::LoopPlan& plan = loop_->plans[kj];
       Eigen::VectorXd y(static_cast<Eigen::Index>(steps - skip));
       for (size_t t = skip; t < steps; ++t) {
         const double u_prev = t == 0 ? prev_z_[kj] : z[kj](static_cast<Eigen::Index>(t - 1));
@@ -280,10 +274,6 @@ class HardwareStream final : public KernelStream {
 
   Board& b_;
   std::shared_ptr<const PreparedLoop> loop_;
-  const std::vector<kernel::LoopPlan>& plans_;
-  const std::vector<wire::LoopProgram>& programs_;
-  const std::vector<size_t>& order_;
-  uint16_t max_block_;
   uint32_t tag_;
   uint32_t block_ = 0;
   bool open_ = false, first_ = true;

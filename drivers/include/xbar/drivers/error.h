@@ -9,16 +9,17 @@
 namespace xbar {
 
 enum class ErrorCode {
-  kInvalidArgument,   // caller's value out of range (message names field and range)
-  kNotFound,          // no such board / serial / file
-  kPermissionDenied,  // OS refused access (e.g. /dev/bus/usb node without the udev rule)
-  kUnavailable,       // board unplugged, connection refused or closed
-  kTimeout,           // no reply within the deadline (after retries)
-  kProtocol,          // malformed or unexpected reply from the board
-  kBoardError,        // the board answered with an error reply (message carries its text)
-  kUnsupported,       // the board does not implement this (e.g. SIM_* on a real board)
-  kBusy,              // the board is running a loop
-  kCancelled,         // stopped by the caller
+  kInvalidArgument,     // caller's value out of range (message names field and range)
+  kNotFound,            // no such board / serial / file
+  kPermissionDenied,    // OS refused access (e.g. /dev/bus/usb node without the udev rule)
+  kUnavailable,         // board unplugged, connection refused or closed
+  kTimeout,             // no reply within the deadline (after retries)
+  kProtocol,            // malformed or unexpected reply from the board
+  kBoardError,          // the board answered with an error reply (message carries its text)
+  kUnsupported,         // the board does not implement this (e.g. SIM_* on a real board)
+  kBusy,                // the board is running a loop
+  kCancelled,           // stopped by the caller
+  kFailedPrecondition,  // not possible in the present state (e.g. a deployment without a model)
   kInternal,
 };
 
