@@ -23,18 +23,13 @@ using testing::TempDir;
 class EndToEnd : public ::testing::Test {
  protected:
   void SetUp() override {
-    fwsim_sock_ = dir_.path() / "fwsim.sock";
-    xbard_addr_ = "unix:" + (dir_.path() / "xbard.sock").string();
-    fwsim_ = std::make_unique<Process>(
-        std::vector<std::string>{XBAR_FWSIM_PATH, "--profile", "imssa", "--seed", "13", "--listen",
-                                 "unix:" + fwsim_sock_.string()},
-        dir_.path() / "fwsim.log");
-    ASSERT_TRUE(testing::eventually([&] { return std::filesystem::exists(fwsim_sock_); }))
-        << fwsim_->output();
-    xbard_ = std::make_unique<Process>(
-        std::vector<std::string>{XBARD_PATH, "--board", "unix:" + fwsim_sock_.string(), "--listen",
-                                 xbard_addr_, "--state-dir", state_dir_.string()},
-        dir_.path() / "xbard.log");
+    auto t = testing::start_twin_and_daemon(dir_.path(), XBAR_FWSIM_PATH, XBARD_PATH, "imssa", 13,
+                                            state_dir_);
+    fwsim_sock_ = t.fwsim_sock;
+    xbard_addr_ = t.xbard_addr;
+    fwsim_ = std::move(t.fwsim);
+    xbard_ = std::move(t.xbard);
+    ASSERT_TRUE(t.fwsim_up) << fwsim_->output();
     ASSERT_TRUE(testing::eventually([&] { return ctl({"info"}).first == 0; })) << xbard_->output();
   }
 

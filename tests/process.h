@@ -11,6 +11,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -117,9 +118,42 @@ inline std::pair<int, std::string> run(std::vector<std::string> argv,
   return {rc, p.output()};
 }
 
+/// The end-to-end setup: xbar-fwsim (`profile`, chip `seed`) on a Unix socket in `dir`, and
+/// xbard in front of it listening on another one, with its chip record in `state_dir`. The
+/// caller waits for xbard to answer (its own client).
+struct TwinAndDaemon {
+  std::filesystem::path fwsim_sock;
+  std::string xbard_addr;
+  std::unique_ptr<Process> fwsim, xbard;
+  bool fwsim_up = false;  // the twin's socket appeared
+};
+
+template <typename Pred>
+bool eventually(Pred pred, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+inline TwinAndDaemon start_twin_and_daemon(const std::filesystem::path& dir,
+                                           const std::string& fwsim_exe,
+                                           const std::string& xbard_exe, const std::string& profile,
+                                           int seed, const std::filesystem::path& state_dir) {
+  TwinAndDaemon t;
+  t.fwsim_sock = dir / "fwsim.sock";
+  t.xbard_addr = "unix:" + (dir / "xbard.sock").string();
+  t.fwsim = std::make_unique<Process>(
+      std::vector<std::string>{fwsim_exe, "--profile", profile, "--seed", std::to_string(seed),
+                               "--listen", "unix:" + t.fwsim_sock.string()},
+      dir / "fwsim.log");
+  t.fwsim_up = eventually([&] { return std::filesystem::exists(t.fwsim_sock); });
+  if (!t.fwsim_up) return t;
+  t.xbard = std::make_unique<Process>(
+      std::vector<std::string>{xbard_exe, "--board", "unix:" + t.fwsim_sock.string(), "--listen",
+                               t.xbard_addr, "--state-dir", state_dir.string()},
+      dir / "xbard.log");
+  return t;
+}
+
 /// Polls `pred` every 20 ms for up to `timeout`.
 template <typename Pred>
-bool eventually(Pred pred, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+bool eventually(Pred pred, std::chrono::milliseconds timeout) {
   const auto end = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < end) {
     if (pred()) return true;
