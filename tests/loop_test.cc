@@ -134,6 +134,149 @@ TEST(Loop, RunRulesBusyAbortAndBlockOrder) {
   EXPECT_FALSE(*b->abort());
 }
 
+// Runs the step-major input codes `u` as one run of one block; returns its output codes.
+std::vector<int32_t> one_run(Board& b, const std::vector<int16_t>& u, uint16_t steps,
+                             uint32_t tag) {
+  wire::LoopRunRequest q;
+  q.flags = wire::kLoopFirst | wire::kLoopLast;
+  q.n_steps = steps;
+  q.noise_tag = tag;
+  q.inputs = u;
+  auto r = b.loop_run(q);
+  EXPECT_TRUE(r.has_value()) << r.error().message;
+  return r ? r->outputs : std::vector<int32_t>{};
+}
+
+TEST(Loop, SwitchedRunsEqualOneRunWhileAnotherProgramSetTakesTurns) {
+  // Typical profile (read noise, relaxation): a 300-step run cut into 7-step runs that each
+  // resume the state and step count of the previous one (RESUME/SNAPSHOT), with another
+  // program set loaded and run between every two of them, gives the one run's outputs bit for
+  // bit: the context switch loses nothing and the noise stays keyed by the run's own steps.
+  auto b = open("sim:profile=typical,seed=5");
+  ASSERT_TRUE(b->info().has_loop_resume);
+  const auto mine = programs(3, 2), other = programs(9, 3);
+  const uint16_t steps = 300;
+  const auto u = inputs(steps, 2, 11);
+  ASSERT_TRUE(b->loop_load(mine).has_value());
+  const std::vector<int32_t> whole = one_run(*b, u, steps, 42);
+  ASSERT_EQ(whole.size(), size_t{steps} * 2 * 2);
+
+  std::vector<int32_t> pieces;
+  std::vector<int16_t> state;
+  uint32_t next = 0;
+  int loads = 0;
+  for (uint16_t start = 0; start < steps; start += 7) {
+    const uint16_t k = std::min<uint16_t>(7, steps - start);
+    auto l = b->ensure_loop_loaded(mine);
+    ASSERT_TRUE(l.has_value());
+    wire::LoopRunRequest q;
+    q.flags = wire::kLoopFirst | wire::kLoopLast | wire::kLoopSnapshot |
+              (start > 0 ? wire::kLoopResume : 0);
+    q.n_steps = k;
+    q.noise_tag = 42;
+    q.start_step = next;
+    q.state = state;
+    q.inputs.assign(u.begin() + start * 2, u.begin() + (start + k) * 2);
+    auto r = b->loop_run(q);
+    ASSERT_TRUE(r.has_value()) << r.error().message;
+    EXPECT_EQ(r->run_open, 0);
+    EXPECT_EQ(r->next_step, uint32_t{start} + k);
+    ASSERT_EQ(r->state.size(), 2u * 28);
+    state = r->state;
+    next = r->next_step;
+    pieces.insert(pieces.end(), r->outputs.begin(), r->outputs.end());
+    // Someone else's turn: other programs, another run, another noise tag.
+    ASSERT_TRUE(b->ensure_loop_loaded(other).has_value());
+    ++loads;
+    one_run(*b, inputs(5, 3, start), 5, 7);
+  }
+  EXPECT_EQ(loads, 43);
+  EXPECT_EQ(pieces, whole);
+  // Without the state the same pieces differ (the test can fail).
+  ASSERT_TRUE(b->loop_load(mine).has_value());
+  const auto restart = one_run(*b, std::vector<int16_t>(u.begin() + 14, u.begin() + 28), 7, 42);
+  EXPECT_NE(restart, std::vector<int32_t>(whole.begin() + 28, whole.begin() + 56));
+}
+
+TEST(LoopCodec, ResumeAndSnapshotRoundTripAndTruncationIsRejected) {
+  wire::LoopRunRequest q;
+  q.flags = wire::kLoopFirst | wire::kLoopResume | wire::kLoopSnapshot;
+  q.n_steps = 2;
+  q.noise_tag = 9;
+  q.start_step = 123456;
+  q.state = {-255, 0, 17};
+  q.inputs = {1, -2, 3, -4};
+  const auto bytes = q.encode();
+  EXPECT_EQ(bytes.size(), 16u + 8 + 6 + 8);
+  auto d = wire::decode_loop_run_request(bytes);
+  ASSERT_TRUE(d.has_value()) << d.error();
+  EXPECT_EQ(d->start_step, 123456u);
+  EXPECT_EQ(d->state, q.state);
+  EXPECT_EQ(d->inputs, q.inputs);
+  for (size_t cut = 16; cut < 30; ++cut) {  // header, extension or state cut short
+    auto t = wire::decode_loop_run_request(std::span(bytes).first(cut));
+    EXPECT_FALSE(t.has_value()) << cut;
+  }
+  wire::LoopRunReply r;
+  r.flags = wire::kLoopLast | wire::kLoopSnapshot;
+  r.n_steps = 1;
+  r.next_step = 77;
+  r.state = {5, -5};
+  r.outputs = {100000, -3};
+  auto rd = wire::decode_loop_run_reply(r.encode());
+  ASSERT_TRUE(rd.has_value()) << rd.error();
+  EXPECT_EQ(rd->next_step, 77u);
+  EXPECT_EQ(rd->state, r.state);
+  EXPECT_EQ(rd->outputs, r.outputs);
+  // Without the SNAPSHOT flag the same bytes are not a snapshot: the layout is the flag's.
+  r.flags = wire::kLoopLast;
+  rd = wire::decode_loop_run_reply(r.encode());
+  ASSERT_TRUE(rd.has_value());
+  EXPECT_TRUE(rd->state.empty());
+}
+
+TEST(Loop, ResumeIsCheckedAndNamesTheField) {
+  auto b = open("sim:profile=typical,seed=2");
+  const auto progs = programs(1, 2);
+  ASSERT_TRUE(b->loop_load(progs).has_value());
+  wire::LoopRunRequest q;
+  q.flags = wire::kLoopFirst | wire::kLoopResume;
+  q.n_steps = 2;
+  q.inputs.assign(4, 10);
+  q.state.assign(55, 0);  // the two programs have 56 routes
+  auto r = b->loop_run(q);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message.find("n_state = 55: the loaded programs have 56 routes"),
+            std::string::npos)
+      << r.error().message;
+  q.state.assign(56, 0);
+  q.state[30] = 256;  // clamp is 255
+  r = b->loop_run(q);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message.find("state[30] = 256: allowed -255..255"), std::string::npos)
+      << r.error().message;
+  q.state[30] = 0;
+  q.start_step = wire::kMaxLoopRunSteps - 1;
+  r = b->loop_run(q);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message.find("at most"), std::string::npos) << r.error().message;
+  // RESUME needs FIRST.
+  q.flags = wire::kLoopResume;
+  q.start_step = 0;
+  r = b->loop_run(q);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message.find("only allowed on a FIRST block"), std::string::npos);
+  // None of them opened a run.
+  auto st = b->status();
+  ASSERT_TRUE(st.has_value());
+  EXPECT_FALSE(st->loop_running);
+  // A valid resume of an all-zero state equals a fresh run at the same step.
+  q.flags = wire::kLoopFirst | wire::kLoopLast | wire::kLoopResume;
+  r = b->loop_run(q);
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_EQ(r->outputs, one_run(*b, q.inputs, 2, 0));
+}
+
 TEST(Loop, LoadIsCheckedAndNamesTheField) {
   auto b = open("sim:profile=ideal");
   auto progs = programs(1, 1);

@@ -72,6 +72,7 @@ Result<std::unique_ptr<Board>> Board::connect(std::unique_ptr<Transport> transpo
   i.max_read_avg = info->max_read_avg;
   i.is_sim = info->capabilities & wire::kCapSim;
   i.has_loop = info->capabilities & wire::kCapLoop;
+  i.has_loop_resume = i.has_loop && (info->capabilities & wire::kCapLoopResume);
   i.backend = kind;
   i.link = link;
   return b;
@@ -352,15 +353,31 @@ Result<uint16_t> Board::loop_load(const std::vector<wire::LoopProgram>& programs
     return make_error(ErrorCode::kInvalidArgument, e);
   }
   wire::LoopLoadRequest q{programs};
+  loaded_programs_.reset();
   auto r = decode_or_error<wire::LoopLoadReply>(client_.call(wire::Opcode::kLoopLoad, q.encode()),
                                                 wire::decode_loop_load_reply);
   if (!r) return std::unexpected(r.error());
+  loaded_programs_ = programs;
+  loaded_max_block_ = r->max_block_steps;
   return r->max_block_steps;
 }
 
+Result<uint16_t> Board::ensure_loop_loaded(const std::vector<wire::LoopProgram>& programs) {
+  if (loaded_programs_ && *loaded_programs_ == programs) return loaded_max_block_;
+  return loop_load(programs);
+}
+
 Result<wire::LoopRunReply> Board::loop_run(const wire::LoopRunRequest& block) {
-  return decode_or_error<wire::LoopRunReply>(client_.call(wire::Opcode::kLoopRun, block.encode()),
-                                             wire::decode_loop_run_reply);
+  if ((block.flags & (wire::kLoopResume | wire::kLoopSnapshot)) && !info_.has_loop_resume) {
+    return make_error(ErrorCode::kUnsupported,
+                      fmt::format("loop_run: board {} (firmware {}) cannot switch runs "
+                                  "(RESUME/SNAPSHOT)",
+                                  info_.serial, info_.firmware_version));
+  }
+  auto r = decode_or_error<wire::LoopRunReply>(
+      client_.call(wire::Opcode::kLoopRun, block.encode()), wire::decode_loop_run_reply);
+  if (!r) loaded_programs_.reset();
+  return r;
 }
 
 Result<bool> Board::abort() {

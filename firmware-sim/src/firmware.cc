@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "xbar/wire/bytes.h"
@@ -15,7 +16,7 @@ namespace {
 using wire::ErrorCode;
 using wire::Opcode;
 
-constexpr const char* kFirmwareVersion = "twin-0.2.0";
+constexpr const char* kFirmwareVersion = "twin-0.3.0";
 constexpr uint16_t kMaxVmmVectors = 128;
 constexpr uint8_t kMaxReadAvg = 64;
 
@@ -38,7 +39,7 @@ Firmware::Firmware(ChipProfile profile, FirmwareOptions options)
   info_.firmware_version = kFirmwareVersion;
   info_.adc_bits = static_cast<uint8_t>(p.adc_bits);
   info_.dac_bits = static_cast<uint8_t>(p.dac_bits);
-  info_.capabilities = wire::kCapSim | wire::kCapLoop;
+  info_.capabilities = wire::kCapSim | wire::kCapLoop | wire::kCapLoopResume;
   info_.adc_v_lo_mV = to_mV(p.adc_v_lo_V);
   info_.adc_v_hi_mV = to_mV(p.adc_v_hi_V);
   info_.tia_v_ref_mV = to_mV(p.tia_v_ref_V);
@@ -412,6 +413,11 @@ std::vector<uint8_t> Firmware::do_loop_run(SessionId session, const wire::Frame&
                                    q->inputs.size(), q->n_steps, n_in, size_t{q->n_steps} * n_in));
   }
   const bool first = q->flags & wire::kLoopFirst;
+  const bool resume = q->flags & wire::kLoopResume;
+  if (resume && !first) {
+    return error_reply(f.header, ErrorCode::kOutOfRange,
+                       "LOOP_RUN: RESUME is only allowed on a FIRST block");
+  }
   if (first) {
     if (run_open_) {
       return error_reply(f.header, ErrorCode::kOutOfRange, "LOOP_RUN: FIRST while a run is open");
@@ -434,7 +440,27 @@ std::vector<uint8_t> Firmware::do_loop_run(SessionId session, const wire::Frame&
           fmt::format("LOOP_RUN.block_index = {}: expected {}", q->block_index, run_next_block_));
     }
   }
-  const uint32_t steps_before = first ? 0 : run_steps_;
+  if (resume) {
+    size_t n_fb = 0;
+    for (const wire::LoopProgram& prog : loop_programs_) n_fb += prog.routes.size();
+    if (q->state.size() != n_fb) {
+      return error_reply(f.header, ErrorCode::kOutOfRange,
+                         fmt::format("LOOP_RUN.n_state = {}: the loaded programs have {} routes",
+                                     q->state.size(), n_fb));
+    }
+    size_t at = 0;
+    for (const wire::LoopProgram& prog : loop_programs_) {
+      for (size_t i = 0; i < prog.routes.size(); ++i, ++at) {
+        if (std::abs(int{q->state[at]}) > prog.clamp) {
+          return error_reply(
+              f.header, ErrorCode::kOutOfRange,
+              fmt::format("LOOP_RUN.state[{}] = {}: allowed -{}..{} (program {} clamp)", at,
+                          q->state[at], prog.clamp, prog.clamp, prog.array));
+        }
+      }
+    }
+  }
+  const uint32_t steps_before = first ? (resume ? q->start_step : 0) : run_steps_;
   if (uint64_t{steps_before} + q->n_steps > wire::kMaxLoopRunSteps) {
     return error_reply(f.header, ErrorCode::kOutOfRange,
                        fmt::format("LOOP_RUN: a run is at most {} steps", wire::kMaxLoopRunSteps));
@@ -444,10 +470,14 @@ std::vector<uint8_t> Firmware::do_loop_run(SessionId session, const wire::Frame&
     run_aborted_ = false;
     run_owner_ = session;
     run_tag_ = q->noise_tag;
-    run_steps_ = 0;
+    run_steps_ = steps_before;
     run_state_.clear();
+    size_t at = 0;
     for (const wire::LoopProgram& prog : loop_programs_) {
-      run_state_.emplace_back(prog);
+      wire::LoopState& st = run_state_.emplace_back(prog);
+      if (resume) {
+        for (int32_t& x : st.x) x = q->state[at++];
+      }
     }
   }
   wire::LoopRunReply r;
@@ -475,6 +505,12 @@ std::vector<uint8_t> Firmware::do_loop_run(SessionId session, const wire::Frame&
   run_next_block_ = q->block_index + 1;
   chip_.advance_ns(
       static_cast<uint64_t>(q->n_steps * loop_programs_.size() * 8 * p.vmm_plane_us * 1000.0));
+  if (q->flags & wire::kLoopSnapshot) {
+    r.next_step = run_steps_;
+    for (const wire::LoopState& st : run_state_) {
+      for (int32_t x : st.x) r.state.push_back(static_cast<int16_t>(x));  // |x| <= clamp <= 255
+    }
+  }
   if (q->flags & wire::kLoopLast) run_open_ = false;
   r.run_open = run_open_ ? 1 : 0;
   return ok_reply(f.header, r.encode());

@@ -199,7 +199,7 @@ Result<std::shared_ptr<const PreparedLoop>> prepare_loop(Board& board,
     p->plans[i] = *plan;
     p->programs.push_back(plan->program);
   }
-  auto max_block = board.loop_load(p->programs);
+  auto max_block = board.ensure_loop_loaded(p->programs);
   if (!max_block) return std::unexpected(max_block.error());
   p->max_block = *max_block;
   return std::shared_ptr<const PreparedLoop>(std::move(p));
@@ -208,7 +208,8 @@ Result<std::shared_ptr<const PreparedLoop>> prepare_loop(Board& board,
 class HardwareStream final : public KernelStream {
  public:
   HardwareStream(Board& b, std::shared_ptr<const PreparedLoop> loop, uint32_t tag)
-      : b_(b), loop_(std::move(loop)), tag_(tag) {}
+      : b_(b), loop_(std::move(loop)), tag_(tag), switched_(b.info().has_loop_resume) {}
+  bool holds_board() const override { return open_; }
   ~HardwareStream() override {
     // A stream dropped mid-utterance (client gone, error) closes its run so the board serves
     // others at once; the result of the abort itself has nobody to go to.
@@ -235,11 +236,26 @@ class HardwareStream final : public KernelStream {
       for (size_t t = 0; t < steps; ++t) codes[t * n + j] = in[t];
     }
     std::vector<int32_t> outputs;
+    if (switched_) {
+      // Each chunk is a run of its own that resumes the state the last one left (and the
+      // step count that keys the noise), so the board is free between chunks and the result
+      // is the one long run's. Another stream may have loaded other programs meanwhile.
+      auto loaded = b_.ensure_loop_loaded(loop_->programs);
+      if (!loaded) return std::unexpected(loaded.error());
+      block_ = 0;
+    }
     for (size_t start = 0; start < steps; start += loop_->max_block) {
       const size_t k = std::min<size_t>(loop_->max_block, steps - start);
+      const bool final_block = start + k == steps;
       wire::LoopRunRequest q;
       q.flags = static_cast<uint8_t>((open_ ? 0 : wire::kLoopFirst) |
-                                     (last && start + k == steps ? wire::kLoopLast : 0));
+                                     ((last || switched_) && final_block ? wire::kLoopLast : 0));
+      if (switched_) {
+        if (!open_ && resumed_) q.flags |= wire::kLoopResume;
+        if (final_block) q.flags |= wire::kLoopSnapshot;
+        q.start_step = next_step_;
+        q.state = state_;
+      }
       q.n_steps = static_cast<uint16_t>(k);
       q.block_index = block_;
       q.noise_tag = tag_;
@@ -249,6 +265,11 @@ class HardwareStream final : public KernelStream {
       if (!r) return std::unexpected(r.error());
       open_ = r->run_open != 0;
       ++block_;
+      if (q.flags & wire::kLoopSnapshot) {
+        state_ = std::move(r->state);
+        next_step_ = r->next_step;
+        resumed_ = true;
+      }
       outputs.insert(outputs.end(), r->outputs.begin(), r->outputs.end());
     }
     // The outputs of a step belong to the step before it: the very first one of the run is
@@ -278,6 +299,10 @@ class HardwareStream final : public KernelStream {
   uint32_t block_ = 0;
   bool open_ = false, first_ = true;
   std::vector<double> prev_z_;
+  // Switched runs (capability bit 2): the state and step count between chunks.
+  bool switched_ = false, resumed_ = false;
+  std::vector<int16_t> state_;
+  uint32_t next_step_ = 0;
 };
 
 }  // namespace

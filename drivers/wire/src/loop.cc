@@ -208,6 +208,12 @@ std::vector<uint8_t> LoopRunRequest::encode() const {
   w.put(block_index);
   w.put(noise_tag);
   w.put(uint32_t{0});
+  if (flags & kLoopResume) {
+    w.put(start_step);
+    w.put(static_cast<uint16_t>(state.size()));
+    w.put(uint16_t{0});
+    w.put_bytes({reinterpret_cast<const uint8_t*>(state.data()), state.size() * 2});
+  }
   w.put_bytes({reinterpret_cast<const uint8_t*>(inputs.data()), inputs.size() * 2});
   return w.take();
 }
@@ -220,6 +226,19 @@ Decoded<LoopRunRequest> decode_loop_run_request(std::span<const uint8_t> p) {
   q.block_index = r.get<uint32_t>();
   q.noise_tag = r.get<uint32_t>();
   (void)r.get<uint32_t>();
+  if (q.flags & kLoopResume) {
+    q.start_step = r.get<uint32_t>();
+    const auto n_state = r.get<uint16_t>();
+    (void)r.get<uint16_t>();
+    if (!r.ok() || r.remaining() < size_t{n_state} * 2) {
+      return std::unexpected(fmt::format(
+          "LOOP_RUN: payload of {} bytes: RESUME needs a 24-byte header and its state codes",
+          p.size()));
+    }
+    auto st = r.get_bytes(size_t{n_state} * 2);
+    q.state.resize(n_state);
+    if (!st.empty()) std::memcpy(q.state.data(), st.data(), st.size());
+  }
   if (!r.ok() || r.remaining() % 2 != 0) {
     return std::unexpected(
         fmt::format("LOOP_RUN: payload of {} bytes: a 16-byte header and "
@@ -240,6 +259,12 @@ std::vector<uint8_t> LoopRunReply::encode() const {
   w.put(block_index);
   w.put(uint32_t{0});
   w.put(uint32_t{0});
+  if (flags & kLoopSnapshot) {
+    w.put(next_step);
+    w.put(static_cast<uint16_t>(state.size()));
+    w.put(uint16_t{0});
+    w.put_bytes({reinterpret_cast<const uint8_t*>(state.data()), state.size() * 2});
+  }
   w.put_bytes({reinterpret_cast<const uint8_t*>(outputs.data()), outputs.size() * 4});
   return w.take();
 }
@@ -252,6 +277,17 @@ Decoded<LoopRunReply> decode_loop_run_reply(std::span<const uint8_t> p) {
   q.block_index = r.get<uint32_t>();
   (void)r.get<uint32_t>();
   (void)r.get<uint32_t>();
+  if (q.flags & kLoopSnapshot) {
+    q.next_step = r.get<uint32_t>();
+    const auto n_state = r.get<uint16_t>();
+    (void)r.get<uint16_t>();
+    if (!r.ok() || r.remaining() < size_t{n_state} * 2) {
+      return std::unexpected(fmt::format("LOOP_RUN reply: payload of {} bytes", p.size()));
+    }
+    auto st = r.get_bytes(size_t{n_state} * 2);
+    q.state.resize(n_state);
+    if (!st.empty()) std::memcpy(q.state.data(), st.data(), st.size());
+  }
   if (!r.ok() || r.remaining() % 4 != 0) {
     return std::unexpected(fmt::format("LOOP_RUN reply: payload of {} bytes", p.size()));
   }

@@ -6,6 +6,7 @@
 #include <Eigen/Core>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -45,6 +46,7 @@ struct BoardInfo {
   int max_read_avg = 0;
   bool is_sim = false;
   bool has_loop = false;
+  bool has_loop_resume = false;  // LOOP_RUN RESUME/SNAPSHOT (capability bit 2)
   std::string backend;  // "sim", "tcp", "unix" or "usb"
   std::string link;     // transport description
 
@@ -130,6 +132,10 @@ class Board {
   // ---- the closed loop (docs/protocol.md §4.10) ----
   /// Loads one program per array (arrays increasing); returns the largest block size.
   Result<uint16_t> loop_load(const std::vector<wire::LoopProgram>& programs);
+  /// loop_load unless exactly these programs are what this Board loaded last (one LOOP_LOAD
+  /// saved per chunk when streams of one deployment take turns). Assumes no other host loads
+  /// programs on the same board meanwhile; any failed loop request forgets the cache.
+  Result<uint16_t> ensure_loop_loaded(const std::vector<wire::LoopProgram>& programs);
   /// Runs one block of an open (or, with FIRST, a new) run.
   Result<wire::LoopRunReply> loop_run(const wire::LoopRunRequest& block);
   /// Stops a running loop; true if one was running.
@@ -159,6 +165,8 @@ class Board {
 
   ProtocolClient client_;
   BoardInfo info_;
+  std::optional<std::vector<wire::LoopProgram>> loaded_programs_;  // ensure_loop_loaded's cache
+  uint16_t loaded_max_block_ = 0;
 };
 
 }  // namespace xbar

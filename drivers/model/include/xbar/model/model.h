@@ -94,11 +94,18 @@ class KernelStream {
   virtual ~KernelStream() = default;
   virtual Result<std::vector<Eigen::VectorXd>> push(const std::vector<Eigen::VectorXd>& z) = 0;
   virtual Result<std::vector<Eigen::VectorXd>> finish() = 0;
+  /// True while the stream needs the board to itself between calls (a run left open).
+  virtual bool holds_board() const { return false; }
 };
 
 std::unique_ptr<KernelStream> software_stream(const std::vector<kernel::CompiledKernel>& compiled);
-/// One LOOP_RUN kept open across pushes (the board serves nothing else meanwhile); the
-/// destructor aborts a run that was not finished.
+/// The kernels on the board's closed loop. On a board that can switch runs (INFO capability
+/// bit 2) every push is a run of its own that resumes the state and step count the previous
+/// one left: the board is free between pushes (other streams may run and load their programs;
+/// the stream reloads its own), and the outputs are bit for bit those of one long run with the
+/// same noise tag. Otherwise one LOOP_RUN stays open across pushes (holds_board(): the board
+/// serves nothing else meanwhile). The destructor aborts a run left open. Each call needs the
+/// board to itself while it runs.
 Result<std::unique_ptr<KernelStream>> hardware_stream(Board& board,
                                                       const std::vector<PlacedKernel>& kernels,
                                                       uint32_t noise_tag);

@@ -22,14 +22,17 @@ struct LoopTap {  // one input code per step -> a differential row pair
   uint8_t row_pos = 0, row_neg = 0;
   int16_t mul = 1;
   uint8_t shift = 0;
+  bool operator==(const LoopTap&) const = default;
 };
 struct LoopRoute {  // a differential column pair -> a differential row pair, next step
   uint8_t col_pos = 0, col_neg = 0, row_pos = 0, row_neg = 0;
   int16_t mul = 1;
   uint8_t shift = 0;
+  bool operator==(const LoopRoute&) const = default;
 };
 struct LoopOutput {  // a differential column pair returned to the host
   uint8_t col_pos = 0, col_neg = 0;
+  bool operator==(const LoopOutput&) const = default;
 };
 struct LoopProgram {
   uint8_t array = 0;
@@ -38,6 +41,7 @@ struct LoopProgram {
   std::vector<LoopTap> taps;
   std::vector<LoopRoute> routes;
   std::vector<LoopOutput> outputs;
+  bool operator==(const LoopProgram&) const = default;
 };
 
 struct LoopLoadRequest {
@@ -62,12 +66,19 @@ Decoded<LoopLoadReply> decode_loop_load_reply(std::span<const uint8_t> p);
 
 inline constexpr uint8_t kLoopFirst = 0x01;
 inline constexpr uint8_t kLoopLast = 0x02;
+/// With FIRST: the run starts from `state` at step `start_step` instead of 0 at step 0 (a
+/// context switch back in; capability bit 2, docs/protocol.md §4.10).
+inline constexpr uint8_t kLoopResume = 0x04;
+/// The reply carries the run state after the block (the context to switch back in later).
+inline constexpr uint8_t kLoopSnapshot = 0x08;
 
 struct LoopRunRequest {
   uint8_t flags = 0;
   uint16_t n_steps = 0;
   uint32_t block_index = 0;
   uint32_t noise_tag = 0;       // FIRST: the run's noise key on the twin (a real board ignores it)
+  uint32_t start_step = 0;      // RESUME: the run's step index of this block's first step
+  std::vector<int16_t> state;   // RESUME: the state codes, for program (array order), for route
   std::vector<int16_t> inputs;  // step-major: for t, for program, for tap
   std::vector<uint8_t> encode() const;
 };
@@ -78,6 +89,8 @@ struct LoopRunReply {
   uint8_t run_open = 0;
   uint16_t n_steps = 0;
   uint32_t block_index = 0;
+  uint32_t next_step = 0;        // SNAPSHOT: the run's step index after this block
+  std::vector<int16_t> state;    // SNAPSHOT: the state after this block, as in a RESUME block
   std::vector<int32_t> outputs;  // step-major: for t, for program, for output pair
   std::vector<uint8_t> encode() const;
 };
