@@ -374,8 +374,8 @@ Result<wire::LoopRunReply> Board::loop_run(const wire::LoopRunRequest& block) {
                                   "(RESUME/SNAPSHOT)",
                                   info_.serial, info_.firmware_version));
   }
-  auto r = decode_or_error<wire::LoopRunReply>(
-      client_.call(wire::Opcode::kLoopRun, block.encode()), wire::decode_loop_run_reply);
+  auto r = decode_or_error<wire::LoopRunReply>(client_.call(wire::Opcode::kLoopRun, block.encode()),
+                                               wire::decode_loop_run_reply);
   if (!r) loaded_programs_.reset();
   return r;
 }

@@ -47,8 +47,8 @@ struct BoardInfo {
   bool is_sim = false;
   bool has_loop = false;
   bool has_loop_resume = false;  // LOOP_RUN RESUME/SNAPSHOT (capability bit 2)
-  std::string backend;  // "sim", "tcp", "unix" or "usb"
-  std::string link;     // transport description
+  std::string backend;           // "sim", "tcp", "unix" or "usb"
+  std::string link;              // transport description
 
   /// Largest conductance a READ at `gain_index` can measure before the ADC saturates, in uS.
   double full_scale_uS(int gain_index) const;

@@ -38,8 +38,8 @@ struct ErrorReply {
 Decoded<ErrorReply> decode_error_reply(std::span<const uint8_t> p);
 
 enum Capability : uint8_t {
-  kCapSim = 1u << 0,   // answers SIM_* opcodes (the twin)
-  kCapLoop = 1u << 1,  // implements LOOP_LOAD / LOOP_RUN
+  kCapSim = 1u << 0,         // answers SIM_* opcodes (the twin)
+  kCapLoop = 1u << 1,        // implements LOOP_LOAD / LOOP_RUN
   kCapLoopResume = 1u << 2,  // LOOP_RUN RESUME/SNAPSHOT: a run's state is switched out and in
 };
 
