@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "call.h"
 #include "programming.h"
 #include "status.h"
 #include "xbar/drivers/fault_scan.h"
@@ -29,6 +30,7 @@ void fill_fault(v1::Fault* o, int array, const FaultFinding& f) {
 grpc::Status ArrayServiceImpl::ProgramArray(grpc::ServerContext* ctx,
                                             const v1::ProgramArrayRequest* req,
                                             grpc::ServerWriter<v1::ProgramArrayResponse>* writer) {
+  if (auto a = authorize_change(ctx, "ProgramArray"); !a.ok()) return a;
   const BoardInfo& info = board_.info();
   if (req->array() >= static_cast<uint32_t>(info.arrays)) {
     return invalid_argument(
@@ -67,7 +69,10 @@ grpc::Status ArrayServiceImpl::ProgramArray(grpc::ServerContext* ctx,
     }
   }
 
-  std::lock_guard lock(board_mu_);
+  auto hold = sched_.arrays.exclusive({array}, limits_of(ctx), sched_.refuse_busy_changes);
+  if (!hold) return to_status(hold.error());
+  auto turn = sched_.board.acquire(client_of(ctx), limits_of(ctx));
+  if (!turn) return to_status(turn.error());
   auto res = program_and_record(board_, record_, array, target, cfg, skip,
                                 [&](const ProgramVerifyProgress& p) {
                                   v1::ProgramArrayResponse msg;
@@ -89,13 +94,19 @@ grpc::Status ArrayServiceImpl::ProgramArray(grpc::ServerContext* ctx,
 grpc::Status ArrayServiceImpl::ScanFaults(grpc::ServerContext* ctx,
                                           const v1::ScanFaultsRequest* req,
                                           grpc::ServerWriter<v1::ScanFaultsResponse>* writer) {
+  if (!req->quick()) {  // a quick check only reads
+    if (auto a = authorize_change(ctx, "ScanFaults"); !a.ok()) return a;
+  }
   const BoardInfo& info = board_.info();
   if (req->array() >= static_cast<uint32_t>(info.arrays)) {
     return invalid_argument(
         fmt::format("array = {}: allowed 0..{}", req->array(), info.arrays - 1));
   }
   const int array = static_cast<int>(req->array());
-  std::lock_guard lock(board_mu_);
+  auto hold = sched_.arrays.exclusive({array}, limits_of(ctx), sched_.refuse_busy_changes);
+  if (!hold) return to_status(hold.error());
+  auto turn = sched_.board.acquire(client_of(ctx), limits_of(ctx));
+  if (!turn) return to_status(turn.error());
   v1::ScanFaultsResponse msg;
   auto* rep = msg.mutable_report();
   rep->set_array(req->array());

@@ -1,23 +1,22 @@
 // xbar.v1.ArrayService: program-verify and the fault map, with the chip record kept in step.
 #pragma once
 
-#include <mutex>
-
 #include "chip_record.h"
+#include "scheduler.h"
 #include "xbar/drivers/board.h"
 #include "xbar/drivers/program_verify.h"
 #include "xbar/v1/arrays.grpc.pb.h"
 
 namespace xbar::server {
 
-/// Handlers run on gRPC's threads. Operations that pulse take `board_mu` so that two never
-/// interleave on the board (the fair queue of issue 6 will replace this simple lock).
+/// Handlers run on gRPC's threads. Programming and scans hold their array exclusive and take
+/// one board turn for the whole operation (scheduler.h), so nothing interleaves with them.
 class ArrayServiceImpl final : public xbar::v1::ArrayService::Service {
  public:
   /// All three are borrowed and must outlive the service.
-  ArrayServiceImpl(Board& board, ChipRecord& record, std::mutex& board_mu,
+  ArrayServiceImpl(Board& board, ChipRecord& record, Scheduler& sched,
                    const ProgramVerifyConfig& defaults = {})
-      : board_(board), record_(record), board_mu_(board_mu), defaults_(defaults) {}
+      : board_(board), record_(record), sched_(sched), defaults_(defaults) {}
 
   grpc::Status ProgramArray(grpc::ServerContext* ctx, const v1::ProgramArrayRequest* req,
                             grpc::ServerWriter<v1::ProgramArrayResponse>* writer) override;
@@ -29,7 +28,7 @@ class ArrayServiceImpl final : public xbar::v1::ArrayService::Service {
  private:
   Board& board_;
   ChipRecord& record_;
-  std::mutex& board_mu_;
+  Scheduler& sched_;
   ProgramVerifyConfig defaults_;
 };
 

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "call.h"
 #include "status.h"
 
 namespace xbar::server {
@@ -85,8 +86,9 @@ grpc::Status BoardServiceImpl::ReadConductances(grpc::ServerContext* ctx,
     return invalid_argument(
         fmt::format("rows_per_chunk = {}: allowed 1..{} (0 means 16)", per_chunk, rows));
   }
-  Result<ConductanceMap> map = [&] {
-    std::lock_guard lock(board_mu_);
+  Result<ConductanceMap> map = [&]() -> Result<ConductanceMap> {
+    auto turn = sched_.board.acquire(client_of(ctx), limits_of(ctx));
+    if (!turn) return std::unexpected(turn.error());
     return board_.read_array(static_cast<int>(req->array()),
                              {static_cast<int>(gain), static_cast<int>(n_avg)});
   }();

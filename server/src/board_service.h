@@ -2,8 +2,7 @@
 // call the driver layer, map errors to grpc::Status.
 #pragma once
 
-#include <mutex>
-
+#include "scheduler.h"
 #include "xbar/drivers/board.h"
 #include "xbar/v1/board.grpc.pb.h"
 
@@ -12,9 +11,9 @@ namespace xbar::server {
 /// Handlers run on gRPC's threads; Board serialises the exchanges with the hardware.
 class BoardServiceImpl final : public xbar::v1::BoardService::Service {
  public:
-  /// `board` and `board_mu` are borrowed and must outlive the service. Reads take `board_mu`
+  /// `board` and `sched` are borrowed and must outlive the service. Reads take a board turn
   /// so that they never land between the rounds of a program-verify or a scan.
-  BoardServiceImpl(Board& board, std::mutex& board_mu) : board_(board), board_mu_(board_mu) {}
+  BoardServiceImpl(Board& board, Scheduler& sched) : board_(board), sched_(sched) {}
 
   grpc::Status GetBoardInfo(grpc::ServerContext* ctx, const v1::GetBoardInfoRequest* req,
                             v1::BoardInfo* out) override;
@@ -25,7 +24,7 @@ class BoardServiceImpl final : public xbar::v1::BoardService::Service {
 
  private:
   Board& board_;
-  std::mutex& board_mu_;
+  Scheduler& sched_;
 };
 
 }  // namespace xbar::server

@@ -72,7 +72,8 @@ std::expected<DaemonConfig, std::string> parse_config(const std::string& yaml_te
   DaemonConfig c;
   if (root.IsNull()) return c;
   if (auto r = check_keys(root, "<top>",
-                          {"listen", "board", "state_dir", "log_level", "program_verify"});
+                          {"listen", "board", "state_dir", "log_level", "program_verify",
+                           "metrics_listen", "security", "scheduling"});
       !r) {
     return fail(r.error());
   }
@@ -87,6 +88,61 @@ std::expected<DaemonConfig, std::string> parse_config(const std::string& yaml_te
   if (auto r = str(root["listen"], "listen", c.listen); !r) return fail(r.error());
   if (auto r = str(root["state_dir"], "state_dir", c.state_dir); !r) return fail(r.error());
   if (auto r = str(root["log_level"], "log_level", c.log_level); !r) return fail(r.error());
+  if (auto r = str(root["metrics_listen"], "metrics_listen", c.metrics_listen); !r) {
+    return fail(r.error());
+  }
+  if (const YAML::Node s = root["security"]) {
+    if (auto r = check_keys(s, "security", {"token_file", "tls_cert", "tls_key", "tls_client_ca"});
+        !r) {
+      return fail(r.error());
+    }
+    for (auto [key, out] : {std::pair{"token_file", &c.token_file},
+                            {"tls_cert", &c.tls_cert},
+                            {"tls_key", &c.tls_key},
+                            {"tls_client_ca", &c.tls_client_ca}}) {
+      if (auto r = str(s[key], std::string("security.") + key, *out); !r) return fail(r.error());
+    }
+    if (c.tls_cert.empty() != c.tls_key.empty()) {
+      return fail("security.tls_cert and security.tls_key: give both or neither");
+    }
+    if (!c.tls_client_ca.empty() && c.tls_cert.empty()) {
+      return fail("security.tls_client_ca: needs tls_cert and tls_key (mTLS is TLS first)");
+    }
+  }
+  if (const YAML::Node s = root["scheduling"]) {
+    if (auto r = check_keys(s, "scheduling", {"busy_policy", "max_queue", "stream_idle_timeout_s"});
+        !r) {
+      return fail(r.error());
+    }
+    if (auto r = str(s["busy_policy"], "scheduling.busy_policy", c.busy_policy); !r) {
+      return fail(r.error());
+    }
+    if (c.busy_policy != "wait" && c.busy_policy != "refuse") {
+      return fail(fmt::format("scheduling.busy_policy: '{}': allowed wait, refuse", c.busy_policy));
+    }
+    if (s["max_queue"]) {
+      auto v = get_u64(s["max_queue"], "scheduling.max_queue");
+      if (!v) return fail(v.error());
+      if (*v < 1 || *v > 1'000'000) {
+        return fail(fmt::format("scheduling.max_queue = {}: allowed 1..1000000", *v));
+      }
+      c.max_queue = *v;
+    }
+    if (const YAML::Node t = s["stream_idle_timeout_s"]) {
+      double x = 0;
+      try {
+        if (!t.IsScalar()) throw YAML::Exception(YAML::Mark::null_mark(), "");
+        x = t.as<double>();
+      } catch (const YAML::Exception&) {
+        return fail(fmt::format("scheduling.stream_idle_timeout_s: expected a number, got {}",
+                                describe(t)));
+      }
+      if (!(x >= 0.1 && x <= 86400)) {
+        return fail(fmt::format("scheduling.stream_idle_timeout_s = {}: allowed 0.1..86400", x));
+      }
+      c.stream_idle_timeout_s = x;
+    }
+  }
   if (const YAML::Node b = root["board"]) {
     if (auto r = check_keys(b, "board",
                             {"backend", "profile", "seed", "noise_seed", "address", "serial"});

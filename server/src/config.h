@@ -19,6 +19,18 @@ struct DaemonConfig {
   std::string serial;                      // usb: board serial (empty: the only board)
   std::string state_dir = "./xbar-state";  // durable state (chip records)
   std::string log_level = "info";
+  std::string metrics_listen;  // HOST:PORT of the Prometheus/health HTTP endpoint; empty: off
+
+  // security:
+  std::string token_file;     // calls that change the board need this file's token
+  std::string tls_cert;       // PEM server certificate chain: TLS instead of plaintext
+  std::string tls_key;        // PEM private key of tls_cert
+  std::string tls_client_ca;  // PEM CA: clients must present a certificate it signed (mTLS)
+
+  // scheduling:
+  std::string busy_policy = "wait";   // wait | refuse: a change on arrays that streams use
+  uint64_t max_queue = 1024;          // requests waiting for the board before RESOURCE_EXHAUSTED
+  double stream_idle_timeout_s = 30;  // a stream silent this long is cancelled (frees its arrays)
 
   /// The driver URI this configuration selects, e.g. "sim:profile=typical,seed=1,noise_seed=1".
   std::string board_uri() const;

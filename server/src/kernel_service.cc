@@ -8,6 +8,7 @@
 #include <random>
 #include <set>
 
+#include "call.h"
 #include "programming.h"
 #include "status.h"
 #include "xbar/kernel/model.h"
@@ -103,6 +104,7 @@ grpc::Status KernelServiceImpl::deploy(grpc::ServerContext* ctx,
                                        const v1::DeployKernelRequest& request,
                                        grpc::ServerWriter<v1::DeployKernelResponse>* writer,
                                        const std::string& model) {
+  if (auto a = authorize_change(ctx, "Deploy"); !a.ok()) return a;
   const v1::DeployKernelRequest* req = &request;
   const BoardInfo& info = board_.info();
   const std::string& serial = info.serial;
@@ -178,7 +180,13 @@ grpc::Status KernelServiceImpl::deploy(grpc::ServerContext* ctx,
                          quant_nrmse.back()));
   }
 
-  std::lock_guard lock(board_mu_);
+  // The arrays it may take, exclusive: no stream runs there until the deploy is done, and
+  // new streams there wait behind it. Then the board, for the whole programming.
+  auto hold = sched_.arrays.exclusive(allowed, limits_of(ctx), sched_.refuse_busy_changes);
+  if (!hold) return to_status(hold.error());
+  progress("queue", -1, -1, "arrays held; waiting for the board");
+  auto turn = sched_.board.acquire(client_of(ctx), limits_of(ctx));
+  if (!turn) return to_status(turn.error());
   if (auto t =
           record_.touch_chip({serial, info.firmware_version, info.arrays, info.rows, info.cols});
       !t) {
@@ -390,10 +398,20 @@ grpc::Status KernelServiceImpl::ListDeployments(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status KernelServiceImpl::DeleteDeployment(grpc::ServerContext*,
+grpc::Status KernelServiceImpl::DeleteDeployment(grpc::ServerContext* ctx,
                                                  const v1::DeleteDeploymentRequest* req,
                                                  v1::DeleteDeploymentResponse*) {
-  std::lock_guard lock(board_mu_);  // never while a deploy is writing its record
+  if (auto a = authorize_change(ctx, "DeleteDeployment"); !a.ok()) return a;
+  // Never while a stream runs on its arrays, nor while a deploy there writes its record.
+  auto row = record_.deployment(req->id());
+  if (!row) {
+    if (row.error().code == ErrorCode::kNotFound) {
+      return {grpc::StatusCode::NOT_FOUND, fmt::format("id = '{}': no such deployment", req->id())};
+    }
+    return record_status(row.error());
+  }
+  auto hold = sched_.arrays.exclusive(row->arrays, limits_of(ctx), sched_.refuse_busy_changes);
+  if (!hold) return to_status(hold.error());
   if (auto d = record_.delete_deployment(req->id()); !d) {
     if (d.error().code == ErrorCode::kNotFound) {
       return {grpc::StatusCode::NOT_FOUND, fmt::format("id = '{}': no such deployment", req->id())};

@@ -2,9 +2,8 @@
 // kept in the chip record.
 #pragma once
 
-#include <mutex>
-
 #include "chip_record.h"
+#include "scheduler.h"
 #include "xbar/drivers/board.h"
 #include "xbar/drivers/program_verify.h"
 #include "xbar/kernel/kernel.h"
@@ -17,11 +16,11 @@ Result<kernel::KernelSetSpec> kernel_set_from_proto(const v1::KernelSet& set);
 
 class KernelServiceImpl final : public xbar::v1::KernelService::Service {
  public:
-  /// All borrowed; they must outlive the service. `board_mu` is the board lock shared with the
-  /// other services.
-  KernelServiceImpl(Board& board, ChipRecord& record, std::mutex& board_mu,
+  /// All borrowed; they must outlive the service. `sched` is the scheduler shared with the other
+  /// services.
+  KernelServiceImpl(Board& board, ChipRecord& record, Scheduler& sched,
                     const ProgramVerifyConfig& defaults = {})
-      : board_(board), record_(record), board_mu_(board_mu), defaults_(defaults) {}
+      : board_(board), record_(record), sched_(sched), defaults_(defaults) {}
 
   grpc::Status DeployKernel(grpc::ServerContext* ctx, const v1::DeployKernelRequest* req,
                             grpc::ServerWriter<v1::DeployKernelResponse>* writer) override;
@@ -41,7 +40,7 @@ class KernelServiceImpl final : public xbar::v1::KernelService::Service {
  private:
   Board& board_;
   ChipRecord& record_;
-  std::mutex& board_mu_;
+  Scheduler& sched_;
   ProgramVerifyConfig defaults_;
 };
 

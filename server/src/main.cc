@@ -6,17 +6,27 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
+#include <cctype>
 #include <csignal>
+#include <expected>
+#include <fstream>
 #include <iostream>
+#include <map>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include "array_service.h"
 #include "board_service.h"
+#include "call.h"
 #include "chip_record.h"
 #include "config.h"
+#include "http_endpoint.h"
 #include "kernel_service.h"
+#include "metrics.h"
 #include "model_service.h"
+#include "programming.h"
 
 namespace {
 
@@ -26,12 +36,30 @@ void on_signal(int) { g_stop = true; }
 
 }  // namespace
 
+namespace {
+
+std::expected<std::string, std::string> read_file(const std::string& path, const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::unexpected(fmt::format("{} {}: cannot open", what, path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool loopback_or_unix(const std::string& listen) {
+  return listen.starts_with("unix:") || listen.starts_with("127.") ||
+         listen.starts_with("localhost:") || listen.starts_with("[::1]:");
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{"xbard: the xbar daemon (gRPC xbar.v1 in front of one crossbar board)"};
   std::string config_path;
-  std::string listen, board_uri, log_level, state_dir;
+  std::string listen, board_uri, log_level, state_dir, metrics_listen, token_file, tls_cert,
+      tls_key, tls_client_ca, busy_policy;
   app.add_option("-c,--config", config_path, "YAML config (see configs/xbard.yaml)");
-  app.add_option("--listen", listen, "gRPC address HOST:PORT (overrides the config)");
+  app.add_option("--listen", listen, "gRPC address HOST:PORT or unix:PATH (overrides the config)");
   app.add_option("--board", board_uri,
                  "board URI (overrides the config): sim:profile=typical,seed=7 | "
                  "tcp:HOST:PORT | unix:PATH | usb:serial=S");
@@ -39,11 +67,26 @@ int main(int argc, char** argv) {
   app.add_option(
       "--state-dir", state_dir,
       "directory of the durable chip record (overrides the config; default ./xbar-state)");
+  app.add_option("--metrics-listen", metrics_listen,
+                 "HOST:PORT of the HTTP endpoint: /metrics (Prometheus), /healthz/live, "
+                 "/healthz/ready (port 0: any free port; default: off)");
+  app.add_option("--auth-token-file", token_file,
+                 "file holding the token that calls which change the board must send as "
+                 "'authorization: Bearer TOKEN' (default: no token)");
+  app.add_option("--tls-cert", tls_cert, "PEM certificate chain: serve TLS");
+  app.add_option("--tls-key", tls_key, "PEM private key of --tls-cert");
+  app.add_option("--tls-client-ca", tls_client_ca,
+                 "PEM CA: require client certificates signed by it (mTLS)");
+  app.add_option("--busy-policy", busy_policy,
+                 "wait | refuse: a change (program, scan, deploy, delete) on arrays that "
+                 "inference is using waits for it, or is refused at once");
   app.footer(
       "With no config: the embedded twin (profile typical) on 127.0.0.1:50051.\n"
       "Examples:\n  xbard\n  xbard --board sim:profile=imssa,seed=3\n"
       "  xbard --config /etc/xbar/xbard.yaml\n  xbard --board tcp:127.0.0.1:7700 --listen "
-      "127.0.0.1:50052");
+      "127.0.0.1:50052\n  xbard --listen unix:/run/xbar/xbard.sock --metrics-listen "
+      "127.0.0.1:9464\n  xbard --auth-token-file /etc/xbar/token --tls-cert server.pem "
+      "--tls-key server.key");
   CLI11_PARSE(app, argc, argv);
 
   xbar::server::DaemonConfig cfg;
@@ -58,9 +101,70 @@ int main(int argc, char** argv) {
   if (!listen.empty()) cfg.listen = listen;
   if (!log_level.empty()) cfg.log_level = log_level;
   if (!state_dir.empty()) cfg.state_dir = state_dir;
+  if (!metrics_listen.empty()) cfg.metrics_listen = metrics_listen;
+  if (!token_file.empty()) cfg.token_file = token_file;
+  if (!tls_cert.empty()) cfg.tls_cert = tls_cert;
+  if (!tls_key.empty()) cfg.tls_key = tls_key;
+  if (!tls_client_ca.empty()) cfg.tls_client_ca = tls_client_ca;
+  if (!busy_policy.empty()) cfg.busy_policy = busy_policy;
+  if (cfg.busy_policy != "wait" && cfg.busy_policy != "refuse") {
+    std::cerr << "xbard: --busy-policy '" << cfg.busy_policy << "': allowed wait, refuse\n";
+    return 2;
+  }
+  if (cfg.tls_cert.empty() != cfg.tls_key.empty()) {
+    std::cerr << "xbard: --tls-cert and --tls-key: give both or neither\n";
+    return 2;
+  }
+  if (!cfg.tls_client_ca.empty() && cfg.tls_cert.empty()) {
+    std::cerr << "xbard: --tls-client-ca needs --tls-cert and --tls-key\n";
+    return 2;
+  }
   const std::string uri = board_uri.empty() ? cfg.board_uri() : board_uri;
   spdlog::set_level(spdlog::level::from_str(cfg.log_level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ xbard: %v");
+
+  // Everything that can be checked without the board, first.
+  std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
+  if (!cfg.tls_cert.empty()) {
+    auto cert = read_file(cfg.tls_cert, "tls_cert");
+    auto key = read_file(cfg.tls_key, "tls_key");
+    if (!cert || !key) {
+      std::cerr << "xbard: " << (!cert ? cert.error() : key.error()) << "\n";
+      return 2;
+    }
+    grpc::SslServerCredentialsOptions opts(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+    opts.pem_key_cert_pairs.push_back({*key, *cert});
+    if (!cfg.tls_client_ca.empty()) {
+      auto ca = read_file(cfg.tls_client_ca, "tls_client_ca");
+      if (!ca) {
+        std::cerr << "xbard: " << ca.error() << "\n";
+        return 2;
+      }
+      opts.pem_root_certs = *ca;
+      opts.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+    }
+    creds = grpc::SslServerCredentials(opts);
+  }
+  if (!cfg.token_file.empty()) {
+    auto t = read_file(cfg.token_file, "token_file");
+    if (!t) {
+      std::cerr << "xbard: " << t.error() << "\n";
+      return 2;
+    }
+    std::string token = *t;
+    while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) {
+      token.pop_back();
+    }
+    if (token.size() < 16 || token.find_first_of(" \t\r\n") != std::string::npos) {
+      std::cerr << "xbard: token_file " << cfg.token_file
+                << ": the token must be one line of at least 16 characters, no spaces\n";
+      return 2;
+    }
+    xbar::server::set_required_token(std::move(token));
+    if (cfg.tls_cert.empty() && !loopback_or_unix(cfg.listen)) {
+      spdlog::warn("a token on plaintext {}: anyone on the path can read it; use TLS", cfg.listen);
+    }
+  }
 
   auto board = xbar::Board::open(uri);
   if (!board) {
@@ -84,38 +188,121 @@ int main(int argc, char** argv) {
   }
   spdlog::info("chip record {}", (*record)->path().string());
 
-  std::mutex board_mu;
-  xbar::server::BoardServiceImpl service(**board, board_mu);
-  xbar::server::ArrayServiceImpl arrays(**board, **record, board_mu, cfg.program_verify);
-  xbar::server::KernelServiceImpl kernels(**board, **record, board_mu, cfg.program_verify);
-  xbar::server::ModelServiceImpl models(**board, **record, board_mu, kernels);
+  xbar::server::Registry registry;
+  xbar::server::XbardMetrics metrics(registry, XBAR_VERSION);
+  xbar::server::set_programming_observer([&metrics](uint64_t pulses, uint64_t abandoned) {
+    metrics.pulses_applied.inc(static_cast<double>(pulses));
+    metrics.devices_abandoned.inc(static_cast<double>(abandoned));
+  });
+  xbar::server::Scheduler sched(
+      info.arrays,
+      [&metrics](size_t depth) { metrics.board_queue_depth.set(static_cast<double>(depth)); },
+      [&metrics](double s) { metrics.board_busy_seconds.inc(s); });
+  sched.refuse_busy_changes = cfg.busy_policy == "refuse";
+  sched.board.max_waiting = cfg.max_queue;
+
+  xbar::server::BoardServiceImpl service(**board, sched);
+  xbar::server::ArrayServiceImpl arrays(**board, **record, sched, cfg.program_verify);
+  xbar::server::KernelServiceImpl kernels(**board, **record, sched, cfg.program_verify);
+  xbar::server::ModelServiceImpl models(
+      **board, **record, sched, kernels,
+      std::chrono::milliseconds(static_cast<int64_t>(cfg.stream_idle_timeout_s * 1000)));
+  models.set_metrics(&metrics);
+  // xbar_deployments{state}, refreshed with the readiness check.
+  auto refresh_deployments = [&] {
+    auto rows = (*record)->deployments(info.serial);
+    if (!rows) return;
+    std::map<std::string, int> n = {
+        {"ready", 0}, {"degraded", 0}, {"failed", 0}, {"stale", 0}, {"deploying", 0}};
+    for (const auto& r : *rows) ++n[r.state];
+    for (const auto& [state, count] : n) {
+      metrics.deployments.with({state}).set(static_cast<double>(count));
+    }
+  };
+  // Liveness: the process serves. Readiness: the board answers STATUS (checked every second).
+  std::atomic<bool> board_ok{false};
+  std::string not_ready_reason = "starting";
+  std::mutex reason_mu;
+
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int bound_port = 0;
-  builder.AddListeningPort(cfg.listen, grpc::InsecureServerCredentials(), &bound_port);
+  builder.AddListeningPort(cfg.listen, creds, &bound_port);
   builder.RegisterService(&service);
   builder.RegisterService(&arrays);
   builder.RegisterService(&kernels);
   builder.RegisterService(&models);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> observers;
+  observers.push_back(xbar::server::make_call_observer(
+      [&metrics](const std::string& method, grpc::StatusCode code, double s) {
+        metrics.record_request(method, static_cast<int>(code), s);
+      }));
+  builder.experimental().SetInterceptorCreators(std::move(observers));
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (!server || bound_port == 0) {
+  if (!server || (bound_port == 0 && !cfg.listen.starts_with("unix:"))) {
     spdlog::error("cannot listen on {}", cfg.listen);
     return 4;
   }
-  // Ready: the board answered INFO. (Verification of deployed state comes with the chip record.)
-  server->GetHealthCheckService()->SetServingStatus("xbar.v1.BoardService", true);
-  spdlog::info("serving xbar.v1 on {} (port {})", cfg.listen, bound_port);
+  auto* health = server->GetHealthCheckService();
+  const char* kReadyServices[] = {"xbar.v1.BoardService", "xbar.v1.ArrayService",
+                                  "xbar.v1.KernelService", "xbar.v1.ModelService"};
+  auto set_ready = [&](bool ok, const std::string& why) {
+    const bool was = board_ok.exchange(ok);
+    {
+      std::lock_guard lk(reason_mu);
+      not_ready_reason = why;
+    }
+    for (const char* s : kReadyServices) health->SetServingStatus(s, ok);
+    if (was != ok) {
+      if (ok) {
+        spdlog::info("ready: board {} answers", info.serial);
+      } else {
+        spdlog::warn("not ready: {}", why);
+      }
+    }
+  };
+  health->SetServingStatus("", true);  // live: the process serves
+  set_ready(false, "starting");
+
+  std::unique_ptr<xbar::server::HttpEndpoint> http;
+  if (!cfg.metrics_listen.empty()) {
+    http = std::make_unique<xbar::server::HttpEndpoint>(
+        registry, [&]() -> std::pair<bool, std::string> {
+          std::lock_guard lk(reason_mu);
+          return {board_ok.load(), not_ready_reason};
+        });
+    auto port = http->start(cfg.metrics_listen);
+    if (!port) {
+      spdlog::error("metrics endpoint {}: {}", cfg.metrics_listen, port.error());
+      return 4;
+    }
+    spdlog::info("metrics and health on http://{}/metrics (port {})", cfg.metrics_listen, *port);
+  }
+  spdlog::info("serving xbar.v1 on {} (port {}){}{}", cfg.listen, bound_port,
+               cfg.tls_cert.empty() ? "" : (cfg.tls_client_ca.empty() ? ", TLS" : ", mTLS"),
+               xbar::server::token_required() ? ", token required for changes" : "");
 
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   std::thread waiter([&] {
-    while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    auto next_check = std::chrono::steady_clock::now();
+    while (!g_stop) {
+      if (std::chrono::steady_clock::now() >= next_check) {
+        // STATUS is served even while a loop runs, so this never waits for the queue.
+        auto st = (*board)->status();
+        set_ready(st.has_value(), st ? "" : "board: " + st.error().message);
+        refresh_deployments();
+        next_check = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
     spdlog::info("shutting down");
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   });
   server->Wait();
   g_stop = true;
   waiter.join();
+  if (http) http->stop();
   return 0;
 }

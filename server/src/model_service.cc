@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "call.h"
 #include "status.h"
 #include "xbar/audio/audio.h"
 #include "xbar/kernel/kernel.h"
@@ -74,6 +75,7 @@ Result<model::ModelSpec> model_from_proto(const v1::Model& m) {
 grpc::Status ModelServiceImpl::DeployModel(grpc::ServerContext* ctx,
                                            const v1::DeployModelRequest* req,
                                            grpc::ServerWriter<v1::DeployKernelResponse>* writer) {
+  if (auto a = authorize_change(ctx, "DeployModel"); !a.ok()) return a;
   auto spec = model_from_proto(req->model());
   if (!spec) return to_status(spec.error());
   v1::DeployKernelRequest dk = req->options();
@@ -86,6 +88,11 @@ struct ModelServiceImpl::Loaded {
   model::ModelSpec spec;
   std::vector<kernel::CompiledKernel> compiled;
   std::vector<model::PlacedKernel> placed;
+  std::vector<int> arrays() const {
+    std::vector<int> a;
+    for (const model::PlacedKernel& p : placed) a.push_back(p.array);
+    return a;
+  }
 };
 
 Result<ModelServiceImpl::Loaded> ModelServiceImpl::load(const std::string& id, bool hardware) {
@@ -147,7 +154,7 @@ void fill_result(const model::Forward& f, const model::ModelSpec& spec,
 
 }  // namespace
 
-grpc::Status ModelServiceImpl::Infer(grpc::ServerContext*, const v1::InferRequest* req,
+grpc::Status ModelServiceImpl::Infer(grpc::ServerContext* ctx, const v1::InferRequest* req,
                                      v1::InferResponse* out) {
   const bool hardware = req->path() == v1::INFER_HARDWARE;
   auto loaded = load(req->deployment(), hardware);
@@ -184,10 +191,14 @@ grpc::Status ModelServiceImpl::Infer(grpc::ServerContext*, const v1::InferReques
   Result<model::Forward> f = std::unexpected(Error{});
   double board_ms = 0;
   if (hardware) {
-    std::lock_guard lock(board_mu_);
+    auto hold = sched_.arrays.shared(loaded->arrays(), limits_of(ctx));
+    if (!hold) return to_status(hold.error());
+    auto turn = sched_.board.acquire(client_of(ctx), limits_of(ctx));
+    if (!turn) return to_status(turn.error());
     auto hw = model::hardware_kernels(board_, loaded->placed, &board_ms);
     if (!hw) return to_status(hw.error());
     f = model::forward(*spec, u, *hw);
+    if (metrics_ != nullptr && f) metrics_->loop_steps.inc(static_cast<double>(u.size()));
   } else {
     f = model::forward(*spec, u, model::software_kernels(loaded->compiled));
   }
@@ -212,8 +223,21 @@ grpc::Status ModelServiceImpl::Infer(grpc::ServerContext*, const v1::InferReques
 grpc::Status ModelServiceImpl::StreamInfer(
     grpc::ServerContext* ctx,
     grpc::ServerReaderWriter<v1::StreamInferResponse, v1::StreamInferRequest>* stream) {
+  streams_.fetch_add(1);
+  if (metrics_ != nullptr) metrics_->active_streams.inc();
+  struct Count {
+    std::atomic<int>& n;
+    XbardMetrics* m;
+    ~Count() {
+      n.fetch_sub(1);
+      if (m != nullptr) m->active_streams.dec();
+    }
+  } count{streams_, metrics_};
+  IdleWatch::Entry watch =
+      idle_.watch([ctx] { ctx->TryCancel(); }, fmt::format("StreamInfer req={}", request_id(ctx)));
   v1::StreamInferRequest first;
   if (!stream->Read(&first)) return invalid_argument("StreamInfer: no request");
+  watch.touch();
   const bool hardware = first.path() == v1::INFER_HARDWARE;
   auto loaded = load(first.deployment(), hardware);
   if (!loaded) return to_status(loaded.error());
@@ -226,13 +250,28 @@ grpc::Status ModelServiceImpl::StreamInfer(
   }
   const auto ds = static_cast<size_t>(spec.preprocessing.downsample);
   const int h = spec.width();
-  std::unique_lock<std::mutex> lock(board_mu_, std::defer_lock);
+  // The deployment's arrays are held shared for the whole utterance (no deploy lands between
+  // two chunks); the board is taken per chunk, so streams and other calls take turns.
+  ArrayLocks::Hold hold;
+  BoardQueue::Turn turn;
+  const std::string client = client_of(ctx);
+  auto take_board = [&]() -> Result<void> {
+    if (turn) return {};
+    auto t = sched_.board.acquire(client, limits_of(ctx));
+    if (!t) return std::unexpected(t.error());
+    turn = std::move(*t);
+    return {};
+  };
   std::unique_ptr<model::KernelStream> kernels;
   if (hardware) {
-    lock.lock();  // the loop run stays open for the whole utterance
+    auto h = sched_.arrays.shared(loaded->arrays(), limits_of(ctx));
+    if (!h) return to_status(h.error());
+    hold = std::move(*h);
+    if (auto t = take_board(); !t) return to_status(t.error());
     auto hs = model::hardware_stream(board_, loaded->placed, 0);
     if (!hs) return to_status(hs.error());
     kernels = std::move(*hs);
+    if (!kernels->holds_board()) turn.release();
   } else {
     kernels = model::software_stream(loaded->compiled);
   }
@@ -255,7 +294,9 @@ grpc::Status ModelServiceImpl::StreamInfer(
     }
     if (head.steps() > 0) fill_result(head.result(), spec, &r);
     r.set_final(final);
-    return stream->Write(r);
+    const bool ok = stream->Write(r);
+    watch.touch();
+    return ok;
   };
   v1::StreamInferRequest msg = first;
   bool more = true;
@@ -284,15 +325,27 @@ grpc::Status ModelServiceImpl::StreamInfer(
         }
       }
       pending.erase(pending.begin(), pending.begin() + static_cast<ptrdiff_t>(steps * ds));
+      if (hardware) {
+        if (auto t = take_board(); !t) return to_status(t.error());
+      }
       auto y = kernels->push(z);
+      if (!kernels->holds_board()) turn.release();  // before writing: a slow reader waits alone
+      if (hardware && metrics_ != nullptr && y)
+        metrics_->loop_steps.inc(static_cast<double>(steps));
       if (!y) return to_status(y.error());
       if (!answer(*y, false)) return {grpc::StatusCode::CANCELLED, "client went away"};
     }
     if (msg.end()) break;
     more = stream->Read(&msg);
     if (!more) break;
+    watch.touch();
+  }
+  if (ctx->IsCancelled()) return {grpc::StatusCode::CANCELLED, "stream cancelled"};
+  if (hardware) {
+    if (auto t = take_board(); !t) return to_status(t.error());
   }
   auto y = kernels->finish();
+  turn.release();
   if (!y) return to_status(y.error());
   if (head.steps() == 0 && (y->empty() || y->front().size() == 0)) {
     return invalid_argument("samples: the utterance is shorter than one step");

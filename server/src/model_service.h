@@ -2,10 +2,11 @@
 // classify clips with it, on the board's closed loop or in software.
 #pragma once
 
-#include <mutex>
-
+#include "call.h"
 #include "chip_record.h"
 #include "kernel_service.h"
+#include "metrics.h"
+#include "scheduler.h"
 #include "xbar/drivers/board.h"
 #include "xbar/model/model.h"
 #include "xbar/v1/models.grpc.pb.h"
@@ -17,14 +18,27 @@ Result<model::ModelSpec> model_from_proto(const v1::Model& m);
 
 class ModelServiceImpl final : public xbar::v1::ModelService::Service {
  public:
-  ModelServiceImpl(Board& board, ChipRecord& record, std::mutex& board_mu,
-                   KernelServiceImpl& kernels)
-      : board_(board), record_(record), board_mu_(board_mu), kernels_(kernels) {}
+  /// A stream silent for `stream_idle_timeout` (neither a chunk read nor an answer taken) is
+  /// cancelled, which frees its arrays.
+  ModelServiceImpl(Board& board, ChipRecord& record, Scheduler& sched, KernelServiceImpl& kernels,
+                   std::chrono::milliseconds stream_idle_timeout = std::chrono::seconds(30))
+      : board_(board),
+        record_(record),
+        sched_(sched),
+        kernels_(kernels),
+        idle_(stream_idle_timeout) {}
 
   grpc::Status DeployModel(grpc::ServerContext* ctx, const v1::DeployModelRequest* req,
                            grpc::ServerWriter<v1::DeployKernelResponse>* writer) override;
   grpc::Status Infer(grpc::ServerContext* ctx, const v1::InferRequest* req,
                      v1::InferResponse* out) override;
+  /// Steps run and streams open go to `m` (borrowed; may be null). Before serving.
+  void set_metrics(XbardMetrics* m) { metrics_ = m; }
+
+  /// Streams running now (hardware or software).
+  int active_streams() const { return streams_.load(); }
+  uint64_t idle_cancelled() const { return idle_.cancelled_count(); }
+
   grpc::Status StreamInfer(
       grpc::ServerContext* ctx,
       grpc::ServerReaderWriter<v1::StreamInferResponse, v1::StreamInferRequest>* stream) override;
@@ -32,8 +46,11 @@ class ModelServiceImpl final : public xbar::v1::ModelService::Service {
  private:
   Board& board_;
   ChipRecord& record_;
-  std::mutex& board_mu_;
+  Scheduler& sched_;
   KernelServiceImpl& kernels_;
+  IdleWatch idle_;
+  XbardMetrics* metrics_ = nullptr;
+  std::atomic<int> streams_{0};
 
   struct Loaded;  // a deployment's model, compiled, with its placements
   Result<Loaded> load(const std::string& deployment_id, bool hardware);

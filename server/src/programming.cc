@@ -19,7 +19,11 @@ FaultMethod method_of(FaultSource s) {
   return FaultMethod::kManual;
 }
 
+ProgrammingObserver g_observer;  // set once before serving
+
 }  // namespace
+
+void set_programming_observer(ProgrammingObserver observer) { g_observer = std::move(observer); }
 
 std::vector<FaultEntry> fault_entries(const std::vector<FaultFinding>& findings, int array) {
   std::vector<FaultEntry> out;
@@ -64,6 +68,10 @@ Result<ProgramVerifyResult> program_and_record(
   };
   auto res = program_verify(board, array, target_uS, cfg, progress, &skip);
   if (!res) return res;
+  if (g_observer) {
+    g_observer(static_cast<uint64_t>(res->set_pulses.sum() + res->reset_pulses.sum()),
+               res->abandoned.size());
+  }
   if (record_error) {
     return make_error(ErrorCode::kInternal, "chip record: " + record_error->message);
   }

@@ -16,6 +16,11 @@ namespace xbar::server {
 /// programming record (target, read-back) and the faults program-verify revealed are written
 /// in one transaction. `on_round` sees every round (return false to cancel). The caller holds
 /// the board lock.
+/// Told the device pulses applied and the devices abandoned by every program_and_record
+/// (metrics). Set once at start-up, before serving.
+using ProgrammingObserver = std::function<void(uint64_t pulses, uint64_t abandoned)>;
+void set_programming_observer(ProgrammingObserver observer);
+
 Result<ProgramVerifyResult> program_and_record(
     Board& board, ChipRecord& record, int array, const Eigen::MatrixXd& target_uS,
     const ProgramVerifyConfig& cfg, const Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic>& skip,
