@@ -11,8 +11,10 @@ PKGS=(
   libusb-1.0-0-dev libyaml-cpp-dev libcli11-dev libsqlite3-dev libpng-dev
   libsndfile1-dev libsamplerate0-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  python3-grpcio python3-protobuf openssl
   umockdev libumockdev-dev
   clang-format
+  python3-torch python3-numpy espeak-ng sox
 )
 
 SUDO=""

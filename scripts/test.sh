@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 echo "== clang-format check"
 git ls-files '*.cc' '*.h' | xargs clang-format --dry-run --Werror
+bash scripts/proto-lint.sh
 echo "== build"
 BUILD_DIR=${BUILD_DIR:-build} bash scripts/build.sh
 echo "== tests"

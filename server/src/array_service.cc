@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "call.h"
+#include "operations.h"
 #include "programming.h"
 #include "status.h"
 #include "xbar/drivers/fault_scan.h"
@@ -29,7 +30,18 @@ void fill_fault(v1::Fault* o, int array, const FaultFinding& f) {
 
 grpc::Status ArrayServiceImpl::ProgramArray(grpc::ServerContext* ctx,
                                             const v1::ProgramArrayRequest* req,
-                                            grpc::ServerWriter<v1::ProgramArrayResponse>* writer) {
+                                            grpc::ServerWriter<v1::ProgramArrayResponse>* call) {
+  return run_operation<v1::ProgramArrayResponse>(
+      sched_.operations, ctx, call, "/xbar.v1.ArrayService/ProgramArray", request_id(ctx),
+      [](v1::OperationEvent& e, const v1::ProgramArrayResponse& m) { *e.mutable_program() = m; },
+      [&](grpc::ServerWriterInterface<v1::ProgramArrayResponse>* writer) {
+        return program(ctx, req, writer);
+      });
+}
+
+grpc::Status ArrayServiceImpl::program(
+    grpc::ServerContext* ctx, const v1::ProgramArrayRequest* req,
+    grpc::ServerWriterInterface<v1::ProgramArrayResponse>* writer) {
   if (auto a = authorize_change(ctx, "ProgramArray"); !a.ok()) return a;
   const BoardInfo& info = board_.info();
   if (req->array() >= static_cast<uint32_t>(info.arrays)) {
@@ -77,8 +89,8 @@ grpc::Status ArrayServiceImpl::ProgramArray(grpc::ServerContext* ctx,
                                 [&](const ProgramVerifyProgress& p) {
                                   v1::ProgramArrayResponse msg;
                                   fill_round(p, cfg.max_rounds, msg.mutable_round());
-                                  writer->Write(msg);  // a vanished client: IsCancelled below
-                                  return !ctx->IsCancelled();
+                                  writer->Write(msg);  // a vanished client: call_stopped
+                                  return !call_stopped(ctx);
                                 });
   if (!res) return to_status(res.error());
   v1::ProgramArrayResponse msg;
@@ -93,7 +105,17 @@ grpc::Status ArrayServiceImpl::ProgramArray(grpc::ServerContext* ctx,
 
 grpc::Status ArrayServiceImpl::ScanFaults(grpc::ServerContext* ctx,
                                           const v1::ScanFaultsRequest* req,
-                                          grpc::ServerWriter<v1::ScanFaultsResponse>* writer) {
+                                          grpc::ServerWriter<v1::ScanFaultsResponse>* call) {
+  return run_operation<v1::ScanFaultsResponse>(
+      sched_.operations, ctx, call, "/xbar.v1.ArrayService/ScanFaults", request_id(ctx),
+      [](v1::OperationEvent& e, const v1::ScanFaultsResponse& m) { *e.mutable_scan() = m; },
+      [&](grpc::ServerWriterInterface<v1::ScanFaultsResponse>* writer) {
+        return scan(ctx, req, writer);
+      });
+}
+
+grpc::Status ArrayServiceImpl::scan(grpc::ServerContext* ctx, const v1::ScanFaultsRequest* req,
+                                    grpc::ServerWriterInterface<v1::ScanFaultsResponse>* writer) {
   if (!req->quick()) {  // a quick check only reads
     if (auto a = authorize_change(ctx, "ScanFaults"); !a.ok()) return a;
   }
@@ -142,7 +164,7 @@ grpc::Status ArrayServiceImpl::ScanFaults(grpc::ServerContext* ctx,
       r->set_abandoned(static_cast<uint32_t>(p.restore.abandoned));
     }
     writer->Write(up);
-    return !ctx->IsCancelled();
+    return !call_stopped(ctx);
   };
   // Endurance, write-ahead as in ProgramArray: every batch (the hard pulses, the confirm
   // pulses, the restore's rounds) is counted before it is sent.

@@ -26,6 +26,12 @@ class ArrayServiceImpl final : public xbar::v1::ArrayService::Service {
                            v1::FaultMap* out) override;
 
  private:
+  // The operations' bodies (run_operation records their messages).
+  grpc::Status program(grpc::ServerContext* ctx, const v1::ProgramArrayRequest* req,
+                       grpc::ServerWriterInterface<v1::ProgramArrayResponse>* writer);
+  grpc::Status scan(grpc::ServerContext* ctx, const v1::ScanFaultsRequest* req,
+                    grpc::ServerWriterInterface<v1::ScanFaultsResponse>* writer);
+
   Board& board_;
   ChipRecord& record_;
   Scheduler& sched_;

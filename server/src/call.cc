@@ -9,6 +9,8 @@
 #include <random>
 #include <unordered_map>
 
+#include "operations.h"
+
 namespace xbar::server {
 
 namespace {
@@ -130,7 +132,7 @@ std::string client_of(const grpc::ServerContext* ctx) {
 
 WaitLimits limits_of(grpc::ServerContext* ctx) {
   WaitLimits l;
-  l.cancelled = [ctx] { return ctx->IsCancelled(); };
+  l.cancelled = [ctx] { return call_stopped(ctx); };
   const auto deadline = ctx->deadline();
   if (deadline != std::chrono::system_clock::time_point::max()) {
     const auto left = deadline - std::chrono::system_clock::now();

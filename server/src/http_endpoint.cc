@@ -114,7 +114,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (ec.category() == http::make_error_code(http::error::bad_method).category()) {
       return write_error(http::status::bad_request, "bad request: " + ec.message());
     }
-    if (ec) {
+    if (ec || !parser_) {
       spdlog::debug("metrics endpoint: read: {}", ec.message());
       return;
     }
@@ -148,7 +148,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void shutdown() {
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    // NOLINTNEXTLINE(bugprone-unused-return-value): the error is in ec, and of no use here
+    (void)stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
   }
 
   Server& server_;
@@ -173,7 +174,7 @@ void Server::do_accept() {
     if (sessions.size() >= options.max_connections) {
       spdlog::warn("metrics endpoint: {} connections open, refusing one more", sessions.size());
       beast::error_code close_ec;
-      socket.close(close_ec);
+      (void)socket.close(close_ec);  // NOLINT(bugprone-unused-return-value)
     } else {
       std::make_shared<Session>(std::move(socket), *this)->start();
     }
@@ -301,20 +302,23 @@ std::expected<int, std::string> HttpEndpoint::start(const std::string& host_port
         fmt::format("metrics endpoint '{}': cannot resolve: {}", host_port, ec.message()));
   }
   bool bound = false;
+  // Asio's error_code overloads also return the error_code: it is `e` here.
+  // NOLINTBEGIN(bugprone-unused-return-value)
   for (const auto& entry : endpoints) {
     beast::error_code e;
-    impl->acceptor.open(entry.endpoint().protocol(), e);
-    if (!e) impl->acceptor.set_option(asio::socket_base::reuse_address(true), e);
-    if (!e) impl->acceptor.bind(entry.endpoint(), e);
-    if (!e) impl->acceptor.listen(asio::socket_base::max_listen_connections, e);
+    (void)impl->acceptor.open(entry.endpoint().protocol(), e);
+    if (!e) (void)impl->acceptor.set_option(asio::socket_base::reuse_address(true), e);
+    if (!e) (void)impl->acceptor.bind(entry.endpoint(), e);
+    if (!e) (void)impl->acceptor.listen(asio::socket_base::max_listen_connections, e);
     if (!e) {
       bound = true;
       break;
     }
     ec = e;
     beast::error_code ignored;
-    impl->acceptor.close(ignored);
+    (void)impl->acceptor.close(ignored);
   }
+  // NOLINTEND(bugprone-unused-return-value)
   if (!bound) {
     return std::unexpected(fmt::format("metrics endpoint '{}': cannot listen: {}", host_port,
                                        ec ? ec.message() : "no address"));
@@ -343,7 +347,7 @@ void HttpEndpoint::stop() {
   asio::post(p->ioc, [p] {
     p->stopping = true;
     beast::error_code ec;
-    p->acceptor.close(ec);
+    (void)p->acceptor.close(ec);  // NOLINT(bugprone-unused-return-value)
     p->accept_retry.cancel();
     for (Session* s : p->sessions) s->cancel();
   });

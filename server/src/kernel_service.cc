@@ -9,6 +9,7 @@
 #include <set>
 
 #include "call.h"
+#include "operations.h"
 #include "programming.h"
 #include "status.h"
 #include "xbar/kernel/model.h"
@@ -97,13 +98,24 @@ Result<kernel::KernelSetSpec> kernel_set_from_proto(const v1::KernelSet& set) {
 grpc::Status KernelServiceImpl::DeployKernel(grpc::ServerContext* ctx,
                                              const v1::DeployKernelRequest* req,
                                              grpc::ServerWriter<v1::DeployKernelResponse>* writer) {
-  return deploy(ctx, *req, writer, {});
+  return deploy_operation(ctx, *req, writer, {}, "/xbar.v1.KernelService/DeployKernel");
 }
 
-grpc::Status KernelServiceImpl::deploy(grpc::ServerContext* ctx,
-                                       const v1::DeployKernelRequest& request,
-                                       grpc::ServerWriter<v1::DeployKernelResponse>* writer,
-                                       const std::string& model) {
+grpc::Status KernelServiceImpl::deploy_operation(
+    grpc::ServerContext* ctx, const v1::DeployKernelRequest& req,
+    grpc::ServerWriterInterface<v1::DeployKernelResponse>* call, const std::string& model,
+    const std::string& method) {
+  return run_operation<v1::DeployKernelResponse>(
+      sched_.operations, ctx, call, method, request_id(ctx),
+      [](v1::OperationEvent& e, const v1::DeployKernelResponse& m) { *e.mutable_deploy() = m; },
+      [&](grpc::ServerWriterInterface<v1::DeployKernelResponse>* writer) {
+        return deploy(ctx, req, writer, model);
+      });
+}
+
+grpc::Status KernelServiceImpl::deploy(
+    grpc::ServerContext* ctx, const v1::DeployKernelRequest& request,
+    grpc::ServerWriterInterface<v1::DeployKernelResponse>* writer, const std::string& model) {
   if (auto a = authorize_change(ctx, "Deploy"); !a.ok()) return a;
   const v1::DeployKernelRequest* req = &request;
   const BoardInfo& info = board_.info();
@@ -165,7 +177,7 @@ grpc::Status KernelServiceImpl::deploy(grpc::ServerContext* ctx,
     p->set_message(std::move(message));
     if (round) fill_round(*round, cfg.max_rounds, p->mutable_round());
     writer->Write(msg);
-    return !ctx->IsCancelled();
+    return !call_stopped(ctx);
   };
 
   // ---- compile ----

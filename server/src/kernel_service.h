@@ -34,8 +34,12 @@ class KernelServiceImpl final : public xbar::v1::KernelService::Service {
   /// The deploy path itself, shared with ModelService.DeployModel: `model` (a serialized
   /// xbar.v1.Model, may be empty) is recorded with the deployment.
   grpc::Status deploy(grpc::ServerContext* ctx, const v1::DeployKernelRequest& req,
-                      grpc::ServerWriter<v1::DeployKernelResponse>* writer,
+                      grpc::ServerWriterInterface<v1::DeployKernelResponse>* writer,
                       const std::string& model);
+  /// The operation wrapper of both deploy RPCs (`method` names the RPC).
+  grpc::Status deploy_operation(grpc::ServerContext* ctx, const v1::DeployKernelRequest& req,
+                                grpc::ServerWriterInterface<v1::DeployKernelResponse>* call,
+                                const std::string& model, const std::string& method);
 
  private:
   Board& board_;

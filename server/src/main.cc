@@ -233,6 +233,8 @@ int main(int argc, char** argv) {
   builder.RegisterService(&arrays);
   builder.RegisterService(&kernels);
   builder.RegisterService(&models);
+  xbar::server::OperationServiceImpl operations(sched.operations);
+  builder.RegisterService(&operations);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> observers;
   observers.push_back(xbar::server::make_call_observer(
       [&metrics](const std::string& method, grpc::StatusCode code, double s) {

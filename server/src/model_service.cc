@@ -81,7 +81,8 @@ grpc::Status ModelServiceImpl::DeployModel(grpc::ServerContext* ctx,
   v1::DeployKernelRequest dk = req->options();
   *dk.mutable_kernel_set() = req->model().kernel_set();
   if (dk.name().empty()) dk.set_name(req->model().name().substr(0, 64));
-  return kernels_.deploy(ctx, dk, writer, req->model().SerializeAsString());
+  return kernels_.deploy_operation(ctx, dk, writer, req->model().SerializeAsString(),
+                                   "/xbar.v1.ModelService/DeployModel");
 }
 
 struct ModelServiceImpl::Loaded {

@@ -203,11 +203,11 @@ Result<ArrayLocks::Hold> ArrayLocks::exclusive(std::vector<int> arrays, const Wa
     });
   };
   if (refuse_if_busy && !ready()) {
-    int readers = 0;
-    for (int a : arrays) readers += a_[static_cast<size_t>(a)].readers;
+    int readers = 0;  // the streams on these arrays: each holds all of its deployment's
+    for (int a : arrays) readers = std::max(readers, a_[static_cast<size_t>(a)].readers);
     return make_error(
         ErrorCode::kBusy,
-        fmt::format("arrays {}: in use ({} inference hold(s), or another change); the daemon "
+        fmt::format("arrays {}: in use (by {} inference stream(s), or another change); the daemon "
                     "refuses instead of waiting (busy_policy: refuse)",
                     list(arrays), readers));
   }

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "operations.h"
 #include "xbar/drivers/error.h"
 
 namespace xbar::server {
@@ -143,13 +144,14 @@ class ArrayLocks {
   std::vector<State> a_;
 };
 
-/// The daemon's one scheduler, shared by every service.
+/// The daemon's one scheduler, shared by every service, with the operations it runs.
 struct Scheduler {
   explicit Scheduler(int arrays, BoardQueue::DepthObserver depth = {},
                      BoardQueue::BusyObserver busy = {})
       : board(std::move(depth), std::move(busy)), arrays(arrays) {}
   BoardQueue board;
   ArrayLocks arrays;
+  Operations operations;  // the long operations, for OperationService
   /// busy_policy: refuse. A change (program, scan, deploy, delete) on arrays in use answers
   /// RESOURCE_EXHAUSTED at once instead of waiting for the inference there to finish.
   bool refuse_busy_changes = false;
