@@ -96,5 +96,35 @@ TEST(DaemonConfig, ErrorsNameTheKey) {
       std::string::npos);
 }
 
+TEST(DaemonConfig, SecurityAndSchedulingSections) {
+  auto c = server::parse_config(
+      "metrics_listen: '127.0.0.1:9464'\n"
+      "security: {token_file: /etc/xbar/token, tls_cert: a.pem, tls_key: a.key, "
+      "tls_client_ca: ca.pem}\n"
+      "scheduling: {busy_policy: refuse, max_queue: 64, stream_idle_timeout_s: 2.5}",
+      "x");
+  ASSERT_TRUE(c.has_value()) << c.error();
+  EXPECT_EQ(c->metrics_listen, "127.0.0.1:9464");
+  EXPECT_EQ(c->token_file, "/etc/xbar/token");
+  EXPECT_EQ(c->tls_client_ca, "ca.pem");
+  EXPECT_EQ(c->busy_policy, "refuse");
+  EXPECT_EQ(c->max_queue, 64u);
+  EXPECT_DOUBLE_EQ(c->stream_idle_timeout_s, 2.5);
+  EXPECT_EQ(server::parse_config("scheduling: {busy_policy: maybe}", "c.yaml").error(),
+            "c.yaml: scheduling.busy_policy: 'maybe': allowed wait, refuse");
+  EXPECT_EQ(server::parse_config("scheduling: {max_queue: 0}", "c.yaml").error(),
+            "c.yaml: scheduling.max_queue = 0: allowed 1..1000000");
+  EXPECT_EQ(server::parse_config("scheduling: {stream_idle_timeout_s: 0}", "c.yaml").error(),
+            "c.yaml: scheduling.stream_idle_timeout_s = 0: allowed 0.1..86400");
+  EXPECT_EQ(server::parse_config("security: {tls_cert: a.pem}", "c.yaml").error(),
+            "c.yaml: security.tls_cert and security.tls_key: give both or neither");
+  EXPECT_EQ(server::parse_config("security: {tls_client_ca: ca.pem}", "c.yaml").error(),
+            "c.yaml: security.tls_client_ca: needs tls_cert and tls_key (mTLS is TLS first)");
+  EXPECT_NE(server::parse_config("security: {token: abc}", "c.yaml")
+                .error()
+                .find("security.token: unknown key"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace xbar

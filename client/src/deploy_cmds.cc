@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
-#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -18,19 +17,16 @@
 #include <sstream>
 #include <vector>
 
+#include "cli.h"
+#include "json.h"
+#include "progress.h"
 #include "xbar/v1/arrays.grpc.pb.h"
 #include "xbar/v1/kernels.grpc.pb.h"
 
 namespace xbar::client {
 namespace {
 
-// Exit codes: main.cc's Exit (stable, for scripts; the README lists them).
-constexpr int kOk = 0;
-constexpr int kFailed = 1;
-constexpr int kUsage = 2;
-
-constexpr int kSide = 64;                // rows and columns of an array
-constexpr double kDeployTimeoutS = 600;  // programming three arrays takes minutes on a board
+constexpr int kSide = 64;  // rows and columns of an array
 constexpr double kDefaultGMin = 7, kDefaultGMax = 200;
 
 std::string local_time(int64_t ms) {
@@ -43,36 +39,12 @@ std::string local_time(int64_t ms) {
   return buf;
 }
 
-// A JSON string literal (paths and ids are the user's text).
-std::string json_str(const std::string& s) {
-  std::string o = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') o += '\\';
-    if (static_cast<unsigned char>(c) < 0x20) {
-      o += fmt::format("\\u{:04x}", static_cast<int>(c));
-      continue;
-    }
-    o += c;
-  }
-  return o + "\"";
-}
-
 // An NRMSE: four decimals, or four significant digits once it is large (a diverging kernel).
 std::string nrmse_str(double x) {
   return std::abs(x) < 1000 ? fmt::format("{:.4f}", x) : fmt::format("{:.4g}", x);
 }
 
 std::string remap_name(v1::RemapMode m) { return m == v1::REMAP_NAIVE ? "naive" : "auto"; }
-
-// The protobuf JSON mapping with the .proto field names (as the other commands' JSON keys).
-std::string to_json(const google::protobuf::Message& m) {
-  google::protobuf::util::JsonPrintOptions o;
-  o.preserve_proto_field_names = true;
-  o.always_print_primitive_fields = true;
-  std::string out;
-  if (!google::protobuf::util::MessageToJsonString(m, &out, o).ok()) return "{}";
-  return out;
-}
 
 // Without the per-device matrices (64x64 floats each; `map --csv` or --full gives them).
 v1::Deployment without_matrices(v1::Deployment d) {
@@ -96,62 +68,6 @@ double worst_nrmse(const v1::Deployment& d) {
   for (const auto& p : d.placements()) w = std::max(w, p.nrmse());
   return w;
 }
-
-std::unique_ptr<grpc::ClientContext> context(double timeout_s) {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(std::chrono::system_clock::now() +
-                    std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000)));
-  return ctx;
-}
-
-// Deploy progress on stderr: a line per stage message; during "program" a bar per array
-// (redrawn in place on a terminal, a line per round otherwise, as `xbarctl program` does).
-class Progress {
- public:
-  Progress(bool enabled, bool tty) : enabled_(enabled), tty_(tty) {}
-  ~Progress() { end_bar(); }
-
-  void show(const v1::DeployProgress& p) {
-    if (!enabled_) return;
-    if (p.stage() == "program" && p.has_round()) {
-      const auto& r = p.round();
-      if (bar_open_ && bar_array_ != p.array()) end_bar();
-      constexpr int kTotal = kSide * kSide, kWidth = 30;
-      const int done = static_cast<int>(
-          std::min<uint64_t>(kWidth, uint64_t{kWidth} * (r.converged() + r.abandoned()) / kTotal));
-      const std::string line = fmt::format(
-          "program  array {}{} round {:>3}/{} [{}{}] converged {:>4} pending {:>4} abandoned {:>3}",
-          p.array(), p.kernel() >= 0 ? fmt::format(" (kernel {})", p.kernel()) : "", r.round(),
-          r.max_rounds(), std::string(done, '#'), std::string(kWidth - done, '.'), r.converged(),
-          r.pending(), r.abandoned());
-      if (tty_) {
-        std::cerr << "\r" << line << std::flush;
-        bar_open_ = true;
-        bar_array_ = p.array();
-      } else {
-        std::cerr << line << "\n";
-      }
-      return;
-    }
-    end_bar();
-    std::string what = p.message();
-    if (what.empty()) {
-      if (p.kernel() >= 0) what += fmt::format("kernel {}", p.kernel());
-      if (p.array() >= 0) what += fmt::format("{}array {}", what.empty() ? "" : " -> ", p.array());
-    }
-    std::cerr << fmt::format("{:<8} {}\n", p.stage(), what);
-  }
-
-  void end_bar() {
-    if (bar_open_) std::cerr << "\n";
-    bar_open_ = false;
-  }
-
- private:
-  bool enabled_, tty_;
-  bool bar_open_ = false;
-  int bar_array_ = -1;
-};
 
 struct DeployArgs {
   std::string file, name, remap = "auto";
@@ -216,6 +132,25 @@ std::expected<KernelPanel, std::string> kernel_panel(const v1::Placement& p,
   return k;
 }
 
+void show_deploy_progress(Progress& progress, const v1::DeployProgress& p) {
+  if (p.stage() == "program" && p.has_round()) {
+    const auto& r = p.round();
+    const double total = r.converged() + r.pending() + r.abandoned();
+    progress.bar(fmt::format("program  array {}{}", p.array(),
+                             p.kernel() >= 0 ? fmt::format(" (kernel {})", p.kernel()) : ""),
+                 total > 0 ? (r.converged() + r.abandoned()) / total : 0,
+                 fmt::format("round {}/{}: converged {} pending {} abandoned {}", r.round(),
+                             r.max_rounds(), r.converged(), r.pending(), r.abandoned()));
+    return;
+  }
+  std::string what = p.message();
+  if (what.empty()) {
+    if (p.kernel() >= 0) what += fmt::format("kernel {}", p.kernel());
+    if (p.array() >= 0) what += fmt::format("{}array {}", what.empty() ? "" : " -> ", p.array());
+  }
+  progress.note(fmt::format("{:<8} {}", p.stage(), what));
+}
+
 std::string format_deployment(const v1::Deployment& d) {
   const auto [g_min, g_max] = window_uS(d.kernel_set());
   std::string o = fmt::format("deployment {} \"{}\": {}\n", d.id(), d.name(), d.state());
@@ -245,26 +180,21 @@ std::string format_deployment(const v1::Deployment& d) {
 }
 
 struct DeployCommands::Impl {
-  CLI::App* app = nullptr;
   CLI::App *deploy = nullptr, *list = nullptr, *show = nullptr, *undeploy = nullptr, *map = nullptr;
   DeployArgs da;
   std::string show_id, undeploy_id;
   bool show_full = false;
   MapArgs ma;
 
-  using Fail = std::function<int(const grpc::Status&)>;
-
-  int run_deploy(const CliGlobal& g, v1::KernelService::Stub& stub, const Fail& fail) const;
-  int run_list(const CliGlobal& g, v1::KernelService::Stub& stub, const Fail& fail) const;
-  int run_show(const CliGlobal& g, v1::KernelService::Stub& stub, const Fail& fail) const;
-  int run_undeploy(const CliGlobal& g, v1::KernelService::Stub& stub, const Fail& fail) const;
-  int run_map(const CliGlobal& g, const std::shared_ptr<grpc::Channel>& channel,
-              const Fail& fail) const;
+  int run_deploy(const Session& session, v1::KernelService::Stub& stub) const;
+  int run_list(const Session& session, v1::KernelService::Stub& stub) const;
+  int run_show(const Session& session, v1::KernelService::Stub& stub) const;
+  int run_undeploy(const Session& session, v1::KernelService::Stub& stub) const;
+  int run_map(const Session& session) const;
 };
 
 DeployCommands::DeployCommands(CLI::App& app) : impl_(std::make_unique<Impl>()) {
   Impl& m = *impl_;
-  m.app = &app;
 
   m.deploy = app.add_subcommand(
       "deploy", "compile, place, program and verify S4D kernels from a KernelSet JSON file");
@@ -290,26 +220,35 @@ DeployCommands::DeployCommands(CLI::App& app) : impl_(std::make_unique<Impl>()) 
                        "program-verify rounds per array (default: the daemon's)");
   m.deploy->add_option("--max-nrmse", m.da.max_nrmse,
                        "read-back NRMSE above which the deployment is degraded (default 0.5)");
-  m.deploy->footer(
-      "Progress goes to stderr. Exit 0 when the deployment is ready, 1 when degraded or failed.\n"
-      "The call's deadline is --timeout when given, else 600 s.\n"
+  m.deploy->footer(footer_with(
+      "Progress (stages, a bar per array) goes to stderr. Exit 0 when the deployment is ready,\n"
+      "1 when degraded or failed, 6 when the arrays are held by another deployment (--replace).\n"
+      "The call's deadline is --timeout when given, else 600 s. --json: the Deployment without\n"
+      "its 64x64 matrices (xbarctl --json deployment ID --full has them).\n"
       "Examples:\n  xbarctl deploy configs/kernels/example.json\n"
       "  xbarctl deploy configs/kernels/example-2bit.json --name q2 --arrays 0,1,2 --replace\n"
-      "  xbarctl --json deploy kernels.json --remap naive > report.json");
+      "  xbarctl --json --quiet deploy kernels.json --remap naive > report.json"));
 
   m.list = app.add_subcommand("deployments", "the deployments recorded for the chip, newest first");
-  m.list->footer("Example: xbarctl deployments");
+  m.list->footer(footer_with(
+      "--json: the ListDeploymentsResponse (protobuf JSON mapping, .proto field names).\n"
+      "Examples:\n  xbarctl deployments\n  xbarctl --json deployments | jq -r "
+      "'.deployments[] | select(.state == \"ready\") | .id'"));
 
   m.show = app.add_subcommand("deployment", "one deployment's full report");
   m.show->add_option("ID", m.show_id, "deployment id (dep-...)")->required();
   m.show->add_flag("--full", m.show_full,
                    "--json: include the 64x64 targets and read-backs of every placement");
-  m.show->footer("Example: xbarctl deployment dep-0123456789ab");
+  m.show->footer(
+      footer_with("Exit 4 when there is no such deployment.\n"
+                  "Examples:\n  xbarctl deployment dep-0123456789ab\n"
+                  "  xbarctl --json deployment dep-0123456789ab --full > dep.json"));
 
   m.undeploy = app.add_subcommand(
       "undeploy", "forget a deployment: its arrays become free (no pulses, conductances stay)");
   m.undeploy->add_option("ID", m.undeploy_id, "deployment id (dep-...)")->required();
-  m.undeploy->footer("Example: xbarctl undeploy dep-0123456789ab");
+  m.undeploy->footer(footer_with(
+      "Exit 4 when there is no such deployment.\nExamples:\n  xbarctl undeploy dep-0123456789ab"));
 
   m.map = app.add_subcommand(
       "map", "draw a deployment as programmed: one heat map per array with stuck devices");
@@ -321,33 +260,30 @@ DeployCommands::DeployCommands(CLI::App& app) : impl_(std::make_unique<Impl>()) 
   m.map->add_option("--cell", m.ma.cell_px, "pixels per device (2..64)")
       ->check(CLI::Range(2, 64))
       ->capture_default_str();
-  m.map->footer(
+  m.map->footer(footer_with(
       "One panel per placement, by array, viridis over the deployment's conductance window.\n"
       "Outlined: stuck-high devices red, stuck-low blue (the recorded fault map); thin light\n"
       "lines around the input rows, the state block and the output columns where the remap put\n"
       "them; ticks in the margins mark the physical rows fed by the input and the physical\n"
       "columns read as outputs.\n"
       "Examples:\n  xbarctl map --deployment dep-0123456789ab --png dep.png\n"
-      "  xbarctl map -d dep-0123456789ab --png targets.png --targets --csv targets.csv");
+      "  xbarctl map -d dep-0123456789ab --png targets.png --targets --csv targets.csv"));
 }
 
 DeployCommands::~DeployCommands() = default;
 
-std::optional<int> DeployCommands::run(const CliGlobal& g,
-                                       const std::shared_ptr<grpc::Channel>& channel,
-                                       const std::function<int(const grpc::Status&)>& fail) const {
+std::optional<int> DeployCommands::run(const Session& session) const {
   const Impl& m = *impl_;
-  auto stub = v1::KernelService::NewStub(channel);
-  if (*m.deploy) return m.run_deploy(g, *stub, fail);
-  if (*m.list) return m.run_list(g, *stub, fail);
-  if (*m.show) return m.run_show(g, *stub, fail);
-  if (*m.undeploy) return m.run_undeploy(g, *stub, fail);
-  if (*m.map) return m.run_map(g, channel, fail);
+  auto stub = v1::KernelService::NewStub(session.channel());
+  if (*m.deploy) return m.run_deploy(session, *stub);
+  if (*m.list) return m.run_list(session, *stub);
+  if (*m.show) return m.run_show(session, *stub);
+  if (*m.undeploy) return m.run_undeploy(session, *stub);
+  if (*m.map) return m.run_map(session);
   return std::nullopt;
 }
 
-int DeployCommands::Impl::run_deploy(const CliGlobal& g, v1::KernelService::Stub& stub,
-                                     const Fail& fail) const {
+int DeployCommands::Impl::run_deploy(const Session& session, v1::KernelService::Stub& stub) const {
   auto ks = load_kernel_set(da.file);
   if (!ks) {
     std::cerr << "xbarctl: " << ks.error() << "\n";
@@ -364,17 +300,16 @@ int DeployCommands::Impl::run_deploy(const CliGlobal& g, v1::KernelService::Stub
   req.set_max_rounds(da.max_rounds);
   req.set_max_nrmse(da.max_nrmse);
 
-  const CLI::Option* timeout = app->get_option_no_throw("--timeout");
-  auto ctx = context(timeout && timeout->count() > 0 ? g.timeout_s : kDeployTimeoutS);
+  auto ctx = session.context(kLongCallS);
   auto reader = stub.DeployKernel(ctx.get(), req);
   v1::DeployKernelResponse msg;
   v1::Deployment dep;
   bool have = false;
   {
-    Progress progress(!g.json, isatty(STDERR_FILENO) != 0);
+    Progress progress(session.progress());
     while (reader->Read(&msg)) {
       if (msg.has_progress()) {
-        progress.show(msg.progress());
+        show_deploy_progress(progress, msg.progress());
       } else if (msg.has_deployment()) {
         dep = msg.deployment();
         have = true;
@@ -383,7 +318,7 @@ int DeployCommands::Impl::run_deploy(const CliGlobal& g, v1::KernelService::Stub
   }
   const grpc::Status s = reader->Finish();
   if (!s.ok()) {
-    const int rc = fail(s);
+    const int rc = session.fail(s);
     if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
         s.error_code() == grpc::StatusCode::CANCELLED) {
       std::cerr << "xbarctl: a deployment stopped while programming is recorded as failed (its "
@@ -395,8 +330,8 @@ int DeployCommands::Impl::run_deploy(const CliGlobal& g, v1::KernelService::Stub
     std::cerr << "xbarctl: the daemon sent no deployment\n";
     return kFailed;
   }
-  if (g.json) {
-    std::cout << to_json(without_matrices(dep)) << "\n";
+  if (session.json()) {
+    std::cout << proto_json(without_matrices(dep)) << "\n";
     if (dep.state() != "ready") {
       std::cerr << fmt::format("xbarctl: deployment {} is {}: {}\n", dep.id(), dep.state(),
                                dep.message().empty() ? "no reason given" : dep.message());
@@ -407,14 +342,13 @@ int DeployCommands::Impl::run_deploy(const CliGlobal& g, v1::KernelService::Stub
   return dep.state() == "ready" ? kOk : kFailed;
 }
 
-int DeployCommands::Impl::run_list(const CliGlobal& g, v1::KernelService::Stub& stub,
-                                   const Fail& fail) const {
+int DeployCommands::Impl::run_list(const Session& session, v1::KernelService::Stub& stub) const {
   v1::ListDeploymentsResponse resp;
-  auto ctx = context(g.timeout_s);
+  auto ctx = session.context();
   const grpc::Status s = stub.ListDeployments(ctx.get(), {}, &resp);
-  if (!s.ok()) return fail(s);
-  if (g.json) {
-    std::cout << to_json(resp) << "\n";
+  if (!s.ok()) return session.fail(s);
+  if (session.json()) {
+    std::cout << proto_json(resp) << "\n";
     return kOk;
   }
   if (resp.deployments().empty()) {
@@ -448,32 +382,31 @@ int DeployCommands::Impl::run_list(const CliGlobal& g, v1::KernelService::Stub& 
   return kOk;
 }
 
-int DeployCommands::Impl::run_show(const CliGlobal& g, v1::KernelService::Stub& stub,
-                                   const Fail& fail) const {
+int DeployCommands::Impl::run_show(const Session& session, v1::KernelService::Stub& stub) const {
   v1::GetDeploymentRequest req;
   req.set_id(show_id);
   v1::Deployment dep;
-  auto ctx = context(g.timeout_s);
+  auto ctx = session.context();
   const grpc::Status s = stub.GetDeployment(ctx.get(), req, &dep);
-  if (!s.ok()) return fail(s);
-  if (g.json) {
-    std::cout << to_json(show_full ? dep : without_matrices(dep)) << "\n";
+  if (!s.ok()) return session.fail(s);
+  if (session.json()) {
+    std::cout << proto_json(show_full ? dep : without_matrices(dep)) << "\n";
   } else {
     std::cout << format_deployment(dep);
   }
   return kOk;
 }
 
-int DeployCommands::Impl::run_undeploy(const CliGlobal& g, v1::KernelService::Stub& stub,
-                                       const Fail& fail) const {
+int DeployCommands::Impl::run_undeploy(const Session& session,
+                                       v1::KernelService::Stub& stub) const {
   v1::DeleteDeploymentRequest req;
   req.set_id(undeploy_id);
   v1::DeleteDeploymentResponse resp;
-  auto ctx = context(g.timeout_s);
+  auto ctx = session.context();
   const grpc::Status s = stub.DeleteDeployment(ctx.get(), req, &resp);
-  if (!s.ok()) return fail(s);
-  if (g.json) {
-    std::cout << fmt::format("{{\"id\":{},\"deleted\":true}}\n", json_str(undeploy_id));
+  if (!s.ok()) return session.fail(s);
+  if (session.json()) {
+    std::cout << fmt::format("{{\"id\":{},\"deleted\":true}}\n", json_quote(undeploy_id));
   } else {
     std::cout << fmt::format(
         "deleted deployment {}: its arrays are free (no pulses: they keep their conductances)\n",
@@ -482,27 +415,26 @@ int DeployCommands::Impl::run_undeploy(const CliGlobal& g, v1::KernelService::St
   return kOk;
 }
 
-int DeployCommands::Impl::run_map(const CliGlobal& g, const std::shared_ptr<grpc::Channel>& channel,
-                                  const Fail& fail) const {
+int DeployCommands::Impl::run_map(const Session& session) const {
   if (ma.png.empty() && ma.csv.empty()) {
     std::cerr << "xbarctl: map: give --png F and/or --csv F\n";
     return kUsage;
   }
-  auto kernels = v1::KernelService::NewStub(channel);
+  auto kernels = v1::KernelService::NewStub(session.channel());
   v1::GetDeploymentRequest req;
   req.set_id(ma.id);
   v1::Deployment dep;
   {
-    auto ctx = context(g.timeout_s);
+    auto ctx = session.context();
     const grpc::Status s = kernels->GetDeployment(ctx.get(), req, &dep);
-    if (!s.ok()) return fail(s);
+    if (!s.ok()) return session.fail(s);
   }
   v1::FaultMap faults;
   {
-    auto arrays = v1::ArrayService::NewStub(channel);
-    auto ctx = context(g.timeout_s);
+    auto arrays = v1::ArrayService::NewStub(session.channel());
+    auto ctx = session.context();
     const grpc::Status s = arrays->GetFaultMap(ctx.get(), {}, &faults);
-    if (!s.ok()) return fail(s);
+    if (!s.ok()) return session.fail(s);
   }
   if (dep.placements().empty()) {
     std::cerr << "xbarctl: deployment " << dep.id() << " has no placements (state " << dep.state()
@@ -557,7 +489,7 @@ int DeployCommands::Impl::run_map(const CliGlobal& g, const std::shared_ptr<grpc
   }
   size_t stuck = 0;
   for (const auto& k : panels) stuck += k.stuck_high.size() + k.stuck_low.size();
-  if (g.json) {
+  if (session.json()) {
     std::string items;
     for (size_t i = 0; i < panels.size(); ++i) {
       items += fmt::format(
@@ -568,8 +500,8 @@ int DeployCommands::Impl::run_map(const CliGlobal& g, const std::shared_ptr<grpc
     std::cout << fmt::format(
         "{{\"deployment\":{},\"values\":\"{}\",\"g_min_uS\":{},\"g_max_uS\":{},"
         "\"png\":{},\"csv\":{},\"panels\":[{}]}}\n",
-        json_str(dep.id()), ma.targets ? "targets" : "readback", g_min, g_max,
-        ma.png.empty() ? "null" : json_str(ma.png), ma.csv.empty() ? "null" : json_str(ma.csv),
+        json_quote(dep.id()), ma.targets ? "targets" : "readback", g_min, g_max,
+        ma.png.empty() ? "null" : json_quote(ma.png), ma.csv.empty() ? "null" : json_quote(ma.csv),
         items);
     return kOk;
   }

@@ -3,7 +3,6 @@
 #pragma once
 
 #include <expected>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -15,12 +14,11 @@
 namespace CLI {
 class App;
 }
-namespace grpc {
-class Channel;
-class Status;
-}  // namespace grpc
 
 namespace xbar::client {
+
+class Progress;
+class Session;
 
 /// Reads a kernel file: an xbar.v1.KernelSet in the protobuf JSON mapping. Errors start with
 /// the path: "PATH: cannot open (...)" or "PATH: <protobuf's parse message>" (unknown fields
@@ -39,12 +37,9 @@ std::pair<double, double> window_uS(const v1::KernelSet& kernel_set);
 /// The human report of a deployment (what `xbarctl deploy` ends with).
 std::string format_deployment(const v1::Deployment& deployment);
 
-/// The global options the commands need (main.cc's Global).
-struct CliGlobal {
-  std::string addr;
-  bool json = false;
-  double timeout_s = 30;
-};
+/// Shows one deploy progress message (DeployKernel, DeployModel) on `progress`: a line per
+/// stage message, a bar per array while it is programmed.
+void show_deploy_progress(Progress& progress, const v1::DeployProgress& p);
 
 class DeployCommands {
  public:
@@ -55,9 +50,8 @@ class DeployCommands {
   DeployCommands& operator=(const DeployCommands&) = delete;
 
   /// Runs the subcommand that was parsed and returns its exit code; nullopt when none of these
-  /// was given. `fail` reports a failed call and maps it to an exit code (main.cc's fail()).
-  std::optional<int> run(const CliGlobal& g, const std::shared_ptr<grpc::Channel>& channel,
-                         const std::function<int(const grpc::Status&)>& fail) const;
+  /// was given.
+  std::optional<int> run(const Session& session) const;
 
  private:
   struct Impl;

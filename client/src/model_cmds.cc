@@ -1,53 +1,68 @@
 #include "model_cmds.h"
 
+#include <fmt/format.h>
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 
 #include <CLI/CLI.hpp>
-#include <chrono>
-#include <fstream>
+#include <algorithm>
+#include <atomic>
 #include <iostream>
-#include <sstream>
 #include <thread>
 
+#include "cli.h"
+#include "deploy_cmds.h"
+#include "json.h"
+#include "progress.h"
 #include "xbar/audio/audio.h"
+#include "xbar/v1/kernels.grpc.pb.h"
 #include "xbar/v1/models.grpc.pb.h"
 
 namespace xbar::client {
 
 namespace {
 
-std::optional<std::string> read_file(const std::string& path, std::string* err) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    *err = path + ": cannot open";
-    return std::nullopt;
-  }
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-std::string to_json(const google::protobuf::Message& m) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions o;
-  o.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(m, &out, o);
-  return out;
+std::string result_name(uint32_t label, const std::string& class_name) {
+  return class_name.empty() ? fmt::format("class {}", label) : class_name;
 }
 
 }  // namespace
+
+std::expected<ModelAudio, grpc::Status> model_audio(const Session& session, const std::string& id) {
+  auto stub = v1::KernelService::NewStub(session.channel());
+  v1::GetDeploymentRequest req;
+  req.set_id(id);
+  v1::Deployment dep;
+  auto ctx = session.context();
+  const grpc::Status s = stub->GetDeployment(ctx.get(), req, &dep);
+  if (!s.ok()) return std::unexpected(s);
+  ModelAudio a;
+  v1::Model model;
+  if (!dep.model().empty() && model.ParseFromString(dep.model())) {
+    a.has_model = true;
+    if (model.preprocessing().sample_rate_hz() > 0)
+      a.sample_rate_hz = model.preprocessing().sample_rate_hz();
+    if (model.preprocessing().downsample() > 0) a.downsample = model.preprocessing().downsample();
+  }
+  return a;
+}
 
 struct ModelCommands::Impl {
   CLI::App* deploy = nullptr;
   CLI::App* infer = nullptr;
   CLI::App* stream = nullptr;
   double chunk_ms = 20;
-  int rate_hz = 48000;
+  int rate_hz = 0;  // 0: the model's
   std::string model_path, name, clip, deployment;
   std::vector<uint32_t> arrays;
   bool replace = false, software = false, kernel_outputs = false;
   std::string remap = "auto";
+  double tol_uS = 0, max_nrmse = 0;
+  uint32_t max_rounds = 0;
+
+  int run_deploy(const Session& session) const;
+  int run_infer(const Session& session) const;
+  int run_stream(const Session& session) const;
 };
 
 ModelCommands::ModelCommands(CLI::App& app) : impl_(std::make_unique<Impl>()) {
@@ -59,10 +74,22 @@ ModelCommands::ModelCommands(CLI::App& app) : impl_(std::make_unique<Impl>()) {
       ->required();
   m.deploy->add_option("--name", m.name, "deployment name (default: the model's)");
   m.deploy->add_option("--remap", m.remap, "auto or naive")
-      ->check(CLI::IsMember({"auto", "naive"}));
-  m.deploy->add_option("--arrays", m.arrays, "arrays it may use (default: all)")->delimiter(',');
+      ->check(CLI::IsMember({"auto", "naive"}))
+      ->capture_default_str();
+  m.deploy->add_option("--arrays", m.arrays, "arrays it may use, e.g. 0,2 (default: all)")
+      ->delimiter(',');
   m.deploy->add_flag("--replace", m.replace, "take arrays held by other deployments");
-  m.deploy->footer("Examples:\n  xbarctl deploy-model models/example-model.json --replace");
+  m.deploy->add_option("--tol", m.tol_uS, "program-verify tolerance in uS (default: the daemon's)");
+  m.deploy->add_option("--max-rounds", m.max_rounds,
+                       "program-verify rounds per array (default: the daemon's)");
+  m.deploy->add_option("--max-nrmse", m.max_nrmse,
+                       "read-back NRMSE above which the deployment is degraded (default 0.5)");
+  m.deploy->footer(footer_with(
+      "Progress (stages, a bar per array) goes to stderr. Exit 0 when the deployment is ready,\n"
+      "1 when degraded or failed, 6 when the arrays are held by another deployment.\n"
+      "Examples:\n  xbarctl deploy-model models/example-model.json --replace\n"
+      "  xbarctl --json deploy-model model.json --name kws-v2 --arrays 0,1,2 | jq -r .id"));
+
   m.infer = app.add_subcommand("infer", "classify one clip (WAV/FLAC) with a deployed model");
   m.infer->add_option("CLIP", m.clip, "audio file: WAV, FLAC or OGG, any rate and channels")
       ->required();
@@ -71,9 +98,12 @@ ModelCommands::ModelCommands(CLI::App& app) : impl_(std::make_unique<Impl>()) {
                     "run the kernels in software instead of on the board");
   m.infer->add_flag("--kernel-outputs", m.kernel_outputs,
                     "include each kernel's output sequence (--json)");
-  m.infer->footer(
-      "Examples:\n  xbarctl infer clip.wav -d dep-0123456789ab\n  xbarctl --json infer clip.flac "
-      "-d dep-0123456789ab --software");
+  m.infer->footer(footer_with(
+      "--json: the InferResponse (logits, probabilities, label, class_name, steps, board_ms).\n"
+      "Exit 4 for an unknown deployment, 6 for one without a model.\n"
+      "Examples:\n  xbarctl infer clip.wav -d dep-0123456789ab\n"
+      "  xbarctl --json infer clip.flac -d dep-0123456789ab --software"));
+
   m.stream = app.add_subcommand(
       "stream", "stream a clip to a deployed model in chunks; results as they come");
   m.stream->add_option("CLIP", m.clip, "audio file: WAV, FLAC or OGG (resampled here to --rate)")
@@ -82,149 +112,212 @@ ModelCommands::ModelCommands(CLI::App& app) : impl_(std::make_unique<Impl>()) {
   m.stream->add_option("--chunk-ms", m.chunk_ms, "chunk length in ms")
       ->check(CLI::Range(1.0, 10000.0))
       ->capture_default_str();
-  m.stream->add_option("--rate", m.rate_hz, "the model's sample rate in Hz")
-      ->check(CLI::Range(1000, 384000))
-      ->capture_default_str();
+  m.stream->add_option("--rate", m.rate_hz, "sample rate in Hz (default: the model's)")
+      ->check(CLI::Range(1000, 384000));
   m.stream->add_flag("--software", m.software,
                      "run the kernels in software instead of on the board");
-  m.stream->footer("Examples:\n  xbarctl stream clip.wav -d dep-0123456789ab --chunk-ms 20");
+  m.stream->footer(footer_with(
+      "Prints the running result as the steps complete; progress (steps of the clip) on stderr.\n"
+      "--json: one document at the end: the answers in order and the final result.\n"
+      "Examples:\n  xbarctl stream clip.wav -d dep-0123456789ab --chunk-ms 20\n"
+      "  xbarctl --json --quiet stream clip.wav -d dep-0123456789ab | jq .class_name"));
 }
 
 ModelCommands::~ModelCommands() = default;
 
-std::optional<int> ModelCommands::run(const CliGlobal& g,
-                                      const std::shared_ptr<grpc::Channel>& channel,
-                                      const std::function<int(const grpc::Status&)>& fail) const {
+std::optional<int> ModelCommands::run(const Session& session) const {
   const Impl& m = *impl_;
-  auto stub = v1::ModelService::NewStub(channel);
-  if (*m.deploy) {
-    std::string err;
-    auto text = read_file(m.model_path, &err);
-    if (!text) {
-      std::cerr << "xbarctl: " << err << "\n";
-      return 2;
-    }
-    v1::DeployModelRequest req;
-    if (auto s = google::protobuf::util::JsonStringToMessage(*text, req.mutable_model()); !s.ok()) {
-      std::cerr << "xbarctl: " << m.model_path << ": " << s.ToString() << "\n";
-      return 2;
-    }
-    auto* o = req.mutable_options();
-    o->set_name(m.name);
-    o->set_remap(m.remap == "naive" ? v1::REMAP_NAIVE : v1::REMAP_AUTO);
-    for (uint32_t a : m.arrays) o->add_arrays(a);
-    o->set_replace(m.replace);
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(600));
-    auto reader = stub->DeployModel(&ctx, req);
-    v1::DeployKernelResponse msg;
-    v1::Deployment dep;
-    bool have = false;
+  if (*m.deploy) return m.run_deploy(session);
+  if (*m.infer) return m.run_infer(session);
+  if (*m.stream) return m.run_stream(session);
+  return std::nullopt;
+}
+
+int ModelCommands::Impl::run_deploy(const Session& session) const {
+  auto text = read_file_bytes(model_path);
+  if (!text) {
+    std::cerr << "xbarctl: " << text.error() << "\n";
+    return kUsage;
+  }
+  v1::DeployModelRequest req;
+  if (auto s = google::protobuf::util::JsonStringToMessage(*text, req.mutable_model()); !s.ok()) {
+    std::cerr << "xbarctl: " << model_path << ": " << s.message() << "\n";
+    return kUsage;
+  }
+  auto* o = req.mutable_options();
+  o->set_name(name);
+  o->set_remap(remap == "naive" ? v1::REMAP_NAIVE : v1::REMAP_AUTO);
+  for (uint32_t a : arrays) o->add_arrays(a);
+  o->set_replace(replace);
+  o->set_tol_us(tol_uS);
+  o->set_max_rounds(max_rounds);
+  o->set_max_nrmse(max_nrmse);
+  auto stub = v1::ModelService::NewStub(session.channel());
+  auto ctx = session.context(kLongCallS);
+  auto reader = stub->DeployModel(ctx.get(), req);
+  v1::DeployKernelResponse msg;
+  v1::Deployment dep;
+  bool have = false;
+  {
+    Progress progress(session.progress());
     while (reader->Read(&msg)) {
       if (msg.has_deployment()) {
         dep = msg.deployment();
         have = true;
-      } else if (!g.json && !msg.progress().message().empty()) {
-        std::cerr << msg.progress().stage() << "  " << msg.progress().message() << "\n";
+      } else if (msg.has_progress()) {
+        show_deploy_progress(progress, msg.progress());
       }
     }
-    const grpc::Status s = reader->Finish();
-    if (!s.ok()) return fail(s);
-    if (!have) return 1;
-    if (g.json) {
-      for (auto& p : *dep.mutable_placements()) {
-        p.clear_target_us();
-        p.clear_readback_us();
-        p.mutable_programming()->clear_final_us();
-      }
-      dep.clear_model();
-      std::cout << to_json(dep) << "\n";
-    } else {
-      std::cout << format_deployment(dep);
-    }
-    return dep.state() == "ready" ? 0 : 1;
   }
-  if (*m.infer) {
-    std::string err;
-    auto bytes = read_file(m.clip, &err);
-    if (!bytes) {
-      std::cerr << "xbarctl: " << err << "\n";
-      return 2;
-    }
-    v1::InferRequest req;
-    req.set_deployment(m.deployment);
-    req.set_audio(*bytes);
-    req.set_path(m.software ? v1::INFER_SOFTWARE : v1::INFER_HARDWARE);
-    req.set_kernel_outputs(m.kernel_outputs);
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() +
-                     std::chrono::milliseconds(static_cast<int64_t>(g.timeout_s * 1000)));
-    v1::InferResponse out;
-    const grpc::Status s = stub->Infer(&ctx, req, &out);
-    if (!s.ok()) return fail(s);
-    if (g.json) {
-      std::cout << to_json(out) << "\n";
-      return 0;
-    }
-    std::cout << (out.class_name().empty() ? std::to_string(out.label()) : out.class_name());
-    std::cout << "  (";
-    for (int i = 0; i < out.probabilities_size(); ++i) {
-      std::cout << (i ? ", " : "") << "p" << i << " " << out.probabilities(i);
-    }
-    std::cout << ")  " << out.steps() << " steps, "
-              << (m.software ? "software kernels" : "board closed loop ")
-              << (m.software ? "" : std::to_string(out.board_ms()) + " ms") << "\n";
-    return 0;
+  const grpc::Status s = reader->Finish();
+  if (!s.ok()) return session.fail(s);
+  if (!have) {
+    std::cerr << "xbarctl: the daemon sent no deployment\n";
+    return kFailed;
   }
-  if (*m.stream) {
-    auto clip = audio::load_audio_file(m.clip);
-    if (!clip) {
-      std::cerr << "xbarctl: " << clip.error().message << "\n";
-      return 2;
+  if (session.json()) {
+    v1::Deployment d = dep;
+    for (auto& p : *d.mutable_placements()) {
+      p.clear_target_us();
+      p.clear_readback_us();
+      p.mutable_programming()->clear_final_us();
     }
-    auto at_rate = audio::resample(*clip, m.rate_hz);
-    if (!at_rate) {
-      std::cerr << "xbarctl: " << at_rate.error().message << "\n";
-      return 2;
+    d.clear_model();
+    std::cout << proto_json(d) << "\n";
+    if (dep.state() != "ready") {
+      std::cerr << fmt::format("xbarctl: deployment {} is {}: {}\n", dep.id(), dep.state(),
+                               dep.message().empty() ? "no reason given" : dep.message());
     }
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(600));
-    auto rw = stub->StreamInfer(&ctx);
-    const auto chunk = std::max<size_t>(1, static_cast<size_t>(m.chunk_ms * 1e-3 * m.rate_hz));
-    std::thread writer([&] {
-      v1::StreamInferRequest q;
-      q.set_deployment(m.deployment);
-      q.set_sample_rate_hz(static_cast<uint32_t>(m.rate_hz));
-      q.set_path(m.software ? v1::INFER_SOFTWARE : v1::INFER_HARDWARE);
-      const std::vector<float>& s = at_rate->samples;
-      for (size_t start = 0; start < s.size() || start == 0; start += chunk) {
-        const size_t end = std::min(s.size(), start + chunk);
-        for (size_t i = start; i < end; ++i) q.add_samples(s[i]);
-        q.set_end(end == s.size());
-        if (!rw->Write(q)) break;
-        q.Clear();
-        if (end == s.size()) break;
-      }
-      rw->WritesDone();
-    });
-    v1::StreamInferResponse r;
-    int answers = 0;
+  } else {
+    std::cout << format_deployment(dep);
+  }
+  return dep.state() == "ready" ? kOk : kFailed;
+}
+
+int ModelCommands::Impl::run_infer(const Session& session) const {
+  auto bytes = read_file_bytes(clip);
+  if (!bytes) {
+    std::cerr << "xbarctl: " << bytes.error() << "\n";
+    return kUsage;
+  }
+  v1::InferRequest req;
+  req.set_deployment(deployment);
+  req.set_audio(*bytes);
+  req.set_path(software ? v1::INFER_SOFTWARE : v1::INFER_HARDWARE);
+  req.set_kernel_outputs(kernel_outputs);
+  auto stub = v1::ModelService::NewStub(session.channel());
+  auto ctx = session.context();
+  v1::InferResponse out;
+  const grpc::Status s = stub->Infer(ctx.get(), req, &out);
+  if (!s.ok()) return session.fail(s);
+  if (session.json()) {
+    std::cout << proto_json(out) << "\n";
+    return kOk;
+  }
+  std::string probs;
+  for (int i = 0; i < out.probabilities_size(); ++i)
+    probs += fmt::format("{}p{} {:.4f}", i ? ", " : "", i, out.probabilities(i));
+  std::cout << fmt::format("{}  ({})  {} steps, {}\n", result_name(out.label(), out.class_name()),
+                           probs, out.steps(),
+                           software ? std::string("software kernels")
+                                    : fmt::format("board closed loop {:.1f} ms", out.board_ms()));
+  return kOk;
+}
+
+int ModelCommands::Impl::run_stream(const Session& session) const {
+  auto audio_in = audio::load_audio_file(clip);
+  if (!audio_in) {
+    std::cerr << "xbarctl: " << audio_in.error().message << "\n";
+    return kUsage;
+  }
+  // The model's rate (a stream is not resampled by the daemon) and its step length, for the
+  // progress; an explicit --rate is sent as given (the daemon refuses a wrong one).
+  ModelAudio model;
+  if (auto a = model_audio(session, deployment)) {
+    model = *a;
+  } else {
+    return session.fail(a.error());
+  }
+  const int rate = rate_hz > 0 ? rate_hz : static_cast<int>(model.sample_rate_hz);
+  auto at_rate = audio::resample(*audio_in, rate);
+  if (!at_rate) {
+    std::cerr << "xbarctl: " << at_rate.error().message << "\n";
+    return kUsage;
+  }
+  const std::vector<float>& samples = at_rate->samples;
+  const size_t whole_steps = samples.size() / model.downsample;  // a partial block is no step
+  const double expected_steps = std::max<double>(1, static_cast<double>(whole_steps));
+
+  auto stub = v1::ModelService::NewStub(session.channel());
+  auto ctx = session.context(kLongCallS);
+  auto rw = stub->StreamInfer(ctx.get());
+  const auto chunk = std::max<size_t>(1, static_cast<size_t>(chunk_ms * 1e-3 * rate));
+  std::thread writer([&] {
+    v1::StreamInferRequest q;
+    q.set_deployment(deployment);
+    q.set_sample_rate_hz(static_cast<uint32_t>(rate));
+    q.set_path(software ? v1::INFER_SOFTWARE : v1::INFER_HARDWARE);
+    for (size_t start = 0; start < samples.size() || start == 0; start += chunk) {
+      const size_t end = std::min(samples.size(), start + chunk);
+      for (size_t i = start; i < end; ++i) q.add_samples(samples[i]);
+      q.set_end(end == samples.size());
+      if (!rw->Write(q)) break;
+      q.Clear();
+      if (end == samples.size()) break;
+    }
+    rw->WritesDone();
+  });
+  v1::StreamInferResponse r, last;
+  int answers = 0;
+  JsonWriter answers_json;
+  answers_json.begin_array();
+  {
+    Progress progress(session.progress());
     while (rw->Read(&r)) {
       ++answers;
-      if (g.json) {
-        std::cout << to_json(r) << "\n";
-      } else if (r.probabilities_size() > 0) {
-        std::cout << (r.final() ? "final " : "      ") << "step " << r.steps() << ": "
-                  << (r.class_name().empty() ? std::to_string(r.label()) : r.class_name()) << " (p"
-                  << r.label() << " " << r.probabilities(static_cast<int>(r.label())) << ")\n";
+      last = r;
+      const std::string now =
+          r.probabilities_size() > static_cast<int>(r.label())
+              ? fmt::format("{} (p {:.3f})", result_name(r.label(), r.class_name()),
+                            r.probabilities(static_cast<int>(r.label())))
+              : std::string("-");
+      progress.bar("stream", r.final() ? 1.0 : r.steps() / expected_steps,
+                   fmt::format("step {}: {}", r.steps(), now));
+      if (session.json()) {
+        answers_json.raw(proto_json(r));
+      } else if (r.final()) {
+        progress.finish();
+        std::cout << fmt::format("final step {}: {}\n", r.steps(), now);
+      } else if (!session.progress() && r.probabilities_size() > 0) {
+        std::cout << fmt::format("      step {}: {}\n", r.steps(), now);
       }
     }
-    writer.join();
-    const grpc::Status s = rw->Finish();
-    if (!s.ok()) return fail(s);
-    return answers > 0 ? 0 : 1;
   }
-  return std::nullopt;
+  writer.join();
+  const grpc::Status s = rw->Finish();
+  if (!s.ok()) return session.fail(s);
+  if (answers == 0) {
+    std::cerr << "xbarctl: the daemon sent no answer\n";
+    return kFailed;
+  }
+  if (session.json()) {
+    answers_json.end_array();
+    JsonWriter w;
+    w.begin_object()
+        .field("deployment", deployment)
+        .field("path", software ? "software" : "hardware")
+        .field("sample_rate_hz", rate)
+        .field("chunk_ms", chunk_ms)
+        .field("samples", static_cast<uint64_t>(samples.size()))
+        .field("steps", last.steps())
+        .field("label", last.label())
+        .field("class_name", last.class_name());
+    w.key("probabilities").array(last.probabilities());
+    w.key("logits").array(last.logits());
+    w.key("answers").raw(answers_json.text()).end_object();
+    std::cout << w.text() << "\n";
+  }
+  return kOk;
 }
 
 }  // namespace xbar::client

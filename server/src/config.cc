@@ -91,7 +91,7 @@ std::expected<DaemonConfig, std::string> parse_config(const std::string& yaml_te
   if (auto r = str(root["metrics_listen"], "metrics_listen", c.metrics_listen); !r) {
     return fail(r.error());
   }
-  if (const YAML::Node s = root["security"]) {
+  if (const YAML::Node s = root["security"]; s && !s.IsNull()) {  // may hold only comments
     if (auto r = check_keys(s, "security", {"token_file", "tls_cert", "tls_key", "tls_client_ca"});
         !r) {
       return fail(r.error());
@@ -109,7 +109,7 @@ std::expected<DaemonConfig, std::string> parse_config(const std::string& yaml_te
       return fail("security.tls_client_ca: needs tls_cert and tls_key (mTLS is TLS first)");
     }
   }
-  if (const YAML::Node s = root["scheduling"]) {
+  if (const YAML::Node s = root["scheduling"]; s && !s.IsNull()) {
     if (auto r = check_keys(s, "scheduling", {"busy_policy", "max_queue", "stream_idle_timeout_s"});
         !r) {
       return fail(r.error());

@@ -1,0 +1,332 @@
+#include "bench_cmds.h"
+
+#include <fmt/format.h>
+#include <grpcpp/grpcpp.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <iostream>
+#include <numbers>
+#include <numeric>
+
+#include "cli.h"
+#include "json.h"
+#include "model_cmds.h"
+#include "progress.h"
+#include "xbar/v1/board.grpc.pb.h"
+#include "xbar/v1/models.grpc.pb.h"
+
+namespace xbar::client {
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const double rank = std::ceil(std::clamp(p, 0.0, 100.0) / 100.0 * static_cast<double>(v.size()));
+  const size_t i = rank < 1 ? 0 : static_cast<size_t>(rank) - 1;
+  return v[std::min(i, v.size() - 1)];
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+struct ReadFigure {
+  uint32_t array = 0, rows = 0, cols = 0;
+  std::vector<double> ms;
+};
+
+struct InferFigure {
+  bool done = false;
+  std::string path;
+  int rate_hz = 0;
+  uint32_t steps = 0;
+  double first_ms = 0;
+  std::vector<double> ms, board_ms;
+  std::string result;  // the class the synthetic clip got
+};
+
+// A synthetic clip: a 200 -> 800 Hz chirp at 0.4 of full scale.
+std::vector<float> chirp(double seconds, int rate_hz) {
+  const auto n = static_cast<size_t>(seconds * rate_hz);
+  std::vector<float> s(n);
+  for (size_t t = 0; t < n; ++t) {
+    const double tt = static_cast<double>(t) / rate_hz;
+    const double f = 200.0 + 600.0 * static_cast<double>(t) / static_cast<double>(n);
+    s[t] = static_cast<float>(0.4 * std::sin(2 * std::numbers::pi * f * tt));
+  }
+  return s;
+}
+
+}  // namespace
+
+struct BenchCommands::Impl {
+  CLI::App* bench = nullptr;
+  uint32_t status_calls = 10;
+  uint32_t repeat = 3;
+  uint32_t avg = 1;
+  std::string deployment;
+  uint32_t calls = 20;
+  double clip_ms = 1000;
+  int rate_hz = 0;
+  bool software = false;
+
+  int run_bench(const Session& session) const;
+};
+
+BenchCommands::BenchCommands(CLI::App& app) : impl_(std::make_unique<Impl>()) {
+  Impl& m = *impl_;
+  m.bench = app.add_subcommand(
+      "bench", "quick board health figure: RPC round trip, array reads, optionally inference");
+  m.bench->add_option("--status-calls", m.status_calls, "GetBoardStatus round trips timed")
+      ->check(CLI::Range(1, 10000))
+      ->capture_default_str();
+  m.bench->add_option("--repeat", m.repeat, "full reads of each array timed")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  m.bench->add_option("--avg", m.avg, "reads averaged per device in each read (1..64)")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  m.bench->add_option("--deployment,-d", m.deployment,
+                      "also time inference on this model deployment (dep-...)");
+  m.bench->add_option("--calls", m.calls, "timed Infer calls (after one warm-up call)")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  m.bench->add_option("--clip-ms", m.clip_ms, "length of the synthetic clip (a chirp)")
+      ->check(CLI::Range(10.0, 60000.0))
+      ->capture_default_str();
+  m.bench->add_option("--rate", m.rate_hz, "the clip's sample rate in Hz (default: the model's)")
+      ->check(CLI::Range(1000, 384000));
+  m.bench->add_flag("--software", m.software, "time the software path instead of the board");
+  m.bench->footer(footer_with(
+      "Nothing is pulsed: reads and closed-loop inference leave the arrays as they are. Times are\n"
+      "wall-clock at this client (network and daemon included); p50/p99 are nearest-rank.\n"
+      "Reads: devices/s = rows x cols / median read time. Inference: steps/s = steps per call x\n"
+      "calls / total time of the timed calls.\n"
+      "Examples:\n  xbarctl bench\n  xbarctl bench -d dep-0123456789ab --calls 50\n"
+      "  xbarctl --json bench --repeat 5 -d dep-0123456789ab > health.json"));
+}
+
+BenchCommands::~BenchCommands() = default;
+
+std::optional<int> BenchCommands::run(const Session& session) const {
+  if (*impl_->bench) return impl_->run_bench(session);
+  return std::nullopt;
+}
+
+int BenchCommands::Impl::run_bench(const Session& session) const {
+  auto board = v1::BoardService::NewStub(session.channel());
+  v1::BoardInfo info;
+  {
+    auto ctx = session.context();
+    const grpc::Status s = board->GetBoardInfo(ctx.get(), {}, &info);
+    if (!s.ok()) return session.fail(s);
+  }
+  Progress progress(session.progress());
+
+  // 1. Round trips: the daemon asks the board for its counters each time.
+  std::vector<double> status_ms;
+  v1::BoardStatus before, after;
+  for (uint32_t i = 0; i < status_calls; ++i) {
+    auto ctx = session.context();
+    const auto t0 = Clock::now();
+    const grpc::Status s = board->GetBoardStatus(ctx.get(), {}, &before);
+    if (!s.ok()) return session.fail(s);
+    status_ms.push_back(ms_since(t0));
+  }
+
+  // 2. Every array read whole through the ADC.
+  std::vector<ReadFigure> reads;
+  const uint32_t total_reads = info.arrays() * repeat;
+  for (uint32_t a = 0; a < info.arrays(); ++a) {
+    ReadFigure f{.array = a, .rows = info.rows(), .cols = info.cols(), .ms = {}};
+    for (uint32_t k = 0; k < repeat; ++k) {
+      progress.bar("bench reads", static_cast<double>(a * repeat + k) / total_reads,
+                   fmt::format("array {}", a));
+      v1::ReadConductancesRequest req;
+      req.set_array(a);
+      req.set_n_avg(avg);
+      auto ctx = session.context();
+      const auto t0 = Clock::now();
+      auto reader = board->ReadConductances(ctx.get(), req);
+      v1::ConductanceChunk chunk;
+      size_t values = 0;
+      while (reader->Read(&chunk)) values += static_cast<size_t>(chunk.g_us_size());
+      const grpc::Status s = reader->Finish();
+      if (!s.ok()) return session.fail(s);
+      f.ms.push_back(ms_since(t0));
+      if (values != static_cast<size_t>(f.rows) * f.cols) {
+        std::cerr << fmt::format("xbarctl: array {}: the daemon sent {} values, expected {}x{}\n",
+                                 a, values, f.rows, f.cols);
+        return kFailed;
+      }
+    }
+    reads.push_back(std::move(f));
+  }
+  progress.bar("bench reads", 1.0, "done");
+  progress.finish();
+
+  // 3. Inference on a synthetic clip (one warm-up call, then the timed ones).
+  InferFigure inf;
+  if (!deployment.empty()) {
+    inf.path = software ? "software" : "hardware";
+    inf.rate_hz = rate_hz;
+    if (inf.rate_hz == 0) {
+      auto a = model_audio(session, deployment);
+      if (!a) return session.fail(a.error());
+      inf.rate_hz = static_cast<int>(a->sample_rate_hz);
+    }
+    auto models = v1::ModelService::NewStub(session.channel());
+    v1::InferRequest req;
+    req.set_deployment(deployment);
+    const std::vector<float> clip = chirp(clip_ms / 1000.0, inf.rate_hz);
+    req.mutable_samples()->Assign(clip.begin(), clip.end());
+    req.set_sample_rate_hz(static_cast<uint32_t>(inf.rate_hz));
+    req.set_path(software ? v1::INFER_SOFTWARE : v1::INFER_HARDWARE);
+    for (uint32_t i = 0; i <= calls; ++i) {
+      progress.bar(fmt::format("bench infer ({})", inf.path), static_cast<double>(i) / (calls + 1),
+                   i == 0 ? "warm-up" : fmt::format("call {}/{}", i, calls));
+      v1::InferResponse out;
+      auto ctx = session.context();
+      const auto t0 = Clock::now();
+      const grpc::Status s = models->Infer(ctx.get(), req, &out);
+      const double ms = ms_since(t0);
+      if (!s.ok()) return session.fail(s);
+      if (i == 0) {
+        inf.first_ms = ms;
+        inf.steps = out.steps();
+        inf.result =
+            out.class_name().empty() ? fmt::format("class {}", out.label()) : out.class_name();
+        continue;
+      }
+      inf.ms.push_back(ms);
+      inf.board_ms.push_back(out.board_ms());
+    }
+    progress.bar(fmt::format("bench infer ({})", inf.path), 1.0, "done");
+    progress.finish();
+    inf.done = true;
+  }
+  // The counters afterwards: a bench pulses nothing.
+  {
+    auto ctx = session.context();
+    const grpc::Status s = board->GetBoardStatus(ctx.get(), {}, &after);
+    if (!s.ok()) return session.fail(s);
+  }
+  const uint64_t pulses = after.pulses_applied() - before.pulses_applied();
+  const double infer_total_ms = std::accumulate(inf.ms.begin(), inf.ms.end(), 0.0);
+  const double steps_per_s =
+      infer_total_ms > 0 ? 1000.0 * inf.steps * static_cast<double>(inf.ms.size()) / infer_total_ms
+                         : 0;
+  auto devices_per_s = [](const ReadFigure& f) {
+    const double med = percentile(f.ms, 50);
+    return med > 0 ? 1000.0 * f.rows * f.cols / med : 0.0;
+  };
+
+  if (session.json()) {
+    JsonWriter w;
+    w.begin_object()
+        .field("server", session.options().server)
+        .field("serial", info.serial())
+        .field("simulated", info.simulated())
+        .field("backend", info.backend());
+    w.key("status")
+        .begin_object()
+        .field("calls", status_calls)
+        .key("p50_ms")
+        .fixed(percentile(status_ms, 50), 3)
+        .key("p99_ms")
+        .fixed(percentile(status_ms, 99), 3)
+        .end_object();
+    w.key("board")
+        .begin_object()
+        .field("uptime_ns", after.uptime_ns())
+        .field("ops_executed", after.ops_executed())
+        .field("pulses_applied", after.pulses_applied())
+        .field("pulses_during_bench", pulses)
+        .field("last_error", after.last_error())
+        .end_object();
+    w.key("reads").begin_array();
+    for (const auto& f : reads) {
+      w.begin_object()
+          .field("array", f.array)
+          .field("rows", f.rows)
+          .field("cols", f.cols)
+          .field("n_avg", avg)
+          .field("repeat", repeat)
+          .key("best_ms")
+          .fixed(*std::min_element(f.ms.begin(), f.ms.end()), 3)
+          .key("median_ms")
+          .fixed(percentile(f.ms, 50), 3)
+          .key("devices_per_s")
+          .fixed(devices_per_s(f), 1)
+          .end_object();
+    }
+    w.end_array();
+    w.key("infer");
+    if (!inf.done) {
+      w.null();
+    } else {
+      w.begin_object()
+          .field("deployment", deployment)
+          .field("path", inf.path)
+          .field("calls", calls)
+          .field("clip_ms", clip_ms)
+          .field("sample_rate_hz", inf.rate_hz)
+          .field("steps", inf.steps)
+          .field("result", inf.result)
+          .key("first_ms")
+          .fixed(inf.first_ms, 3)
+          .key("p50_ms")
+          .fixed(percentile(inf.ms, 50), 3)
+          .key("p99_ms")
+          .fixed(percentile(inf.ms, 99), 3)
+          .key("mean_ms")
+          .fixed(infer_total_ms / static_cast<double>(inf.ms.size()), 3)
+          .key("board_ms_p50")
+          .fixed(percentile(inf.board_ms, 50), 3)
+          .key("steps_per_s")
+          .fixed(steps_per_s, 1)
+          .end_object();
+    }
+    w.end_object();
+    std::cout << w.text() << "\n";
+    return kOk;
+  }
+
+  std::cout << fmt::format("board {}{} via {} at {}\n", info.serial(),
+                           info.simulated() ? " (simulated twin)" : "", info.backend(),
+                           session.options().server);
+  std::cout << fmt::format(
+      "board clock {:.3f} s, {} ops, {} pulses ({} during the bench), "
+      "last error {}\n",
+      after.uptime_ns() * 1e-9, after.ops_executed(), after.pulses_applied(), pulses,
+      after.last_error());
+  std::cout << fmt::format("{:<24} {:<28} {}\n", "CHECK", "WHAT", "RESULT");
+  std::cout << fmt::format("{:<24} {:<28} p50 {:.2f} ms  p99 {:.2f} ms\n", "status round trip",
+                           fmt::format("{} calls", status_calls), percentile(status_ms, 50),
+                           percentile(status_ms, 99));
+  for (const auto& f : reads) {
+    std::cout << fmt::format("{:<24} {:<28} median {:.1f} ms (best {:.1f})  {:.0f} devices/s\n",
+                             fmt::format("read array {}", f.array),
+                             fmt::format("{}x{}, avg {}, {} reads", f.rows, f.cols, avg, repeat),
+                             percentile(f.ms, 50), *std::min_element(f.ms.begin(), f.ms.end()),
+                             devices_per_s(f));
+  }
+  if (inf.done) {
+    std::cout << fmt::format(
+        "{:<24} {:<28} p50 {:.1f} ms  p99 {:.1f} ms  {:.0f} steps/s{}  (warm-up {:.1f} ms)\n",
+        fmt::format("infer {}", inf.path),
+        fmt::format("{} x {:g} ms clip, {} steps", calls, clip_ms, inf.steps),
+        percentile(inf.ms, 50), percentile(inf.ms, 99), steps_per_s,
+        software ? "" : fmt::format(", board p50 {:.1f} ms", percentile(inf.board_ms, 50)),
+        inf.first_ms);
+  }
+  return kOk;
+}
+
+}  // namespace xbar::client

@@ -1,0 +1,645 @@
+#include "board_cmds.h"
+
+#include <fmt/format.h>
+#include <grpcpp/grpcpp.h>
+
+#include <CLI/CLI.hpp>
+#include <Eigen/Core>
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <sstream>
+#include <vector>
+
+#include "cli.h"
+#include "heatmap.h"
+#include "json.h"
+#include "progress.h"
+#include "xbar/v1/arrays.grpc.pb.h"
+#include "xbar/v1/board.grpc.pb.h"
+
+namespace xbar::client {
+
+namespace {
+
+struct ReadArgs {
+  uint32_t array = 0;
+  int gain = -1;
+  uint32_t avg = 1;
+  std::string csv, png;
+  double png_max_uS = 0;
+};
+
+struct ProgramArgs {
+  uint32_t array = 0;
+  std::string target_csv;
+  std::string random;  // "LO:HI"
+  uint64_t seed = 1;
+  double tol_uS = 4;
+  uint32_t max_rounds = 0;  // 0: the daemon's default
+  bool skip_known_faults = false;
+  std::string csv_out, png_out;
+};
+
+struct ScanArgs {
+  uint32_t array = 0;
+  bool quick = false;
+  bool destructive = false;
+  bool yes = false;
+  std::string png;
+};
+
+// Share of a program-verify round's devices that are done (converged or given up on).
+double round_fraction(const v1::ProgramRound& r) {
+  const double total = r.converged() + r.pending() + r.abandoned();
+  return total > 0 ? (r.converged() + r.abandoned()) / total : 0;
+}
+
+std::string round_detail(const v1::ProgramRound& r) {
+  return fmt::format("round {}/{}: converged {} pending {} abandoned {}", r.round(), r.max_rounds(),
+                     r.converged(), r.pending(), r.abandoned());
+}
+
+void write_info_json(const v1::BoardInfo& info) {
+  JsonWriter w;
+  auto range = [&](std::string_view k, const v1::VoltageRange& v) {
+    w.key(k).begin_object().field("lo_V", v.lo_v()).field("hi_V", v.hi_v()).end_object();
+  };
+  w.begin_object()
+      .field("serial", info.serial())
+      .field("firmware_version", info.firmware_version())
+      .field("protocol_version", info.protocol_version())
+      .field("backend", info.backend())
+      .field("link", info.link())
+      .field("simulated", info.simulated())
+      .field("arrays", info.arrays())
+      .field("rows", info.rows())
+      .field("cols", info.cols())
+      .field("adc_bits", info.adc_bits())
+      .field("adc_v_lo_V", info.adc_v_lo_v())
+      .field("adc_v_hi_V", info.adc_v_hi_v())
+      .field("tia_v_ref_V", info.tia_v_ref_v());
+  w.key("tia_gains_ohm").array(info.tia_gains_ohm());
+  w.key("full_scale_uS").array(info.full_scale_us());
+  w.field("v_read_V", info.v_read_v())
+      .field("dac_bits", info.dac_bits())
+      .field("dac_v_min_V", info.dac_v_min_v())
+      .field("dac_v_max_V", info.dac_v_max_v())
+      .field("width_step_ns", info.width_step_ns())
+      .field("width_max_ns", info.width_max_ns());
+  range("set_V", info.set_v());
+  range("set_gate_V", info.set_gate());
+  range("reset_V", info.reset_v());
+  range("reset_gate_V", info.reset_gate());
+  w.field("max_read_avg", info.max_read_avg()).end_object();
+  std::cout << w.text() << "\n";
+}
+
+int cmd_info(const Session& session) {
+  auto stub = v1::BoardService::NewStub(session.channel());
+  v1::BoardInfo info;
+  auto ctx = session.context();
+  const grpc::Status s = stub->GetBoardInfo(ctx.get(), {}, &info);
+  if (!s.ok()) return session.fail(s);
+  if (session.json()) {
+    write_info_json(info);
+    return kOk;
+  }
+  std::cout << fmt::format("board      {}{}\n", info.serial(),
+                           info.simulated() ? " (simulated twin)" : "");
+  std::cout << fmt::format("firmware   {} (protocol v{})\n", info.firmware_version(),
+                           info.protocol_version());
+  std::cout << fmt::format("backend    {} [{}]\n", info.backend(), info.link());
+  std::cout << fmt::format("arrays     {} of {}x{} (rows x cols)\n", info.arrays(), info.rows(),
+                           info.cols());
+  std::cout << fmt::format("read       {} V on selected rows, up to {} reads averaged\n",
+                           info.v_read_v(), info.max_read_avg());
+  std::cout << fmt::format("ADC        {}-bit, {:.2f}..{:.2f} V window, TIA reference {:.2f} V\n",
+                           info.adc_bits(), info.adc_v_lo_v(), info.adc_v_hi_v(),
+                           info.tia_v_ref_v());
+  std::cout << "TIA gains ";
+  for (int i = 0; i < info.tia_gains_ohm_size(); ++i) {
+    std::cout << fmt::format(" [{}] {:g} ohm (0..{:.1f} uS)", i, info.tia_gains_ohm(i),
+                             i < info.full_scale_us_size() ? info.full_scale_us(i) : 0.0);
+  }
+  std::cout << "\n";
+  std::cout << fmt::format("DAC        {}-bit over {:+g}..{:+g} V\n", info.dac_bits(),
+                           info.dac_v_min_v(), info.dac_v_max_v());
+  std::cout << fmt::format(
+      "pulses     {} ns steps up to {} ns; SET {:.2f}..{:.2f} V gate {:.2f}..{:.2f} V; "
+      "RESET {:.2f}..{:.2f} V gate {:.2f}..{:.2f} V\n",
+      info.width_step_ns(), info.width_max_ns(), info.set_v().lo_v(), info.set_v().hi_v(),
+      info.set_gate().lo_v(), info.set_gate().hi_v(), info.reset_v().lo_v(), info.reset_v().hi_v(),
+      info.reset_gate().lo_v(), info.reset_gate().hi_v());
+  return kOk;
+}
+
+int cmd_status(const Session& session) {
+  auto stub = v1::BoardService::NewStub(session.channel());
+  v1::BoardStatus st;
+  auto ctx = session.context();
+  const grpc::Status s = stub->GetBoardStatus(ctx.get(), {}, &st);
+  if (!s.ok()) return session.fail(s);
+  if (session.json()) {
+    JsonWriter w;
+    w.begin_object()
+        .field("uptime_ns", st.uptime_ns())
+        .field("ops_executed", st.ops_executed())
+        .field("pulses_applied", st.pulses_applied())
+        .field("replays_served", st.replays_served())
+        .field("last_error", st.last_error())
+        .end_object();
+    std::cout << w.text() << "\n";
+  } else {
+    std::cout << fmt::format("uptime {:.6f} s, {} ops, {} pulses, {} replays, last error {}\n",
+                             st.uptime_ns() * 1e-9, st.ops_executed(), st.pulses_applied(),
+                             st.replays_served(), st.last_error());
+  }
+  return kOk;
+}
+
+int cmd_read(const Session& session, const ReadArgs& a) {
+  auto stub = v1::BoardService::NewStub(session.channel());
+  v1::ReadConductancesRequest req;
+  req.set_array(a.array);
+  if (a.gain >= 0) req.set_gain_index(static_cast<uint32_t>(a.gain));
+  req.set_n_avg(a.avg);
+  auto ctx = session.context();
+  auto reader = stub->ReadConductances(ctx.get(), req);
+  v1::ConductanceChunk chunk;
+  Eigen::MatrixXd g_uS;
+  uint32_t saturated = 0, gain = 0;
+  while (reader->Read(&chunk)) {
+    if (g_uS.size() == 0) g_uS.setZero(64, chunk.cols());
+    if (chunk.first_row() + chunk.rows() > static_cast<uint32_t>(g_uS.rows())) {
+      g_uS.conservativeResize(chunk.first_row() + chunk.rows(), chunk.cols());
+    }
+    for (uint32_t r = 0; r < chunk.rows(); ++r) {
+      for (uint32_t c = 0; c < chunk.cols(); ++c) {
+        g_uS(chunk.first_row() + r, c) = chunk.g_us(static_cast<int>(r * chunk.cols() + c));
+      }
+    }
+    saturated += chunk.saturated();
+    gain = chunk.gain_index();
+  }
+  const grpc::Status s = reader->Finish();
+  if (!s.ok()) return session.fail(s);
+  if (g_uS.size() == 0) {
+    std::cerr << "xbarctl: the daemon sent no data\n";
+    return kFailed;
+  }
+  std::vector<double> v(g_uS.data(), g_uS.data() + g_uS.size());
+  std::sort(v.begin(), v.end());
+  const double median = v[v.size() / 2], mean = g_uS.mean();
+  if (!a.csv.empty()) {
+    std::ofstream out(a.csv);
+    if (!out) {
+      std::cerr << "xbarctl: --csv " << a.csv << ": cannot write\n";
+      return kFailed;
+    }
+    out << "# array " << a.array << ", conductance in uS, rows top to bottom, cols left to right\n";
+    for (int r = 0; r < g_uS.rows(); ++r) {
+      for (int c = 0; c < g_uS.cols(); ++c)
+        out << (c ? "," : "") << fmt::format("{:.3f}", g_uS(r, c));
+      out << "\n";
+    }
+  }
+  if (!a.png.empty()) {
+    auto w = write_heatmap_png(a.png, g_uS, {.g_min_uS = 0, .g_max_uS = a.png_max_uS});
+    if (!w) {
+      std::cerr << "xbarctl: " << w.error() << "\n";
+      return kFailed;
+    }
+  }
+  if (session.json()) {
+    JsonWriter w;
+    w.begin_object()
+        .field("array", a.array)
+        .field("rows", static_cast<int64_t>(g_uS.rows()))
+        .field("cols", static_cast<int64_t>(g_uS.cols()))
+        .field("gain_index", gain)
+        .field("n_avg", a.avg)
+        .key("min_uS")
+        .fixed(v.front(), 3)
+        .key("median_uS")
+        .fixed(median, 3)
+        .key("mean_uS")
+        .fixed(mean, 3)
+        .key("max_uS")
+        .fixed(v.back(), 3)
+        .field("saturated", saturated);
+    if (!a.csv.empty()) w.field("csv", a.csv);
+    if (!a.png.empty()) w.field("png", a.png);
+    w.key("g_uS").begin_array();
+    for (int r = 0; r < g_uS.rows(); ++r) {
+      w.begin_array();
+      for (int c = 0; c < g_uS.cols(); ++c) w.fixed(g_uS(r, c), 3);
+      w.end_array();
+    }
+    w.end_array().end_object();
+    std::cout << w.text() << "\n";
+  } else {
+    std::cout << fmt::format("array {}: {}x{} devices, gain index {}, {} read(s) averaged\n",
+                             a.array, g_uS.rows(), g_uS.cols(), gain, a.avg);
+    std::cout << fmt::format("conductance uS: min {:.2f}  median {:.2f}  mean {:.2f}  max {:.2f}\n",
+                             v.front(), median, mean, v.back());
+    std::cout << fmt::format("saturated (at ADC full scale): {}\n", saturated);
+    if (!a.csv.empty()) std::cout << "wrote " << a.csv << "\n";
+    if (!a.png.empty()) std::cout << "wrote " << a.png << "\n";
+  }
+  return kOk;
+}
+
+// Reads a rows x cols CSV of conductances in uS ('#' lines are comments).
+std::expected<std::vector<float>, std::string> read_target_csv(const std::string& path, int* rows,
+                                                               int* cols) {
+  std::ifstream in(path);
+  if (!in) return std::unexpected("--target " + path + ": cannot open");
+  std::vector<float> v;
+  std::string line;
+  *rows = 0;
+  *cols = 0;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::stringstream ss(line);
+    std::string cell;
+    int n = 0;
+    while (std::getline(ss, cell, ',')) {
+      try {
+        size_t used = 0;
+        v.push_back(std::stof(cell, &used));
+      } catch (const std::exception&) {
+        return std::unexpected(fmt::format("--target {}: row {}, column {}: '{}' is not a number",
+                                           path, *rows, n, cell));
+      }
+      ++n;
+    }
+    if (*cols == 0) *cols = n;
+    if (n != *cols) {
+      return std::unexpected(
+          fmt::format("--target {}: row {} has {} values, row 0 has {}", path, *rows, n, *cols));
+    }
+    ++*rows;
+  }
+  return v;
+}
+
+int cmd_program(const Session& session, const ProgramArgs& a) {
+  v1::ProgramArrayRequest req;
+  req.set_array(a.array);
+  int rows = 64, cols = 64;
+  if (!a.target_csv.empty()) {
+    auto t = read_target_csv(a.target_csv, &rows, &cols);
+    if (!t) {
+      std::cerr << "xbarctl: " << t.error() << "\n";
+      return kUsage;
+    }
+    for (float x : *t) req.add_target_us(x);
+  } else {
+    double lo = 0, hi = 0;
+    if (std::sscanf(a.random.c_str(), "%lf:%lf", &lo, &hi) != 2 || !(lo < hi)) {
+      std::cerr << "xbarctl: give --target F.csv or --random LO:HI (uS), e.g. --random 7:200\n";
+      return kUsage;
+    }
+    std::mt19937_64 rng(a.seed);
+    std::uniform_real_distribution<double> u(lo, hi);
+    for (int i = 0; i < rows * cols; ++i) req.add_target_us(static_cast<float>(u(rng)));
+  }
+  req.set_rows(static_cast<uint32_t>(rows));
+  req.set_cols(static_cast<uint32_t>(cols));
+  req.set_tol_us(a.tol_uS);
+  req.set_max_rounds(a.max_rounds);
+  req.set_skip_known_faults(a.skip_known_faults);
+  auto stub = v1::ArrayService::NewStub(session.channel());
+  auto ctx = session.context(kLongCallS);
+  auto reader = stub->ProgramArray(ctx.get(), req);
+  v1::ProgramArrayResponse msg;
+  v1::ProgramReport report;
+  bool have_report = false;
+  {
+    Progress progress(session.progress());
+    const std::string task = fmt::format("program array {}", a.array);
+    while (reader->Read(&msg)) {
+      if (msg.has_round()) {
+        progress.bar(task, round_fraction(msg.round()), round_detail(msg.round()));
+      } else if (msg.has_report()) {
+        report = msg.report();
+        have_report = true;
+      }
+    }
+  }
+  const grpc::Status s = reader->Finish();
+  if (!s.ok()) return session.fail(s);
+  if (!have_report) {
+    std::cerr << "xbarctl: the daemon sent no report\n";
+    return kFailed;
+  }
+  Eigen::MatrixXd final_uS = Eigen::MatrixXd::Zero(rows, cols);
+  for (int i = 0; i < rows * cols && i < report.final_us_size(); ++i) {
+    final_uS(i / cols, i % cols) = report.final_us(i);
+  }
+  if (!a.csv_out.empty()) {
+    std::ofstream out(a.csv_out);
+    for (int r = 0; r < rows; ++r) {
+      for (int c = 0; c < cols; ++c) out << (c ? "," : "") << fmt::format("{:.3f}", final_uS(r, c));
+      out << "\n";
+    }
+    if (!out.flush()) {
+      std::cerr << "xbarctl: --csv " << a.csv_out << ": cannot write\n";
+      return kFailed;
+    }
+  }
+  if (!a.png_out.empty()) {
+    if (auto w = write_heatmap_png(a.png_out, final_uS); !w) {
+      std::cerr << "xbarctl: " << w.error() << "\n";
+      return kFailed;
+    }
+  }
+  if (session.json()) {
+    JsonWriter w;
+    w.begin_object()
+        .field("array", a.array)
+        .key("within_tol_pct")
+        .fixed(report.within_tol_pct(), 3)
+        .field("tol_uS", a.tol_uS)
+        .key("error_sigma_uS")
+        .fixed(report.error_sigma_us(), 3)
+        .field("rounds", report.rounds())
+        .field("transactions", report.transactions())
+        .key("pulses_per_device_mean")
+        .fixed(report.pulses_per_device_mean(), 3)
+        .field("pulses_per_device_p99", report.pulses_per_device_p99())
+        .field("abandoned", report.abandoned_size())
+        .field("skipped", report.skipped())
+        .field("cancelled", report.cancelled())
+        .key("pulse_time_ms")
+        .fixed(report.pulse_time_ms(), 3);
+    w.key("abandoned_cells").begin_array();
+    for (const auto& c : report.abandoned())
+      w.begin_object().field("row", c.row()).field("col", c.col()).end_object();
+    w.end_array();
+    if (!a.csv_out.empty()) w.field("csv", a.csv_out);
+    if (!a.png_out.empty()) w.field("png", a.png_out);
+    w.end_object();
+    std::cout << w.text() << "\n";
+  } else {
+    std::cout << fmt::format("array {}: {:.2f} % within ±{} uS (sigma of final error {:.2f} uS)\n",
+                             a.array, report.within_tol_pct(), a.tol_uS, report.error_sigma_us());
+    std::cout << fmt::format("{} rounds, {} board transactions, {:.1f} ms of pulses\n",
+                             report.rounds(), report.transactions(), report.pulse_time_ms());
+    std::cout << fmt::format("pulses per device: mean {:.2f}, p99 {}\n",
+                             report.pulses_per_device_mean(), report.pulses_per_device_p99());
+    std::cout << fmt::format("abandoned {} (recorded in the fault map), skipped {}{}\n",
+                             report.abandoned_size(), report.skipped(),
+                             report.cancelled() ? ", CANCELLED" : "");
+    if (!a.csv_out.empty()) std::cout << "wrote " << a.csv_out << "\n";
+    if (!a.png_out.empty()) std::cout << "wrote " << a.png_out << "\n";
+  }
+  return report.cancelled() ? kFailed : kOk;
+}
+
+// How far a scan is, from its phase (remember, set, reset, confirm, restore rounds, done).
+double scan_fraction(const v1::ScanPhaseUpdate& p) {
+  const std::string& ph = p.phase();
+  if (ph == "remember") return 0.1;
+  if (ph == "set") return 0.25;
+  if (ph == "reset") return 0.4;
+  if (ph == "confirm") return 0.5;
+  if (ph == "restore") return 0.5 + 0.5 * round_fraction(p.restore());
+  if (ph == "done") return 1;
+  return 0;
+}
+
+int cmd_scan(const Session& session, const ScanArgs& a) {
+  if (a.destructive && !a.yes) {
+    std::cerr << "xbarctl: --destructive leaves array " << a.array
+              << " hard-RESET and loses what it holds; add --yes to confirm\n";
+    return kUsage;
+  }
+  auto stub = v1::ArrayService::NewStub(session.channel());
+  v1::ScanFaultsRequest req;
+  req.set_array(a.array);
+  req.set_quick(a.quick);
+  req.set_destructive(a.destructive);
+  auto ctx = session.context(kLongCallS);
+  auto reader = stub->ScanFaults(ctx.get(), req);
+  v1::ScanFaultsResponse msg;
+  v1::ScanReport rep;
+  bool have = false;
+  {
+    Progress progress(session.progress());
+    const std::string task = fmt::format("scan array {}", a.array);
+    while (reader->Read(&msg)) {
+      if (msg.has_phase()) {
+        const auto& p = msg.phase();
+        std::string detail =
+            fmt::format("{}: stuck-high {} stuck-low {}, {} transactions", p.phase(),
+                        p.stuck_high(), p.stuck_low(), p.transactions());
+        if (p.has_restore()) detail += ", restore " + round_detail(p.restore());
+        progress.bar(task, scan_fraction(p), detail);
+      } else if (msg.has_report()) {
+        rep = msg.report();
+        have = true;
+      }
+    }
+  }
+  const grpc::Status s = reader->Finish();
+  if (!s.ok()) return session.fail(s);
+  if (!have) {
+    std::cerr << "xbarctl: the daemon sent no report\n";
+    return kFailed;
+  }
+  const auto& map_values = a.quick ? rep.read_us() : rep.after_reset_us();
+  const bool draw = !a.png.empty() && map_values.size() == 64 * 64;
+  if (!a.png.empty() && !draw)
+    std::cerr << "xbarctl: --png: the report carries no 64x64 read to draw (cancelled?)\n";
+  if (draw) {
+    Eigen::MatrixXd m(64, 64);
+    for (int i = 0; i < 64 * 64; ++i) m(i / 64, i % 64) = map_values[i];
+    if (auto w = write_heatmap_png(a.png, m); !w) {
+      std::cerr << "xbarctl: " << w.error() << "\n";
+      return kFailed;
+    }
+  }
+  if (session.json()) {
+    JsonWriter w;
+    w.begin_object()
+        .field("array", rep.array())
+        .field("quick", rep.quick())
+        .field("stuck_high", rep.stuck_high())
+        .field("stuck_low", rep.stuck_low())
+        .field("destructive", rep.destructive())
+        .field("disturbed", rep.disturbed())
+        .field("cancelled", rep.cancelled())
+        .key("restore_within_tol_pct")
+        .fixed(rep.restore_within_tol_pct(), 3)
+        .key("restore_rms_error_uS")
+        .fixed(rep.restore_rms_error_us(), 3)
+        .field("transactions", rep.transactions())
+        .key("board_time_ms")
+        .fixed(rep.board_time_ms(), 3)
+        .field("rejected_candidates", rep.rejected_candidates());
+    if (draw) w.field("png", a.png);
+    w.key("faults").begin_array();
+    for (const auto& f : rep.faults()) {
+      w.begin_object()
+          .field("row", f.row())
+          .field("col", f.col())
+          .field("kind", f.kind())
+          .key("g_uS")
+          .fixed(f.g_us(), 3)
+          .end_object();
+    }
+    w.end_array().end_object();
+    std::cout << w.text() << "\n";
+  } else {
+    std::cout << fmt::format("array {}: {} stuck-high, {} stuck-low{}\n", rep.array(),
+                             rep.stuck_high(), rep.stuck_low(),
+                             rep.quick() ? " suspected (read-only check)" : "");
+    for (const auto& f : rep.faults()) {
+      std::cout << fmt::format("  row {:>2} col {:>2}  {:<10} at {:.1f} uS\n", f.row(), f.col(),
+                               f.kind(), f.g_us());
+    }
+    if (!rep.quick()) {
+      std::cout << fmt::format("{} transactions, {:.1f} ms of board time; ", rep.transactions(),
+                               rep.board_time_ms());
+      if (rep.destructive()) {
+        std::cout << "destructive: the array was left hard-RESET\n";
+      } else {
+        std::cout << fmt::format("restored: {:.2f} % within tolerance, rms error {:.2f} uS\n",
+                                 rep.restore_within_tol_pct(), rep.restore_rms_error_us());
+      }
+    }
+    if (draw) std::cout << "wrote " << a.png << "\n";
+  }
+  return rep.cancelled() ? kFailed : kOk;
+}
+
+int cmd_faults(const Session& session, int array) {
+  auto stub = v1::ArrayService::NewStub(session.channel());
+  v1::GetFaultMapRequest req;
+  if (array >= 0) req.set_array(static_cast<uint32_t>(array));
+  v1::FaultMap map;
+  auto ctx = session.context();
+  const grpc::Status s = stub->GetFaultMap(ctx.get(), req, &map);
+  if (!s.ok()) return session.fail(s);
+  if (session.json()) {
+    JsonWriter w;
+    w.begin_object().field("serial", map.serial()).key("faults").begin_array();
+    for (const auto& f : map.faults()) {
+      w.begin_object()
+          .field("array", f.array())
+          .field("row", f.row())
+          .field("col", f.col())
+          .field("kind", f.kind())
+          .field("method", f.method())
+          .field("found_at_ms", f.found_at_ms());
+      if (f.has_g_us()) w.key("g_uS").fixed(f.g_us(), 3);
+      w.end_object();
+    }
+    w.end_array().end_object();
+    std::cout << w.text() << "\n";
+    return kOk;
+  }
+  std::cout << fmt::format("chip {}: {} recorded faults\n", map.serial(), map.faults_size());
+  for (const auto& f : map.faults()) {
+    std::cout << fmt::format("  array {} row {:>2} col {:>2}  {:<10} by {:<14}{}\n", f.array(),
+                             f.row(), f.col(), f.kind(), f.method(),
+                             f.has_g_us() ? fmt::format(" at {:.1f} uS", f.g_us()) : "");
+  }
+  return kOk;
+}
+
+}  // namespace
+
+struct BoardCommands::Impl {
+  CLI::App *info = nullptr, *status = nullptr, *read = nullptr, *program = nullptr, *scan = nullptr,
+           *faults = nullptr;
+  ReadArgs ra;
+  ProgramArgs pa;
+  ScanArgs sa;
+  int faults_array = -1;
+};
+
+BoardCommands::BoardCommands(CLI::App& app) : impl_(std::make_unique<Impl>()) {
+  Impl& m = *impl_;
+  m.info = app.add_subcommand("info", "board serial, geometry, ADC/DAC facts and backend");
+  m.info->footer(
+      footer_with("Examples:\n  xbarctl info\n  xbarctl --json info | jq .serial\n"
+                  "  xbarctl --server unix:/run/xbard/xbard.sock info"));
+
+  m.status = app.add_subcommand("status", "board uptime and counters (operations, pulses)");
+  m.status->footer(
+      footer_with("Examples:\n  xbarctl status\n  xbarctl status --json --server lab-pc:50051"));
+
+  m.read = app.add_subcommand("read", "read one array's conductances (uS); CSV and PNG heat map");
+  m.read->add_option("--array,-a", m.ra.array, "array index (0..2)")->required();
+  m.read->add_option("--gain", m.ra.gain, "TIA gain index (default 2: 30 kOhm)");
+  m.read->add_option("--avg", m.ra.avg, "reads averaged per device (1..64)")->capture_default_str();
+  m.read->add_option("--csv", m.ra.csv, "write the map as CSV (rows x cols, uS)");
+  m.read->add_option("--png", m.ra.png,
+                     "write a heat map PNG (viridis, 0 uS dark .. --png-max yellow)");
+  m.read->add_option("--png-max", m.ra.png_max_uS,
+                     "heat map colour scale top in uS (default: the map's max)");
+  m.read->footer(
+      footer_with("--json prints the statistics and the whole map (g_uS, rows of columns, uS).\n"
+                  "Examples:\n  xbarctl read --array 1 --avg 8 --csv a1.csv --png a1.png\n"
+                  "  xbarctl read -a 0 --png a0.png --png-max 250\n"
+                  "  xbarctl --json read --array 2 --gain 3 --avg 16 > a2.json"));
+
+  m.program = app.add_subcommand("program", "program-verify an array to target conductances");
+  m.program->add_option("--array,-a", m.pa.array, "array index (0..2)")->required();
+  m.program->add_option("--target", m.pa.target_csv, "CSV of rows x cols targets in uS");
+  m.program->add_option("--random", m.pa.random,
+                        "random targets uniform in LO:HI uS instead, e.g. 7:200");
+  m.program->add_option("--seed", m.pa.seed, "seed for --random")->capture_default_str();
+  m.program->add_option("--tol", m.pa.tol_uS, "tolerance in uS")->capture_default_str();
+  m.program
+      ->add_option("--max-rounds", m.pa.max_rounds,
+                   "rounds of pulse + verify (0 = the daemon's default)")
+      ->capture_default_str();
+  m.program->add_flag("--skip-known-faults", m.pa.skip_known_faults,
+                      "leave recorded stuck devices alone");
+  m.program->add_option("--csv", m.pa.csv_out, "write the final read-back as CSV");
+  m.program->add_option("--png", m.pa.png_out, "write the final read-back as a heat map PNG");
+  m.program->footer(
+      footer_with("Progress (a bar per round) goes to stderr; exit 1 when the run was cancelled.\n"
+                  "Examples:\n  xbarctl program --array 0 --target weights.csv --tol 4\n"
+                  "  xbarctl program --array 1 --random 7:200 --png a1.png\n"
+                  "  xbarctl --json --quiet program -a 2 --random 20:150 --csv a2.csv"));
+
+  m.scan = app.add_subcommand("scan", "find stuck devices (active scan, restores the array)");
+  m.scan->add_option("--array,-a", m.sa.array, "array index (0..2)")->required();
+  m.scan->add_flag("--quick", m.sa.quick, "read-only check: one averaged read, no pulses");
+  m.scan->add_flag("--destructive", m.sa.destructive, "skip the restore (array content is lost)");
+  m.scan->add_flag("--yes", m.sa.yes, "confirm --destructive");
+  m.scan->add_option("--png", m.sa.png,
+                     "heat map of the read after the hard RESET (--quick: of the read)");
+  m.scan->footer(footer_with(
+      "Findings are recorded in the chip's fault map (xbarctl faults); --quick only suspects.\n"
+      "Examples:\n  xbarctl scan --array 0 --png scan0.png\n  xbarctl scan --array 2 --quick\n"
+      "  xbarctl scan -a 1 --destructive --yes"));
+
+  m.faults = app.add_subcommand("faults", "the chip's recorded fault map");
+  m.faults->add_option("--array,-a", m.faults_array, "only this array");
+  m.faults->footer(
+      footer_with("To draw the faults over a deployment's arrays: xbarctl map.\n"
+                  "Examples:\n  xbarctl faults\n  xbarctl --json faults --array 2"));
+}
+
+BoardCommands::~BoardCommands() = default;
+
+std::optional<int> BoardCommands::run(const Session& session) const {
+  const Impl& m = *impl_;
+  if (*m.info) return cmd_info(session);
+  if (*m.status) return cmd_status(session);
+  if (*m.read) return cmd_read(session, m.ra);
+  if (*m.program) return cmd_program(session, m.pa);
+  if (*m.scan) return cmd_scan(session, m.sa);
+  if (*m.faults) return cmd_faults(session, m.faults_array);
+  return std::nullopt;
+}
+
+}  // namespace xbar::client
