@@ -344,6 +344,25 @@ TEST_F(Service, AClientKilledMidStreamFreesItsArrays) {
   std::printf("arrays freed %.1f ms after kill -9 of the streaming client\n", freed_ms);
 }
 
+TEST_F(Service, ASilentStreamIsCancelledAfterTheIdleTimeoutAndFreesItsArrays) {
+  { std::ofstream(dir_.path() / "xbard.yaml") << "scheduling: {stream_idle_timeout_s: 0.5}\n"; }
+  start({"--config", (dir_.path() / "xbard.yaml").string()});
+  const std::string dep = deploy_model();
+  ASSERT_FALSE(dep.empty());
+  // A client that stays connected but neither sends nor reads after its first chunk.
+  Process client({XBAR_STREAM_CLIENT_PATH, addr_, dep, std::to_string(kRate)},
+                 dir_.path() / "client.log");
+  ASSERT_TRUE(eventually([&] {
+    return read_file(dir_.path() / "client.log").find("streaming") != std::string::npos;
+  }));
+  DeployInBackground deploy(channel_, example_model().kernel_set());
+  deploy.thread.join();  // would wait forever without the idle watch: the client never leaves
+  EXPECT_TRUE(deploy.status.ok()) << deploy.status.error_message();
+  EXPECT_TRUE(client.running());  // still connected: the daemon, not the client, ended it
+  EXPECT_NE(read_file(dir_.path() / "xbard.log").find("idle for 500 ms, cancelled"),
+            std::string::npos);
+}
+
 TEST_F(Service, RefusePolicyAnswersAtOnceAndNamesTheArrays) {
   start({"--busy-policy", "refuse"});
   const std::string dep = deploy_model();
