@@ -152,7 +152,7 @@ TEST(ChipRecord, OpenCreatesDirWalAndVersionedSchema) {
   ASSERT_TRUE(rec);
   EXPECT_EQ(rec->path(), dir / "xbar.db");
   EXPECT_TRUE(fs::exists(dir / "xbar.db"));
-  EXPECT_EQ(raw_query_text(rec->path(), "PRAGMA user_version"), "2");
+  EXPECT_EQ(raw_query_text(rec->path(), "PRAGMA user_version"), "3");
   EXPECT_EQ(raw_query_text(rec->path(), "PRAGMA journal_mode"), "wal");
   EXPECT_EQ(raw_query_text(rec->path(), "PRAGMA application_id"), std::to_string(0x58424152));
   auto ic = rec->integrity_check();
@@ -586,7 +586,7 @@ TEST(ChipRecord, NewerSchemaVersionIsRefusedUntouched) {
   auto r = ChipRecord::open(tmp.path());
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, ErrorCode::kUnsupported);
-  EXPECT_NE(r.error().message.find("user_version 7 is newer than this build's 2"),
+  EXPECT_NE(r.error().message.find("user_version 7 is newer than this build's 3"),
             std::string::npos)
       << r.error().message;
   EXPECT_EQ(raw_query_text(db, "PRAGMA user_version"), "7");
@@ -600,7 +600,7 @@ TEST(ChipRecord, OlderVersionZeroIsMigrated) {
   raw_exec(db, "PRAGMA user_version = 0");
   auto rec = open_ok(tmp.path());
   ASSERT_TRUE(rec);
-  EXPECT_EQ(raw_query_text(db, "PRAGMA user_version"), "2");
+  EXPECT_EQ(raw_query_text(db, "PRAGMA user_version"), "3");
   EXPECT_TRUE(rec->touch_chip(chip()));
 }
 
@@ -1106,13 +1106,52 @@ TEST(ChipRecordDeployments, VersionOneFileGetsTheTablesOnOpenAndKeepsItsData) {
   v1_rows = dump_v1_tables(db);
   auto rec = open_ok(tmp.path());
   ASSERT_TRUE(rec);
-  EXPECT_EQ(raw_query_text(db, "PRAGMA user_version"), "2");
+  EXPECT_EQ(raw_query_text(db, "PRAGMA user_version"), "3");
   EXPECT_EQ(dump_v1_tables(db), v1_rows);
   ASSERT_TRUE(rec->put_deployment(deployment_row("dep-a", {2})));
   auto owners = rec->array_owners("XS0001");
   ASSERT_TRUE(owners) << owners.error().message;
   EXPECT_EQ(*owners,
             (std::vector<std::optional<std::string>>{std::nullopt, std::nullopt, "dep-a"}));
+  auto ic = rec->integrity_check();
+  ASSERT_TRUE(ic);
+  EXPECT_EQ(*ic, "ok");
+}
+
+TEST(ChipRecordMigration, Version2FilesGainTheLostStateAndKeepTheirRows) {
+  TempDir tmp;
+  const fs::path db = tmp.path() / "xbar.db";
+  {
+    auto rec = open_ok(tmp.path());
+    ASSERT_TRUE(rec);
+    ASSERT_TRUE(rec->touch_chip(chip()));
+    DeploymentRow row = deployment_row("dep-old", {1});
+    row.state = "ready";
+    ASSERT_TRUE(rec->put_deployment(row));
+  }
+  // Make it the file a version 2 build leaves: the state CHECK without 'lost'.
+  raw_exec(db,
+           "PRAGMA writable_schema = ON; UPDATE sqlite_schema SET sql = replace(sql, "
+           "', ''lost'')', ')') WHERE name = 'deployments'; PRAGMA writable_schema = OFF; "
+           "PRAGMA user_version = 2;");
+  raw_exec(db, "PRAGMA schema_version = 1000");
+  EXPECT_EQ(raw_query_text(db,
+                           "SELECT instr(sql, 'lost') FROM sqlite_schema WHERE name = "
+                           "'deployments'"),
+            "0");
+  auto rec = open_ok(tmp.path());
+  ASSERT_TRUE(rec);
+  EXPECT_EQ(raw_query_text(db, "PRAGMA user_version"), "3");
+  auto old = rec->deployment("dep-old");
+  ASSERT_TRUE(old) << old.error().message;
+  EXPECT_EQ(old->state, "ready");
+  EXPECT_EQ(old->arrays, std::vector<int>{1});
+  ASSERT_TRUE(rec->set_deployment_state("dep-old", "lost", "arrays read back blank"));
+  EXPECT_EQ(rec->deployment("dep-old")->state, "lost");
+  auto bad = rec->set_deployment_state("dep-old", "gone", "");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("not one of deploying, ready, degraded, failed, stale, lost"),
+            std::string::npos);
   auto ic = rec->integrity_check();
   ASSERT_TRUE(ic);
   EXPECT_EQ(*ic, "ok");

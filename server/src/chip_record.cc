@@ -28,8 +28,8 @@ constexpr int kBusyTimeoutMs = 5000;
 constexpr int kMaxArrays = 64;
 constexpr int kMaxDim = 1024;
 constexpr size_t kMaxDeploymentId = 128;
-constexpr std::string_view kDeploymentStates[] = {"deploying", "ready", "degraded", "failed",
-                                                  "stale"};
+constexpr std::string_view kDeploymentStates[] = {"deploying", "ready", "degraded",
+                                                  "failed",    "stale", "lost"};
 
 // Schema version 1. STRICT makes SQLite enforce the column types; the CHECKs keep the text
 // enums and the BLOB sizes honest even against a hand edit with the sqlite3 shell.
@@ -385,6 +385,33 @@ Result<void> migrate_1_to_2(sqlite3* db, std::string_view what) {
   return exec(db, kSchemaV2, what);
 }
 
+// Version 2 -> 3: deployments.state may also be 'lost' (reconciliation at start found that the
+// arrays no longer hold the deployment). Only a CHECK is relaxed, so every row stays valid and
+// the table is not rebuilt: SQLite's documented procedure for such changes
+// (https://www.sqlite.org/lang_altertable.html#otheralter) edits the stored CREATE TABLE text
+// and increments schema_version, inside the migration transaction.
+Result<void> migrate_2_to_3(sqlite3* db, std::string_view what) {
+  auto sv = query_int(db, "PRAGMA schema_version", what);
+  if (!sv) return std::unexpected(sv.error());
+  if (auto r = exec(db, "PRAGMA writable_schema = ON", what); !r) return r;
+  auto r = exec(db,
+                "UPDATE sqlite_schema SET sql = replace(sql, '''failed'', ''stale'')', "
+                "'''failed'', ''stale'', ''lost'')') WHERE type = 'table' AND name = "
+                "'deployments'",
+                what);
+  if (r) r = exec(db, fmt::format("PRAGMA schema_version = {}", *sv + 1).c_str(), what);
+  auto off = exec(db, "PRAGMA writable_schema = OFF", what);
+  if (!r) return r;
+  if (!off) return off;
+  auto n = query_int(db,
+                     "SELECT count(*) FROM sqlite_schema WHERE name = 'deployments' AND "
+                     "instr(sql, '''lost''') > 0",
+                     what);
+  if (!n) return std::unexpected(n.error());
+  if (*n != 1) return std::unexpected(corrupt(what, "migration to version 3 did not apply"));
+  return {};
+}
+
 Result<void> check_deployment_id(std::string_view id, std::string_view what) {
   if (id.empty() || id.size() > kMaxDeploymentId)
     return make_error(
@@ -397,7 +424,7 @@ Result<void> check_deployment_state(std::string_view state, std::string_view wha
   if (std::ranges::find(kDeploymentStates, state) != std::end(kDeploymentStates)) return {};
   return make_error(ErrorCode::kInvalidArgument,
                     fmt::format("{}: state: '{}' is not one of deploying, ready, degraded, "
-                                "failed, stale",
+                                "failed, stale, lost",
                                 what, state));
 }
 
@@ -532,7 +559,10 @@ Result<std::unique_ptr<ChipRecord>> ChipRecord::open(const fs::path& state_dir) 
     if (*v <= 1) {
       if (auto r = migrate_1_to_2(db, where); !r) return std::unexpected(r.error());
     }
-    // Future: if (*v <= 2) migrate_2_to_3(...), each step in this same transaction.
+    if (*v <= 2) {
+      if (auto r = migrate_2_to_3(db, where); !r) return std::unexpected(r.error());
+    }
+    // Future: if (*v <= 3) migrate_3_to_4(...), each step in this same transaction.
     if (*v < kSchemaVersion) {
       if (auto r = exec(db, fmt::format("PRAGMA user_version = {}", kSchemaVersion).c_str(), where);
           !r)

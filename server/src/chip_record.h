@@ -97,7 +97,7 @@ struct DeploymentRow {
   std::string id;      // primary key, e.g. "dep-0123456789ab"; 1..128 bytes
   std::string serial;  // chip serial (the chip must exist: touch_chip was called)
   std::string name;
-  std::string state;    // "deploying" | "ready" | "degraded" | "failed" | "stale"
+  std::string state;    // "deploying" | "ready" | "degraded" | "failed" | "stale" | "lost"
   std::string message;  // why, for degraded/failed/stale
   /// Writing: 0 = keep the stored creation time when replacing, else now.
   int64_t created_at_ms = 0;
@@ -112,7 +112,7 @@ struct DeploymentRow {
 
 class ChipRecord {
  public:
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
   static constexpr const char* kFileName = "xbar.db";
 
   /// Opens (creating if missing) <state_dir>/xbar.db, and the directory itself, migrating an

@@ -27,6 +27,7 @@
 #include "metrics.h"
 #include "model_service.h"
 #include "programming.h"
+#include "reconcile.h"
 
 namespace {
 
@@ -187,6 +188,17 @@ int main(int argc, char** argv) {
     return 3;
   }
   spdlog::info("chip record {}", (*record)->path().string());
+  // Before serving: what the record says the arrays hold against what they read back.
+  {
+    auto rec = xbar::server::reconcile_deployments(**board, **record, cfg.program_verify.tol_uS);
+    if (!rec) {
+      spdlog::error("reconciling the chip record with the board: {}", rec.error().message);
+      return 3;
+    }
+    for (const auto& o : *rec) {
+      spdlog::info("deployment {}: {} -> {} ({})", o.id, o.before, o.after, o.message);
+    }
+  }
 
   xbar::server::Registry registry;
   xbar::server::XbardMetrics metrics(registry, XBAR_VERSION);
@@ -212,8 +224,8 @@ int main(int argc, char** argv) {
   auto refresh_deployments = [&] {
     auto rows = (*record)->deployments(info.serial);
     if (!rows) return;
-    std::map<std::string, int> n = {
-        {"ready", 0}, {"degraded", 0}, {"failed", 0}, {"stale", 0}, {"deploying", 0}};
+    std::map<std::string, int> n = {{"ready", 0}, {"degraded", 0},  {"failed", 0},
+                                    {"stale", 0}, {"deploying", 0}, {"lost", 0}};
     for (const auto& r : *rows) ++n[r.state];
     for (const auto& [state, count] : n) {
       metrics.deployments.with({state}).set(static_cast<double>(count));
