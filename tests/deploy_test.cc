@@ -72,10 +72,13 @@ std::ostream& operator<<(std::ostream& os, const Ran& r) {
   return os << "exit " << r.rc << "\n--- stdout\n" << r.out << "\n--- stderr\n" << r.err;
 }
 
-// xbarctl's --json for a deployment is the protobuf JSON mapping of xbar.v1.Deployment.
+// xbarctl's --json for a deployment is the protobuf JSON mapping of xbar.v1.Deployment, plus
+// the "operation" id of the deploy (not a Deployment field, so ignored here).
 v1::Deployment parse_deployment(const std::string& json) {
   v1::Deployment d;
-  const auto s = google::protobuf::util::JsonStringToMessage(json, &d);
+  google::protobuf::util::JsonParseOptions opts;
+  opts.ignore_unknown_fields = true;
+  const auto s = google::protobuf::util::JsonStringToMessage(json, &d, opts);
   EXPECT_TRUE(s.ok()) << s.message() << "\n" << json;
   return d;
 }

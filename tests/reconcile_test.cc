@@ -135,10 +135,17 @@ TEST_F(Reconcile, KillNineAtTwentyRandomPointsOfADeployNeverLeavesItUnverified) 
   int interrupted = 0, completed = 0, not_started = 0;
   std::string newest_before;
   for (int i = 0; i < 20; ++i) {
-    Process client({XBARCTL_PATH, "--server", addr_, "-q", "deploy-model",
+    const fs::path deploy_log = dir_.path() / ("deploy-" + std::to_string(i) + ".log");
+    Process client({XBARCTL_PATH, "--server", addr_, "deploy-model",
                     std::string(XBAR_SOURCE_DIR) + "/models/example-model.json", "--replace"},
-                   dir_.path() / "deploy.log");
-    std::this_thread::sleep_for(std::chrono::microseconds(static_cast<int64_t>(when(rng) * 1000)));
+                   deploy_log);
+    if (i % 2 == 0) {  // anywhere in the deploy
+      std::this_thread::sleep_for(
+          std::chrono::microseconds(static_cast<int64_t>(when(rng) * 1000)));
+    } else {  // once it is programming (its progress says so), the part that must not be lost
+      eventually([&] { return read_file(deploy_log).find("program") != std::string::npos; });
+      std::this_thread::sleep_for(std::chrono::microseconds(static_cast<int64_t>(when(rng) * 100)));
+    }
     xbard_->kill_hard();
     client.wait();
     start_daemon();

@@ -301,8 +301,13 @@ TEST_F(Xbarctl, ProgressIsOneLinePerTenPercentOffATerminalAndQuietSilencesIt) {
   const Struct j = parse_json(p.out);
   EXPECT_GT(at(j, "within_tol_pct").number_value(), 50) << p;
   EXPECT_TRUE(at(j, "abandoned_cells").has_list_value()) << p;
+  // The operation's id: in the document, and announced on stderr's first line.
+  const std::string op = at(j, "operation").string_value();
+  EXPECT_TRUE(std::regex_match(op, std::regex("op-[0-9a-f]{12}"))) << p;
   std::istringstream lines(p.err);
   std::string line;
+  ASSERT_TRUE(std::getline(lines, line)) << p;
+  EXPECT_TRUE(line.starts_with("operation " + op + " started")) << p;
   int n = 0;
   int last_pct = -1;
   while (std::getline(lines, line)) {
@@ -374,6 +379,106 @@ TEST(XbarctlUnix, ServerUnixPathEndToEndAndItsSpellings) {
   EXPECT_EQ(env2.rc, 0) << env2;
 }
 
+// --- long operations: xbard on its embedded twin (ideal devices: the model deploys ready) ----
+
+TEST(XbarctlOperations, DetachedDeployModelIsWatchedListedAndCancelledWhenFinished) {
+  TempDir dir;
+  const std::string sock = "unix:" + (dir.path() / "x.sock").string();
+  Process xbard({XBARD_PATH, "--board", "sim:profile=ideal", "--listen", sock, "--state-dir",
+                 (dir.path() / "state").string()},
+                dir.path() / "xbard.log");
+  auto ctl = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = {XBARCTL_PATH, "--server", sock};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_split(argv, dir.path());
+  };
+  Ran r;
+  ASSERT_TRUE(testing::eventually([&] {
+    r = ctl({"status"});
+    return r.rc == 0;
+  })) << r
+      << xbard.output();
+
+  // --detach: returns once the operation has its id (its first message); xbard goes on.
+  const Ran d = ctl({"deploy-model", kModel, "--replace", "--detach"});
+  ASSERT_EQ(d.rc, 0) << d;
+  EXPECT_TRUE(d.err.empty()) << d;
+  std::smatch m;
+  ASSERT_TRUE(
+      std::regex_match(d.out, m,
+                       std::regex("operation (op-[0-9a-f]{12}) started; follow with: xbarctl watch "
+                                  "(op-[0-9a-f]{12})\n")))
+      << d;
+  const std::string id = m[1];
+  EXPECT_EQ(m[2], id);
+
+  // watch: the progress replayed and followed on stderr, the deployment at the end, exit 0.
+  const Ran w = ctl({"watch", id});
+  ASSERT_EQ(w.rc, 0) << w;
+  EXPECT_TRUE(std::regex_search(w.out, std::regex("^deployment dep-[0-9a-f]{12} .*: ready\n")))
+      << w;
+  EXPECT_NE(w.err.find("compile "), std::string::npos) << w;
+  EXPECT_NE(w.err.find("program  array "), std::string::npos) << w;
+  // Again, finished: the same result as JSON (what deploy-model --json prints).
+  const Ran wj = ctl({"--json", "--quiet", "watch", id});
+  ASSERT_EQ(wj.rc, 0) << wj;
+  EXPECT_TRUE(wj.err.empty()) << wj;
+  const Struct dep = parse_json(wj.out);
+  EXPECT_EQ(at(dep, "operation").string_value(), id);
+  EXPECT_EQ(at(dep, "state").string_value(), "ready");
+  EXPECT_TRUE(at(dep, "id").string_value().starts_with("dep-")) << wj;
+
+  // operations --json: listed, done, detached (it went on after the client left).
+  const Ran l = ctl({"--json", "operations"});
+  ASSERT_EQ(l.rc, 0) << l;
+  const Struct list = parse_json(l.out);
+  const Struct* op = nullptr;
+  for (const auto& v : at(list, "operations").list_value().values()) {
+    if (at(v.struct_value(), "id").string_value() == id) op = &v.struct_value();
+  }
+  ASSERT_NE(op, nullptr) << l;
+  EXPECT_EQ(at(*op, "state").string_value(), "done");
+  EXPECT_EQ(at(*op, "method").string_value(), "/xbar.v1.ModelService/DeployModel");
+  EXPECT_TRUE(at(*op, "detached").bool_value());
+  EXPECT_GT(at(*op, "events").number_value(), 3);
+  const Ran running = ctl({"--json", "operations", "--running"});
+  ASSERT_EQ(running.rc, 0) << running;
+  EXPECT_EQ(running.out.find(id), std::string::npos) << running;
+  const Ran table = ctl({"operations"});
+  ASSERT_EQ(table.rc, 0) << table;
+  EXPECT_TRUE(table.out.starts_with("ID ")) << table;
+  EXPECT_NE(table.out.find(id + "  DeployModel (detached)  done"), std::string::npos) << table;
+
+  // operation: the summary; unknown ids are 4.
+  const Ran one = ctl({"--json", "operation", id});
+  ASSERT_EQ(one.rc, 0) << one;
+  EXPECT_EQ(at(parse_json(one.out), "state").string_value(), "done");
+  const Ran unknown = ctl({"operation", "op-000000000000"});
+  EXPECT_EQ(unknown.rc, 4) << unknown;
+  EXPECT_NE(unknown.err.find("no such operation"), std::string::npos) << unknown;
+  EXPECT_TRUE(unknown.out.empty()) << unknown;
+  EXPECT_EQ(ctl({"watch", "op-000000000000"}).rc, 4);
+
+  // cancel of a finished operation: returned unchanged.
+  const Ran c = ctl({"--json", "cancel", id});
+  ASSERT_EQ(c.rc, 0) << c;
+  EXPECT_EQ(c.out, one.out);
+  const Struct cancelled = parse_json(c.out);
+  EXPECT_EQ(at(cancelled, "state").string_value(), "done");
+  EXPECT_FALSE(at(cancelled, "cancel_requested").bool_value());
+  const Ran ch = ctl({"cancel", id});
+  ASSERT_EQ(ch.rc, 0) << ch;
+  EXPECT_NE(ch.out.find("already finished"), std::string::npos) << ch;
+  EXPECT_NE(ch.out.find("operation " + id + ": done"), std::string::npos) << ch;
+
+  // --detach --json: the id alone.
+  const Ran q = ctl({"--json", "scan", "--array", "0", "--quick", "--detach"});
+  ASSERT_EQ(q.rc, 0) << q;
+  const std::string qid = at(parse_json(q.out), "operation").string_value();
+  EXPECT_TRUE(std::regex_match(qid, std::regex("op-[0-9a-f]{12}"))) << q;
+  EXPECT_TRUE(q.err.empty()) << q;
+}
+
 // --- help ------------------------------------------------------------------------------
 
 TEST(XbarctlHelp, EveryCommandHasHelpWithExamplesAndExitsZero) {
@@ -401,8 +506,9 @@ TEST(XbarctlHelp, EveryCommandHasHelpWithExamplesAndExitsZero) {
     }
   }
   const std::set<std::string> expected = {
-      "info",       "status",   "read", "program",      "scan",  "faults", "deploy", "deployments",
-      "deployment", "undeploy", "map",  "deploy-model", "infer", "stream", "bench"};
+      "info",        "status",     "read",      "program", "scan",         "faults", "deploy",
+      "deployments", "deployment", "undeploy",  "map",     "deploy-model", "infer",  "stream",
+      "bench",       "operations", "operation", "watch",   "cancel"};
   EXPECT_EQ(std::set<std::string>(subs.begin(), subs.end()), expected) << top;
   for (const auto& s : subs) {
     SCOPED_TRACE(s);
@@ -663,6 +769,42 @@ TEST(XbarctlDaemonAuth, TokenFileOnTheDaemon) {
   EXPECT_EQ(ctl({"--token-file", file.string(), "undeploy", id}).rc, 4);
   // Reads need no token.
   r = ctl({"--json", "info"});
+  EXPECT_EQ(r.rc, 0) << r;
+  parse_json(r.out);
+}
+
+// CancelOperation changes what the board does: it needs the token; listing does not.
+TEST(XbarctlDaemonAuth, CancelNeedsTheToken) {
+  TempDir dir;
+  if (!xbard_has_flag("--auth-token-file", dir.path()))
+    GTEST_SKIP() << "xbard has no --auth-token-file yet";
+  const std::string token = "lab-token-0123456789";
+  const auto tokens = dir.path() / "tokens";
+  std::ofstream(tokens) << token << "\n";
+  const std::string sock = "unix:" + (dir.path() / "x.sock").string();
+  Process xbard({XBARD_PATH, "--listen", sock, "--state-dir", (dir.path() / "state").string(),
+                 "--auth-token-file", tokens.string()},
+                dir.path() / "xbard.log");
+  auto ctl = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = {XBARCTL_PATH, "--server", sock, "--timeout", "5"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_split(argv, dir.path());
+  };
+  Ran r;
+  ASSERT_TRUE(testing::eventually([&] {
+    r = ctl({"status"});
+    return r.rc == 0;
+  })) << r
+      << xbard.output();
+  const std::string id = "op-000000000000";
+  r = ctl({"cancel", id});
+  EXPECT_EQ(r.rc, 7) << r;
+  EXPECT_NE(r.err.find("XBAR_TOKEN"), std::string::npos) << r;
+  r = ctl({"--json", "cancel", id, "--token", "not-the-token-at-all"});
+  EXPECT_EQ(r.rc, 7) << r;
+  EXPECT_TRUE(r.out.empty()) << r;
+  EXPECT_EQ(ctl({"--token", token, "cancel", id}).rc, 4);  // through to the lookup
+  r = ctl({"--json", "operations"});
   EXPECT_EQ(r.rc, 0) << r;
   parse_json(r.out);
 }

@@ -16,6 +16,7 @@
 #include "cli.h"
 #include "heatmap.h"
 #include "json.h"
+#include "operation_cmds.h"
 #include "progress.h"
 #include "xbar/v1/arrays.grpc.pb.h"
 #include "xbar/v1/board.grpc.pb.h"
@@ -41,6 +42,7 @@ struct ProgramArgs {
   uint32_t max_rounds = 0;  // 0: the daemon's default
   bool skip_known_faults = false;
   std::string csv_out, png_out;
+  bool detach = false;
 };
 
 struct ScanArgs {
@@ -49,6 +51,7 @@ struct ScanArgs {
   bool destructive = false;
   bool yes = false;
   std::string png;
+  bool detach = false;
 };
 
 // Share of a program-verify round's devices that are done (converged or given up on).
@@ -287,6 +290,11 @@ std::expected<std::vector<float>, std::string> read_target_csv(const std::string
 }
 
 int cmd_program(const Session& session, const ProgramArgs& a) {
+  if (a.detach && (!a.csv_out.empty() || !a.png_out.empty())) {
+    std::cerr << "xbarctl: --csv and --png need the result: not with --detach (xbarctl read "
+                 "--csv/--png once it is done)\n";
+    return kUsage;
+  }
   v1::ProgramArrayRequest req;
   req.set_array(a.array);
   int rows = 64, cols = 64;
@@ -314,20 +322,19 @@ int cmd_program(const Session& session, const ProgramArgs& a) {
   req.set_skip_known_faults(a.skip_known_faults);
   auto stub = v1::ArrayService::NewStub(session.channel());
   auto ctx = session.context(kLongCallS);
+  if (a.detach) request_detach(*ctx);
   auto reader = stub->ProgramArray(ctx.get(), req);
   v1::ProgramArrayResponse msg;
+  bool got = reader->Read(&msg);
+  if (auto rc = after_first_message(session, *ctx, *reader, got, a.detach)) return *rc;
+  const std::string op = operation_id(*ctx);
   v1::ProgramReport report;
   bool have_report = false;
   {
     Progress progress(session.progress());
     const std::string task = fmt::format("program array {}", a.array);
-    while (reader->Read(&msg)) {
-      if (msg.has_round()) {
-        progress.bar(task, round_fraction(msg.round()), round_detail(msg.round()));
-      } else if (msg.has_report()) {
-        report = msg.report();
-        have_report = true;
-      }
+    for (; got; got = reader->Read(&msg)) {
+      if (show_program_message(progress, task, msg, &report)) have_report = true;
     }
   }
   const grpc::Status s = reader->Finish();
@@ -357,47 +364,7 @@ int cmd_program(const Session& session, const ProgramArgs& a) {
       return kFailed;
     }
   }
-  if (session.json()) {
-    JsonWriter w;
-    w.begin_object()
-        .field("array", a.array)
-        .key("within_tol_pct")
-        .fixed(report.within_tol_pct(), 3)
-        .field("tol_uS", a.tol_uS)
-        .key("error_sigma_uS")
-        .fixed(report.error_sigma_us(), 3)
-        .field("rounds", report.rounds())
-        .field("transactions", report.transactions())
-        .key("pulses_per_device_mean")
-        .fixed(report.pulses_per_device_mean(), 3)
-        .field("pulses_per_device_p99", report.pulses_per_device_p99())
-        .field("abandoned", report.abandoned_size())
-        .field("skipped", report.skipped())
-        .field("cancelled", report.cancelled())
-        .key("pulse_time_ms")
-        .fixed(report.pulse_time_ms(), 3);
-    w.key("abandoned_cells").begin_array();
-    for (const auto& c : report.abandoned())
-      w.begin_object().field("row", c.row()).field("col", c.col()).end_object();
-    w.end_array();
-    if (!a.csv_out.empty()) w.field("csv", a.csv_out);
-    if (!a.png_out.empty()) w.field("png", a.png_out);
-    w.end_object();
-    std::cout << w.text() << "\n";
-  } else {
-    std::cout << fmt::format("array {}: {:.2f} % within ±{} uS (sigma of final error {:.2f} uS)\n",
-                             a.array, report.within_tol_pct(), a.tol_uS, report.error_sigma_us());
-    std::cout << fmt::format("{} rounds, {} board transactions, {:.1f} ms of pulses\n",
-                             report.rounds(), report.transactions(), report.pulse_time_ms());
-    std::cout << fmt::format("pulses per device: mean {:.2f}, p99 {}\n",
-                             report.pulses_per_device_mean(), report.pulses_per_device_p99());
-    std::cout << fmt::format("abandoned {} (recorded in the fault map), skipped {}{}\n",
-                             report.abandoned_size(), report.skipped(),
-                             report.cancelled() ? ", CANCELLED" : "");
-    if (!a.csv_out.empty()) std::cout << "wrote " << a.csv_out << "\n";
-    if (!a.png_out.empty()) std::cout << "wrote " << a.png_out << "\n";
-  }
-  return report.cancelled() ? kFailed : kOk;
+  return print_program_result(session, report, {a.array, a.tol_uS, a.csv_out, a.png_out, op});
 }
 
 // How far a scan is, from its phase (remember, set, reset, confirm, restore rounds, done).
@@ -418,31 +385,29 @@ int cmd_scan(const Session& session, const ScanArgs& a) {
               << " hard-RESET and loses what it holds; add --yes to confirm\n";
     return kUsage;
   }
+  if (a.detach && !a.png.empty()) {
+    std::cerr << "xbarctl: --png needs the result: not with --detach\n";
+    return kUsage;
+  }
   auto stub = v1::ArrayService::NewStub(session.channel());
   v1::ScanFaultsRequest req;
   req.set_array(a.array);
   req.set_quick(a.quick);
   req.set_destructive(a.destructive);
   auto ctx = session.context(kLongCallS);
+  if (a.detach) request_detach(*ctx);
   auto reader = stub->ScanFaults(ctx.get(), req);
   v1::ScanFaultsResponse msg;
+  bool got = reader->Read(&msg);
+  if (auto rc = after_first_message(session, *ctx, *reader, got, a.detach)) return *rc;
+  const std::string op = operation_id(*ctx);
   v1::ScanReport rep;
   bool have = false;
   {
     Progress progress(session.progress());
     const std::string task = fmt::format("scan array {}", a.array);
-    while (reader->Read(&msg)) {
-      if (msg.has_phase()) {
-        const auto& p = msg.phase();
-        std::string detail =
-            fmt::format("{}: stuck-high {} stuck-low {}, {} transactions", p.phase(),
-                        p.stuck_high(), p.stuck_low(), p.transactions());
-        if (p.has_restore()) detail += ", restore " + round_detail(p.restore());
-        progress.bar(task, scan_fraction(p), detail);
-      } else if (msg.has_report()) {
-        rep = msg.report();
-        have = true;
-      }
+    for (; got; got = reader->Read(&msg)) {
+      if (show_scan_message(progress, task, msg, &rep)) have = true;
     }
   }
   const grpc::Status s = reader->Finish();
@@ -463,58 +428,7 @@ int cmd_scan(const Session& session, const ScanArgs& a) {
       return kFailed;
     }
   }
-  if (session.json()) {
-    JsonWriter w;
-    w.begin_object()
-        .field("array", rep.array())
-        .field("quick", rep.quick())
-        .field("stuck_high", rep.stuck_high())
-        .field("stuck_low", rep.stuck_low())
-        .field("destructive", rep.destructive())
-        .field("disturbed", rep.disturbed())
-        .field("cancelled", rep.cancelled())
-        .key("restore_within_tol_pct")
-        .fixed(rep.restore_within_tol_pct(), 3)
-        .key("restore_rms_error_uS")
-        .fixed(rep.restore_rms_error_us(), 3)
-        .field("transactions", rep.transactions())
-        .key("board_time_ms")
-        .fixed(rep.board_time_ms(), 3)
-        .field("rejected_candidates", rep.rejected_candidates());
-    if (draw) w.field("png", a.png);
-    w.key("faults").begin_array();
-    for (const auto& f : rep.faults()) {
-      w.begin_object()
-          .field("row", f.row())
-          .field("col", f.col())
-          .field("kind", f.kind())
-          .key("g_uS")
-          .fixed(f.g_us(), 3)
-          .end_object();
-    }
-    w.end_array().end_object();
-    std::cout << w.text() << "\n";
-  } else {
-    std::cout << fmt::format("array {}: {} stuck-high, {} stuck-low{}\n", rep.array(),
-                             rep.stuck_high(), rep.stuck_low(),
-                             rep.quick() ? " suspected (read-only check)" : "");
-    for (const auto& f : rep.faults()) {
-      std::cout << fmt::format("  row {:>2} col {:>2}  {:<10} at {:.1f} uS\n", f.row(), f.col(),
-                               f.kind(), f.g_us());
-    }
-    if (!rep.quick()) {
-      std::cout << fmt::format("{} transactions, {:.1f} ms of board time; ", rep.transactions(),
-                               rep.board_time_ms());
-      if (rep.destructive()) {
-        std::cout << "destructive: the array was left hard-RESET\n";
-      } else {
-        std::cout << fmt::format("restored: {:.2f} % within tolerance, rms error {:.2f} uS\n",
-                                 rep.restore_within_tol_pct(), rep.restore_rms_error_us());
-      }
-    }
-    if (draw) std::cout << "wrote " << a.png << "\n";
-  }
-  return rep.cancelled() ? kFailed : kOk;
+  return print_scan_result(session, rep, draw ? a.png : std::string(), op);
 }
 
 int cmd_faults(const Session& session, int array) {
@@ -553,6 +467,139 @@ int cmd_faults(const Session& session, int array) {
 }
 
 }  // namespace
+
+bool show_program_message(Progress& progress, std::string_view task,
+                          const v1::ProgramArrayResponse& msg, v1::ProgramReport* report) {
+  if (msg.has_round()) {
+    progress.bar(task, round_fraction(msg.round()), round_detail(msg.round()));
+  } else if (msg.has_report()) {
+    *report = msg.report();
+    return true;
+  }
+  return false;
+}
+
+bool show_scan_message(Progress& progress, std::string_view task, const v1::ScanFaultsResponse& msg,
+                       v1::ScanReport* report) {
+  if (msg.has_phase()) {
+    const auto& p = msg.phase();
+    std::string detail = fmt::format("{}: stuck-high {} stuck-low {}, {} transactions", p.phase(),
+                                     p.stuck_high(), p.stuck_low(), p.transactions());
+    if (p.has_restore()) detail += ", restore " + round_detail(p.restore());
+    progress.bar(task, scan_fraction(p), detail);
+  } else if (msg.has_report()) {
+    *report = msg.report();
+    return true;
+  }
+  return false;
+}
+
+int print_program_result(const Session& session, const v1::ProgramReport& report,
+                         const ProgramResultInfo& info) {
+  if (session.json()) {
+    JsonWriter w;
+    w.begin_object();
+    operation_field(w, info.operation);
+    w.key("array");
+    info.array ? w.value(*info.array) : w.null();
+    w.key("within_tol_pct").fixed(report.within_tol_pct(), 3).key("tol_uS");
+    info.tol_uS ? w.value(*info.tol_uS) : w.null();
+    w.key("error_sigma_uS")
+        .fixed(report.error_sigma_us(), 3)
+        .field("rounds", report.rounds())
+        .field("transactions", report.transactions())
+        .key("pulses_per_device_mean")
+        .fixed(report.pulses_per_device_mean(), 3)
+        .field("pulses_per_device_p99", report.pulses_per_device_p99())
+        .field("abandoned", report.abandoned_size())
+        .field("skipped", report.skipped())
+        .field("cancelled", report.cancelled())
+        .key("pulse_time_ms")
+        .fixed(report.pulse_time_ms(), 3);
+    w.key("abandoned_cells").begin_array();
+    for (const auto& c : report.abandoned())
+      w.begin_object().field("row", c.row()).field("col", c.col()).end_object();
+    w.end_array();
+    if (!info.csv.empty()) w.field("csv", info.csv);
+    if (!info.png.empty()) w.field("png", info.png);
+    w.end_object();
+    std::cout << w.text() << "\n";
+  } else {
+    std::cout << fmt::format("{}: {:.2f} % within {} (sigma of final error {:.2f} uS)\n",
+                             info.array ? fmt::format("array {}", *info.array) : "program-verify",
+                             report.within_tol_pct(),
+                             info.tol_uS ? fmt::format("±{} uS", *info.tol_uS) : "tolerance",
+                             report.error_sigma_us());
+    std::cout << fmt::format("{} rounds, {} board transactions, {:.1f} ms of pulses\n",
+                             report.rounds(), report.transactions(), report.pulse_time_ms());
+    std::cout << fmt::format("pulses per device: mean {:.2f}, p99 {}\n",
+                             report.pulses_per_device_mean(), report.pulses_per_device_p99());
+    std::cout << fmt::format("abandoned {} (recorded in the fault map), skipped {}{}\n",
+                             report.abandoned_size(), report.skipped(),
+                             report.cancelled() ? ", CANCELLED" : "");
+    if (!info.csv.empty()) std::cout << "wrote " << info.csv << "\n";
+    if (!info.png.empty()) std::cout << "wrote " << info.png << "\n";
+  }
+  return report.cancelled() ? kFailed : kOk;
+}
+
+int print_scan_result(const Session& session, const v1::ScanReport& rep, const std::string& png,
+                      const std::string& operation) {
+  if (session.json()) {
+    JsonWriter w;
+    w.begin_object();
+    operation_field(w, operation);
+    w.field("array", rep.array())
+        .field("quick", rep.quick())
+        .field("stuck_high", rep.stuck_high())
+        .field("stuck_low", rep.stuck_low())
+        .field("destructive", rep.destructive())
+        .field("disturbed", rep.disturbed())
+        .field("cancelled", rep.cancelled())
+        .key("restore_within_tol_pct")
+        .fixed(rep.restore_within_tol_pct(), 3)
+        .key("restore_rms_error_uS")
+        .fixed(rep.restore_rms_error_us(), 3)
+        .field("transactions", rep.transactions())
+        .key("board_time_ms")
+        .fixed(rep.board_time_ms(), 3)
+        .field("rejected_candidates", rep.rejected_candidates());
+    if (!png.empty()) w.field("png", png);
+    w.key("faults").begin_array();
+    for (const auto& f : rep.faults()) {
+      w.begin_object()
+          .field("row", f.row())
+          .field("col", f.col())
+          .field("kind", f.kind())
+          .key("g_uS")
+          .fixed(f.g_us(), 3)
+          .end_object();
+    }
+    w.end_array().end_object();
+    std::cout << w.text() << "\n";
+  } else {
+    std::cout << fmt::format("array {}: {} stuck-high, {} stuck-low{}{}\n", rep.array(),
+                             rep.stuck_high(), rep.stuck_low(),
+                             rep.quick() ? " suspected (read-only check)" : "",
+                             rep.cancelled() ? ", CANCELLED" : "");
+    for (const auto& f : rep.faults()) {
+      std::cout << fmt::format("  row {:>2} col {:>2}  {:<10} at {:.1f} uS\n", f.row(), f.col(),
+                               f.kind(), f.g_us());
+    }
+    if (!rep.quick()) {
+      std::cout << fmt::format("{} transactions, {:.1f} ms of board time; ", rep.transactions(),
+                               rep.board_time_ms());
+      if (rep.destructive()) {
+        std::cout << "destructive: the array was left hard-RESET\n";
+      } else {
+        std::cout << fmt::format("restored: {:.2f} % within tolerance, rms error {:.2f} uS\n",
+                                 rep.restore_within_tol_pct(), rep.restore_rms_error_us());
+      }
+    }
+    if (!png.empty()) std::cout << "wrote " << png << "\n";
+  }
+  return rep.cancelled() ? kFailed : kOk;
+}
 
 struct BoardCommands::Impl {
   CLI::App *info = nullptr, *status = nullptr, *read = nullptr, *program = nullptr, *scan = nullptr,
@@ -604,11 +651,15 @@ BoardCommands::BoardCommands(CLI::App& app) : impl_(std::make_unique<Impl>()) {
                       "leave recorded stuck devices alone");
   m.program->add_option("--csv", m.pa.csv_out, "write the final read-back as CSV");
   m.program->add_option("--png", m.pa.png_out, "write the final read-back as a heat map PNG");
+  m.program->add_flag("--detach", m.pa.detach,
+                      "start it and return: print the operation id (xbarctl watch ID follows it)");
   m.program->footer(
-      footer_with("Progress (a bar per round) goes to stderr; exit 1 when the run was cancelled.\n"
+      footer_with("Progress (a bar per round) goes to stderr, after the operation id; exit 1 when\n"
+                  "the run was cancelled. --detach: xbard goes on without the call.\n"
                   "Examples:\n  xbarctl program --array 0 --target weights.csv --tol 4\n"
                   "  xbarctl program --array 1 --random 7:200 --png a1.png\n"
-                  "  xbarctl --json --quiet program -a 2 --random 20:150 --csv a2.csv"));
+                  "  xbarctl --json --quiet program -a 2 --random 20:150 --csv a2.csv\n"
+                  "  xbarctl program -a 0 --random 7:200 --detach"));
 
   m.scan = app.add_subcommand("scan", "find stuck devices (active scan, restores the array)");
   m.scan->add_option("--array,-a", m.sa.array, "array index (0..2)")->required();
@@ -617,10 +668,12 @@ BoardCommands::BoardCommands(CLI::App& app) : impl_(std::make_unique<Impl>()) {
   m.scan->add_flag("--yes", m.sa.yes, "confirm --destructive");
   m.scan->add_option("--png", m.sa.png,
                      "heat map of the read after the hard RESET (--quick: of the read)");
+  m.scan->add_flag("--detach", m.sa.detach,
+                   "start it and return: print the operation id (xbarctl watch ID follows it)");
   m.scan->footer(footer_with(
       "Findings are recorded in the chip's fault map (xbarctl faults); --quick only suspects.\n"
       "Examples:\n  xbarctl scan --array 0 --png scan0.png\n  xbarctl scan --array 2 --quick\n"
-      "  xbarctl scan -a 1 --destructive --yes"));
+      "  xbarctl scan -a 1 --destructive --yes\n  xbarctl scan -a 0 --detach"));
 
   m.faults = app.add_subcommand("faults", "the chip's recorded fault map");
   m.faults->add_option("--array,-a", m.faults_array, "only this array");

@@ -94,7 +94,7 @@ void add_global_options(CLI::App& app, GlobalOptions& o) {
       ->group(conn);
   app.add_option("--timeout", o.timeout_s,
                  "seconds before a call is abandoned (default 30; 600 for program, scan, "
-                 "deploy, deploy-model and stream)")
+                 "deploy, deploy-model, stream and watch)")
       ->check(CLI::PositiveNumber)
       ->group(conn);
   const std::string out = "Output";

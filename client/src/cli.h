@@ -32,7 +32,7 @@ enum Exit : int {
 /// The exit code of a failed call.
 int exit_for(const grpc::Status& status);
 
-/// Deadline of long operations (program, scan, deploy, deploy-model, stream) unless --timeout
+/// Deadline of long calls (program, scan, deploy, deploy-model, stream, watch) unless --timeout
 /// is given: programming three arrays of a real board takes minutes.
 inline constexpr double kLongCallS = 600;
 

@@ -19,6 +19,7 @@
 
 #include "cli.h"
 #include "json.h"
+#include "operation_cmds.h"
 #include "progress.h"
 #include "xbar/v1/arrays.grpc.pb.h"
 #include "xbar/v1/kernels.grpc.pb.h"
@@ -76,6 +77,7 @@ struct DeployArgs {
   double tol_uS = 0;
   uint32_t max_rounds = 0;
   double max_nrmse = 0;
+  bool detach = false;
 };
 
 struct MapArgs {
@@ -151,6 +153,33 @@ void show_deploy_progress(Progress& progress, const v1::DeployProgress& p) {
   progress.note(fmt::format("{:<8} {}", p.stage(), what));
 }
 
+bool show_deploy_message(Progress& progress, const v1::DeployKernelResponse& msg,
+                         v1::Deployment* deployment) {
+  if (msg.has_progress()) {
+    show_deploy_progress(progress, msg.progress());
+  } else if (msg.has_deployment()) {
+    *deployment = msg.deployment();
+    return true;
+  }
+  return false;
+}
+
+int print_deploy_result(const Session& session, const v1::Deployment& dep,
+                        const std::string& operation) {
+  if (session.json()) {
+    v1::Deployment d = without_matrices(dep);
+    d.clear_model();
+    std::cout << with_operation(proto_json(d), operation) << "\n";
+    if (dep.state() != "ready") {
+      std::cerr << fmt::format("xbarctl: deployment {} is {}: {}\n", dep.id(), dep.state(),
+                               dep.message().empty() ? "no reason given" : dep.message());
+    }
+  } else {
+    std::cout << format_deployment(dep);
+  }
+  return dep.state() == "ready" ? kOk : kFailed;
+}
+
 std::string format_deployment(const v1::Deployment& d) {
   const auto [g_min, g_max] = window_uS(d.kernel_set());
   std::string o = fmt::format("deployment {} \"{}\": {}\n", d.id(), d.name(), d.state());
@@ -220,14 +249,18 @@ DeployCommands::DeployCommands(CLI::App& app) : impl_(std::make_unique<Impl>()) 
                        "program-verify rounds per array (default: the daemon's)");
   m.deploy->add_option("--max-nrmse", m.da.max_nrmse,
                        "read-back NRMSE above which the deployment is degraded (default 0.5)");
+  m.deploy->add_flag("--detach", m.da.detach,
+                     "start it and return: print the operation id (xbarctl watch ID follows it)");
   m.deploy->footer(footer_with(
       "Progress (stages, a bar per array) goes to stderr. Exit 0 when the deployment is ready,\n"
       "1 when degraded or failed, 6 when the arrays are held by another deployment (--replace).\n"
       "The call's deadline is --timeout when given, else 600 s. --json: the Deployment without\n"
-      "its 64x64 matrices (xbarctl --json deployment ID --full has them).\n"
+      "its 64x64 matrices (xbarctl --json deployment ID --full has them) and \"operation\".\n"
+      "--detach: prints the operation id and returns; xbard goes on (xbarctl watch ID).\n"
       "Examples:\n  xbarctl deploy configs/kernels/example.json\n"
       "  xbarctl deploy configs/kernels/example-2bit.json --name q2 --arrays 0,1,2 --replace\n"
-      "  xbarctl --json --quiet deploy kernels.json --remap naive > report.json"));
+      "  xbarctl --json --quiet deploy kernels.json --remap naive > report.json\n"
+      "  xbarctl deploy configs/kernels/example.json --replace --detach"));
 
   m.list = app.add_subcommand("deployments", "the deployments recorded for the chip, newest first");
   m.list->footer(footer_with(
@@ -301,19 +334,18 @@ int DeployCommands::Impl::run_deploy(const Session& session, v1::KernelService::
   req.set_max_nrmse(da.max_nrmse);
 
   auto ctx = session.context(kLongCallS);
+  if (da.detach) request_detach(*ctx);
   auto reader = stub.DeployKernel(ctx.get(), req);
   v1::DeployKernelResponse msg;
+  bool got = reader->Read(&msg);
+  if (auto rc = after_first_message(session, *ctx, *reader, got, da.detach)) return *rc;
+  const std::string op = operation_id(*ctx);
   v1::Deployment dep;
   bool have = false;
   {
     Progress progress(session.progress());
-    while (reader->Read(&msg)) {
-      if (msg.has_progress()) {
-        show_deploy_progress(progress, msg.progress());
-      } else if (msg.has_deployment()) {
-        dep = msg.deployment();
-        have = true;
-      }
+    for (; got; got = reader->Read(&msg)) {
+      if (show_deploy_message(progress, msg, &dep)) have = true;
     }
   }
   const grpc::Status s = reader->Finish();
@@ -330,16 +362,7 @@ int DeployCommands::Impl::run_deploy(const Session& session, v1::KernelService::
     std::cerr << "xbarctl: the daemon sent no deployment\n";
     return kFailed;
   }
-  if (session.json()) {
-    std::cout << proto_json(without_matrices(dep)) << "\n";
-    if (dep.state() != "ready") {
-      std::cerr << fmt::format("xbarctl: deployment {} is {}: {}\n", dep.id(), dep.state(),
-                               dep.message().empty() ? "no reason given" : dep.message());
-    }
-  } else {
-    std::cout << format_deployment(dep);
-  }
-  return dep.state() == "ready" ? kOk : kFailed;
+  return print_deploy_result(session, dep, op);
 }
 
 int DeployCommands::Impl::run_list(const Session& session, v1::KernelService::Stub& stub) const {

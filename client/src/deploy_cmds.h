@@ -41,6 +41,17 @@ std::string format_deployment(const v1::Deployment& deployment);
 /// stage message, a bar per array while it is programmed.
 void show_deploy_progress(Progress& progress, const v1::DeployProgress& p);
 
+/// Shows one DeployKernel or DeployModel message on `progress` (show_deploy_progress). When it
+/// is the deployment (the last message), copies it to `deployment` and returns true.
+bool show_deploy_message(Progress& progress, const v1::DeployKernelResponse& msg,
+                         v1::Deployment* deployment);
+
+/// Prints the result of a deploy or deploy-model: format_deployment(), or with --json the
+/// Deployment without its 64x64 matrices and its model, `"operation"` its first key. Returns
+/// the exit code: 0 when the deployment is ready, 1 otherwise (the reason on stderr).
+int print_deploy_result(const Session& session, const v1::Deployment& deployment,
+                        const std::string& operation);
+
 class DeployCommands {
  public:
   /// Registers the subcommands on `app` (which must outlive this object).

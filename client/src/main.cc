@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "deploy_cmds.h"
 #include "model_cmds.h"
+#include "operation_cmds.h"
 
 namespace {
 
@@ -16,7 +17,7 @@ constexpr const char* kFooter =
     "  1 failed (also: a deployment that is not ready, a cancelled run)\n"
     "  2 usage, unreadable input, or an argument xbard rejected (INVALID_ARGUMENT)\n"
     "  3 xbard unreachable (or TLS handshake failed), or xbard cannot reach the board\n"
-    "  4 not found (NOT_FOUND: e.g. no such deployment)\n"
+    "  4 not found (NOT_FOUND: e.g. no such deployment or operation)\n"
     "  5 timeout (DEADLINE_EXCEEDED: --timeout ran out)\n"
     "  6 refused in the present state (FAILED_PRECONDITION: e.g. arrays held by another\n"
     "    deployment without --replace, a deployment without a model)\n"
@@ -28,6 +29,7 @@ constexpr const char* kFooter =
     "  xbarctl --server unix:/run/xbard/xbard.sock status\n"
     "  xbarctl --server lab-pc:50051 --tls-ca ca.pem --token-file ~/.xbar-token bench\n"
     "  xbarctl read --array 0 --png a0.png\n"
+    "  xbarctl deploy-model model.json --detach && xbarctl operations --running\n"
     "  XBAR_SERVER=lab-pc:50051 xbarctl --json status";
 
 }  // namespace
@@ -44,6 +46,7 @@ int main(int argc, char** argv) {
   const DeployCommands kernel_cmds(app);  // deploy, deployments, deployment, undeploy, map
   const ModelCommands model_cmds(app);    // deploy-model, infer, stream
   const BenchCommands bench_cmds(app);    // bench
+  const OperationCommands op_cmds(app);   // operations, operation, watch, cancel
   app.footer(kFooter);                    // after the subcommands: they would inherit it
 
   try {
@@ -62,5 +65,6 @@ int main(int argc, char** argv) {
   if (auto rc = kernel_cmds.run(*session)) return *rc;
   if (auto rc = model_cmds.run(*session)) return *rc;
   if (auto rc = bench_cmds.run(*session)) return *rc;
+  if (auto rc = op_cmds.run(*session)) return *rc;
   return kUsage;
 }

@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "deploy_cmds.h"
 #include "json.h"
+#include "operation_cmds.h"
 #include "progress.h"
 #include "xbar/audio/audio.h"
 #include "xbar/v1/kernels.grpc.pb.h"
@@ -55,7 +56,7 @@ struct ModelCommands::Impl {
   int rate_hz = 0;  // 0: the model's
   std::string model_path, name, clip, deployment;
   std::vector<uint32_t> arrays;
-  bool replace = false, software = false, kernel_outputs = false;
+  bool replace = false, software = false, kernel_outputs = false, detach = false;
   std::string remap = "auto";
   double tol_uS = 0, max_nrmse = 0;
   uint32_t max_rounds = 0;
@@ -84,11 +85,15 @@ ModelCommands::ModelCommands(CLI::App& app) : impl_(std::make_unique<Impl>()) {
                        "program-verify rounds per array (default: the daemon's)");
   m.deploy->add_option("--max-nrmse", m.max_nrmse,
                        "read-back NRMSE above which the deployment is degraded (default 0.5)");
+  m.deploy->add_flag("--detach", m.detach,
+                     "start it and return: print the operation id (xbarctl watch ID follows it)");
   m.deploy->footer(footer_with(
       "Progress (stages, a bar per array) goes to stderr. Exit 0 when the deployment is ready,\n"
       "1 when degraded or failed, 6 when the arrays are held by another deployment.\n"
+      "--detach: prints the operation id and returns; xbard goes on (xbarctl watch ID).\n"
       "Examples:\n  xbarctl deploy-model models/example-model.json --replace\n"
-      "  xbarctl --json deploy-model model.json --name kws-v2 --arrays 0,1,2 | jq -r .id"));
+      "  xbarctl --json deploy-model model.json --name kws-v2 --arrays 0,1,2 | jq -r .id\n"
+      "  xbarctl deploy-model models/example-model.json --replace --detach"));
 
   m.infer = app.add_subcommand("infer", "classify one clip (WAV/FLAC) with a deployed model");
   m.infer->add_option("CLIP", m.clip, "audio file: WAV, FLAC or OGG, any rate and channels")
@@ -154,19 +159,18 @@ int ModelCommands::Impl::run_deploy(const Session& session) const {
   o->set_max_nrmse(max_nrmse);
   auto stub = v1::ModelService::NewStub(session.channel());
   auto ctx = session.context(kLongCallS);
+  if (detach) request_detach(*ctx);
   auto reader = stub->DeployModel(ctx.get(), req);
   v1::DeployKernelResponse msg;
+  bool got = reader->Read(&msg);
+  if (auto rc = after_first_message(session, *ctx, *reader, got, detach)) return *rc;
+  const std::string op = operation_id(*ctx);
   v1::Deployment dep;
   bool have = false;
   {
     Progress progress(session.progress());
-    while (reader->Read(&msg)) {
-      if (msg.has_deployment()) {
-        dep = msg.deployment();
-        have = true;
-      } else if (msg.has_progress()) {
-        show_deploy_progress(progress, msg.progress());
-      }
+    for (; got; got = reader->Read(&msg)) {
+      if (show_deploy_message(progress, msg, &dep)) have = true;
     }
   }
   const grpc::Status s = reader->Finish();
@@ -175,23 +179,7 @@ int ModelCommands::Impl::run_deploy(const Session& session) const {
     std::cerr << "xbarctl: the daemon sent no deployment\n";
     return kFailed;
   }
-  if (session.json()) {
-    v1::Deployment d = dep;
-    for (auto& p : *d.mutable_placements()) {
-      p.clear_target_us();
-      p.clear_readback_us();
-      p.mutable_programming()->clear_final_us();
-    }
-    d.clear_model();
-    std::cout << proto_json(d) << "\n";
-    if (dep.state() != "ready") {
-      std::cerr << fmt::format("xbarctl: deployment {} is {}: {}\n", dep.id(), dep.state(),
-                               dep.message().empty() ? "no reason given" : dep.message());
-    }
-  } else {
-    std::cout << format_deployment(dep);
-  }
-  return dep.state() == "ready" ? kOk : kFailed;
+  return print_deploy_result(session, dep, op);
 }
 
 int ModelCommands::Impl::run_infer(const Session& session) const {

@@ -1,0 +1,126 @@
+"""The xbar model file evaluated in numpy float64 exactly as the C++ software path computes it
+(drivers/kernel/src/kernel.cc discretize + quantize, drivers/kernel/src/model.cc run_ideal,
+drivers/model/src/model.cc forward). Used for the golden vectors and the accuracy numbers.
+
+    import refmodel
+    m = refmodel.load("models/reference/zero-one-2bit.json")
+    logits, probs = refmodel.forward(m, u)          # u: (clips, steps) float
+"""
+
+import json
+import math
+
+import numpy as np
+
+
+def quantize(x, bits, f):
+    """kernel.cc quantize: clamp(std::round(x n / f), -n, n) f / n (halves away from zero)."""
+    if bits <= 0:
+        return np.asarray(x, dtype=np.float64)
+    n = 2.0 ** (bits - 1) - 1
+    v = np.asarray(x, dtype=np.float64) * n / f
+    r = np.sign(v) * np.floor(np.abs(v) + 0.5)
+    return np.clip(r, -n, n) * f / n
+
+
+def quantize_c(z, bits, f):
+    return quantize(z.real, bits, f) + 1j * quantize(z.imag, bits, f)
+
+
+def _cplx(lst):
+    return np.array([complex(e.get("re", 0.0), e.get("im", 0.0)) for e in lst])
+
+
+def _linear(d):
+    w = np.array(d.get("weight", []), dtype=np.float64).reshape(d["outputs"], d["inputs"])
+    b = np.array(d.get("bias", []) or [0.0] * d["outputs"], dtype=np.float64)
+    return w, b
+
+
+def discretize(k):
+    """One kernel of the JSON -> (a_bar, c_bar, d) as kernel.cc discretize(spec, true)."""
+    q = k.get("quantization", {})
+    bits = int(q.get("bits", 0))
+    f_a = float(q.get("fScaleA", q.get("f_scale_a", 1.0)))
+    f_c = float(q.get("fScaleC", q.get("f_scale_c", 0.0)))
+    if "continuous" in k:
+        a, c = _cplx(k["continuous"]["a"]), _cplx(k["continuous"]["c"])
+    else:
+        a, c = _cplx(k["discrete"]["aBar"]), _cplx(k["discrete"]["cBar"])
+    if f_c <= 0:
+        f_c = max(np.abs(c.real).max(), np.abs(c.imag).max(), 1e-300)
+    a, c = quantize_c(a, bits, f_a), quantize_c(c, bits, f_c)
+    d = float(k.get("d", 0.0))
+    if "continuous" not in k:
+        return a, c, d
+    dt = math.exp(float(k["continuous"].get("logDt", k["continuous"].get("log_dt", 0.0))))
+    dta = dt * a
+    abar = np.exp(dta)
+    ratio = np.where(np.abs(dta) < 1e-8, dt + 0j, (abar - 1.0) / np.where(a == 0, 1, a))
+    return abar, c * ratio, d
+
+
+def load(path_or_dict):
+    m = path_or_dict
+    if isinstance(m, str):
+        with open(m) as f:
+            m = json.load(f)
+    ks = m["kernelSet"]["kernels"]
+    return {
+        "json": m,
+        "kernels": [discretize(k) for k in ks],
+        "encoder": _linear(m["encoder"]),
+        "mixing": _linear(m["mixing"]),
+        "decoder": _linear(m["decoder"]),
+        "glu": bool(m.get("glu", False)),
+        "classes": m.get("classes", []),
+    }
+
+
+def run_ideal(a_bar, c_bar, d, z):
+    """x_t = a_bar x_{t-1} + z_t, y_t = 2 Re(c_bar . x_t) + d z_t, batched over rows of z."""
+    b, t_len = z.shape
+    x = np.zeros((b, a_bar.size), dtype=np.complex128)
+    y = np.empty((b, t_len))
+    for t in range(t_len):
+        x = a_bar[None, :] * x + z[:, t:t + 1]
+        y[:, t] = 2 * (x * c_bar[None, :]).real.sum(axis=1) + d * z[:, t]
+    return y
+
+
+def forward(m, u, return_kernel_outputs=False):
+    """u: (clips, steps) -> (logits, probabilities), model.cc forward in float64."""
+    u = np.atleast_2d(np.asarray(u, dtype=np.float64))
+    we, be = m["encoder"]
+    h = we.shape[0]
+    ys = []
+    for k in range(h):
+        z = we[k, 0] * u + be[k]
+        ys.append(run_ideal(*m["kernels"][k], z))
+    y = np.stack(ys, axis=1)  # (B, H, T)
+    g = 0.5 * y * _erfc(-y / math.sqrt(2.0))
+    wm, bm = m["mixing"]
+    mix = np.einsum("oh,bht->bot", wm, g) + bm[None, :, None]
+    act = mix[:, :h] / (1.0 + np.exp(-mix[:, h:])) if m["glu"] else mix
+    pooled = act.mean(axis=2)
+    wd, bd = m["decoder"]
+    logits = pooled @ wd.T + bd
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs = e / e.sum(axis=1, keepdims=True)
+    if return_kernel_outputs:
+        return logits, probs, y
+    return logits, probs
+
+
+def _erfc(x):
+    """erfc elementwise in float64 (math.erfc, the C library's, as std::erfc)."""
+    flat = np.fromiter((math.erfc(v) for v in x.ravel()), dtype=np.float64, count=x.size)
+    return flat.reshape(x.shape)
+
+
+def accuracy(m, u, y, batch=256):
+    correct = 0
+    for i in range(0, len(u), batch):
+        logits, _ = forward(m, u[i:i + batch])
+        correct += int((logits.argmax(axis=1) == y[i:i + batch]).sum())
+    return correct / len(u)

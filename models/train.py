@@ -1,0 +1,481 @@
+#!/usr/bin/python3
+"""Trains the paper's S4D "zero"/"one" model (IMSSA §II-III) exactly as xbar's C++ forward pass
+computes it, with quantization-aware training at a fixed dynamic range (eq. 3), and exports it
+as an xbar model file (xbar.v1.Model JSON, like models/example-model.json).
+
+    /usr/bin/python3 models/train.py --bits 2 --out /tmp/zero-one-2bit.json
+    /usr/bin/python3 models/train.py --all          # float, 5-bit, 2-bit -> models/reference/
+                                                    #   + models/reference/golden.json
+    /usr/bin/python3 models/train.py --golden-only  # golden.json from the committed models
+    /usr/bin/python3 models/train.py --evaluate models/reference/zero-one-2bit.json
+
+The model (drivers/model/src/model.cc, drivers/kernel/src/kernel.cc):
+  u (871 steps: 48 kHz audio block-averaged by 64, peak-normalised, padded; models/data.py)
+  -> encoder Linear(1 -> 3) -> 3 S4D kernels, N = 14 complex modes each, B = 1, D = 0 (the
+     paper has no skip): ZOH A_bar = exp(dt A), C' = C (exp(dt A) - 1) / A,
+     y_t = 2 Re(C' . x_t), x_t = A_bar x_{t-1} + z_t
+  -> GELU (exact) -> mixing Linear(3 -> 6) + GLU -> mean over all 871 steps
+  -> decoder Linear(3 -> 2) -> softmax.
+Quantization (kernel.cc quantize, eq. 3 clamped): q(x) = clamp(round(x n / f), -n, n) f / n,
+n = 2^(bits-1) - 1, round halves away from zero, applied to Re and Im of A (f = fScaleA) and
+of C (f = fScaleC) BEFORE the ZOH; dt stays full precision. Straight-through estimator: the
+forward pass uses q(x), the gradient is that of x. Re(A) is kept at least one level below zero
+(|A_bar| < 1 is required by the C++ validator). The exported file carries the quantized A and
+C (q is idempotent, so the C++ compiler's own quantization leaves them unchanged) and the bits.
+
+Training is on the CPU (1 torch thread by default, --threads) in float32 with FFT convolutions; the
+accuracies reported are those of the exported file evaluated in float64 exactly as the C++
+software path does (models/refmodel.py; tests/golden_model_test.cc checks C++ against it).
+"""
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import data  # noqa: E402
+import refmodel  # noqa: E402
+
+H, N, T = 3, 14, 871
+CLASSES = ["zero", "one"]
+REFERENCE = os.path.join(HERE, "reference")
+
+# name -> (bits, fScaleA, fScaleC). f = 1: the paper's fixed dynamic range for 2-bit A (Fig. 2);
+# the same range for C and for 5 bits (the encoder absorbs C's scale).
+VARIANTS = {"float": (0, 1.0, 1.0), "5bit": (5, 1.0, 1.0), "2bit": (2, 1.0, 1.0)}
+
+
+def num(x):
+    return float(x) + 0.0  # no "-0.0" in the files
+
+
+def round_half_away(v):
+    return torch.sign(v) * torch.floor(torch.abs(v) + 0.5)
+
+
+def levels(x, bits, f, max_level=None):
+    """Integer quantization levels of x (float32, as in the forward pass)."""
+    n = 2 ** (bits - 1) - 1
+    r = torch.clamp(round_half_away(x * (n / f)), -n, n)
+    if max_level is not None:
+        r = torch.clamp(r, max=max_level)
+    return r
+
+
+def ste(x, bits, f, max_level=None):
+    if bits <= 0:
+        return x
+    n = 2 ** (bits - 1) - 1
+    q = levels(x, bits, f, max_level) * (f / n)
+    return x + (q - x).detach()
+
+
+def spread_log_dt(lo, hi, g):
+    """log dt of the H kernels: log-spaced over [lo, hi] (one slow, one fast kernel; random
+    dt's often start all kernels on the same band and training stalls there), jittered by
+    +-20 %."""
+    base = torch.linspace(math.log(lo), math.log(hi), H)
+    return base + (torch.rand(H, generator=g) - 0.5) * 0.4
+
+
+class S4DModel(torch.nn.Module):
+    def __init__(self, bits, f_a, f_c, seed):
+        super().__init__()
+        self.bits, self.f_a, self.f_c = bits, f_a, f_c
+        g = torch.Generator().manual_seed(seed)
+        self.enc = torch.nn.Linear(1, H)
+        self.mix = torch.nn.Linear(H, 2 * H)
+        self.dec = torch.nn.Linear(H, len(CLASSES))
+        for lin in (self.enc, self.mix, self.dec):
+            bound = 1 / math.sqrt(lin.in_features)
+            with torch.no_grad():
+                lin.weight.uniform_(-bound, bound, generator=g)
+                lin.bias.uniform_(-bound, bound, generator=g)
+        if bits == 0:
+            # S4D-Lin: A = -1/2 + i pi n; dt spread over [0.003, 0.1] (the band of each kernel
+            # is about [0, 13 pi dt] rad/step).
+            a_re = torch.full((H, N), -0.5)
+            a_im = math.pi * torch.arange(N).float().repeat(H, 1)
+            log_dt = spread_log_dt(0.003, 0.1, g)
+            c = torch.randn(H, N, 2, generator=g) * math.sqrt(0.5)
+        else:
+            # Inside the fixed range: Re(A) in [-f, -f/2], Im(A) spread over [0, f], C in range;
+            # dt spread over [0.1, 1.5] (|A| <= sqrt(2) f: the kernels start on different bands).
+            a_re = -f_a * (0.5 + 0.5 * torch.rand(H, N, generator=g))
+            a_im = f_a * torch.linspace(0, 1, N).repeat(H, 1)
+            log_dt = spread_log_dt(0.1, 1.5, g)
+            c = (torch.rand(H, N, 2, generator=g) * 2 - 1) * f_c
+        self.a_re = torch.nn.Parameter(a_re)
+        self.a_im = torch.nn.Parameter(a_im)
+        self.log_dt = torch.nn.Parameter(log_dt)
+        self.c = torch.nn.Parameter(c)
+
+    def clamp_(self):
+        """Keeps the latent parameters where the quantizer (and |A_bar| < 1) needs them."""
+        with torch.no_grad():
+            if self.bits > 0:
+                n = 2 ** (self.bits - 1) - 1
+                self.a_re.clamp_(-self.f_a, -0.6 * self.f_a / n)
+                self.a_im.clamp_(-self.f_a, self.f_a)
+                self.c.clamp_(-self.f_c, self.f_c)
+            else:
+                self.a_re.clamp_(max=-1e-4)
+            self.log_dt.clamp_(-12, 3)
+
+    def quantized(self):
+        """(A, C) as the forward pass uses them (quantized with the STE)."""
+        a_re = ste(self.a_re, self.bits, self.f_a, max_level=-1)
+        a_im = ste(self.a_im, self.bits, self.f_a)
+        c_re = ste(self.c[..., 0], self.bits, self.f_c)
+        c_im = ste(self.c[..., 1], self.bits, self.f_c)
+        return torch.complex(a_re, a_im), torch.complex(c_re, c_im)
+
+    def conv_kernel(self, length):
+        a, c = self.quantized()
+        dta = torch.exp(self.log_dt)[:, None] * a  # (H, N)
+        cbar = c * (torch.exp(dta) - 1) / a
+        l = torch.arange(length, dtype=torch.float32)
+        vander = torch.exp(dta[..., None] * l)  # (H, N, L)
+        return 2 * torch.einsum("hn,hnl->hl", cbar, vander).real
+
+    def forward(self, u):
+        """u: (B, T) -> logits (B, classes)."""
+        t_len = u.shape[-1]
+        z = self.enc.weight[:, 0][None, :, None] * u[:, None, :] + self.enc.bias[None, :, None]
+        k = self.conv_kernel(t_len)
+        nfft = 2 * t_len
+        y = torch.fft.irfft(torch.fft.rfft(z, n=nfft) * torch.fft.rfft(k, n=nfft), n=nfft)
+        y = y[..., :t_len]
+        g = F.gelu(y)
+        mix = torch.einsum("oh,bht->bot", self.mix.weight, g) + self.mix.bias[None, :, None]
+        act = mix[:, :H] * torch.sigmoid(mix[:, H:])
+        return self.dec(act.mean(dim=2))
+
+    def to_json(self, name):
+        """The xbar.v1.Model JSON (protobuf JSON mapping) of the model as trained."""
+        def lin(l):
+            return {"inputs": l.in_features, "outputs": l.out_features,
+                    "weight": [float(v) for v in l.weight.detach().reshape(-1)],
+                    "bias": [float(v) for v in l.bias.detach()]}
+
+        with torch.no_grad():
+            if self.bits > 0:
+                n = 2 ** (self.bits - 1) - 1
+                # The values exported are level * f / n in float64: what the C++ quantizer
+                # yields, and a fixed point of it.
+                a_re = levels(self.a_re, self.bits, self.f_a, -1).double() * self.f_a / n
+                a_im = levels(self.a_im, self.bits, self.f_a).double() * self.f_a / n
+                c_re = levels(self.c[..., 0], self.bits, self.f_c).double() * self.f_c / n
+                c_im = levels(self.c[..., 1], self.bits, self.f_c).double() * self.f_c / n
+            else:
+                a_re, a_im = self.a_re.double(), self.a_im.double()
+                c_re, c_im = self.c[..., 0].double(), self.c[..., 1].double()
+        kernels = []
+        for h in range(H):
+            k = {"name": "%s-k%d" % (name, h),
+                 "continuous": {
+                     "a": [{"re": num(a_re[h, j]), "im": num(a_im[h, j])} for j in range(N)],
+                     "logDt": float(self.log_dt[h]),
+                     "c": [{"re": num(c_re[h, j]), "im": num(c_im[h, j])} for j in range(N)]}}
+            if self.bits > 0:
+                k["quantization"] = {"bits": self.bits, "fScaleA": self.f_a, "fScaleC": self.f_c}
+            kernels.append(k)
+        return {
+            "name": name,
+            "preprocessing": {"sampleRateHz": data.RATE, "downsample": 64, "targetLength": T,
+                              "normalise": True},
+            "encoder": lin(self.enc),
+            "kernelSet": {"kernels": kernels, "window": {"gMinUS": 7.0, "gMaxUS": 200.0}},
+            "mixing": lin(self.mix),
+            "glu": True,
+            "decoder": lin(self.dec),
+            "classes": CLASSES,
+        }
+
+
+def init_encoder_from_data(model, u, target_std=1.5):
+    """Data-dependent init: the encoder's gains give every kernel output a standard deviation
+    of `target_std` over the clips `u` (bias 0), so GELU starts in its nonlinear range (the
+    peak-normalised speech is small on average and the model has no normalisation layer)."""
+    with torch.no_grad():
+        k = model.conv_kernel(u.shape[-1])
+        nfft = 2 * u.shape[-1]
+        y = torch.fft.irfft(torch.fft.rfft(u, n=nfft)[:, None, :] * torch.fft.rfft(k, n=nfft),
+                            n=nfft)[..., :u.shape[-1]]
+        std = y.std(dim=(0, 2)).clamp(min=1e-6)
+        sign = torch.sign(model.enc.weight[:, 0])
+        sign[sign == 0] = 1
+        model.enc.weight[:, 0] = sign * target_std / std
+        model.enc.bias.zero_()
+
+
+class Run:
+    """One training run: a model, its optimiser and its one-cycle schedule over `epochs`."""
+
+    def __init__(self, variant, seed, u, y, epochs, batch, lr):
+        bits, f_a, f_c = VARIANTS[variant]
+        torch.manual_seed(seed)
+        self.model = S4DModel(bits, f_a, f_c, seed)
+        self.model.clamp_()
+        init_encoder_from_data(self.model, u[:256])
+        m = self.model
+        kernel_params = [m.a_re, m.a_im, m.log_dt, m.c]
+        other = [p for n_, p in m.named_parameters() if n_.split(".")[0] in ("enc", "mix", "dec")]
+        # The kernel parameters at half the rate (S4 trains A and dt slower than the rest).
+        self.opt = torch.optim.Adam([{"params": other, "lr": lr},
+                                     {"params": kernel_params, "lr": lr * 0.5}])
+        self.sched = torch.optim.lr_scheduler.OneCycleLR(
+            self.opt, max_lr=[lr, lr * 0.5], pct_start=0.1, epochs=epochs,
+            steps_per_epoch=math.ceil(len(u) / batch))
+        self.u, self.y, self.batch, self.epoch = u, y, batch, 0
+        self.rng = torch.Generator().manual_seed(seed + 1)
+
+    def step_epoch(self):
+        perm = torch.randperm(len(self.u), generator=self.rng)
+        total, correct = 0.0, 0
+        for i in range(0, len(self.u), self.batch):
+            idx = perm[i:i + self.batch]
+            logits = self.model(self.u[idx])
+            loss = F.cross_entropy(logits, self.y[idx])
+            self.opt.zero_grad()
+            loss.backward()
+            self.opt.step()
+            self.sched.step()
+            self.model.clamp_()
+            total += float(loss) * len(idx)
+            correct += int((logits.argmax(1) == self.y[idx]).sum())
+        self.epoch += 1
+        return total / len(self.u), correct / len(self.u)
+
+    def evaluate(self, u, y):
+        with torch.no_grad():
+            logits = self.model(u)
+            return float(F.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean())
+
+
+def validation_split(ds, seed, fraction=0.2):
+    """Training clips -> (fit, validation) masks, speaker-disjoint, from the seed."""
+    speakers = sorted({c["speaker"] for c in ds["clips_train"]})
+    order = np.random.default_rng([seed, 11]).permutation(len(speakers))
+    held = {speakers[i] for i in order[:max(1, int(round(fraction * len(speakers))))]}
+    val = np.array([c["speaker"] in held for c in ds["clips_train"]])
+    return ~val, val
+
+
+def train(variant, ds, seed, epochs, batch, lr, candidates=4, probe_epochs=20, log=print):
+    """`candidates` runs (seeds seed*100 + k) train `probe_epochs` epochs on the fit part of
+    the training set; the one with the lowest loss on the validation speakers (held-out
+    training speakers, never the test set) trains on to `epochs`. Training an S4D layer this
+    small lands in poor minima from some initialisations (which band each kernel takes); the
+    restarts make the result depend much less on the seed."""
+    fit, val = validation_split(ds, seed)
+    u_all, y_all = torch.from_numpy(ds["u_train"]), torch.from_numpy(ds["y_train"])
+    u_fit, y_fit = u_all[torch.from_numpy(fit)], y_all[torch.from_numpy(fit)]
+    u_val, y_val = u_all[torch.from_numpy(val)], y_all[torch.from_numpy(val)]
+    t0 = time.time()
+    best = None
+    for k in range(candidates):
+        run = Run(variant, seed * 100 + k, u_fit, y_fit, epochs, batch, lr)
+        for _ in range(probe_epochs):
+            run.step_epoch()
+        vloss, vacc = run.evaluate(u_val, y_val)
+        log("  %s candidate %d: validation loss %.4f acc %.4f after %d epochs (%.0f s)" % (
+            variant, k, vloss, vacc, probe_epochs, time.time() - t0))
+        if best is None or vloss < best[0]:
+            best = (vloss, k, run)
+    run = best[2]
+    while run.epoch < epochs:
+        loss, acc = run.step_epoch()
+        if run.epoch % 20 == 0 or run.epoch == epochs:
+            vloss, vacc = run.evaluate(u_val, y_val)
+            log("  %s candidate %d epoch %3d  loss %.4f  fit acc %.4f  validation acc %.4f  "
+                "(%.0f s)" % (variant, best[1], run.epoch, loss, acc, vacc, time.time() - t0))
+    run.validation_accuracy = run.evaluate(u_val, y_val)[1]
+    run.candidate = best[1]
+    return run, time.time() - t0
+
+
+def breakdown(m, ds):
+    """Test accuracy of a refmodel overall and per recording condition (generated set)."""
+    logits, _ = refmodel.forward(m, ds["u_test"])
+    ok = logits.argmax(1) == ds["y_test"]
+    out = {"all": (float(ok.mean()), int(ok.size))}
+    cs = ds["clips_test"]
+    if cs and "snr_db" in cs[0]:
+        groups = {
+            "clean (no noise, no reverb)": [c["snr_db"] is None and not c["reverb"] for c in cs],
+            "noise 40 dB": [c["snr_db"] == 40 for c in cs],
+            "noise 30 dB": [c["snr_db"] == 30 for c in cs],
+            "noise 20 dB": [c["snr_db"] == 20 for c in cs],
+            "reverb": [bool(c["reverb"]) for c in cs],
+        }
+        for name, sel in groups.items():
+            sel = np.array(sel)
+            if sel.any():
+                out[name] = (float(ok[sel].mean()), int(sel.sum()))
+    return out
+
+
+def torch_logits(model, u):
+    with torch.no_grad():
+        return model(torch.from_numpy(np.asarray(u, dtype=np.float32))).double().numpy()
+
+
+def golden_clips(ds, count=5):
+    """`count` test clips, classes alternating, each from another speaker (deterministic)."""
+    picked, speakers = [], set()
+    for i, c in enumerate(ds["clips_test"]):
+        if c["speaker"] in speakers or c["label"] != len(picked) % 2:
+            continue
+        picked.append(i)
+        speakers.add(c["speaker"])
+        if len(picked) == count:
+            break
+    return picked
+
+
+def write_golden(ds, models, torch_models=None, wav_clips=2):
+    """golden.json: the clips' steps, and per model the float64 logits/probabilities."""
+    idx = golden_clips(ds)
+    clip_dir = os.path.join(REFERENCE, "clips")
+    os.makedirs(clip_dir, exist_ok=True)
+    clips = []
+    for j, i in enumerate(idx):
+        c = ds["clips_test"][i]
+        entry = {"id": os.path.basename(c["file"]).rsplit(".", 1)[0], "label": int(c["label"]),
+                 "word": c["word"], "speaker": c["speaker"],
+                 "steps": [float(v) for v in ds["u_test"][i]]}
+        if j < wav_clips:
+            dst = os.path.join(clip_dir, os.path.basename(c["path"]))
+            shutil.copyfile(c["path"], dst)
+            entry["wav"] = os.path.relpath(dst, REFERENCE)
+        clips.append(entry)
+    u = np.stack([ds["u_test"][i] for i in idx])
+    out = {
+        "about": "Golden vectors of the reference models (models/train.py). steps: the "
+                 "preprocessed input (float32 values; the wav, when given, preprocesses to "
+                 "them). logits/probabilities: the model file evaluated in float64 exactly as "
+                 "the C++ software path computes it (models/refmodel.py); torch_logits: the "
+                 "float32 training graph.",
+        "clips": clips,
+        "models": {},
+    }
+    for name, path in models.items():
+        m = refmodel.load(path)
+        logits, probs = refmodel.forward(m, u)
+        entry = {"file": os.path.basename(path),
+                 "logits": logits.tolist(), "probabilities": probs.tolist(),
+                 "labels": [int(v) for v in logits.argmax(1)]}
+        if torch_models and name in torch_models:
+            entry["torch_logits"] = torch_logits(torch_models[name], u).tolist()
+        out["models"][name] = entry
+    with open(os.path.join(REFERENCE, "golden.json"), "w") as f:
+        json.dump(out, f, indent=1)
+        f.write("\n")
+    return out
+
+
+def write_model(js, path):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(js, f, indent=1)
+        f.write("\n")
+
+
+def main():
+    ap = argparse.ArgumentParser(description="Train the S4D zero/one model (QAT) for xbar.")
+    ap.add_argument("--data", default=os.path.join(ROOT, "data", "digits-gen"),
+                    help="generated set (models/data.py generate) or an HD archive")
+    ap.add_argument("--languages", default="english", help="HD only: english[,german]")
+    ap.add_argument("--bits", choices=["0", "2", "5"], help="train one variant (0 = float)")
+    ap.add_argument("--out", help="model file for --bits")
+    ap.add_argument("--all", action="store_true",
+                    help="float, 5-bit, 2-bit into models/reference/ plus golden.json")
+    ap.add_argument("--golden-only", action="store_true")
+    ap.add_argument("--evaluate", nargs="*", help="model files: accuracy on the test split")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--epochs", type=int, default=100)
+    ap.add_argument("--candidates", type=int, default=4, help="restarts, best on validation")
+    ap.add_argument("--probe-epochs", type=int, default=20)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, help="default: 0.03 float, 0.01 quantized")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1: fastest on a shared 2-core machine)")
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(True)
+    t0 = time.time()
+    ds = data.load_dataset(args.data, tuple(args.languages.split(",")))
+    print("data: %d train, %d test clips (%.0f s)" % (len(ds["u_train"]), len(ds["u_test"]),
+                                                      time.time() - t0))
+    ref_paths = {v: os.path.join(REFERENCE, "zero-one-%s.json" % v)
+                 for v in ("2bit", "5bit", "float")}
+
+    if args.evaluate is not None:
+        for p in args.evaluate or ref_paths.values():
+            m = refmodel.load(p)
+            print("%s: train accuracy %.4f" % (
+                p, refmodel.accuracy(m, ds["u_train"], ds["y_train"])))
+            for name, (acc, count) in breakdown(m, ds).items():
+                print("  test %-28s %.4f  (%d clips)" % (name, acc, count))
+        return
+    if args.golden_only:
+        write_golden(ds, ref_paths)
+        print("wrote", os.path.join(REFERENCE, "golden.json"))
+        return
+
+    if args.all:
+        todo = [("float", ref_paths["float"]), ("5bit", ref_paths["5bit"]),
+                ("2bit", ref_paths["2bit"])]
+    elif args.bits:
+        v = {"0": "float", "2": "2bit", "5": "5bit"}[args.bits]
+        todo = [(v, args.out or ref_paths[v])]
+    else:
+        ap.error("give --bits, --all, --golden-only or --evaluate")
+    trained, summary = {}, {}
+    for variant, path in todo:
+        lr = args.lr or (0.03 if variant == "float" else 0.01)
+        run, secs = train(variant, ds, args.seed, args.epochs, args.batch, lr,
+                          args.candidates, args.probe_epochs)
+        model = run.model
+        js = model.to_json("zero-one-%s" % variant)
+        write_model(js, path)
+        m = refmodel.load(js)
+        acc = refmodel.accuracy(m, ds["u_test"], ds["y_test"])
+        acc_tr = refmodel.accuracy(m, ds["u_train"], ds["y_train"])
+        trained[variant] = model
+        summary[variant] = {"file": os.path.relpath(path, ROOT), "train_seconds": round(secs, 1),
+                            "lr": lr, "candidate": run.candidate,
+                            "validation_accuracy": run.validation_accuracy,
+                            "test_accuracy": acc, "train_accuracy": acc_tr,
+                            "test_breakdown": breakdown(m, ds)}
+        print("%s: %s, trained in %.0f s, test accuracy %.4f (train %.4f)" % (
+            variant, path, secs, acc, acc_tr))
+    report = {"command": " ".join(["models/train.py"] + sys.argv[1:]), "seed": args.seed,
+              "epochs": args.epochs, "batch": args.batch,
+              "candidates": args.candidates, "probe_epochs": args.probe_epochs,
+              "threads": args.threads, "data": ds.get("about", {}),
+              "train_clips": len(ds["u_train"]), "test_clips": len(ds["u_test"]),
+              "torch": torch.__version__, "results": summary}
+    if args.all:
+        write_golden(ds, ref_paths, trained)
+        print("wrote", os.path.join(REFERENCE, "golden.json"))
+        with open(os.path.join(REFERENCE, "training.json"), "w") as f:
+            json.dump(report, f, indent=1)
+            f.write("\n")
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
