@@ -13,6 +13,7 @@
 #include "deploy_cmds.h"
 #include "json.h"
 #include "progress.h"
+#include "xbar/status_names.h"
 #include "xbar/v1/operations.grpc.pb.h"
 
 namespace xbar::client {
@@ -20,27 +21,6 @@ namespace xbar::client {
 namespace {
 
 constexpr const char* kOperationIdKey = "x-operation-id";
-
-const char* code_name(int code) {
-  static constexpr const char* kNames[] = {"OK",
-                                           "CANCELLED",
-                                           "UNKNOWN",
-                                           "INVALID_ARGUMENT",
-                                           "DEADLINE_EXCEEDED",
-                                           "NOT_FOUND",
-                                           "ALREADY_EXISTS",
-                                           "PERMISSION_DENIED",
-                                           "RESOURCE_EXHAUSTED",
-                                           "FAILED_PRECONDITION",
-                                           "ABORTED",
-                                           "OUT_OF_RANGE",
-                                           "UNIMPLEMENTED",
-                                           "INTERNAL",
-                                           "UNAVAILABLE",
-                                           "DATA_LOSS",
-                                           "UNAUTHENTICATED"};
-  return code >= 0 && code < static_cast<int>(std::size(kNames)) ? kNames[code] : "?";
-}
 
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -74,7 +54,7 @@ std::string short_method(const std::string& m) {
 }
 
 std::string code_text(const v1::Operation& op) {
-  return op.finished_at_ms() > 0 ? code_name(op.code()) : "-";
+  return op.finished_at_ms() > 0 ? std::string(xbar::status_code_name(op.code())) : "-";
 }
 
 std::string format_operation(const v1::Operation& op) {
@@ -82,7 +62,7 @@ std::string format_operation(const v1::Operation& op) {
                               op.cancel_requested() ? " (cancel requested)" : "");
   o += fmt::format("  method      {}{}\n", op.method(), op.detached() ? " (detached)" : "");
   if (op.finished_at_ms() > 0) {
-    o += fmt::format("  status      {} ({}){}\n", code_name(op.code()), op.code(),
+    o += fmt::format("  status      {} ({}){}\n", xbar::status_code_name(op.code()), op.code(),
                      op.message().empty() ? "" : ": " + op.message());
   }
   o += fmt::format("  started     {}\n", local_time(op.started_at_ms()));
@@ -330,7 +310,7 @@ int OperationCommands::Impl::run_watch(const Session& session,
   }
   if (finished.code() != 0) {
     std::cerr << fmt::format("xbarctl: operation {} {}: {}{}\n", finished.id(), finished.state(),
-                             code_name(finished.code()),
+                             xbar::status_code_name(finished.code()),
                              finished.message().empty() ? "" : ": " + finished.message());
     return exit_for(
         grpc::Status(static_cast<grpc::StatusCode>(finished.code()), finished.message()));

@@ -10,6 +10,8 @@
 #include <stdexcept>
 #include <utility>
 
+#include "xbar/status_names.h"
+
 namespace xbar::server {
 
 namespace {
@@ -417,29 +419,7 @@ std::string Registry::render() const {
 
 // ---- xbard ----
 
-std::string_view status_code_name(int code) {
-  static constexpr std::array<std::string_view, 17> kNames = {
-      "OK",
-      "CANCELLED",
-      "UNKNOWN",
-      "INVALID_ARGUMENT",
-      "DEADLINE_EXCEEDED",
-      "NOT_FOUND",
-      "ALREADY_EXISTS",
-      "PERMISSION_DENIED",
-      "RESOURCE_EXHAUSTED",
-      "FAILED_PRECONDITION",
-      "ABORTED",
-      "OUT_OF_RANGE",
-      "UNIMPLEMENTED",
-      "INTERNAL",
-      "UNAVAILABLE",
-      "DATA_LOSS",
-      "UNAUTHENTICATED",
-  };
-  if (code < 0 || code >= static_cast<int>(kNames.size())) return "UNKNOWN";
-  return kNames[static_cast<size_t>(code)];
-}
+std::string_view status_code_name(int code) { return xbar::status_code_name(code); }
 
 XbardMetrics::XbardMetrics(Registry& registry, std::string_view version)
     : requests(registry.counter("xbar_requests_total",
