@@ -2,7 +2,11 @@
 // through a real xbard over TCP loopback, against the same board work done by calling the
 // driver directly in this process, in the same run (bench/RESULTS.md, "Serving").
 //
-//   load_bench [seconds=60] [clients=32] [profile=typical] [direct_seconds=20]
+//   load_bench [seconds=60] [clients=32] [profile=typical] [direct_seconds=20] [board_uri]
+//
+// With board_uri (e.g. unix:/tmp/fwsim.sock: an xbar-fwsim process, pinned to its own core with
+// taskset) both the daemon and the direct baseline use that board, so the twin's arithmetic no
+// longer shares a core with gRPC; without it each uses an in-process twin of the profile.
 //
 // Each client has its own channel (its own connection: the daemon's queue is fair per
 // connection) and loops: one utterance streamed chunk by chunk (send a chunk, wait for its
@@ -259,7 +263,7 @@ int main(int argc, char** argv) {
   const int clients = argc > 2 ? std::atoi(argv[2]) : 32;
   const std::string profile = argc > 3 ? argv[3] : "typical";
   const double direct_seconds = argc > 4 ? std::atof(argv[4]) : 20;
-  const std::string uri = fmt::format("sim:profile={},seed=1", profile);
+  const std::string uri = argc > 5 ? argv[5] : fmt::format("sim:profile={},seed=1", profile);
 
   // xbard on the embedded twin, TCP loopback, a fresh state dir.
   const auto dir = std::filesystem::temp_directory_path() / fmt::format("xbar-load-{}", getpid());

@@ -66,15 +66,19 @@ Result<BoardQueue::Turn> BoardQueue::acquire(const std::string& client, const Wa
   if (mine.empty()) round_.push_back(client);
   mine.push_back(ticket);
   ++n_waiting_;
+  std::condition_variable cv;
+  waiter_cv_[ticket] = &cv;
   if (observer_) observer_(n_waiting_);
   if (!held_) grant_next_locked();
   while (granted_ != ticket) {
     if (auto c = check_limits(limits, "waiting for the board"); !c) {
       remove_waiter_locked(client, ticket);
+      waiter_cv_.erase(ticket);
       return std::unexpected(c.error());
     }
-    cv_.wait_for(lk, kPoll);
+    cv.wait_for(lk, kPoll);
   }
+  waiter_cv_.erase(ticket);
   ++turns_;
   held_since_ = std::chrono::steady_clock::now();
   return Turn(this);
@@ -101,7 +105,7 @@ void BoardQueue::grant_next_locked() {
   if (observer_) observer_(n_waiting_);
   held_ = true;
   granted_ = ticket;
-  cv_.notify_all();
+  if (auto w = waiter_cv_.find(ticket); w != waiter_cv_.end()) w->second->notify_one();
 }
 
 void BoardQueue::remove_waiter_locked(const std::string& client, uint64_t ticket) {

