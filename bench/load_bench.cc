@@ -164,6 +164,7 @@ bool placed_from(const xbar::v1::Deployment& dep, xbar::model::ModelSpec& spec,
     auto& pk = placed[p.kernel()];
     pk.compiled = compiled[p.kernel()];
     pk.array = static_cast<int>(p.array());
+    pk.u_max = xbar::model::input_bound(spec, static_cast<int>(p.kernel()));
     pk.placement.row_of.assign(p.row_of_logical().begin(), p.row_of_logical().end());
     pk.placement.col_of.assign(p.col_of_logical().begin(), p.col_of_logical().end());
     pk.g_uS.resize(64, 64);

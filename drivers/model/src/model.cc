@@ -110,6 +110,11 @@ Result<Forward> forward(const ModelSpec& m, const Eigen::VectorXd& u, const Kern
   return f;
 }
 
+double input_bound(const ModelSpec& m, int k) {
+  const double bias = m.encoder.bias.size() > k ? std::abs(m.encoder.bias(k)) : 0.0;
+  return std::max(1e-3, std::abs(m.encoder.weight(k, 0)) + bias);
+}
+
 KernelFn software_kernels(const std::vector<kernel::CompiledKernel>& compiled) {
   return [compiled](const std::vector<Eigen::VectorXd>& z) -> Result<std::vector<Eigen::VectorXd>> {
     std::vector<Eigen::VectorXd> out;
@@ -194,7 +199,9 @@ Result<std::shared_ptr<const PreparedLoop>> prepare_loop(Board& board,
   p->plans.resize(kernels.size());
   for (size_t i : p->order) {
     const PlacedKernel& k = kernels[i];
-    auto plan = kernel::plan_loop(k.compiled, k.placement, k.g_uS, k.array, board.info());
+    kernel::LoopPlanOptions options;
+    options.u_max = k.u_max;
+    auto plan = kernel::plan_loop(k.compiled, k.placement, k.g_uS, k.array, board.info(), options);
     if (!plan) return std::unexpected(plan.error());
     p->plans[i] = *plan;
     p->programs.push_back(plan->program);

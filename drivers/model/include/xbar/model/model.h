@@ -14,6 +14,7 @@
 #include "xbar/drivers/board.h"
 #include "xbar/drivers/error.h"
 #include "xbar/kernel/kernel.h"
+#include "xbar/kernel/loop_plan.h"
 
 namespace xbar::model {
 
@@ -59,12 +60,19 @@ Result<Forward> forward(const ModelSpec& m, const Eigen::VectorXd& u, const Kern
 KernelFn software_kernels(const std::vector<kernel::CompiledKernel>& compiled);
 
 /// One deployed kernel: compiled, placed on `array`, whose conductances read back as `g_uS`.
+/// `u_max` is the largest |input| the loop represents (kernel::LoopPlanOptions::u_max); set it
+/// from input_bound() so the encoder's outputs are never clipped.
 struct PlacedKernel {
   kernel::CompiledKernel compiled;
   kernel::Placement placement;
   int array = 0;
   Eigen::MatrixXd g_uS;
+  double u_max = kernel::LoopPlanOptions{}.u_max;
 };
+
+/// The largest |input| kernel `k` can receive: |w_k| + |b_k| of the encoder, since the
+/// preprocessed clip lies in [-1, 1]. Never below 1e-3 (the loop's scales divide by it).
+double input_bound(const ModelSpec& m, int k);
 
 /// The hardware kernels: loads one loop program per array (kernel::plan_loop) and returns a
 /// KernelFn that runs all kernels together as one closed-loop run on the board (lag hidden).
