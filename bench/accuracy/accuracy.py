@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Accuracy of a reference model on the generated test split, as a user gets it: one xbard per
+(profile, seed) on its own simulated board, DeployModel with naive or xbar's remapping, then
+ModelService.Infer on every clip (hardware path), plus the software path once.
+
+  PYTHONPATH=client/python:build/client/python/gen /usr/bin/python3 bench/accuracy/accuracy.py \\
+      --xbard build/server/xbard --clips 120 --seeds 1,2,3 --profiles imssa,typical
+
+Prints one line per run and a Markdown table (mean and sample standard deviation over seeds).
+With --check-imssa-drop P it exits 1 when remapped accuracy on imssa is more than P points
+below the software quantized model (the reduced CI test).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from xbar_client import Client
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_clips(root: Path, n: int) -> list[tuple[Path, int]]:
+    """The first n test clips alternating the two words (deterministic), with labels 0/1."""
+    manifest = json.loads((root / "manifest.json").read_text())
+    clips = manifest["clips"] if isinstance(manifest, dict) else manifest
+    by_word: dict[str, list] = {"zero": [], "one": []}
+    for c in clips:
+        if c["split"] == "test" and c["word"] in by_word:
+            by_word[c["word"]].append(root / c["file"])
+    out = []
+    for i in range(max(len(v) for v in by_word.values())):
+        for label, word in enumerate(("zero", "one")):
+            if i < len(by_word[word]) and len(out) < n:
+                out.append((by_word[word][i], label))
+    return out
+
+
+class Daemon:
+    def __init__(self, xbard: str, xbarctl: str, board: str):
+        self.dir = tempfile.TemporaryDirectory(prefix="xbar-acc-")
+        self.addr = f"127.0.0.1:{free_port()}"
+        self.proc = subprocess.Popen(
+            [xbard, "--board", board, "--listen", self.addr, "--state-dir", self.dir.name],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.client = Client(self.addr, timeout=120)
+        self.client.wait_ready(30)
+        # What a lab does with a new chip before deploying: scan every array, so the fault map
+        # that xbar's remapping works around is recorded (naive mapping ignores it).
+        for array in range(3):
+            subprocess.run([xbarctl, "--server", self.addr, "-q", "scan", "-a", str(array),
+                            "--destructive", "--yes"], check=True, stdout=subprocess.DEVNULL)
+
+    def close(self):
+        self.client.close()
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.dir.cleanup()
+
+
+def accuracy(c: Client, dep: str, clips, path: str) -> float:
+    right = sum(c.infer(dep, wav, path=path).label == label for wav, label in clips)
+    return 100.0 * right / len(clips)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--xbard", default=str(REPO / "build" / "server" / "xbard"))
+    ap.add_argument("--xbarctl", default=str(REPO / "build" / "client" / "xbarctl"))
+    ap.add_argument("--model", default=str(REPO / "models" / "reference" / "zero-one-2bit.json"))
+    ap.add_argument("--data", default=str(REPO / "data" / "digits-gen"))
+    ap.add_argument("--clips", type=int, default=240)
+    ap.add_argument("--seeds", default="1,2,3,4,5,6,7,8,9,10")
+    ap.add_argument("--profiles", default="imssa,typical,harsh")
+    ap.add_argument("--remaps", default="auto,naive")
+    ap.add_argument("--check-imssa-drop", type=float, default=None)
+    ap.add_argument("--json", help="write the runs here")
+    a = ap.parse_args()
+
+    clips = test_clips(Path(a.data), a.clips)
+    if len(clips) < a.clips:
+        print(f"--clips = {a.clips}: only {len(clips)} test clips in {a.data} "
+              "(generate them: /usr/bin/python3 models/data.py generate)", file=sys.stderr)
+        return 2
+    seeds = [int(s) for s in a.seeds.split(",")]
+    t0 = time.time()
+    runs = []
+    sw = None
+    for profile in a.profiles.split(","):
+        for seed in seeds:
+            d = Daemon(a.xbard, a.xbarctl, f"sim:profile={profile},seed={seed}")
+            try:
+                for remap in a.remaps.split(","):
+                    dep = d.client.deploy_model(a.model, remap=remap, replace=True)
+                    if sw is None:
+                        sw = accuracy(d.client, dep.id, clips, "software")
+                        print(f"software: {sw:.2f} %", flush=True)
+                    acc = accuracy(d.client, dep.id, clips, "hardware")
+                    run = {"profile": profile, "seed": seed, "remap": remap, "accuracy": acc,
+                           "state": dep.state, "message": dep.message}
+                    runs.append(run)
+                    print(json.dumps(run), flush=True)
+            finally:
+                d.close()
+    elapsed = time.time() - t0
+
+    print(f"\n{len(clips)} clips, seeds {a.seeds}, {elapsed:.0f} s; software {sw:.2f} %\n")
+    print("| profile | mapping | mean % | sd | min | max | vs software |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    means = {}
+    for profile in a.profiles.split(","):
+        for remap in a.remaps.split(","):
+            v = [r["accuracy"] for r in runs if r["profile"] == profile and r["remap"] == remap]
+            m = statistics.mean(v)
+            means[(profile, remap)] = m
+            sd = statistics.stdev(v) if len(v) > 1 else 0.0
+            print(f"| {profile} | {'remapped' if remap == 'auto' else 'naive'} | {m:.2f} | "
+                  f"{sd:.2f} | {min(v):.2f} | {max(v):.2f} | {m - sw:+.2f} |")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"software": sw, "runs": runs, "seconds": elapsed}))
+    if a.check_imssa_drop is not None:
+        m = means.get(("imssa", "auto"))
+        if m is None or m < sw - a.check_imssa_drop:
+            print(f"FAIL: imssa remapped {m} % is more than {a.check_imssa_drop} points below "
+                  f"software {sw:.2f} %", file=sys.stderr)
+            return 1
+        print(f"ok: imssa remapped {m:.2f} % vs software {sw:.2f} %")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
