@@ -49,6 +49,19 @@ std::vector<kernel::CompiledKernel> compiled(const ModelSpec& m) {
   return out;
 }
 
+// Sets every device of `array` exactly to the kernel's targets (the twin's fault injection with
+// no fault), so the identity placement holds it as compiled.
+testing::AssertionResult set_to_targets(Board& board, int array, const kernel::CompiledKernel& c) {
+  for (int r = 0; r < 64; ++r) {
+    for (int col = 0; col < 64; ++col) {
+      if (!board.sim_inject_fault(array, r, col, wire::FaultKind::kNone, c.target_uS(r, col))) {
+        return testing::AssertionFailure() << "array " << array << " (" << r << ", " << col << ")";
+      }
+    }
+  }
+  return testing::AssertionSuccess();
+}
+
 TEST(Model, ValidationNamesTheField) {
   ModelSpec m = small_model(1, false);
   EXPECT_TRUE(validate(m).has_value());
@@ -106,14 +119,7 @@ TEST(Model, HardwarePathMatchesTheSoftwarePathOnTheIdealTwin) {
   std::vector<PlacedKernel> placed;
   for (int k = 0; k < 3; ++k) {
     const auto& c = ck[static_cast<size_t>(k)];
-    for (int r = 0; r < 64; ++r) {
-      for (int col = 0; col < 64; ++col) {
-        ASSERT_TRUE(
-            (*board)
-                ->sim_inject_fault(2 - k, r, col, wire::FaultKind::kNone, c.target_uS(r, col))
-                .has_value());
-      }
-    }
+    ASSERT_TRUE(set_to_targets(**board, 2 - k, c));
     placed.push_back(
         {c, kernel::Placement::identity(), 2 - k, c.target_uS});  // kernel k on array 2-k
   }
@@ -198,13 +204,7 @@ TEST(Model, LoopInputRangeComesFromTheEncoder) {
   std::vector<PlacedKernel> placed;
   for (int k = 0; k < 3; ++k) {
     const auto& c = ck[static_cast<size_t>(k)];
-    for (int r = 0; r < 64; ++r) {
-      for (int col = 0; col < 64; ++col) {
-        ASSERT_TRUE((*board)
-                        ->sim_inject_fault(k, r, col, wire::FaultKind::kNone, c.target_uS(r, col))
-                        .has_value());
-      }
-    }
+    ASSERT_TRUE(set_to_targets(**board, k, c));
     placed.push_back({c, kernel::Placement::identity(), k, c.target_uS});
     EXPECT_GT(input_bound(m, k), 4.0);
     EXPECT_NEAR(input_bound(m, k), std::abs(m.encoder.weight(k, 0)) + std::abs(m.encoder.bias(k)),
