@@ -185,7 +185,9 @@ TEST_F(Deploy, ScanThenDeployAvoidsEveryStuckDevice) {
     // issue 7). Kernel 0 is therefore bounded only by the daemon telling: above 0.5 the
     // deployment must be degraded, never ready.
     if (p.kernel() == 0) {
-      if (p.nrmse() > 0.5) EXPECT_EQ(dep.state(), "degraded");
+      if (p.nrmse() > 0.5) {
+        EXPECT_EQ(dep.state(), "degraded");
+      }
     } else {
       EXPECT_LT(p.nrmse(), 0.3);
     }

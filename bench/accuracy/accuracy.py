@@ -72,6 +72,24 @@ class Daemon:
         self.dir.cleanup()
 
 
+def placements(dep) -> list[dict]:
+    """Per kernel: the read-back NRMSE and spectral radius the daemon reported, and the RMS
+    programming error (read-back minus target) of the devices at the window's bottom (the
+    zero entries, most of the array) and of the rest."""
+    out = []
+    for p in dep.placements:
+        low = min(p.target_uS)
+        zero, other = [], []
+        for t, g in zip(p.target_uS, p.readback_uS):
+            (zero if t <= low + 1e-3 else other).append(g - t)
+        rms = lambda v: (sum(x * x for x in v) / len(v)) ** 0.5 if v else 0.0
+        out.append({"kernel": p.kernel, "array": p.array, "nrmse": round(p.nrmse, 4),
+                    "radius": round(p.spectral_radius, 4), "rms_zero_uS": round(rms(zero), 2),
+                    "rms_other_uS": round(rms(other), 2),
+                    "worst_uS": round(max(abs(x) for x in zero + other), 1)})
+    return out
+
+
 def accuracy(c: Client, dep: str, clips, path: str) -> float:
     right = sum(c.infer(dep, wav, path=path).label == label for wav, label in clips)
     return 100.0 * right / len(clips)
@@ -112,7 +130,8 @@ def main() -> int:
                         print(f"software: {sw:.2f} %", flush=True)
                     acc = accuracy(d.client, dep.id, clips, "hardware")
                     run = {"profile": profile, "seed": seed, "remap": remap, "accuracy": acc,
-                           "state": dep.state, "message": dep.message}
+                           "state": dep.state, "message": dep.message,
+                           "kernels": placements(dep)}
                     runs.append(run)
                     print(json.dumps(run), flush=True)
             finally:

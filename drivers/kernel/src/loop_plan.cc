@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "xbar/kernel/model.h"
@@ -25,7 +26,40 @@ Result<std::pair<int16_t, uint8_t>> fixed_point(double f, const char* what) {
                     fmt::format("loop plan: {} scale {:.4g} does not fit mul / 2^shift", what, f));
 }
 
+// The rows of [A | B] that conductances `g_uS` realise through placement `p` (effective_state_
+// matrix, with the input pair as the last column: half the difference of its two rows).
+Eigen::MatrixXd effective_ab(const CompiledKernel& ck, const Placement& p,
+                             const Eigen::MatrixXd& g_uS) {
+  const int n = ck.n;
+  Eigen::MatrixXd ab(2 * n, 2 * n + 1);
+  ab.leftCols(2 * n) = effective_state_matrix(ck, p, g_uS);
+  const auto pos = static_cast<Eigen::Index>(p.row_of[static_cast<size_t>(input_row(0))]);
+  const auto neg = static_cast<Eigen::Index>(p.row_of[static_cast<size_t>(input_row(1))]);
+  const Eigen::VectorXd i = 0.5 * (g_uS.row(pos) - g_uS.row(neg)).transpose();
+  for (int q = 0; q < n; ++q) {
+    auto col = [&](int comp) { return i(p.col_of[static_cast<size_t>(state_col(q, comp))]); };
+    ab(2 * q, 2 * n) = (col(0) - col(1)) / ck.state_scale_uS;
+    ab(2 * q + 1, 2 * n) = (col(2) - col(3)) / ck.state_scale_uS;
+  }
+  return ab;
+}
+
 }  // namespace
+
+std::vector<double> route_trims(const CompiledKernel& ck, const Placement& p,
+                                const Eigen::MatrixXd& g_uS) {
+  const Eigen::MatrixXd m = effective_ab(ck, p, g_uS);
+  const Eigen::MatrixXd t = effective_ab(ck, Placement::identity(), ck.target_uS);
+  std::vector<double> c(static_cast<size_t>(m.rows()), 1.0);
+  for (Eigen::Index f = 0; f < m.rows(); ++f) {
+    const double mm = m.row(f).squaredNorm();
+    const double mt = m.row(f).dot(t.row(f));
+    if (mm > 1e-12 * std::max(1.0, t.row(f).squaredNorm()) && std::isfinite(mt / mm)) {
+      c[static_cast<size_t>(f)] = std::clamp(mt / mm, 0.5, 1.5);
+    }
+  }
+  return c;
+}
 
 Result<LoopPlan> plan_loop(const CompiledKernel& ck, const Placement& p,
                            const Eigen::MatrixXd& g_uS, int array, const BoardInfo& info,
@@ -94,10 +128,13 @@ Result<LoopPlan> plan_loop(const CompiledKernel& ck, const Placement& p,
   auto tap = fixed_point(plan.input_lsb / (ck.b_weight * plan.x_scale), "input");
   if (!tap) return std::unexpected(tap.error());
   prog.taps.push_back({prow(input_row(0)), prow(input_row(1)), tap->first, tap->second});
-  auto route = fixed_point(1.0 / (k * ck.state_scale_uS), "feedback");
-  if (!route) return std::unexpected(route.error());
+  plan.route_gain = opt.trim_routes ? route_trims(ck, p, g_uS)
+                                    : std::vector<double>(static_cast<size_t>(2 * n), 1.0);
   for (int s = 0; s < n; ++s) {
     for (int part = 0; part < 2; ++part) {
+      const double gain = plan.route_gain[static_cast<size_t>(2 * s + part)];
+      auto route = fixed_point(gain / (k * ck.state_scale_uS), "feedback");
+      if (!route) return std::unexpected(route.error());
       prog.routes.push_back({pcol(state_col(s, 2 * part)), pcol(state_col(s, 2 * part + 1)),
                              prow(state_row(s, 2 * part)), prow(state_row(s, 2 * part + 1)),
                              route->first, route->second});

@@ -18,6 +18,9 @@ struct LoopPlanOptions {
   double u_max = 4.0;      // the largest |u| the plan represents (inputs are clipped there)
   uint8_t clamp = 255;     // largest row magnitude (8-bit)
   double headroom = 1.25;  // state range over the largest |x| seen on the fidelity inputs
+  // Trim each feedback route's gain to the conductances `g_uS` holds (route_trims): the
+  // least-squares gain that brings the programmed row of [A | B] closest to the compiled one.
+  bool trim_routes = true;
 };
 
 struct LoopPlan {
@@ -27,7 +30,17 @@ struct LoopPlan {
   double y_scale = 0;       // y per output code (the real output pair)
   double d = 0;             // skip term, applied on the host
   double codes_per_uS = 0;  // k: differential accumulator codes per uS per unit row magnitude
+  std::vector<double> route_gain;  // per feedback route (program order): the trim applied (1: none)
 };
+
+/// The feedback routes' trims for kernel `ck` placed by `p` on conductances `g_uS`: for state
+/// component f (route 2 s + part), with m_f the row of [A | B] the conductances realise
+/// (effective_state_matrix and the input rows likewise) and t_f the compiled row,
+/// c_f = <m_f, t_f> / <m_f, m_f>, clamped to [0.5, 1.5]; 1 where m_f is all but zero.
+/// Scaling the route's fixed-point multiplier by c_f scales that whole row, so programming
+/// error that is common to a row (one mode's devices pulled one way) is taken out digitally.
+std::vector<double> route_trims(const CompiledKernel& ck, const Placement& p,
+                                const Eigen::MatrixXd& g_uS);
 
 /// Builds the loop program of kernel `ck` placed by `p` on `array`. `g_uS` (physical 64x64,
 /// e.g. the read-back) picks the TIA gain: the highest whose ADC range holds the largest column
