@@ -359,11 +359,15 @@ Result<uint16_t> Board::loop_load(const std::vector<wire::LoopProgram>& programs
   if (!r) return std::unexpected(r.error());
   loaded_programs_ = programs;
   loaded_max_block_ = r->max_block_steps;
+  loaded_restarts_ = client_.restarts();
   return r->max_block_steps;
 }
 
 Result<uint16_t> Board::ensure_loop_loaded(const std::vector<wire::LoopProgram>& programs) {
-  if (loaded_programs_ && *loaded_programs_ == programs) return loaded_max_block_;
+  // A restart since the load erased the programs on the board.
+  if (loaded_programs_ && *loaded_programs_ == programs && loaded_restarts_ == client_.restarts()) {
+    return loaded_max_block_;
+  }
   return loop_load(programs);
 }
 
@@ -457,6 +461,17 @@ Result<uint64_t> Board::sim_clock(uint64_t advance_ns) {
                                                 wire::decode_sim_clock_reply);
   if (!r) return std::unexpected(r.error());
   return r->now_ns;
+}
+
+Result<wire::SimLinkReply> Board::sim_link(const std::optional<wire::LinkFaults>& set) {
+  if (auto c = require_sim("sim_link"); !c) return std::unexpected(c.error());
+  wire::SimLinkRequest q;
+  if (set) {
+    q.op = wire::LinkOp::kSet;
+    q.faults = *set;
+  }
+  return decode_or_error<wire::SimLinkReply>(client_.call(wire::Opcode::kSimLink, q.encode()),
+                                             wire::decode_sim_link_reply);
 }
 
 }  // namespace xbar

@@ -59,8 +59,11 @@ Result<uint64_t> parse_u64(const std::string& uri, const std::string& key, const
 
 Result<std::unique_ptr<Board>> Board::open(const std::string& uri) {
   if (uri == "sim" || uri.starts_with("sim:")) {
-    auto params = parse_params(uri, uri.size() > 4 ? uri.substr(4) : "",
-                               {"profile", "seed", "noise_seed", "stuck", "adc_bits"});
+    auto params =
+        parse_params(uri, uri.size() > 4 ? uri.substr(4) : "",
+                     {"profile", "seed", "noise_seed", "stuck", "adc_bits", "link_drop_request",
+                      "link_corrupt_request", "link_drop_reply", "link_corrupt_reply", "link_dup",
+                      "link_delay", "link_restart", "link_seed"});
     if (!params) return std::unexpected(params.error());
     const std::string profile_name = params->contains("profile") ? (*params)["profile"] : "typical";
     auto profile = fwsim::load_profile(profile_name);
@@ -100,6 +103,32 @@ Result<std::unique_ptr<Board>> Board::open(const std::string& uri) {
       }
       profile->adc_bits = static_cast<int>(*bits);
     }
+    // The link's faults (docs/protocol.md §4.12): probabilities per frame, 0..0.5.
+    const std::pair<const char*, uint16_t wire::LinkFaults::*> link_keys[] = {
+        {"link_drop_request", &wire::LinkFaults::drop_request},
+        {"link_corrupt_request", &wire::LinkFaults::corrupt_request},
+        {"link_drop_reply", &wire::LinkFaults::drop_reply},
+        {"link_corrupt_reply", &wire::LinkFaults::corrupt_reply},
+        {"link_dup", &wire::LinkFaults::duplicate_reply},
+        {"link_delay", &wire::LinkFaults::delay_reply},
+        {"link_restart", &wire::LinkFaults::restart}};
+    for (const auto& [key, field] : link_keys) {
+      if (!params->contains(key)) continue;
+      const std::string& v = (*params)[key];
+      char* end = nullptr;
+      const double p = std::strtod(v.c_str(), &end);
+      if (v.empty() || *end != '\0' || !(p >= 0 && p <= 0.5)) {
+        return make_error(
+            ErrorCode::kInvalidArgument,
+            fmt::format("board URI '{}': {} = '{}': allowed 0..0.5 (a probability)", uri, key, v));
+      }
+      opts.link.*field = static_cast<uint16_t>(std::lround(p * 65536));
+    }
+    if (params->contains("link_seed")) {
+      auto s = parse_u64(uri, "link_seed", (*params)["link_seed"]);
+      if (!s) return std::unexpected(s.error());
+      opts.link.seed = *s;
+    }
     auto fw = std::make_shared<fwsim::Firmware>(std::move(*profile), opts);
     return connect(std::make_unique<InProcessTransport>(std::move(fw)));
   }
@@ -119,10 +148,10 @@ Result<std::unique_ptr<Board>> Board::open(const std::string& uri) {
   }
   return make_error(
       ErrorCode::kInvalidArgument,
-      fmt::format(
-          "board URI '{}': expected sim:[profile=P,seed=N,noise_seed=N,stuck=F,adc_bits=B], "
-          "tcp:HOST:PORT, unix:PATH or usb:[serial=S]",
-          uri));
+      fmt::format("board URI '{}': expected sim:[profile=P,seed=N,noise_seed=N,stuck=F,adc_bits=B,"
+                  "link_*=P,link_seed=N], "
+                  "tcp:HOST:PORT, unix:PATH or usb:[serial=S]",
+                  uri));
 }
 
 }  // namespace xbar

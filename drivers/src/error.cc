@@ -26,6 +26,8 @@ std::string_view error_code_name(ErrorCode c) {
       return "cancelled";
     case ErrorCode::kFailedPrecondition:
       return "failed precondition";
+    case ErrorCode::kRestarted:
+      return "board restarted";
     case ErrorCode::kInternal:
       return "internal error";
   }

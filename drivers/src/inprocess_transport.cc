@@ -10,8 +10,8 @@ InProcessTransport::InProcessTransport(std::shared_ptr<fwsim::Firmware> firmware
 InProcessTransport::~InProcessTransport() { firmware_->close_session(session_); }
 
 Result<void> InProcessTransport::send(std::span<const uint8_t> frame) {
-  // The firmware answers synchronously; the reply waits here for receive().
-  replies_.push_back(firmware_->handle(session_, frame));
+  // The firmware answers synchronously; the replies the link delivers wait here for receive().
+  for (auto& r : firmware_->exchange(session_, frame)) replies_.push_back(std::move(r));
   return {};
 }
 

@@ -34,6 +34,7 @@ struct Ctl {
   int retries = 0;
   int weak_strikes = 0;  // consecutive pulses that moved far less than predicted
   bool pulsed = false;   // in the previous round
+  bool learn = true;     // false when that pulse's batch met a board restart (applied or not?)
   wire::Polarity last = wire::Polarity::kSet;
   double g_before = 0;
   double g_c_model = 0, rem = 0;  // SET: model compliance used and remaining gap fraction
@@ -44,6 +45,10 @@ struct Ctl {
   double read_sum_uS = 0;
   int reads = 0;
 };
+
+// Restarts during one program-verify before it gives up (a board that keeps restarting is
+// broken, not glitching).
+constexpr int kMaxRestarts = 8;
 
 // Observed moves below this are read noise and relaxation, not the pulse.
 constexpr double kNoMove_uS = 1.5;
@@ -207,7 +212,7 @@ Result<ProgramVerifyResult> program_verify(
         ++d.reads;
         const double t = target_uS(r, c), gi = d.read_sum_uS / d.reads, e = gi - t;
         est(r, c) = gi;
-        if (d.pulsed) {
+        if (d.pulsed && d.learn) {
           const double moved = d.last == wire::Polarity::kSet ? gi - d.g_before : d.g_before - gi;
           bool weak = false;
           if (d.last == wire::Polarity::kSet) {
@@ -244,6 +249,7 @@ Result<ProgramVerifyResult> program_verify(
           d.weak_strikes = weak ? d.weak_strikes + 1 : 0;
         }
         d.pulsed = false;
+        d.learn = true;
         const double tol = cfg.device_tol_uS.size() ? cfg.device_tol_uS(r, c) : tolerance(cfg, t);
         // Hysteresis: converge inside tol - margin, re-open only beyond tol + margin, so read
         // noise alone never sends a converged device back into the relaxation lottery. The
@@ -361,8 +367,18 @@ Result<ProgramVerifyResult> program_verify(
     if (!batch.devices.empty()) {  // a round of only waiting devices is a read alone
       auto pr = board.pulse(array, batch);
       ++res.transactions;
-      if (!pr) return std::unexpected(pr.error());
-      res.pulse_time_us += pr->duration_us;
+      if (!pr && pr.error().code == ErrorCode::kRestarted && res.board_restarts < kMaxRestarts) {
+        // Applied or not, the verify read below shows where each device is now; program on
+        // from there (a resend could apply the batch twice).
+        ++res.board_restarts;
+        for (const DevicePulse& p : batch.devices) {
+          ctl[static_cast<size_t>(p.row) * cols + p.col].learn = false;
+        }
+      } else if (!pr) {
+        return std::unexpected(pr.error());
+      } else {
+        res.pulse_time_us += pr->duration_us;
+      }
     }
     ReadOptions verify = cfg.verify;
     if (batch.devices.empty()) verify.settle_ms = 0;  // nothing moved: no relaxation to wait for

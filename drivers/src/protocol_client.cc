@@ -41,8 +41,11 @@ Result<std::vector<uint8_t>> ProtocolClient::call(wire::Opcode op, std::span<con
                                   wire::opcode_name(op), payload.size(), wire::kMaxPayload));
   }
   const uint32_t seq = next_seq_++;
-  const std::vector<uint8_t> frame = wire::encode_frame(op, 0, seq, payload);
+  // A restart seen and not yet acknowledged: this request carries the acknowledgment.
+  std::vector<uint8_t> frame =
+      wire::encode_frame(op, ack_restart_ ? wire::kFlagAckRestart : 0, seq, payload);
   std::string last_problem = "no attempt made";
+  int restart_refusals = 0;
   for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
     if (attempt > 0) ++retransmissions_;
     if (auto s = transport_->send(frame); !s) return std::unexpected(s.error());
@@ -67,12 +70,32 @@ Result<std::vector<uint8_t>> ProtocolClient::call(wire::Opcode op, std::span<con
         return make_error(ErrorCode::kProtocol, "board sent a frame without the REPLY flag");
       }
       if (h.seq != seq) continue;
+      // The board answered the acknowledging frame: it stopped refusing (a RESTARTED reply
+      // below means another restart, acknowledged by the next frame in turn).
+      if (frame[6] & wire::kFlagAckRestart) ack_restart_ = false;
       if (h.flags & wire::kFlagError) {
         auto e = wire::decode_error_reply(reply->payload);
         if (!e) return make_error(ErrorCode::kProtocol, "malformed error reply: " + e.error());
         if (e->code == wire::ErrorCode::kBadFrame) {
           // Our frame was damaged on the way: the board did not execute it. Send it again.
           last_problem = "board: " + e->message;
+          break;
+        }
+        if (e->code == wire::ErrorCode::kRestarted) {
+          // The board lost its reply cache: a retry of a request it had executed would run
+          // again. Requests that are safe to repeat go again at once (the refusal cleared the
+          // board's flag); a pulse batch or a loop run goes back to its caller, which reads
+          // back (program-verify) or restarts the run.
+          ++restarts_;
+          ack_restart_ = true;  // the next request acknowledges it
+          if (op == wire::Opcode::kPulseBatch || op == wire::Opcode::kLoopRun) {
+            return make_error(
+                ErrorCode::kRestarted,
+                fmt::format("{} (seq {}): board: {}", wire::opcode_name(op), seq, e->message));
+          }
+          last_problem = "board: " + e->message;
+          if (++restart_refusals <= options_.max_attempts) --attempt;  // not a link failure
+          frame = wire::encode_frame(op, wire::kFlagAckRestart, seq, payload);
           break;
         }
         return make_error(map_board_error(e->code), fmt::format("board: {} ({})", e->message,

@@ -29,7 +29,10 @@ std::string Firmware::serial_for_seed(uint64_t chip_seed) {
 }
 
 Firmware::Firmware(ChipProfile profile, FirmwareOptions options)
-    : profile_(std::move(profile)), chip_(profile_, options.chip_seed, options.noise_seed) {
+    : profile_(std::move(profile)),
+      chip_(profile_, options.chip_seed, options.noise_seed),
+      link_(options.link),
+      link_rng_(options.link.seed) {
   const ChipProfile& p = profile_;
   info_.protocol_version = wire::kVersion;
   info_.n_arrays = static_cast<uint8_t>(p.arrays);
@@ -88,6 +91,105 @@ std::vector<uint8_t> Firmware::ok_reply(const wire::Header& req, std::span<const
 
 std::vector<uint8_t> Firmware::handle(SessionId id, std::span<const uint8_t> request) {
   std::lock_guard lock(mu_);
+  return handle_locked(id, request);
+}
+
+bool Firmware::link_draw(uint16_t p) {
+  if (p == 0) return false;
+  // splitmix64: a fixed, portable sequence from the link seed.
+  uint64_t z = (link_rng_ += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  z ^= z >> 31;
+  return (z & 0xffff) < p;
+}
+
+void Firmware::restart() {
+  std::lock_guard lock(mu_);
+  restart_locked();
+}
+
+void Firmware::restart_locked() {
+  for (auto& [id, s] : sessions_) {
+    s.cache.clear();
+    s.held.clear();
+    s.restarted = true;
+  }
+  loop_programs_.clear();
+  loop_max_steps_ = 0;
+  run_open_ = false;
+  run_aborted_ = false;
+  run_owner_ = 0;
+  run_state_.clear();
+  last_error_ = 0;
+  ++link_stats_.restarts;
+}
+
+std::vector<std::vector<uint8_t>> Firmware::exchange(SessionId id,
+                                                     std::span<const uint8_t> request) {
+  std::lock_guard lock(mu_);
+  std::vector<std::vector<uint8_t>> out;
+  if (!link_.any()) {
+    out.push_back(handle_locked(id, request));
+    return out;
+  }
+  auto flip = [this](std::vector<uint8_t>& f) {
+    // Past the framing fields (magic .. length): a byte stream keeps its frame boundaries and
+    // the CRC check catches the damage, as with a USB transfer.
+    constexpr size_t kFirst = 16;
+    if (f.size() <= kFirst) return;
+    uint64_t z = (link_rng_ += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 31)) * 0xbf58476d1ce4e5b9ULL;
+    f[kFirst + (z >> 8) % (f.size() - kFirst)] ^= static_cast<uint8_t>(1u << (z % 8));
+  };
+  auto sit = sessions_.find(id);
+  if (sit == sessions_.end()) sit = sessions_.emplace(id, Session{}).first;
+  std::vector<std::vector<uint8_t>> held = std::move(sit->second.held);
+  sit->second.held.clear();
+  auto finish = [&] {
+    for (auto& h : held) out.push_back(std::move(h));
+    return std::move(out);
+  };
+  if (link_draw(link_.drop_request)) {
+    ++link_stats_.requests_dropped;
+    return finish();
+  }
+  std::vector<uint8_t> req(request.begin(), request.end());
+  if (link_draw(link_.corrupt_request)) {
+    ++link_stats_.requests_corrupted;
+    flip(req);
+  }
+  const bool restart_before = link_draw(link_.restart / 2);
+  const bool restart_after = link_draw(link_.restart / 2);
+  if (restart_before) restart_locked();
+  std::vector<uint8_t> reply = handle_locked(id, req);
+  if (restart_after) {
+    restart_locked();  // the reply was lost with the power
+    return finish();
+  }
+  sit = sessions_.find(id);
+  if (link_draw(link_.drop_reply)) {
+    ++link_stats_.replies_dropped;
+    return finish();
+  }
+  if (link_draw(link_.corrupt_reply)) {
+    ++link_stats_.replies_corrupted;
+    flip(reply);
+  }
+  const bool dup = link_draw(link_.duplicate_reply);
+  if (dup) ++link_stats_.replies_duplicated;
+  if (link_draw(link_.delay_reply)) {
+    ++link_stats_.replies_delayed;
+    if (dup) out.push_back(reply);
+    sit->second.held.push_back(std::move(reply));
+    return finish();
+  }
+  out.push_back(reply);
+  if (dup) out.push_back(std::move(reply));
+  return finish();
+}
+
+std::vector<uint8_t> Firmware::handle_locked(SessionId id, std::span<const uint8_t> request) {
   auto frame = wire::decode_frame(request);
   if (!frame) {
     // Not executed, not cached. Echo what can be read of the header so the host can match it.
@@ -112,6 +214,19 @@ std::vector<uint8_t> Firmware::handle(SessionId id, std::span<const uint8_t> req
 
   auto sit = sessions_.find(id);
   if (sit == sessions_.end()) sit = sessions_.emplace(id, Session{}).first;
+  const Opcode op = frame->header.opcode;
+  if (sit->second.restarted && (frame->header.flags & wire::kFlagAckRestart)) {
+    sit->second.restarted = false;  // the host knows; this request is a new one
+  }
+  if (sit->second.restarted && op != Opcode::kInfo && op != Opcode::kStatus &&
+      !wire::is_sim_opcode(op)) {
+    // A request that may depend on state lost in the restart (a retry of an executed pulse
+    // batch whose reply was lost, a loop run) is refused, until the host acknowledges the
+    // restart (a request with ACK_RESTART): a refusal lost on the link is sent again.
+    return error_reply(frame->header, ErrorCode::kRestarted,
+                       "the board restarted: reply cache, loop programs and any open run are "
+                       "lost, conductances kept; this request was not executed");
+  }
   std::deque<CachedReply>& cache = sit->second.cache;
   for (const CachedReply& c : cache) {
     if (c.seq != frame->header.seq) continue;
@@ -125,6 +240,16 @@ std::vector<uint8_t> Firmware::handle(SessionId id, std::span<const uint8_t> req
   }
 
   ++ops_executed_;
+  if (op == Opcode::kPulseBatch) {
+    // FNV-1a over the request as the host meant it: opcode, seq and payload (not the flags
+    // or the CRC, which differ between a send and an acknowledging resend).
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < request.size(); ++i) {
+      if (i == 6 || i == 7 || (i >= 16 && i < 20)) continue;
+      h = (h ^ request[i]) * 0x100000001b3ULL;
+    }
+    if (!pulse_batches_seen_.insert(h).second) ++link_stats_.pulse_batches_repeated;
+  }
   std::vector<uint8_t> reply = execute(id, *frame);
   cache.push_back({frame->header.seq, std::vector<uint8_t>(request.begin(), request.end()), reply});
   if (cache.size() > kReplyCacheDepth) cache.pop_front();
@@ -175,6 +300,8 @@ std::vector<uint8_t> Firmware::execute(SessionId session, const wire::Frame& f) 
       return do_sim_inject_fault(f);
     case Opcode::kSimClock:
       return do_sim_clock(f);
+    case Opcode::kSimLink:
+      return do_sim_link(f);
   }
   return error_reply(f.header, ErrorCode::kUnknownOpcode, "opcode not handled");
 }
@@ -585,6 +712,18 @@ std::vector<uint8_t> Firmware::do_sim_clock(const wire::Frame& f) {
   if (q->op == wire::ClockOp::kAdvance) chip_.advance_ns(q->advance_ns);
   wire::SimClockReply r;
   r.now_ns = chip_.now_ns();
+  return ok_reply(f.header, r.encode());
+}
+
+std::vector<uint8_t> Firmware::do_sim_link(const wire::Frame& f) {
+  auto q = wire::decode_sim_link_request(f.payload);
+  if (!q) return error_reply(f.header, ErrorCode::kBadLength, q.error());
+  if (q->op == wire::LinkOp::kSet) {
+    link_ = q->faults;
+    link_rng_ = q->faults.seed;
+  }
+  wire::SimLinkReply r = link_stats_;
+  r.faults = link_;
   return ok_reply(f.header, r.encode());
 }
 

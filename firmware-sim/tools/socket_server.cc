@@ -101,10 +101,13 @@ awaitable<void> SocketServer::serve(Socket socket, std::string peer) {
                                 asio::redirect_error(use_awaitable, ec));
       if (ec) break;
     }
-    // The firmware answers every frame, malformed ones with an error reply.
-    std::vector<uint8_t> reply = fw_.handle(session, std::span(buf.data(), total));
-    co_await asio::async_write(socket, asio::buffer(reply),
-                               asio::redirect_error(use_awaitable, ec));
+    // The firmware answers every frame, malformed ones with an error reply; the link (SIM_LINK)
+    // may lose, repeat or hold back replies.
+    for (const std::vector<uint8_t>& reply : fw_.exchange(session, std::span(buf.data(), total))) {
+      co_await asio::async_write(socket, asio::buffer(reply),
+                                 asio::redirect_error(use_awaitable, ec));
+      if (ec) break;
+    }
     if (ec) break;
     if (resync_impossible) {
       // A byte stream cannot find the next frame boundary after a bad header: drop the link.

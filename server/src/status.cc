@@ -16,6 +16,7 @@ grpc::Status to_status(const Error& e) {
       code = StatusCode::PERMISSION_DENIED;
       break;
     case ErrorCode::kUnavailable:
+    case ErrorCode::kRestarted:  // transient: the caller may retry (the board is back)
       code = StatusCode::UNAVAILABLE;
       break;
     case ErrorCode::kTimeout:

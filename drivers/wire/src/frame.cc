@@ -42,6 +42,7 @@ bool is_known_opcode(uint8_t op) {
     case Opcode::kSimGroundTruth:
     case Opcode::kSimInjectFault:
     case Opcode::kSimClock:
+    case Opcode::kSimLink:
       return true;
   }
   return false;
@@ -75,6 +76,8 @@ std::string_view opcode_name(Opcode op) {
       return "SIM_INJECT_FAULT";
     case Opcode::kSimClock:
       return "SIM_CLOCK";
+    case Opcode::kSimLink:
+      return "SIM_LINK";
   }
   return "UNKNOWN";
 }

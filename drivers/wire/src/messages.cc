@@ -55,6 +55,8 @@ std::string_view error_code_name(ErrorCode c) {
       return "ABORTED";
     case ErrorCode::kInternal:
       return "INTERNAL";
+    case ErrorCode::kRestarted:
+      return "RESTARTED";
   }
   return "UNKNOWN_ERROR";
 }
@@ -556,6 +558,68 @@ Decoded<SimClockReply> decode_sim_clock_reply(std::span<const uint8_t> p) {
   SimClockReply q;
   q.now_ns = r.get<uint64_t>();
   if (!r.done()) return bad("SIM_CLOCK reply", p.size());
+  return q;
+}
+
+namespace {
+void put_faults(ByteWriter& w, const LinkFaults& f) {
+  for (uint16_t v : {f.drop_request, f.corrupt_request, f.drop_reply, f.corrupt_reply,
+                     f.duplicate_reply, f.delay_reply, f.restart}) {
+    w.put(v);
+  }
+  w.put(uint16_t{0});
+  w.put(f.seed);
+}
+LinkFaults get_faults(ByteReader& r) {
+  LinkFaults f;
+  for (uint16_t* v : {&f.drop_request, &f.corrupt_request, &f.drop_reply, &f.corrupt_reply,
+                      &f.duplicate_reply, &f.delay_reply, &f.restart}) {
+    *v = r.get<uint16_t>();
+  }
+  r.get<uint16_t>();
+  f.seed = r.get<uint64_t>();
+  return f;
+}
+}  // namespace
+
+std::vector<uint8_t> SimLinkRequest::encode() const {
+  ByteWriter w;
+  w.put(static_cast<uint8_t>(op));
+  w.put_zeros(7);
+  put_faults(w, faults);
+  return w.take();
+}
+Decoded<SimLinkRequest> decode_sim_link_request(std::span<const uint8_t> p) {
+  ByteReader r(p);
+  SimLinkRequest q;
+  const uint8_t op = r.get<uint8_t>();
+  r.get_bytes(7);
+  q.faults = get_faults(r);
+  if (!r.done()) return bad("SIM_LINK request (32 bytes)", p.size());
+  if (op > 1)
+    return std::unexpected(fmt::format("SIM_LINK.op = {}: allowed 0 (query) or 1 (set)", op));
+  q.op = static_cast<LinkOp>(op);
+  return q;
+}
+std::vector<uint8_t> SimLinkReply::encode() const {
+  ByteWriter w;
+  put_faults(w, faults);
+  for (uint32_t v : {requests_dropped, requests_corrupted, replies_dropped, replies_corrupted,
+                     replies_duplicated, replies_delayed, restarts, pulse_batches_repeated}) {
+    w.put(v);
+  }
+  return w.take();
+}
+Decoded<SimLinkReply> decode_sim_link_reply(std::span<const uint8_t> p) {
+  ByteReader r(p);
+  SimLinkReply q;
+  q.faults = get_faults(r);
+  for (uint32_t* v :
+       {&q.requests_dropped, &q.requests_corrupted, &q.replies_dropped, &q.replies_corrupted,
+        &q.replies_duplicated, &q.replies_delayed, &q.restarts, &q.pulse_batches_repeated}) {
+    *v = r.get<uint32_t>();
+  }
+  if (!r.done()) return bad("SIM_LINK reply", p.size());
   return q;
 }
 

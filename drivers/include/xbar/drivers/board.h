@@ -149,6 +149,8 @@ class Board {
   Result<Eigen::MatrixXd> sim_ground_truth(int array);
   Result<void> sim_inject_fault(int array, int row, int col, wire::FaultKind kind, double g_uS);
   Result<uint64_t> sim_clock(uint64_t advance_ns);
+  /// The link's faults and what they did; with `set`, first puts those faults in force.
+  Result<wire::SimLinkReply> sim_link(const std::optional<wire::LinkFaults>& set = std::nullopt);
 
   /// ADC code sum of `n_avg` reads -> conductance in uS (the host half of the read path).
   double code_sum_to_uS(uint32_t code_sum, int n_avg, int gain_index) const;
@@ -167,6 +169,7 @@ class Board {
   BoardInfo info_;
   std::optional<std::vector<wire::LoopProgram>> loaded_programs_;  // ensure_loop_loaded's cache
   uint16_t loaded_max_block_ = 0;
+  uint64_t loaded_restarts_ = 0;  // client_.restarts() when they were loaded
 };
 
 }  // namespace xbar

@@ -20,6 +20,8 @@ enum class ErrorCode {
   kBusy,                // the board is running a loop
   kCancelled,           // stopped by the caller
   kFailedPrecondition,  // not possible in the present state (e.g. a deployment without a model)
+  kRestarted,           // the board restarted mid-operation (volatile state lost, conductances
+                        // kept); whether a pulse batch in flight was applied is unknown
   kInternal,
 };
 

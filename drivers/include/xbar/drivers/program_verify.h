@@ -96,6 +96,10 @@ struct ProgramVerifyResult {
   double pulse_time_us = 0;  // board time spent pulsing (sum of PULSE_BATCH durations)
   bool cancelled = false;
   std::vector<wire::Cell> abandoned;
+  // Board restarts met during a PULSE_BATCH (ErrorCode::kRestarted): whether that batch was
+  // applied is unknown, so its devices were read back and programming went on from what the
+  // read showed, learning nothing from that batch. Never resent as it was.
+  int board_restarts = 0;
 
   /// Share of the programmed (not skipped) devices whose last read is within `tol_uS`.
   double within_tolerance(double tol_uS, double tol_rel = 0) const;

@@ -18,7 +18,7 @@ namespace xbar {
 
 struct ProtocolOptions {
   std::chrono::milliseconds timeout{2000};  // per attempt
-  int max_attempts = 3;                     // first try + retries with the same seq
+  int max_attempts = 5;                     // first try + retries with the same seq
 };
 
 /// Thread-safe: calls are serialised; one request is in flight at a time.
@@ -36,6 +36,9 @@ class ProtocolClient {
   const Transport& transport() const { return *transport_; }
   /// Number of retransmissions so far (for metrics and tests).
   uint64_t retransmissions() const { return retransmissions_; }
+  /// Board restarts seen (RESTARTED replies) so far: state loaded on the board before the
+  /// last one (loop programs) is gone.
+  uint64_t restarts() const { return restarts_; }
 
  private:
   std::mutex mu_;
@@ -45,6 +48,8 @@ class ProtocolClient {
   // session), so a new process must not reuse the previous one's recent sequence numbers.
   uint32_t next_seq_;
   uint64_t retransmissions_ = 0;
+  uint64_t restarts_ = 0;
+  bool ack_restart_ = false;  // a RESTARTED reply seen; the next request acknowledges it
 };
 
 }  // namespace xbar

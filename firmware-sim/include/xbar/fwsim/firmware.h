@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <span>
 #include <string>
 #include <vector>
@@ -24,6 +25,7 @@ namespace xbar::fwsim {
 struct FirmwareOptions {
   uint64_t chip_seed = 1;   // fixes the devices and faults (the chip serial is derived from it)
   uint64_t noise_seed = 1;  // fixes every cycle-to-cycle, relaxation and read draw
+  wire::LinkFaults link;    // the link's faults from the start (SIM_LINK changes them)
 };
 
 class Firmware {
@@ -45,6 +47,19 @@ class Firmware {
   /// Thread-safe: all sessions are serialised.
   std::vector<uint8_t> handle(SessionId id, std::span<const uint8_t> request);
 
+  /// One request through the link (docs/protocol.md §4.12): with the link's faults off, the
+  /// reply of handle(); with them on, the request may be dropped or corrupted on its way in,
+  /// the reply dropped, corrupted, duplicated or held back until after the next request's,
+  /// and the board may restart. Returns the frames the host receives, in order (0, 1 or more).
+  /// Transports use this; handle() is the fault-free board. Thread-safe.
+  std::vector<std::vector<uint8_t>> exchange(SessionId id, std::span<const uint8_t> request);
+
+  /// A power glitch: the volatile state (every session's reply cache, loop programs, an open
+  /// run) is lost, the conductances and the clock are kept. Each session's next request other
+  /// than INFO, STATUS or SIM_* is refused with RESTARTED, not executed, until one carries
+  /// the ACK_RESTART flag. Thread-safe.
+  void restart();
+
   /// The INFO reply this board gives (serial, geometry, converter facts). Thread-safe.
   const wire::InfoReply& info() const { return info_; }
   /// Serial derived from the chip seed: "XS" + 14 hex digits.
@@ -61,6 +76,8 @@ class Firmware {
   };
   struct Session {
     std::deque<CachedReply> cache;
+    bool restarted = false;                  // refuse the next stateful request
+    std::vector<std::vector<uint8_t>> held;  // delayed replies, delivered after the next one
   };
 
   std::vector<uint8_t> execute(SessionId session, const wire::Frame& req);
@@ -77,6 +94,10 @@ class Firmware {
   std::vector<uint8_t> do_sim_ground_truth(const wire::Frame& f);
   std::vector<uint8_t> do_sim_inject_fault(const wire::Frame& f);
   std::vector<uint8_t> do_sim_clock(const wire::Frame& f);
+  std::vector<uint8_t> do_sim_link(const wire::Frame& f);
+  std::vector<uint8_t> handle_locked(SessionId id, std::span<const uint8_t> request);
+  void restart_locked();
+  bool link_draw(uint16_t p);  // true with probability p / 65536
   std::vector<uint8_t> do_loop_load(const wire::Frame& f);
   std::vector<uint8_t> do_loop_run(SessionId session, const wire::Frame& f);
 
@@ -89,6 +110,12 @@ class Firmware {
   uint16_t last_error_ = 0;
   uint64_t ops_executed_ = 0;
   uint32_t replays_served_ = 0;
+
+  // The link (SIM_LINK) and what it did; survives restarts, like the test bench around a board.
+  wire::LinkFaults link_;
+  uint64_t link_rng_ = 0;  // splitmix64 state
+  wire::SimLinkReply link_stats_;
+  std::set<uint64_t> pulse_batches_seen_;  // FNV-1a of every executed PULSE_BATCH request
 
   // Closed loop (docs/protocol.md §4.10, docs/firmware.md §6).
   std::vector<wire::LoopProgram> loop_programs_;

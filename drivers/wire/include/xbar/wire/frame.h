@@ -34,6 +34,7 @@ enum class Opcode : uint8_t {
   kSimGroundTruth = 0x81,
   kSimInjectFault = 0x82,
   kSimClock = 0x83,
+  kSimLink = 0x84,
 };
 
 /// True for every opcode protocol v1 defines (whether or not a given board implements it).
@@ -45,6 +46,9 @@ std::string_view opcode_name(Opcode op);
 enum FrameFlags : uint16_t {
   kFlagReply = 1u << 0,  // set on every board->host frame
   kFlagError = 1u << 1,  // reply payload is an ErrorReply
+  // host->board: the host has seen this session's RESTARTED reply; the board executes this
+  // request and stops refusing (docs/protocol.md §5.3)
+  kFlagAckRestart = 1u << 2,
 };
 
 struct Header {

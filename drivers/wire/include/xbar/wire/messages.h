@@ -23,6 +23,9 @@ enum class ErrorCode : uint16_t {
   kUnsupported = 7,    // defined by v1, not implemented by this board/firmware
   kAborted = 8,        // the operation was stopped by ABORT
   kInternal = 9,       // firmware fault; the board state is as reported by STATUS
+  kRestarted = 10,     // the board restarted since this session's last request (power glitch,
+                       // watchdog): its volatile state (reply cache, loop programs, an open
+                       // run) is gone, conductances are kept; this request was not executed
 };
 std::string_view error_code_name(ErrorCode c);
 
@@ -242,6 +245,45 @@ struct SimClockReply {
   std::vector<uint8_t> encode() const;
 };
 Decoded<SimClockReply> decode_sim_clock_reply(std::span<const uint8_t> p);
+
+/// SIM_LINK: the twin's link faults (docs/protocol.md §4.12). Probabilities are per frame, in
+/// units of 1/65536; `restart` is per request (half before it executes, half after, when its
+/// reply is lost with the power). op 0 queries, op 1 sets the rates and reseeds the draws.
+enum class LinkOp : uint8_t { kQuery = 0, kSet = 1 };
+
+struct LinkFaults {
+  uint16_t drop_request = 0;     // the request never reaches the board
+  uint16_t corrupt_request = 0;  // one byte of the request flipped on the way in
+  uint16_t drop_reply = 0;       // executed, but the reply is lost
+  uint16_t corrupt_reply = 0;    // one byte of the reply flipped on the way out
+  uint16_t duplicate_reply = 0;  // the reply arrives twice
+  uint16_t delay_reply = 0;      // the reply arrives after the next request's (reordered)
+  uint16_t restart = 0;          // power glitch
+  uint64_t seed = 0;
+  bool any() const {
+    return drop_request || corrupt_request || drop_reply || corrupt_reply || duplicate_reply ||
+           delay_reply || restart;
+  }
+};
+
+struct SimLinkRequest {
+  LinkOp op = LinkOp::kQuery;
+  LinkFaults faults;  // for kSet
+  std::vector<uint8_t> encode() const;
+};
+Decoded<SimLinkRequest> decode_sim_link_request(std::span<const uint8_t> p);
+
+/// What the link did so far (since the board was made; restarts do not clear it).
+struct SimLinkReply {
+  LinkFaults faults;  // in force
+  uint32_t requests_dropped = 0, requests_corrupted = 0, replies_dropped = 0, replies_corrupted = 0,
+           replies_duplicated = 0, replies_delayed = 0, restarts = 0;
+  // PULSE_BATCH request frames executed more than once (same bytes): a double-applied batch.
+  // The protocol's retry rule makes this 0; the counter exists to prove it.
+  uint32_t pulse_batches_repeated = 0;
+  std::vector<uint8_t> encode() const;
+};
+Decoded<SimLinkReply> decode_sim_link_reply(std::span<const uint8_t> p);
 
 /// Helpers for the device mask of PULSE_BATCH.
 inline bool mask_test(std::span<const uint8_t> mask, size_t i) {
