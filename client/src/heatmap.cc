@@ -1,14 +1,13 @@
 #include "heatmap.h"
 
 #include <fmt/format.h>
-#include <png.h>
 
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <cstdio>
-#include <memory>
 #include <vector>
+
+#include "canvas.h"
 
 namespace xbar::client {
 
@@ -30,54 +29,6 @@ std::array<uint8_t, 3> viridis(double t) {
 }
 
 namespace {
-
-using Rgb = std::array<uint8_t, 3>;
-
-// An RGB image, white to begin with; drawing outside it is ignored.
-struct Canvas {
-  int width, height;
-  std::vector<uint8_t> px;
-  Canvas(int w, int h) : width(w), height(h), px(static_cast<size_t>(w) * h * 3, 255) {}
-  void put(int x, int y, Rgb c) {
-    if (x < 0 || y < 0 || x >= width || y >= height) return;
-    uint8_t* p = &px[(static_cast<size_t>(y) * width + x) * 3];
-    p[0] = c[0];
-    p[1] = c[1];
-    p[2] = c[2];
-  }
-  void fill(int x0, int y0, int w, int h, Rgb c) {
-    for (int y = y0; y < y0 + h; ++y) {
-      for (int x = x0; x < x0 + w; ++x) put(x, y, c);
-    }
-  }
-};
-
-std::expected<void, std::string> write_png(const std::string& path, const Canvas& img) {
-  std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "wb"), &std::fclose);
-  if (!f) return std::unexpected("heat map: cannot write " + path);
-  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
-  png_infop info = png ? png_create_info_struct(png) : nullptr;
-  if (!png || !info) {
-    png_destroy_write_struct(&png, &info);
-    return std::unexpected("heat map: libpng init failed");
-  }
-  if (setjmp(png_jmpbuf(png))) {
-    png_destroy_write_struct(&png, &info);
-    return std::unexpected("heat map: libpng failed writing " + path);
-  }
-  png_init_io(png, f.get());
-  png_set_IHDR(png, info, static_cast<png_uint_32>(img.width), static_cast<png_uint_32>(img.height),
-               8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
-               PNG_FILTER_TYPE_DEFAULT);
-  png_write_info(png, info);
-  for (int y = 0; y < img.height; ++y) {
-    png_write_row(png, const_cast<png_bytep>(&img.px[static_cast<size_t>(y) * img.width * 3]));
-  }
-  png_write_end(png, nullptr);
-  png_destroy_write_struct(&png, &info);
-  if (std::fflush(f.get()) != 0) return std::unexpected("heat map: cannot write " + path);
-  return {};
-}
 
 // Colour bar: top = hi, bottom = lo.
 void draw_colour_bar(Canvas& img, int x0, int y0, int w, int h) {
@@ -105,7 +56,7 @@ std::expected<void, std::string> write_heatmap_png(const std::string& path,
     }
   }
   draw_colour_bar(img, cols * cell + gap, 0, bar_w, img.height);
-  return write_png(path, img);
+  return write_png(path, img, "heat map");
 }
 
 KernelMapLayout kernel_map_layout(const std::vector<KernelPanel>& panels,
@@ -236,7 +187,7 @@ std::expected<void, std::string> write_kernel_map_png(const std::string& path,
     }
   }
   draw_colour_bar(img, l.panel_x(l.panels), y0, l.bar_w, rows * cell);
-  return write_png(path, img);
+  return write_png(path, img, "heat map");
 }
 
 }  // namespace xbar::client

@@ -243,10 +243,11 @@ class HardwareStream final : public KernelStream {
       for (size_t t = 0; t < steps; ++t) codes[t * n + j] = in[t];
     }
     std::vector<int32_t> outputs;
-    if (switched_) {
+    if (switched_ || !open_) {
       // Each chunk is a run of its own that resumes the state the last one left (and the
       // step count that keys the noise), so the board is free between chunks and the result
-      // is the one long run's. Another stream may have loaded other programs meanwhile.
+      // is the one long run's. Another stream may have loaded other programs meanwhile, or a
+      // board restart erased them.
       auto loaded = b_.ensure_loop_loaded(loop_->programs);
       if (!loaded) return std::unexpected(loaded.error());
       block_ = 0;
@@ -337,9 +338,21 @@ Result<KernelFn> hardware_kernels(Board& board, const std::vector<PlacedKernel>&
                    board_ms](const std::vector<Eigen::VectorXd>& z)
                       -> Result<std::vector<Eigen::VectorXd>> {
     const auto t0 = std::chrono::steady_clock::now();
-    HardwareStream stream(board, loop, (*run_counter)++);
-    auto head = stream.push(z);
-    auto tail = head ? stream.finish() : decltype(head)(std::unexpected(head.error()));
+    const uint32_t tag = (*run_counter)++;
+    auto once = [&]()
+        -> std::pair<Result<std::vector<Eigen::VectorXd>>, Result<std::vector<Eigen::VectorXd>>> {
+      HardwareStream stream(board, loop, tag);
+      auto head = stream.push(z);
+      auto tail = head ? stream.finish() : decltype(head)(std::unexpected(head.error()));
+      return {std::move(head), std::move(tail)};
+    };
+    auto [head, tail] = once();
+    // A board restart mid-run lost the run's state; the run is a function of its inputs and
+    // noise tag alone, so it is run again, once, from the start (the programs are reloaded).
+    const auto restarted = [](const auto& r) {
+      return !r && r.error().code == ErrorCode::kRestarted;
+    };
+    if (restarted(head) || restarted(tail)) std::tie(head, tail) = once();
     if (board_ms) {
       *board_ms +=
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
