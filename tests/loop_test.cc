@@ -246,7 +246,7 @@ TEST(Loop, ResumeIsCheckedAndNamesTheField) {
   q.state.assign(55, 0);  // the two programs have 56 routes
   auto r = b->loop_run(q);
   ASSERT_FALSE(r.has_value());
-  EXPECT_NE(r.error().message.find("n_state = 55: the loaded programs have 56 routes"),
+  EXPECT_NE(r.error().message.find("n_state = 55: the loaded programs have 56 state codes"),
             std::string::npos)
       << r.error().message;
   q.state.assign(56, 0);

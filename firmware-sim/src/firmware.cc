@@ -413,6 +413,16 @@ std::vector<uint8_t> Firmware::do_pulse_batch(const wire::Frame& f) {
   auto volts = [&](uint16_t code) { return p.dac_v_min_V + code * lsb_V; };
   auto in_range = [&](double v, Range r) { return v >= r.lo - lsb_V / 2 && v <= r.hi + lsb_V / 2; };
 
+  // The mask's last byte may have bits past R*C (5 x 12 devices: 60 of 64 bits); they select
+  // no device. Counted in n_devices but never pulsed, they made n_pulsed < n_devices.
+  for (size_t i = cells; i < q->mask.size() * 8; ++i) {
+    if (wire::mask_test(q->mask, i)) {
+      return error_reply(f.header, ErrorCode::kOutOfRange,
+                         fmt::format("PULSE_BATCH.mask bit {}: no such device ({} rows x {} cols)",
+                                     i, p.rows, p.cols));
+    }
+  }
+
   // Validate every device before touching any: a rejected batch changes nothing.
   struct Planned {
     int row, col;
@@ -568,21 +578,25 @@ std::vector<uint8_t> Firmware::do_loop_run(SessionId session, const wire::Frame&
     }
   }
   if (resume) {
-    size_t n_fb = 0;
-    for (const wire::LoopProgram& prog : loop_programs_) n_fb += prog.routes.size();
-    if (q->state.size() != n_fb) {
-      return error_reply(f.header, ErrorCode::kOutOfRange,
-                         fmt::format("LOOP_RUN.n_state = {}: the loaded programs have {} routes",
-                                     q->state.size(), n_fb));
+    size_t n_state = 0;
+    for (const wire::LoopProgram& prog : loop_programs_) n_state += wire::loop_state_codes(prog);
+    if (q->state.size() != n_state) {
+      return error_reply(
+          f.header, ErrorCode::kOutOfRange,
+          fmt::format("LOOP_RUN.n_state = {}: the loaded programs have {} state codes "
+                      "(one per route, two with error feedback)",
+                      q->state.size(), n_state));
     }
     size_t at = 0;
     for (const wire::LoopProgram& prog : loop_programs_) {
-      for (size_t i = 0; i < prog.routes.size(); ++i, ++at) {
-        if (std::abs(int{q->state[at]}) > prog.clamp) {
+      for (size_t i = 0; i < wire::loop_state_codes(prog); ++i, ++at) {
+        const bool residual = i >= prog.routes.size();
+        const int lim = residual ? 128 : prog.clamp;
+        if (std::abs(int{q->state[at]}) > lim) {
           return error_reply(
               f.header, ErrorCode::kOutOfRange,
-              fmt::format("LOOP_RUN.state[{}] = {}: allowed -{}..{} (program {} clamp)", at,
-                          q->state[at], prog.clamp, prog.clamp, prog.array));
+              fmt::format("LOOP_RUN.state[{}] = {}: allowed -{}..{} (program {} {})", at,
+                          q->state[at], lim, lim, prog.array, residual ? "residual" : "clamp"));
         }
       }
     }
@@ -604,6 +618,9 @@ std::vector<uint8_t> Firmware::do_loop_run(SessionId session, const wire::Frame&
       wire::LoopState& st = run_state_.emplace_back(prog);
       if (resume) {
         for (int32_t& x : st.x) x = q->state[at++];
+        if (prog.flags & wire::kLoopErrorFeedback) {
+          for (int32_t& e : st.e) e = q->state[at++];
+        }
       }
     }
   }
@@ -634,8 +651,12 @@ std::vector<uint8_t> Firmware::do_loop_run(SessionId session, const wire::Frame&
       static_cast<uint64_t>(q->n_steps * loop_programs_.size() * 8 * p.vmm_plane_us * 1000.0));
   if (q->flags & wire::kLoopSnapshot) {
     r.next_step = run_steps_;
-    for (const wire::LoopState& st : run_state_) {
+    for (size_t k = 0; k < run_state_.size(); ++k) {
+      const wire::LoopState& st = run_state_[k];
       for (int32_t x : st.x) r.state.push_back(static_cast<int16_t>(x));  // |x| <= clamp <= 255
+      if (loop_programs_[k].flags & wire::kLoopErrorFeedback) {
+        for (int32_t e : st.e) r.state.push_back(static_cast<int16_t>(e));  // |e| <= 128
+      }
     }
   }
   if (q->flags & wire::kLoopLast) run_open_ = false;

@@ -76,6 +76,7 @@ Result<LoopPlan> plan_loop(const CompiledKernel& ck, const Placement& p,
   wire::LoopProgram& prog = plan.program;
   prog.array = static_cast<uint8_t>(array);
   prog.clamp = opt.clamp;
+  prog.flags = opt.error_feedback ? wire::kLoopErrorFeedback : 0;
 
   // The TIA gain: the largest column current (every used row at full magnitude in one plane)
   // must stay inside the ADC's range above V_ref.
@@ -168,15 +169,20 @@ Eigen::VectorXd run_quantized(const CompiledKernel& ck, const LoopPlan& plan,
   const double c = plan.program.clamp;
   auto q = [c](double v) { return std::clamp(std::round(v), -c, c); };  // std::round: half away
   const std::vector<int16_t> codes = input_codes(plan, u);
+  const bool feedback = plan.program.flags & wire::kLoopErrorFeedback;
   std::vector<cd> x(static_cast<size_t>(ck.n), 0.0);  // state codes as the array holds them
+  std::vector<cd> e(static_cast<size_t>(ck.n), 0.0);  // rounding residuals (error feedback)
+  auto carry = [](double r) { return std::clamp(r, -0.5, 0.5); };
   Eigen::VectorXd y(u.size());
   for (Eigen::Index t = 0; t < u.size(); ++t) {
     const double m_u =
         q(codes[static_cast<size_t>(t)] * plan.input_lsb / (ck.b_weight * plan.x_scale));
     double acc = 0;
     for (size_t k = 0; k < x.size(); ++k) {
-      const cd next = ck.kernel.a_bar[k] * x[k] + ck.b_weight * ck.mode_gain[k] * m_u;
+      cd next = ck.kernel.a_bar[k] * x[k] + ck.b_weight * ck.mode_gain[k] * m_u;
+      if (feedback) next += e[k];
       x[k] = cd(q(next.real()), q(next.imag()));
+      if (feedback) e[k] = cd(carry(next.real() - x[k].real()), carry(next.imag() - x[k].imag()));
       acc += (ck.kernel.c_bar[k] / ck.mode_gain[k] * x[k]).real();
     }
     y(t) = 2 * plan.x_scale * acc + plan.d * u(t);

@@ -30,7 +30,7 @@ std::vector<uint8_t> LoopLoadRequest::encode() const {
     w.put(static_cast<uint8_t>(p.routes.size()));
     w.put(static_cast<uint8_t>(p.outputs.size()));
     w.put(p.clamp);
-    w.put(uint16_t{0});
+    w.put(p.flags);
     for (const LoopTap& t : p.taps) {
       w.put(t.row_pos);
       w.put(t.row_neg);
@@ -67,7 +67,7 @@ Decoded<LoopLoadRequest> decode_loop_load_request(std::span<const uint8_t> p) {
     prog.gain_index = r.get<uint8_t>();
     const uint8_t n_in = r.get<uint8_t>(), n_fb = r.get<uint8_t>(), n_out = r.get<uint8_t>();
     prog.clamp = r.get<uint8_t>();
-    (void)r.get<uint16_t>();
+    prog.flags = r.get<uint16_t>();
     if (n_in > kMaxLoopTaps || n_fb > kMaxLoopRoutes || n_out > kMaxLoopOutputs) {
       return std::unexpected(fmt::format(
           "LOOP_LOAD program {}: n_in = {}, n_fb = {}, n_out = {}: allowed 0..{}, 0..{}, 0..{}", i,
@@ -127,6 +127,9 @@ std::string check_loop_programs(const std::vector<LoopProgram>& programs, int ar
       return fmt::format("{}: gain_index = {}: allowed 0..{}", at, p.gain_index, n_gains - 1);
     }
     if (p.clamp < 1) return fmt::format("{}: clamp = 0: allowed 1..255", at);
+    if (p.flags & ~kLoopErrorFeedback) {
+      return fmt::format("{}: flags = 0x{:04x}: allowed bit 0 (ERROR_FEEDBACK)", at, p.flags);
+    }
     std::set<int> used_rows;
     auto row = [&](const char* what, size_t k, const char* field, int r) -> std::string {
       if (r >= rows)
@@ -324,10 +327,22 @@ void loop_rows(const LoopProgram& prog, std::span<const int16_t> inputs, const L
 void loop_update(const LoopProgram& prog, std::span<const uint32_t> acc, LoopState& state,
                  std::span<int32_t> outputs) {
   const int64_t c = prog.clamp;
+  const bool feedback = prog.flags & kLoopErrorFeedback;
   for (size_t f = 0; f < prog.routes.size(); ++f) {
     const LoopRoute& r = prog.routes[f];
     const int64_t d = int64_t{acc[r.col_pos]} - int64_t{acc[r.col_neg]};
-    state.x[f] = static_cast<int32_t>(std::clamp(rshift_round(d * r.mul, r.shift), -c, c));
+    int64_t q = d * r.mul;
+    const int unit = std::max(int{r.shift} - 8, 0);  // residual unit: 2^unit
+    if (feedback) q += int64_t{state.e[f]} * (int64_t{1} << unit);
+    const int64_t x = std::clamp(rshift_round(q, r.shift), -c, c);
+    state.x[f] = static_cast<int32_t>(x);
+    if (feedback) {
+      // What the rounding (and a saturation) left out, carried into the next step: at most half
+      // a state code, 1/256 code resolution.
+      const int64_t lim = (int64_t{1} << std::min<int>(r.shift, 8)) >> 1;
+      const int64_t res = q - x * (int64_t{1} << r.shift);
+      state.e[f] = static_cast<int32_t>(std::clamp(rshift_round(res, unit), -lim, lim));
+    }
   }
   for (size_t o = 0; o < prog.outputs.size(); ++o) {
     outputs[o] = static_cast<int32_t>(int64_t{acc[prog.outputs[o].col_pos]} -

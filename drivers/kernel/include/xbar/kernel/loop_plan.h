@@ -21,6 +21,9 @@ struct LoopPlanOptions {
   // Trim each feedback route's gain to the conductances `g_uS` holds (route_trims): the
   // least-squares gain that brings the programmed row of [A | B] closest to the compiled one.
   bool trim_routes = true;
+  // Carry each route's rounding residual into the next step (wire::kLoopErrorFeedback), so
+  // slow modes do not stall in the 8-bit state's dead band (docs/firmware.md §7).
+  bool error_feedback = true;
 };
 
 struct LoopPlan {
@@ -59,8 +62,9 @@ Eigen::VectorXd outputs_to_y(const LoopPlan& plan, std::span<const int32_t> outp
 
 /// The software model of the hardware path: the loop's arithmetic in floating point with the
 /// board's quantization (8-bit input and state magnitudes rounded half away from zero and
-/// clamped) and ideal conductances and converters. The board matches it up to the ADC's and
-/// the fixed-point scales' rounding; it differs from run_ideal by the 8-bit state.
+/// clamped, with the plan's error feedback carrying each rounding residual, at most half a
+/// code, into the next step) and ideal conductances and converters. The board matches it up to the
+/// ADC's and the fixed-point scales' rounding; it differs from run_ideal by the 8-bit state.
 Eigen::VectorXd run_quantized(const CompiledKernel& ck, const LoopPlan& plan,
                               const Eigen::VectorXd& u);
 

@@ -34,10 +34,16 @@ struct LoopOutput {  // a differential column pair returned to the host
   uint8_t col_pos = 0, col_neg = 0;
   bool operator==(const LoopOutput&) const = default;
 };
+/// LoopProgram::flags bit 0: each route carries its rounding residual into the next step
+/// (docs/firmware.md §7, "Error feedback"), so a slow mode decays instead of stalling in the
+/// 8-bit state's dead band. The residual is part of the run's state (RESUME/SNAPSHOT).
+inline constexpr uint16_t kLoopErrorFeedback = 0x0001;
+
 struct LoopProgram {
   uint8_t array = 0;
   uint8_t gain_index = 0;
   uint8_t clamp = 127;  // largest row magnitude, 1..255
+  uint16_t flags = 0;   // kLoopErrorFeedback
   std::vector<LoopTap> taps;
   std::vector<LoopRoute> routes;
   std::vector<LoopOutput> outputs;
@@ -106,8 +112,16 @@ int64_t rshift_round(int64_t q, unsigned s);
 /// The run state of one program: the state codes, one per route (the previous step's).
 struct LoopState {
   std::vector<int32_t> x;
-  explicit LoopState(const LoopProgram& p) : x(p.routes.size(), 0) {}
+  // With kLoopErrorFeedback: per route, the last rounding residual in units of
+  // 2^max(shift - 8, 0) of the product d * mul (|e| <= 128); zero otherwise.
+  std::vector<int32_t> e;
+  explicit LoopState(const LoopProgram& p) : x(p.routes.size(), 0), e(p.routes.size(), 0) {}
 };
+
+/// State codes per program in RESUME/SNAPSHOT: x of every route, then (error feedback) e.
+inline size_t loop_state_codes(const LoopProgram& p) {
+  return p.routes.size() * ((p.flags & kLoopErrorFeedback) ? 2 : 1);
+}
 
 /// The row magnitudes of one step of one program from its inputs (one code per tap) and
 /// state. `m` has `rows` entries, zeroed first.
