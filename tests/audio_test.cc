@@ -220,6 +220,27 @@ TEST(AudioResample, SameRateIsUnchangedAndBadRatesAreRefused) {
   EXPECT_EQ(no_rate.error().code, ErrorCode::kInvalidArgument);
 }
 
+// Found by tests/fuzz/audio_fuzz (tests/fuzz/corpus/audio/regress-resample-overflow): a float
+// WAV whose samples reach 3.4e38 (finite, so decode_audio accepts it) resampled to infinite
+// samples, and preprocess handed the model inf/NaN steps.
+TEST(AudioResample, SamplesNearTheFloatLimitAreRefusedNotMadeInfinite) {
+  Audio a;
+  a.sample_rate_hz = 48000;
+  for (int i = 0; i < 300; ++i) a.samples.push_back(i < 150 ? 0.0f : 3.4e38f);
+  auto r = resample(a, 16000);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(r.error().message.find("overflowed"), std::string::npos) << r.error().message;
+  auto steps = preprocess(a, {.sample_rate_hz = 16000, .downsample = 64});
+  ASSERT_FALSE(steps);
+  EXPECT_EQ(steps.error().code, ErrorCode::kInvalidArgument);
+  // Large but not overflowing: still resampled.
+  for (float& x : a.samples) x /= 4;
+  auto ok = resample(a, 16000);
+  ASSERT_TRUE(ok) << ok.error().message;
+  for (float x : ok->samples) EXPECT_TRUE(std::isfinite(x));
+}
+
 // ---- preprocessing ----
 
 TEST(AudioPreprocess, PaperClipGives871StepsWithPeakOne) {

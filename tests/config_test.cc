@@ -42,6 +42,41 @@ TEST(Profiles, ErrorsNameTheKey) {
   EXPECT_NE(missing.error().find("cannot open"), std::string::npos);
 }
 
+// Found by tests/fuzz/config_fuzz (tests/fuzz/corpus/config/regress-profile-null-key.yaml): a
+// key that is not a name (null, a list, a mapping) made as<std::string>() throw out of
+// parse_profile_yaml, which ended xbard or xbar-fwsim with std::terminate.
+TEST(Profiles, KeysThatAreNotNamesAreErrorsNotExceptions) {
+  for (const char* text :
+       {"\n?\n:", "[adc]: 1\n", "adc: {? {bits: 1}: 2}\n", "adc:\n  ?\n  : 3\n"}) {
+    std::expected<fwsim::ChipProfile, std::string> p;
+    EXPECT_NO_THROW(p = fwsim::parse_profile_yaml(text, "t.yaml")) << text;
+    ASSERT_FALSE(p.has_value()) << text;
+    EXPECT_NE(p.error().find(": expected a key name, got "), std::string::npos) << p.error();
+  }
+}
+
+// Found by tests/fuzz/config_fuzz's INFO-fits property (corpus/config/regress-profile-*.yaml):
+// validate_profile accepted values the twin's INFO reply cannot carry. The Firmware then cast a
+// gain of 1e10 ohm to u32 (undefined), wrapped 70 V to 4464 mV and -0.2 V to 65336 mV, and
+// count_per_array [0, 1e10] was cast to int before any check (undefined).
+TEST(Profiles, ValuesTheInfoReplyCannotCarryAreRefused) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"tia: {gains_ohm: [1e10]}\n", "tia.gains_ohm[0] = 10000000000: allowed 1..4294967295 ohm"},
+      {"tia: {gains_ohm: [0.5]}\n", "tia.gains_ohm[0] = 0.5: allowed 1..4294967295 ohm"},
+      {"adc: {v_hi_V: 70}\n", "adc.v_hi_V = 70: allowed 0..65.535 V"},
+      {"read: {v_read_V: -0.2}\n", "read.v_read_V = -0.2: allowed 0..65.535 V"},
+      {"dac: {v_min_V: -40}\n", "dac.v_min_V = -40: allowed -32.768..32.767 V"},
+      {"pulse: {width_step_ns: 70000}\n", "pulse.width_step_ns = 70000: allowed 1..65535"},
+      {"faults:\n  slow: {count_per_array: [0, 1e10]}\n",
+       "faults.slow.count_per_array: expected two integers in 0..1000000000"},
+  };
+  for (const auto& [text, message] : cases) {
+    auto p = fwsim::parse_profile_yaml(text, "t.yaml");
+    ASSERT_FALSE(p.has_value()) << text;
+    EXPECT_EQ(p.error(), std::string("t.yaml: ") + message);
+  }
+}
+
 TEST(DaemonConfig, DefaultsAndBoardUri) {
   auto c = server::parse_config("", "x");
   ASSERT_TRUE(c.has_value());

@@ -263,6 +263,57 @@ TEST_F(FirmwareTest, WaitAndSimClockAdvanceTheBoardClock) {
   EXPECT_EQ(c->now_ns, t0 + 1'500'007);
 }
 
+// Found by tests/fuzz/firmware_fuzz (corpus/firmware/regress-sim-clock-wrap): WAIT 250 ms, then
+// SIM_CLOCK advance_ns = 2^64 - 1 wrapped the u64 clock back to 249999999 ns; devices pulsed
+// before then looked pulsed in the future. The clock now stops at 2^64 - 1.
+TEST_F(FirmwareTest, TheBoardClockNeverGoesBack) {
+  ASSERT_FALSE(call(Opcode::kWait, 1, wire::WaitRequest{250'000}.encode()).header.flags &
+               wire::kFlagError);
+  ASSERT_FALSE(call(Opcode::kPulseBatch, 2, set_batch(0, 4, code(1.0))).header.flags &
+               wire::kFlagError);
+  auto c = wire::decode_sim_clock_reply(
+      call(Opcode::kSimClock, 3,
+           wire::SimClockRequest{wire::ClockOp::kAdvance, UINT64_MAX}.encode())
+          .payload);
+  EXPECT_EQ(c->now_ns, UINT64_MAX);
+  EXPECT_EQ(status(4).uptime_ns, UINT64_MAX);
+  auto w =
+      wire::decode_wait_reply(call(Opcode::kWait, 5, wire::WaitRequest{1500}.encode()).payload);
+  EXPECT_EQ(w->uptime_ns, UINT64_MAX);
+  for (float g : truth(6, 0)) EXPECT_TRUE(std::isfinite(g) && g >= 0) << g;
+}
+
+// Found by tests/fuzz/firmware_fuzz (corpus/firmware/regress-pulse-mask-padding): with 5 x 12
+// devices the mask's last 4 bits select no device; a batch setting one was accepted, counted in
+// n_devices, and answered n_pulsed = n_devices - 1.
+TEST(FirmwareGeometry, MaskBitsPastTheLastDeviceAreRefused) {
+  auto profile = *load_profile("typical");
+  profile.arrays = 1;
+  profile.rows = 5;
+  profile.cols = 12;
+  Firmware fw(profile, {});
+  const auto session = fw.open_session();
+  auto code = [](double v) { return static_cast<uint16_t>(std::lround((v + 10) / 20 * 65535)); };
+  wire::PulseBatchRequest q;
+  q.polarity = wire::Polarity::kSet;
+  q.mask.assign(8, 0);  // ceil(60 / 8)
+  q.codes.assign(2, {code(2.0), code(1.0), 50});
+  wire::mask_set(q.mask, 3);
+  wire::mask_set(q.mask, 62);
+  auto bad = wire::decode_frame(
+      fw.handle(session, wire::encode_frame(Opcode::kPulseBatch, 0, 1, q.encode())));
+  ASSERT_TRUE(bad && (bad->header.flags & wire::kFlagError));
+  auto e = wire::decode_error_reply(bad->payload);
+  EXPECT_EQ(e->code, wire::ErrorCode::kOutOfRange);
+  EXPECT_EQ(e->message, "PULSE_BATCH.mask bit 62: no such device (5 rows x 12 cols)");
+  q.mask[7] = 0;
+  wire::mask_set(q.mask, 59);  // the last device
+  auto ok = wire::decode_frame(
+      fw.handle(session, wire::encode_frame(Opcode::kPulseBatch, 0, 2, q.encode())));
+  ASSERT_TRUE(ok && !(ok->header.flags & wire::kFlagError));
+  EXPECT_EQ(wire::decode_pulse_batch_reply(ok->payload)->n_pulsed, 2);
+}
+
 TEST_F(FirmwareTest, FaultMapAndInjectionAgree) {
   wire::SimInjectFaultRequest inj{2, 5, 6, wire::FaultKind::kStuckHigh, 450.0f};
   ASSERT_FALSE(call(Opcode::kSimInjectFault, 1, inj.encode()).header.flags & wire::kFlagError);

@@ -254,6 +254,35 @@ TEST(Validation, NamesTheFieldAndTheRange) {
   EXPECT_NE(err(s).find("kernels[0].a_bar[0]: |A_bar| = 1.0"), std::string::npos) << err(s);
 }
 
+// Found by tests/fuzz/grpc_validators_fuzz (tests/fuzz/corpus/grpc_validators/
+// regress-denormal-c-bar): validate accepted kernels whose compiled targets were NaN, a C_bar so
+// small (1.95e-313) that the output scale overflowed, or so large on a small mode gain that
+// C_bar / gain did.
+TEST(Validation, KernelsWhoseScalesOverflowAreRefused) {
+  auto discrete = [](std::vector<cd> a, std::vector<cd> c) {
+    KernelSpec k;
+    k.continuous = false;
+    k.a = std::move(a);
+    k.c = std::move(c);
+    return KernelSetSpec{{k}, {}};
+  };
+  const KernelSetSpec tiny =
+      discrete({cd(0.0027346283197402952, 0.2)}, {cd(1.95223612767817e-313, 0)});
+  const KernelSetSpec huge = discrete({cd(0.999999999, 0), cd(0, 0)}, {cd(1e300, 0), cd(1, 0)});
+  for (const KernelSetSpec& s : {tiny, huge}) {
+    ASSERT_FALSE(compile(s.kernels[0], s.window).target_uS.allFinite());  // what it prevents
+    auto r = validate(s, 1.0, 250.0);
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("kernels[0]: the conductance scales overflow"),
+              std::string::npos)
+        << r.error().message;
+  }
+  // Small and spread, but representable: accepted, finite.
+  const KernelSetSpec ok = discrete({cd(0.5, 0)}, {cd(1e-200, 0)});
+  EXPECT_TRUE(validate(ok, 1.0, 250.0));
+  EXPECT_TRUE(compile(ok.kernels[0], ok.window).target_uS.allFinite());
+}
+
 TEST(Assignment, MatchesBruteForceOnSmallMatrices) {
   std::mt19937_64 rng(3);
   std::uniform_real_distribution<double> u(0, 10);

@@ -197,7 +197,8 @@ void Chip::pulse(int array, int row, int col, Polarity polarity, double v_V, dou
     d.relax_offset_uS = (mid ? p_.relax_sigma_mid_uS : p_.relax_sigma_other_uS) * z;
     d.settled = false;
     ArrayCache& c = cache_[static_cast<size_t>(array)];
-    c.settle_deadline_ns = std::max(c.settle_deadline_ns, now_ns_ + settle_ns_);
+    c.settle_deadline_ns =  // saturating, as the clock (advance_ns)
+        std::max(c.settle_deadline_ns, now_ns_ + std::min(settle_ns_, UINT64_MAX - now_ns_));
   } else {
     d.relax_offset_uS = 0;
     d.settled = true;

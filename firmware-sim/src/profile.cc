@@ -70,7 +70,12 @@ std::expected<void, std::string> bind_map(const YAML::Node& n, Schema& schema,
                                        prefix.empty() ? "<top>" : prefix, kind_of(n)));
   }
   for (const auto& kv : n) {
-    const std::string k = kv.first.as<std::string>();
+    // A null, list or mapping key ("? [a]: 1") has no name; as<std::string>() would throw.
+    if (!kv.first.IsScalar()) {
+      return std::unexpected(fmt::format("{}: expected a key name, got {}",
+                                         prefix.empty() ? "<top>" : prefix, kind_of(kv.first)));
+    }
+    const std::string k = kv.first.Scalar();
     const std::string full = prefix.empty() ? k : prefix + "." + k;
     auto it = schema.find(k);
     if (it == schema.end()) {
@@ -157,8 +162,12 @@ std::expected<void, std::string> bind(const YAML::Node& n, Binding& b, const std
         return std::unexpected(
             fmt::format("{}: give either fraction or count_per_array, not both", key));
       }
-      if (count.lo < 0 || count.lo != std::floor(count.lo) || count.hi != std::floor(count.hi)) {
-        return std::unexpected(fmt::format("{}.count_per_array: expected two integers >= 0", key));
+      // Bounded before the casts to int (1e10 was undefined behaviour); validate_profile then
+      // limits it to the array's size.
+      if (count.lo < 0 || count.lo != std::floor(count.lo) || count.hi != std::floor(count.hi) ||
+          count.hi > 1e9) {
+        return std::unexpected(
+            fmt::format("{}.count_per_array: expected two integers in 0..1000000000", key));
       }
       f.count_lo = static_cast<int>(count.lo);
       f.count_hi = static_cast<int>(count.hi);
@@ -249,8 +258,31 @@ std::expected<void, std::string> validate_profile(const ChipProfile& p) {
   if (p.tia_gains_ohm.empty() || p.tia_gains_ohm.size() > 8) {
     return fail(fmt::format("tia.gains_ohm: {} gains, allowed 1..8", p.tia_gains_ohm.size()));
   }
+  // What INFO carries must fit its fields (docs/protocol.md §4.2): whole ohms in a u32,
+  // millivolts in a u16 (the DAC's range in an i16), the width step in a u16. The host does every
+  // conversion from INFO; a value that wrapped would describe another board.
   for (size_t i = 0; i < p.tia_gains_ohm.size(); ++i) {
-    if (!(p.tia_gains_ohm[i] > 0)) return fail(fmt::format("tia.gains_ohm[{}] must be > 0", i));
+    if (!(p.tia_gains_ohm[i] >= 1 && p.tia_gains_ohm[i] <= 4294967295.0)) {
+      return fail(
+          fmt::format("tia.gains_ohm[{}] = {}: allowed 1..4294967295 ohm", i, p.tia_gains_ohm[i]));
+    }
+  }
+  for (auto [name, v] : {std::pair{"adc.v_lo_V", p.adc_v_lo_V},
+                         {"adc.v_hi_V", p.adc_v_hi_V},
+                         {"tia.v_ref_V", p.tia_v_ref_V},
+                         {"read.v_read_V", p.v_read_V},
+                         {"read.gate_V", p.read_gate_V}}) {
+    if (!(std::round(v * 1000) >= 0 && std::round(v * 1000) <= 65535)) {
+      return fail(fmt::format("{} = {}: allowed 0..65.535 V", name, v));
+    }
+  }
+  for (auto [name, v] : {std::pair{"dac.v_min_V", p.dac_v_min_V}, {"dac.v_max_V", p.dac_v_max_V}}) {
+    if (!(std::round(v * 1000) >= -32768 && std::round(v * 1000) <= 32767)) {
+      return fail(fmt::format("{} = {}: allowed -32.768..32.767 V", name, v));
+    }
+  }
+  if (p.width_step_ns > 65535) {
+    return fail(fmt::format("pulse.width_step_ns = {}: allowed 1..65535", p.width_step_ns));
   }
   if (p.adc_bits < 4 || p.adc_bits > 16)
     return fail(fmt::format("adc.bits = {}: allowed 4..16", p.adc_bits));

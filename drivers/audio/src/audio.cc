@@ -246,6 +246,17 @@ Result<Audio> resample(const Audio& in, int rate_hz) {
   // produced a sample or two fewer.
   out.samples.resize(static_cast<size_t>(d.output_frames_gen));
   out.samples.resize(static_cast<size_t>(want), 0.0f);
+  // The sinc filter overshoots: float samples near the float limit (a float file may hold
+  // them) come out infinite, and preprocess would hand the model inf/NaN steps.
+  for (size_t i = 0; i < out.samples.size(); ++i) {
+    if (!std::isfinite(out.samples[i])) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        fmt::format("audio: resampling {} Hz -> {} Hz overflowed at sample {}: "
+                                    "the clip's samples are too large (a float file near the "
+                                    "float limit)",
+                                    in.sample_rate_hz, rate_hz, i));
+    }
+  }
   return out;
 }
 

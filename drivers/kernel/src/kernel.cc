@@ -109,6 +109,15 @@ Result<void> validate(const KernelSetSpec& set, double chip_lo_uS, double chip_h
     if (max_component(dk.c_bar) == 0) {
       return std::unexpected(bad(fmt::format("{}.{}: C_bar is all zero", at, c_name)));
     }
+    // compile() divides the window by the largest components (and C_bar by the mode gains):
+    // a C_bar of 1e-313, or of 1e300 on a mode gain of 1e-9, overflows a scale and the targets
+    // come out NaN.
+    if (!compile(k, w).target_uS.allFinite()) {
+      return std::unexpected(bad(fmt::format(
+          "{}: the conductance scales overflow (largest component of A_bar {:.3g}, of C_bar "
+          "{:.3g}): the values are too small or too far apart for the window",
+          at, max_component(dk.a_bar), max_component(dk.c_bar))));
+    }
   }
   return {};
 }

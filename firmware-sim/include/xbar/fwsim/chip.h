@@ -47,7 +47,11 @@ class Chip {
   const ChipProfile& profile() const { return p_; }
 
   uint64_t now_ns() const { return now_ns_; }
-  void advance_ns(uint64_t dt_ns) { now_ns_ += dt_ns; }
+  /// Moves the clock forward. It stops at 2^64 - 1 ns (584 years) instead of wrapping back
+  /// (SIM_CLOCK may ask for any u64 advance): the board clock never goes back.
+  void advance_ns(uint64_t dt_ns) {
+    now_ns_ = dt_ns > UINT64_MAX - now_ns_ ? UINT64_MAX : now_ns_ + dt_ns;
+  }
   uint64_t pulses_applied() const { return pulses_applied_; }
 
   /// One programming pulse on one device. Voltages in volts, width in ns. `op_id` keys the

@@ -41,7 +41,8 @@ Result<Audio> decode_audio(std::span<const uint8_t> bytes, const AudioLimits& li
 
 /// Resamples to `rate_hz` with libsamplerate (SRC_SINC_MEDIUM_QUALITY). The result has
 /// round(n * rate_hz / in.sample_rate_hz) samples. Same rate: `in` is returned unchanged.
-/// Errors: rates <= 0, or a ratio libsamplerate refuses (beyond 1:256 either way).
+/// Errors: rates <= 0, a ratio libsamplerate refuses (beyond 1:256 either way), or samples so
+/// close to the float limit that the filter's overshoot makes them infinite.
 Result<Audio> resample(const Audio& in, int rate_hz);
 
 /// The model's input preprocessing. Steps, in this order:
