@@ -103,8 +103,8 @@ kernel::KernelSpec small_kernel() {
   kernel::KernelSpec k;
   k.log_dt = std::log(0.3);
   for (int j = 0; j < 14; ++j) {
-    k.a.push_back({-0.5, 0.4 * j});
-    k.c.push_back({0.3 * std::cos(j), 0.2 * std::sin(j)});
+    k.a.emplace_back(-0.5, 0.4 * j);
+    k.c.emplace_back(0.3 * std::cos(j), 0.2 * std::sin(j));
   }
   return k;
 }

@@ -133,7 +133,7 @@ Result<LoopPlan> plan_loop(const CompiledKernel& ck, const Placement& p,
                                     : std::vector<double>(static_cast<size_t>(2 * n), 1.0);
   for (int s = 0; s < n; ++s) {
     for (int part = 0; part < 2; ++part) {
-      const double gain = plan.route_gain[static_cast<size_t>(2 * s + part)];
+      const double gain = plan.route_gain[(2 * static_cast<size_t>(s)) + static_cast<size_t>(part)];
       auto route = fixed_point(gain / (k * ck.state_scale_uS), "feedback");
       if (!route) return std::unexpected(route.error());
       prog.routes.push_back({pcol(state_col(s, 2 * part)), pcol(state_col(s, 2 * part + 1)),
