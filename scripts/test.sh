@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# README command 2 (and what .ci/run runs): install, check formatting, build, run every test.
+# README command 2 (and what .ci/run runs): install, check formatting, build, run every test,
+# then every test again under ASan+UBSan.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -11,3 +12,9 @@ BUILD_DIR=${BUILD_DIR:-build} bash scripts/build.sh
 echo "== tests"
 cd "${BUILD_DIR:-build}"
 ctest --output-on-failure -j "$(nproc)" --timeout 300
+cd - >/dev/null
+# The whole suite again under ASan+UBSan (XBAR_CI_ASAN=0 skips it; TSan: scripts/sanitize.sh).
+if [ "${XBAR_CI_ASAN:-1}" = 1 ]; then
+  echo "== tests under ASan+UBSan"
+  bash scripts/sanitize.sh asan
+fi
