@@ -3,11 +3,16 @@
 // driver retries with the same sequence number (answered from the board's reply cache), a
 // restart is refused once so a pulse batch is never resent blindly, program-verify goes on
 // from what it reads back, and the loop reloads its programs. 100 randomised schedules.
+// Unplugs: the link is cut and the board is away for a while; the driver re-opens it (in
+// process, and through a real xbar-fwsim process on a Unix socket).
 #include <gtest/gtest.h>
 
 #include <random>
+#include <thread>
 
+#include "process.h"
 #include "xbar/drivers/board.h"
+#include "xbar/drivers/inprocess_transport.h"
 #include "xbar/drivers/program_verify.h"
 #include "xbar/fwsim/firmware.h"
 #include "xbar/fwsim/profile.h"
@@ -24,12 +29,15 @@ namespace {
 TEST(LinkFaults, SimLinkMessagesRoundTrip) {
   wire::SimLinkRequest q;
   q.op = wire::LinkOp::kSet;
-  q.faults = {1, 2, 3, 4, 5, 6, 7, 0x0123456789abcdefULL};
+  q.faults = {1, 2, 3, 4, 5, 6, 7, 8, 0x0123456789abcdefULL, 9};
+  EXPECT_EQ(q.encode().size(), 36u);
   auto d = wire::decode_sim_link_request(q.encode());
   ASSERT_TRUE(d.has_value()) << d.error();
   EXPECT_EQ(d->faults.delay_reply, 6);
   EXPECT_EQ(d->faults.restart, 7);
+  EXPECT_EQ(d->faults.unplug, 8);
   EXPECT_EQ(d->faults.seed, 0x0123456789abcdefULL);
+  EXPECT_EQ(d->faults.unplug_ms, 9);
   auto bad = q.encode();
   bad[0] = 2;
   ASSERT_FALSE(wire::decode_sim_link_request(bad).has_value());
@@ -37,10 +45,13 @@ TEST(LinkFaults, SimLinkMessagesRoundTrip) {
   wire::SimLinkReply r;
   r.restarts = 9;
   r.pulse_batches_repeated = 2;
+  r.unplugs = 4;
+  EXPECT_EQ(r.encode().size(), 64u);
   auto dr = wire::decode_sim_link_reply(r.encode());
   ASSERT_TRUE(dr.has_value());
   EXPECT_EQ(dr->restarts, 9u);
   EXPECT_EQ(dr->pulse_batches_repeated, 2u);
+  EXPECT_EQ(dr->unplugs, 4u);
 }
 
 TEST(LinkFaults, BoardUriNamesTheLinkKeyAndItsRange) {
@@ -112,6 +123,7 @@ kernel::KernelSpec small_kernel() {
 struct Totals {
   wire::SimLinkReply link;
   int pv_ok = 0, pv_failed = 0, loop_ok = 0, loop_failed = 0, pv_restarts = 0;
+  uint64_t reopens = 0;
 };
 
 void add(Totals& t, const wire::SimLinkReply& r) {
@@ -122,6 +134,7 @@ void add(Totals& t, const wire::SimLinkReply& r) {
   t.link.replies_duplicated += r.replies_duplicated;
   t.link.replies_delayed += r.replies_delayed;
   t.link.restarts += r.restarts;
+  t.link.unplugs += r.unplugs;
   t.link.pulse_batches_repeated += r.pulse_batches_repeated;
 }
 
@@ -130,7 +143,7 @@ void add(Totals& t, const wire::SimLinkReply& r) {
 void run_schedule(uint64_t seed, Totals& totals) {
   SCOPED_TRACE("schedule " + std::to_string(seed));
   std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> rate(0.0, 0.1), restart(0.0, 0.05);
+  std::uniform_real_distribution<double> rate(0.0, 0.1), restart(0.0, 0.05), unplug(0.0, 0.04);
   wire::LinkFaults f;
   auto p16 = [](double p) { return static_cast<uint16_t>(p * 65536); };
   f.drop_request = p16(rate(rng));
@@ -140,6 +153,8 @@ void run_schedule(uint64_t seed, Totals& totals) {
   f.duplicate_reply = p16(rate(rng));
   f.delay_reply = p16(rate(rng));
   f.restart = p16(restart(rng));
+  f.unplug = p16(unplug(rng));
+  f.unplug_ms = 20;  // the host re-opens the link when the board is back (a new session)
   f.seed = seed;
 
   auto board = Board::open("sim:profile=ideal,seed=" + std::to_string(seed));
@@ -189,6 +204,7 @@ void run_schedule(uint64_t seed, Totals& totals) {
   ASSERT_TRUE(stats.has_value()) << stats.error().message;
   EXPECT_EQ(stats->pulse_batches_repeated, 0u) << "a pulse batch was applied twice";
   add(totals, *stats);
+  totals.reopens += b.client().reopens();
   auto truth = b.sim_ground_truth(0);
   ASSERT_TRUE(truth.has_value());
   if (pv) {
@@ -233,6 +249,171 @@ void run_schedule(uint64_t seed, Totals& totals) {
   }
 }
 
+// Program-verify of a 16x16 block with random targets; the rest of the array skipped.
+struct Block {
+  Eigen::MatrixXd target = Eigen::MatrixXd::Constant(64, 64, 10.0);
+  Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic> skip =
+      Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic>::Constant(64, 64, true);
+  explicit Block(uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::uniform_real_distribution<double> g(10.0, 150.0);
+    for (int r = 8; r < 24; ++r) {
+      for (int c = 8; c < 24; ++c) {
+        target(r, c) = g(rng);
+        skip(r, c) = false;
+      }
+    }
+  }
+};
+
+// What program-verify reports is what the array holds, converged devices are within
+// tolerance, and no batch was applied twice.
+void check_programmed(Board& b, const Block& block, const ProgramVerifyResult& pv) {
+  auto stats = b.sim_link(wire::LinkFaults{});
+  ASSERT_TRUE(stats.has_value()) << stats.error().message;
+  EXPECT_EQ(stats->pulse_batches_repeated, 0u) << "a pulse batch was applied twice";
+  auto truth = b.sim_ground_truth(0);
+  ASSERT_TRUE(truth.has_value());
+  for (int r = 8; r < 24; ++r) {
+    for (int c = 8; c < 24; ++c) {
+      EXPECT_NEAR(pv.final_uS(r, c), (*truth)(r, c), 0.6) << r << "," << c;
+      if (pv.outcome(r, c) == static_cast<uint8_t>(DeviceOutcome::kConverged)) {
+        EXPECT_LE(std::abs((*truth)(r, c) - block.target(r, c)), ProgramVerifyConfig{}.tol_uS + 0.6)
+            << r << "," << c;
+      }
+    }
+  }
+}
+
+// The cable pulled during program-verify, on an xbar-fwsim process: the board closes the
+// connection and refuses new ones while it is away, then comes back restarted. The driver
+// reconnects, checks the serial, and program-verify goes on from what it reads back.
+TEST(LinkFaults, SocketBoardUnpluggedDuringProgramVerifyIsReopenedAndFinishes) {
+  testing::TempDir dir;
+  const auto sock = dir.path() / "fwsim.sock";
+  testing::Process fwsim(
+      {XBAR_FWSIM_PATH, "--profile", "ideal", "--seed", "4", "--listen", "unix:" + sock.string()},
+      dir.path() / "fwsim.log");
+  ASSERT_TRUE(testing::eventually([&] { return std::filesystem::exists(sock); }));
+  auto board = Board::open("unix:" + sock.string());
+  ASSERT_TRUE(board.has_value()) << board.error().message;
+  Board& b = **board;
+  wire::LinkFaults f;
+  f.unplug = 6554;  // 10 % of the exchanges
+  f.unplug_ms = 50;
+  f.seed = 11;
+  ASSERT_TRUE(b.sim_link(f).has_value());
+  const Block block(4);
+  auto pv = program_verify(b, 0, block.target, ProgramVerifyConfig{}, {}, &block.skip);
+  ASSERT_TRUE(pv.has_value()) << pv.error().message << "\n" << fwsim.output();
+  EXPECT_GE(b.client().reopens(), 1u);
+  auto stats = b.sim_link();
+  ASSERT_TRUE(stats.has_value());
+  EXPECT_GE(stats->unplugs, b.client().reopens());
+  EXPECT_NE(fwsim.output().find("closing the connection"), std::string::npos) << fwsim.output();
+  std::printf("socket: %u unplugs, %llu re-opens, %d batches met one\n", stats->unplugs,
+              static_cast<unsigned long long>(b.client().reopens()), pv->board_restarts);
+  check_programmed(b, block, *pv);
+}
+
+// A board away for longer than the host waits: the request fails with kUnavailable naming
+// what happened; the next one fails at once; once the board is back, requests go through.
+TEST(LinkFaults, BoardAwayLongerThanTheReopenWindowFailsClearlyThenRecovers) {
+  auto profile = fwsim::load_profile("ideal");
+  ASSERT_TRUE(profile.has_value());
+  auto fw = std::make_shared<fwsim::Firmware>(*profile, fwsim::FirmwareOptions{});
+  ProtocolOptions po;
+  po.reopen_window = std::chrono::milliseconds(150);
+  po.timeout = std::chrono::milliseconds(200);
+  auto b = Board::connect(std::make_unique<InProcessTransport>(fw), po);
+  ASSERT_TRUE(b.has_value()) << b.error().message;
+  // The test bench's side door (handle(): no link) pulls the cable: 3 of 4 exchanges unplug
+  // the board, for 600 ms each time.
+  const auto side = fw->open_session();
+  wire::SimLinkRequest pull{wire::LinkOp::kSet, {}};
+  pull.faults.unplug = 65535;
+  pull.faults.unplug_ms = 600;
+  fw->handle(side, wire::encode_frame(wire::Opcode::kSimLink, 0, 1, pull.encode()));
+  Result<ConductanceMap> r = make_error(ErrorCode::kInternal, "not tried");
+  for (int i = 0; i < 20; ++i) {
+    r = (*b)->read_array(0);
+    if (!r) break;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(r.error().message.find("unplugged"), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("not back within 150 ms"), std::string::npos)
+      << r.error().message;
+  auto again = (*b)->status();  // the link is known to be down: one attempt, no wait
+  ASSERT_FALSE(again.has_value());
+  EXPECT_EQ(again.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(again.error().message.find("the board is gone"), std::string::npos)
+      << again.error().message;
+  EXPECT_FALSE((*b)->client().link_up());
+  // The cable stays in from now on, and once the board is back requests go through.
+  fw->handle(side, wire::encode_frame(wire::Opcode::kSimLink, 0, 2,
+                                      wire::SimLinkRequest{wire::LinkOp::kSet, {}}.encode()));
+  std::this_thread::sleep_until(t0 + std::chrono::milliseconds(700));
+  auto back = (*b)->read_array(0);
+  ASSERT_TRUE(back.has_value()) << back.error().message;
+  EXPECT_TRUE((*b)->client().link_up());
+  EXPECT_EQ((*b)->client().reopens(), 1u);
+}
+
+// A different board answers after the re-open (same port, another serial): the host must not
+// go on programming it.
+TEST(LinkFaults, ADifferentBoardAfterReopenIsRefused) {
+  auto profile = fwsim::load_profile("ideal");
+  ASSERT_TRUE(profile.has_value());
+  fwsim::FirmwareOptions o1;
+  o1.chip_seed = 1;
+  fwsim::FirmwareOptions o2;
+  o2.chip_seed = 2;
+  auto first = std::make_shared<fwsim::Firmware>(*profile, o1);
+  auto second = std::make_shared<fwsim::Firmware>(*profile, o2);
+  // A transport whose re-open lands on the second board.
+  class Swapping : public InProcessTransport {
+   public:
+    Swapping(std::shared_ptr<fwsim::Firmware> a, std::shared_ptr<fwsim::Firmware> b)
+        : InProcessTransport(std::move(a)), other_(std::move(b)) {}
+    Result<std::vector<uint8_t>> receive(std::chrono::milliseconds t) override {
+      if (!swapped_ && lose_next_) {
+        lose_next_ = false;
+        return make_error(ErrorCode::kUnavailable, "test: cable pulled");
+      }
+      return swapped_ ? other_.receive(t) : InProcessTransport::receive(t);
+    }
+    Result<void> send(std::span<const uint8_t> f) override {
+      return swapped_ ? other_.send(f) : InProcessTransport::send(f);
+    }
+    Result<void> reopen() override {
+      swapped_ = true;
+      return {};
+    }
+    bool lose_next_ = false;
+
+   private:
+    InProcessTransport other_;
+    bool swapped_ = false;
+  };
+  auto t = std::make_unique<Swapping>(first, second);
+  Swapping* tp = t.get();
+  ProtocolOptions po;
+  po.reopen_window = std::chrono::milliseconds(100);
+  auto b = Board::connect(std::move(t), po);
+  ASSERT_TRUE(b.has_value()) << b.error().message;
+  tp->lose_next_ = true;
+  auto r = (*b)->status();
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(r.error().message.find("a different board answered (serial " +
+                                   fwsim::Firmware::serial_for_seed(2) + ", expected " +
+                                   fwsim::Firmware::serial_for_seed(1) + ")"),
+            std::string::npos)
+      << r.error().message;
+}
+
 TEST(LinkFaults, HundredRandomisedSchedulesLoseNothingAndNeverPulseTwice) {
   Totals t;
   for (uint64_t seed = 1; seed <= 100; ++seed) {
@@ -242,17 +423,24 @@ TEST(LinkFaults, HundredRandomisedSchedulesLoseNothingAndNeverPulseTwice) {
   const auto& l = t.link;
   std::printf(
       "100 schedules: requests dropped %u, corrupted %u; replies dropped %u, corrupted %u, "
-      "duplicated %u, delayed %u; restarts %u; repeated batches %u\n"
+      "duplicated %u, delayed %u; restarts %u (%u of them unplugs, links re-opened %llu); "
+      "repeated batches %u\n"
       "program-verify ok %d (restarts met %d), failed %d; loop runs ok %d, failed %d\n",
       l.requests_dropped, l.requests_corrupted, l.replies_dropped, l.replies_corrupted,
-      l.replies_duplicated, l.replies_delayed, l.restarts, l.pulse_batches_repeated, t.pv_ok,
-      t.pv_restarts, t.pv_failed, t.loop_ok, t.loop_failed);
+      l.replies_duplicated, l.replies_delayed, l.restarts, l.unplugs,
+      static_cast<unsigned long long>(t.reopens), l.pulse_batches_repeated, t.pv_ok, t.pv_restarts,
+      t.pv_failed, t.loop_ok, t.loop_failed);
   // Every kind of fault happened, many times: the schedules exercise what they claim to.
   for (uint32_t n : {l.requests_dropped, l.requests_corrupted, l.replies_dropped,
                      l.replies_corrupted, l.replies_duplicated, l.replies_delayed}) {
     EXPECT_GT(n, 30u);
   }
   EXPECT_GT(l.restarts, 20u);
+  EXPECT_GT(l.unplugs, 10u);
+  // Each unplug cuts the link once; an unplug during the re-open's own INFO probe is one more
+  // cut for the same re-open.
+  EXPECT_LE(t.reopens, l.unplugs);
+  EXPECT_GT(t.reopens, 10u);
   EXPECT_GT(t.pv_restarts, 0);
   EXPECT_EQ(l.pulse_batches_repeated, 0u);
   // Most operations get through; the rest fail with a clear error (checked per schedule).

@@ -359,13 +359,13 @@ Result<uint16_t> Board::loop_load(const std::vector<wire::LoopProgram>& programs
   if (!r) return std::unexpected(r.error());
   loaded_programs_ = programs;
   loaded_max_block_ = r->max_block_steps;
-  loaded_restarts_ = client_.restarts();
+  loaded_epoch_ = client_.epoch();
   return r->max_block_steps;
 }
 
 Result<uint16_t> Board::ensure_loop_loaded(const std::vector<wire::LoopProgram>& programs) {
   // A restart since the load erased the programs on the board.
-  if (loaded_programs_ && *loaded_programs_ == programs && loaded_restarts_ == client_.restarts()) {
+  if (loaded_programs_ && *loaded_programs_ == programs && loaded_epoch_ == client_.epoch()) {
     return loaded_max_block_;
   }
   return loop_load(programs);

@@ -63,7 +63,7 @@ Result<std::unique_ptr<Board>> Board::open(const std::string& uri) {
         parse_params(uri, uri.size() > 4 ? uri.substr(4) : "",
                      {"profile", "seed", "noise_seed", "stuck", "adc_bits", "link_drop_request",
                       "link_corrupt_request", "link_drop_reply", "link_corrupt_reply", "link_dup",
-                      "link_delay", "link_restart", "link_seed"});
+                      "link_delay", "link_restart", "link_unplug", "link_unplug_ms", "link_seed"});
     if (!params) return std::unexpected(params.error());
     const std::string profile_name = params->contains("profile") ? (*params)["profile"] : "typical";
     auto profile = fwsim::load_profile(profile_name);
@@ -111,7 +111,8 @@ Result<std::unique_ptr<Board>> Board::open(const std::string& uri) {
         {"link_corrupt_reply", &wire::LinkFaults::corrupt_reply},
         {"link_dup", &wire::LinkFaults::duplicate_reply},
         {"link_delay", &wire::LinkFaults::delay_reply},
-        {"link_restart", &wire::LinkFaults::restart}};
+        {"link_restart", &wire::LinkFaults::restart},
+        {"link_unplug", &wire::LinkFaults::unplug}};
     for (const auto& [key, field] : link_keys) {
       if (!params->contains(key)) continue;
       const std::string& v = (*params)[key];
@@ -123,6 +124,18 @@ Result<std::unique_ptr<Board>> Board::open(const std::string& uri) {
             fmt::format("board URI '{}': {} = '{}': allowed 0..0.5 (a probability)", uri, key, v));
       }
       opts.link.*field = static_cast<uint16_t>(std::lround(p * 65536));
+    }
+    if (params->contains("link_unplug_ms")) {
+      auto ms = parse_u64(uri, "link_unplug_ms", (*params)["link_unplug_ms"]);
+      if (!ms) return std::unexpected(ms.error());
+      if (*ms > 60000) {
+        return make_error(
+            ErrorCode::kInvalidArgument,
+            fmt::format("board URI '{}': link_unplug_ms = {}: allowed 0..60000", uri, *ms));
+      }
+      opts.link.unplug_ms = static_cast<uint16_t>(*ms);
+    } else if (opts.link.unplug) {
+      opts.link.unplug_ms = 200;  // a USB board re-enumerates in about that time
     }
     if (params->contains("link_seed")) {
       auto s = parse_u64(uri, "link_seed", (*params)["link_seed"]);
@@ -149,7 +162,7 @@ Result<std::unique_ptr<Board>> Board::open(const std::string& uri) {
   return make_error(
       ErrorCode::kInvalidArgument,
       fmt::format("board URI '{}': expected sim:[profile=P,seed=N,noise_seed=N,stuck=F,adc_bits=B,"
-                  "link_*=P,link_seed=N], "
+                  "link_*=P,link_unplug_ms=MS,link_seed=N], "
                   "tcp:HOST:PORT, unix:PATH or usb:[serial=S]",
                   uri));
 }

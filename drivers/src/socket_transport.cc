@@ -57,49 +57,71 @@ Result<std::unique_ptr<SocketTransport>> SocketTransport::connect(
     const std::string& address, std::chrono::milliseconds timeout) {
   std::unique_ptr<SocketTransport> t(new SocketTransport());
   t->address_ = address;
-  boost::system::error_code ec;
+  t->connect_timeout_ = timeout;
   if (address.starts_with("tcp:")) {
     t->kind_ = "tcp";
-    const std::string hp = address.substr(4);
-    const auto colon = hp.rfind(':');
-    if (colon == std::string::npos || colon == 0) {
-      return make_error(ErrorCode::kInvalidArgument,
-                        fmt::format("board URI '{}': expected tcp:HOST:PORT", address));
-    }
-    asio::ip::tcp::resolver resolver(t->io_);
-    auto endpoints = resolver.resolve(hp.substr(0, colon), hp.substr(colon + 1), ec);
-    if (ec) {
-      return make_error(ErrorCode::kInvalidArgument,
-                        fmt::format("board URI '{}': cannot resolve: {}", address, ec.message()));
-    }
-    t->tcp_ = std::make_unique<asio::ip::tcp::socket>(t->io_);
-    ec = t->run_with_deadline(
-        [&](auto handler) {
-          asio::async_connect(
-              *t->tcp_, endpoints,
-              [handler](const boost::system::error_code& e, const auto&) { handler(e, 0); });
-        },
-        timeout);
-    if (!ec) t->tcp_->set_option(asio::ip::tcp::no_delay(true));
   } else if (address.starts_with("unix:")) {
     t->kind_ = "unix";
-    t->unix_ = std::make_unique<asio::local::stream_protocol::socket>(t->io_);
-    (void)t->unix_->connect(asio::local::stream_protocol::endpoint(address.substr(5)), ec);
   } else {
     return make_error(ErrorCode::kInvalidArgument,
                       fmt::format("board URI '{}': expected tcp:HOST:PORT or unix:PATH", address));
   }
-  if (ec) return std::unexpected(socket_error(address, ec, "connect"));
+  if (auto r = t->open_socket(); !r) return std::unexpected(r.error());
   return t;
 }
 
-SocketTransport::~SocketTransport() {
+Result<void> SocketTransport::open_socket() {
+  boost::system::error_code ec;
+  if (kind_ == "tcp") {
+    const std::string hp = address_.substr(4);
+    const auto colon = hp.rfind(':');
+    if (colon == std::string::npos || colon == 0) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        fmt::format("board URI '{}': expected tcp:HOST:PORT", address_));
+    }
+    asio::ip::tcp::resolver resolver(io_);
+    auto endpoints = resolver.resolve(hp.substr(0, colon), hp.substr(colon + 1), ec);
+    if (ec) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        fmt::format("board URI '{}': cannot resolve: {}", address_, ec.message()));
+    }
+    tcp_ = std::make_unique<asio::ip::tcp::socket>(io_);
+    ec = run_with_deadline(
+        [&](auto handler) {
+          asio::async_connect(
+              *tcp_, endpoints,
+              [handler](const boost::system::error_code& e, const auto&) { handler(e, 0); });
+        },
+        connect_timeout_);
+    if (!ec) tcp_->set_option(asio::ip::tcp::no_delay(true));
+  } else {
+    unix_ = std::make_unique<asio::local::stream_protocol::socket>(io_);
+    (void)unix_->connect(asio::local::stream_protocol::endpoint(address_.substr(5)), ec);
+  }
+  if (ec) return std::unexpected(socket_error(address_, ec, "connect"));
+  return {};
+}
+
+Result<void> SocketTransport::reopen() {
+  close();
+  rx_.clear();  // a partial frame of the old connection is worthless
+  return open_socket();
+}
+
+void SocketTransport::close() {
   boost::system::error_code ec;
   if (tcp_) (void)tcp_->close(ec);  // errors on close are of no use to anyone here
   if (unix_) (void)unix_->close(ec);
+  tcp_.reset();
+  unix_.reset();
 }
 
+SocketTransport::~SocketTransport() { close(); }
 Result<void> SocketTransport::send(std::span<const uint8_t> frame) {
+  if (!tcp_ && !unix_) {
+    return make_error(ErrorCode::kUnavailable,
+                      fmt::format("{}: not connected (the board went away)", address_));
+  }
   auto ec = run_with_deadline(
       [&](auto handler) {
         if (tcp_)
@@ -113,6 +135,10 @@ Result<void> SocketTransport::send(std::span<const uint8_t> frame) {
 }
 
 Result<std::vector<uint8_t>> SocketTransport::receive(std::chrono::milliseconds timeout) {
+  if (!tcp_ && !unix_) {
+    return make_error(ErrorCode::kUnavailable,
+                      fmt::format("{}: not connected (the board went away)", address_));
+  }
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     if (rx_.size() >= wire::kHeaderSize) {

@@ -233,9 +233,50 @@ Result<std::unique_ptr<UsbTransport>> UsbTransport::open(const UsbSelector& sele
   if (int rc = libusb_claim_interface(probed.handle.get(), kXbarUsbInterface); rc != 0) {
     return std::unexpected(usb_error(rc, {"claim interface 0", chosen->node()}));
   }
-  return std::unique_ptr<UsbTransport>(new UsbTransport(ctx.release(), probed.handle.release(),
-                                                        chosen->bus, chosen->address,
-                                                        std::move(probed.serial), timeout));
+  auto t = std::unique_ptr<UsbTransport>(new UsbTransport(ctx.release(), probed.handle.release(),
+                                                          chosen->bus, chosen->address,
+                                                          std::move(probed.serial), timeout));
+  t->selector_ = selector;
+  return t;
+}
+
+void UsbTransport::close() {
+  if (handle_ != nullptr) {
+    // Release fails harmlessly if the board is already gone.
+    libusb_release_interface(handle_, kXbarUsbInterface);
+    libusb_close(handle_);
+    handle_ = nullptr;
+  }
+  if (ctx_ != nullptr) {
+    libusb_exit(ctx_);
+    ctx_ = nullptr;
+  }
+}
+
+Result<void> UsbTransport::reopen() {
+  // The old handle first: the interface cannot be claimed twice.
+  close();
+  UsbSelector sel = selector_;
+  if (!serial_.empty()) sel.serial = serial_;  // the same board, wherever it re-enumerated
+  auto fresh = open(sel, send_timeout_);
+  if (!fresh) {
+    // open()'s "no xbar board attached" does not say which board is awaited; the caller's
+    // "not back" message must.
+    Error e = std::move(fresh.error());
+    e.message = fmt::format("usb re-open of board {} (last at bus {} dev {}): {}",
+                            serial_.empty() ? "<no serial>" : serial_, bus_, address_, e.message);
+    return std::unexpected(std::move(e));
+  }
+  std::swap(ctx_, (*fresh)->ctx_);
+  std::swap(handle_, (*fresh)->handle_);
+  bus_ = (*fresh)->bus_;
+  address_ = (*fresh)->address_;
+  return {};
+}
+
+Error UsbTransport::not_open(std::string_view what) const {
+  return Error{ErrorCode::kUnavailable,
+               fmt::format("usb {} on {}: board unplugged, not re-opened yet", what, dev_node())};
 }
 
 UsbTransport::UsbTransport(libusb_context* ctx, libusb_device_handle* handle, int bus, int address,
@@ -248,12 +289,7 @@ UsbTransport::UsbTransport(libusb_context* ctx, libusb_device_handle* handle, in
       send_timeout_(timeout),
       rx_buffer_(wire::kMaxFrame) {}
 
-UsbTransport::~UsbTransport() {
-  // Release fails harmlessly if the board is already gone.
-  libusb_release_interface(handle_, kXbarUsbInterface);
-  libusb_close(handle_);
-  libusb_exit(ctx_);
-}
+UsbTransport::~UsbTransport() { close(); }
 
 std::string UsbTransport::dev_node() const { return dev_node_for(bus_, address_); }
 
@@ -268,6 +304,7 @@ Result<void> UsbTransport::send(std::span<const uint8_t> frame) {
                       fmt::format("usb send: frame of {} bytes exceeds the maximum of {} bytes",
                                   frame.size(), wire::kMaxFrame));
   }
+  if (handle_ == nullptr) return std::unexpected(not_open("send"));
   int transferred = 0;
   // libusb takes a non-const buffer for both directions; it does not write to OUT data.
   int rc = libusb_bulk_transfer(handle_, kXbarUsbEpOut, const_cast<uint8_t*>(frame.data()),
@@ -283,6 +320,7 @@ Result<void> UsbTransport::send(std::span<const uint8_t> frame) {
 }
 
 Result<std::vector<uint8_t>> UsbTransport::receive(std::chrono::milliseconds timeout) {
+  if (handle_ == nullptr) return std::unexpected(not_open("receive"));
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   int transferred = 0;
   for (;;) {

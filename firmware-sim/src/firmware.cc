@@ -125,12 +125,36 @@ void Firmware::restart_locked() {
   ++link_stats_.restarts;
 }
 
+void Firmware::unplug_locked() {
+  restart_locked();  // bus-powered: the board loses power with the cable
+  ++link_stats_.unplugs;
+  away_until_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(link_.unplug_ms);
+  for (auto& [sid, s] : sessions_) s.cut = true;
+}
+
+bool Firmware::link_cut(SessionId id) {
+  std::lock_guard lock(mu_);
+  auto it = sessions_.find(id);
+  return it != sessions_.end() && it->second.cut;
+}
+
+bool Firmware::present() {
+  std::lock_guard lock(mu_);
+  return std::chrono::steady_clock::now() >= away_until_;
+}
+
 std::vector<std::vector<uint8_t>> Firmware::exchange(SessionId id,
                                                      std::span<const uint8_t> request) {
   std::lock_guard lock(mu_);
   std::vector<std::vector<uint8_t>> out;
   if (!link_.any()) {
     out.push_back(handle_locked(id, request));
+    return out;
+  }
+  auto sit = sessions_.find(id);
+  if (sit == sessions_.end()) sit = sessions_.emplace(id, Session{}).first;
+  if (sit->second.cut || std::chrono::steady_clock::now() < away_until_) {
+    sit->second.cut = true;  // nothing reaches a board that is not there
     return out;
   }
   auto flip = [this](std::vector<uint8_t>& f) {
@@ -142,8 +166,6 @@ std::vector<std::vector<uint8_t>> Firmware::exchange(SessionId id,
     z = (z ^ (z >> 31)) * 0xbf58476d1ce4e5b9ULL;
     f[kFirst + (z >> 8) % (f.size() - kFirst)] ^= static_cast<uint8_t>(1u << (z % 8));
   };
-  auto sit = sessions_.find(id);
-  if (sit == sessions_.end()) sit = sessions_.emplace(id, Session{}).first;
   std::vector<std::vector<uint8_t>> held = std::move(sit->second.held);
   sit->second.held.clear();
   auto finish = [&] {
@@ -161,8 +183,17 @@ std::vector<std::vector<uint8_t>> Firmware::exchange(SessionId id,
   }
   const bool restart_before = link_draw(link_.restart / 2);
   const bool restart_after = link_draw(link_.restart / 2);
+  if (link_draw(link_.unplug / 2)) {  // pulled before the request arrived
+    unplug_locked();
+    return out;  // replies held back are lost with the link
+  }
+  const bool unplug_after = link_draw(link_.unplug / 2);
   if (restart_before) restart_locked();
   std::vector<uint8_t> reply = handle_locked(id, req);
+  if (unplug_after) {  // executed, then pulled: the reply never leaves
+    unplug_locked();
+    return out;
+  }
   if (restart_after) {
     restart_locked();  // the reply was lost with the power
     return finish();

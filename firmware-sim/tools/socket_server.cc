@@ -80,6 +80,11 @@ awaitable<void> SocketServer::accept_unix() {
 
 template <typename Socket>
 awaitable<void> SocketServer::serve(Socket socket, std::string peer) {
+  if (!fw_.present()) {
+    // Unplugged (SIM_LINK unplug): nobody answers until the board is back.
+    spdlog::info("connection from {} dropped: the board is unplugged", peer);
+    co_return;
+  }
   const Firmware::SessionId session = fw_.open_session();
   spdlog::info("session {} opened ({})", session, peer);
   std::vector<uint8_t> buf(wire::kMaxFrame);
@@ -109,6 +114,11 @@ awaitable<void> SocketServer::serve(Socket socket, std::string peer) {
       if (ec) break;
     }
     if (ec) break;
+    if (fw_.link_cut(session)) {
+      spdlog::warn("session {}: the board was unplugged (SIM_LINK); closing the connection",
+                   session);
+      break;
+    }
     if (resync_impossible) {
       // A byte stream cannot find the next frame boundary after a bad header: drop the link.
       spdlog::warn("session {}: {}; closing the connection", session,

@@ -241,7 +241,7 @@ void wire_codec_seeds() {
   lr.state = {1, -2, 3, -4};
   lr.outputs = {100, -100, 5, 6};
   write(t, "loop-run-reply-snapshot", cat({u8(23), lr.encode()}));
-  SimLinkRequest link{LinkOp::kSet, {100, 200, 300, 400, 500, 600, 700, 42}};
+  SimLinkRequest link{LinkOp::kSet, {100, 200, 300, 400, 500, 600, 700, 800, 42, 150}};
   write(t, "sim-link-request", cat({u8(24), link.encode()}));
   SimLinkReply lrep;
   lrep.faults = link.faults;
@@ -314,7 +314,7 @@ void firmware_seeds() {
             .req(0, Opcode::kRead, 53, read_cells(0, {{2, 3}, {2, 4}}))
             .req(0, Opcode::kSimFaultMap, 54, ArrayRequest{0}.encode())
             .req(0, Opcode::kSimLink, 55,
-                 SimLinkRequest{LinkOp::kSet, {0, 0, 0, 0, 0, 0, 65535, 7}}.encode())
+                 SimLinkRequest{LinkOp::kSet, {0, 0, 0, 0, 0, 0, 65535, 0, 7}}.encode())
             .req(0, Opcode::kSimLink, 56, SimLinkRequest{}.encode())
             .req(0, Opcode::kPulseBatch, 57, pulse_batch(8, 8, Polarity::kSet, {4}), 2, 4)
             .b);

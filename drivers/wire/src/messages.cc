@@ -564,20 +564,22 @@ Decoded<SimClockReply> decode_sim_clock_reply(std::span<const uint8_t> p) {
 namespace {
 void put_faults(ByteWriter& w, const LinkFaults& f) {
   for (uint16_t v : {f.drop_request, f.corrupt_request, f.drop_reply, f.corrupt_reply,
-                     f.duplicate_reply, f.delay_reply, f.restart}) {
+                     f.duplicate_reply, f.delay_reply, f.restart, f.unplug}) {
     w.put(v);
   }
-  w.put(uint16_t{0});
   w.put(f.seed);
+  w.put(f.unplug_ms);
+  w.put(uint16_t{0});
 }
 LinkFaults get_faults(ByteReader& r) {
   LinkFaults f;
   for (uint16_t* v : {&f.drop_request, &f.corrupt_request, &f.drop_reply, &f.corrupt_reply,
-                      &f.duplicate_reply, &f.delay_reply, &f.restart}) {
+                      &f.duplicate_reply, &f.delay_reply, &f.restart, &f.unplug}) {
     *v = r.get<uint16_t>();
   }
-  r.get<uint16_t>();
   f.seed = r.get<uint64_t>();
+  f.unplug_ms = r.get<uint16_t>();
+  r.get<uint16_t>();
   return f;
 }
 }  // namespace
@@ -595,7 +597,7 @@ Decoded<SimLinkRequest> decode_sim_link_request(std::span<const uint8_t> p) {
   const uint8_t op = r.get<uint8_t>();
   r.get_bytes(7);
   q.faults = get_faults(r);
-  if (!r.done()) return bad("SIM_LINK request (32 bytes)", p.size());
+  if (!r.done()) return bad("SIM_LINK request (36 bytes)", p.size());
   if (op > 1)
     return std::unexpected(fmt::format("SIM_LINK.op = {}: allowed 0 (query) or 1 (set)", op));
   q.op = static_cast<LinkOp>(op);
@@ -604,8 +606,9 @@ Decoded<SimLinkRequest> decode_sim_link_request(std::span<const uint8_t> p) {
 std::vector<uint8_t> SimLinkReply::encode() const {
   ByteWriter w;
   put_faults(w, faults);
-  for (uint32_t v : {requests_dropped, requests_corrupted, replies_dropped, replies_corrupted,
-                     replies_duplicated, replies_delayed, restarts, pulse_batches_repeated}) {
+  for (uint32_t v :
+       {requests_dropped, requests_corrupted, replies_dropped, replies_corrupted,
+        replies_duplicated, replies_delayed, restarts, pulse_batches_repeated, unplugs}) {
     w.put(v);
   }
   return w.take();
@@ -614,9 +617,9 @@ Decoded<SimLinkReply> decode_sim_link_reply(std::span<const uint8_t> p) {
   ByteReader r(p);
   SimLinkReply q;
   q.faults = get_faults(r);
-  for (uint32_t* v :
-       {&q.requests_dropped, &q.requests_corrupted, &q.replies_dropped, &q.replies_corrupted,
-        &q.replies_duplicated, &q.replies_delayed, &q.restarts, &q.pulse_batches_repeated}) {
+  for (uint32_t* v : {&q.requests_dropped, &q.requests_corrupted, &q.replies_dropped,
+                      &q.replies_corrupted, &q.replies_duplicated, &q.replies_delayed, &q.restarts,
+                      &q.pulse_batches_repeated, &q.unplugs}) {
     *v = r.get<uint32_t>();
   }
   if (!r.done()) return bad("SIM_LINK reply", p.size());

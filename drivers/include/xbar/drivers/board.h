@@ -169,7 +169,7 @@ class Board {
   BoardInfo info_;
   std::optional<std::vector<wire::LoopProgram>> loaded_programs_;  // ensure_loop_loaded's cache
   uint16_t loaded_max_block_ = 0;
-  uint64_t loaded_restarts_ = 0;  // client_.restarts() when they were loaded
+  uint64_t loaded_epoch_ = 0;  // client_.epoch() when they were loaded
 };
 
 }  // namespace xbar

@@ -20,6 +20,8 @@ class InProcessTransport : public Transport {
   Result<std::vector<uint8_t>> receive(std::chrono::milliseconds timeout) override;
   std::string describe() const override;
   std::string kind() const override { return "sim"; }
+  /// A new session once the unplugged twin is back (Firmware::present).
+  Result<void> reopen() override;
 
   fwsim::Firmware& firmware() { return *firmware_; }
 
@@ -27,6 +29,7 @@ class InProcessTransport : public Transport {
   std::shared_ptr<fwsim::Firmware> firmware_;
   fwsim::Firmware::SessionId session_;
   std::deque<std::vector<uint8_t>> replies_;
+  bool cut_ = false;  // the twin was unplugged (Firmware::link_cut): nothing gets through
 };
 
 }  // namespace xbar

@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "xbar/drivers/error.h"
@@ -19,6 +20,10 @@ namespace xbar {
 struct ProtocolOptions {
   std::chrono::milliseconds timeout{2000};  // per attempt
   int max_attempts = 5;                     // first try + retries with the same seq
+  /// How long a request whose link was lost (unplug, closed socket) waits for the board to
+  /// come back before it fails with kUnavailable; 0 never re-opens. A request that finds the
+  /// link already down tries once.
+  std::chrono::milliseconds reopen_window{5000};
 };
 
 /// Thread-safe: calls are serialised; one request is in flight at a time.
@@ -36,11 +41,23 @@ class ProtocolClient {
   const Transport& transport() const { return *transport_; }
   /// Number of retransmissions so far (for metrics and tests).
   uint64_t retransmissions() const { return retransmissions_; }
-  /// Board restarts seen (RESTARTED replies) so far: state loaded on the board before the
-  /// last one (loop programs) is gone.
+  /// Board restarts seen (RESTARTED replies) so far.
   uint64_t restarts() const { return restarts_; }
+  /// Times the link was lost and the same board re-opened.
+  uint64_t reopens() const { return reopens_; }
+  /// Changes whenever state the board held may be gone (a restart, a re-opened link): loop
+  /// programs loaded before must be loaded again.
+  uint64_t epoch() const { return restarts_ + reopens_; }
+  /// False after the link was lost until it is re-opened.
+  bool link_up() const { return link_up_; }
 
  private:
+  /// Re-opens the link and checks with INFO that the same board answers; tries until
+  /// `window` has passed (at least once).
+  Result<void> reconnect(std::chrono::milliseconds window);
+  /// One INFO exchange on a fresh link: the serial of the board that answers.
+  Result<std::string> probe_serial();
+
   std::mutex mu_;
   std::unique_ptr<Transport> transport_;
   ProtocolOptions options_;
@@ -50,6 +67,9 @@ class ProtocolClient {
   uint64_t retransmissions_ = 0;
   uint64_t restarts_ = 0;
   bool ack_restart_ = false;  // a RESTARTED reply seen; the next request acknowledges it
+  bool link_up_ = true;
+  uint64_t reopens_ = 0;
+  std::string serial_;  // from the first INFO reply: a re-opened link must reach this board
 };
 
 }  // namespace xbar

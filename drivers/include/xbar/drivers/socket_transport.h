@@ -26,9 +26,13 @@ class SocketTransport : public Transport {
   Result<std::vector<uint8_t>> receive(std::chrono::milliseconds timeout) override;
   std::string describe() const override { return address_; }
   std::string kind() const override { return kind_; }
+  /// Closes the connection and connects to the same address again.
+  Result<void> reopen() override;
 
  private:
   SocketTransport() = default;
+  Result<void> open_socket();
+  void close();
   template <typename Op>
   boost::system::error_code run_with_deadline(Op&& start, std::chrono::milliseconds timeout);
 
@@ -37,6 +41,7 @@ class SocketTransport : public Transport {
   std::unique_ptr<boost::asio::local::stream_protocol::socket> unix_;
   std::string address_;
   std::string kind_;
+  std::chrono::milliseconds connect_timeout_{2000};
   std::vector<uint8_t> rx_;  // bytes received but not yet returned as a frame
 };
 

@@ -29,6 +29,14 @@ class Transport {
 
   /// Backend kind as shown to users: "sim", "tcp", "unix" or "usb".
   virtual std::string kind() const = 0;
+
+  /// After kUnavailable (unplugged, connection closed): drops the old link and opens the same
+  /// board address again (USB: the same serial; a socket: the same address). Fails with
+  /// kUnavailable/kNotFound while the board is not back. Whether it is the same board is
+  /// checked above (ProtocolClient compares the INFO serial).
+  virtual Result<void> reopen() {
+    return make_error(ErrorCode::kUnsupported, kind() + ": this link cannot be re-opened");
+  }
 };
 
 }  // namespace xbar

@@ -7,6 +7,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "xbar/drivers/error.h"
@@ -68,6 +69,9 @@ class UsbTransport final : public Transport {
   /// e.g. "usb bus 1 dev 2 serial XS000000000007".
   std::string describe() const override;
   std::string kind() const override { return "usb"; }
+  /// Closes the handle and opens the board with the same serial again, wherever it
+  /// re-enumerated (a new device address after an unplug). kNotFound while it is away.
+  Result<void> reopen() override;
 
   /// The board's iSerialNumber string (empty if it has none).
   const std::string& serial() const { return serial_; }
@@ -77,12 +81,15 @@ class UsbTransport final : public Transport {
                std::string serial, std::chrono::milliseconds timeout);
 
   std::string dev_node() const;
+  void close();
+  Error not_open(std::string_view what) const;
 
   libusb_context* ctx_;           // owned: one context per transport
   libusb_device_handle* handle_;  // owned; interface 0 claimed
   int bus_;
   int address_;
   std::string serial_;
+  UsbSelector selector_;  // what open() was asked for
   std::chrono::milliseconds send_timeout_;
   std::vector<uint8_t> rx_buffer_;  // wire::kMaxFrame bytes, reused by every receive()
 };

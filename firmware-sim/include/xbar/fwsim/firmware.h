@@ -3,6 +3,7 @@
 // time, in arrival order, like the board's microcontroller does.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <expected>
@@ -60,6 +61,13 @@ class Firmware {
   /// the ACK_RESTART flag. Thread-safe.
   void restart();
 
+  /// True once the link's faults unplugged the board (LinkFaults::unplug) while this session
+  /// was open: the session's link is cut for good, and its transport must drop it (close the
+  /// socket, fail with "unplugged") and open a new session when present() again. Thread-safe.
+  bool link_cut(SessionId id);
+  /// False while an unplugged board is away (LinkFaults::unplug_ms of wall time). Thread-safe.
+  bool present();
+
   /// The INFO reply this board gives (serial, geometry, converter facts). Thread-safe.
   const wire::InfoReply& info() const { return info_; }
   /// Serial derived from the chip seed: "XS" + 14 hex digits.
@@ -78,6 +86,7 @@ class Firmware {
     std::deque<CachedReply> cache;
     bool restarted = false;                  // refuse the next stateful request
     std::vector<std::vector<uint8_t>> held;  // delayed replies, delivered after the next one
+    bool cut = false;                        // unplugged while open (link_cut)
   };
 
   std::vector<uint8_t> execute(SessionId session, const wire::Frame& req);
@@ -97,6 +106,7 @@ class Firmware {
   std::vector<uint8_t> do_sim_link(const wire::Frame& f);
   std::vector<uint8_t> handle_locked(SessionId id, std::span<const uint8_t> request);
   void restart_locked();
+  void unplug_locked();
   bool link_draw(uint16_t p);  // true with probability p / 65536
   std::vector<uint8_t> do_loop_load(const wire::Frame& f);
   std::vector<uint8_t> do_loop_run(SessionId session, const wire::Frame& f);
@@ -115,6 +125,7 @@ class Firmware {
   wire::LinkFaults link_;
   uint64_t link_rng_ = 0;  // splitmix64 state
   wire::SimLinkReply link_stats_;
+  std::chrono::steady_clock::time_point away_until_{};  // an unplugged board is back then
   std::set<uint64_t> pulse_batches_seen_;  // FNV-1a of every executed PULSE_BATCH request
 
   // Closed loop (docs/protocol.md §4.10, docs/firmware.md §6).

@@ -259,10 +259,12 @@ struct LinkFaults {
   uint16_t duplicate_reply = 0;  // the reply arrives twice
   uint16_t delay_reply = 0;      // the reply arrives after the next request's (reordered)
   uint16_t restart = 0;          // power glitch
+  uint16_t unplug = 0;           // the cable pulled: link cut, board off for unplug_ms
   uint64_t seed = 0;
+  uint16_t unplug_ms = 0;  // how long an unplugged board stays away (wall time)
   bool any() const {
     return drop_request || corrupt_request || drop_reply || corrupt_reply || duplicate_reply ||
-           delay_reply || restart;
+           delay_reply || restart || unplug;
   }
 };
 
@@ -281,6 +283,7 @@ struct SimLinkReply {
   // PULSE_BATCH request frames executed more than once (same bytes): a double-applied batch.
   // The protocol's retry rule makes this 0; the counter exists to prove it.
   uint32_t pulse_batches_repeated = 0;
+  uint32_t unplugs = 0;  // link cuts (LinkFaults::unplug)
   std::vector<uint8_t> encode() const;
 };
 Decoded<SimLinkReply> decode_sim_link_reply(std::span<const uint8_t> p);
