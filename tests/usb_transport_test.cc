@@ -19,10 +19,12 @@
 #include <umockdev.h>
 #include <unistd.h>
 
+#include <Eigen/Core>
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstring>
 #include <deque>
@@ -33,6 +35,8 @@
 #include <thread>
 #include <vector>
 
+#include "xbar/drivers/board.h"
+#include "xbar/drivers/program_verify.h"
 #include "xbar/fwsim/firmware.h"
 #include "xbar/fwsim/profile.h"
 #include "xbar/wire/frame.h"
@@ -111,14 +115,19 @@ using GPtr = std::unique_ptr<T, GObjectUnref<T>>;
 // One mocked board: the usbfs side of the kernel for its device node, answering bulk OUT
 // frames with the twin. Ioctls arrive on the testbed's worker thread; the test thread only
 // flips the fault switches, so all state sits behind one mutex.
+//
+// A board that was unplugged can be plugged in again (replug()): the same twin, so the
+// conductances stay, powered up afresh, at a new device number on the same port. Its old
+// node's handles (still open in the host) then fail every ioctl with ENODEV.
 class MockBoard {
  public:
   MockBoard(uint64_t chip_seed, int devnum)
       : firmware_(load_typical_profile(), fwsim::FirmwareOptions{chip_seed, 1}),
         session_(firmware_.open_session()),
         serial_(fwsim::Firmware::serial_for_seed(chip_seed)),
-        devnum_(devnum),
-        handler_(umockdev_ioctl_base_new()) {
+        port_(devnum - 1),
+        handler_(umockdev_ioctl_base_new()),
+        devnum_(devnum) {
     g_signal_connect(handler_.get(), "handle-ioctl", G_CALLBACK(&MockBoard::on_ioctl), this);
   }
 
@@ -128,11 +137,21 @@ class MockBoard {
   }
 
   const std::string& serial() const { return serial_; }
-  int devnum() const { return devnum_; }
-  std::string dev_node() const { return fmt::format("/dev/bus/usb/001/{:03}", devnum_); }
+  int port() const { return port_; }
+  int devnum() const {
+    std::lock_guard lock(mu_);
+    return devnum_;
+  }
+  std::string dev_node() const {
+    std::lock_guard lock(mu_);
+    return node_locked();
+  }
+  // Sysfs path of the device (the port it sits on), as umockdev_testbed_add_device gives it.
+  std::string syspath() const { return fmt::format("/sys/devices/usb1/1-{}", port_); }
   UMockdevIoctlBase* handler() const { return handler_.get(); }
 
   std::string udev_record() const {
+    std::lock_guard lock(mu_);
     return fmt::format(
         "P: /devices/usb1/1-{port}\n"
         "N: bus/usb/001/{dev:03}\n"
@@ -151,7 +170,7 @@ class MockBoard {
         "A: bConfigurationValue=1\\n\n"
         "A: speed=480\\n\n"
         "H: descriptors={desc}\n",
-        fmt::arg("port", devnum_ - 1), fmt::arg("dev", devnum_), fmt::arg("serial", serial_),
+        fmt::arg("port", port_), fmt::arg("dev", devnum_), fmt::arg("serial", serial_),
         fmt::arg("desc", hex(board_descriptors())));
   }
 
@@ -174,7 +193,7 @@ class MockBoard {
   // reports a disconnect), later ioctls fail with ENODEV.
   void unplug_now() {
     std::lock_guard lock(mu_);
-    unplugged_ = true;
+    set_unplugged_locked();
     for (UMockdevIoctlData* d : in_flight_) {
       auto* urb = reinterpret_cast<usbdevfs_urb*>(d->data);
       urb->status = -ESHUTDOWN;
@@ -182,6 +201,37 @@ class MockBoard {
       done_.push_back(d);
     }
     in_flight_.clear();
+  }
+  // The board vanishes right after it executed its n-th PULSE_BATCH (counted from now): the
+  // batch was applied, its reply never leaves.
+  void unplug_after_pulse_batch(int n) {
+    std::lock_guard lock(mu_);
+    pulse_batches_ = 0;
+    unplug_after_pulse_batch_ = n;
+  }
+  // Waits until the board went away (any of the switches above); false on timeout.
+  bool wait_unplugged(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mu_);
+    return unplugged_cv_.wait_for(lock, timeout, [this] { return unplugged_; });
+  }
+  // Plugged in again at device number `devnum` on the same port, after the test took the old
+  // device out of the testbed. A bus-powered board lost its power with the cable:
+  // Firmware::restart(), so its session refuses stateful requests with RESTARTED until the
+  // host acknowledges; the conductances stay. URBs and replies of the old device are gone.
+  void replug(int devnum) {
+    std::lock_guard lock(mu_);
+    for (UMockdevIoctlData* d : in_flight_) g_object_unref(d);
+    for (UMockdevIoctlData* d : done_) g_object_unref(d);
+    in_flight_.clear();
+    done_.clear();
+    replies_.clear();
+    withhold_replies_ = false;
+    truncate_next_reply_ = false;
+    unplug_after_next_request_ = false;
+    unplug_after_pulse_batch_ = 0;
+    unplugged_ = false;
+    devnum_ = devnum;
+    firmware_.restart();
   }
   int requests_executed() const {
     std::lock_guard lock(mu_);
@@ -202,10 +252,22 @@ class MockBoard {
     return static_cast<MockBoard*>(self)->handle_ioctl(client) ? TRUE : FALSE;
   }
 
+  std::string node_locked() const { return fmt::format("/dev/bus/usb/001/{:03}", devnum_); }
+
+  void set_unplugged_locked() {
+    unplugged_ = true;
+    unplugged_cv_.notify_all();
+  }
+
   bool handle_ioctl(UMockdevIoctlClient* client) {
     const gulong request = umockdev_ioctl_client_get_request(client);
     UMockdevIoctlData* arg = umockdev_ioctl_client_get_arg(client);
     std::lock_guard lock(mu_);
+    if (node_locked() != umockdev_ioctl_client_get_devnode(client)) {
+      // A handle on the node of an earlier plug-in: that device is gone for good.
+      umockdev_ioctl_client_complete(client, -1, ENODEV);
+      return true;
+    }
     switch (request) {
       case USBDEVFS_GET_CAPABILITIES: {
         GPtr<UMockdevIoctlData> caps(
@@ -269,6 +331,12 @@ class MockBoard {
       std::vector<uint8_t> reply =
           firmware_.handle(session_, std::span<const uint8_t>(buffer, length));
       ++requests_executed_;
+      const bool pulse_batch =
+          length > 5 && buffer[5] == static_cast<uint8_t>(wire::Opcode::kPulseBatch);
+      if (pulse_batch && unplug_after_pulse_batch_ > 0 &&
+          ++pulse_batches_ == unplug_after_pulse_batch_) {
+        unplug_after_next_request_ = true;
+      }
       if (truncate_next_reply_ && reply.size() > wire::kHeaderSize) {
         reply.resize(reply.size() - 1);
         truncate_next_reply_ = false;
@@ -277,7 +345,7 @@ class MockBoard {
       urb->actual_length = urb->buffer_length;
       urb->status = 0;
       done_.push_back(urb_data);
-      if (unplug_after_next_request_) unplugged_ = true;
+      if (unplug_after_next_request_) set_unplugged_locked();
     } else if (urb->type == USBDEVFS_URB_TYPE_BULK && urb->endpoint == kXbarUsbEpIn) {
       in_flight_.push_back(urb_data);
     } else {
@@ -386,10 +454,12 @@ class MockBoard {
   fwsim::Firmware firmware_;
   fwsim::Firmware::SessionId session_;
   std::string serial_;
-  int devnum_;
+  const int port_;  // 1-N in sysfs; a re-plugged board comes back on the same port
   GPtr<UMockdevIoctlBase> handler_;
 
   mutable std::mutex mu_;
+  std::condition_variable unplugged_cv_;
+  int devnum_;                                // changes when the board is plugged in again
   std::deque<UMockdevIoctlData*> in_flight_;  // IN URBs waiting for a reply (owned refs)
   std::deque<UMockdevIoctlData*> done_;       // finished URBs waiting to be reaped (owned refs)
   std::deque<std::vector<uint8_t>> replies_;  // reply frames not yet read by the host
@@ -397,6 +467,8 @@ class MockBoard {
   bool truncate_next_reply_ = false;
   bool unplug_after_next_request_ = false;
   bool unplugged_ = false;
+  int unplug_after_pulse_batch_ = 0;  // 0: off
+  int pulse_batches_ = 0;             // executed since unplug_after_pulse_batch()
   int requests_executed_ = 0;
 };
 
@@ -413,15 +485,28 @@ class UsbTransportTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    transport_.reset();  // closes libusb before its device nodes go away
+    board_.reset();  // closes libusb before its device nodes go away
+    transport_.reset();
     testbed_.reset();
     boards_.clear();
   }
 
   MockBoard& add_board(uint64_t chip_seed) {
-    const int devnum = 2 + static_cast<int>(boards_.size());
-    boards_.push_back(std::make_unique<MockBoard>(chip_seed, devnum));
+    boards_.push_back(std::make_unique<MockBoard>(chip_seed, next_devnum_++));
     MockBoard& b = *boards_.back();
+    plug_in(b);
+    return b;
+  }
+
+  // A board plugged in while the test runs: the kernel announces it with a uevent.
+  MockBoard& hot_add_board(uint64_t chip_seed) {
+    MockBoard& b = add_board(chip_seed);
+    umockdev_testbed_uevent(testbed_.get(), b.syspath().c_str(), "add");
+    return b;
+  }
+
+  // The device appears on the bus at the board's current device number.
+  void plug_in(MockBoard& b) {
     GError* error = nullptr;
     // The ioctl handler first, so that the node is live when the device appears.
     EXPECT_TRUE(
@@ -429,7 +514,28 @@ class UsbTransportTest : public ::testing::Test {
         << (error ? error->message : "");
     EXPECT_TRUE(umockdev_testbed_add_from_string(testbed_.get(), b.udev_record().c_str(), &error))
         << (error ? error->message : "");
-    return b;
+  }
+
+  // The device leaves the bus, as the kernel removes it after a disconnect: sysfs entry and
+  // node gone. For a board that already vanished (unplug_now() or an unplug switch), whose
+  // handles the host still holds fail with ENODEV.
+  void remove_from_bus(MockBoard& b) {
+    umockdev_testbed_uevent(testbed_.get(), b.syspath().c_str(), "remove");
+    umockdev_testbed_remove_device(testbed_.get(), b.syspath().c_str());
+  }
+
+  // The cable is pulled: transfers in flight fail, then the device is removed.
+  void unplug(MockBoard& b) {
+    b.unplug_now();
+    remove_from_bus(b);
+  }
+
+  // The same board plugged in again on its port: powered up afresh, enumerated at the next
+  // free device number (the kernel never reuses one right away).
+  void replug(MockBoard& b) {
+    b.replug(next_devnum_++);
+    plug_in(b);
+    umockdev_testbed_uevent(testbed_.get(), b.syspath().c_str(), "add");
   }
 
   std::string testbed_root() const {
@@ -470,7 +576,9 @@ class UsbTransportTest : public ::testing::Test {
   // Boards outlive the testbed's worker thread, which calls into them.
   std::vector<std::unique_ptr<MockBoard>> boards_;
   std::unique_ptr<UMockdevTestbed, TestbedDeleter> testbed_;
+  std::atomic<int> next_devnum_ = 2;  // device 1 is the root hub
   std::unique_ptr<UsbTransport> transport_;
+  std::unique_ptr<Board> board_;
   uint32_t next_seq_ = 1;
 };
 
@@ -596,6 +704,211 @@ TEST_F(UsbTransportTest, UnplugWhileWaitingForReplyIsUnavailable) {
   EXPECT_EQ(r.error().code, ErrorCode::kUnavailable) << r.error().message;
   EXPECT_TRUE(Contains(r.error().message, "board unplugged (LIBUSB_ERROR_NO_DEVICE)"));
   EXPECT_LT(waited, milliseconds(2000)) << "the unplug must end the wait, not the timeout";
+}
+
+// Unplugged, the board cannot be re-opened; plugged in again it re-enumerates at a new device
+// number, and reopen() finds it there by its serial.
+TEST_F(UsbTransportTest, ReopenFindsTheRepluggedBoardAtItsNewDeviceNumber) {
+  MockBoard& board = add_board(7);
+  ASSERT_NO_FATAL_FAILURE(open_by_serial(board.serial()));
+  round_trip(wire::Opcode::kInfo, {});
+
+  unplug(board);
+  auto s = transport_->send(wire::encode_frame(wire::Opcode::kStatus, 0, next_seq_++, {}));
+  ASSERT_FALSE(s.has_value());
+  EXPECT_EQ(s.error().code, ErrorCode::kUnavailable) << s.error().message;
+
+  // While it is away every attempt fails, naming the board it looks for.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto r = transport_->reopen();
+    ASSERT_FALSE(r.has_value());
+    EXPECT_TRUE(r.error().code == ErrorCode::kNotFound || r.error().code == ErrorCode::kUnavailable)
+        << r.error().message;
+    EXPECT_TRUE(Contains(r.error().message, board.serial()));
+  }
+  // The old handle is closed: the link reports that it is down, it does not touch libusb.
+  s = transport_->send(wire::encode_frame(wire::Opcode::kStatus, 0, next_seq_++, {}));
+  ASSERT_FALSE(s.has_value());
+  EXPECT_EQ(s.error().code, ErrorCode::kUnavailable) << s.error().message;
+  EXPECT_TRUE(Contains(s.error().message, "not re-opened yet"));
+  auto rx = transport_->receive(milliseconds(10));
+  ASSERT_FALSE(rx.has_value());
+  EXPECT_EQ(rx.error().code, ErrorCode::kUnavailable) << rx.error().message;
+
+  replug(board);
+  ASSERT_EQ(board.devnum(), 3);
+  auto r = transport_->reopen();
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_EQ(transport_->describe(), "usb bus 1 dev 3 serial XS00000000000007");
+  EXPECT_EQ(transport_->serial(), board.serial());
+  auto info = wire::decode_info_reply(round_trip(wire::Opcode::kInfo, {}).payload);
+  ASSERT_TRUE(info.has_value()) << info.error();
+  EXPECT_EQ(info->serial, board.serial());
+
+  // The same twin, powered up afresh: it refuses stateful requests until the host acknowledges
+  // the restart (ProtocolClient's business, not the transport's).
+  wire::ReadRequest req;
+  req.array = 0;
+  req.gain_index = 2;
+  req.n_avg = 1;
+  req.mode = wire::ReadMode::kWholeArray;
+  const uint32_t seq = next_seq_++;
+  ASSERT_TRUE(transport_->send(wire::encode_frame(wire::Opcode::kRead, 0, seq, req.encode())));
+  auto bytes = transport_->receive(milliseconds(2000));
+  ASSERT_TRUE(bytes.has_value()) << bytes.error().message;
+  auto frame = wire::decode_frame(*bytes);
+  ASSERT_TRUE(frame.has_value());
+  EXPECT_EQ(frame->header.seq, seq);
+  ASSERT_TRUE(frame->header.flags & wire::kFlagError);
+  EXPECT_EQ(wire::decode_error_reply(frame->payload)->code, wire::ErrorCode::kRestarted);
+}
+
+// Another board where the lost one was: reopen() must not take it (program-verify would go on
+// on the wrong chip). The lost board, plugged in again next to it, is found by its serial.
+TEST_F(UsbTransportTest, ReopenDoesNotTakeAnotherBoardInItsPlace) {
+  MockBoard& board = add_board(7);
+  ASSERT_NO_FATAL_FAILURE(open_by_serial(board.serial()));
+  round_trip(wire::Opcode::kInfo, {});
+
+  unplug(board);
+  MockBoard& other = hot_add_board(8);
+  ASSERT_EQ(other.devnum(), 3);
+  auto r = transport_->reopen();
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, ErrorCode::kNotFound) << r.error().message;
+  EXPECT_TRUE(Contains(r.error().message, fmt::format("no board with serial {} (found: {})",
+                                                      board.serial(), other.serial())));
+  EXPECT_EQ(other.requests_executed(), 0);
+  auto s = transport_->send(wire::encode_frame(wire::Opcode::kInfo, 0, next_seq_++, {}));
+  ASSERT_FALSE(s.has_value());
+  EXPECT_EQ(s.error().code, ErrorCode::kUnavailable) << s.error().message;
+  EXPECT_EQ(other.requests_executed(), 0) << "a request reached the other board";
+
+  replug(board);
+  ASSERT_EQ(board.devnum(), 4);
+  r = transport_->reopen();
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_EQ(transport_->describe(), "usb bus 1 dev 4 serial XS00000000000007");
+  auto info = wire::decode_info_reply(round_trip(wire::Opcode::kInfo, {}).payload);
+  ASSERT_TRUE(info.has_value()) << info.error();
+  EXPECT_EQ(info->serial, board.serial());
+  EXPECT_EQ(other.requests_executed(), 0);
+}
+
+// The board is pulled out in the middle of program-verify, right after it applied a pulse batch
+// whose reply is then lost, and is back 300 ms later at a new device number, powered up
+// afresh. ProtocolClient re-opens it; the batch comes back as kRestarted (whether it was
+// applied is unknown to the host), and program-verify reads back and goes on from there. It
+// finishes, no batch is applied twice, and what it read is what the chip holds.
+TEST_F(UsbTransportTest, ProgramVerifyGoesOnAfterTheBoardIsRepluggedMidway) {
+  MockBoard& board = add_board(7);
+  auto t = UsbTransport::open(UsbSelector{.serial = board.serial()});
+  ASSERT_TRUE(t.has_value()) << t.error().message;
+  auto b = Board::connect(std::move(*t));
+  ASSERT_TRUE(b.has_value()) << b.error().message;
+  board_ = std::move(*b);
+
+  // An 8x8 block of array 0, targets spread over 10..150 uS; the rest skipped.
+  Eigen::MatrixXd target = Eigen::MatrixXd::Constant(64, 64, 10.0);
+  Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic> skip =
+      Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic>::Constant(64, 64, true);
+  for (int r = 8; r < 16; ++r) {
+    for (int c = 8; c < 16; ++c) {
+      target(r, c) = 10.0 + 140.0 * ((r * 8 + c) * 37 % 64) / 63.0;
+      skip(r, c) = false;
+    }
+  }
+
+  board.unplug_after_pulse_batch(2);
+  // The cable: out as soon as the board vanished, back in 300 ms later.
+  std::atomic<bool> replugged = false;
+  std::thread cable([&] {
+    if (!board.wait_unplugged(milliseconds(10000))) return;
+    remove_from_bus(board);
+    std::this_thread::sleep_for(milliseconds(300));
+    replug(board);
+    replugged = true;
+  });
+  const ProgramVerifyConfig cfg;
+  auto result = program_verify(*board_, 0, target, cfg, {}, &skip);
+  const bool cycled = replugged;
+  if (!cycled) board.unplug_now();  // releases the cable thread
+  cable.join();
+  ASSERT_TRUE(cycled) << "program-verify ended before its second pulse batch"
+                      << (result ? "" : ": " + result.error().message);
+  ASSERT_TRUE(result.has_value()) << result.error().message;
+
+  EXPECT_EQ(board.devnum(), 3);
+  EXPECT_EQ(board_->client().reopens(), 1u);
+  EXPECT_TRUE(board_->client().link_up());
+  EXPECT_EQ(result->board_restarts, 1) << "the batch whose reply was lost is not kRestarted";
+  EXPECT_EQ(board_->client().restarts(), 1u) << "the READ after it met the RESTARTED refusal";
+  EXPECT_GE(result->rounds, 3);
+
+  // No batch applied twice: the twin's counter of repeated PULSE_BATCH requests, and the
+  // pulses the chip took against those program-verify sent (the lost batch's once: it was
+  // applied before the board vanished).
+  auto link = board_->sim_link();
+  ASSERT_TRUE(link.has_value()) << link.error().message;
+  EXPECT_EQ(link->pulse_batches_repeated, 0u) << "a pulse batch was applied twice";
+  EXPECT_EQ(link->restarts, 1u);
+  auto status = board_->status();
+  ASSERT_TRUE(status.has_value()) << status.error().message;
+  EXPECT_EQ(status->pulses_applied,
+            static_cast<uint64_t>(result->set_pulses.sum() + result->reset_pulses.sum()));
+
+  // The read-back is what the chip holds, and the block is programmed.
+  auto truth = board_->sim_ground_truth(0);
+  ASSERT_TRUE(truth.has_value()) << truth.error().message;
+  double worst = 0;
+  for (int r = 8; r < 16; ++r) {
+    for (int c = 8; c < 16; ++c) {
+      worst = std::max(worst, std::abs(result->final_uS(r, c) - (*truth)(r, c)));
+    }
+  }
+  EXPECT_LT(worst, 2.0) << "read-back differs from the twin's ground truth";
+  EXPECT_GE(result->within_tolerance(cfg), 90.0);
+}
+
+// Gone for longer than reopen_window: the request fails with kUnavailable saying that the
+// board did not come back. Once it is back, the next request re-opens the link and succeeds.
+TEST_F(UsbTransportTest, BoardAwayLongerThanTheReopenWindowFailsThenComesBack) {
+  MockBoard& board = add_board(7);
+  auto t = UsbTransport::open(UsbSelector{.serial = board.serial()});
+  ASSERT_TRUE(t.has_value()) << t.error().message;
+  auto b = Board::connect(std::move(*t), ProtocolOptions{.reopen_window = milliseconds(300)});
+  ASSERT_TRUE(b.has_value()) << b.error().message;
+  board_ = std::move(*b);
+  ASSERT_TRUE(board_->status().has_value());
+
+  unplug(board);
+  const auto start = std::chrono::steady_clock::now();
+  auto st = board_->status();
+  const auto waited = std::chrono::steady_clock::now() - start;
+  ASSERT_FALSE(st.has_value());
+  EXPECT_EQ(st.error().code, ErrorCode::kUnavailable) << st.error().message;
+  EXPECT_TRUE(Contains(st.error().message, "board unplugged"));
+  EXPECT_TRUE(Contains(st.error().message, "not back within 300 ms"));
+  EXPECT_TRUE(Contains(st.error().message, board.serial()));
+  EXPECT_LT(waited, milliseconds(3000)) << "gave up after the window, not the default 5 s";
+  EXPECT_FALSE(board_->client().link_up());
+  EXPECT_EQ(board_->client().reopens(), 0u);
+
+  // Still away: the next request learns it from one attempt.
+  auto again = board_->status();
+  ASSERT_FALSE(again.has_value());
+  EXPECT_EQ(again.error().code, ErrorCode::kUnavailable) << again.error().message;
+  EXPECT_TRUE(Contains(again.error().message, "the board is gone"));
+
+  replug(board);
+  auto back = board_->status();
+  ASSERT_TRUE(back.has_value()) << back.error().message;
+  EXPECT_TRUE(board_->client().link_up());
+  EXPECT_EQ(board_->client().reopens(), 1u);
+  // A stateful request too: refused once by the restarted board, acknowledged, executed.
+  auto m = board_->read_array(0);
+  ASSERT_TRUE(m.has_value()) << m.error().message;
+  EXPECT_EQ(board_->client().restarts(), 1u);
 }
 
 TEST_F(UsbTransportTest, ReplyShorterThanItsHeaderSaysIsProtocolError) {

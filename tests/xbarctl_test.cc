@@ -347,9 +347,20 @@ TEST_F(Xbarctl, ClientSideErrorsHaveTheirExitCodes) {
       run_split({XBARCTL_PATH, "--server", none, "--timeout", "2", "status"}, dir_.path());
   EXPECT_EQ(down.rc, 3) << down;
   EXPECT_NE(down.err.find(none), std::string::npos) << down;
+  EXPECT_NE(down.err.find("is xbard running"), std::string::npos) << down;
   // An argument the daemon rejects: 2.
   const Ran bad = ctl({"read", "--array", "3"});
   EXPECT_EQ(bad.rc, 2) << bad;
+}
+
+// The board gone from behind a running xbard: UNAVAILABLE from the daemon, which says what
+// happened, and no hint that xbard might not be running.
+TEST_F(Xbarctl, BoardGoneIsUnavailableFromTheDaemonWithoutTheConnectionHint) {
+  fwsim_->stop();
+  const Ran r = ctl({"read", "--array", "0"});
+  EXPECT_EQ(r.rc, 3) << r;
+  EXPECT_NE(r.err.find("not back within"), std::string::npos) << r;
+  EXPECT_EQ(r.err.find("is xbard running"), std::string::npos) << r;
 }
 
 // --- xbard on its embedded twin, listening on a Unix socket -------------------------------

@@ -163,10 +163,14 @@ int Session::fail(const grpc::Status& s) const {
   std::cerr << "xbarctl: " << s.error_message();
   switch (s.error_code()) {
     case grpc::StatusCode::UNAVAILABLE:
-      std::cerr << " (is xbard running at " << options_.server
-                << (tls_ ? ", with TLS? check --tls-ca and --tls-server-name"
-                         : "? if it serves TLS, give --tls-ca")
-                << ")";
+      // A channel that is READY reached xbard: the UNAVAILABLE is xbard's own (the board
+      // restarted, was unplugged, ...), and its message says what to do.
+      if (channel_->GetState(false) != GRPC_CHANNEL_READY) {
+        std::cerr << " (is xbard running at " << options_.server
+                  << (tls_ ? ", with TLS? check --tls-ca and --tls-server-name"
+                           : "? if it serves TLS, give --tls-ca")
+                  << ")";
+      }
       break;
     case grpc::StatusCode::UNAUTHENTICATED:
       std::cerr << (token_.empty() ? " (xbard wants a token: --token, --token-file or XBAR_TOKEN)"
