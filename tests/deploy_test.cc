@@ -25,6 +25,7 @@
 #include "process.h"
 #include "xbar/drivers/board.h"
 #include "xbar/kernel/kernel.h"
+#include "xbar/kernel/loop_plan.h"
 #include "xbar/kernel/model.h"
 #include "xbar/v1/kernels.pb.h"
 #include "xbar/v1/models.grpc.pb.h"
@@ -237,10 +238,17 @@ TEST_F(Deploy, ScanThenDeployAvoidsEveryStuckDevice) {
       logical_col[static_cast<size_t>(pl.col_of[static_cast<size_t>(i)])] = i;
     }
 
-    // The reported read-back NRMSE is the model through the reported read-back.
+    // The reported NRMSE is the model through the reported read-back with the device fixes
+    // (every used device more than 5 uS off its compiled target, taken out by the loop), and
+    // nrmse_analog the read-back alone.
     const Eigen::MatrixXd readback = matrix_of(p.readback_us());
-    EXPECT_NEAR(kernel::fidelity_nrmse(ck, pl, readback, inputs), p.nrmse(),
-                std::max(1e-3, 1e-4 * p.nrmse()));
+    const std::vector<kernel::DeviceFix> fixes =
+        kernel::device_fixes(ck, pl, readback, kernel::LoopPlanOptions{});
+    EXPECT_EQ(p.device_fixes(), fixes.size());
+    EXPECT_NEAR(kernel::fidelity_nrmse(ck, pl, kernel::apply_device_fixes(readback, fixes), inputs),
+                p.nrmse(), std::max(1e-3, 1e-4 * p.nrmse()));
+    EXPECT_NEAR(kernel::fidelity_nrmse(ck, pl, readback, inputs), p.nrmse_analog(),
+                std::max(1e-3, 1e-4 * p.nrmse_analog()));
 
     // Every device the twin has stuck sits where it costs nothing, or is compensated by its
     // differential partner (whose target then differs from the compiled one).
@@ -266,18 +274,21 @@ TEST_F(Deploy, ScanThenDeployAvoidsEveryStuckDevice) {
     }
     EXPECT_EQ(stuck, p.faults()) << "the scans recorded every stuck device of the twin";
 
-    // The kernel through what the twin really holds (after 10 s of relaxation) is as good as
-    // the read-back said.
+    // The kernel through what the twin really holds (after 10 s of relaxation), with the
+    // loop's device fixes, is as good as the read-back said.
     auto g = board_->sim_ground_truth(a);
     ASSERT_TRUE(g.has_value()) << g.error().message;
-    const double truth_nrmse = kernel::fidelity_nrmse(ck, pl, *g, inputs);
+    const double truth_nrmse =
+        kernel::fidelity_nrmse(ck, pl, kernel::apply_device_fixes(*g, fixes), inputs);
     EXPECT_TRUE(std::isfinite(truth_nrmse));
     // seen: <= 0.025. A near-critical kernel (NRMSE > 1) amplifies the 10 s of relaxation
     // without bound, so the comparison holds only for a usable one.
     if (p.nrmse() < 1.0) {
       EXPECT_NEAR(truth_nrmse, p.nrmse(), std::max(0.05, 0.15 * p.nrmse()));
     }
-    EXPECT_LT(kernel::spectral_radius(kernel::effective_state_matrix(ck, pl, *g)), 1.0);
+    EXPECT_LT(kernel::spectral_radius(
+                  kernel::effective_state_matrix(ck, pl, kernel::apply_device_fixes(*g, fixes))),
+              1.0);
   }
 
   // Listed, drawn, forgotten.

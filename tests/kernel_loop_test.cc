@@ -2,6 +2,8 @@
 // the crossbar-as-programmed model and the ideal recurrence within the documented tolerance.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <numbers>
 #include <random>
 #include <tuple>
@@ -151,6 +153,7 @@ TEST(KernelLoop, RouteTrimTakesOutARowsCommonGainError) {
   auto error = [&](bool trim) {
     LoopPlanOptions o;
     o.trim_routes = trim;
+    o.fix_devices = false;  // the fixes would take every weak device out one by one
     auto plan = plan_loop(ck, p, g, 0, (*board)->info(), o);
     EXPECT_TRUE(plan.has_value());
     if (!plan) return 1e9;
@@ -167,6 +170,79 @@ TEST(KernelLoop, RouteTrimTakesOutARowsCommonGainError) {
   // Measured: untrimmed 0.265, trimmed 0.0339 (the 8-bit state's own 0.034).
   const double untrimmed = error(false), trimmed = error(true);
   EXPECT_LT(trimmed, 0.5 * untrimmed) << "untrimmed " << untrimmed << ", trimmed " << trimmed;
+}
+
+// Stuck-high devices (400-560 uS) at zero-weight positions of the state block: no partner in
+// 1..250 uS cancels them, and the analog loop is unstable. The device fixes take exactly those
+// devices out digitally, and the loop on the board is as close to the ideal recurrence as with
+// exact conductances.
+TEST(KernelLoop, DeviceFixesTakeOutStuckHighDevicesNoPartnerCanCancel) {
+  const CompiledKernel ck = compile(s4d_lin(0.5, 3), Window{});
+  Placement p = Placement::identity();
+  std::mt19937_64 rng(8);
+  std::shuffle(p.row_of.begin(), p.row_of.end(), rng);
+  std::shuffle(p.col_of.begin(), p.col_of.end(), rng);
+  const Eigen::MatrixXd exact = place(ck.target_uS, p);
+  Eigen::MatrixXd g = exact;
+  std::vector<std::pair<int, int>> stuck;  // physical
+  for (int i = 0; i < 6; ++i) {
+    // Modes 4k and 4k+1 feed each other through zero weights (x_r+ row -> i_r+ column).
+    const int s = 4 * (i / 2) + i % 2, q = 4 * (i / 2) + 1 - i % 2;
+    const int pr = p.row_of[static_cast<size_t>(state_row(s, 0))];
+    const int pc = p.col_of[static_cast<size_t>(state_col(q, 0))];
+    ASSERT_NEAR(g(pr, pc), ck.window.g_min_uS, 1e-9);
+    g(pr, pc) = 400 + 30 * i;
+    stuck.emplace_back(pr, pc);
+  }
+  const double radius_analog = spectral_radius(effective_state_matrix(ck, p, g));
+  EXPECT_GT(radius_analog, 1.0) << "the stuck devices should make the analog loop unstable";
+
+  // The fixes are exactly the stuck devices, largest first, and restore the targets.
+  const std::vector<DeviceFix> fixes = device_fixes(ck, p, g, LoopPlanOptions{});
+  ASSERT_EQ(fixes.size(), stuck.size());
+  for (const DeviceFix& f : fixes) {
+    EXPECT_TRUE(std::find(stuck.begin(), stuck.end(), std::pair(f.row, f.col)) != stuck.end());
+    EXPECT_NEAR(f.err_uS, g(f.row, f.col) - ck.window.g_min_uS, 1e-9);
+  }
+  EXPECT_GT(std::abs(fixes.front().err_uS), std::abs(fixes.back().err_uS));
+  EXPECT_LT((apply_device_fixes(g, fixes) - exact).cwiseAbs().maxCoeff(), 1e-9);
+  LoopPlanOptions off;
+  off.fix_devices = false;
+  EXPECT_TRUE(device_fixes(ck, p, g, off).empty());
+
+  auto board = Board::open("sim:profile=ideal,adc_bits=16");
+  ASSERT_TRUE(board.has_value());
+  set_exactly(**board, 0, g);
+  Eigen::VectorXd u = fidelity_inputs(400)[1];
+  u *= 3.0 / u.cwiseAbs().maxCoeff();
+  const Eigen::VectorXd ideal = run_ideal(ck.kernel, u);
+  auto error = [&](const Eigen::MatrixXd& conductances, bool fix) {
+    set_exactly(**board, 0, conductances);
+    LoopPlanOptions o;
+    o.fix_devices = fix;
+    auto plan = plan_loop(ck, p, conductances, 0, (*board)->info(), o);
+    EXPECT_TRUE(plan.has_value());
+    if (!plan) return 1e9;
+    EXPECT_EQ(plan->fixes, fix ? static_cast<int>(&conductances == &g ? stuck.size() : 0) : 0);
+    EXPECT_EQ(static_cast<bool>(plan->program.flags & wire::kLoopDeviceFixes), plan->fixes > 0);
+    const std::vector<wire::LoopProgram> progs = {plan->program};
+    auto max_block = (*board)->loop_load(progs);
+    EXPECT_TRUE(max_block.has_value());
+    if (!max_block) return 1e9;
+    const auto codes = input_codes(*plan, u);
+    auto loop = run_loop(**board, progs, *max_block, codes, static_cast<size_t>(u.size()), 5);
+    EXPECT_TRUE(loop.has_value());
+    if (!loop) return 1e9;
+    const double e = nrmse(outputs_to_y(*plan, loop->outputs, 1, 0, u), ideal);
+    return std::isfinite(e) ? e : 1e9;
+  };
+  const double clean = error(exact, true), fixed = error(g, true), unfixed = error(g, false);
+  std::printf(
+      "loop NRMSE: exact conductances %.4f, stuck + fixes %.4f, stuck alone %.4g "
+      "(analog spectral radius %.3f)\n",
+      clean, fixed, unfixed, radius_analog);
+  EXPECT_LT(fixed, 1.5 * clean + 0.01);
+  EXPECT_GT(unfixed, 10 * fixed);
 }
 
 }  // namespace

@@ -277,6 +277,68 @@ TEST(Loop, ResumeIsCheckedAndNamesTheField) {
   EXPECT_EQ(r->outputs, one_run(*b, q.inputs, 2, 0));
 }
 
+// Device fixes (flags bit 1): the firmware and the host-stepped reference take the same
+// charge out of the same columns, and a fix changes the outputs by what it says.
+TEST(Loop, DeviceFixesAreAppliedAlikeOnTheBoardAndTheHost) {
+  auto b = open("sim:profile=typical,seed=5,noise_seed=9");
+  auto progs = programs(3, 2);
+  auto plain = progs;
+  for (auto& p : progs) {
+    p.flags |= wire::kLoopDeviceFixes;
+    // Every route's positive column loses 40 codes per unit of its first state row, and an
+    // output column gains some: fixes on used rows and columns, and one on an unused row.
+    for (size_t f = 0; f < p.routes.size(); f += 3)
+      p.fixes.push_back({p.routes[f].row_pos, p.routes[f].col_pos, -40, 0});
+    p.fixes.push_back({p.taps[0].row_pos, p.outputs[0].col_pos, -1200, 4});
+    p.fixes.push_back({p.taps[0].row_neg, p.outputs[1].col_neg, 77, 0});
+  }
+  // The codec keeps them, with the flag.
+  auto enc = wire::decode_loop_load_request(wire::LoopLoadRequest{progs}.encode());
+  ASSERT_TRUE(enc.has_value()) << enc.error();
+  EXPECT_EQ(enc->programs, progs);
+  auto max_block = b->loop_load(progs);
+  ASSERT_TRUE(max_block.has_value()) << max_block.error().message;
+  const size_t steps = 200;
+  const auto u = inputs(steps, 2, 4);
+  auto loop = run_loop(*b, progs, 64, u, steps, 31);
+  ASSERT_TRUE(loop.has_value()) << loop.error().message;
+  auto host = run_host_stepped(*b, progs, u, steps, 31);
+  ASSERT_TRUE(host.has_value()) << host.error().message;
+  EXPECT_EQ(loop->outputs, host->outputs);
+  ASSERT_TRUE(b->loop_load(plain).has_value());
+  auto without = run_loop(*b, plain, 64, u, steps, 31);
+  ASSERT_TRUE(without.has_value());
+  EXPECT_NE(without->outputs, loop->outputs) << "the fixes changed nothing";
+}
+
+TEST(Loop, DeviceFixesAreCheckedAndNameTheField) {
+  auto b = open("sim:profile=ideal");
+  auto progs = programs(1, 1);
+  progs[0].fixes.push_back({3, 4, 100, 2});
+  auto r = b->loop_load(progs);  // without the flag the fixes are not even sent
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message.find("1 fixes without flag bit 1 (DEVICE_FIXES)"), std::string::npos)
+      << r.error().message;
+  progs[0].flags |= wire::kLoopDeviceFixes;
+  progs[0].fixes[0].col = 64;
+  r = b->loop_load(progs);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message.find("fixes[0]: row 3, col 64: allowed 0..63, 0..63"),
+            std::string::npos)
+      << r.error().message;
+  progs[0].fixes[0].col = 4;
+  progs[0].fixes[0].shift = 32;
+  r = b->loop_load(progs);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message.find("fixes[0].shift = 32: allowed 0..31"), std::string::npos)
+      << r.error().message;
+  progs[0].fixes.assign(wire::kMaxLoopFixes + 1, {3, 4, 100, 2});
+  r = b->loop_load(progs);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message.find("n_fixes = 513: allowed 0..512"), std::string::npos)
+      << r.error().message;
+}
+
 TEST(Loop, LoadIsCheckedAndNamesTheField) {
   auto b = open("sim:profile=ideal");
   auto progs = programs(1, 1);

@@ -119,7 +119,7 @@ Result<LoopRunResult> run_host_stepped(Board& board, const std::vector<wire::Loo
       auto acc = board.vmm_tagged(p.array, m, p.gain_index, op, static_cast<uint32_t>(t));
       ++res.transactions;
       if (!acc) return std::unexpected(acc.error());
-      wire::loop_update(p, *acc, state[k],
+      wire::loop_update(p, *acc, m, state[k],
                         std::span(res.outputs).subspan(out_at, p.outputs.size()));
       in_at += p.taps.size();
       out_at += p.outputs.size();

@@ -670,7 +670,7 @@ std::vector<uint8_t> Firmware::do_loop_run(SessionId session, const wire::Frame&
       wire::loop_rows(prog, std::span(q->inputs).subspan(in_at, prog.taps.size()), run_state_[k],
                       m);
       chip_.vmm(prog.array, prog.gain_index, m, noise_op, acc, run_steps_ + t);
-      wire::loop_update(prog, acc, run_state_[k],
+      wire::loop_update(prog, acc, m, run_state_[k],
                         std::span(r.outputs).subspan(out_at, prog.outputs.size()));
       in_at += prog.taps.size();
       out_at += prog.outputs.size();

@@ -12,6 +12,7 @@
 #include "operations.h"
 #include "programming.h"
 #include "status.h"
+#include "xbar/kernel/loop_plan.h"
 #include "xbar/kernel/model.h"
 #include "xbar/kernel/remap.h"
 
@@ -337,16 +338,32 @@ grpc::Status KernelServiceImpl::deploy(
       }
       return {grpc::StatusCode::CANCELLED, "deploy cancelled; recorded as failed"};
     }
-    // Verify: the kernel through the conductances the array reads back.
-    const double nrmse = kernel::fidelity_nrmse(ck, plan.placement, res->final_uS, inputs);
+    // Verify: the kernel as the loop runs it, through the conductances the array reads back
+    // with the device fixes (none for naive); and through the analog array alone.
+    kernel::LoopPlanOptions lopt;
+    lopt.fix_devices = !naive;
+    const std::vector<kernel::DeviceFix> fixes =
+        kernel::device_fixes(ck, plan.placement, res->final_uS, lopt);
+    const Eigen::MatrixXd seen = kernel::apply_device_fixes(res->final_uS, fixes);
+    const double nrmse = kernel::fidelity_nrmse(ck, plan.placement, seen, inputs);
     const double radius =
-        kernel::spectral_radius(kernel::effective_state_matrix(ck, plan.placement, res->final_uS));
+        kernel::spectral_radius(kernel::effective_state_matrix(ck, plan.placement, seen));
+    const double nrmse_analog =
+        fixes.empty() ? nrmse : kernel::fidelity_nrmse(ck, plan.placement, res->final_uS, inputs);
+    const double radius_analog = fixes.empty()
+                                     ? radius
+                                     : kernel::spectral_radius(kernel::effective_state_matrix(
+                                           ck, plan.placement, res->final_uS));
     pl->set_nrmse(nrmse);
     pl->set_spectral_radius(radius);
+    pl->set_device_fixes(static_cast<uint32_t>(fixes.size()));
+    pl->set_nrmse_analog(nrmse_analog);
+    pl->set_spectral_radius_analog(radius_analog);
     progress("verify", plan.kernel, plan.array,
              fmt::format("array {}: read-back NRMSE {:.4g} (predicted {:.4g}), spectral radius "
-                         "{:.4f}",
-                         plan.array, nrmse, plan.predicted_nrmse, radius));
+                         "{:.4f}; {} device fixes (analog alone: NRMSE {:.4g}, radius {:.4f})",
+                         plan.array, nrmse, plan.predicted_nrmse, radius, fixes.size(),
+                         nrmse_analog, radius_analog));
     if (!(radius < 1.0)) {
       degraded.push_back(
           fmt::format("kernel {} on array {}: unstable as programmed (spectral "

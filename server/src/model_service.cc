@@ -134,6 +134,7 @@ Result<ModelServiceImpl::Loaded> ModelServiceImpl::load(const std::string& id, b
     pk.compiled = l.compiled[p.kernel()];
     pk.array = static_cast<int>(p.array());
     pk.u_max = model::input_bound(l.spec, static_cast<int>(p.kernel()));
+    pk.fix_devices = dep.remap() != v1::REMAP_NAIVE;  // naive: the fault-unaware baseline
     pk.placement.row_of.assign(p.row_of_logical().begin(), p.row_of_logical().end());
     pk.placement.col_of.assign(p.col_of_logical().begin(), p.col_of_logical().end());
     pk.g_uS.resize(64, 64);

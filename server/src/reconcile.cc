@@ -6,6 +6,7 @@
 
 #include "kernel_service.h"
 #include "xbar/kernel/kernel.h"
+#include "xbar/kernel/loop_plan.h"
 #include "xbar/kernel/model.h"
 #include "xbar/v1/kernels.pb.h"
 
@@ -59,9 +60,16 @@ Result<std::vector<ReconcileOutcome>> reconcile_deployments(Board& board, ChipRe
           kernel::Placement pl;
           pl.row_of.assign(p.row_of_logical().begin(), p.row_of_logical().end());
           pl.col_of.assign(p.col_of_logical().begin(), p.col_of_logical().end());
-          const double nrmse = kernel::fidelity_nrmse(ck, pl, g->g_uS, inputs);
+          // As the loop runs it: the device fixes are made from the recorded read-back.
+          Eigen::MatrixXd recorded(info.rows, info.cols);
+          for (int i = 0; i < n; ++i) recorded(i / info.cols, i % info.cols) = p.readback_us(i);
+          kernel::LoopPlanOptions lopt;
+          lopt.fix_devices = dep.remap() != v1::REMAP_NAIVE;
+          const Eigen::MatrixXd seen =
+              kernel::apply_device_fixes(g->g_uS, kernel::device_fixes(ck, pl, recorded, lopt));
+          const double nrmse = kernel::fidelity_nrmse(ck, pl, seen, inputs);
           const double radius =
-              kernel::spectral_radius(kernel::effective_state_matrix(ck, pl, g->g_uS));
+              kernel::spectral_radius(kernel::effective_state_matrix(ck, pl, seen));
           figures += fmt::format(
               "{}array {}: NRMSE {:.3g} (at deploy {:.3g}), spectral radius {:.4f}, RMS {:.2f} uS "
               "from the verified conductances, {:.1f} % within 2 tol",

@@ -219,7 +219,7 @@ void loop_load_case(Input& in) {
         seed = seed * 1664525u + 1013904223u;
         a = seed % (255u * 1023u * 256u);  // up to every row at 255, 10-bit codes, 8 planes
       }
-      loop_update(prog, acc, st, outputs);
+      loop_update(prog, acc, m, st, outputs);
       for (int32_t x : st.x) {
         FUZZ_CHECK(x >= -prog.clamp && x <= prog.clamp,
                    fmt::format("state {} outside +-{}", x, prog.clamp));
@@ -389,7 +389,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                 [](auto b) { return decode_sim_link_request(b); });
       break;
     case 25:
-      roundtrip("SIM_LINK reply", in.rest(), false,  // a reserved u16 before the seed
+      roundtrip("SIM_LINK reply", in.rest(), false,  // a reserved u16 after unplug_ms
                 [](auto b) { return decode_sim_link_reply(b); });
       break;
     default:  // 26..31: more weight on whole frames, the most exposed input

@@ -46,6 +46,42 @@ Eigen::MatrixXd effective_ab(const CompiledKernel& ck, const Placement& p,
 
 }  // namespace
 
+std::vector<DeviceFix> device_fixes(const CompiledKernel& ck, const Placement& p,
+                                    const Eigen::MatrixXd& g_uS, const LoopPlanOptions& opt,
+                                    int* candidates) {
+  std::vector<DeviceFix> off;
+  if (candidates != nullptr) *candidates = 0;
+  if (!opt.fix_devices) return off;
+  const int n = ck.n;
+  std::vector<int> rows_used = {input_row(0), input_row(1)};
+  std::vector<int> cols_used = {output_col(n, 0), output_col(n, 1)};
+  for (int s = 0; s < n; ++s) {
+    for (int c = 0; c < 4; ++c) {
+      rows_used.push_back(state_row(s, c));
+      cols_used.push_back(state_col(s, c));
+    }
+  }
+  for (int lr : rows_used) {
+    for (int lc : cols_used) {
+      const int pr = p.row_of[static_cast<size_t>(lr)], pc = p.col_of[static_cast<size_t>(lc)];
+      const double e = g_uS(pr, pc) - ck.target_uS(lr, lc);
+      if (std::abs(e) > opt.fix_threshold_uS) off.push_back({pr, pc, e});
+    }
+  }
+  if (candidates != nullptr) *candidates = static_cast<int>(off.size());
+  std::stable_sort(off.begin(), off.end(), [](const DeviceFix& a, const DeviceFix& b) {
+    return std::abs(a.err_uS) > std::abs(b.err_uS);
+  });
+  off.resize(
+      std::min(off.size(), static_cast<size_t>(std::clamp(opt.max_fixes, 0, wire::kMaxLoopFixes))));
+  return off;
+}
+
+Eigen::MatrixXd apply_device_fixes(Eigen::MatrixXd g_uS, std::span<const DeviceFix> fixes) {
+  for (const DeviceFix& f : fixes) g_uS(f.row, f.col) -= f.err_uS;
+  return g_uS;
+}
+
 std::vector<double> route_trims(const CompiledKernel& ck, const Placement& p,
                                 const Eigen::MatrixXd& g_uS) {
   const Eigen::MatrixXd m = effective_ab(ck, p, g_uS);
@@ -129,7 +165,19 @@ Result<LoopPlan> plan_loop(const CompiledKernel& ck, const Placement& p,
   auto tap = fixed_point(plan.input_lsb / (ck.b_weight * plan.x_scale), "input");
   if (!tap) return std::unexpected(tap.error());
   prog.taps.push_back({prow(input_row(0)), prow(input_row(1)), tap->first, tap->second});
-  plan.route_gain = opt.trim_routes ? route_trims(ck, p, g_uS)
+
+  // Device fixes; what the loop then sees is g_seen.
+  const std::vector<DeviceFix> fixes = device_fixes(ck, p, g_uS, opt, &plan.fix_candidates);
+  for (const DeviceFix& f : fixes) {
+    auto fp = fixed_point(f.err_uS * k, "device fix");
+    if (!fp) return std::unexpected(fp.error());
+    prog.fixes.push_back(
+        {static_cast<uint8_t>(f.row), static_cast<uint8_t>(f.col), fp->first, fp->second});
+  }
+  if (!prog.fixes.empty()) prog.flags |= wire::kLoopDeviceFixes;
+  plan.fixes = static_cast<int>(prog.fixes.size());
+  const Eigen::MatrixXd g_seen = apply_device_fixes(g_uS, fixes);
+  plan.route_gain = opt.trim_routes ? route_trims(ck, p, g_seen)
                                     : std::vector<double>(static_cast<size_t>(2 * n), 1.0);
   for (int s = 0; s < n; ++s) {
     for (int part = 0; part < 2; ++part) {

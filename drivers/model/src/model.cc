@@ -201,6 +201,7 @@ Result<std::shared_ptr<const PreparedLoop>> prepare_loop(Board& board,
     const PlacedKernel& k = kernels[i];
     kernel::LoopPlanOptions options;
     options.u_max = k.u_max;
+    options.fix_devices = k.fix_devices;
     auto plan = kernel::plan_loop(k.compiled, k.placement, k.g_uS, k.array, board.info(), options);
     if (!plan) return std::unexpected(plan.error());
     p->plans[i] = *plan;

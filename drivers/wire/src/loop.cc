@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <set>
 
@@ -13,7 +14,7 @@ namespace xbar::wire {
 namespace {
 
 constexpr size_t kProgramHeader = 8;
-constexpr size_t kTapBytes = 6, kRouteBytes = 8, kOutputBytes = 2;
+constexpr size_t kTapBytes = 6, kRouteBytes = 8, kOutputBytes = 2, kFixBytes = 6;
 constexpr size_t kRunHeader = 16;
 
 }  // namespace
@@ -50,6 +51,17 @@ std::vector<uint8_t> LoopLoadRequest::encode() const {
     for (const LoopOutput& o : p.outputs) {
       w.put(o.col_pos);
       w.put(o.col_neg);
+    }
+    if (p.flags & kLoopDeviceFixes) {
+      w.put(static_cast<uint16_t>(p.fixes.size()));
+      w.put(uint16_t{0});
+      for (const LoopFix& f : p.fixes) {
+        w.put(f.row);
+        w.put(f.col);
+        w.put(f.mul);
+        w.put(f.shift);
+        w.put(uint8_t{0});
+      }
     }
   }
   return w.take();
@@ -99,6 +111,23 @@ Decoded<LoopLoadRequest> decode_loop_load_request(std::span<const uint8_t> p) {
       o.col_neg = r.get<uint8_t>();
       prog.outputs.push_back(o);
     }
+    if (prog.flags & kLoopDeviceFixes) {
+      const uint16_t n_fix = r.get<uint16_t>();
+      (void)r.get<uint16_t>();
+      if (n_fix > kMaxLoopFixes) {
+        return std::unexpected(fmt::format("LOOP_LOAD program {}: n_fixes = {}: allowed 0..{}", i,
+                                           n_fix, kMaxLoopFixes));
+      }
+      for (uint16_t k = 0; k < n_fix && r.ok(); ++k) {
+        LoopFix f;
+        f.row = r.get<uint8_t>();
+        f.col = r.get<uint8_t>();
+        f.mul = r.get<int16_t>();
+        f.shift = r.get<uint8_t>();
+        (void)r.get<uint8_t>();
+        prog.fixes.push_back(f);
+      }
+    }
     q.programs.push_back(std::move(prog));
   }
   if (!r.done()) {
@@ -127,8 +156,24 @@ std::string check_loop_programs(const std::vector<LoopProgram>& programs, int ar
       return fmt::format("{}: gain_index = {}: allowed 0..{}", at, p.gain_index, n_gains - 1);
     }
     if (p.clamp < 1) return fmt::format("{}: clamp = 0: allowed 1..255", at);
-    if (p.flags & ~kLoopErrorFeedback) {
-      return fmt::format("{}: flags = 0x{:04x}: allowed bit 0 (ERROR_FEEDBACK)", at, p.flags);
+    if (p.flags & ~(kLoopErrorFeedback | kLoopDeviceFixes)) {
+      return fmt::format("{}: flags = 0x{:04x}: allowed bits 0 (ERROR_FEEDBACK), 1 (DEVICE_FIXES)",
+                         at, p.flags);
+    }
+    if (!(p.flags & kLoopDeviceFixes) && !p.fixes.empty()) {
+      return fmt::format("{}: {} fixes without flag bit 1 (DEVICE_FIXES)", at, p.fixes.size());
+    }
+    if (p.fixes.size() > static_cast<size_t>(kMaxLoopFixes)) {
+      return fmt::format("{}: n_fixes = {}: allowed 0..{}", at, p.fixes.size(), kMaxLoopFixes);
+    }
+    for (size_t k = 0; k < p.fixes.size(); ++k) {
+      const LoopFix& f = p.fixes[k];
+      if (f.row >= rows || f.col >= cols) {
+        return fmt::format("{}: fixes[{}]: row {}, col {}: allowed 0..{}, 0..{}", at, k, f.row,
+                           f.col, rows - 1, cols - 1);
+      }
+      if (f.shift > 31)
+        return fmt::format("{}: fixes[{}].shift = {}: allowed 0..31", at, k, f.shift);
     }
     std::set<int> used_rows;
     auto row = [&](const char* what, size_t k, const char* field, int r) -> std::string {
@@ -324,13 +369,23 @@ void loop_rows(const LoopProgram& prog, std::span<const int16_t> inputs, const L
   }
 }
 
-void loop_update(const LoopProgram& prog, std::span<const uint32_t> acc, LoopState& state,
-                 std::span<int32_t> outputs) {
+void loop_update(const LoopProgram& prog, std::span<const uint32_t> acc, std::span<const uint8_t> m,
+                 LoopState& state, std::span<int32_t> outputs) {
   const int64_t c = prog.clamp;
   const bool feedback = prog.flags & kLoopErrorFeedback;
+  // Device fixes: the listed devices' known excess charge, per column.
+  std::vector<int64_t> fix;
+  if (!prog.fixes.empty()) {
+    fix.assign(acc.size(), 0);
+    for (const LoopFix& f : prog.fixes) {
+      if (f.col < fix.size() && f.row < m.size())
+        fix[f.col] += rshift_round(int64_t{m[f.row]} * f.mul, f.shift);
+    }
+  }
+  auto a = [&](uint8_t col) { return int64_t{acc[col]} - (fix.empty() ? 0 : fix[col]); };
   for (size_t f = 0; f < prog.routes.size(); ++f) {
     const LoopRoute& r = prog.routes[f];
-    const int64_t d = int64_t{acc[r.col_pos]} - int64_t{acc[r.col_neg]};
+    const int64_t d = a(r.col_pos) - a(r.col_neg);
     int64_t q = d * r.mul;
     const int unit = std::max(int{r.shift} - 8, 0);  // residual unit: 2^unit
     if (feedback) q += int64_t{state.e[f]} * (int64_t{1} << unit);
@@ -345,8 +400,8 @@ void loop_update(const LoopProgram& prog, std::span<const uint32_t> acc, LoopSta
     }
   }
   for (size_t o = 0; o < prog.outputs.size(); ++o) {
-    outputs[o] = static_cast<int32_t>(int64_t{acc[prog.outputs[o].col_pos]} -
-                                      int64_t{acc[prog.outputs[o].col_neg]});
+    outputs[o] = static_cast<int32_t>(std::clamp<int64_t>(
+        a(prog.outputs[o].col_pos) - a(prog.outputs[o].col_neg), INT32_MIN, INT32_MAX));
   }
 }
 

@@ -24,6 +24,14 @@ struct LoopPlanOptions {
   // Carry each route's rounding residual into the next step (wire::kLoopErrorFeedback), so
   // slow modes do not stall in the 8-bit state's dead band (docs/firmware.md §7).
   bool error_feedback = true;
+  // Device fixes (wire::LoopFix): every used device whose conductance in `g_uS` is more than
+  // fix_threshold_uS off its compiled target (a stuck device, one program-verify abandoned, a
+  // partner that compensates one) has its excess charge taken out digitally each step, the
+  // largest max_fixes of them. Stuck-high devices (300-600 uS) no partner within 1..250 uS can
+  // cancel are what makes kernels unstable on a `typical` chip (docs/firmware.md §7).
+  bool fix_devices = true;
+  double fix_threshold_uS = 5.0;
+  int max_fixes = 256;
 };
 
 struct LoopPlan {
@@ -34,7 +42,28 @@ struct LoopPlan {
   double d = 0;             // skip term, applied on the host
   double codes_per_uS = 0;  // k: differential accumulator codes per uS per unit row magnitude
   std::vector<double> route_gain;  // per feedback route (program order): the trim applied (1: none)
+  int fixes = 0;                   // devices fixed digitally (program.fixes)
+  int fix_candidates = 0;          // devices over the threshold (more than max_fixes: the largest)
 };
+
+/// A device the loop takes out digitally (wire::LoopFix): its physical position and how far
+/// its conductance was off its compiled target.
+struct DeviceFix {
+  int row = 0, col = 0;
+  double err_uS = 0;
+};
+
+/// The used devices of `ck` placed by `p` (input and state rows x state and real output
+/// columns) more than options.fix_threshold_uS off their compiled targets in `g_uS`, largest
+/// first, at most options.max_fixes; `candidates` (if given) gets how many were over. Empty
+/// unless options.fix_devices.
+std::vector<DeviceFix> device_fixes(const CompiledKernel& ck, const Placement& p,
+                                    const Eigen::MatrixXd& g_uS, const LoopPlanOptions& options,
+                                    int* candidates = nullptr);
+
+/// What the loop computes with when it runs on conductances `g_uS` with `fixes`: each fixed
+/// device's err_uS taken off (on the conductances the fixes were made from: its target).
+Eigen::MatrixXd apply_device_fixes(Eigen::MatrixXd g_uS, std::span<const DeviceFix> fixes);
 
 /// The feedback routes' trims for kernel `ck` placed by `p` on conductances `g_uS`: for state
 /// component f (route 2 s + part), with m_f the row of [A | B] the conductances realise

@@ -68,6 +68,9 @@ struct PlacedKernel {
   int array = 0;
   Eigen::MatrixXd g_uS;
   double u_max = kernel::LoopPlanOptions{}.u_max;
+  /// Take the devices that are off their targets out digitally (kernel::LoopPlanOptions::
+  /// fix_devices); off for a naive deployment, which is the fault-unaware baseline.
+  bool fix_devices = true;
 };
 
 /// The largest |input| kernel `k` can receive: |w_k| + |b_k| of the encoder, since the

@@ -15,6 +15,7 @@ namespace xbar::wire {
 inline constexpr int kMaxLoopTaps = 8;
 inline constexpr int kMaxLoopRoutes = 32;
 inline constexpr int kMaxLoopOutputs = 8;
+inline constexpr int kMaxLoopFixes = 512;
 inline constexpr size_t kMaxLoopPayload = 65536;
 inline constexpr uint32_t kMaxLoopRunSteps = 1u << 21;  // noise keying: step index < 2^21
 
@@ -34,19 +35,32 @@ struct LoopOutput {  // a differential column pair returned to the host
   uint8_t col_pos = 0, col_neg = 0;
   bool operator==(const LoopOutput&) const = default;
 };
+/// A device whose conductance is known to be off its target (stuck, or abandoned by
+/// program-verify): each step the board takes its excess charge, rshift_round(m[row] * mul,
+/// shift) accumulator codes, out of column `col` before the pairs are differenced (docs/
+/// firmware.md §7, "Device fixes").
+struct LoopFix {
+  uint8_t row = 0, col = 0;
+  int16_t mul = 0;
+  uint8_t shift = 0;
+  bool operator==(const LoopFix&) const = default;
+};
 /// LoopProgram::flags bit 0: each route carries its rounding residual into the next step
 /// (docs/firmware.md §7, "Error feedback"), so a slow mode decays instead of stalling in the
 /// 8-bit state's dead band. The residual is part of the run's state (RESUME/SNAPSHOT).
 inline constexpr uint16_t kLoopErrorFeedback = 0x0001;
+/// LoopProgram::flags bit 1: the program carries device fixes (LoopProgram::fixes).
+inline constexpr uint16_t kLoopDeviceFixes = 0x0002;
 
 struct LoopProgram {
   uint8_t array = 0;
   uint8_t gain_index = 0;
   uint8_t clamp = 127;  // largest row magnitude, 1..255
-  uint16_t flags = 0;   // kLoopErrorFeedback
+  uint16_t flags = 0;   // kLoopErrorFeedback | kLoopDeviceFixes
   std::vector<LoopTap> taps;
   std::vector<LoopRoute> routes;
   std::vector<LoopOutput> outputs;
+  std::vector<LoopFix> fixes;  // with kLoopDeviceFixes (only then encoded)
   bool operator==(const LoopProgram&) const = default;
 };
 
@@ -128,9 +142,10 @@ inline size_t loop_state_codes(const LoopProgram& p) {
 void loop_rows(const LoopProgram& prog, std::span<const int16_t> inputs, const LoopState& state,
                std::span<uint8_t> m);
 
-/// From the step's VMM accumulators (`acc`, cols entries): the new state (one per route,
-/// saturated to +-clamp) and the outputs (one per output pair).
-void loop_update(const LoopProgram& prog, std::span<const uint32_t> acc, LoopState& state,
-                 std::span<int32_t> outputs);
+/// From the step's VMM accumulators (`acc`, cols entries) and the row magnitudes it was driven
+/// with (`m`, for the device fixes): the new state (one per route, saturated to +-clamp) and the
+/// outputs (one per output pair).
+void loop_update(const LoopProgram& prog, std::span<const uint32_t> acc, std::span<const uint8_t> m,
+                 LoopState& state, std::span<int32_t> outputs);
 
 }  // namespace xbar::wire
