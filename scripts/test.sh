@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # README command 2 (and what .ci/run runs): install, check formatting, build, run every test,
-# then every test again under ASan+UBSan.
+# then every test again under ASan+UBSan, then the server and concurrency tests under TSan.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -13,8 +13,13 @@ echo "== tests"
 cd "${BUILD_DIR:-build}"
 ctest --output-on-failure -j "$(nproc)" --timeout 300
 cd - >/dev/null
-# The whole suite again under ASan+UBSan (XBAR_CI_ASAN=0 skips it; TSan: scripts/sanitize.sh).
+# The whole suite again under ASan+UBSan, and the server and concurrency tests under TSan
+# (XBAR_CI_ASAN=0 / XBAR_CI_TSAN=0 skip them).
 if [ "${XBAR_CI_ASAN:-1}" = 1 ]; then
   echo "== tests under ASan+UBSan"
   bash scripts/sanitize.sh asan
+fi
+if [ "${XBAR_CI_TSAN:-1}" = 1 ]; then
+  echo "== server and concurrency tests under TSan"
+  bash scripts/sanitize.sh tsan
 fi

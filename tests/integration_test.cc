@@ -178,7 +178,9 @@ TEST_F(EndToEnd, StatusCountsTheBoardsOperations) {
   ctl({"read", "--array", "0"});
   auto [rc2, out2] = ctl({"--json", "status"});
   ASSERT_TRUE(std::regex_search(out2, m, std::regex("\"ops_executed\":(\\d+)")));
-  EXPECT_EQ(std::stoi(m[1]), ops + 2);  // the READ, then this STATUS
+  // The READ, then this STATUS; xbard's own health check (a STATUS a second) may add a few.
+  EXPECT_GE(std::stoi(m[1]), ops + 2);
+  EXPECT_LE(std::stoi(m[1]), ops + 2 + 20);
 }
 
 // grpc.health.v1.Health/Check by hand-encoded protobuf (Debian ships no generated health

@@ -723,32 +723,50 @@ TEST_F(XbardFaults, TheReadBackCheckCatchesAnArrayThatNoLongerHoldsItsDeployment
   ASSERT_EQ(before.size(), 1u);
   EXPECT_EQ(before[0].violation(), "") << before[0].describe();
 
-  v1::ScanFaultsRequest req;
-  req.set_array(dep->placements(0).array());
-  req.set_destructive(true);
-  auto ctx = context();
-  auto reader = arrays->ScanFaults(ctx.get(), req);
-  v1::ScanFaultsResponse msg;
-  while (reader->Read(&msg)) {
-  }
-  const grpc::Status st = reader->Finish();
+  auto kernels = v1::KernelService::NewStub(channel_);
+  auto state_of = [&] {
+    v1::GetDeploymentRequest q;
+    q.set_id(dep->id());
+    v1::Deployment d;
+    unary("GetDeployment",
+          [&](grpc::ClientContext* c) { return kernels->GetDeployment(c, q, &d); });
+    return d;
+  };
+  auto scan = [&](bool destructive) {
+    v1::ScanFaultsRequest req;
+    req.set_array(dep->placements(0).array());
+    req.set_destructive(destructive);
+    auto ctx = context();
+    auto reader = arrays->ScanFaults(ctx.get(), req);
+    v1::ScanFaultsResponse msg;
+    while (reader->Read(&msg)) {
+    }
+    return reader->Finish();
+  };
+  // An active scan puts the devices back: the deployment is held again, and says so.
+  grpc::Status st = scan(false);
+  ASSERT_TRUE(st.ok()) << code_name(st.error_code()) << ": " << st.error_message();
+  const v1::Deployment restored = state_of();
+  EXPECT_TRUE(restored.state() == "ready" || restored.state() == "degraded") << restored.state();
+  EXPECT_NE(restored.message().find("an active fault scan restored array"), std::string::npos)
+      << restored.message();
+  // A destructive one does not.
+  st = scan(true);
   ASSERT_TRUE(st.ok()) << code_name(st.error_code()) << ": " << st.error_message();
 
   const auto after = read_back(*dep, info);
   ASSERT_EQ(after.size(), 1u);
   EXPECT_NE(after[0].violation(), "") << after[0].describe();
-  // What the record says now (not checked: the scan does not touch the deployment's state).
-  auto kernels = v1::KernelService::NewStub(channel_);
-  v1::GetDeploymentRequest gq;
-  gq.set_id(dep->id());
-  v1::Deployment now;
-  unary("GetDeployment",
-        [&](grpc::ClientContext* c) { return kernels->GetDeployment(c, gq, &now); });
+  // The record no longer claims the array holds the deployment.
+  const v1::Deployment now = state_of();
   std::printf(
       "negative control: before %s\n  after a destructive scan %s:%s\n  the deployment is "
       "now '%s'\n",
       before[0].describe().c_str(), after[0].describe().c_str(), after[0].violation().c_str(),
       now.state().c_str());
+  EXPECT_EQ(now.state(), "stale");
+  EXPECT_NE(now.message().find("overwritten by a destructive fault scan"), std::string::npos)
+      << now.message();
   board.reset();
   arrays.reset();
   kernels.reset();

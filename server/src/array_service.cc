@@ -26,6 +26,28 @@ void fill_fault(v1::Fault* o, int array, const FaultFinding& f) {
   o->set_g_us(f.g_uS);
 }
 
+// Before pulses that change `array` (ProgramArray, a fault scan): the deployment that holds it,
+// if ready or degraded, becomes stale with `why`, write-ahead, so that no crash or failure leaves
+// it claimed as held while its devices are rewritten. Returns it as it was, for an operation
+// that gives the array back (an active scan's restore).
+Result<std::optional<DeploymentRow>> release_for_pulses(ChipRecord& record,
+                                                        const std::string& serial, int array,
+                                                        const std::string& why) {
+  auto owners = record.array_owners(serial);
+  if (!owners) return std::unexpected(owners.error());
+  if (array >= static_cast<int>(owners->size()) || !(*owners)[static_cast<size_t>(array)]) {
+    return std::nullopt;
+  }
+  auto row = record.deployment(*(*owners)[static_cast<size_t>(array)]);
+  if (!row) return std::unexpected(row.error());
+  if (row->state != "ready" && row->state != "degraded") return std::nullopt;
+  if (auto w = record.set_deployment_state(row->id, "stale", why); !w) {
+    return std::unexpected(w.error());
+  }
+  spdlog::info("deployment {}: stale: {}", row->id, why);
+  return *row;
+}
+
 }  // namespace
 
 grpc::Status ArrayServiceImpl::ProgramArray(grpc::ServerContext* ctx,
@@ -85,6 +107,11 @@ grpc::Status ArrayServiceImpl::program(
   if (!hold) return to_status(hold.error());
   auto turn = sched_.board.acquire(client_of(ctx), limits_of(ctx));
   if (!turn) return to_status(turn.error());
+  if (auto r = release_for_pulses(record_, serial, array,
+                                  fmt::format("array {} was reprogrammed (ProgramArray)", array));
+      !r) {
+    return {grpc::StatusCode::INTERNAL, "chip record: " + r.error().message};
+  }
   auto res = program_and_record(board_, record_, array, target, cfg, skip,
                                 [&](const ProgramVerifyProgress& p) {
                                   v1::ProgramArrayResponse msg;
@@ -182,7 +209,32 @@ grpc::Status ArrayServiceImpl::scan(grpc::ServerContext* ctx, const v1::ScanFaul
     }
     return true;
   };
+  // A scan pulses the array's devices: the deployment there is stale until an active scan has
+  // put them back.
+  auto held = release_for_pulses(
+      record_, info.serial, array,
+      cfg.restore ? fmt::format("array {} is being scanned for faults (its devices are pulsed "
+                                "and then restored)",
+                                array)
+                  : fmt::format("array {} was overwritten by a destructive fault scan", array));
+  if (!held) return {grpc::StatusCode::INTERNAL, "chip record: " + held.error().message};
   auto res = scan_faults(board_, array, cfg, progress, before_batch);
+  if (res && *held && !res->disturbed && !res->cancelled) {
+    // Restored: the deployment holds the array again, as well as the restore says.
+    const DeploymentRow& prev = **held;
+    const double pct = res->restore_report.within_tol_pct;
+    const bool whole = pct >= 99.0;
+    const std::string note = fmt::format(
+        "an active fault scan restored array {} ({:.1f} % of "
+        "its devices within tolerance)",
+        array, pct);
+    if (auto w =
+            record_.set_deployment_state(prev.id, whole ? prev.state : "degraded",
+                                         prev.message.empty() ? note : prev.message + "; " + note);
+        !w) {
+      return {grpc::StatusCode::INTERNAL, "chip record: " + w.error().message};
+    }
+  }
   if (record_failed) {
     return {grpc::StatusCode::INTERNAL, "chip record: " + record_error.message};
   }

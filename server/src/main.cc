@@ -3,6 +3,8 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <pthread.h>
+#include <signal.h>
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
@@ -33,7 +35,18 @@ namespace {
 
 std::atomic<bool> g_stop{false};
 
-void on_signal(int) { g_stop = true; }
+// SIGINT and SIGTERM, blocked in every thread (the mask is set before any thread starts and
+// inherited) and taken synchronously by the waiter thread with sigtimedwait: no async handler,
+// and no dependence on which thread the kernel picks (under ThreadSanitizer, a handler's
+// delivery waits for the thread to enter an instrumented call, which a thread parked in gRPC's
+// own futex wait never does).
+sigset_t stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  return set;
+}
 
 }  // namespace
 
@@ -55,6 +68,8 @@ bool loopback_or_unix(const std::string& listen) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  const sigset_t stop_set = stop_signals();
+  pthread_sigmask(SIG_BLOCK, &stop_set, nullptr);
   CLI::App app{"xbard: the xbar daemon (gRPC xbar.v1 in front of one crossbar board)"};
   std::string config_path;
   std::string listen, board_uri, log_level, state_dir, metrics_listen, token_file, tls_cert,
@@ -297,8 +312,6 @@ int main(int argc, char** argv) {
                cfg.tls_cert.empty() ? "" : (cfg.tls_client_ca.empty() ? ", TLS" : ", mTLS"),
                xbar::server::token_required() ? ", token required for changes" : "");
 
-  std::signal(SIGINT, on_signal);
-  std::signal(SIGTERM, on_signal);
   std::thread waiter([&] {
     auto next_check = std::chrono::steady_clock::now();
     while (!g_stop) {
@@ -309,7 +322,8 @@ int main(int argc, char** argv) {
         refresh_deployments();
         next_check = std::chrono::steady_clock::now() + std::chrono::seconds(1);
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      timespec wait{0, 50'000'000};  // 50 ms
+      if (sigtimedwait(&stop_set, nullptr, &wait) > 0) g_stop = true;
     }
     spdlog::info("shutting down");
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
