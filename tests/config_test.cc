@@ -129,6 +129,13 @@ TEST(DaemonConfig, ErrorsNameTheKey) {
   EXPECT_NE(
       server::parse_config("listen: [1, 2]", "c.yaml").error().find("listen: expected a string"),
       std::string::npos);
+  // A stray CR (config_fuzz: it did not survive the config being written back) or a tab.
+  EXPECT_EQ(server::parse_config("listen: \"127.0.0.1:50051\\r\"", "c.yaml").error(),
+            "c.yaml: listen: control character 0x0d at byte 15: not allowed");
+  EXPECT_NE(server::parse_config("state_dir: \"a\\tb\"", "c.yaml")
+                .error()
+                .find("state_dir: control character 0x09 at byte 1"),
+            std::string::npos);
 }
 
 TEST(DaemonConfig, SecurityAndSchedulingSections) {

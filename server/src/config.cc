@@ -22,7 +22,16 @@ std::string describe(const YAML::Node& n) {
 
 std::expected<std::string, std::string> get_string(const YAML::Node& n, const std::string& key) {
   if (!n.IsScalar()) return Err(fmt::format("{}: expected a string, got {}", key, describe(n)));
-  return n.Scalar();
+  // Addresses, paths and names: a control character (a stray CR from a Windows editor, a tab)
+  // is never meant, and would not survive the file being written back (found by config_fuzz).
+  const std::string& v = n.Scalar();
+  for (size_t i = 0; i < v.size(); ++i) {
+    const auto ch = static_cast<unsigned char>(v[i]);
+    if (ch < 0x20 || ch == 0x7f) {
+      return Err(fmt::format("{}: control character 0x{:02x} at byte {}: not allowed", key, ch, i));
+    }
+  }
+  return v;
 }
 
 std::expected<uint64_t, std::string> get_u64(const YAML::Node& n, const std::string& key) {
