@@ -35,10 +35,10 @@ Result<std::optional<DeploymentRow>> release_for_pulses(ChipRecord& record,
                                                         const std::string& why) {
   auto owners = record.array_owners(serial);
   if (!owners) return std::unexpected(owners.error());
-  if (array >= static_cast<int>(owners->size()) || !(*owners)[static_cast<size_t>(array)]) {
-    return std::nullopt;
-  }
-  auto row = record.deployment(*(*owners)[static_cast<size_t>(array)]);
+  if (array >= static_cast<int>(owners->size())) return std::nullopt;
+  const std::optional<std::string>& owner = (*owners)[static_cast<size_t>(array)];
+  if (!owner.has_value()) return std::nullopt;
+  auto row = record.deployment(owner.value());
   if (!row) return std::unexpected(row.error());
   if (row->state != "ready" && row->state != "degraded") return std::nullopt;
   if (auto w = record.set_deployment_state(row->id, "stale", why); !w) {
@@ -219,9 +219,9 @@ grpc::Status ArrayServiceImpl::scan(grpc::ServerContext* ctx, const v1::ScanFaul
                   : fmt::format("array {} was overwritten by a destructive fault scan", array));
   if (!held) return {grpc::StatusCode::INTERNAL, "chip record: " + held.error().message};
   auto res = scan_faults(board_, array, cfg, progress, before_batch);
-  if (res && *held && !res->disturbed && !res->cancelled) {
+  if (res && held->has_value() && !res->disturbed && !res->cancelled) {
     // Restored: the deployment holds the array again, as well as the restore says.
-    const DeploymentRow& prev = **held;
+    const DeploymentRow& prev = held->value();
     const double pct = res->restore_report.within_tol_pct;
     const bool whole = pct >= 99.0;
     const std::string note = fmt::format(
