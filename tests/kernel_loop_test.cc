@@ -119,6 +119,29 @@ TEST(KernelLoop, TenBitAdcCostsMeasurablyMore) {
   EXPECT_LT(nrmse(ten.y_board, ten.y_ideal), 0.2);
 }
 
+// The loop of `ck` placed by `p`, planned on conductances `g` with `o`, run on array 0 of `b` on
+// input `u`: its NRMSE against `ideal` (1e9 when a step fails or the run diverges). `plan_out`
+// gets the plan.
+double board_loop_nrmse(Board& b, const CompiledKernel& ck, const Placement& p,
+                        const Eigen::MatrixXd& g, const LoopPlanOptions& o,
+                        const Eigen::VectorXd& u, const Eigen::VectorXd& ideal,
+                        LoopPlan* plan_out = nullptr) {
+  auto plan = plan_loop(ck, p, g, 0, b.info(), o);
+  EXPECT_TRUE(plan.has_value());
+  if (!plan) return 1e9;
+  if (plan_out != nullptr) *plan_out = *plan;
+  const std::vector<wire::LoopProgram> progs = {plan->program};
+  auto max_block = b.loop_load(progs);
+  EXPECT_TRUE(max_block.has_value());
+  if (!max_block) return 1e9;
+  const auto codes = input_codes(*plan, u);
+  auto loop = run_loop(b, progs, *max_block, codes, static_cast<size_t>(u.size()), 5);
+  EXPECT_TRUE(loop.has_value());
+  if (!loop) return 1e9;
+  const double e = nrmse(outputs_to_y(*plan, loop->outputs, 1, 0, u), ideal);
+  return std::isfinite(e) ? e : 1e9;
+}
+
 TEST(KernelLoop, RouteTrimTakesOutARowsCommonGainError) {
   // Every mode's real state column pair programmed 20 % weak (every device's height above
   // g_min times 0.8, as if those columns' devices all came out low): rows 2 s of [A | B] are
@@ -154,18 +177,7 @@ TEST(KernelLoop, RouteTrimTakesOutARowsCommonGainError) {
     LoopPlanOptions o;
     o.trim_routes = trim;
     o.fix_devices = false;  // the fixes would take every weak device out one by one
-    auto plan = plan_loop(ck, p, g, 0, (*board)->info(), o);
-    EXPECT_TRUE(plan.has_value());
-    if (!plan) return 1e9;
-    const std::vector<wire::LoopProgram> progs = {plan->program};
-    auto max_block = (*board)->loop_load(progs);
-    EXPECT_TRUE(max_block.has_value());
-    if (!max_block) return 1e9;
-    const auto codes = input_codes(*plan, u);
-    auto loop = run_loop(**board, progs, *max_block, codes, static_cast<size_t>(u.size()), 5);
-    EXPECT_TRUE(loop.has_value());
-    if (!loop) return 1e9;
-    return nrmse(outputs_to_y(*plan, loop->outputs, 1, 0, u), ideal);
+    return board_loop_nrmse(**board, ck, p, g, o, u, ideal);
   };
   // Measured: untrimmed 0.265, trimmed 0.0339 (the 8-bit state's own 0.034).
   const double untrimmed = error(false), trimmed = error(true);
@@ -220,21 +232,11 @@ TEST(KernelLoop, DeviceFixesTakeOutStuckHighDevicesNoPartnerCanCancel) {
     set_exactly(**board, 0, conductances);
     LoopPlanOptions o;
     o.fix_devices = fix;
-    auto plan = plan_loop(ck, p, conductances, 0, (*board)->info(), o);
-    EXPECT_TRUE(plan.has_value());
-    if (!plan) return 1e9;
-    EXPECT_EQ(plan->fixes, fix ? static_cast<int>(&conductances == &g ? stuck.size() : 0) : 0);
-    EXPECT_EQ(static_cast<bool>(plan->program.flags & wire::kLoopDeviceFixes), plan->fixes > 0);
-    const std::vector<wire::LoopProgram> progs = {plan->program};
-    auto max_block = (*board)->loop_load(progs);
-    EXPECT_TRUE(max_block.has_value());
-    if (!max_block) return 1e9;
-    const auto codes = input_codes(*plan, u);
-    auto loop = run_loop(**board, progs, *max_block, codes, static_cast<size_t>(u.size()), 5);
-    EXPECT_TRUE(loop.has_value());
-    if (!loop) return 1e9;
-    const double e = nrmse(outputs_to_y(*plan, loop->outputs, 1, 0, u), ideal);
-    return std::isfinite(e) ? e : 1e9;
+    LoopPlan plan;
+    const double e = board_loop_nrmse(**board, ck, p, conductances, o, u, ideal, &plan);
+    EXPECT_EQ(plan.fixes, fix ? static_cast<int>(&conductances == &g ? stuck.size() : 0) : 0);
+    EXPECT_EQ(static_cast<bool>(plan.program.flags & wire::kLoopDeviceFixes), plan.fixes > 0);
+    return e;
   };
   const double clean = error(exact, true), fixed = error(g, true), unfixed = error(g, false);
   std::printf(

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -57,7 +58,10 @@ class Process {
     std::vector<char*> args;
     for (auto& a : argv) args.push_back(a.data());
     args.push_back(nullptr);
-    if (posix_spawn(&pid_, args[0], &fa, nullptr, args.data(), environ) != 0) pid_ = -1;
+    if (const int e = posix_spawn(&pid_, args[0], &fa, nullptr, args.data(), environ); e != 0) {
+      pid_ = -1;
+      exit_ = std::string("not started: posix_spawn: ") + std::strerror(e);
+    }
     posix_spawn_file_actions_destroy(&fa);
   }
   Process(const Process&) = delete;
@@ -70,8 +74,7 @@ class Process {
     int status = 0;
     const pid_t r = waitpid(pid_, &status, WNOHANG);
     if (r == pid_) {
-      exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      pid_ = -1;
+      ended(status);
       return false;
     }
     return true;
@@ -81,11 +84,28 @@ class Process {
     if (pid_ > 0) {
       int status = 0;
       waitpid(pid_, &status, 0);
-      exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      pid_ = -1;
+      ended(status);
     }
     return exit_code_;
   }
+  /// SIGTERM, then up to `timeout` for it to exit (SIGKILL after that); true when it exited
+  /// with status 0 in time. exit_description() says how it ended.
+  bool terminate(std::chrono::milliseconds timeout) {
+    if (!running()) return exit_code_ == 0;
+    kill(pid_, SIGTERM);
+    const auto end = std::chrono::steady_clock::now() + timeout;
+    while (running() && std::chrono::steady_clock::now() < end)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (running()) {
+      kill(pid_, SIGKILL);
+      wait();
+      exit_ = "did not stop within " + std::to_string(timeout.count()) + " ms of SIGTERM";
+      return false;
+    }
+    return exit_code_ == 0;
+  }
+  /// How it ended: "exit N", "signal N", "running", or why it did not start or stop.
+  const std::string& exit_description() const { return exit_; }
   void stop() {
     if (!running()) return;
     kill(pid_, SIGTERM);
@@ -105,8 +125,15 @@ class Process {
   std::string output() const { return read_file(log_); }
 
  private:
+  void ended(int status) {
+    exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    exit_ = WIFEXITED(status) ? "exit " + std::to_string(WEXITSTATUS(status))
+                              : "signal " + std::to_string(WTERMSIG(status));
+    pid_ = -1;
+  }
   pid_t pid_ = -1;
   int exit_code_ = -1;
+  std::string exit_ = "running";
   std::filesystem::path log_;
 };
 

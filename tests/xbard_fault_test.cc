@@ -56,71 +56,8 @@ constexpr int kSchedules = 10;
 constexpr int kRate = 48000;  // the model's preprocessing rate
 constexpr auto kRpcDeadline = std::chrono::seconds(30);
 
-/// xbard as a child process whose exit status the test sees (tests/process.h's Process hides
-/// the pid and stops with SIGKILL after 2 s without telling).
-class Daemon {
- public:
-  Daemon(std::vector<std::string> argv, const fs::path& log) {
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(a.data());
-    args.push_back(nullptr);
-    if (const int e = posix_spawn(&pid_, args[0], &fa, nullptr, args.data(), environ); e != 0) {
-      pid_ = -1;
-      exit_ = std::string("not started: posix_spawn: ") + std::strerror(e);
-    }
-    posix_spawn_file_actions_destroy(&fa);
-  }
-  Daemon(const Daemon&) = delete;
-  Daemon& operator=(const Daemon&) = delete;
-  ~Daemon() {
-    if (alive()) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  bool alive() {
-    if (pid_ <= 0) return false;
-    int status = 0;
-    if (waitpid(pid_, &status, WNOHANG) == pid_) {
-      describe(status);
-      pid_ = -1;
-      return false;
-    }
-    return true;
-  }
-  /// SIGTERM, then waits up to `timeout`; true when it exited with status 0 in time.
-  bool terminate(std::chrono::milliseconds timeout) {
-    if (!alive()) return exit_ == "exit 0";
-    kill(pid_, SIGTERM);
-    const auto end = Clock::now() + timeout;
-    while (alive() && Clock::now() < end)
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    if (alive()) {
-      kill(pid_, SIGKILL);
-      int status = 0;
-      waitpid(pid_, &status, 0);
-      pid_ = -1;
-      exit_ = "did not stop within " + std::to_string(timeout.count()) + " ms of SIGTERM";
-      return false;
-    }
-    return exit_ == "exit 0";
-  }
-  /// How it ended: "exit N", "signal N", or why not.
-  const std::string& exit_description() const { return exit_; }
-
- private:
-  void describe(int status) {
-    exit_ = WIFEXITED(status) ? "exit " + std::to_string(WEXITSTATUS(status))
-                              : "signal " + std::to_string(WTERMSIG(status));
-  }
-  pid_t pid_ = -1;
-  std::string exit_ = "running";
-};
+/// xbard as a child process whose exit status the test checks.
+using Daemon = testing::Process;
 
 /// The tallies of all schedules, for the summary line.
 struct Totals {
@@ -540,9 +477,9 @@ class XbardFaults : public ::testing::Test {
                                  (dir / "state").string()},
         log);
     const bool up = eventually(
-        [&] { return !d->alive() || read_file(log).find("serving") != std::string::npos; },
+        [&] { return !d->running() || read_file(log).find("serving") != std::string::npos; },
         std::chrono::seconds(30));
-    if (!up || !d->alive()) {
+    if (!up || !d->running()) {
       ADD_FAILURE() << "xbard did not start (" << d->exit_description() << "):\n" << read_file(log);
       return nullptr;
     }
@@ -554,8 +491,8 @@ class XbardFaults : public ::testing::Test {
   void stop_xbard(Daemon& xbard, const fs::path& dir) {
     const fs::path log = dir / "xbard.log";
     channel_.reset();
-    EXPECT_TRUE(xbard.alive()) << "xbard died: " << xbard.exit_description() << "\n"
-                               << read_file(log);
+    EXPECT_TRUE(xbard.running()) << "xbard died: " << xbard.exit_description() << "\n"
+                                 << read_file(log);
     EXPECT_TRUE(xbard.terminate(std::chrono::seconds(10)))
         << "xbard on SIGTERM: " << xbard.exit_description() << "\n"
         << read_file(log);
