@@ -168,6 +168,11 @@ TEST(Messages, InfoStatusVmmSimRoundTrips) {
   ASSERT_TRUE(dv.has_value());
   EXPECT_EQ(dv->acc, v.acc);
   EXPECT_FALSE(decode_vmm_reply(v.encode(), 63).has_value());
+  // Four bytes announcing 65535 vectors: refused by its length (before any allocation).
+  const std::vector<uint8_t> short_reply = {1, 0, 0xff, 0xff};
+  auto ds4 = decode_vmm_reply(short_reply, 64);
+  ASSERT_FALSE(ds4.has_value());
+  EXPECT_NE(ds4.error().find("VMM reply"), std::string::npos) << ds4.error();
 
   SimGroundTruthReply g{0, std::vector<float>(4096, 42.5f)};
   auto dg = decode_sim_ground_truth_reply(g.encode(), 4096);

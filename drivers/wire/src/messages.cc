@@ -403,6 +403,8 @@ Decoded<VmmReply> decode_vmm_reply(std::span<const uint8_t> p, size_t cols) {
   q.array = r.get<uint8_t>();
   q.gain_index = r.get<uint8_t>();
   q.n_vectors = r.get<uint16_t>();
+  // The length first: a short reply announcing 65535 vectors must not allocate for them.
+  if (p.size() != 4 + (size_t{q.n_vectors} * cols * 4)) return bad("VMM reply", p.size());
   q.acc.resize(size_t{q.n_vectors} * cols);
   for (auto& v : q.acc) v = r.get<uint32_t>();
   if (!r.done()) return bad("VMM reply", p.size());
