@@ -5,7 +5,8 @@
 #
 # Usage: bash scripts/fuzz.sh [SECONDS_PER_TARGET=30] [TARGET...]
 #   TARGET: wire_codec firmware kernel model grpc_validators config audio (default: all)
-#   CI (short): bash scripts/fuzz.sh 20        long run: bash scripts/fuzz.sh 600
+#   CI (scripts/test.sh): bash scripts/fuzz.sh 15 wire_codec firmware
+#   short, every target: bash scripts/fuzz.sh 20      long run: bash scripts/fuzz.sh 600
 # Environment: FUZZ_BUILD_DIR (build-fuzz), JOBS (2: build jobs), XBAR_BUILD_LOCK
 # (/tmp/xbar-build.lock: the build takes it when flock exists; machines here are shared).
 #
@@ -45,7 +46,10 @@ echo "== fuzz: build ($build, clang-19, address+undefined, -j$jobs)"
 CC=clang-19 CXX=clang++-19 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DXBAR_FUZZ=ON -DXBAR_BUILD_TESTS=OFF -DXBAR_BUILD_BENCH=OFF \
   -DXBAR_SANITIZE=address,undefined >/dev/null
-locked cmake --build "$build" -j "$jobs" --target xbar_fuzz
+# Only what is asked for: the protocol targets need neither gRPC nor the server.
+build_targets=(xbar_fuzz)
+[ "${#targets[@]}" -lt "${#all[@]}" ] && build_targets=("${targets[@]/%/_fuzz}")
+locked cmake --build "$build" -j "$jobs" --target "${build_targets[@]}"
 built=$(date +%s)
 echo "== fuzz: built in $((built - start)) s"
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # README command 2 (and what .ci/run runs): install, check formatting, build, run every test,
-# then every test again under ASan+UBSan, then the server and concurrency tests under TSan.
+# then every test again under ASan+UBSan, then the server and concurrency tests under TSan, then
+# a short fuzz run of the frame codec and the firmware.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -22,4 +23,10 @@ fi
 if [ "${XBAR_CI_TSAN:-1}" = 1 ]; then
   echo "== server and concurrency tests under TSan"
   bash scripts/sanitize.sh tsan
+fi
+# A short fuzz run of the protocol's two sides (XBAR_CI_FUZZ=0 skips it; every target and the
+# long run: docs/reliability.md).
+if [ "${XBAR_CI_FUZZ:-1}" = 1 ]; then
+  echo "== short fuzz run: frame codec and firmware"
+  bash scripts/fuzz.sh 15 wire_codec firmware
 fi

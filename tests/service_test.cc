@@ -434,10 +434,12 @@ TEST_F(Service, MetricsAndHealthOverHttp) {
   EXPECT_EQ(stub->Infer(ctx2.get(), req, &missing).error_code(), grpc::StatusCode::NOT_FOUND);
 
   std::string text;
-  // xbar_deployments is refreshed with the readiness check, once a second.
+  // xbar_deployments is refreshed with the readiness check, once a second; a call is counted
+  // when the server finishes it, which may be just after its client has the answer.
   ASSERT_TRUE(eventually([&] {
     text = http_get(port, "/metrics");
-    return text.find("xbar_deployments{state=\"ready\"} 1") != std::string::npos;
+    return text.find("xbar_deployments{state=\"ready\"} 1") != std::string::npos &&
+           text.find("code=\"NOT_FOUND\"} 1") != std::string::npos;
   })) << text;
   EXPECT_NE(text.find("200 OK"), std::string::npos);
   EXPECT_NE(text.find("xbar_requests_total{method=\"/xbar.v1.ModelService/Infer\",code=\"OK\"} 1"),
