@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <set>
@@ -373,16 +374,13 @@ void loop_update(const LoopProgram& prog, std::span<const uint32_t> acc, std::sp
                  LoopState& state, std::span<int32_t> outputs) {
   const int64_t c = prog.clamp;
   const bool feedback = prog.flags & kLoopErrorFeedback;
-  // Device fixes: the listed devices' known excess charge, per column.
-  std::vector<int64_t> fix;
-  if (!prog.fixes.empty()) {
-    fix.assign(acc.size(), 0);
-    for (const LoopFix& f : prog.fixes) {
-      if (f.col < fix.size() && f.row < m.size())
-        fix[f.col] += rshift_round(int64_t{m[f.row]} * f.mul, f.shift);
-    }
+  // Device fixes: the listed devices' known excess charge, per column (a column index is a
+  // u8, so a fixed array; no allocation in the step).
+  std::array<int64_t, 256> fix{};
+  for (const LoopFix& f : prog.fixes) {
+    if (f.row < m.size()) fix[f.col] += rshift_round(int64_t{m[f.row]} * f.mul, f.shift);
   }
-  auto a = [&](uint8_t col) { return int64_t{acc[col]} - (fix.empty() ? 0 : fix[col]); };
+  auto a = [&](uint8_t col) { return int64_t{acc[col]} - fix[col]; };
   for (size_t f = 0; f < prog.routes.size(); ++f) {
     const LoopRoute& r = prog.routes[f];
     const int64_t d = a(r.col_pos) - a(r.col_neg);
