@@ -328,7 +328,8 @@ TEST_F(ApiContract, ABoardThatRestartedIsReadBackBeforeItServesAgain) {
         EXPECT_FALSE(st.ok()) << "answered OK on a board that restarted";
         EXPECT_TRUE(st.error_code() == grpc::StatusCode::UNAVAILABLE ||
                     st.error_code() == grpc::StatusCode::FAILED_PRECONDITION)
-            << st.error_code() << " " << st.error_message();
+            << st.error_code() << " " << st.error_message() << "\n"
+            << log().substr(log().size() > 4000 ? log().size() - 4000 : 0);
         state = get(a.id()).state();
         return state == "lost";
       },

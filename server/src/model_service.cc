@@ -234,12 +234,14 @@ grpc::Status ModelServiceImpl::Infer(grpc::ServerContext* ctx, const v1::InferRe
     if (!turn) return to_status(turn.error());
     // What waited for the arrays may find them given to another deployment, or the board
     // restarted: checked again now that nothing can change them.
+    // The epoch the arrays were verified at: any restart or re-open after it, before or during
+    // the run, discards the answer.
+    const uint64_t epoch = states_.verified_epoch();
     if (auto again = still_servable(req->deployment()); !again.ok()) return again;
-    const uint64_t epoch = states_.board_epoch();
     auto hw = model::hardware_kernels(board_, loaded->placed, &board_ms);
+    if (hw) f = model::forward(*spec, u, *hw);  // the board runs here
     if (auto e = board_restarted_during(epoch, req->deployment()); !e.ok()) return e;
     if (!hw) return to_status(hw.error());
-    f = model::forward(*spec, u, *hw);
     if (metrics_ != nullptr && f) metrics_->loop_steps.inc(static_cast<double>(u.size()));
   } else {
     f = model::forward(*spec, u, model::software_kernels(loaded->compiled));
@@ -314,8 +316,8 @@ grpc::Status ModelServiceImpl::StreamInfer(
     if (!h) return to_status(h.error());
     hold = std::move(*h);
     if (auto t = take_board(); !t) return to_status(t.error());
+    epoch = states_.verified_epoch();
     if (auto again = still_servable(first.deployment()); !again.ok()) return again;
-    epoch = states_.board_epoch();
     auto hs = model::hardware_stream(board_, loaded->placed, 0);
     if (!hs) return to_status(hs.error());
     kernels = std::move(*hs);
