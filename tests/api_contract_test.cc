@@ -72,15 +72,14 @@ class ApiContract : public ::testing::Test {
     addr_ = "unix:" + (dir_.path() / "xbard.sock").string();
     state_ = dir_.path() / "state";
     std::vector<std::string> argv = wrap;
-    for (const std::string& a : {std::string(XBARD_PATH), std::string("--board"), board,
-                                 std::string("--listen"), addr_, std::string("--state-dir"),
-                                 state_.string()}) {
+    for (const std::string& a :
+         {std::string(XBARD_PATH), std::string("--board"), board, std::string("--listen"), addr_,
+          std::string("--state-dir"), state_.string()}) {
       argv.push_back(a);
     }
     argv.insert(argv.end(), extra.begin(), extra.end());
     xbard_ = std::make_unique<Process>(argv, dir_.path() / "xbard.log");
-    ASSERT_TRUE(eventually([&] { return contains(log(), "serving"); },
-                           std::chrono::seconds(60)))
+    ASSERT_TRUE(eventually([&] { return contains(log(), "serving"); }, std::chrono::seconds(60)))
         << log();
     channel_ = grpc::CreateChannel(addr_, grpc::InsecureChannelCredentials());
     kernels_ = v1::KernelService::NewStub(channel_);
@@ -304,8 +303,8 @@ TEST_F(ApiContract, AnInferOnAReplacedDeploymentNeverRunsOnTheReplacement) {
 // read-back finds the deployment lost (a fresh twin holds none of it).
 TEST_F(ApiContract, ABoardThatRestartedIsReadBackBeforeItServesAgain) {
   const fs::path sock = dir_.path() / "fwsim.sock";
-  const std::vector<std::string> fwsim_argv = {XBAR_FWSIM_PATH, "--profile", "ideal", "--seed",
-                                               "5", "--listen", "unix:" + sock.string()};
+  const std::vector<std::string> fwsim_argv = {
+      XBAR_FWSIM_PATH, "--profile", "ideal", "--seed", "5", "--listen", "unix:" + sock.string()};
   auto fwsim = std::make_unique<Process>(fwsim_argv, dir_.path() / "fwsim.log");
   ASSERT_TRUE(eventually([&] { return fs::exists(sock); })) << fwsim->output();
   start("unix:" + sock.string());
@@ -647,11 +646,11 @@ TEST_F(ApiContract, ADeployThatFailsOnAFullDiskIsFailedNotDeploying) {
   }
   state_ = dir_.path() / "state";
   fs::create_directories(state_);
-  const std::string script = "mount -t tmpfs -o size=3m xbar-test " + state_.string() +
-                             " && exec \"$0\" \"$@\"";
+  const std::string script =
+      "mount -t tmpfs -o size=3m xbar-test " + state_.string() + " && exec \"$0\" \"$@\"";
   start("sim:profile=ideal", {}, {"/usr/bin/unshare", "-m", "/bin/sh", "-c", script});
-  const fs::path inside = fs::path("/proc") / std::to_string(xbard_->pid()) / "root" /
-                          state_.relative_path();
+  const fs::path inside =
+      fs::path("/proc") / std::to_string(xbard_->pid()) / "root" / state_.relative_path();
   ASSERT_TRUE(fs::exists(inside / "xbar.db")) << inside;
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));

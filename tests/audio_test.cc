@@ -475,8 +475,7 @@ TEST(AudioDecodeErrors, RatesOutsideTheDocumentedRangeAreRefusedNamingTheRate) {
   for (int rate : {500, 999, 384001, 400000}) {
     const fs::path path = dir.path() / fmt::format("r{}.wav", rate);
     ASSERT_TRUE(write_sound(path, kWav16, 1, rate, 2000, [](int64_t, int) { return 0.1f; }));
-    const std::string want =
-        fmt::format("audio: sample rate {} Hz: allowed 1000..384000 Hz", rate);
+    const std::string want = fmt::format("audio: sample rate {} Hz: allowed 1000..384000 Hz", rate);
     auto m = decode_audio(read_bytes(path));
     ASSERT_FALSE(m) << rate;
     EXPECT_EQ(m.error().code, ErrorCode::kInvalidArgument);

@@ -85,9 +85,10 @@ grpc::Status ArrayServiceImpl::program(
   }
   // Range checks on the values as sent (a uint32 cast to int would show 4294967295 as -1).
   if (req->max_rounds() > 1000) {
-    return invalid_argument(fmt::format("max_rounds = {}: allowed 1..1000 (0 means the daemon's "
-                                        "default, {})",
-                                        req->max_rounds(), defaults_.max_rounds));
+    return invalid_argument(
+        fmt::format("max_rounds = {}: allowed 1..1000 (0 means the daemon's "
+                    "default, {})",
+                    req->max_rounds(), defaults_.max_rounds));
   }
   Eigen::MatrixXd target(info.rows, info.cols);
   for (int i = 0; i < n; ++i) target(i / info.cols, i % info.cols) = req->target_us(i);
@@ -312,8 +313,7 @@ grpc::Status ArrayServiceImpl::scan(grpc::ServerContext* ctx, const v1::ScanFaul
   writer->Write(msg);
   if (res->cancelled) {  // recorded as a cancelled operation (the report says what was done)
     return {grpc::StatusCode::CANCELLED,
-            fmt::format("fault scan of array {} cancelled (the report says what was done)",
-                        array)};
+            fmt::format("fault scan of array {} cancelled (the report says what was done)", array)};
   }
   return grpc::Status::OK;
 }

@@ -168,11 +168,10 @@ grpc::Status authorize_change(const grpc::ServerContext* ctx, const char* method
   // then one or more spaces, then the token.
   std::string_view v(got);
   constexpr std::string_view kBearer = "bearer";
-  const bool bearer =
-      v.size() > kBearer.size() && v[kBearer.size()] == ' ' &&
-      std::equal(kBearer.begin(), kBearer.end(), v.begin(), [](char a, char b) {
-        return a == std::tolower(static_cast<unsigned char>(b));
-      });
+  const bool bearer = v.size() > kBearer.size() && v[kBearer.size()] == ' ' &&
+                      std::equal(kBearer.begin(), kBearer.end(), v.begin(), [](char a, char b) {
+                        return a == std::tolower(static_cast<unsigned char>(b));
+                      });
   if (bearer) {
     v.remove_prefix(kBearer.size());
     while (!v.empty() && v.front() == ' ') v.remove_prefix(1);

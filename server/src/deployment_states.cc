@@ -59,14 +59,15 @@ Result<DeploymentRow> DeploymentStates::servable(std::string_view id) {
     return row;
   }
   if (row->state == "verifying") {
-    return make_error(ErrorCode::kUnavailable,
-                      fmt::format("deployment {} is verifying: {}; retry shortly", id,
-                                  row->message));
+    return make_error(
+        ErrorCode::kUnavailable,
+        fmt::format("deployment {} is verifying: {}; retry shortly", id, row->message));
   }
   if (!holds_arrays(row->state)) {
-    return make_error(ErrorCode::kFailedPrecondition,
-                      fmt::format("deployment {} is {}: {}", id, row->state,
-                                  row->message.empty() ? "its arrays do not hold it" : row->message));
+    return make_error(
+        ErrorCode::kFailedPrecondition,
+        fmt::format("deployment {} is {}: {}", id, row->state,
+                    row->message.empty() ? "its arrays do not hold it" : row->message));
   }
   return row;
 }

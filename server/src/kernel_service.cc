@@ -294,10 +294,9 @@ grpc::Status KernelServiceImpl::deploy(
   auto fail = [&](const std::string& why) {
     if (auto w = save("failed", why); !w) {
       spdlog::error("deployment {}: recording the failure: {}", dep.id(), w.error().message);
-      states_.remember_unrecorded(
-          dep.id(), "failed",
-          fmt::format("{} (not in the chip record, whose write failed: {})", why,
-                      w.error().message));
+      states_.remember_unrecorded(dep.id(), "failed",
+                                  fmt::format("{} (not in the chip record, whose write failed: {})",
+                                              why, w.error().message));
     }
   };
 

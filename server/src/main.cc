@@ -24,12 +24,12 @@
 #include "call.h"
 #include "chip_record.h"
 #include "config.h"
+#include "deployment_states.h"
 #include "http_endpoint.h"
 #include "kernel_service.h"
 #include "metrics.h"
 #include "model_service.h"
 #include "programming.h"
-#include "deployment_states.h"
 #include "reconcile.h"
 
 namespace {
@@ -242,8 +242,9 @@ int main(int argc, char** argv) {
   auto refresh_deployments = [&] {
     auto rows = (*record)->deployments(info.serial);
     if (!rows) return;
-    std::map<std::string, int> n = {{"ready", 0},     {"degraded", 0}, {"failed", 0}, {"stale", 0},
-                                    {"deploying", 0}, {"lost", 0},     {"verifying", 0}};
+    std::map<std::string, int> n = {{"ready", 0},    {"degraded", 0},  {"failed", 0},
+                                    {"stale", 0},    {"deploying", 0}, {"lost", 0},
+                                    {"verifying", 0}};
     for (auto r : *rows) {
       states.correct(r);
       ++n[r.state];
@@ -325,9 +326,9 @@ int main(int argc, char** argv) {
         // STATUS is served even while a loop runs, so this never waits for the queue.
         auto st = (*board)->status();
         set_ready(st.has_value() && states.board_verified(),
-                  !st ? "board: " + st.error().message
-                      : states.board_verified() ? ""
-                                                : "board restarted: its arrays are not verified");
+                  !st                       ? "board: " + st.error().message
+                  : states.board_verified() ? ""
+                                            : "board restarted: its arrays are not verified");
         refresh_deployments();
         next_check = std::chrono::steady_clock::now() + std::chrono::seconds(1);
       }

@@ -425,12 +425,12 @@ grpc::Status ModelServiceImpl::still_servable(const std::string& id) {
   switch (row.error().code) {
     case ErrorCode::kFailedPrecondition:
       return {grpc::StatusCode::ABORTED,
-              fmt::format("deployment {} changed while this request waited for its arrays: {}",
-                          id, row.error().message)};
+              fmt::format("deployment {} changed while this request waited for its arrays: {}", id,
+                          row.error().message)};
     case ErrorCode::kNotFound:
-      return {grpc::StatusCode::ABORTED,
-              fmt::format("deployment {} was deleted while this request waited for its arrays",
-                          id)};
+      return {
+          grpc::StatusCode::ABORTED,
+          fmt::format("deployment {} was deleted while this request waited for its arrays", id)};
     default:
       return to_status(row.error());
   }

@@ -172,7 +172,8 @@ grpc::Status stopped_before_start(grpc::ServerContext* ctx) {
             "the call's deadline passed while it waited for the board: nothing was done"};
   }
   if (call_stopped(ctx)) {
-    return {grpc::StatusCode::CANCELLED, "cancelled while it waited for the board: nothing was done"};
+    return {grpc::StatusCode::CANCELLED,
+            "cancelled while it waited for the board: nothing was done"};
   }
   return grpc::Status::OK;
 }

@@ -13,8 +13,7 @@
 namespace xbar::server {
 
 Result<std::vector<ReconcileOutcome>> reconcile_deployments(Board& board, ChipRecord& record,
-                                                            double tol_uS,
-                                                            const std::string& when,
+                                                            double tol_uS, const std::string& when,
                                                             bool at_start) {
   const BoardInfo& info = board.info();
   auto rows = record.deployments(info.serial);
@@ -95,7 +94,8 @@ Result<std::vector<ReconcileOutcome>> reconcile_deployments(Board& board, ChipRe
           if (const size_t at = why.find("verified "); at != std::string::npos) {
             why.erase(at >= 2 ? at - 2 : at);
           }
-          o.message = (why.empty() ? std::string() : why + "; ") + "verified " + when + ": " + figures;
+          o.message =
+              (why.empty() ? std::string() : why + "; ") + "verified " + when + ": " + figures;
         }
       }
     } else {

@@ -52,7 +52,8 @@ grpc::Status walk(const Message& m, const std::string& prefix) {
     }
     if (type == FieldDescriptor::CPPTYPE_ENUM) {
       const int v = r->GetEnumValue(m, f);
-      if (f->enum_type()->FindValueByNumber(v) == nullptr) return bad_enum(path, v, *f->enum_type());
+      if (f->enum_type()->FindValueByNumber(v) == nullptr)
+        return bad_enum(path, v, *f->enum_type());
     } else if (r->HasField(m, f)) {
       if (auto st = walk(r->GetMessage(m, f), path); !st.ok()) return st;
     }

@@ -31,7 +31,8 @@ struct AudioLimits {
 };
 
 /// Decodes a sound file. Any channel count (mixed down to mono by averaging the channels) and
-/// any sample rate within the limits (1 000..384 000 Hz by default). Errors (kInvalidArgument unless noted; file errors end with the path):
+/// any sample rate within the limits (1 000..384 000 Hz by default). Errors (kInvalidArgument
+/// unless noted; file errors end with the path):
 ///  - no such file: kNotFound
 ///  - empty or unreadable data: "audio: not a sound file libsndfile can read: <sf_strerror>"
 ///  - fewer frames than the header announces (truncated / corrupt data)
