@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "kernel_service.h"
+#include "model_proto.h"
 #include "process.h"
 #include "xbar/drivers/board.h"
 #include "xbar/kernel/kernel.h"

@@ -31,7 +31,7 @@
 #include <thread>
 #include <vector>
 
-#include "kernel_service.h"
+#include "model_proto.h"
 #include "process.h"
 #include "xbar/kernel/kernel.h"
 #include "xbar/kernel/loop_plan.h"
