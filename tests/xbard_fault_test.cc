@@ -442,7 +442,7 @@ class XbardFaults : public ::testing::Test {
         log);
     const bool up = eventually(
         [&] { return !d->running() || read_file(log).find("serving") != std::string::npos; },
-        std::chrono::seconds(30));
+        testing::kGenerous);
     if (!up || !d->running()) {
       ADD_FAILURE() << "xbard did not start (" << d->exit_description() << "):\n" << read_file(log);
       return nullptr;
