@@ -365,11 +365,16 @@ TEST_F(Xbarctl, ClientSideErrorsHaveTheirExitCodes) {
 // the daemon to log that it gave up, then the read is a later request whatever the load.
 TEST_F(Xbarctl, BoardGoneIsUnavailableFromTheDaemonWithoutTheConnectionHint) {
   fwsim_->stop();
+  std::string not_ready;  // the daemon's whole log line
   ASSERT_TRUE(testing::eventually([&] {
-    return xbard_->output().find("not ready: board: ") != std::string::npos;
+    const std::string log = xbard_->output();
+    const size_t at = log.find("not ready: board: ");
+    const size_t end = at == std::string::npos ? at : log.find('\n', at);
+    if (end == std::string::npos) return false;
+    not_ready = log.substr(at, end - at);
+    return true;
   })) << xbard_->output();
-  const std::string log = xbard_->output();
-  EXPECT_NE(log.find("not back within 5000 ms"), std::string::npos) << log;
+  EXPECT_NE(not_ready.find("not back within 5000 ms"), std::string::npos) << not_ready;
   const Ran r = ctl({"read", "--array", "0"});
   EXPECT_EQ(r.rc, 3) << r;
   EXPECT_NE(r.err.find("READ: the board is gone"), std::string::npos) << r;
