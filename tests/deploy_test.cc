@@ -131,7 +131,7 @@ class Deploy : public ::testing::Test {
   Ran ctl(std::vector<std::string> args) {
     std::vector<std::string> argv = {XBARCTL_PATH, "--addr", xbard_addr_};
     argv.insert(argv.end(), args.begin(), args.end());
-    return run_split(argv, dir_.path());
+    return run_split(testing::with_generous_timeout(argv), dir_.path());
   }
 
   // Records every array's stuck devices, as an operator does before deploying.

@@ -38,7 +38,7 @@ class EndToEnd : public ::testing::Test {
   std::pair<int, std::string> ctl(std::vector<std::string> args) {
     std::vector<std::string> argv = {XBARCTL_PATH, "--addr", xbard_addr_};
     argv.insert(argv.end(), args.begin(), args.end());
-    return testing::run(argv, dir_.path() / "ctl.log");
+    return testing::run(testing::with_generous_timeout(argv), dir_.path() / "ctl.log");
   }
 
   TempDir dir_;
@@ -237,7 +237,7 @@ TEST(Record, SurvivesRestartAndKillDuringProgramming) {
   auto ctl = [&](std::vector<std::string> args) {
     std::vector<std::string> argv = {XBARCTL_PATH, "--addr", addr};
     argv.insert(argv.end(), args.begin(), args.end());
-    return testing::run(argv, dir.path() / "ctl.log");
+    return testing::run(testing::with_generous_timeout(argv), dir.path() / "ctl.log");
   };
 
   // 1. A full program-verify run; its findings are recorded.

@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -148,6 +149,15 @@ class Process {
   std::string exit_ = "running";
   std::filesystem::path log_;
 };
+
+/// xbarctl's argv with a generous --timeout, unless `argv` gives one: its 30 s default for
+/// short calls (info, read, infer, ...) is the product's, not what a test checks, and a loaded
+/// machine must not turn a slow answer into exit code 5. argv[0] is xbarctl.
+inline std::vector<std::string> with_generous_timeout(std::vector<std::string> argv) {
+  if (std::find(argv.begin(), argv.end(), "--timeout") == argv.end())
+    argv.insert(argv.begin() + 1, {"--timeout", "600"});
+  return argv;
+}
 
 /// Runs a command to completion; returns {exit code, combined output}.
 inline std::pair<int, std::string> run(std::vector<std::string> argv,

@@ -46,7 +46,7 @@ class Reconcile : public ::testing::Test {
   }
   std::pair<int, std::string> ctl(std::vector<std::string> args) {
     args.insert(args.begin(), {XBARCTL_PATH, "--server", addr_, "-q"});
-    return testing::run(args, dir_.path() / "ctl.log");
+    return testing::run(testing::with_generous_timeout(args), dir_.path() / "ctl.log");
   }
   std::string deploy() {
     auto [rc, out] =

@@ -159,7 +159,7 @@ class Xbarctl : public ::testing::Test {
   Ran ctl(std::vector<std::string> args, const std::vector<std::string>& env = {}) {
     std::vector<std::string> argv = {XBARCTL_PATH, "--server", addr_};
     argv.insert(argv.end(), args.begin(), args.end());
-    return run_split(argv, dir_.path(), env);
+    return run_split(testing::with_generous_timeout(argv), dir_.path(), env);
   }
 
   TempDir dir_;
@@ -420,7 +420,7 @@ TEST(XbarctlOperations, DetachedDeployModelIsWatchedListedAndCancelledWhenFinish
   auto ctl = [&](std::vector<std::string> args) {
     std::vector<std::string> argv = {XBARCTL_PATH, "--server", sock};
     argv.insert(argv.end(), args.begin(), args.end());
-    return run_split(argv, dir.path());
+    return run_split(testing::with_generous_timeout(argv), dir.path());
   };
   Ran r;
   ASSERT_TRUE(testing::eventually([&] {
