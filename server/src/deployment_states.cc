@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <numeric>
+
 namespace xbar::server {
 
 namespace {
@@ -76,8 +78,8 @@ Result<std::vector<ReconcileOutcome>> DeploymentStates::reverify_if_needed(
     Scheduler& sched, double tol_uS, const WaitLimits& limits) {
   std::lock_guard one(reverify_mu_);
   if (board_verified()) return std::vector<ReconcileOutcome>{};
-  std::vector<int> all;
-  for (int a = 0; a < board_.info().arrays; ++a) all.push_back(a);
+  std::vector<int> all(static_cast<size_t>(board_.info().arrays));
+  std::iota(all.begin(), all.end(), 0);
   // Behind whatever runs now (a stream on a restarted board fails at its next chunk, a deploy
   // finishes its program-verify from the read-back), ahead of what comes next.
   auto hold = sched.arrays.exclusive(all, limits);

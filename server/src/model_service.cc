@@ -31,6 +31,7 @@ struct ModelServiceImpl::Loaded {
   std::vector<model::PlacedKernel> placed;
   std::vector<int> arrays() const {
     std::vector<int> a;
+    a.reserve(placed.size());
     for (const model::PlacedKernel& p : placed) a.push_back(p.array);
     return a;
   }

@@ -85,7 +85,8 @@ Result<ProgramVerifyResult> program_and_record(
   auto res = program_verify(board, array, target_uS, cfg, progress, &skip);
   if (!res) return res;
   if (g_observer) {
-    g_observer(static_cast<uint64_t>(res->set_pulses.sum() + res->reset_pulses.sum()),
+    g_observer(static_cast<uint64_t>(res->set_pulses.sum()) +
+                   static_cast<uint64_t>(res->reset_pulses.sum()),
                res->abandoned.size());
   }
   if (record_error) {

@@ -238,8 +238,8 @@ void choose_state_ranges(const ModelSpec& m, const std::vector<kernel::CompiledK
     const double least = least_state_range(ck, r.input_max);
     double best = 0, best_err = std::numeric_limits<double>::infinity();
     // Fractions of the largest state from 1.1 down, geometric (x 0.85), never below `least`.
-    for (double f = 1.1; f > 0.05; f *= 0.85) {
-      const double range = std::max(least, f * r.state_max);
+    for (int i = 0; i < 20; ++i) {
+      const double range = std::max(least, 1.1 * std::pow(0.85, i) * r.state_max);
       double err2 = 0, ref2 = 0;
       for (size_t c = 0; c < clips.size(); c += stride) {
         const auto ki = static_cast<Eigen::Index>(k);
