@@ -116,6 +116,12 @@ Result<ModelServiceImpl::Loaded> ModelServiceImpl::load(const std::string& id, b
         ErrorCode::kFailedPrecondition,
         fmt::format("deployment {} is {}: its arrays do not hold it", id, row->state));
   }
+  if (dep.archived_at_ms() != 0) {
+    return make_error(ErrorCode::kFailedPrecondition,
+                      fmt::format("deployment {} is {} and archived: retention kept its history "
+                                  "without the read-back conductances inference runs on",
+                                  id, row->state));
+  }
   auto spec = model_from_proto(mp);
   if (!spec) return make_error(ErrorCode::kInternal, "recorded model: " + spec.error().message);
   Loaded l;
