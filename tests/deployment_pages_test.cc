@@ -6,6 +6,7 @@
 #include "deployment_pages.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -524,6 +525,11 @@ TEST_F(Listing, FullPagesOfLargeDeploymentsStayUnderTheMessageLimit) {
   const auto slim = every_page(req, &pages, &largest);
   EXPECT_EQ(ids(slim), ids(all));
   EXPECT_EQ(pages, 2);
+  ASSERT_FALSE(slim.empty());
+  EXPECT_LT(slim.front().ByteSizeLong(), one / 20);  // what an archived deployment keeps
+  RecordProperty("deployment_bytes_full", static_cast<int>(one));
+  RecordProperty("deployment_bytes_without_matrices",
+                 static_cast<int>(slim.front().ByteSizeLong()));
 
   // xbarctl follows the pages: all 61 once, newest first; --limit stops early.
   const fs::path out = dir_.path() / "ctl.out";
@@ -540,8 +546,9 @@ TEST_F(Listing, FullPagesOfLargeDeploymentsStayUnderTheMessageLimit) {
   auto [rc2, limited] = ctl({"--json", "deployments", "--limit", "55"});
   ASSERT_EQ(rc2, 0) << limited;
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(limited, &merged).ok()) << limited;
+  const std::vector<std::string> all_ids = ids(all);
   EXPECT_EQ(ids_of(merged.deployments()),
-            std::vector<std::string>(ids(all).begin(), ids(all).begin() + 55));
+            std::vector<std::string>(all_ids.begin(), all_ids.begin() + 55));
 }
 
 TEST_F(Listing, RetentionArchivesTheOldestInactiveAfterDeploysAndAtStart) {

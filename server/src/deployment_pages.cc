@@ -149,7 +149,7 @@ Result<PageToken> decode_page_token(std::string_view text) {
   t.include_archived = (flags & kFlagIncludeArchived) != 0;
   t.after.created_at_ms = static_cast<int64_t>(get_be(b, 2, 8));
   t.serial = std::string(b.substr(11, serial_len));
-  t.after.id = std::string(b.substr(id_at + 1));
+  t.after.id = std::string(body.substr(id_at + 1));
   return t;
 }
 
