@@ -22,6 +22,7 @@
 #include "process.h"
 #include "xbar/v1/board.grpc.pb.h"
 #include "xbar/v1/kernels.grpc.pb.h"
+#include "xbar/v1/models.grpc.pb.h"
 
 namespace xbar {
 namespace {
@@ -632,6 +633,57 @@ TEST_F(Listing, RetentionArchivesTheOldestInactiveAfterDeploysAndAtStart) {
   EXPECT_NE(log().find("retention: 2 deployment(s) archived"), std::string::npos) << log();
   req.set_include_archived(true);
   EXPECT_EQ(every_page(req, &pages).size(), 6u);  // nothing erased
+}
+
+TEST_F(Listing, InferenceRefusesAnArchivedModelDeploymentOnBothPaths) {
+  // keep none: the first model deployment is archived once the second takes its arrays.
+  start({"--keep-inactive", "0"});
+  auto models = v1::ModelService::NewStub(channel_);
+  auto deploy_model = [&] {
+    v1::DeployModelRequest req;
+    const std::string json = read_file(std::string(XBAR_SOURCE_DIR) + "/models/example-model.json");
+    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(json, req.mutable_model()).ok());
+    req.mutable_options()->set_replace(true);
+    auto ctx = context();
+    auto reader = models->DeployModel(ctx.get(), req);
+    v1::DeployKernelResponse msg;
+    std::string id;
+    while (reader->Read(&msg)) {
+      if (msg.has_deployment()) id = msg.deployment().id();
+    }
+    const grpc::Status st = reader->Finish();
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    return id;
+  };
+  auto infer = [&](const std::string& id, v1::InferPath path) {
+    v1::InferRequest req;
+    req.set_deployment(id);
+    req.set_sample_rate_hz(48000);
+    for (int i = 0; i < 4800; ++i) req.add_samples(0.3f * static_cast<float>(i % 50) / 50);
+    req.set_path(path);
+    v1::InferResponse out;
+    auto ctx = context();
+    return models->Infer(ctx.get(), req, &out);
+  };
+  const std::string first = deploy_model();
+  ASSERT_TRUE(infer(first, v1::INFER_SOFTWARE).ok());
+  const std::string second = deploy_model();
+  ASSERT_TRUE(infer(second, v1::INFER_SOFTWARE).ok());
+  v1::Deployment old;
+  {
+    v1::GetDeploymentRequest get;
+    get.set_id(first);
+    auto ctx = context();
+    ASSERT_TRUE(kernels_->GetDeployment(ctx.get(), get, &old).ok());
+  }
+  ASSERT_GT(old.archived_at_ms(), 0);
+  EXPECT_FALSE(old.model().empty());  // the model stays with its history
+  const grpc::Status sw = infer(first, v1::INFER_SOFTWARE);
+  EXPECT_EQ(sw.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << sw.error_message();
+  EXPECT_NE(sw.error_message().find("is stale and archived"), std::string::npos)
+      << sw.error_message();
+  const grpc::Status hw = infer(first, v1::INFER_HARDWARE);
+  EXPECT_EQ(hw.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << hw.error_message();
 }
 
 TEST(ListingFlags, ABadKeepInactiveIsRefusedNamingTheFlagOrKey) {
