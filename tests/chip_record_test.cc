@@ -20,6 +20,7 @@
 #include <fstream>
 #include <functional>
 #include <initializer_list>
+#include <map>
 #include <optional>
 #include <random>
 #include <string>
@@ -1413,6 +1414,17 @@ TEST(ChipRecordDeployments, VisitGoesInListingOrderFromACursor) {
   auto unknown = rec->visit_deployments("XS9999", {}, [](const DeploymentRow&) { return true; });
   ASSERT_FALSE(unknown);
   EXPECT_EQ(unknown.error().code, ErrorCode::kNotFound);
+
+  // The counts by state (the metrics' source) include the archived one and no other chip's.
+  auto counts = rec->deployment_counts("XS0001");
+  ASSERT_TRUE(counts) << counts.error().message;
+  EXPECT_EQ(*counts, (std::map<std::string, int64_t>{{"failed", 1}, {"ready", 3}, {"stale", 1}}));
+  counts = rec->deployment_counts("XS0002");
+  ASSERT_TRUE(counts);
+  EXPECT_EQ(*counts, (std::map<std::string, int64_t>{{"ready", 1}}));
+  auto none = rec->deployment_counts("XS9999");
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().code, ErrorCode::kNotFound);
 }
 
 // ---- crash test: a real writer process, kill -9 at random moments ----

@@ -1357,6 +1357,27 @@ Result<std::vector<std::string>> ChipRecord::archive_inactive_deployments(std::s
   return ids;
 }
 
+Result<std::map<std::string, int64_t>> ChipRecord::deployment_counts(std::string_view serial) {
+  const std::string what = fmt::format("deployment_counts({})", serial);
+  std::lock_guard lock(mu_);
+  ReadTxn read(db_);
+  if (auto r = read.begin(what); !r) return std::unexpected(r.error());
+  auto g = geometry_locked(serial, std::nullopt, what);
+  if (!g) return std::unexpected(g.error());
+  auto s = Stmt::prepare(
+      db_, "SELECT state, count(*) FROM deployments WHERE serial = ? GROUP BY state", what);
+  if (!s) return std::unexpected(s.error());
+  s->bind(1, serial);
+  std::map<std::string, int64_t> out;
+  for (;;) {
+    auto row = s->step(what);
+    if (!row) return std::unexpected(row.error());
+    if (!*row) break;
+    out[s->text(0)] = s->int64(1);
+  }
+  return out;
+}
+
 Result<std::vector<std::optional<std::string>>> ChipRecord::array_owners(std::string_view serial) {
   const std::string what = fmt::format("array_owners({})", serial);
   std::lock_guard lock(mu_);

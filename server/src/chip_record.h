@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -228,6 +229,10 @@ class ChipRecord {
   Result<std::vector<std::string>> archive_inactive_deployments(std::string_view serial,
                                                                 size_t keep,
                                                                 const ArchiveBlob& slim);
+  /// How many deployments of the chip are in each state (archived ones included; states with
+  /// none are absent). Reads no blob: cheap enough for every metrics refresh however long the
+  /// history. kNotFound for an unknown chip.
+  Result<std::map<std::string, int64_t>> deployment_counts(std::string_view serial);
   /// The deployment id owning each array of the chip (nullopt = free); size = the chip's arrays.
   Result<std::vector<std::optional<std::string>>> array_owners(std::string_view serial);
   /// Deletes the deployment and frees its arrays. kNotFound for an unknown id.

@@ -256,13 +256,14 @@ int main(int argc, char** argv) {
       **board, **record, sched, kernels,
       std::chrono::milliseconds(static_cast<int64_t>(cfg.stream_idle_timeout_s * 1000)));
   models.set_metrics(&metrics);
-  // xbar_deployments{state}, refreshed with the readiness check.
+  // xbar_deployments{state}, refreshed with the readiness check (counted by the record, no
+  // blob read: the archived history may be long).
   auto refresh_deployments = [&] {
-    auto rows = (*record)->deployments(info.serial);
-    if (!rows) return;
-    std::map<std::string, int> n = {{"ready", 0}, {"degraded", 0},  {"failed", 0},
-                                    {"stale", 0}, {"deploying", 0}, {"lost", 0}};
-    for (const auto& r : *rows) ++n[r.state];
+    auto counts = (*record)->deployment_counts(info.serial);
+    if (!counts) return;
+    std::map<std::string, int64_t> n = {{"ready", 0}, {"degraded", 0},  {"failed", 0},
+                                        {"stale", 0}, {"deploying", 0}, {"lost", 0}};
+    for (const auto& [state, count] : *counts) n[state] = count;
     for (const auto& [state, count] : n) {
       metrics.deployments.with({state}).set(static_cast<double>(count));
     }
