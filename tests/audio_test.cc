@@ -3,6 +3,7 @@
 // Heidelberg Digits file names.
 #include "xbar/audio/audio.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <sndfile.h>
 
@@ -465,6 +466,41 @@ TEST(AudioDecodeErrors, TooLong) {
   auto bad = load_audio_file(two.string(), AudioLimits{0});
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.error().message.find("max_seconds"), std::string::npos);
+}
+
+// Issue 16 items 8 and 12: WAV rates of 500, 999 and 400 000 Hz were accepted although
+// docs/models.md says 1 000..384 000, and a 0 Hz WAV gave "SF_INFO struct incomplete".
+TEST(AudioDecodeErrors, RatesOutsideTheDocumentedRangeAreRefusedNamingTheRate) {
+  TempDir dir;
+  for (int rate : {500, 999, 384001, 400000}) {
+    const fs::path path = dir.path() / fmt::format("r{}.wav", rate);
+    ASSERT_TRUE(write_sound(path, kWav16, 1, rate, 2000, [](int64_t, int) { return 0.1f; }));
+    const std::string want = fmt::format("audio: sample rate {} Hz: allowed 1000..384000 Hz", rate);
+    auto m = decode_audio(read_bytes(path));
+    ASSERT_FALSE(m) << rate;
+    EXPECT_EQ(m.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_EQ(m.error().message, want);
+    auto f = load_audio_file(path.string());
+    ASSERT_FALSE(f) << rate;
+    EXPECT_NE(f.error().message.find(want), std::string::npos) << f.error().message;
+  }
+  for (int rate : {1000, 384000}) {  // the ends of the range
+    const fs::path path = dir.path() / fmt::format("ok{}.wav", rate);
+    ASSERT_TRUE(write_sound(path, kWav16, 1, rate, 2000, [](int64_t, int) { return 0.1f; }));
+    auto m = decode_audio(read_bytes(path));
+    ASSERT_TRUE(m) << m.error().message;
+    EXPECT_EQ(m->sample_rate_hz, rate);
+  }
+  // A header that says 0 Hz (libsndfile will not open it): the rate is named.
+  const fs::path path = dir.path() / "zero.wav";
+  ASSERT_TRUE(write_sound(path, kWav16, 1, 8000, 100, [](int64_t, int) { return 0.1f; }));
+  std::vector<uint8_t> b = read_bytes(path);
+  ASSERT_GE(b.size(), 28u);
+  ASSERT_EQ(std::string(b.begin() + 12, b.begin() + 16), "fmt ");
+  std::fill(b.begin() + 24, b.begin() + 28, 0);  // the fmt chunk's sample rate
+  auto z = decode_audio(b);
+  ASSERT_FALSE(z);
+  EXPECT_EQ(z.error().message, "audio: sample rate 0 Hz (WAV header): allowed 1000..384000 Hz");
 }
 
 TEST(AudioDecodeErrors, NonFiniteSamplesAndMissingFiles) {

@@ -1415,16 +1415,19 @@ TEST(ChipRecordDeployments, VisitGoesInListingOrderFromACursor) {
   ASSERT_FALSE(unknown);
   EXPECT_EQ(unknown.error().code, ErrorCode::kNotFound);
 
-  // The counts by state (the metrics' source) include the archived one and no other chip's.
-  auto counts = rec->deployment_counts("XS0001");
-  ASSERT_TRUE(counts) << counts.error().message;
-  EXPECT_EQ(*counts, (std::map<std::string, int64_t>{{"failed", 1}, {"ready", 3}, {"stale", 1}}));
-  counts = rec->deployment_counts("XS0002");
-  ASSERT_TRUE(counts);
-  EXPECT_EQ(*counts, (std::map<std::string, int64_t>{{"ready", 1}}));
-  auto none = rec->deployment_counts("XS9999");
-  ASSERT_FALSE(none);
-  EXPECT_EQ(none.error().code, ErrorCode::kNotFound);
+  // Without blobs (the metrics' read): the same rows, archived ones included, blobs empty.
+  auto with = rec->deployments("XS0001");
+  auto without = rec->deployments("XS0001", /*with_blobs=*/false);
+  ASSERT_TRUE(with && without);
+  ASSERT_EQ(ids_of(*without), (V{"dep-a", "dep-b", "dep-c", "dep-d", "dep-e"}));
+  for (size_t i = 0; i < with->size(); ++i) {
+    SCOPED_TRACE((*with)[i].id);
+    EXPECT_FALSE((*with)[i].blob.empty());
+    EXPECT_TRUE((*without)[i].blob.empty());
+    DeploymentRow expected = (*with)[i];
+    expected.blob.clear();
+    EXPECT_EQ((*without)[i], expected);
+  }
 }
 
 // ---- crash test: a real writer process, kill -9 at random moments ----

@@ -165,7 +165,7 @@ class PageBuilder : public ::testing::Test {
     std::vector<std::string> ids;
     *pages = 0;
     for (;;) {
-      auto page = server::list_deployments_page(*rec_, "XS0001", req, max_bytes);
+      auto page = server::list_deployments_page(*rec_, "XS0001", req, {}, max_bytes);
       EXPECT_TRUE(page) << page.error().message;
       if (!page) return ids;
       ++*pages;
@@ -212,7 +212,7 @@ TEST_F(PageBuilder, FullPagesEndByBytesAndANonFullPageHasNoMatrices) {
   int pages = 0;
   EXPECT_EQ(all_pages(req, 120'000, &pages), expected_);
   EXPECT_EQ(pages, 13);  // 12 x 2 + 1
-  auto first = server::list_deployments_page(*rec_, "XS0001", req, 120'000);
+  auto first = server::list_deployments_page(*rec_, "XS0001", req, {}, 120'000);
   ASSERT_TRUE(first);
   ASSERT_EQ(first->deployments_size(), 2);
   EXPECT_EQ(first->deployments(0).placements(0).target_us_size(), 64 * 64);
@@ -221,7 +221,7 @@ TEST_F(PageBuilder, FullPagesEndByBytesAndANonFullPageHasNoMatrices) {
   EXPECT_EQ(pages, 25);
   // Without full: the matrices are dropped, and the same budget holds the whole list.
   req.set_full(false);
-  auto slim = server::list_deployments_page(*rec_, "XS0001", req, 120'000);
+  auto slim = server::list_deployments_page(*rec_, "XS0001", req, {}, 120'000);
   ASSERT_TRUE(slim);
   EXPECT_EQ(slim->deployments_size(), 25);
   EXPECT_TRUE(slim->next_page_token().empty());

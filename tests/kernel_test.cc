@@ -283,6 +283,36 @@ TEST(Validation, KernelsWhoseScalesOverflowAreRefused) {
   EXPECT_TRUE(compile(ok.kernels[0], ok.window).target_uS.allFinite());
 }
 
+// Issue 16 item 10: a kernel whose impulse response is exactly zero was programmed and reported
+// degraded with "NRMSE 5.441e+14". Purely imaginary C_bar on real A_bar puts nothing on the
+// output; so does a quantization that rounds every real contribution away.
+TEST(Validation, KernelsWhoseImpulseResponseIsZeroAreRefused) {
+  KernelSpec k;
+  k.name = "silent";
+  k.continuous = false;
+  k.a = {cd(0.6, 0), cd(0.3, 0)};
+  k.c = {cd(0, 0.3), cd(0, -0.7)};
+  auto r = validate(KernelSetSpec{{k}, {}}, 1.0, 250.0);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find(
+                "kernels[0] ('silent'): the impulse response 2 Re(C_bar A_bar^t) is zero"),
+            std::string::npos)
+      << r.error().message;
+  // Zero only after quantization: on a 3-bit grid with f_scale 1 (levels k/3) the real parts of C
+  // round to 0 (A to 2/3 and 1/3); the message names the quantization.
+  k.c = {cd(0.01, 1.0), cd(0.02, 0.5)};
+  EXPECT_TRUE(validate(KernelSetSpec{{k}, {}}, 1.0, 250.0));
+  k.quant = {.bits = 3, .f_scale_a = 1.0, .f_scale_c = 1.0};
+  r = validate(KernelSetSpec{{k}, {}}, 1.0, 250.0);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("is zero after quantization to 3 bits"), std::string::npos)
+      << r.error().message;
+  // One real part is enough.
+  k.quant = {};
+  k.c = {cd(0, 0.3), cd(1e-3, 0)};
+  EXPECT_TRUE(validate(KernelSetSpec{{k}, {}}, 1.0, 250.0));
+}
+
 TEST(Assignment, MatchesBruteForceOnSmallMatrices) {
   std::mt19937_64 rng(3);
   std::uniform_real_distribution<double> u(0, 10);

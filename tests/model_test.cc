@@ -75,7 +75,19 @@ TEST(Model, ValidationNamesTheField) {
             std::string::npos);
   m = small_model(1, false);
   m.classes = {"zero"};
-  EXPECT_EQ(validate(m).error().message, "classes: 1 names for 2 decoder outputs");
+  EXPECT_EQ(validate(m).error().message,
+            "classes: 1 names for 2 decoder outputs: one name per output");
+  // Issue 16 item 9: no names at all was accepted, and Infer answered class_name "".
+  m = small_model(1, false);
+  m.classes.clear();
+  EXPECT_EQ(validate(m).error().message,
+            "classes: 0 names for 2 decoder outputs: one name per output");
+  m = small_model(1, false);
+  m.classes = {"zero", ""};
+  EXPECT_EQ(validate(m).error().message, "classes[1]: 0 characters, allowed 1..64");
+  m = small_model(1, false);
+  m.classes = {"zero", "zero"};
+  EXPECT_EQ(validate(m).error().message, "classes[1] = 'zero': the same as classes[0]");
   m = small_model(1, false);
   m.preprocessing.downsample = 0;
   EXPECT_EQ(validate(m).error().message, "preprocessing.downsample = 0: allowed 1..4096");

@@ -69,6 +69,8 @@ class Process {
   ~Process() { stop(); }
 
   bool started() const { return pid_ > 0; }
+  /// The process id while it runs (-1 before it started or after it ended).
+  pid_t pid() const { return pid_; }
   bool running() {
     if (pid_ <= 0) return false;
     int status = 0;

@@ -71,6 +71,7 @@ struct Totals {
   double worst_moved_uS = 0;        // largest device change between deploy and fresh read
   uint64_t board_requests = 0;      // BoardStatus.ops_executed at the end, summed
   double expected_restarts = 0, expected_unplugs = 0;  // board_requests x the rates
+  int verifying_seen = 0;  // deployments still `verifying` after the bounded wait
 };
 
 std::string code_name(grpc::StatusCode c) {
@@ -520,9 +521,25 @@ class XbardFaults : public ::testing::Test {
       v1::Deployment got;
       v1::GetDeploymentRequest gq;
       gq.set_id(dep->id());
-      if (unary("GetDeployment",
-                [&](grpc::ClientContext* c) { return kernels->GetDeployment(c, gq, &got); })) {
-        EXPECT_EQ(got.state(), state);
+      // After a board restart or a re-opened link the deployment reads `verifying` until xbard
+      // has read its arrays back (docs/record.md); the twin keeps its conductances through
+      // both, so it then holds what it held. Polled, as a client would (bounded).
+      auto settled = [&] {
+        const bool ok = eventually(
+            [&] {
+              return unary("GetDeployment",
+                           [&](grpc::ClientContext* c) {
+                             return kernels->GetDeployment(c, gq, &got);
+                           }) &&
+                     got.state() != "verifying";
+            },
+            std::chrono::seconds(60));
+        if (got.state() == "verifying") ++totals_.verifying_seen;
+        return ok;
+      };
+      if (settled()) {
+        EXPECT_TRUE(got.state() == state || (state == "ready" && got.state() == "degraded"))
+            << got.state() << ": " << got.message();
         EXPECT_EQ(got.placements_size(), dep->placements_size());
       }
       check_readback(*dep, info);
@@ -533,10 +550,11 @@ class XbardFaults : public ::testing::Test {
       infer(dep->id(), std::string(XBAR_SOURCE_DIR) + "/models/reference/clips/spk001_zero_r0.wav",
             v1::INFER_SOFTWARE);
       stream(dep->id());
-      // After the inference traffic the deployment still holds (reads only, no pulses).
-      if (unary("GetDeployment",
-                [&](grpc::ClientContext* c) { return kernels->GetDeployment(c, gq, &got); })) {
-        EXPECT_EQ(got.state(), state);
+      // After the inference traffic the deployment still holds (reads only, no pulses), once
+      // any re-verification after a restart is done.
+      if (settled()) {
+        EXPECT_TRUE(got.state() == state || (state == "ready" && got.state() == "degraded"))
+            << got.state() << ": " << got.message();
       }
     }
     // No deploy is left half-recorded once the calls have returned.
@@ -594,12 +612,15 @@ TEST_F(XbardFaults, TenRandomisedSchedulesThroughTheDaemon) {
       "a restart %d, a lost link %d; deploys ready %d, degraded %d, failed calls %d; read-backs "
       "checked %d (worst NRMSE now/reported %.3f, largest device move %.2f uS); infers ok %d, "
       "streams ok %d; board requests %llu, so about %.0f restarts and %.0f unplugs (rates x "
-      "requests: no xbar.v1 RPC reports them, nor pulse_batches_repeated)\n",
+      "requests: no xbar.v1 RPC reports them, nor pulse_batches_repeated); deployments still "
+      "verifying after 60 s: %d\n",
       kSchedules, std::chrono::duration<double>(Clock::now() - t0).count(), t.ok, n_failed,
       failed.empty() ? "none" : failed.c_str(), t.mentions_restart, t.mentions_link_lost,
       t.deploys_ready, t.deploys_degraded, t.deploys_failed_rpc, t.readbacks_checked,
       t.worst_readback_ratio, t.worst_moved_uS, t.infers_ok, t.streams_ok,
-      static_cast<unsigned long long>(t.board_requests), t.expected_restarts, t.expected_unplugs);
+      static_cast<unsigned long long>(t.board_requests), t.expected_restarts, t.expected_unplugs,
+      t.verifying_seen);
+  EXPECT_EQ(t.verifying_seen, 0) << "re-verification after a restart never finished";
   // The schedules did something: most deploys got through, and were checked.
   EXPECT_GE(t.deploys_ready + t.deploys_degraded, kSchedules / 2);
   EXPECT_GE(t.readbacks_checked, kSchedules / 2);

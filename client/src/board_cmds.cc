@@ -338,7 +338,10 @@ int cmd_program(const Session& session, const ProgramArgs& a) {
     }
   }
   const grpc::Status s = reader->Finish();
-  if (!s.ok()) return session.fail(s);
+  // A cancelled program-verify ends CANCELLED after its report (what was done): shown, exit 1.
+  const bool cancelled_with_report =
+      s.error_code() == grpc::StatusCode::CANCELLED && have_report && report.cancelled();
+  if (!s.ok() && !cancelled_with_report) return session.fail(s);
   if (!have_report) {
     std::cerr << "xbarctl: the daemon sent no report\n";
     return kFailed;
@@ -411,7 +414,10 @@ int cmd_scan(const Session& session, const ScanArgs& a) {
     }
   }
   const grpc::Status s = reader->Finish();
-  if (!s.ok()) return session.fail(s);
+  // A cancelled scan ends CANCELLED after its report (what was done): shown, exit 1.
+  const bool cancelled_with_report =
+      s.error_code() == grpc::StatusCode::CANCELLED && have && rep.cancelled();
+  if (!s.ok() && !cancelled_with_report) return session.fail(s);
   if (!have) {
     std::cerr << "xbarctl: the daemon sent no report\n";
     return kFailed;

@@ -141,11 +141,9 @@ Result<void> validate(const ProgramVerifyConfig& c, const BoardInfo& info) {
   return {};
 }
 
-Result<ProgramVerifyResult> program_verify(
-    Board& board, int array, const Eigen::MatrixXd& target_uS, const ProgramVerifyConfig& cfg,
-    const ProgressFn& progress, const Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic>* skip) {
-  const BoardInfo& info = board.info();
-  // ---- validation: nothing is pulsed unless everything is valid ----
+Result<void> validate_program(const BoardInfo& info, int array, const Eigen::MatrixXd& target_uS,
+                              const ProgramVerifyConfig& cfg,
+                              const Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic>* skip) {
   if (array < 0 || array >= info.arrays) {
     return make_error(ErrorCode::kInvalidArgument,
                       fmt::format("array = {}: allowed 0..{}", array, info.arrays - 1));
@@ -168,6 +166,17 @@ Result<ProgramVerifyResult> program_verify(
                                       cfg.target_min_uS, cfg.target_max_uS));
       }
     }
+  }
+  return {};
+}
+
+Result<ProgramVerifyResult> program_verify(
+    Board& board, int array, const Eigen::MatrixXd& target_uS, const ProgramVerifyConfig& cfg,
+    const ProgressFn& progress, const Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic>* skip) {
+  const BoardInfo& info = board.info();
+  // ---- validation: nothing is pulsed unless everything is valid ----
+  if (auto v = validate_program(info, array, target_uS, cfg, skip); !v) {
+    return std::unexpected(v.error());
   }
 
   const int rows = info.rows, cols = info.cols;

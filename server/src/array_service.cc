@@ -9,6 +9,7 @@
 #include "call.h"
 #include "operations.h"
 #include "programming.h"
+#include "request_checks.h"
 #include "status.h"
 #include "xbar/drivers/fault_scan.h"
 #include "xbar/drivers/program_verify.h"
@@ -65,7 +66,9 @@ grpc::Status ArrayServiceImpl::program(
     grpc::ServerContext* ctx, const v1::ProgramArrayRequest* req,
     grpc::ServerWriterInterface<v1::ProgramArrayResponse>* writer) {
   if (auto a = authorize_change(ctx, "ProgramArray"); !a.ok()) return a;
+  if (auto e = check_enums(*req); !e.ok()) return e;
   const BoardInfo& info = board_.info();
+  // ---- validation, all of it, before anything waits, reads or writes ----
   if (req->array() >= static_cast<uint32_t>(info.arrays)) {
     return invalid_argument(
         fmt::format("array = {}: allowed 0..{}", req->array(), info.arrays - 1));
@@ -80,6 +83,13 @@ grpc::Status ArrayServiceImpl::program(
     return invalid_argument(
         fmt::format("target_uS: {} values, rows x cols needs {}", req->target_us_size(), n));
   }
+  // Range checks on the values as sent (a uint32 cast to int would show 4294967295 as -1).
+  if (req->max_rounds() > 1000) {
+    return invalid_argument(
+        fmt::format("max_rounds = {}: allowed 1..1000 (0 means the daemon's "
+                    "default, {})",
+                    req->max_rounds(), defaults_.max_rounds));
+  }
   Eigen::MatrixXd target(info.rows, info.cols);
   for (int i = 0; i < n; ++i) target(i / info.cols, i % info.cols) = req->target_us(i);
   ProgramVerifyConfig cfg = defaults_;
@@ -92,14 +102,17 @@ grpc::Status ArrayServiceImpl::program(
   }
   const int array = static_cast<int>(req->array());
   const std::string& serial = info.serial;
-
   Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic> skip =
       Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic>::Constant(info.rows, info.cols, false);
+  // Every target, tol_rel and the rest, exactly as program-verify will check them.
+  if (auto v = validate_program(info, array, target, cfg, &skip); !v) return to_status(v.error());
   if (req->skip_known_faults()) {
     auto known = record_.faults(serial, array);
-    if (!known) return to_status(known.error());
-    for (const FaultEntry& f : *known) {
-      if (f.kind != wire::FaultKind::kSlow) skip(f.row, f.col) = true;
+    if (!known && known.error().code != ErrorCode::kNotFound) return to_status(known.error());
+    if (known) {
+      for (const FaultEntry& f : *known) {
+        if (f.kind != wire::FaultKind::kSlow) skip(f.row, f.col) = true;
+      }
     }
   }
 
@@ -107,18 +120,24 @@ grpc::Status ArrayServiceImpl::program(
   if (!hold) return to_status(hold.error());
   auto turn = sched_.board.acquire(client_of(ctx), limits_of(ctx));
   if (!turn) return to_status(turn.error());
-  if (auto r = release_for_pulses(record_, serial, array,
-                                  fmt::format("array {} was reprogrammed (ProgramArray)", array));
-      !r) {
-    return {grpc::StatusCode::INTERNAL, "chip record: " + r.error().message};
-  }
-  auto res = program_and_record(board_, record_, array, target, cfg, skip,
-                                [&](const ProgramVerifyProgress& p) {
-                                  v1::ProgramArrayResponse msg;
-                                  fill_round(p, cfg.max_rounds, msg.mutable_round());
-                                  writer->Write(msg);  // a vanished client: call_stopped
-                                  return !call_stopped(ctx);
-                                });
+  if (auto s = stopped_before_start(ctx); !s.ok()) return s;
+  // The deployment on the array becomes stale just before the first pulse (write-ahead), not
+  // before: a run that pulses nothing leaves it serving.
+  auto release = [&]() -> Result<void> {
+    auto r = release_for_pulses(record_, serial, array,
+                                fmt::format("array {} was reprogrammed (ProgramArray)", array));
+    if (!r) return std::unexpected(r.error());
+    return {};
+  };
+  auto res = program_and_record(
+      board_, record_, array, target, cfg, skip,
+      [&](const ProgramVerifyProgress& p) {
+        v1::ProgramArrayResponse msg;
+        fill_round(p, cfg.max_rounds, msg.mutable_round());
+        writer->Write(msg);  // a vanished client: call_stopped
+        return !call_stopped(ctx);
+      },
+      release);
   if (!res) return to_status(res.error());
   v1::ProgramArrayResponse msg;
   auto* rep = msg.mutable_report();
@@ -127,6 +146,14 @@ grpc::Status ArrayServiceImpl::program(
                array, rep->within_tol_pct(), cfg.tol_uS, res->rounds, res->transactions,
                res->cancelled ? ", cancelled" : "");
   writer->Write(msg);
+  // A cancelled run ends CANCELLED (after its report, what was done), so that the operation
+  // is recorded as cancelled, not done.
+  if (res->cancelled) {
+    return {grpc::StatusCode::CANCELLED,
+            fmt::format("program-verify of array {} cancelled after {} rounds (the report says "
+                        "what was done)",
+                        array, res->rounds)};
+  }
   return grpc::Status::OK;
 }
 
@@ -146,16 +173,23 @@ grpc::Status ArrayServiceImpl::scan(grpc::ServerContext* ctx, const v1::ScanFaul
   if (!req->quick()) {  // a quick check only reads
     if (auto a = authorize_change(ctx, "ScanFaults"); !a.ok()) return a;
   }
+  if (auto e = check_enums(*req); !e.ok()) return e;
   const BoardInfo& info = board_.info();
   if (req->array() >= static_cast<uint32_t>(info.arrays)) {
     return invalid_argument(
         fmt::format("array = {}: allowed 0..{}", req->array(), info.arrays - 1));
+  }
+  if (req->quick() && req->destructive()) {
+    return invalid_argument(
+        "quick and destructive: a quick check only reads, a destructive scan pulses every "
+        "device; set one of them");
   }
   const int array = static_cast<int>(req->array());
   auto hold = sched_.arrays.exclusive({array}, limits_of(ctx), sched_.refuse_busy_changes);
   if (!hold) return to_status(hold.error());
   auto turn = sched_.board.acquire(client_of(ctx), limits_of(ctx));
   if (!turn) return to_status(turn.error());
+  if (auto s = stopped_before_start(ctx); !s.ok()) return s;
   v1::ScanFaultsResponse msg;
   auto* rep = msg.mutable_report();
   rep->set_array(req->array());
@@ -193,11 +227,31 @@ grpc::Status ArrayServiceImpl::scan(grpc::ServerContext* ctx, const v1::ScanFaul
     writer->Write(up);
     return !call_stopped(ctx);
   };
+  // A scan pulses the array's devices: the deployment there is stale until an active scan has
+  // put them back. Marked just before the first batch (write-ahead), so a scan cancelled
+  // before it pulses leaves the deployment serving.
+  std::optional<DeploymentRow> held;
+  bool released = false;
   // Endurance, write-ahead as in ProgramArray: every batch (the hard pulses, the confirm
   // pulses, the restore's rounds) is counted before it is sent.
   Error record_error;
   bool record_failed = false;
   auto before_batch = [&](const PulseBatch& batch) {
+    if (!released) {
+      released = true;
+      auto r = release_for_pulses(
+          record_, info.serial, array,
+          cfg.restore ? fmt::format("array {} is being scanned for faults (its devices are "
+                                    "pulsed and then restored)",
+                                    array)
+                      : fmt::format("array {} was overwritten by a destructive fault scan", array));
+      if (!r) {
+        record_error = r.error();
+        record_failed = true;
+        return false;
+      }
+      held = std::move(*r);
+    }
     Eigen::MatrixXi set = Eigen::MatrixXi::Zero(info.rows, info.cols), reset = set;
     for (const DevicePulse& d : batch.devices) {
       (d.polarity == wire::Polarity::kSet ? set : reset)(d.row, d.col) += 1;
@@ -209,19 +263,10 @@ grpc::Status ArrayServiceImpl::scan(grpc::ServerContext* ctx, const v1::ScanFaul
     }
     return true;
   };
-  // A scan pulses the array's devices: the deployment there is stale until an active scan has
-  // put them back.
-  auto held = release_for_pulses(
-      record_, info.serial, array,
-      cfg.restore ? fmt::format("array {} is being scanned for faults (its devices are pulsed "
-                                "and then restored)",
-                                array)
-                  : fmt::format("array {} was overwritten by a destructive fault scan", array));
-  if (!held) return {grpc::StatusCode::INTERNAL, "chip record: " + held.error().message};
   auto res = scan_faults(board_, array, cfg, progress, before_batch);
-  if (res && held->has_value() && !res->disturbed && !res->cancelled) {
+  if (res && held.has_value() && !res->disturbed && !res->cancelled) {
     // Restored: the deployment holds the array again, as well as the restore says.
-    const DeploymentRow& prev = held->value();
+    const DeploymentRow& prev = held.value();
     const double pct = res->restore_report.within_tol_pct;
     const bool whole = pct >= 99.0;
     const std::string note = fmt::format(
@@ -266,6 +311,10 @@ grpc::Status ArrayServiceImpl::scan(grpc::ServerContext* ctx, const v1::ScanFaul
                res->stuck_low, res->destructive ? " (destructive)" : "",
                res->cancelled ? " (cancelled)" : "");
   writer->Write(msg);
+  if (res->cancelled) {  // recorded as a cancelled operation (the report says what was done)
+    return {grpc::StatusCode::CANCELLED,
+            fmt::format("fault scan of array {} cancelled (the report says what was done)", array)};
+  }
   return grpc::Status::OK;
 }
 

@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <mutex>
 #include <random>
@@ -162,9 +164,19 @@ grpc::Status authorize_change(const grpc::ServerContext* ctx, const char* method
                         "'authorization: Bearer TOKEN' (xbarctl --token or XBAR_TOKEN)",
                         method)};
   }
-  constexpr std::string_view kBearer = "Bearer ";
-  if (got.rfind(kBearer, 0) != 0 ||
-      !equal_constant_time(std::string_view(got).substr(kBearer.size()), g_token)) {
+  // RFC 6750 §2.1 with RFC 7235 §2.1: the scheme is case-insensitive ("bearer", "BEARER"),
+  // then one or more spaces, then the token.
+  std::string_view v(got);
+  constexpr std::string_view kBearer = "bearer";
+  const bool bearer = v.size() > kBearer.size() && v[kBearer.size()] == ' ' &&
+                      std::equal(kBearer.begin(), kBearer.end(), v.begin(), [](char a, char b) {
+                        return a == std::tolower(static_cast<unsigned char>(b));
+                      });
+  if (bearer) {
+    v.remove_prefix(kBearer.size());
+    while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
+  }
+  if (!bearer || !equal_constant_time(v, g_token)) {
     return {grpc::StatusCode::UNAUTHENTICATED,
             fmt::format("{}: the authorization token is not the daemon's", method)};
   }

@@ -128,9 +128,12 @@ DROP INDEX deployments_by_serial;
 CREATE INDEX deployments_listing ON deployments (serial, created_at_ms DESC, id);
 )sql";
 
-// The columns read_deployment() takes, in its order.
+// The columns read_deployment() takes, in its order; without the blob, an empty BLOB stands in
+// for it.
 constexpr const char* kDeploymentColumns =
     "id, serial, name, state, message, created_at_ms, updated_at_ms, archived_at_ms, blob";
+constexpr const char* kDeploymentColumnsNoBlob =
+    "id, serial, name, state, message, created_at_ms, updated_at_ms, archived_at_ms, x''";
 
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -1220,12 +1223,15 @@ constexpr const char* kArraysOfDeployment =
 
 Result<std::vector<DeploymentRow>> ChipRecord::read_deployments_locked(std::string_view where_sql,
                                                                        std::string_view key,
-                                                                       std::string_view what) {
-  auto s = Stmt::prepare(db_,
-                         fmt::format("SELECT {} FROM deployments WHERE {} "
-                                     "ORDER BY created_at_ms DESC, id",
-                                     kDeploymentColumns, where_sql),
-                         what);
+                                                                       std::string_view what,
+                                                                       bool with_blobs) {
+  // Without blobs, SQLite never reads the blobs' overflow pages.
+  auto s = Stmt::prepare(
+      db_,
+      fmt::format("SELECT {} FROM deployments WHERE {} "
+                  "ORDER BY created_at_ms DESC, id",
+                  with_blobs ? kDeploymentColumns : kDeploymentColumnsNoBlob, where_sql),
+      what);
   if (!s) return std::unexpected(s.error());
   s->bind(1, key);
   std::vector<DeploymentRow> out;
@@ -1257,14 +1263,15 @@ Result<DeploymentRow> ChipRecord::deployment(std::string_view id) {
   return std::move(rows->front());
 }
 
-Result<std::vector<DeploymentRow>> ChipRecord::deployments(std::string_view serial) {
+Result<std::vector<DeploymentRow>> ChipRecord::deployments(std::string_view serial,
+                                                           bool with_blobs) {
   const std::string what = fmt::format("deployments({})", serial);
   std::lock_guard lock(mu_);
   ReadTxn read(db_);
   if (auto r = read.begin(what); !r) return std::unexpected(r.error());
   auto g = geometry_locked(serial, std::nullopt, what);
   if (!g) return std::unexpected(g.error());
-  return read_deployments_locked("serial = ?1", serial, what);
+  return read_deployments_locked("serial = ?1", serial, what, with_blobs);
 }
 
 Result<void> ChipRecord::visit_deployments(std::string_view serial, const DeploymentQuery& query,
@@ -1355,27 +1362,6 @@ Result<std::vector<std::string>> ChipRecord::archive_inactive_deployments(std::s
   }
   if (auto r = txn.commit(what); !r) return std::unexpected(r.error());
   return ids;
-}
-
-Result<std::map<std::string, int64_t>> ChipRecord::deployment_counts(std::string_view serial) {
-  const std::string what = fmt::format("deployment_counts({})", serial);
-  std::lock_guard lock(mu_);
-  ReadTxn read(db_);
-  if (auto r = read.begin(what); !r) return std::unexpected(r.error());
-  auto g = geometry_locked(serial, std::nullopt, what);
-  if (!g) return std::unexpected(g.error());
-  auto s = Stmt::prepare(
-      db_, "SELECT state, count(*) FROM deployments WHERE serial = ? GROUP BY state", what);
-  if (!s) return std::unexpected(s.error());
-  s->bind(1, serial);
-  std::map<std::string, int64_t> out;
-  for (;;) {
-    auto row = s->step(what);
-    if (!row) return std::unexpected(row.error());
-    if (!*row) break;
-    out[s->text(0)] = s->int64(1);
-  }
-  return out;
 }
 
 Result<std::vector<std::optional<std::string>>> ChipRecord::array_owners(std::string_view serial) {

@@ -14,7 +14,6 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -209,8 +208,10 @@ class ChipRecord {
   /// One deployment, archived or not. kNotFound for an unknown id.
   Result<DeploymentRow> deployment(std::string_view id);
   /// The deployments of a chip, archived ones included, newest first (created_at_ms
-  /// descending, then id ascending). kNotFound for an unknown chip.
-  Result<std::vector<DeploymentRow>> deployments(std::string_view serial);
+  /// descending, then id ascending); without their blobs (empty) unless `with_blobs`, which
+  /// makes it cheap enough for every metrics refresh however long the history. kNotFound for
+  /// an unknown chip.
+  Result<std::vector<DeploymentRow>> deployments(std::string_view serial, bool with_blobs = true);
   /// Pages through the deployments of a chip: calls `visit` with each deployment `query`
   /// selects (with its arrays and blob), in the listing order of deployments(), until `visit`
   /// returns false (the deployment it was given then is not taken: it starts the next page)
@@ -229,10 +230,6 @@ class ChipRecord {
   Result<std::vector<std::string>> archive_inactive_deployments(std::string_view serial,
                                                                 size_t keep,
                                                                 const ArchiveBlob& slim);
-  /// How many deployments of the chip are in each state (archived ones included; states with
-  /// none are absent). Reads no blob: cheap enough for every metrics refresh however long the
-  /// history. kNotFound for an unknown chip.
-  Result<std::map<std::string, int64_t>> deployment_counts(std::string_view serial);
   /// The deployment id owning each array of the chip (nullopt = free); size = the chip's arrays.
   Result<std::vector<std::optional<std::string>>> array_owners(std::string_view serial);
   /// Deletes the deployment and frees its arrays. kNotFound for an unknown id.
@@ -261,10 +258,12 @@ class ChipRecord {
   Result<void> record_programming_locked(std::string_view serial, int array, const Geometry& g,
                                          const ProgrammingRecord& record, std::string_view what);
 
-  // Reads the rows of deployments matching `where_sql` (bound to `key`), with their arrays.
+  // Reads the rows of deployments matching `where_sql` (bound to `key`), with their arrays
+  // (and their blobs unless `with_blobs` is false).
   Result<std::vector<DeploymentRow>> read_deployments_locked(std::string_view where_sql,
                                                              std::string_view key,
-                                                             std::string_view what);
+                                                             std::string_view what,
+                                                             bool with_blobs = true);
 
   std::mutex mu_;
   sqlite3* db_;

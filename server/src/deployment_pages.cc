@@ -169,10 +169,9 @@ std::string archived_blob(const DeploymentRow& row, int64_t archived_at_ms) {
   return d.SerializeAsString();
 }
 
-Result<v1::ListDeploymentsResponse> list_deployments_page(ChipRecord& record,
-                                                          const std::string& serial,
-                                                          const v1::ListDeploymentsRequest& req,
-                                                          size_t max_page_bytes) {
+Result<v1::ListDeploymentsResponse> list_deployments_page(
+    ChipRecord& record, const std::string& serial, const v1::ListDeploymentsRequest& req,
+    const std::function<void(DeploymentRow&)>& correct, size_t max_page_bytes) {
   if (req.page_size() > kMaxPageSize) {
     return make_error(ErrorCode::kInvalidArgument,
                       fmt::format("page_size = {}: allowed 0..{} (0 means the default, {}); a "
@@ -207,7 +206,14 @@ Result<v1::ListDeploymentsResponse> list_deployments_page(ChipRecord& record,
       more = true;
       return false;
     }
-    v1::Deployment d = to_proto(r, req.full());
+    v1::Deployment d;
+    if (correct) {
+      DeploymentRow seen = r;
+      correct(seen);
+      d = to_proto(seen, req.full());
+    } else {
+      d = to_proto(r, req.full());
+    }
     const size_t cost = field_bytes(d.ByteSizeLong());
     if (out.deployments_size() > 0 && bytes + cost > max_page_bytes) {
       more = true;

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -53,12 +54,12 @@ std::string archived_blob(const DeploymentRow& row, int64_t archived_at_ms);
 /// One page of ListDeployments for the chip `serial`: validates page_size and page_token
 /// (kInvalidArgument naming the field and the allowed range, before reading anything), then
 /// reads the deployments after the token, up to page_size of them and `max_page_bytes`
-/// serialized, and sets next_page_token when more follow. A chip the record never met has
-/// no deployments.
-Result<v1::ListDeploymentsResponse> list_deployments_page(ChipRecord& record,
-                                                          const std::string& serial,
-                                                          const v1::ListDeploymentsRequest& request,
-                                                          size_t max_page_bytes = kMaxPageBytes);
+/// serialized, and sets next_page_token when more follow. `correct`, when given, is applied to
+/// each row first (DeploymentStates::correct: the state callers see). A chip the record never
+/// met has no deployments.
+Result<v1::ListDeploymentsResponse> list_deployments_page(
+    ChipRecord& record, const std::string& serial, const v1::ListDeploymentsRequest& request,
+    const std::function<void(DeploymentRow&)>& correct = {}, size_t max_page_bytes = kMaxPageBytes);
 
 /// Retention for the chip `serial`: ChipRecord::archive_inactive_deployments with
 /// archived_blob, keeping the newest `keep_inactive` inactive deployments whole; nullopt

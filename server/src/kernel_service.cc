@@ -12,6 +12,7 @@
 #include "deployment_pages.h"
 #include "operations.h"
 #include "programming.h"
+#include "request_checks.h"
 #include "status.h"
 #include "xbar/kernel/loop_plan.h"
 #include "xbar/kernel/model.h"
@@ -79,7 +80,14 @@ Result<kernel::KernelSetSpec> kernel_set_from_proto(const v1::KernelSet& set) {
                         fmt::format("kernels[{}]: neither continuous nor discrete is set", i));
     }
     if (k.has_quantization()) {
-      s.quant.bits = static_cast<int>(std::min<uint32_t>(k.quantization().bits(), 1000));
+      if (k.quantization().bits() > static_cast<uint32_t>(kernel::kMaxBits)) {
+        // kernel::validate's message, on the value as sent (no int cast to wrap it).
+        return make_error(ErrorCode::kInvalidArgument,
+                          fmt::format("kernels[{}].quantization.bits = {}: allowed 0 (off) or "
+                                      "2..{}",
+                                      i, k.quantization().bits(), kernel::kMaxBits));
+      }
+      s.quant.bits = static_cast<int>(k.quantization().bits());
       s.quant.f_scale_a = k.quantization().f_scale_a();
       s.quant.f_scale_c = k.quantization().f_scale_c();
     }
@@ -124,6 +132,7 @@ grpc::Status KernelServiceImpl::deploy(
     grpc::ServerContext* ctx, const v1::DeployKernelRequest& request,
     grpc::ServerWriterInterface<v1::DeployKernelResponse>* writer, const std::string& model) {
   if (auto a = authorize_change(ctx, "Deploy"); !a.ok()) return a;
+  if (auto e = check_enums(request); !e.ok()) return e;
   const v1::DeployKernelRequest* req = &request;
   const BoardInfo& info = board_.info();
   const std::string& serial = info.serial;
@@ -206,6 +215,7 @@ grpc::Status KernelServiceImpl::deploy(
   progress("queue", -1, -1, "arrays held; waiting for the board");
   auto turn = sched_.board.acquire(client_of(ctx), limits_of(ctx));
   if (!turn) return to_status(turn.error());
+  if (auto s = stopped_before_start(ctx); !s.ok()) return s;
   if (auto t =
           record_.touch_chip({serial, info.firmware_version, info.arrays, info.rows, info.cols});
       !t) {
@@ -284,6 +294,17 @@ grpc::Status KernelServiceImpl::deploy(
     return record_.put_deployment(row);
   };
   if (auto w = save("deploying", "programming"); !w) return record_status(w.error());
+  // A deploy that stops early is `failed`, to every caller, even when the record cannot take
+  // it (a full or failing disk): then the daemon remembers it (DeploymentStates), and the
+  // start-up reconciliation fails the record's `deploying` row after a restart.
+  auto fail = [&](const std::string& why) {
+    if (auto w = save("failed", why); !w) {
+      spdlog::error("deployment {}: recording the failure: {}", dep.id(), w.error().message);
+      states_.remember_unrecorded(dep.id(), "failed",
+                                  fmt::format("{} (not in the chip record, whose write failed: {})",
+                                              why, w.error().message));
+    }
+  };
 
   // ---- program-verify each array, then verify by read-back ----
   std::vector<std::string> degraded;
@@ -300,10 +321,7 @@ grpc::Status KernelServiceImpl::deploy(
                                     return progress("program", plan.kernel, plan.array, "", &r);
                                   });
     if (!res) {
-      if (auto w = save("failed", fmt::format("array {}: {}", plan.array, res.error().message));
-          !w) {
-        spdlog::error("deployment {}: recording the failure: {}", dep.id(), w.error().message);
-      }
+      fail(fmt::format("array {}: {}", plan.array, res.error().message));
       return to_status(res.error());
     }
     v1::Placement* pl = dep.add_placements();
@@ -338,10 +356,7 @@ grpc::Status KernelServiceImpl::deploy(
       }
     }
     if (res->cancelled) {
-      if (auto w = save("failed", fmt::format("cancelled while programming array {}", plan.array));
-          !w) {
-        spdlog::error("deployment {}: recording the cancellation: {}", dep.id(), w.error().message);
-      }
+      fail(fmt::format("cancelled while programming array {}", plan.array));
       return {grpc::StatusCode::CANCELLED, "deploy cancelled; recorded as failed"};
     }
     // Verify: the kernel as the loop runs it, through the conductances the array reads back
@@ -383,6 +398,10 @@ grpc::Status KernelServiceImpl::deploy(
   std::string why;
   for (const std::string& d : degraded) why += (why.empty() ? "" : "; ") + d;
   if (auto w = save(degraded.empty() ? "ready" : "degraded", why); !w) {
+    // Programmed and verified, but not recorded as such: it must not serve (the record would
+    // not know what its arrays hold after a restart), and it must not stay `deploying`.
+    fail(fmt::format("programmed, but its verified state could not be recorded: {}",
+                     w.error().message));
     return record_status(w.error());
   }
   spdlog::info("deployment {} ({}): {} kernel(s), {}", dep.id(), dep.name(), nk, dep.state());
@@ -395,7 +414,8 @@ grpc::Status KernelServiceImpl::deploy(
 grpc::Status KernelServiceImpl::GetDeployment(grpc::ServerContext*,
                                               const v1::GetDeploymentRequest* req,
                                               v1::Deployment* out) {
-  auto row = record_.deployment(req->id());
+  if (req->id().empty()) return invalid_argument("id: empty: give a deployment id (dep-...)");
+  auto row = states_.get(req->id());
   if (!row) {
     if (row.error().code == ErrorCode::kNotFound) {
       return {grpc::StatusCode::NOT_FOUND, fmt::format("id = '{}': no such deployment", req->id())};
@@ -406,7 +426,7 @@ grpc::Status KernelServiceImpl::GetDeployment(grpc::ServerContext*,
     return {grpc::StatusCode::DATA_LOSS,
             fmt::format("deployment {}: record unreadable", req->id())};
   }
-  out->set_state(row->state);  // the record's state wins (e.g. stale)
+  out->set_state(row->state);  // the record's state wins (e.g. stale), as corrected in memory
   out->set_message(row->message);
   return grpc::Status::OK;
 }
@@ -414,7 +434,8 @@ grpc::Status KernelServiceImpl::GetDeployment(grpc::ServerContext*,
 grpc::Status KernelServiceImpl::ListDeployments(grpc::ServerContext*,
                                                 const v1::ListDeploymentsRequest* req,
                                                 v1::ListDeploymentsResponse* out) {
-  auto page = list_deployments_page(record_, board_.info().serial, *req);
+  auto page = list_deployments_page(record_, board_.info().serial, *req,
+                                    [this](DeploymentRow& r) { states_.correct(r); });
   if (!page) return record_status(page.error());
   *out = std::move(*page);
   return grpc::Status::OK;
@@ -424,6 +445,7 @@ grpc::Status KernelServiceImpl::DeleteDeployment(grpc::ServerContext* ctx,
                                                  const v1::DeleteDeploymentRequest* req,
                                                  v1::DeleteDeploymentResponse*) {
   if (auto a = authorize_change(ctx, "DeleteDeployment"); !a.ok()) return a;
+  if (req->id().empty()) return invalid_argument("id: empty: give a deployment id (dep-...)");
   // Never while a stream runs on its arrays, nor while a deploy there writes its record.
   auto row = record_.deployment(req->id());
   if (!row) {

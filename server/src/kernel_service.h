@@ -6,6 +6,7 @@
 
 #include "chip_record.h"
 #include "deployment_pages.h"
+#include "deployment_states.h"
 #include "scheduler.h"
 #include "xbar/drivers/board.h"
 #include "xbar/drivers/program_verify.h"
@@ -21,9 +22,9 @@ class KernelServiceImpl final : public xbar::v1::KernelService::Service {
  public:
   /// All borrowed; they must outlive the service. `sched` is the scheduler shared with the other
   /// services.
-  KernelServiceImpl(Board& board, ChipRecord& record, Scheduler& sched,
+  KernelServiceImpl(Board& board, ChipRecord& record, Scheduler& sched, DeploymentStates& states,
                     const ProgramVerifyConfig& defaults = {})
-      : board_(board), record_(record), sched_(sched), defaults_(defaults) {}
+      : board_(board), record_(record), sched_(sched), states_(states), defaults_(defaults) {}
 
   grpc::Status DeployKernel(grpc::ServerContext* ctx, const v1::DeployKernelRequest* req,
                             grpc::ServerWriter<v1::DeployKernelResponse>* writer) override;
@@ -57,6 +58,7 @@ class KernelServiceImpl final : public xbar::v1::KernelService::Service {
   Board& board_;
   ChipRecord& record_;
   Scheduler& sched_;
+  DeploymentStates& states_;
   ProgramVerifyConfig defaults_;
   std::optional<size_t> keep_inactive_ = kDefaultKeepInactive;
 };

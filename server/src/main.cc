@@ -24,6 +24,7 @@
 #include "call.h"
 #include "chip_record.h"
 #include "config.h"
+#include "deployment_states.h"
 #include "http_endpoint.h"
 #include "kernel_service.h"
 #include "metrics.h"
@@ -248,22 +249,28 @@ int main(int argc, char** argv) {
   sched.refuse_busy_changes = cfg.busy_policy == "refuse";
   sched.board.max_waiting = cfg.max_queue;
 
+  // Verified as of now (reconciled above); a board restart from here on is re-verified.
+  xbar::server::DeploymentStates states(**board, **record);
   xbar::server::BoardServiceImpl service(**board, sched);
   xbar::server::ArrayServiceImpl arrays(**board, **record, sched, cfg.program_verify);
-  xbar::server::KernelServiceImpl kernels(**board, **record, sched, cfg.program_verify);
+  xbar::server::KernelServiceImpl kernels(**board, **record, sched, states, cfg.program_verify);
   kernels.set_retention(cfg.keep_inactive);
   xbar::server::ModelServiceImpl models(
-      **board, **record, sched, kernels,
+      **board, sched, states, kernels,
       std::chrono::milliseconds(static_cast<int64_t>(cfg.stream_idle_timeout_s * 1000)));
   models.set_metrics(&metrics);
-  // xbar_deployments{state}, refreshed with the readiness check (counted by the record, no
-  // blob read: the archived history may be long).
+  // xbar_deployments{state}, refreshed with the readiness check: the states as callers see
+  // them, read without the blobs (the archived history may be long).
   auto refresh_deployments = [&] {
-    auto counts = (*record)->deployment_counts(info.serial);
-    if (!counts) return;
-    std::map<std::string, int64_t> n = {{"ready", 0}, {"degraded", 0},  {"failed", 0},
-                                        {"stale", 0}, {"deploying", 0}, {"lost", 0}};
-    for (const auto& [state, count] : *counts) n[state] = count;
+    auto rows = (*record)->deployments(info.serial, /*with_blobs=*/false);
+    if (!rows) return;
+    std::map<std::string, int> n = {{"ready", 0},    {"degraded", 0},  {"failed", 0},
+                                    {"stale", 0},    {"deploying", 0}, {"lost", 0},
+                                    {"verifying", 0}};
+    for (auto r : *rows) {
+      states.correct(r);
+      ++n[r.state];
+    }
     for (const auto& [state, count] : n) {
       metrics.deployments.with({state}).set(static_cast<double>(count));
     }
@@ -340,19 +347,48 @@ int main(int argc, char** argv) {
       if (std::chrono::steady_clock::now() >= next_check) {
         // STATUS is served even while a loop runs, so this never waits for the queue.
         auto st = (*board)->status();
-        set_ready(st.has_value(), st ? "" : "board: " + st.error().message);
+        set_ready(st.has_value() && states.board_verified(),
+                  !st                       ? "board: " + st.error().message
+                  : states.board_verified() ? ""
+                                            : "board restarted: its arrays are not verified");
         refresh_deployments();
         next_check = std::chrono::steady_clock::now() + std::chrono::seconds(1);
       }
       timespec wait{0, 50'000'000};  // 50 ms
       if (sigtimedwait(&stop_set, nullptr, &wait) > 0) g_stop = true;
     }
-    spdlog::info("shutting down");
+    // Running operations, detached ones too, stop at their next round and are recorded as
+    // cancelled; systemd's stop timeout is never reached by a long program-verify.
+    const size_t stopping = sched.operations.cancel_all();
+    spdlog::info("shutting down{}",
+                 stopping ? fmt::format(" ({} running operation(s) cancelled)", stopping) : "");
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  });
+  // The board restarted (or its link was re-opened) since its arrays were last read: until
+  // they are read back, xbard is not ready and the deployments are `verifying`. Its own thread:
+  // the read-back waits behind what runs on the board (a stream ends with UNAVAILABLE at its
+  // next chunk), and a stop request ends the wait.
+  std::thread reverifier([&] {
+    xbar::server::WaitLimits until_stop;
+    until_stop.cancelled = [] { return g_stop.load(); };
+    while (!g_stop) {
+      if (!states.board_verified() && (*board)->client().link_up()) {
+        if (auto r = states.reverify_if_needed(sched, cfg.program_verify.tol_uS, until_stop);
+            !r && !g_stop) {
+          spdlog::warn("re-verifying after a board restart: {} (tried again in 1 s)",
+                       r.error().message);
+          for (int i = 0; i < 10 && !g_stop; ++i) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+          }
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
   });
   server->Wait();
   g_stop = true;
   waiter.join();
+  reverifier.join();
   if (http) http->stop();
   return 0;
 }

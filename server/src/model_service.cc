@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include "call.h"
+#include "request_checks.h"
 #include "status.h"
 #include "xbar/audio/audio.h"
 #include "xbar/kernel/kernel.h"
@@ -47,11 +48,29 @@ Result<model::ModelSpec> model_from_proto(const v1::Model& m) {
   s.name = m.name();
   if (m.has_preprocessing()) {
     const v1::AudioPreprocessing& p = m.preprocessing();
-    if (p.sample_rate_hz() != 0)
-      s.preprocessing.sample_rate_hz = static_cast<int>(std::min(p.sample_rate_hz(), 10'000'000u));
-    if (p.downsample() != 0)
-      s.preprocessing.downsample = static_cast<int>(std::min(p.downsample(), 1'000'000u));
-    s.preprocessing.target_length = static_cast<int>(std::min(p.target_length(), 10'000'000u));
+    // The ranges are model::validate's; checked here on the values as sent, so that a message
+    // never shows a number the caller did not send (a uint32 cast to int, or clamped).
+    auto in_range = [](const char* field, uint32_t v, uint32_t lo, uint32_t hi) -> Result<int> {
+      if (v < lo || v > hi) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          fmt::format("preprocessing.{} = {}: allowed {}..{}", field, v, lo, hi));
+      }
+      return static_cast<int>(v);
+    };
+    if (p.sample_rate_hz() != 0) {
+      auto v = in_range("sample_rate_hz", p.sample_rate_hz(), audio::AudioLimits::kMinRateHz,
+                        audio::AudioLimits::kMaxRateHz);
+      if (!v) return std::unexpected(v.error());
+      s.preprocessing.sample_rate_hz = *v;
+    }
+    if (p.downsample() != 0) {
+      auto v = in_range("downsample", p.downsample(), 1, 4096);
+      if (!v) return std::unexpected(v.error());
+      s.preprocessing.downsample = *v;
+    }
+    auto length = in_range("target_length", p.target_length(), 0, 100000);
+    if (!length) return std::unexpected(length.error());
+    s.preprocessing.target_length = *length;
     s.preprocessing.normalise = p.normalise();
   }
   auto ks = kernel_set_from_proto(m.kernel_set());
@@ -76,6 +95,7 @@ grpc::Status ModelServiceImpl::DeployModel(grpc::ServerContext* ctx,
                                            const v1::DeployModelRequest* req,
                                            grpc::ServerWriter<v1::DeployKernelResponse>* writer) {
   if (auto a = authorize_change(ctx, "DeployModel"); !a.ok()) return a;
+  if (auto e = check_enums(*req); !e.ok()) return e;  // names options.remap, not remap
   auto spec = model_from_proto(req->model());
   if (!spec) return to_status(spec.error());
   v1::DeployKernelRequest dk = req->options();
@@ -97,7 +117,13 @@ struct ModelServiceImpl::Loaded {
 };
 
 Result<ModelServiceImpl::Loaded> ModelServiceImpl::load(const std::string& id, bool hardware) {
-  auto row = record_.deployment(id);
+  if (id.empty()) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "deployment: empty: give the id of a deployment with a model (dep-...)");
+  }
+  // The software path runs the recorded model on the host and needs no array: it answers for
+  // a deployment in any state (docs/api.md). The hardware path needs the arrays to hold it.
+  auto row = hardware ? states_.servable(id) : states_.get(id);
   if (!row) {
     if (row.error().code == ErrorCode::kNotFound) {
       return make_error(ErrorCode::kNotFound,
@@ -110,11 +136,6 @@ Result<ModelServiceImpl::Loaded> ModelServiceImpl::load(const std::string& id, b
   if (!dep.ParseFromString(row->blob) || dep.model().empty() || !mp.ParseFromString(dep.model())) {
     return make_error(ErrorCode::kFailedPrecondition,
                       fmt::format("deployment {} has no model: deploy one with DeployModel", id));
-  }
-  if (hardware && row->state != "ready" && row->state != "degraded") {
-    return make_error(
-        ErrorCode::kFailedPrecondition,
-        fmt::format("deployment {} is {}: its arrays do not hold it", id, row->state));
   }
   if (dep.archived_at_ms() != 0) {
     return make_error(ErrorCode::kFailedPrecondition,
@@ -165,7 +186,26 @@ void fill_result(const model::Forward& f, const model::ModelSpec& spec,
 
 grpc::Status ModelServiceImpl::Infer(grpc::ServerContext* ctx, const v1::InferRequest* req,
                                      v1::InferResponse* out) {
+  if (auto e = check_enums(*req); !e.ok()) return e;
   const bool hardware = req->path() == v1::INFER_HARDWARE;
+  // The clip's limits first: nothing is decoded or copied beyond them.
+  if (req->audio().empty()) {
+    if (req->samples_size() == 0) {
+      return invalid_argument("audio: empty (no audio bytes and no samples)");
+    }
+    if (req->sample_rate_hz() < audio::AudioLimits::kMinRateHz ||
+        req->sample_rate_hz() > audio::AudioLimits::kMaxRateHz) {
+      return invalid_argument(fmt::format("sample_rate_hz = {}: allowed {}..{} Hz",
+                                          req->sample_rate_hz(), audio::AudioLimits::kMinRateHz,
+                                          audio::AudioLimits::kMaxRateHz));
+    }
+    const double seconds = static_cast<double>(req->samples_size()) / req->sample_rate_hz();
+    if (seconds > audio::AudioLimits{}.max_seconds) {
+      return invalid_argument(fmt::format(
+          "samples: {} samples at {} Hz = {:.1f} s: allowed up to {:g} s", req->samples_size(),
+          req->sample_rate_hz(), seconds, audio::AudioLimits{}.max_seconds));
+    }
+  }
   auto loaded = load(req->deployment(), hardware);
   if (!loaded) return to_status(loaded.error());
   model::ModelSpec* spec = &loaded->spec;
@@ -178,12 +218,6 @@ grpc::Status ModelServiceImpl::Infer(grpc::ServerContext* ctx, const v1::InferRe
     if (!a) return to_status(a.error());
     clip = std::move(*a);
   } else {
-    if (req->samples_size() == 0)
-      return invalid_argument("audio: empty (no audio bytes and no samples)");
-    if (req->sample_rate_hz() < 1000 || req->sample_rate_hz() > 384000) {
-      return invalid_argument(
-          fmt::format("sample_rate_hz = {}: allowed 1000..384000", req->sample_rate_hz()));
-    }
     clip.samples.assign(req->samples().begin(), req->samples().end());
     clip.sample_rate_hz = static_cast<int>(req->sample_rate_hz());
   }
@@ -204,9 +238,16 @@ grpc::Status ModelServiceImpl::Infer(grpc::ServerContext* ctx, const v1::InferRe
     if (!hold) return to_status(hold.error());
     auto turn = sched_.board.acquire(client_of(ctx), limits_of(ctx));
     if (!turn) return to_status(turn.error());
+    // What waited for the arrays may find them given to another deployment, or the board
+    // restarted: checked again now that nothing can change them.
+    // The epoch the arrays were verified at: any restart or re-open after it, before or during
+    // the run, discards the answer.
+    const uint64_t epoch = states_.verified_epoch();
+    if (auto again = still_servable(req->deployment()); !again.ok()) return again;
     auto hw = model::hardware_kernels(board_, loaded->placed, &board_ms);
+    if (hw) f = model::forward(*spec, u, *hw);  // the board runs here
+    if (auto e = board_restarted_during(epoch, req->deployment()); !e.ok()) return e;
     if (!hw) return to_status(hw.error());
-    f = model::forward(*spec, u, *hw);
     if (metrics_ != nullptr && f) metrics_->loop_steps.inc(static_cast<double>(u.size()));
   } else {
     f = model::forward(*spec, u, model::software_kernels(loaded->compiled));
@@ -247,6 +288,7 @@ grpc::Status ModelServiceImpl::StreamInfer(
   v1::StreamInferRequest first;
   if (!stream->Read(&first)) return invalid_argument("StreamInfer: no request");
   watch.touch();
+  if (auto e = check_enums(first); !e.ok()) return e;
   const bool hardware = first.path() == v1::INFER_HARDWARE;
   auto loaded = load(first.deployment(), hardware);
   if (!loaded) return to_status(loaded.error());
@@ -272,11 +314,16 @@ grpc::Status ModelServiceImpl::StreamInfer(
     return {};
   };
   std::unique_ptr<model::KernelStream> kernels;
+  // The board's epoch the stream started at: a restart loses the loop's state mid-utterance
+  // (and maybe the arrays), so the stream ends there rather than go on from nothing.
+  uint64_t epoch = 0;
   if (hardware) {
     auto h = sched_.arrays.shared(loaded->arrays(), limits_of(ctx));
     if (!h) return to_status(h.error());
     hold = std::move(*h);
     if (auto t = take_board(); !t) return to_status(t.error());
+    epoch = states_.verified_epoch();
+    if (auto again = still_servable(first.deployment()); !again.ok()) return again;
     auto hs = model::hardware_stream(board_, loaded->placed, 0);
     if (!hs) return to_status(hs.error());
     kernels = std::move(*hs);
@@ -312,13 +359,20 @@ grpc::Status ModelServiceImpl::StreamInfer(
   uint64_t total_samples = 0;
   while (true) {
     if (ctx->IsCancelled()) return {grpc::StatusCode::CANCELLED, "stream cancelled"};
-    for (float v : msg.samples()) {
-      if (!std::isfinite(v)) return invalid_argument("samples: not finite");
-      pending.push_back(v);
-    }
+    // The limit before the samples are kept.
     total_samples += static_cast<uint64_t>(msg.samples_size());
     if (total_samples > static_cast<uint64_t>(spec.preprocessing.sample_rate_hz) * 60) {
-      return invalid_argument("samples: the utterance is longer than 60 s (the limit)");
+      return invalid_argument(fmt::format(
+          "samples: {} samples at {} Hz = {:.1f} s so far: an utterance is allowed up to 60 s",
+          total_samples, spec.preprocessing.sample_rate_hz,
+          static_cast<double>(total_samples) / spec.preprocessing.sample_rate_hz));
+    }
+    for (int i = 0; i < msg.samples_size(); ++i) {
+      const float v = msg.samples(i);
+      if (!std::isfinite(v)) {
+        return invalid_argument(fmt::format("samples[{}] = {}: not finite", i, v));
+      }
+      pending.push_back(v);
     }
     const size_t steps = pending.size() / ds;
     if (steps > 0) {
@@ -336,8 +390,12 @@ grpc::Status ModelServiceImpl::StreamInfer(
       pending.erase(pending.begin(), pending.begin() + static_cast<ptrdiff_t>(steps * ds));
       if (hardware) {
         if (auto t = take_board(); !t) return to_status(t.error());
+        if (auto e = board_restarted_during(epoch, first.deployment()); !e.ok()) return e;
       }
       auto y = kernels->push(z);
+      if (hardware) {
+        if (auto e = board_restarted_during(epoch, first.deployment()); !e.ok()) return e;
+      }
       if (!kernels->holds_board()) turn.release();  // before writing: a slow reader waits alone
       if (hardware && metrics_ != nullptr && y)
         metrics_->loop_steps.inc(static_cast<double>(steps));
@@ -352,8 +410,12 @@ grpc::Status ModelServiceImpl::StreamInfer(
   if (ctx->IsCancelled()) return {grpc::StatusCode::CANCELLED, "stream cancelled"};
   if (hardware) {
     if (auto t = take_board(); !t) return to_status(t.error());
+    if (auto e = board_restarted_during(epoch, first.deployment()); !e.ok()) return e;
   }
   auto y = kernels->finish();
+  if (hardware) {
+    if (auto e = board_restarted_during(epoch, first.deployment()); !e.ok()) return e;
+  }
   turn.release();
   if (!y) return to_status(y.error());
   if (head.steps() == 0 && (y->empty() || y->front().size() == 0)) {
@@ -361,6 +423,32 @@ grpc::Status ModelServiceImpl::StreamInfer(
   }
   answer(*y, true);
   return grpc::Status::OK;
+}
+
+grpc::Status ModelServiceImpl::still_servable(const std::string& id) {
+  auto row = states_.servable(id);
+  if (row) return grpc::Status::OK;
+  switch (row.error().code) {
+    case ErrorCode::kFailedPrecondition:
+      return {grpc::StatusCode::ABORTED,
+              fmt::format("deployment {} changed while this request waited for its arrays: {}", id,
+                          row.error().message)};
+    case ErrorCode::kNotFound:
+      return {
+          grpc::StatusCode::ABORTED,
+          fmt::format("deployment {} was deleted while this request waited for its arrays", id)};
+    default:
+      return to_status(row.error());
+  }
+}
+
+grpc::Status ModelServiceImpl::board_restarted_during(uint64_t epoch, const std::string& id) {
+  if (states_.board_epoch() == epoch) return grpc::Status::OK;
+  return {grpc::StatusCode::UNAVAILABLE,
+          fmt::format("board {} restarted (or its link was re-opened) while deployment {} ran: "
+                      "the answer is discarded, and the deployment serves again once its arrays "
+                      "are read back; retry",
+                      board_.info().serial, id)};
 }
 
 }  // namespace xbar::server

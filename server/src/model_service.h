@@ -4,6 +4,7 @@
 
 #include "call.h"
 #include "chip_record.h"
+#include "deployment_states.h"
 #include "kernel_service.h"
 #include "metrics.h"
 #include "scheduler.h"
@@ -20,11 +21,12 @@ class ModelServiceImpl final : public xbar::v1::ModelService::Service {
  public:
   /// A stream silent for `stream_idle_timeout` (neither a chunk read nor an answer taken) is
   /// cancelled, which frees its arrays.
-  ModelServiceImpl(Board& board, ChipRecord& record, Scheduler& sched, KernelServiceImpl& kernels,
+  ModelServiceImpl(Board& board, Scheduler& sched, DeploymentStates& states,
+                   KernelServiceImpl& kernels,
                    std::chrono::milliseconds stream_idle_timeout = std::chrono::seconds(30))
       : board_(board),
-        record_(record),
         sched_(sched),
+        states_(states),
         kernels_(kernels),
         idle_(stream_idle_timeout) {}
 
@@ -45,8 +47,8 @@ class ModelServiceImpl final : public xbar::v1::ModelService::Service {
 
  private:
   Board& board_;
-  ChipRecord& record_;
   Scheduler& sched_;
+  DeploymentStates& states_;
   KernelServiceImpl& kernels_;
   IdleWatch idle_;
   XbardMetrics* metrics_ = nullptr;
@@ -54,6 +56,12 @@ class ModelServiceImpl final : public xbar::v1::ModelService::Service {
 
   struct Loaded;  // a deployment's model, compiled, with its placements
   Result<Loaded> load(const std::string& deployment_id, bool hardware);
+  /// After the waits for the arrays and the board: ABORTED if the deployment stopped holding
+  /// its arrays meanwhile (replaced, deleted, made stale), UNAVAILABLE while it is re-verified.
+  grpc::Status still_servable(const std::string& id);
+  /// UNAVAILABLE if the board's epoch moved from `epoch` (a restart or re-opened link): the
+  /// loop's state, and maybe the arrays, are gone.
+  grpc::Status board_restarted_during(uint64_t epoch, const std::string& id);
 };
 
 }  // namespace xbar::server

@@ -141,6 +141,17 @@ std::vector<v1::Operation> Operations::list(bool running_only) const {
   return out;
 }
 
+size_t Operations::cancel_all() {
+  std::lock_guard lk(mu_);
+  size_t n = 0;
+  for (const auto& o : ops_) {
+    if (o->finished()) continue;
+    o->request_cancel();
+    ++n;
+  }
+  return n;
+}
+
 Operation* current_operation() { return t_current; }
 
 OperationScope::OperationScope(Operation* op) : prev_(t_current) { t_current = op; }
@@ -153,6 +164,18 @@ bool call_stopped(grpc::ServerContext* ctx) {
     if (op->detached()) return false;
   }
   return ctx->IsCancelled();
+}
+
+grpc::Status stopped_before_start(grpc::ServerContext* ctx) {
+  if (ctx->deadline() <= std::chrono::system_clock::now()) {
+    return {grpc::StatusCode::DEADLINE_EXCEEDED,
+            "the call's deadline passed while it waited for the board: nothing was done"};
+  }
+  if (call_stopped(ctx)) {
+    return {grpc::StatusCode::CANCELLED,
+            "cancelled while it waited for the board: nothing was done"};
+  }
+  return grpc::Status::OK;
 }
 
 // ---- OperationService ----

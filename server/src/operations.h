@@ -53,6 +53,10 @@ class Operations {
   std::shared_ptr<Operation> find(const std::string& id) const;
   /// Newest first.
   std::vector<v1::Operation> list(bool running_only) const;
+  /// Asks every running operation to stop, detached ones included (xbard's shutdown): each
+  /// stops where a cancellation would (after the current program-verify round) and is recorded
+  /// as cancelled. Returns how many were asked.
+  size_t cancel_all();
 
  private:
   mutable std::mutex mu_;
@@ -66,6 +70,12 @@ Operation* current_operation();
 /// Whether the work of this call should stop: its operation was cancelled, or (unless the
 /// operation is detached) the call was cancelled or its client went away.
 bool call_stopped(grpc::ServerContext* ctx);
+
+/// For a change, after its waits (array locks, the board) and before its first side effect:
+/// DEADLINE_EXCEEDED if the call's deadline has passed meanwhile (a detached operation too: its
+/// caller gave it no more time), CANCELLED if call_stopped; OK to go on. A change refused here
+/// did nothing.
+grpc::Status stopped_before_start(grpc::ServerContext* ctx);
 
 /// Makes `op` the calling thread's current operation until destroyed.
 class OperationScope {

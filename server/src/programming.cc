@@ -43,28 +43,44 @@ std::vector<FaultEntry> fault_entries(const std::vector<FaultFinding>& findings,
 Result<ProgramVerifyResult> program_and_record(
     Board& board, ChipRecord& record, int array, const Eigen::MatrixXd& target_uS,
     const ProgramVerifyConfig& cfg, const Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic>& skip,
-    const std::function<bool(const ProgramVerifyProgress&)>& on_round) {
+    const std::function<bool(const ProgramVerifyProgress&)>& on_round,
+    const std::function<Result<void>()>& before_first_pulse) {
   const BoardInfo& info = board.info();
   const std::string& serial = info.serial;
+  if (auto v = validate_program(info, array, target_uS, cfg, &skip); !v) {
+    return std::unexpected(v.error());
+  }
   if (auto t =
           record.touch_chip({serial, info.firmware_version, info.arrays, info.rows, info.cols});
       !t) {
     return std::unexpected(t.error());
   }
   std::optional<Error> record_error;
+  bool pulsed = false;
   auto progress = [&](const ProgramVerifyProgress& p) {
-    if (p.batch) {
-      // Write-ahead: the pulses of this round are counted before they are sent.
-      Eigen::MatrixXi set = Eigen::MatrixXi::Zero(info.rows, info.cols), reset = set;
-      for (const DevicePulse& d : p.batch->devices) {
-        (d.polarity == wire::Polarity::kSet ? set : reset)(d.row, d.col) += 1;
-      }
-      if (auto a = record.add_pulses(serial, array, set, reset); !a) {
-        record_error = a.error();
-        return false;
+    // The caller first (its progress, and whether to go on): a batch that will not be sent is
+    // neither counted nor allowed to change anything.
+    if (on_round && !on_round(p)) return false;
+    if (!p.batch) return true;
+    if (!pulsed) {
+      pulsed = true;
+      if (before_first_pulse) {
+        if (auto b = before_first_pulse(); !b) {
+          record_error = b.error();
+          return false;
+        }
       }
     }
-    return on_round ? on_round(p) : true;
+    // Write-ahead: the pulses of this round are counted before they are sent.
+    Eigen::MatrixXi set = Eigen::MatrixXi::Zero(info.rows, info.cols), reset = set;
+    for (const DevicePulse& d : p.batch->devices) {
+      (d.polarity == wire::Polarity::kSet ? set : reset)(d.row, d.col) += 1;
+    }
+    if (auto a = record.add_pulses(serial, array, set, reset); !a) {
+      record_error = a.error();
+      return false;
+    }
+    return true;
   };
   auto res = program_verify(board, array, target_uS, cfg, progress, &skip);
   if (!res) return res;
@@ -75,6 +91,9 @@ Result<ProgramVerifyResult> program_and_record(
   if (record_error) {
     return make_error(ErrorCode::kInternal, "chip record: " + record_error->message);
   }
+  // Stopped before its first pulse (cancelled, its deadline passed while it waited): the
+  // arrays are as they were, and so is the record.
+  if (res->cancelled && !pulsed) return res;
   // The programming record and the faults found, in one transaction (endurance is already in).
   ProgrammingRun run;
   run.programming.tol_uS = cfg.tol_uS;

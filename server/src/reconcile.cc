@@ -13,7 +13,8 @@
 namespace xbar::server {
 
 Result<std::vector<ReconcileOutcome>> reconcile_deployments(Board& board, ChipRecord& record,
-                                                            double tol_uS) {
+                                                            double tol_uS, const std::string& when,
+                                                            bool at_start) {
   const BoardInfo& info = board.info();
   auto rows = record.deployments(info.serial);
   if (!rows) {
@@ -24,6 +25,7 @@ Result<std::vector<ReconcileOutcome>> reconcile_deployments(Board& board, ChipRe
   for (const DeploymentRow& row : *rows) {
     ReconcileOutcome o{row.id, row.state, row.state, row.message};
     if (row.state == "deploying") {
+      if (!at_start) continue;
       o.after = "failed";
       o.message =
           "interrupted: xbard stopped during this deploy and it was never verified; deploy "
@@ -81,13 +83,19 @@ Result<std::vector<ReconcileOutcome>> reconcile_deployments(Board& board, ChipRe
         }
         if (lost) {
           o.after = "lost";
-          o.message = "read back at start, the arrays no longer hold it: " + figures;
+          o.message = "read back " + when + ", the arrays no longer hold it: " + figures;
         } else if (worse) {
           o.after = "degraded";
-          o.message = "read back at start, worse than deployed: " + figures;
+          o.message = "read back " + when + ", worse than deployed: " + figures;
         } else {
-          o.message = (row.state == "degraded" ? row.message + "; " : std::string()) +
-                      "verified at start: " + figures;
+          // A degraded one keeps why it is degraded, not the figures of earlier verifications
+          // (a board that restarts often would grow the message without bound).
+          std::string why = row.state == "degraded" ? row.message : std::string();
+          if (const size_t at = why.find("verified "); at != std::string::npos) {
+            why.erase(at >= 2 ? at - 2 : at);
+          }
+          o.message =
+              (why.empty() ? std::string() : why + "; ") + "verified " + when + ": " + figures;
         }
       }
     } else {

@@ -27,8 +27,14 @@ struct ReconcileOutcome {
 ///   deploy, spectral radius, RMS difference from the verified conductances) go into its message;
 /// - `failed`, `stale`, `lost`: left alone.
 /// Reads only: nothing is pulsed. Errors (a board that does not answer) leave the states as
-/// they were.
+/// they were. `when` says in the messages when this was ("at start", "after a board restart").
+/// `at_start`: true at start (a `deploying` row is a deploy that died with the daemon);
+/// true while serving, where a running deploy holds its arrays and is not touched (the caller
+/// holds every array exclusively, so a `deploying` row there is one whose failure could not be
+/// recorded: left alone too).
 Result<std::vector<ReconcileOutcome>> reconcile_deployments(Board& board, ChipRecord& record,
-                                                            double tol_uS);
+                                                            double tol_uS,
+                                                            const std::string& when = "at start",
+                                                            bool at_start = true);
 
 }  // namespace xbar::server

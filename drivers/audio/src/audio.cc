@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <system_error>
 #include <utility>
 
@@ -34,7 +35,36 @@ Result<void> check_limits(const AudioLimits& limits) {
         ErrorCode::kInvalidArgument,
         fmt::format("audio: limits.max_seconds {}: must be finite and > 0", limits.max_seconds));
   }
+  if (limits.min_rate_hz < 1 || limits.max_rate_hz < limits.min_rate_hz) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      fmt::format("audio: limits.min_rate_hz {}, max_rate_hz {}: need 1 <= min <= "
+                                  "max",
+                                  limits.min_rate_hz, limits.max_rate_hz));
+  }
   return {};
+}
+
+// libsndfile refuses a WAV whose header says 0 Hz with "SF_INFO struct incomplete", which
+// names nothing the sender can act on: the rate in a RIFF/WAVE 'fmt ' chunk, when there is one.
+std::optional<uint32_t> wav_header_rate(std::span<const uint8_t> b) {
+  auto u32 = [&](size_t at) {
+    return uint32_t{b[at]} | uint32_t{b[at + 1]} << 8 | uint32_t{b[at + 2]} << 16 |
+           uint32_t{b[at + 3]} << 24;
+  };
+  if (b.size() < 12 || std::memcmp(b.data(), "RIFF", 4) != 0 ||
+      std::memcmp(b.data() + 8, "WAVE", 4) != 0) {
+    return std::nullopt;
+  }
+  for (size_t at = 12; at + 8 <= b.size();) {
+    const uint32_t len = u32(at + 4);
+    if (std::memcmp(b.data() + at, "fmt ", 4) == 0) {
+      if (len < 8 || at + 16 > b.size()) return std::nullopt;
+      return u32(at + 12);  // after the format tag (2 bytes) and the channel count (2 bytes)
+    }
+    if (len > b.size()) return std::nullopt;
+    at += 8 + len + (len & 1);
+  }
+  return std::nullopt;
 }
 
 // Reads an opened file to the end, mixing the channels down to mono. `where` is appended to
@@ -44,7 +74,10 @@ Result<Audio> decode(SNDFILE* sf, const SF_INFO& info, const AudioLimits& limits
   auto fail = [&](std::string message) {
     return make_error(ErrorCode::kInvalidArgument, std::move(message) + where);
   };
-  if (info.samplerate <= 0) return fail(fmt::format("audio: sample rate {} Hz", info.samplerate));
+  if (info.samplerate < limits.min_rate_hz || info.samplerate > limits.max_rate_hz) {
+    return fail(fmt::format("audio: sample rate {} Hz: allowed {}..{} Hz", info.samplerate,
+                            limits.min_rate_hz, limits.max_rate_hz));
+  }
   if (info.channels <= 0) return fail(fmt::format("audio: {} channels", info.channels));
   const double rate = info.samplerate;
   const double max_frames = limits.max_seconds * rate;
@@ -206,7 +239,16 @@ Result<Audio> decode_audio(std::span<const uint8_t> bytes, const AudioLimits& li
                    &MemoryFile::tell};
   SF_INFO info{};
   SndfilePtr sf(sf_open_virtual(&io, SFM_READ, &info, &mem));
-  if (!sf) return open_failed("");
+  if (!sf) {
+    if (const auto rate = wav_header_rate(bytes);
+        rate && (*rate < static_cast<uint32_t>(limits.min_rate_hz) ||
+                 *rate > static_cast<uint32_t>(limits.max_rate_hz))) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        fmt::format("audio: sample rate {} Hz (WAV header): allowed {}..{} Hz",
+                                    *rate, limits.min_rate_hz, limits.max_rate_hz));
+    }
+    return open_failed("");
+  }
   return decode(sf.get(), info, limits, "");
 }
 

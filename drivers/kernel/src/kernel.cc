@@ -109,6 +109,30 @@ Result<void> validate(const KernelSetSpec& set, double chip_lo_uS, double chip_h
     if (max_component(dk.c_bar) == 0) {
       return std::unexpected(bad(fmt::format("{}.{}: C_bar is all zero", at, c_name)));
     }
+    // The output is y_t = 2 Re(C_bar A_bar^t) u_0 + ...: C_bar can be non-zero and still put
+    // nothing on the output (purely imaginary C_bar on real A_bar; a quantization that rounds
+    // the real parts away). Such a kernel programs, then verifies at an NRMSE of 1e14.
+    {
+      double peak = 0;
+      std::vector<cd> x(dk.a_bar.size(), cd(1.0, 0.0));
+      for (int t = 0; t < 64; ++t) {  // h has order <= 2 kMaxStates: 30 zeros in a row, all zero
+        cd y = 0;
+        for (size_t j = 0; j < x.size(); ++j) y += dk.c_bar[j] * x[j];
+        peak = std::max(peak, std::abs(2 * y.real()));
+        for (size_t j = 0; j < x.size(); ++j) x[j] *= dk.a_bar[j];
+      }
+      if (!(peak > 1e-12 * max_component(dk.c_bar))) {
+        return std::unexpected(bad(fmt::format(
+            "{}{}: the impulse response 2 Re(C_bar A_bar^t) is zero{} (largest |C_bar| "
+            "component {:.3g}): nothing would reach the output",
+            at, k.name.empty() ? "" : " ('" + k.name + "')",
+            q.bits > 0 ? fmt::format(" after quantization to {} bits (f_scale_a = {}, f_scale_c = "
+                                     "{})",
+                                     q.bits, q.f_scale_a, q.f_scale_c)
+                       : std::string(),
+            max_component(dk.c_bar))));
+      }
+    }
     // compile() divides the window by the largest components (and C_bar by the mode gains):
     // a C_bar of 1e-313, or of 1e300 on a mode gain of 1e-9, overflows a scale and the targets
     // come out NaN.

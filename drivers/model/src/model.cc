@@ -67,10 +67,24 @@ Result<void> validate(const ModelSpec& m) {
                       fmt::format("decoder: {} outputs, a classifier needs >= 2", classes));
   }
   if (auto c = check_linear(m.decoder, "decoder", h, classes); !c) return c;
-  if (!m.classes.empty() && static_cast<int>(m.classes.size()) != classes) {
-    return make_error(
-        ErrorCode::kInvalidArgument,
-        fmt::format("classes: {} names for {} decoder outputs", m.classes.size(), classes));
+  // Every answer names its class: one name per decoder output, none empty or repeated.
+  if (static_cast<int>(m.classes.size()) != classes) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      fmt::format("classes: {} names for {} decoder outputs: one name per output",
+                                  m.classes.size(), classes));
+  }
+  for (size_t i = 0; i < m.classes.size(); ++i) {
+    const std::string& c = m.classes[i];
+    if (c.empty() || c.size() > 64) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        fmt::format("classes[{}]: {} characters, allowed 1..64", i, c.size()));
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (m.classes[j] == c) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          fmt::format("classes[{}] = '{}': the same as classes[{}]", i, c, j));
+      }
+    }
   }
   return {};
 }

@@ -122,4 +122,12 @@ Result<ProgramVerifyResult> program_verify(
 /// Checks a config (names the field and its allowed range).
 Result<void> validate(const ProgramVerifyConfig& config, const BoardInfo& info);
 
+/// Everything program_verify checks before its first exchange: the array, the target's shape
+/// and every target within the config's window, the skip mask's shape, the config. A caller
+/// with side effects of its own (a record to update, a deployment to mark) calls this first.
+Result<void> validate_program(
+    const BoardInfo& info, int array, const Eigen::MatrixXd& target_uS,
+    const ProgramVerifyConfig& config,
+    const Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic>* skip = nullptr);
+
 }  // namespace xbar

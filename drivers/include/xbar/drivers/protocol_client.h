@@ -3,6 +3,7 @@
 // the retry from its reply cache instead of executing it twice (docs/protocol.md §5).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -26,7 +27,8 @@ struct ProtocolOptions {
   std::chrono::milliseconds reopen_window{5000};
 };
 
-/// Thread-safe: calls are serialised; one request is in flight at a time.
+/// Thread-safe: calls are serialised; one request is in flight at a time. The counters below
+/// may be read from any thread at any time (e.g. a daemon's watchdog noticing a restart).
 class ProtocolClient {
  public:
   ProtocolClient(std::unique_ptr<Transport> transport, ProtocolOptions options = {});
@@ -65,10 +67,10 @@ class ProtocolClient {
   // session), so a new process must not reuse the previous one's recent sequence numbers.
   uint32_t next_seq_;
   uint64_t retransmissions_ = 0;
-  uint64_t restarts_ = 0;
+  std::atomic<uint64_t> restarts_{0};
   bool ack_restart_ = false;  // a RESTARTED reply seen; the next request acknowledges it
-  bool link_up_ = true;
-  uint64_t reopens_ = 0;
+  std::atomic<bool> link_up_{true};
+  std::atomic<uint64_t> reopens_{0};
   std::string serial_;  // from the first INFO reply: a re-opened link must reach this board
 };
 

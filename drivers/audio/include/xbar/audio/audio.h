@@ -23,10 +23,16 @@ struct Audio {
 
 struct AudioLimits {
   double max_seconds = 60.0;  // longer clips are refused before they are read
+  // The rates a clip may have (docs/models.md); others are refused before any sample is read.
+  int min_rate_hz = kMinRateHz;
+  int max_rate_hz = kMaxRateHz;
+  static constexpr int kMinRateHz = 1000;
+  static constexpr int kMaxRateHz = 384000;
 };
 
 /// Decodes a sound file. Any channel count (mixed down to mono by averaging the channels) and
-/// any sample rate > 0. Errors (kInvalidArgument unless noted; file errors end with the path):
+/// any sample rate within the limits (1 000..384 000 Hz by default). Errors (kInvalidArgument
+/// unless noted; file errors end with the path):
 ///  - no such file: kNotFound
 ///  - empty or unreadable data: "audio: not a sound file libsndfile can read: <sf_strerror>"
 ///  - fewer frames than the header announces (truncated / corrupt data)
