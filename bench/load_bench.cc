@@ -35,7 +35,7 @@
 #include <sstream>
 #include <thread>
 
-#include "model_service.h"  // model_from_proto
+#include "model_proto.h"
 #include "xbar/drivers/board.h"
 #include "xbar/model/model.h"
 #include "xbar/v1/kernels.grpc.pb.h"

@@ -27,15 +27,13 @@ lock=${XBAR_BUILD_LOCK:-/tmp/xbar-build.lock}
 start=$(date +%s)
 
 # ---- toolchain and dependencies ----
+# install-deps.sh installs clang-19 and its runtime (libFuzzer, sanitizers) with the rest.
 bash scripts/install-deps.sh
 if ! command -v clang++-19 >/dev/null ||
    ! ls /usr/lib/llvm-19/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1; then
-  echo "fuzz: installing clang-19 and its runtime (libFuzzer, sanitizers)"
-  SUDO=""
-  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends clang-19 libclang-rt-19-dev >/dev/null
+  echo "fuzz: clang++-19 or libFuzzer missing after scripts/install-deps.sh" \
+    "(packages clang-19, libclang-rt-19-dev)" >&2
+  exit 2
 fi
 
 # ---- configure and build ----

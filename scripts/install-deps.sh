@@ -3,7 +3,11 @@
 # Idempotent; needs root (or sudo). Used by both README commands and by .ci/run.
 set -euo pipefail
 
+# Everything scripts/*.sh, the tests (tests/, client/python/tests, bench/accuracy) and the
+# demo run, besides what Debian's minimal install has (bash, coreutils, findutils, grep, sed,
+# mawk, tar, dpkg, util-linux's flock). Who needs what:
 PKGS=(
+  # build (scripts/build.sh); git: the clang-format step lists the tracked files with it
   build-essential cmake ninja-build pkg-config git
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev libgrpc-dev
   libboost-dev libboost-system-dev
@@ -11,10 +15,21 @@ PKGS=(
   libusb-1.0-0-dev libyaml-cpp-dev libcli11-dev libsqlite3-dev libpng-dev
   libsndfile1-dev libsamplerate0-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3-grpcio python3-protobuf openssl
+  # the Python client and its test, run-demo.sh's WAV; openssl: the TLS tests' certificates
+  python3 python3-grpcio python3-protobuf openssl
+  # the USB transport test (umockdev testbed)
   umockdev libumockdev-dev
+  # the formatting check in scripts/test.sh
   clang-format
+  # the accuracy benchmark and its generated clips (models/data.py: espeak-ng, sox, soxi)
   python3-torch python3-numpy espeak-ng sox
+  # the .deb (scripts/package.sh, ctest package_contents): CPack's DEB generator runs `file`
+  # on every installed file, dpkg-shlibdeps (dpkg-dev) computes Depends
+  file dpkg-dev
+  # scripts/proto-lint.sh: buf comes from the npm registry (tools/proto-lint), over HTTPS
+  nodejs npm ca-certificates
+  # scripts/fuzz.sh: clang-19 with libFuzzer and the sanitizer runtimes, llvm-symbolizer-19
+  clang-19 libclang-rt-19-dev llvm-19
 )
 
 SUDO=""

@@ -13,8 +13,9 @@ fail() {
   exit 1
 }
 
-command -v node >/dev/null 2>&1 || fail "node not found: install Node.js (>= 18) and npm"
-command -v npm >/dev/null 2>&1 || fail "npm not found: install npm (it comes with Node.js)"
+command -v node >/dev/null 2>&1 ||
+  fail "node not found: install Node.js (>= 18) and npm (bash scripts/install-deps.sh)"
+command -v npm >/dev/null 2>&1 || fail "npm not found: install npm (bash scripts/install-deps.sh)"
 
 echo "== proto lint (buf, pinned in $tool_dir/package-lock.json)"
 log=$(mktemp)

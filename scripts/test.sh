@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
-# README command 2 (and what .ci/run runs): install, check formatting, build, run every test,
-# then every test again under ASan+UBSan, then the server and concurrency tests under TSan, then
-# a short fuzz run of the frame codec and the firmware.
+# README command 2 (and what .ci/run runs): install, check formatting, lint the protos, build,
+# run every test, then every test again under ASan+UBSan, then the server and concurrency tests
+# under TSan, then a short fuzz run of the frame codec and the firmware. Needs no git checkout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 echo "== clang-format check"
-git ls-files '*.cc' '*.h' | xargs clang-format --dry-run --Werror
+# The tracked C++ files in a git checkout; in a tree without git metadata (an exported
+# tarball) every .cc and .h outside build directories and node_modules.
+if [ "$(git rev-parse --show-toplevel 2>/dev/null)" = "$(pwd -P)" ]; then
+  git ls-files -z '*.cc' '*.h'
+else
+  find . \( -name '.git' -o -name 'build*' -o -name node_modules -o -name demo-out \) -prune -o \
+    -type f \( -name '*.cc' -o -name '*.h' \) -print0
+fi | xargs -0 -r clang-format --dry-run --Werror
 bash scripts/proto-lint.sh
 echo "== build"
 BUILD_DIR=${BUILD_DIR:-build} bash scripts/build.sh

@@ -380,7 +380,10 @@ TEST(ChipRecord, AddPulsesFullArrayIsFast) {
       "commit); record_programming_run: %.2f ms; one-row commit (touch_chip): %.2f ms; "
       "endurance read: %.2f ms\n",
       total_ms / kReps, worst_ms, run_ms, touch_ms, read_ms);
-  EXPECT_LT(worst_ms, 1000.0);  // generous: a slow CI disk; typically a few ms
+  // One transaction: typically a few ms. A transaction per device would cost 4096 commits,
+  // each about what touch_ms measured; the bound stays far below that, and is generous for a
+  // slow CI disk or a loaded machine (where the one-row commit is slower too).
+  EXPECT_LT(worst_ms, std::max(1000.0, 100.0 * touch_ms)) << "one-row commit " << touch_ms << " ms";
 }
 
 TEST(ChipRecord, ProgrammingRoundTripAsFloat32) {
@@ -1541,7 +1544,7 @@ TEST(ChipRecordCrash, KillNineMidWriteLeavesAConsistentRecord) {
     if (!early) {
       ASSERT_TRUE(testing::eventually(
           [&] { return testing::read_file(log).find("committed") != std::string::npos; },
-          std::chrono::seconds(10)))
+          testing::kGenerous))
           << "the writer never committed: " << testing::read_file(log);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));

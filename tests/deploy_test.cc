@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "kernel_service.h"
+#include "model_proto.h"
 #include "process.h"
 #include "xbar/drivers/board.h"
 #include "xbar/kernel/kernel.h"
@@ -111,8 +111,12 @@ Eigen::MatrixXd matrix_of(const google::protobuf::RepeatedField<float>& v) {
 class Deploy : public ::testing::Test {
  protected:
   void SetUp() override {
+    // A stream left holding the board is held far longer than any call here waits (the
+    // default idle timeout is 30 s): a call that finds the board free did not wait for one.
+    { std::ofstream(dir_.path() / "xbard.yaml") << "scheduling: {stream_idle_timeout_s: 3600}\n"; }
     auto t = testing::start_twin_and_daemon(dir_.path(), XBAR_FWSIM_PATH, XBARD_PATH, "imssa", 13,
-                                            dir_.path() / "state");
+                                            dir_.path() / "state",
+                                            {"--config", (dir_.path() / "xbard.yaml").string()});
     fwsim_sock_ = t.fwsim_sock;
     xbard_addr_ = t.xbard_addr;
     fwsim_ = std::move(t.fwsim);
@@ -127,7 +131,7 @@ class Deploy : public ::testing::Test {
   Ran ctl(std::vector<std::string> args) {
     std::vector<std::string> argv = {XBARCTL_PATH, "--addr", xbard_addr_};
     argv.insert(argv.end(), args.begin(), args.end());
-    return run_split(argv, dir_.path());
+    return run_split(testing::with_generous_timeout(argv), dir_.path());
   }
 
   // Records every array's stuck devices, as an operator does before deploying.
@@ -578,8 +582,8 @@ TEST_F(Deploy, ModelClassifiesAClipOnTheBoardAndInSoftware) {
     (void)rw->Finish();
   }
   // If the cancelled stream still held the board, this call would wait on it until its deadline
-  // and exit 5.
-  const Ran after = ctl({"--timeout", "20", "infer", clip.string(), "-d", dep.id()});
+  // and exit 5 (the daemon's idle timeout, an hour here, would not free it first).
+  const Ran after = ctl({"--timeout", "300", "infer", clip.string(), "-d", dep.id()});
   EXPECT_EQ(after.rc, 0) << after;
 
   const Ran nf = ctl({"infer", clip.string(), "-d", "dep-000000000000"});

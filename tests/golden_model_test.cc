@@ -30,7 +30,7 @@
 #include <string>
 #include <vector>
 
-#include "model_service.h"
+#include "model_proto.h"
 #include "xbar/audio/audio.h"
 #include "xbar/kernel/kernel.h"
 #include "xbar/kernel/model.h"

@@ -257,3 +257,113 @@ TEST(Model, LoopInputRangeComesFromTheEncoder) {
 
 }  // namespace
 }  // namespace xbar::model
+
+namespace xbar::model {
+namespace {
+
+// Issue 17 item 1: calibration from data. calibrate() measures what the kernels meet on clips
+// (by hand here: the largest held state, output and input); validate() refuses missing, NaN,
+// negative and too small ranges naming the field; and on a clip with a sustained input (the
+// encoder's bias on a slow mode, which the synthetic inputs never hold) the calibrated plan
+// stops the loop's state from clipping, so the board follows the software path closer.
+TEST(Calibration, MeasuredOnClipsRefusedWhenBadAndUsedByTheLoop) {
+  ModelSpec m = small_model(5, false);
+  m.encoder.bias << 2.0, -1.5, 1.0;  // a large DC part on every kernel's input
+  const auto ck = compiled(m);
+  std::vector<Eigen::VectorXd> clips;
+  for (int c = 0; c < 3; ++c) {
+    Eigen::VectorXd u = kernel::fidelity_inputs(871)[static_cast<size_t>(c)];
+    clips.push_back(u / u.cwiseAbs().maxCoeff());
+  }
+  auto cal = calibrate(m, ck, clips);
+  ASSERT_TRUE(cal.has_value()) << cal.error().message;
+  ASSERT_EQ(cal->kernels.size(), 3u);
+  EXPECT_EQ(cal->clips, 3);
+  for (int k = 0; k < 3; ++k) {
+    double s_max = 0, y_max = 0, z_max = 0;
+    const kernel::CompiledKernel& c = ck[static_cast<size_t>(k)];
+    for (const Eigen::VectorXd& u : clips) {
+      const Eigen::VectorXd z = (m.encoder.weight(k, 0) * u.array() + m.encoder.bias(k)).matrix();
+      z_max = std::max(z_max, z.cwiseAbs().maxCoeff());
+      y_max = std::max(y_max, kernel::run_ideal(c.kernel, z).cwiseAbs().maxCoeff());
+      std::vector<cd> x(static_cast<size_t>(c.n), 0.0);
+      for (Eigen::Index t = 0; t < z.size(); ++t) {
+        for (size_t j = 0; j < x.size(); ++j) {
+          x[j] = c.kernel.a_bar[j] * x[j] + z(t);
+          s_max = std::max({s_max, std::abs((c.mode_gain[j] * x[j]).real()),
+                            std::abs((c.mode_gain[j] * x[j]).imag())});
+        }
+      }
+    }
+    const KernelRange& r = cal->kernels[static_cast<size_t>(k)];
+    EXPECT_NEAR(r.state_max, std::max(s_max, least_state_range(c, z_max)), 1e-9 * s_max);
+    EXPECT_GT(r.state_range, 0);
+    EXPECT_LE(r.state_range, 1.1 * r.state_max * (1 + 1e-12));
+    EXPECT_NEAR(r.input_max, z_max, 1e-12 * z_max);
+    // run_ideal adds the skip term d z; the calibration's output is 2 Re(C x) alone.
+    EXPECT_NEAR(r.output_max, y_max, 0.05 * y_max + std::abs(c.kernel.d) * z_max);
+    EXPECT_GE(r.state_max, least_state_range(c, r.input_max));
+  }
+  EXPECT_FALSE(calibrate(m, ck, {}).has_value());
+
+  // Validation: names the field and the range.
+  ModelSpec v = m;
+  v.calibration = *cal;
+  EXPECT_TRUE(validate(v).has_value());
+  v.calibration.kernels.pop_back();
+  EXPECT_EQ(validate(v).error().message,
+            "calibration.kernels: 2 ranges for 3 kernels: one per kernel");
+  v.calibration = *cal;
+  v.calibration.kernels[1].state_max = std::nan("");
+  EXPECT_EQ(validate(v).error().message,
+            "calibration.kernels[1].state_max = nan: allowed finite > 0");
+  v.calibration = *cal;
+  v.calibration.kernels[2].input_max = -1;
+  EXPECT_EQ(validate(v).error().message,
+            "calibration.kernels[2].input_max = -1: allowed finite > 0");
+  v.calibration = *cal;
+  v.calibration.kernels[0].state_max = 0.5 * least_state_range(ck[0], cal->kernels[0].input_max);
+  auto small = validate(v);
+  ASSERT_FALSE(small.has_value());
+  EXPECT_NE(small.error().message.find("calibration.kernels[0].state_max = "), std::string::npos);
+  EXPECT_NE(small.error().message.find("clips on every step"), std::string::npos);
+
+  // The loop: the same ideal board (16-bit ADC, exact conductances), uncalibrated against
+  // calibrated plans. The kernels' output error against software shrinks with the calibrated
+  // range.
+  auto board = Board::open("sim:profile=ideal,adc_bits=16");
+  ASSERT_TRUE(board.has_value());
+  std::vector<PlacedKernel> plain, calibrated;
+  for (int k = 0; k < 3; ++k) {
+    const auto& c = ck[static_cast<size_t>(k)];
+    ASSERT_TRUE(set_to_targets(**board, k, c));
+    PlacedKernel p{c, kernel::Placement::identity(), k, c.target_uS};
+    p.u_max = input_bound(m, k);
+    plain.push_back(p);
+    p.state_max = cal->kernels[static_cast<size_t>(k)].state_max;
+    p.state_range = cal->kernels[static_cast<size_t>(k)].state_range;
+    calibrated.push_back(p);
+  }
+  double err_plain = 0, err_cal = 0;
+  for (const Eigen::VectorXd& u : clips) {
+    const auto sw = forward(m, u, software_kernels(ck));
+    auto hp = hardware_kernels(**board, plain);
+    auto hc = hardware_kernels(**board, calibrated);
+    ASSERT_TRUE(sw && hp && hc);
+    const auto fp = forward(m, u, *hp);
+    const auto fc = forward(m, u, *hc);
+    ASSERT_TRUE(fp && fc);
+    // What the calibration optimises: each kernel's output on the board against software.
+    for (int k = 0; k < 3; ++k) {
+      const auto kk = static_cast<size_t>(k);
+      err_plain += (fp->kernel_outputs[kk] - sw->kernel_outputs[kk]).squaredNorm();
+      err_cal += (fc->kernel_outputs[kk] - sw->kernel_outputs[kk]).squaredNorm();
+    }
+  }
+  std::printf("kernel output error against software: uncalibrated %.4g, calibrated %.4g\n",
+              std::sqrt(err_plain), std::sqrt(err_cal));
+  EXPECT_LT(err_cal, err_plain);
+}
+
+}  // namespace
+}  // namespace xbar::model

@@ -8,7 +8,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <regex>
 #include <thread>
 
@@ -33,7 +35,15 @@ constexpr int kRate = 48000;  // models/example-model.json
 class Service : public ::testing::Test {
  protected:
   /// Starts xbard on the embedded ideal twin, listening on a Unix socket, with `extra` flags.
+  /// Without a --config among them, streams are cut after an hour of silence, not 30 s: the
+  /// tests hold streams open across other calls, and a loaded machine must not turn that into
+  /// an idle stream.
   void start(std::vector<std::string> extra = {}, bool tls = false) {
+    if (std::find(extra.begin(), extra.end(), "--config") == extra.end()) {
+      std::ofstream(dir_.path() / "long-idle.yaml")
+          << "scheduling: {stream_idle_timeout_s: 3600}\n";
+      extra.insert(extra.end(), {"--config", (dir_.path() / "long-idle.yaml").string()});
+    }
     addr_ = "unix:" + (dir_.path() / "xbard.sock").string();
     std::vector<std::string> argv = {XBARD_PATH,
                                      "--board",
@@ -328,7 +338,8 @@ TEST_F(Service, AClientKilledMidStreamFreesItsArrays) {
   })) << read_file(dir_.path() / "client.log");
   DeployInBackground deploy(channel_, example_model().kernel_set());
   ASSERT_TRUE(eventually([&] { return deploy.seen("compile"); }));
-  // The hung client holds the arrays: the deploy waits (the idle timeout is 30 s).
+  // The hung client holds the arrays: the deploy waits (the idle timeout is an hour here). The
+  // pause gives a deploy that did not wait the time to show it.
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   EXPECT_FALSE(deploy.seen("queue"));
   const auto killed = Clock::now();
@@ -488,7 +499,9 @@ TEST_F(Service, TlsAndMutualTls) {
     auto ch = grpc::CreateCustomChannel(addr_, creds, args);
     auto stub = v1::BoardService::NewStub(ch);
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    // Generous: the handshake of a sanitizer build on a loaded machine; the refusals below
+    // come from the handshake, not the deadline.
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
     v1::BoardInfo info;
     return stub->GetBoardInfo(&ctx, {}, &info);
   };

@@ -37,6 +37,10 @@ using testing::TempDir;
 
 const std::string kModel =
     (std::filesystem::path(XBAR_SOURCE_DIR) / "models/example-model.json").string();
+// --timeout of the calls that answer at once (refused, unreachable, a small read): generous,
+// since a deadline that runs out changes the exit code to 5, and what the tests check are the
+// codes and messages.
+const std::string kCallTimeout = "60";
 
 struct Ran {
   int rc = -1;
@@ -155,7 +159,7 @@ class Xbarctl : public ::testing::Test {
   Ran ctl(std::vector<std::string> args, const std::vector<std::string>& env = {}) {
     std::vector<std::string> argv = {XBARCTL_PATH, "--server", addr_};
     argv.insert(argv.end(), args.begin(), args.end());
-    return run_split(argv, dir_.path(), env);
+    return run_split(testing::with_generous_timeout(argv), dir_.path(), env);
   }
 
   TempDir dir_;
@@ -344,7 +348,7 @@ TEST_F(Xbarctl, ClientSideErrorsHaveTheirExitCodes) {
   // Nobody listening: 3, with the address in the message.
   const std::string none = "unix:" + (dir_.path() / "none.sock").string();
   const Ran down =
-      run_split({XBARCTL_PATH, "--server", none, "--timeout", "2", "status"}, dir_.path());
+      run_split({XBARCTL_PATH, "--server", none, "--timeout", kCallTimeout, "status"}, dir_.path());
   EXPECT_EQ(down.rc, 3) << down;
   EXPECT_NE(down.err.find(none), std::string::npos) << down;
   EXPECT_NE(down.err.find("is xbard running"), std::string::npos) << down;
@@ -354,12 +358,27 @@ TEST_F(Xbarctl, ClientSideErrorsHaveTheirExitCodes) {
 }
 
 // The board gone from behind a running xbard: UNAVAILABLE from the daemon, which says what
-// happened, and no hint that xbard might not be running.
+// happened, and no hint that xbard might not be running. The first request that meets the
+// closed link waits the reopen window (5 s) and fails "not back within"; every later one fails
+// at once, "the board is gone". xbard's readiness check (a STATUS once a second) and the
+// client's read race to be that first request, so the test lets the check win: it waits for
+// the daemon to log that it gave up, then the read is a later request whatever the load.
 TEST_F(Xbarctl, BoardGoneIsUnavailableFromTheDaemonWithoutTheConnectionHint) {
   fwsim_->stop();
+  std::string not_ready;  // the daemon's whole log line
+  ASSERT_TRUE(testing::eventually([&] {
+    const std::string log = xbard_->output();
+    const size_t at = log.find("not ready: board: ");
+    const size_t end = at == std::string::npos ? at : log.find('\n', at);
+    if (end == std::string::npos) return false;
+    not_ready = log.substr(at, end - at);
+    return true;
+  })) << xbard_->output();
+  EXPECT_NE(not_ready.find("not back within 5000 ms"), std::string::npos) << not_ready;
   const Ran r = ctl({"read", "--array", "0"});
   EXPECT_EQ(r.rc, 3) << r;
-  EXPECT_NE(r.err.find("not back within"), std::string::npos) << r;
+  EXPECT_NE(r.err.find("READ: the board is gone"), std::string::npos) << r;
+  EXPECT_NE(r.err.find("is xbar-fwsim running there?"), std::string::npos) << r;
   EXPECT_EQ(r.err.find("is xbard running"), std::string::npos) << r;
 }
 
@@ -401,7 +420,7 @@ TEST(XbarctlOperations, DetachedDeployModelIsWatchedListedAndCancelledWhenFinish
   auto ctl = [&](std::vector<std::string> args) {
     std::vector<std::string> argv = {XBARCTL_PATH, "--server", sock};
     argv.insert(argv.end(), args.begin(), args.end());
-    return run_split(argv, dir.path());
+    return run_split(testing::with_generous_timeout(argv), dir.path());
   };
   Ran r;
   ASSERT_TRUE(testing::eventually([&] {
@@ -634,7 +653,7 @@ TEST(XbarctlAuth, TokenIsSentAsBearerMetadataAndRefusalsAreExitCode7) {
   ASSERT_TRUE(server.up());
   auto& board = server.board();
   auto ctl = [&](std::vector<std::string> args, const std::vector<std::string>& env = {}) {
-    std::vector<std::string> argv = {XBARCTL_PATH, "--server", addr, "--timeout", "5"};
+    std::vector<std::string> argv = {XBARCTL_PATH, "--server", addr, "--timeout", kCallTimeout};
     argv.insert(argv.end(), args.begin(), args.end());
     return run_split(argv, dir.path(), env);
   };
@@ -706,7 +725,7 @@ TEST(XbarctlTls, ServerVerifiedByCaAndNameAndMutualTls) {
   RecordingServer mserver(maddr, grpc::SslServerCredentials(mtls));
   ASSERT_TRUE(server.up() && mserver.up());
   auto ctl = [&](const std::string& a, std::vector<std::string> args) {
-    std::vector<std::string> argv = {XBARCTL_PATH, "--server", a, "--timeout", "5"};
+    std::vector<std::string> argv = {XBARCTL_PATH, "--server", a, "--timeout", kCallTimeout};
     argv.insert(argv.end(), args.begin(), args.end());
     return run_split(argv, dir.path());
   };
@@ -753,7 +772,7 @@ TEST(XbarctlDaemonAuth, TokenFileOnTheDaemon) {
                  "--auth-token-file", tokens.string()},
                 dir.path() / "xbard.log");
   auto ctl = [&](std::vector<std::string> args, const std::vector<std::string>& env = {}) {
-    std::vector<std::string> argv = {XBARCTL_PATH, "--server", sock, "--timeout", "5"};
+    std::vector<std::string> argv = {XBARCTL_PATH, "--server", sock, "--timeout", kCallTimeout};
     argv.insert(argv.end(), args.begin(), args.end());
     return run_split(argv, dir.path(), env);
   };
@@ -797,7 +816,7 @@ TEST(XbarctlDaemonAuth, CancelNeedsTheToken) {
                  "--auth-token-file", tokens.string()},
                 dir.path() / "xbard.log");
   auto ctl = [&](std::vector<std::string> args) {
-    std::vector<std::string> argv = {XBARCTL_PATH, "--server", sock, "--timeout", "5"};
+    std::vector<std::string> argv = {XBARCTL_PATH, "--server", sock, "--timeout", kCallTimeout};
     argv.insert(argv.end(), args.begin(), args.end());
     return run_split(argv, dir.path());
   };
@@ -827,9 +846,9 @@ TEST(XbarctlDaemonTls, TlsAndMutualTlsOnTheDaemon) {
   if (!pki.error.empty()) GTEST_SKIP() << "cannot make test certificates: " << pki.error;
   const std::string sock = "unix:" + (dir.path() / "x.sock").string();
   auto ctl = [&](std::vector<std::string> args) {
-    std::vector<std::string> argv = {
-        XBARCTL_PATH,    "--server",          sock,        "--timeout", "5", "--tls-ca",
-        pki.ca.string(), "--tls-server-name", "xbard.test"};
+    std::vector<std::string> argv = {XBARCTL_PATH,    "--server",          sock,
+                                     "--timeout",     kCallTimeout,        "--tls-ca",
+                                     pki.ca.string(), "--tls-server-name", "xbard.test"};
     argv.insert(argv.end(), args.begin(), args.end());
     return run_split(argv, dir.path());
   };
@@ -843,7 +862,8 @@ TEST(XbarctlDaemonTls, TlsAndMutualTlsOnTheDaemon) {
       return r.rc == 0;
     })) << r
         << xbard.output();
-    r = run_split({XBARCTL_PATH, "--server", sock, "--timeout", "5", "status"}, dir.path());
+    r = run_split({XBARCTL_PATH, "--server", sock, "--timeout", kCallTimeout, "status"},
+                  dir.path());
     EXPECT_EQ(r.rc, 3) << "plaintext against TLS\n" << r;
   }
   std::filesystem::remove(dir.path() / "x.sock");

@@ -7,12 +7,15 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <thread>
 
 #include "cli.h"
 #include "deploy_cmds.h"
 #include "json.h"
+#include "model_proto.h"
 #include "operation_cmds.h"
 #include "progress.h"
 #include "xbar/audio/audio.h"
@@ -61,9 +64,14 @@ struct ModelCommands::Impl {
   double tol_uS = 0, max_nrmse = 0;
   uint32_t max_rounds = 0;
 
+  CLI::App* calibrate = nullptr;
+  std::vector<std::string> clips;  // calibrate: files or directories
+  std::string out_path, source;
+
   int run_deploy(const Session& session) const;
   int run_infer(const Session& session) const;
   int run_stream(const Session& session) const;
+  int run_calibrate(const Session& session) const;
 };
 
 ModelCommands::ModelCommands(CLI::App& app) : impl_(std::make_unique<Impl>()) {
@@ -126,6 +134,29 @@ ModelCommands::ModelCommands(CLI::App& app) : impl_(std::make_unique<Impl>()) {
       "--json: one document at the end: the answers in order and the final result.\n"
       "Examples:\n  xbarctl stream clip.wav -d dep-0123456789ab --chunk-ms 20\n"
       "  xbarctl --json --quiet stream clip.wav -d dep-0123456789ab | jq .class_name"));
+
+  m.calibrate = app.add_subcommand(
+      "calibrate",
+      "measure the ranges a model's kernels meet on real clips and write them into the model "
+      "(offline: no daemon needed)");
+  m.calibrate
+      ->add_option("MODEL.json", m.model_path, "an xbar.v1.Model in the protobuf JSON mapping")
+      ->required();
+  m.calibrate
+      ->add_option("CLIPS", m.clips,
+                   "audio files (WAV, FLAC, OGG), or directories searched for them")
+      ->required();
+  m.calibrate->add_option("--out,-o", m.out_path, "where to write the calibrated model")
+      ->required();
+  m.calibrate->add_option("--source", m.source,
+                          "where the clips come from, recorded in the model (default: the paths)");
+  m.calibrate->footer(footer_with(
+      "Runs every clip through the model's preprocessing, encoder and each kernel's compiled\n"
+      "recurrence and records, per kernel, the largest state the array holds, output and input\n"
+      "(Model.calibration). xbard then sizes the board loop's 8-bit state range from them, so\n"
+      "real clips do not clip (docs/models.md, \"Calibration\"). Use the model's training clips.\n"
+      "Examples:\n  xbarctl calibrate model.json data/digits-gen/train -o model-cal.json\n"
+      "  xbarctl --json calibrate model.json a.wav b.wav -o out.json"));
 }
 
 ModelCommands::~ModelCommands() = default;
@@ -135,6 +166,7 @@ std::optional<int> ModelCommands::run(const Session& session) const {
   if (*m.deploy) return m.run_deploy(session);
   if (*m.infer) return m.run_infer(session);
   if (*m.stream) return m.run_stream(session);
+  if (*m.calibrate) return m.run_calibrate(session);
   return std::nullopt;
 }
 
@@ -305,6 +337,124 @@ int ModelCommands::Impl::run_stream(const Session& session) const {
     w.key("answers").raw(answers_json.text()).end_object();
     std::cout << w.text() << "\n";
   }
+  return kOk;
+}
+
+}  // namespace xbar::client
+
+namespace xbar::client {
+
+int ModelCommands::Impl::run_calibrate(const Session& session) const {
+  auto text = read_file_bytes(model_path);
+  if (!text) {
+    std::cerr << "xbarctl: " << model_path << ": " << text.error() << "\n";
+    return kUsage;
+  }
+  v1::Model model;
+  if (auto st = google::protobuf::util::JsonStringToMessage(*text, &model); !st.ok()) {
+    std::cerr << "xbarctl: " << model_path << ": not an xbar.v1.Model: " << st.ToString() << "\n";
+    return kUsage;
+  }
+  model.clear_calibration();  // measured anew
+  auto spec = server::model_from_proto(model);
+  if (!spec) {
+    std::cerr << "xbarctl: " << model_path << ": " << spec.error().message << "\n";
+    return kUsage;
+  }
+  std::vector<std::filesystem::path> files;
+  for (const std::string& c : clips) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(c, ec)) {
+      for (const auto& e : std::filesystem::recursive_directory_iterator(c, ec)) {
+        std::string ext = e.path().extension().string();
+        std::transform(ext.begin(), ext.end(), ext.begin(),
+                       [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+        if (e.is_regular_file() && (ext == ".wav" || ext == ".flac" || ext == ".ogg")) {
+          files.push_back(e.path());
+        }
+      }
+    } else {
+      files.emplace_back(c);
+    }
+  }
+  std::sort(files.begin(), files.end());  // the same clips give the same file, in any order
+  if (files.empty()) {
+    std::cerr << "xbarctl: no audio files (.wav, .flac, .ogg) in the clips given\n";
+    return kUsage;
+  }
+  audio::Preprocessing pp;
+  pp.sample_rate_hz = spec->preprocessing.sample_rate_hz;
+  pp.downsample = spec->preprocessing.downsample;
+  pp.target_length = spec->preprocessing.target_length;
+  pp.normalise = spec->preprocessing.normalise;
+  std::vector<Eigen::VectorXd> steps;
+  steps.reserve(files.size());
+  {
+    Progress progress(session.progress());
+    for (size_t i = 0; i < files.size(); ++i) {
+      auto a = audio::load_audio_file(files[i].string());
+      if (!a) {
+        std::cerr << "xbarctl: " << a.error().message << "\n";
+        return kUsage;
+      }
+      auto s = audio::preprocess(*a, pp);
+      if (!s) {
+        std::cerr << "xbarctl: " << files[i].string() << ": " << s.error().message << "\n";
+        return kUsage;
+      }
+      Eigen::VectorXd u(static_cast<Eigen::Index>(s->size()));
+      for (size_t t = 0; t < s->size(); ++t) u(static_cast<Eigen::Index>(t)) = (*s)[t];
+      steps.push_back(std::move(u));
+      progress.bar("calibrate", static_cast<double>(i + 1) / static_cast<double>(files.size()),
+                   files[i].filename().string());
+    }
+  }
+  std::vector<kernel::CompiledKernel> compiled;
+  for (const kernel::KernelSpec& k : spec->kernels.kernels) {
+    compiled.push_back(kernel::compile(k, spec->kernels.window));
+  }
+  auto cal = model::calibrate(*spec, compiled, steps);
+  if (!cal) {
+    std::cerr << "xbarctl: " << cal.error().message << "\n";
+    return kFailed;
+  }
+  if (!source.empty()) {
+    cal->source = source;
+  } else {
+    for (const std::string& c : clips) cal->source += (cal->source.empty() ? "" : ", ") + c;
+  }
+  if (cal->source.size() > 256) cal->source = cal->source.substr(0, 253) + "...";
+  server::calibration_to_proto(*cal, &model);
+  // What deploy will check: the model with its calibration is valid.
+  if (auto again = server::model_from_proto(model); !again) {
+    std::cerr << "xbarctl: the calibrated model is refused: " << again.error().message << "\n";
+    return kFailed;
+  }
+  google::protobuf::util::JsonPrintOptions jo;
+  jo.add_whitespace = true;
+  std::string json;
+  if (auto st = google::protobuf::util::MessageToJsonString(model, &json, jo); !st.ok()) {
+    std::cerr << "xbarctl: " << st.ToString() << "\n";
+    return kFailed;
+  }
+  std::ofstream out(out_path);
+  out << json;
+  if (!out.flush()) {
+    std::cerr << "xbarctl: --out " << out_path << ": cannot write\n";
+    return kFailed;
+  }
+  if (session.json()) {
+    std::cout << proto_json(model.calibration()) << "\n";
+    return kOk;
+  }
+  std::cout << fmt::format("{} clips ({})\n", cal->clips, cal->source);
+  for (size_t k = 0; k < cal->kernels.size(); ++k) {
+    const model::KernelRange& r = cal->kernels[k];
+    std::cout << fmt::format(
+        "kernel {}: state max {:.4g} (least {:.4g}), output max {:.4g}, input max {:.4g}\n", k,
+        r.state_max, model::least_state_range(compiled[k], r.input_max), r.output_max, r.input_max);
+  }
+  std::cout << "wrote " << out_path << "\n";
   return kOk;
 }
 

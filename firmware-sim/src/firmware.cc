@@ -143,6 +143,11 @@ bool Firmware::present() {
   return std::chrono::steady_clock::now() >= away_until_;
 }
 
+void Firmware::plug_in() {
+  std::lock_guard lock(mu_);
+  away_until_ = {};
+}
+
 std::vector<std::vector<uint8_t>> Firmware::exchange(SessionId id,
                                                      std::span<const uint8_t> request) {
   std::lock_guard lock(mu_);

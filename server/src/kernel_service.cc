@@ -42,59 +42,12 @@ std::string new_deployment_id() {
   return fmt::format("dep-{:012x}", v & 0xFFFFFFFFFFFFull);
 }
 
-std::vector<cd> complex_list(const google::protobuf::RepeatedPtrField<v1::Complex>& v) {
-  std::vector<cd> out;
-  for (const v1::Complex& z : v) out.emplace_back(z.re(), z.im());
-  return out;
-}
-
 grpc::Status record_status(const Error& e) {
   if (e.code == ErrorCode::kNotFound || e.code == ErrorCode::kInvalidArgument) return to_status(e);
   return {grpc::StatusCode::INTERNAL, "chip record: " + e.message};
 }
 
 }  // namespace
-
-Result<kernel::KernelSetSpec> kernel_set_from_proto(const v1::KernelSet& set) {
-  kernel::KernelSetSpec out;
-  if (set.has_window()) {
-    out.window.g_min_uS = set.window().g_min_us() != 0 ? set.window().g_min_us() : 7.0;
-    out.window.g_max_uS = set.window().g_max_us() != 0 ? set.window().g_max_us() : 200.0;
-  }
-  for (int i = 0; i < set.kernels_size(); ++i) {
-    const v1::Kernel& k = set.kernels(i);
-    kernel::KernelSpec s;
-    s.name = k.name();
-    s.d = k.d();
-    if (k.has_continuous()) {
-      s.continuous = true;
-      s.a = complex_list(k.continuous().a());
-      s.c = complex_list(k.continuous().c());
-      s.log_dt = k.continuous().log_dt();
-    } else if (k.has_discrete()) {
-      s.continuous = false;
-      s.a = complex_list(k.discrete().a_bar());
-      s.c = complex_list(k.discrete().c_bar());
-    } else {
-      return make_error(ErrorCode::kInvalidArgument,
-                        fmt::format("kernels[{}]: neither continuous nor discrete is set", i));
-    }
-    if (k.has_quantization()) {
-      if (k.quantization().bits() > static_cast<uint32_t>(kernel::kMaxBits)) {
-        // kernel::validate's message, on the value as sent (no int cast to wrap it).
-        return make_error(ErrorCode::kInvalidArgument,
-                          fmt::format("kernels[{}].quantization.bits = {}: allowed 0 (off) or "
-                                      "2..{}",
-                                      i, k.quantization().bits(), kernel::kMaxBits));
-      }
-      s.quant.bits = static_cast<int>(k.quantization().bits());
-      s.quant.f_scale_a = k.quantization().f_scale_a();
-      s.quant.f_scale_c = k.quantization().f_scale_c();
-    }
-    out.kernels.push_back(std::move(s));
-  }
-  return out;
-}
 
 grpc::Status KernelServiceImpl::DeployKernel(grpc::ServerContext* ctx,
                                              const v1::DeployKernelRequest* req,

@@ -7,6 +7,7 @@
 #include "chip_record.h"
 #include "deployment_pages.h"
 #include "deployment_states.h"
+#include "model_proto.h"
 #include "scheduler.h"
 #include "xbar/drivers/board.h"
 #include "xbar/drivers/program_verify.h"
@@ -14,9 +15,6 @@
 #include "xbar/v1/kernels.grpc.pb.h"
 
 namespace xbar::server {
-
-/// The kernel set of a request as the compiler's types; errors name the field.
-Result<kernel::KernelSetSpec> kernel_set_from_proto(const v1::KernelSet& set);
 
 class KernelServiceImpl final : public xbar::v1::KernelService::Service {
  public:

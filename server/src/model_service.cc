@@ -11,86 +11,6 @@
 
 namespace xbar::server {
 
-namespace {
-
-Result<model::Linear> linear_from_proto(const v1::Linear& l, const char* name) {
-  const auto in = static_cast<Eigen::Index>(l.inputs()),
-             out = static_cast<Eigen::Index>(l.outputs());
-  if (in < 1 || out < 1 || in > 4096 || out > 4096) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      fmt::format("{}: inputs = {}, outputs = {}: allowed 1..4096 each", name,
-                                  l.inputs(), l.outputs()));
-  }
-  if (l.weight_size() != in * out) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      fmt::format("{}.weight: {} values, outputs x inputs = {} needed", name,
-                                  l.weight_size(), in * out));
-  }
-  if (l.bias_size() != 0 && l.bias_size() != out) {
-    return make_error(
-        ErrorCode::kInvalidArgument,
-        fmt::format("{}.bias: {} values, {} (or none) needed", name, l.bias_size(), out));
-  }
-  model::Linear r;
-  r.weight.resize(out, in);
-  for (Eigen::Index o = 0; o < out; ++o) {
-    for (Eigen::Index i = 0; i < in; ++i) r.weight(o, i) = l.weight(static_cast<int>(o * in + i));
-  }
-  r.bias = Eigen::VectorXd::Zero(out);
-  for (int o = 0; o < l.bias_size(); ++o) r.bias(o) = l.bias(o);
-  return r;
-}
-
-}  // namespace
-
-Result<model::ModelSpec> model_from_proto(const v1::Model& m) {
-  model::ModelSpec s;
-  s.name = m.name();
-  if (m.has_preprocessing()) {
-    const v1::AudioPreprocessing& p = m.preprocessing();
-    // The ranges are model::validate's; checked here on the values as sent, so that a message
-    // never shows a number the caller did not send (a uint32 cast to int, or clamped).
-    auto in_range = [](const char* field, uint32_t v, uint32_t lo, uint32_t hi) -> Result<int> {
-      if (v < lo || v > hi) {
-        return make_error(ErrorCode::kInvalidArgument,
-                          fmt::format("preprocessing.{} = {}: allowed {}..{}", field, v, lo, hi));
-      }
-      return static_cast<int>(v);
-    };
-    if (p.sample_rate_hz() != 0) {
-      auto v = in_range("sample_rate_hz", p.sample_rate_hz(), audio::AudioLimits::kMinRateHz,
-                        audio::AudioLimits::kMaxRateHz);
-      if (!v) return std::unexpected(v.error());
-      s.preprocessing.sample_rate_hz = *v;
-    }
-    if (p.downsample() != 0) {
-      auto v = in_range("downsample", p.downsample(), 1, 4096);
-      if (!v) return std::unexpected(v.error());
-      s.preprocessing.downsample = *v;
-    }
-    auto length = in_range("target_length", p.target_length(), 0, 100000);
-    if (!length) return std::unexpected(length.error());
-    s.preprocessing.target_length = *length;
-    s.preprocessing.normalise = p.normalise();
-  }
-  auto ks = kernel_set_from_proto(m.kernel_set());
-  if (!ks) return std::unexpected(ks.error());
-  s.kernels = std::move(*ks);
-  auto enc = linear_from_proto(m.encoder(), "encoder");
-  if (!enc) return std::unexpected(enc.error());
-  auto mix = linear_from_proto(m.mixing(), "mixing");
-  if (!mix) return std::unexpected(mix.error());
-  auto dec = linear_from_proto(m.decoder(), "decoder");
-  if (!dec) return std::unexpected(dec.error());
-  s.encoder = std::move(*enc);
-  s.mixing = std::move(*mix);
-  s.decoder = std::move(*dec);
-  s.glu = m.glu();
-  s.classes.assign(m.classes().begin(), m.classes().end());
-  if (auto v = model::validate(s); !v) return std::unexpected(v.error());
-  return s;
-}
-
 grpc::Status ModelServiceImpl::DeployModel(grpc::ServerContext* ctx,
                                            const v1::DeployModelRequest* req,
                                            grpc::ServerWriter<v1::DeployKernelResponse>* writer) {
@@ -162,6 +82,10 @@ Result<ModelServiceImpl::Loaded> ModelServiceImpl::load(const std::string& id, b
     pk.array = static_cast<int>(p.array());
     pk.u_max = model::input_bound(l.spec, static_cast<int>(p.kernel()));
     pk.fix_devices = dep.remap() != v1::REMAP_NAIVE;  // naive: the fault-unaware baseline
+    if (p.kernel() < l.spec.calibration.kernels.size()) {
+      pk.state_max = l.spec.calibration.kernels[p.kernel()].state_max;
+      pk.state_range = l.spec.calibration.kernels[p.kernel()].state_range;
+    }
     pk.placement.row_of.assign(p.row_of_logical().begin(), p.row_of_logical().end());
     pk.placement.col_of.assign(p.col_of_logical().begin(), p.col_of_logical().end());
     pk.g_uS.resize(64, 64);

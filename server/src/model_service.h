@@ -7,15 +7,13 @@
 #include "deployment_states.h"
 #include "kernel_service.h"
 #include "metrics.h"
+#include "model_proto.h"
 #include "scheduler.h"
 #include "xbar/drivers/board.h"
 #include "xbar/model/model.h"
 #include "xbar/v1/models.grpc.pb.h"
 
 namespace xbar::server {
-
-/// The model of a request as the host's types; errors name the field.
-Result<model::ModelSpec> model_from_proto(const v1::Model& m);
 
 class ModelServiceImpl final : public xbar::v1::ModelService::Service {
  public:

@@ -23,7 +23,7 @@
 
 #include "fuzz_util.h"
 #include "kernel_checks.h"
-#include "kernel_service.h"
+#include "model_proto.h"
 #include "xbar/drivers/program_verify.h"
 #include "xbar/kernel/kernel.h"
 

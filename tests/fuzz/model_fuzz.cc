@@ -22,7 +22,7 @@
 
 #include "fuzz_util.h"
 #include "kernel_checks.h"
-#include "model_service.h"
+#include "model_proto.h"
 #include "xbar/drivers/program_verify.h"
 #include "xbar/kernel/kernel.h"
 #include "xbar/model/model.h"

@@ -159,7 +159,9 @@ Result<LoopPlan> plan_loop(const CompiledKernel& ck, const Placement& p,
       }
     }
   }
-  plan.x_scale = opt.headroom * x_max / opt.clamp;
+  plan.x_scale = opt.state_range > 0 ? opt.state_range / opt.clamp
+                 : opt.state_max > 0 ? opt.calibrated_headroom * opt.state_max / opt.clamp
+                                     : opt.headroom * x_max / opt.clamp;
   plan.input_lsb = opt.u_max / 32767.0;
 
   auto tap = fixed_point(plan.input_lsb / (ck.b_weight * plan.x_scale), "input");

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <memory>
 #include <numbers>
 
@@ -37,6 +38,68 @@ Result<void> check_linear(const Linear& l, const char* name, int in, int out) {
 
 double gelu(double x) { return 0.5 * x * std::erfc(-x / std::numbers::sqrt2); }
 
+namespace {
+
+// The calibration, when there is one: one range per kernel, each finite and positive, and no
+// state range so small that the loop would clip on the first step of the largest input.
+Result<void> validate_calibration(const ModelSpec& m) {
+  const Calibration& cal = m.calibration;
+  if (cal.kernels.empty()) return {};
+  auto bad = [](std::string msg) {
+    return make_error(ErrorCode::kInvalidArgument, std::move(msg));
+  };
+  if (static_cast<int>(cal.kernels.size()) != m.width()) {
+    return bad(fmt::format("calibration.kernels: {} ranges for {} kernels: one per kernel",
+                           cal.kernels.size(), m.width()));
+  }
+  if (cal.source.size() > 256) {
+    return bad(
+        fmt::format("calibration.source: {} characters, allowed up to 256", cal.source.size()));
+  }
+  // Compiled only when the kernels are valid (the deploy refuses them otherwise, naming them).
+  const bool kernels_ok = static_cast<bool>(kernel::validate(m.kernels, 1.0, 250.0));
+  for (size_t k = 0; k < cal.kernels.size(); ++k) {
+    const KernelRange& r = cal.kernels[k];
+    const std::string at = fmt::format("calibration.kernels[{}]", k);
+    if (!(std::isfinite(r.state_max) && r.state_max > 0)) {
+      return bad(fmt::format("{}.state_max = {}: allowed finite > 0", at, r.state_max));
+    }
+    if (!(std::isfinite(r.input_max) && r.input_max > 0)) {
+      return bad(fmt::format("{}.input_max = {}: allowed finite > 0", at, r.input_max));
+    }
+    if (!(std::isfinite(r.output_max) && r.output_max >= 0)) {
+      return bad(fmt::format("{}.output_max = {}: allowed finite >= 0", at, r.output_max));
+    }
+    if (!(std::isfinite(r.state_range) && r.state_range >= 0)) {
+      return bad(
+          fmt::format("{}.state_range = {}: allowed 0 (none) or finite > 0", at, r.state_range));
+    }
+    if (!(std::isfinite(r.output_nrmse) && r.output_nrmse >= 0)) {
+      return bad(fmt::format("{}.output_nrmse = {}: allowed finite >= 0", at, r.output_nrmse));
+    }
+    if (kernels_ok) {
+      const kernel::CompiledKernel ck = kernel::compile(m.kernels.kernels[k], m.kernels.window);
+      const double least = least_state_range(ck, r.input_max);
+      if (r.state_range > 0 && r.state_range < least * (1 - 1e-9)) {
+        return bad(fmt::format(
+            "{}.state_range = {:.6g}: allowed 0 or >= {:.6g} (one step of input_max = {:.6g} "
+            "puts that much in the kernel's most sensitive mode: a smaller range clips on every "
+            "step)",
+            at, r.state_range, least, r.input_max));
+      }
+      if (r.state_max < least) {
+        return bad(fmt::format(
+            "{}.state_max = {:.6g}: allowed >= {:.6g} (one step of input_max = {:.6g} puts that "
+            "much in the kernel's most sensitive mode: a smaller range clips on every step)",
+            at, r.state_max, least, r.input_max));
+      }
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
 Result<void> validate(const ModelSpec& m) {
   const int h = m.width();
   if (h < 1 || h > kernel::kMaxKernels) {
@@ -67,6 +130,7 @@ Result<void> validate(const ModelSpec& m) {
                       fmt::format("decoder: {} outputs, a classifier needs >= 2", classes));
   }
   if (auto c = check_linear(m.decoder, "decoder", h, classes); !c) return c;
+  if (auto c = validate_calibration(m); !c) return c;
   // Every answer names its class: one name per decoder output, none empty or repeated.
   if (static_cast<int>(m.classes.size()) != classes) {
     return make_error(ErrorCode::kInvalidArgument,
@@ -122,6 +186,126 @@ Result<Forward> forward(const ModelSpec& m, const Eigen::VectorXd& u, const Kern
   f.probabilities.maxCoeff(&f.label);
   f.kernel_outputs = std::move(*y);
   return f;
+}
+
+double least_state_range(const kernel::CompiledKernel& ck, double input_max) {
+  double gain = 0;
+  for (double g : ck.mode_gain) gain = std::max(gain, g);
+  return input_max * gain;
+}
+
+namespace {
+
+// The loop's state arithmetic (docs/firmware.md §7) on kernel `ck` with its codes spanning
+// +-range: 8-bit magnitudes rounded half away from zero and clamped at 255, each mode's
+// rounding residual carried into the next step (error feedback), the input quantized to the
+// same codes. Adds the output's squared error against the ideal recurrence, and its energy.
+void loop_error(const kernel::CompiledKernel& ck, double range, const Eigen::VectorXd& z,
+                double* err2, double* ref2) {
+  const double kClamp = 255;
+  const double x_scale = range / kClamp;
+  auto q = [kClamp](double v) { return std::clamp(std::round(v), -kClamp, kClamp); };
+  auto carry = [](double r) { return std::clamp(r, -0.5, 0.5); };
+  const auto n = static_cast<size_t>(ck.n);
+  std::vector<kernel::cd> x(n, 0.0), e(n, 0.0), ideal(n, 0.0);
+  for (Eigen::Index t = 0; t < z.size(); ++t) {
+    const double m_u = q(z(t) / (ck.b_weight * x_scale));
+    double acc = 0, ref = 0;
+    for (size_t j = 0; j < n; ++j) {
+      const kernel::cd next =
+          ck.kernel.a_bar[j] * x[j] + ck.b_weight * ck.mode_gain[j] * m_u + e[j];
+      x[j] = kernel::cd(q(next.real()), q(next.imag()));
+      e[j] = kernel::cd(carry(next.real() - x[j].real()), carry(next.imag() - x[j].imag()));
+      acc += (ck.kernel.c_bar[j] / ck.mode_gain[j] * x[j]).real();
+      ideal[j] = ck.kernel.a_bar[j] * ideal[j] + z(t);
+      ref += (ck.kernel.c_bar[j] * ideal[j]).real();
+    }
+    const double d = 2 * x_scale * acc - 2 * ref;
+    *err2 += d * d;
+    *ref2 += 4 * ref * ref;
+  }
+}
+
+// For each kernel: the state range, among fractions of the largest state seen, whose loop
+// arithmetic gives the least output error on the clips (MSE calibration).
+void choose_state_ranges(const ModelSpec& m, const std::vector<kernel::CompiledKernel>& compiled,
+                         const std::vector<Eigen::VectorXd>& clips, Calibration& cal) {
+  // At most ~256 clips, evenly spread (the choice is stable well before that).
+  const size_t stride = std::max<size_t>(1, clips.size() / 256);
+  for (size_t k = 0; k < cal.kernels.size(); ++k) {
+    KernelRange& r = cal.kernels[k];
+    const kernel::CompiledKernel& ck = compiled[k];
+    const double least = least_state_range(ck, r.input_max);
+    double best = 0, best_err = std::numeric_limits<double>::infinity();
+    // Fractions of the largest state from 1.1 down, geometric (x 0.85), never below `least`.
+    for (double f = 1.1; f > 0.05; f *= 0.85) {
+      const double range = std::max(least, f * r.state_max);
+      double err2 = 0, ref2 = 0;
+      for (size_t c = 0; c < clips.size(); c += stride) {
+        const auto ki = static_cast<Eigen::Index>(k);
+        const Eigen::VectorXd z =
+            (m.encoder.weight(ki, 0) * clips[c].array() + m.encoder.bias(ki)).matrix();
+        loop_error(ck, range, z, &err2, &ref2);
+      }
+      const double nrmse = ref2 > 0 ? std::sqrt(err2 / ref2) : 0;
+      if (nrmse < best_err) {
+        best_err = nrmse;
+        best = range;
+      }
+      if (range <= least) break;
+    }
+    r.state_range = best;
+    r.output_nrmse = best_err;
+  }
+}
+
+}  // namespace
+
+Result<Calibration> calibrate(const ModelSpec& m,
+                              const std::vector<kernel::CompiledKernel>& compiled,
+                              const std::vector<Eigen::VectorXd>& clips) {
+  const int h = m.width();
+  if (static_cast<int>(compiled.size()) != h) {
+    return make_error(
+        ErrorCode::kInvalidArgument,
+        fmt::format("calibrate: {} compiled kernels for a model of {}", compiled.size(), h));
+  }
+  if (clips.empty()) return make_error(ErrorCode::kInvalidArgument, "calibrate: no clips");
+  Calibration out;
+  out.kernels.resize(static_cast<size_t>(h));
+  out.clips = static_cast<int>(clips.size());
+  for (size_t c = 0; c < clips.size(); ++c) {
+    const Eigen::VectorXd& u = clips[c];
+    if (!u.allFinite()) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        fmt::format("calibrate: clip {} has a non-finite step", c));
+    }
+    for (int k = 0; k < h; ++k) {
+      const kernel::CompiledKernel& ck = compiled[static_cast<size_t>(k)];
+      KernelRange& r = out.kernels[static_cast<size_t>(k)];
+      std::vector<kernel::cd> x(static_cast<size_t>(ck.n), 0.0);
+      for (Eigen::Index t = 0; t < u.size(); ++t) {
+        const double z = m.encoder.weight(k, 0) * u(t) + m.encoder.bias(k);
+        r.input_max = std::max(r.input_max, std::abs(z));
+        kernel::cd y = 0;
+        for (size_t j = 0; j < x.size(); ++j) {
+          x[j] = ck.kernel.a_bar[j] * x[j] + z;
+          const kernel::cd held = ck.mode_gain[j] * x[j];  // what the array holds
+          r.state_max = std::max({r.state_max, std::abs(held.real()), std::abs(held.imag())});
+          y += ck.kernel.c_bar[j] * x[j];
+        }
+        r.output_max = std::max(r.output_max, std::abs(2 * y.real()));
+      }
+    }
+  }
+  // Never below the least range (a state that never exceeded its input's step is still
+  // represented up to one step of the largest input).
+  for (size_t k = 0; k < out.kernels.size(); ++k) {
+    KernelRange& r = out.kernels[k];
+    r.state_max = std::max(r.state_max, least_state_range(compiled[k], r.input_max));
+  }
+  choose_state_ranges(m, compiled, clips, out);
+  return out;
 }
 
 double input_bound(const ModelSpec& m, int k) {
@@ -216,6 +400,8 @@ Result<std::shared_ptr<const PreparedLoop>> prepare_loop(Board& board,
     kernel::LoopPlanOptions options;
     options.u_max = k.u_max;
     options.fix_devices = k.fix_devices;
+    options.state_max = k.state_max;
+    options.state_range = k.state_range;
     auto plan = kernel::plan_loop(k.compiled, k.placement, k.g_uS, k.array, board.info(), options);
     if (!plan) return std::unexpected(plan.error());
     p->plans[i] = *plan;

@@ -67,6 +67,9 @@ class Firmware {
   bool link_cut(SessionId id);
   /// False while an unplugged board is away (LinkFaults::unplug_ms of wall time). Thread-safe.
   bool present();
+  /// The test bench plugs an unplugged board back in now, however long unplug_ms was: the
+  /// board is present() again (sessions cut by the unplug stay cut). Thread-safe.
+  void plug_in();
 
   /// The INFO reply this board gives (serial, geometry, converter facts). Thread-safe.
   const wire::InfoReply& info() const { return info_; }

@@ -18,6 +18,14 @@ struct LoopPlanOptions {
   double u_max = 4.0;      // the largest |u| the plan represents (inputs are clipped there)
   uint8_t clamp = 255;     // largest row magnitude (8-bit)
   double headroom = 1.25;  // state range over the largest |x| seen on the fidelity inputs
+  // The state range measured on real data (a model's calibration, xbar.v1.KernelRange
+  // state_max): when > 0 the plan represents state_max x calibrated_headroom instead of the
+  // synthetic estimate above, which real clips (a sustained encoder bias, slow modes) exceed.
+  double state_max = 0;
+  double calibrated_headroom = 1.1;
+  // The range a calibration chose (xbar.v1.KernelRange state_range): represented exactly (no
+  // headroom); wins over state_max.
+  double state_range = 0;
   // Trim each feedback route's gain to the conductances `g_uS` holds (route_trims): the
   // least-squares gain that brings the programmed row of [A | B] closest to the compiled one.
   bool trim_routes = true;

@@ -30,6 +30,26 @@ struct Preprocessing {
   bool normalise = true;
 };
 
+/// What one kernel meets on real data (xbar.v1.KernelRange): measured by calibrate().
+struct KernelRange {
+  double state_max = 0;   // largest |Re|, |Im| of beta_k x_k the array holds, any mode and step
+  double output_max = 0;  // largest |y| (2 Re(C x), no skip term)
+  double input_max = 0;   // largest |z| (the encoder's output)
+  /// The state range the loop should represent (its 8-bit codes span +-state_range): the one,
+  /// among fractions of state_max, whose loop arithmetic (8-bit magnitudes, clamp, error
+  /// feedback) gives the least output error on the clips. Clipping a rare peak costs less than
+  /// coarse codes on every step. 0: not chosen (use state_max with headroom).
+  double state_range = 0;
+  double output_nrmse = 0;  // the loop arithmetic's output NRMSE at state_range, on the clips
+};
+
+/// The ranges of every kernel over a set of clips (xbar.v1.Calibration).
+struct Calibration {
+  std::vector<KernelRange> kernels;  // one per kernel; empty: the model is not calibrated
+  int clips = 0;
+  std::string source;
+};
+
 struct ModelSpec {
   std::string name;
   Preprocessing preprocessing;
@@ -37,6 +57,7 @@ struct ModelSpec {
   bool glu = false;
   kernel::KernelSetSpec kernels;
   std::vector<std::string> classes;
+  Calibration calibration;  // optional (older model files have none)
   int width() const { return static_cast<int>(kernels.kernels.size()); }  // H
 };
 
@@ -71,11 +92,28 @@ struct PlacedKernel {
   /// Take the devices that are off their targets out digitally (kernel::LoopPlanOptions::
   /// fix_devices); off for a naive deployment, which is the fault-unaware baseline.
   bool fix_devices = true;
+  /// The model's calibrated state range for this kernel (kernel::LoopPlanOptions::state_range,
+  /// or state_max with headroom); 0: none, the plan sizes it from synthetic inputs.
+  double state_max = 0;
+  double state_range = 0;
 };
 
 /// The largest |input| kernel `k` can receive: |w_k| + |b_k| of the encoder, since the
 /// preprocessed clip lies in [-1, 1]. Never below 1e-3 (the loop's scales divide by it).
 double input_bound(const ModelSpec& m, int k);
+
+/// Runs every preprocessed clip in `clips` through the encoder and each compiled kernel's ideal
+/// recurrence and returns the ranges they meet (activation calibration): what the board's
+/// loop must represent so that real clips do not clip. `compiled` is the model's kernels,
+/// compiled; kInvalidArgument for no clips or a clip with a non-finite step.
+Result<Calibration> calibrate(const ModelSpec& m,
+                              const std::vector<kernel::CompiledKernel>& compiled,
+                              const std::vector<Eigen::VectorXd>& clips);
+
+/// The smallest state range that does not clip on the first step of the largest input:
+/// input_max times the largest mode gain of the kernel (validate() refuses a calibration below
+/// it, naming the kernel).
+double least_state_range(const kernel::CompiledKernel& ck, double input_max);
 
 /// The hardware kernels: loads one loop program per array (kernel::plan_loop) and returns a
 /// KernelFn that runs all kernels together as one closed-loop run on the board (lag hidden).

@@ -1,0 +1,164 @@
+#include "model_proto.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "xbar/audio/audio.h"
+
+namespace xbar::server {
+
+namespace {
+
+using kernel::cd;
+
+std::vector<cd> complex_list(const google::protobuf::RepeatedPtrField<v1::Complex>& v) {
+  std::vector<cd> out;
+  for (const v1::Complex& z : v) out.emplace_back(z.re(), z.im());
+  return out;
+}
+
+Result<model::Linear> linear_from_proto(const v1::Linear& l, const char* name) {
+  const auto in = static_cast<Eigen::Index>(l.inputs()),
+             out = static_cast<Eigen::Index>(l.outputs());
+  if (in < 1 || out < 1 || in > 4096 || out > 4096) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      fmt::format("{}: inputs = {}, outputs = {}: allowed 1..4096 each", name,
+                                  l.inputs(), l.outputs()));
+  }
+  if (l.weight_size() != in * out) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      fmt::format("{}.weight: {} values, outputs x inputs = {} needed", name,
+                                  l.weight_size(), in * out));
+  }
+  if (l.bias_size() != 0 && l.bias_size() != out) {
+    return make_error(
+        ErrorCode::kInvalidArgument,
+        fmt::format("{}.bias: {} values, {} (or none) needed", name, l.bias_size(), out));
+  }
+  model::Linear r;
+  r.weight.resize(out, in);
+  for (Eigen::Index o = 0; o < out; ++o) {
+    for (Eigen::Index i = 0; i < in; ++i) r.weight(o, i) = l.weight(static_cast<int>(o * in + i));
+  }
+  r.bias = Eigen::VectorXd::Zero(out);
+  for (int o = 0; o < l.bias_size(); ++o) r.bias(o) = l.bias(o);
+  return r;
+}
+
+}  // namespace
+
+Result<kernel::KernelSetSpec> kernel_set_from_proto(const v1::KernelSet& set) {
+  kernel::KernelSetSpec out;
+  if (set.has_window()) {
+    out.window.g_min_uS = set.window().g_min_us() != 0 ? set.window().g_min_us() : 7.0;
+    out.window.g_max_uS = set.window().g_max_us() != 0 ? set.window().g_max_us() : 200.0;
+  }
+  for (int i = 0; i < set.kernels_size(); ++i) {
+    const v1::Kernel& k = set.kernels(i);
+    kernel::KernelSpec s;
+    s.name = k.name();
+    s.d = k.d();
+    if (k.has_continuous()) {
+      s.continuous = true;
+      s.a = complex_list(k.continuous().a());
+      s.c = complex_list(k.continuous().c());
+      s.log_dt = k.continuous().log_dt();
+    } else if (k.has_discrete()) {
+      s.continuous = false;
+      s.a = complex_list(k.discrete().a_bar());
+      s.c = complex_list(k.discrete().c_bar());
+    } else {
+      return make_error(ErrorCode::kInvalidArgument,
+                        fmt::format("kernels[{}]: neither continuous nor discrete is set", i));
+    }
+    if (k.has_quantization()) {
+      if (k.quantization().bits() > static_cast<uint32_t>(kernel::kMaxBits)) {
+        // kernel::validate's message, on the value as sent (no int cast to wrap it).
+        return make_error(ErrorCode::kInvalidArgument,
+                          fmt::format("kernels[{}].quantization.bits = {}: allowed 0 (off) or "
+                                      "2..{}",
+                                      i, k.quantization().bits(), kernel::kMaxBits));
+      }
+      s.quant.bits = static_cast<int>(k.quantization().bits());
+      s.quant.f_scale_a = k.quantization().f_scale_a();
+      s.quant.f_scale_c = k.quantization().f_scale_c();
+    }
+    out.kernels.push_back(std::move(s));
+  }
+  return out;
+}
+
+Result<model::ModelSpec> model_from_proto(const v1::Model& m) {
+  model::ModelSpec s;
+  s.name = m.name();
+  if (m.has_preprocessing()) {
+    const v1::AudioPreprocessing& p = m.preprocessing();
+    // The ranges are model::validate's; checked here on the values as sent, so that a message
+    // never shows a number the caller did not send (a uint32 cast to int, or clamped).
+    auto in_range = [](const char* field, uint32_t v, uint32_t lo, uint32_t hi) -> Result<int> {
+      if (v < lo || v > hi) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          fmt::format("preprocessing.{} = {}: allowed {}..{}", field, v, lo, hi));
+      }
+      return static_cast<int>(v);
+    };
+    if (p.sample_rate_hz() != 0) {
+      auto v = in_range("sample_rate_hz", p.sample_rate_hz(), audio::AudioLimits::kMinRateHz,
+                        audio::AudioLimits::kMaxRateHz);
+      if (!v) return std::unexpected(v.error());
+      s.preprocessing.sample_rate_hz = *v;
+    }
+    if (p.downsample() != 0) {
+      auto v = in_range("downsample", p.downsample(), 1, 4096);
+      if (!v) return std::unexpected(v.error());
+      s.preprocessing.downsample = *v;
+    }
+    auto length = in_range("target_length", p.target_length(), 0, 100000);
+    if (!length) return std::unexpected(length.error());
+    s.preprocessing.target_length = *length;
+    s.preprocessing.normalise = p.normalise();
+  }
+  auto ks = kernel_set_from_proto(m.kernel_set());
+  if (!ks) return std::unexpected(ks.error());
+  s.kernels = std::move(*ks);
+  auto enc = linear_from_proto(m.encoder(), "encoder");
+  if (!enc) return std::unexpected(enc.error());
+  auto mix = linear_from_proto(m.mixing(), "mixing");
+  if (!mix) return std::unexpected(mix.error());
+  auto dec = linear_from_proto(m.decoder(), "decoder");
+  if (!dec) return std::unexpected(dec.error());
+  s.encoder = std::move(*enc);
+  s.mixing = std::move(*mix);
+  s.decoder = std::move(*dec);
+  s.glu = m.glu();
+  s.classes.assign(m.classes().begin(), m.classes().end());
+  if (m.has_calibration()) {
+    for (const v1::KernelRange& r : m.calibration().kernels()) {
+      s.calibration.kernels.push_back(
+          {r.state_max(), r.output_max(), r.input_max(), r.state_range(), r.output_nrmse()});
+    }
+    s.calibration.clips = static_cast<int>(std::min<uint32_t>(m.calibration().clips(), INT32_MAX));
+    s.calibration.source = m.calibration().source();
+  }
+  if (auto v = model::validate(s); !v) return std::unexpected(v.error());
+  return s;
+}
+
+void calibration_to_proto(const model::Calibration& c, v1::Model* m) {
+  v1::Calibration* out = m->mutable_calibration();
+  out->Clear();
+  for (const model::KernelRange& r : c.kernels) {
+    v1::KernelRange* k = out->add_kernels();
+    k->set_state_max(r.state_max);
+    k->set_output_max(r.output_max);
+    k->set_input_max(r.input_max);
+    k->set_state_range(r.state_range);
+    k->set_output_nrmse(r.output_nrmse);
+  }
+  out->set_clips(static_cast<uint32_t>(std::max(0, c.clips)));
+  out->set_source(c.source);
+}
+
+}  // namespace xbar::server

@@ -1,0 +1,24 @@
+// The API's kernel sets and models as the host's types (and back), for the services, the
+// record's reconciliation, xbarctl's offline commands and the benchmarks. Errors name the field
+// as the request spells it, with the value as sent.
+#pragma once
+
+#include "xbar/drivers/error.h"
+#include "xbar/kernel/kernel.h"
+#include "xbar/model/model.h"
+#include "xbar/v1/kernels.pb.h"
+#include "xbar/v1/models.pb.h"
+
+namespace xbar::server {
+
+/// The kernel set of a request as the compiler's types; errors name the field.
+Result<kernel::KernelSetSpec> kernel_set_from_proto(const v1::KernelSet& set);
+
+/// The model of a request as the host's types, validated (model::validate); errors name the
+/// field.
+Result<model::ModelSpec> model_from_proto(const v1::Model& m);
+
+/// Writes `c` into m->calibration (replacing what was there).
+void calibration_to_proto(const model::Calibration& c, v1::Model* m);
+
+}  // namespace xbar::server
