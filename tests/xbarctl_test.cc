@@ -26,6 +26,7 @@
 
 #include "process.h"
 #include "xbar/v1/board.grpc.pb.h"
+#include "xbar/v1/models.pb.h"
 
 namespace xbar {
 namespace {
@@ -536,9 +537,9 @@ TEST(XbarctlHelp, EveryCommandHasHelpWithExamplesAndExitsZero) {
     }
   }
   const std::set<std::string> expected = {
-      "info",        "status",     "read",      "program", "scan",         "faults", "deploy",
-      "deployments", "deployment", "undeploy",  "map",     "deploy-model", "infer",  "stream",
-      "bench",       "operations", "operation", "watch",   "cancel"};
+      "info",        "status",     "read",      "program", "scan",         "faults",   "deploy",
+      "deployments", "deployment", "undeploy",  "map",     "deploy-model", "infer",    "stream",
+      "bench",       "operations", "operation", "watch",   "cancel",       "calibrate"};
   EXPECT_EQ(std::set<std::string>(subs.begin(), subs.end()), expected) << top;
   for (const auto& s : subs) {
     SCOPED_TRACE(s);
@@ -881,6 +882,54 @@ TEST(XbarctlDaemonTls, TlsAndMutualTlsOnTheDaemon) {
       << xbard.output();
   r = ctl({"status"});
   EXPECT_EQ(r.rc, 3) << "no client certificate\n" << r;
+}
+
+}  // namespace
+}  // namespace xbar
+
+namespace xbar {
+namespace {
+
+// Issue 17: `xbarctl calibrate` measures a model's ranges on clips, offline (no daemon), and
+// writes the model back with them; what it writes is a model deploy accepts (it re-validates).
+TEST(XbarctlCalibrate, WritesTheRangesIntoTheModelAndRefusesNoClips) {
+  TempDir dir;
+  const std::string src = XBAR_SOURCE_DIR;
+  const auto out = dir.path() / "cal.json";
+  const Ran r = run_split(
+      {XBARCTL_PATH, "--json", "calibrate", src + "/models/reference/zero-one-2bit.json",
+       src + "/models/reference/clips", "-o", out.string(), "--source", "the two golden clips"},
+      dir.path());
+  ASSERT_EQ(r.rc, 0) << r;
+  v1::Model m;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(testing::read_file(out), &m).ok());
+  ASSERT_EQ(m.calibration().kernels_size(), 3);
+  EXPECT_EQ(m.calibration().clips(), 2u);
+  EXPECT_EQ(m.calibration().source(), "the two golden clips");
+  for (const v1::KernelRange& k : m.calibration().kernels()) {
+    EXPECT_GT(k.state_max(), 0);
+    EXPECT_GT(k.input_max(), 0);
+    EXPECT_GT(k.state_range(), 0);
+    EXPECT_LE(k.state_range(), 1.1 * k.state_max() * (1 + 1e-12));
+  }
+  // The same clips in another order give the same file.
+  const auto again = dir.path() / "again.json";
+  const Ran r2 =
+      run_split({XBARCTL_PATH, "-q", "calibrate", src + "/models/reference/zero-one-2bit.json",
+                 src + "/models/reference/clips/spk008_one_r0.wav",
+                 src + "/models/reference/clips/spk001_zero_r0.wav", "-o", again.string(),
+                 "--source", "the two golden clips"},
+                dir.path());
+  ASSERT_EQ(r2.rc, 0) << r2;
+  EXPECT_EQ(testing::read_file(again), testing::read_file(out));
+  // No clips: exit 2 and a clear message.
+  std::filesystem::create_directory(dir.path() / "empty");
+  const Ran none =
+      run_split({XBARCTL_PATH, "calibrate", src + "/models/reference/zero-one-2bit.json",
+                 (dir.path() / "empty").string(), "-o", out.string()},
+                dir.path());
+  EXPECT_EQ(none.rc, 2) << none;
+  EXPECT_NE(none.err.find("no audio files"), std::string::npos) << none;
 }
 
 }  // namespace
