@@ -20,6 +20,7 @@
 #include <fstream>
 #include <functional>
 #include <initializer_list>
+#include <map>
 #include <optional>
 #include <random>
 #include <string>
@@ -119,7 +120,8 @@ std::string dump_v1_tables(const fs::path& db_path) {
 std::string dump(const fs::path& db_path) {
   return dump_v1_tables(db_path) +
          dump_queries(db_path, {"SELECT id, serial, name, state, message, created_at_ms, "
-                                "updated_at_ms, hex(blob) FROM deployments ORDER BY id",
+                                "updated_at_ms, archived_at_ms, hex(blob) FROM deployments "
+                                "ORDER BY id",
                                 "SELECT * FROM deployment_arrays ORDER BY serial, array"});
 }
 
@@ -152,7 +154,7 @@ TEST(ChipRecord, OpenCreatesDirWalAndVersionedSchema) {
   ASSERT_TRUE(rec);
   EXPECT_EQ(rec->path(), dir / "xbar.db");
   EXPECT_TRUE(fs::exists(dir / "xbar.db"));
-  EXPECT_EQ(raw_query_text(rec->path(), "PRAGMA user_version"), "3");
+  EXPECT_EQ(raw_query_text(rec->path(), "PRAGMA user_version"), "4");
   EXPECT_EQ(raw_query_text(rec->path(), "PRAGMA journal_mode"), "wal");
   EXPECT_EQ(raw_query_text(rec->path(), "PRAGMA application_id"), std::to_string(0x58424152));
   auto ic = rec->integrity_check();
@@ -589,7 +591,7 @@ TEST(ChipRecord, NewerSchemaVersionIsRefusedUntouched) {
   auto r = ChipRecord::open(tmp.path());
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, ErrorCode::kUnsupported);
-  EXPECT_NE(r.error().message.find("user_version 7 is newer than this build's 3"),
+  EXPECT_NE(r.error().message.find("user_version 7 is newer than this build's 4"),
             std::string::npos)
       << r.error().message;
   EXPECT_EQ(raw_query_text(db, "PRAGMA user_version"), "7");
@@ -603,7 +605,7 @@ TEST(ChipRecord, OlderVersionZeroIsMigrated) {
   raw_exec(db, "PRAGMA user_version = 0");
   auto rec = open_ok(tmp.path());
   ASSERT_TRUE(rec);
-  EXPECT_EQ(raw_query_text(db, "PRAGMA user_version"), "3");
+  EXPECT_EQ(raw_query_text(db, "PRAGMA user_version"), "4");
   EXPECT_TRUE(rec->touch_chip(chip()));
 }
 
@@ -1109,7 +1111,7 @@ TEST(ChipRecordDeployments, VersionOneFileGetsTheTablesOnOpenAndKeepsItsData) {
   v1_rows = dump_v1_tables(db);
   auto rec = open_ok(tmp.path());
   ASSERT_TRUE(rec);
-  EXPECT_EQ(raw_query_text(db, "PRAGMA user_version"), "3");
+  EXPECT_EQ(raw_query_text(db, "PRAGMA user_version"), "4");
   EXPECT_EQ(dump_v1_tables(db), v1_rows);
   ASSERT_TRUE(rec->put_deployment(deployment_row("dep-a", {2})));
   auto owners = rec->array_owners("XS0001");
@@ -1132,8 +1134,11 @@ TEST(ChipRecordMigration, Version2FilesGainTheLostStateAndKeepTheirRows) {
     row.state = "ready";
     ASSERT_TRUE(rec->put_deployment(row));
   }
-  // Make it the file a version 2 build leaves: the state CHECK without 'lost'.
+  // Make it the file a version 2 build leaves: without version 4's column and index, the
+  // state CHECK without 'lost'.
   raw_exec(db,
+           "ALTER TABLE deployments DROP COLUMN archived_at_ms; DROP INDEX deployments_listing; "
+           "CREATE INDEX deployments_by_serial ON deployments (serial, created_at_ms); "
            "PRAGMA writable_schema = ON; UPDATE sqlite_schema SET sql = replace(sql, "
            "', ''lost'')', ')') WHERE name = 'deployments'; PRAGMA writable_schema = OFF; "
            "PRAGMA user_version = 2;");
@@ -1144,7 +1149,7 @@ TEST(ChipRecordMigration, Version2FilesGainTheLostStateAndKeepTheirRows) {
             "0");
   auto rec = open_ok(tmp.path());
   ASSERT_TRUE(rec);
-  EXPECT_EQ(raw_query_text(db, "PRAGMA user_version"), "3");
+  EXPECT_EQ(raw_query_text(db, "PRAGMA user_version"), "4");
   auto old = rec->deployment("dep-old");
   ASSERT_TRUE(old) << old.error().message;
   EXPECT_EQ(old->state, "ready");
@@ -1158,6 +1163,274 @@ TEST(ChipRecordMigration, Version2FilesGainTheLostStateAndKeepTheirRows) {
   auto ic = rec->integrity_check();
   ASSERT_TRUE(ic);
   EXPECT_EQ(*ic, "ok");
+}
+
+// Runs raw SQL on the file through a second connection and returns SQLite's result code (for
+// statements that must fail).
+int raw_exec_rc(const fs::path& db_path, const char* sql) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open(db_path.c_str(), &db) != SQLITE_OK) return -1;
+  const int rc = sqlite3_exec(db, sql, nullptr, nullptr, nullptr);
+  sqlite3_close(db);
+  return rc;
+}
+
+TEST(ChipRecordMigration, Version3FilesGainTheArchiveColumnAndKeepTheirRows) {
+  TempDir tmp;
+  const fs::path db = tmp.path() / "xbar.db";
+  {
+    auto rec = open_ok(tmp.path());
+    ASSERT_TRUE(rec);
+    ASSERT_TRUE(rec->touch_chip(chip()));
+    ASSERT_TRUE(rec->put_deployment(deployment_row("dep-ready", {0})));
+    DeploymentRow failed = deployment_row("dep-failed", {});
+    failed.state = "failed";
+    failed.message = "array 1: link down";
+    failed.created_at_ms = 1000;
+    ASSERT_TRUE(rec->put_deployment(failed));
+  }
+  // Make it the file a version 3 build leaves: no archived_at_ms, the old index.
+  raw_exec(db,
+           "ALTER TABLE deployments DROP COLUMN archived_at_ms; DROP INDEX deployments_listing; "
+           "CREATE INDEX deployments_by_serial ON deployments (serial, created_at_ms); "
+           "PRAGMA user_version = 3;");
+  const char* kHasColumn =
+      "SELECT count(*) FROM pragma_table_info('deployments') WHERE name = 'archived_at_ms'";
+  ASSERT_EQ(raw_query_text(db, kHasColumn), "0");
+  auto v3_rows = [&] {
+    return dump_queries(db, {"SELECT id, serial, name, state, message, created_at_ms, "
+                             "updated_at_ms, hex(blob) FROM deployments ORDER BY id",
+                             "SELECT * FROM deployment_arrays ORDER BY serial, array"});
+  };
+  const std::string before = v3_rows();
+
+  auto rec = open_ok(tmp.path());
+  ASSERT_TRUE(rec);
+  EXPECT_EQ(raw_query_text(db, "PRAGMA user_version"), "4");
+  EXPECT_EQ(raw_query_text(db, kHasColumn), "1");
+  EXPECT_EQ(raw_query_text(db,
+                           "SELECT group_concat(name) FROM sqlite_schema WHERE type = "
+                           "'index' AND tbl_name = 'deployments' AND sql IS NOT NULL"),
+            "deployments_listing");
+  EXPECT_EQ(v3_rows(), before);  // every row as it was, nothing archived
+  EXPECT_EQ(raw_query_text(db, "SELECT count(*) FROM deployments WHERE archived_at_ms IS NULL"),
+            "2");
+  auto ready = rec->deployment("dep-ready");
+  ASSERT_TRUE(ready) << ready.error().message;
+  EXPECT_EQ(ready->archived_at_ms, 0);
+  EXPECT_EQ(ready->arrays, std::vector<int>{0});
+
+  // Retention works on the migrated file, and the CHECK keeps active deployments unarchived
+  // even against a hand edit.
+  auto archived = rec->archive_inactive_deployments(
+      "XS0001", 0, [](const DeploymentRow&, int64_t) { return std::string("slim"); });
+  ASSERT_TRUE(archived) << archived.error().message;
+  EXPECT_EQ(*archived, std::vector<std::string>{"dep-failed"});
+  EXPECT_NE(raw_exec_rc(db, "UPDATE deployments SET archived_at_ms = 5 WHERE id = 'dep-ready'"),
+            SQLITE_OK);
+  EXPECT_NE(raw_exec_rc(db, "UPDATE deployments SET state = 'ready' WHERE id = 'dep-failed'"),
+            SQLITE_OK);
+  EXPECT_NE(raw_exec_rc(db, "UPDATE deployments SET archived_at_ms = -1 WHERE id = 'dep-failed'"),
+            SQLITE_OK);
+  auto ic = rec->integrity_check();
+  ASSERT_TRUE(ic);
+  EXPECT_EQ(*ic, "ok");
+}
+
+// A deployment row with a state, a creation time and arrays.
+DeploymentRow aged_row(std::string id, std::string state, int64_t created_at_ms,
+                       std::vector<int> arrays = {}) {
+  DeploymentRow r = deployment_row(id, std::move(arrays));
+  r.state = std::move(state);
+  r.message = "why " + id;
+  r.created_at_ms = created_at_ms;
+  r.blob = "full blob of " + id;
+  return r;
+}
+
+// What the test's retention turns a blob into: says whose it was and when it was archived.
+std::string slim_blob(const DeploymentRow& row, int64_t archived_at_ms) {
+  return "slim " + row.id + " at " + std::to_string(archived_at_ms);
+}
+
+std::vector<std::string> ids_of(const std::vector<DeploymentRow>& rows) {
+  std::vector<std::string> ids;
+  for (const DeploymentRow& r : rows) ids.push_back(r.id);
+  return ids;
+}
+
+TEST(ChipRecordRetention, ArchivesTheOldestInactiveBeyondKeepAndKeepsTheirHistory) {
+  TempDir tmp;
+  auto rec = open_ok(tmp.path());
+  ASSERT_TRUE(rec);
+  ASSERT_TRUE(rec->touch_chip(chip()));
+  ASSERT_TRUE(rec->touch_chip(chip("XS0002")));
+  // Oldest first. Inactive: 01 failed, 02 stale, 03 lost (owns array 2), 07 failed, 08 stale,
+  // 09 failed; active: 04 ready (array 0), 05 degraded (array 1), 06 deploying.
+  for (const DeploymentRow& r :
+       {aged_row("dep-01", "failed", 1000), aged_row("dep-02", "stale", 2000),
+        aged_row("dep-03", "lost", 3000, {2}), aged_row("dep-04", "ready", 4000, {0}),
+        aged_row("dep-05", "degraded", 5000, {1}), aged_row("dep-06", "deploying", 6000),
+        aged_row("dep-07", "failed", 7000), aged_row("dep-08", "stale", 8000),
+        aged_row("dep-09", "failed", 9000)}) {
+    ASSERT_TRUE(rec->put_deployment(r)) << r.id;
+  }
+  DeploymentRow other = aged_row("dep-x1", "failed", 100);
+  other.serial = "XS0002";
+  ASSERT_TRUE(rec->put_deployment(other));
+  auto before = rec->deployments("XS0001");
+  ASSERT_TRUE(before);
+  const int64_t t0 = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+
+  // keep 2: 09 and 08 stay whole; of 07, 03, 02, 01, all but 03 (it owns array 2).
+  auto archived = rec->archive_inactive_deployments("XS0001", 2, slim_blob);
+  ASSERT_TRUE(archived) << archived.error().message;
+  EXPECT_EQ(*archived, (std::vector<std::string>{"dep-07", "dep-02", "dep-01"}));
+  auto after = rec->deployments("XS0001");
+  ASSERT_TRUE(after);
+  ASSERT_EQ(ids_of(*after), ids_of(*before));  // nothing removed, same order
+  for (size_t i = 0; i < after->size(); ++i) {
+    const DeploymentRow& was = (*before)[i];
+    const DeploymentRow& now = (*after)[i];
+    SCOPED_TRACE(now.id);
+    if (std::ranges::find(*archived, now.id) == archived->end()) {
+      EXPECT_EQ(now, was);  // untouched, to the byte
+      continue;
+    }
+    EXPECT_GE(now.archived_at_ms, t0);
+    EXPECT_EQ(now.blob, slim_blob(was, now.archived_at_ms));
+    // The history stays: everything but the blob.
+    DeploymentRow expected = was;
+    expected.blob = now.blob;
+    expected.archived_at_ms = now.archived_at_ms;
+    EXPECT_EQ(now, expected);
+  }
+  // GetDeployment's read answers for an archived id.
+  auto one = rec->deployment("dep-01");
+  ASSERT_TRUE(one);
+  EXPECT_EQ(one->state, "failed");
+  EXPECT_EQ(one->message, "why dep-01");
+  EXPECT_GT(one->archived_at_ms, 0);
+  // The other chip is not this chip's retention.
+  EXPECT_EQ(rec->deployment("dep-x1")->archived_at_ms, 0);
+
+  // Again with the same keep: archived ones no longer count, nothing left to archive.
+  const std::string settled = dump(rec->path());
+  archived = rec->archive_inactive_deployments("XS0001", 2, slim_blob);
+  ASSERT_TRUE(archived);
+  EXPECT_TRUE(archived->empty());
+  EXPECT_EQ(dump(rec->path()), settled);
+
+  // keep 0: every inactive one that owns no array; never the active ones nor 03.
+  archived = rec->archive_inactive_deployments("XS0001", 0, slim_blob);
+  ASSERT_TRUE(archived);
+  EXPECT_EQ(*archived, (std::vector<std::string>{"dep-09", "dep-08"}));
+  for (const char* id : {"dep-03", "dep-04", "dep-05", "dep-06"}) {
+    EXPECT_EQ(rec->deployment(id)->archived_at_ms, 0) << id;
+  }
+  // Once another deployment takes its array, 03 (now stale) owns none and goes too.
+  ASSERT_TRUE(rec->put_deployment(aged_row("dep-10", "ready", 10000, {2})));
+  EXPECT_EQ(rec->deployment("dep-03")->state, "stale");
+  archived = rec->archive_inactive_deployments("XS0001", 0, slim_blob);
+  ASSERT_TRUE(archived);
+  EXPECT_EQ(*archived, std::vector<std::string>{"dep-03"});
+}
+
+TEST(ChipRecordRetention, AnArchivedDeploymentNeverBecomesActiveAgainExceptByAWholePut) {
+  TempDir tmp;
+  auto rec = open_ok(tmp.path());
+  ASSERT_TRUE(rec);
+  ASSERT_TRUE(rec->touch_chip(chip()));
+  ASSERT_TRUE(rec->put_deployment(aged_row("dep-01", "stale", 1000)));
+  ASSERT_TRUE(rec->archive_inactive_deployments("XS0001", 0, slim_blob));
+  const std::string before = dump(rec->path());
+  for (const char* state : {"ready", "degraded", "deploying"}) {
+    SCOPED_TRACE(state);
+    auto r = rec->set_deployment_state("dep-01", state, "back");
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, ErrorCode::kFailedPrecondition) << r.error().message;
+    EXPECT_NE(r.error().message.find("state: deployment dep-01 is archived"), std::string::npos)
+        << r.error().message;
+    EXPECT_EQ(dump(rec->path()), before);
+  }
+  // Between inactive states it may move (e.g. reconciliation, a later note).
+  ASSERT_TRUE(rec->set_deployment_state("dep-01", "lost", "gone"));
+  EXPECT_GT(rec->deployment("dep-01")->archived_at_ms, 0);
+  // A put writes a whole deployment again: not archived any more.
+  DeploymentRow whole = aged_row("dep-01", "ready", 0, {1});
+  ASSERT_TRUE(rec->put_deployment(whole));
+  auto got = rec->deployment("dep-01");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->archived_at_ms, 0);
+  EXPECT_EQ(got->blob, whole.blob);
+  EXPECT_EQ(got->created_at_ms, 1000);  // kept, as for any replacing put
+  // Bad input changes nothing.
+  auto unknown = rec->archive_inactive_deployments("XS9999", 0, slim_blob);
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(unknown.error().code, ErrorCode::kNotFound);
+}
+
+TEST(ChipRecordDeployments, VisitGoesInListingOrderFromACursor) {
+  TempDir tmp;
+  auto rec = open_ok(tmp.path());
+  ASSERT_TRUE(rec);
+  ASSERT_TRUE(rec->touch_chip(chip()));
+  ASSERT_TRUE(rec->touch_chip(chip("XS0002")));
+  for (const DeploymentRow& r :
+       {aged_row("dep-a", "ready", 3000, {0}), aged_row("dep-c", "ready", 2000),
+        aged_row("dep-b", "stale", 2000, {1}), aged_row("dep-d", "failed", 1000),
+        aged_row("dep-e", "ready", 500)}) {
+    ASSERT_TRUE(rec->put_deployment(r));
+  }
+  DeploymentRow other = aged_row("dep-x", "ready", 2500);
+  other.serial = "XS0002";
+  ASSERT_TRUE(rec->put_deployment(other));
+  ASSERT_EQ(*rec->archive_inactive_deployments("XS0001", 0, slim_blob),
+            std::vector<std::string>{"dep-d"});
+
+  auto visit = [&](DeploymentQuery q, size_t stop_at = 1000) {
+    std::vector<std::string> seen;
+    auto r = rec->visit_deployments("XS0001", q, [&](const DeploymentRow& row) {
+      seen.push_back(row.id);
+      if (row.id == "dep-b") EXPECT_EQ(row.arrays, std::vector<int>{1});
+      if (row.id == "dep-d") EXPECT_EQ(row.blob.rfind("slim dep-d", 0), 0u) << row.blob;
+      return seen.size() < stop_at;
+    });
+    EXPECT_TRUE(r) << r.error().message;
+    return seen;
+  };
+  using V = std::vector<std::string>;
+  EXPECT_EQ(visit({}), (V{"dep-a", "dep-b", "dep-c", "dep-e"}));
+  EXPECT_EQ(visit({.include_archived = true}), (V{"dep-a", "dep-b", "dep-c", "dep-d", "dep-e"}));
+  // After a cursor: older, or as old with a greater id; the cursor need not exist.
+  EXPECT_EQ(visit({.after = DeploymentCursor{2000, "dep-b"}}), (V{"dep-c", "dep-e"}));
+  EXPECT_EQ(visit({.after = DeploymentCursor{2000, "dep-b"}, .include_archived = true}),
+            (V{"dep-c", "dep-d", "dep-e"}));
+  EXPECT_EQ(visit({.after = DeploymentCursor{2000, "dep-bb"}}), (V{"dep-c", "dep-e"}));
+  EXPECT_EQ(visit({.after = DeploymentCursor{2000, "dep-c"}}), (V{"dep-e"}));
+  EXPECT_EQ(visit({.after = DeploymentCursor{9999, ""}}), (V{"dep-a", "dep-b", "dep-c", "dep-e"}));
+  EXPECT_EQ(visit({.after = DeploymentCursor{500, "dep-e"}}), V{});
+  // The visitor stops it: the row it refused is the last one it saw.
+  EXPECT_EQ(visit({}, 2), (V{"dep-a", "dep-b"}));
+  auto unknown = rec->visit_deployments("XS9999", {}, [](const DeploymentRow&) { return true; });
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(unknown.error().code, ErrorCode::kNotFound);
+
+  // Without blobs (the metrics' read): the same rows, archived ones included, blobs empty.
+  auto with = rec->deployments("XS0001");
+  auto without = rec->deployments("XS0001", /*with_blobs=*/false);
+  ASSERT_TRUE(with && without);
+  ASSERT_EQ(ids_of(*without), (V{"dep-a", "dep-b", "dep-c", "dep-d", "dep-e"}));
+  for (size_t i = 0; i < with->size(); ++i) {
+    SCOPED_TRACE((*with)[i].id);
+    EXPECT_FALSE((*with)[i].blob.empty());
+    EXPECT_TRUE((*without)[i].blob.empty());
+    DeploymentRow expected = (*with)[i];
+    expected.blob.clear();
+    EXPECT_EQ((*without)[i], expected);
+  }
 }
 
 // ---- crash test: a real writer process, kill -9 at random moments ----

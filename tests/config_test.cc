@@ -168,5 +168,42 @@ TEST(DaemonConfig, SecurityAndSchedulingSections) {
             std::string::npos);
 }
 
+TEST(DaemonConfig, RetentionSection) {
+  auto d = server::parse_config("", "x");
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->keep_inactive, std::optional<uint64_t>(20));  // on by default
+  auto c = server::parse_config("retention: {keep_inactive: 3}", "x");
+  ASSERT_TRUE(c.has_value()) << c.error();
+  EXPECT_EQ(c->keep_inactive, std::optional<uint64_t>(3));
+  auto zero = server::parse_config("retention: {keep_inactive: 0}", "x");
+  ASSERT_TRUE(zero.has_value()) << zero.error();
+  EXPECT_EQ(zero->keep_inactive, std::optional<uint64_t>(0));
+  auto off = server::parse_config("retention: {keep_inactive: all}", "x");
+  ASSERT_TRUE(off.has_value()) << off.error();
+  EXPECT_EQ(off->keep_inactive, std::nullopt);
+  auto comments_only = server::parse_config("retention:\n  # keep_inactive: 5\n", "x");
+  ASSERT_TRUE(comments_only.has_value()) << comments_only.error();
+  EXPECT_EQ(comments_only->keep_inactive, std::optional<uint64_t>(20));
+  const std::string range =
+      "allowed 0..1000000 (inactive deployments kept whole per chip), or all "
+      "(retention off)";
+  EXPECT_EQ(server::parse_config("retention: {keep_inactive: 1000001}", "c.yaml").error(),
+            "c.yaml: retention.keep_inactive: '1000001': " + range);
+  EXPECT_EQ(server::parse_config("retention: {keep_inactive: -1}", "c.yaml").error(),
+            "c.yaml: retention.keep_inactive: '-1': " + range);
+  EXPECT_EQ(server::parse_config("retention: {keep_inactive: [1]}", "c.yaml").error(),
+            "c.yaml: retention.keep_inactive: expected a count or all, got a list");
+  EXPECT_NE(server::parse_config("retention: {keep: 3}", "c.yaml")
+                .error()
+                .find("retention.keep: unknown key (allowed: keep_inactive)"),
+            std::string::npos);
+  EXPECT_EQ(server::parse_keep_inactive("none", "--keep-inactive").error(),
+            "--keep-inactive: 'none': " + range);
+  // The shipped example documents the default.
+  auto shipped = server::load_config_file(XBAR_SOURCE_DIR "/configs/xbard.yaml");
+  ASSERT_TRUE(shipped.has_value()) << shipped.error();
+  EXPECT_EQ(shipped->keep_inactive, std::optional<uint64_t>(20));
+}
+
 }  // namespace
 }  // namespace xbar

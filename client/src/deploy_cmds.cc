@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <set>
 #include <sstream>
 #include <vector>
 
@@ -184,6 +185,10 @@ std::string format_deployment(const v1::Deployment& d) {
   const auto [g_min, g_max] = window_uS(d.kernel_set());
   std::string o = fmt::format("deployment {} \"{}\": {}\n", d.id(), d.name(), d.state());
   if (!d.message().empty() && d.state() != "ready") o += fmt::format("  why: {}\n", d.message());
+  if (d.archived_at_ms() != 0) {
+    o += fmt::format("  archived {} by retention: the per-device matrices are no longer kept\n",
+                     local_time(d.archived_at_ms()));
+  }
   o += fmt::format("  chip {}, created {}, remap {}, window {:g}..{:g} uS, {} placement{}\n",
                    d.serial(), local_time(d.created_at_ms()), remap_name(d.remap()), g_min, g_max,
                    d.placements_size(), d.placements_size() == 1 ? "" : "s");
@@ -213,6 +218,8 @@ struct DeployCommands::Impl {
   DeployArgs da;
   std::string show_id, undeploy_id;
   bool show_full = false;
+  bool list_archived = false;
+  uint32_t list_limit = 0;
   MapArgs ma;
 
   int run_deploy(const Session& session, v1::KernelService::Stub& stub) const;
@@ -263,10 +270,18 @@ DeployCommands::DeployCommands(CLI::App& app) : impl_(std::make_unique<Impl>()) 
       "  xbarctl deploy configs/kernels/example.json --replace --detach"));
 
   m.list = app.add_subcommand("deployments", "the deployments recorded for the chip, newest first");
+  m.list->add_flag("--archived", m.list_archived,
+                   "also the deployments retention archived (kept without their matrices)");
+  m.list->add_option("--limit", m.list_limit, "only the newest N (default: all of them)")
+      ->check(CLI::Range(1u, 1000000u));
   m.list->footer(footer_with(
-      "--json: the ListDeploymentsResponse (protobuf JSON mapping, .proto field names).\n"
-      "Examples:\n  xbarctl deployments\n  xbarctl --json deployments | jq -r "
-      "'.deployments[] | select(.state == \"ready\") | .id'"));
+      "Reads every page of ListDeployments (or up to --limit deployments). Old failed, stale\n"
+      "and lost deployments beyond the daemon's retention (keep_inactive, default 20 per chip)\n"
+      "are archived and shown only with --archived, their state marked \"(archived)\".\n"
+      "--json: one ListDeploymentsResponse holding the deployments of every page read\n"
+      "(protobuf JSON mapping, .proto field names; archived ones have archived_at_ms).\n"
+      "Examples:\n  xbarctl deployments\n  xbarctl deployments --archived --limit 100\n"
+      "  xbarctl --json deployments | jq -r '.deployments[] | select(.state == \"ready\") | .id'"));
 
   m.show = app.add_subcommand("deployment", "one deployment's full report");
   m.show->add_option("ID", m.show_id, "deployment id (dep-...)")->required();
@@ -366,10 +381,32 @@ int DeployCommands::Impl::run_deploy(const Session& session, v1::KernelService::
 }
 
 int DeployCommands::Impl::run_list(const Session& session, v1::KernelService::Stub& stub) const {
+  // Every page (AIP-158), each its own call with the --timeout deadline, merged into one
+  // response; up to --limit deployments.
+  constexpr uint32_t kMaxPageSize = 1000;  // the daemon's maximum (kernels.proto)
   v1::ListDeploymentsResponse resp;
-  auto ctx = session.context();
-  const grpc::Status s = stub.ListDeployments(ctx.get(), {}, &resp);
-  if (!s.ok()) return session.fail(s);
+  v1::ListDeploymentsRequest req;
+  req.set_include_archived(list_archived);
+  std::set<std::string> tokens_seen;
+  for (;;) {
+    // The daemon's default page size (50), or what is left of --limit.
+    if (list_limit != 0) {
+      const uint32_t left = list_limit - static_cast<uint32_t>(resp.deployments_size());
+      req.set_page_size(std::min(kMaxPageSize, left));
+    }
+    v1::ListDeploymentsResponse page;
+    auto ctx = session.context();
+    const grpc::Status s = stub.ListDeployments(ctx.get(), req, &page);
+    if (!s.ok()) return session.fail(s);
+    for (auto& d : *page.mutable_deployments()) *resp.add_deployments() = std::move(d);
+    if (page.next_page_token().empty()) break;
+    if (list_limit != 0 && static_cast<uint32_t>(resp.deployments_size()) >= list_limit) break;
+    if (!tokens_seen.insert(page.next_page_token()).second) {
+      std::cerr << "xbarctl: the daemon handed out the same page token twice; stopping\n";
+      return kFailed;
+    }
+    req.set_page_token(page.next_page_token());
+  }
   if (session.json()) {
     std::cout << proto_json(resp) << "\n";
     return kOk;
@@ -386,8 +423,9 @@ int DeployCommands::Impl::run_list(const Session& session, v1::KernelService::St
     std::string arrays;
     for (const auto& p : d.placements())
       arrays += fmt::format("{}{}", arrays.empty() ? "" : ",", p.array());
-    rows.push_back({d.id(), d.name(), d.state(), local_time(d.created_at_ms()),
-                    arrays.empty() ? "-" : arrays,
+    rows.push_back({d.id(), d.name(),
+                    d.archived_at_ms() != 0 ? d.state() + " (archived)" : d.state(),
+                    local_time(d.created_at_ms()), arrays.empty() ? "-" : arrays,
                     worst_nrmse(d) > 0 || d.state() == "ready" ? nrmse_str(worst_nrmse(d)) : "-"});
   }
   size_t w[5] = {};

@@ -115,6 +115,26 @@ CREATE TABLE deployment_arrays (
 CREATE INDEX deployment_arrays_by_id ON deployment_arrays (id, serial);
 )sql";
 
+// Schema version 4: retention (docs/record.md, "Retention") archives old inactive deployments
+// in place. archived_at_ms is NULL for a deployment kept whole, else when it was archived (its
+// blob then lacks the per-device matrices); only a failed, stale or lost deployment may be
+// archived, which the CHECK enforces against any write, including a hand edit. The listing
+// index serves the pages of ListDeployments in their order (newest first, then id) and
+// replaces deployments_by_serial (its prefix).
+constexpr const char* kSchemaV4 = R"sql(
+ALTER TABLE deployments ADD COLUMN archived_at_ms INTEGER
+  CHECK (archived_at_ms IS NULL OR (archived_at_ms >= 0 AND state IN ('failed', 'stale', 'lost')));
+DROP INDEX deployments_by_serial;
+CREATE INDEX deployments_listing ON deployments (serial, created_at_ms DESC, id);
+)sql";
+
+// The columns read_deployment() takes, in its order; without the blob, an empty BLOB stands in
+// for it.
+constexpr const char* kDeploymentColumns =
+    "id, serial, name, state, message, created_at_ms, updated_at_ms, archived_at_ms, blob";
+constexpr const char* kDeploymentColumnsNoBlob =
+    "id, serial, name, state, message, created_at_ms, updated_at_ms, archived_at_ms, x''";
+
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -412,6 +432,12 @@ Result<void> migrate_2_to_3(sqlite3* db, std::string_view what) {
   return {};
 }
 
+// Version 3 -> 4: deployments.archived_at_ms (NULL for every existing row: nothing is archived
+// until retention runs) and the listing index. Existing rows are untouched.
+Result<void> migrate_3_to_4(sqlite3* db, std::string_view what) {
+  return exec(db, kSchemaV4, what);
+}
+
 Result<void> check_deployment_id(std::string_view id, std::string_view what) {
   if (id.empty() || id.size() > kMaxDeploymentId)
     return make_error(
@@ -562,7 +588,10 @@ Result<std::unique_ptr<ChipRecord>> ChipRecord::open(const fs::path& state_dir) 
     if (*v <= 2) {
       if (auto r = migrate_2_to_3(db, where); !r) return std::unexpected(r.error());
     }
-    // Future: if (*v <= 3) migrate_3_to_4(...), each step in this same transaction.
+    if (*v <= 3) {
+      if (auto r = migrate_3_to_4(db, where); !r) return std::unexpected(r.error());
+    }
+    // Future: if (*v <= 4) migrate_4_to_5(...), each step in this same transaction.
     if (*v < kSchemaVersion) {
       if (auto r = exec(db, fmt::format("PRAGMA user_version = {}", kSchemaVersion).c_str(), where);
           !r)
@@ -1074,11 +1103,13 @@ Result<void> ChipRecord::put_deployment(const DeploymentRow& row) {
   {
     auto s = Stmt::prepare(db_,
                            "INSERT INTO deployments (id, serial, name, state, message, "
-                           "created_at_ms, updated_at_ms, blob) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                           "created_at_ms, updated_at_ms, archived_at_ms, blob) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?) "
                            "ON CONFLICT (id) DO UPDATE SET serial = excluded.serial, "
                            "name = excluded.name, state = excluded.state, "
                            "message = excluded.message, created_at_ms = excluded.created_at_ms, "
-                           "updated_at_ms = excluded.updated_at_ms, blob = excluded.blob",
+                           "updated_at_ms = excluded.updated_at_ms, archived_at_ms = NULL, "
+                           "blob = excluded.blob",
                            what);
     if (!s) return std::unexpected(s.error());
     s->bind(1, row.id)
@@ -1123,9 +1154,22 @@ Result<void> ChipRecord::set_deployment_state(std::string_view id, std::string_v
   const std::string what = fmt::format("set_deployment_state({})", id);
   if (auto r = check_deployment_id(id, what); !r) return r;
   if (auto r = check_deployment_state(state, what); !r) return r;
+  const bool active = state == "deploying" || state == "ready" || state == "degraded";
   std::lock_guard lock(mu_);
   Txn txn(db_);
   if (auto r = txn.begin(what); !r) return r;
+  if (active) {
+    auto a = Stmt::prepare(db_, "SELECT archived_at_ms FROM deployments WHERE id = ?", what);
+    if (!a) return std::unexpected(a.error());
+    a->bind(1, id);
+    auto found = a->step(what);
+    if (!found) return std::unexpected(found.error());
+    if (*found && !a->is_null(0))
+      return make_error(ErrorCode::kFailedPrecondition,
+                        fmt::format("{}: state: deployment {} is archived (its per-device "
+                                    "matrices were dropped): it cannot become {}",
+                                    what, id, state));
+  }
   auto s = Stmt::prepare(
       db_, "UPDATE deployments SET state = ?, message = ?, updated_at_ms = ? WHERE id = ?", what);
   if (!s) return std::unexpected(s.error());
@@ -1137,15 +1181,57 @@ Result<void> ChipRecord::set_deployment_state(std::string_view id, std::string_v
   return txn.commit(what);
 }
 
+namespace {
+
+// One row of a SELECT of kDeploymentColumns, without its arrays.
+DeploymentRow read_deployment(const Stmt& s) {
+  const auto blob = s.blob(8);
+  return DeploymentRow{
+      .id = s.text(0),
+      .serial = s.text(1),
+      .name = s.text(2),
+      .state = s.text(3),
+      .message = s.text(4),
+      .created_at_ms = s.int64(5),
+      .updated_at_ms = s.int64(6),
+      .archived_at_ms = s.is_null(7) ? 0 : s.int64(7),
+      .blob = blob.empty() ? std::string()
+                           : std::string(reinterpret_cast<const char*>(blob.data()), blob.size())};
+}
+
+// Fills d.arrays with `arrays` ("SELECT array FROM deployment_arrays WHERE id = ? ORDER BY
+// array"), which it leaves reset.
+Result<void> read_arrays(Stmt& arrays, DeploymentRow& d, std::string_view what) {
+  arrays.bind(1, d.id);
+  for (;;) {
+    auto row = arrays.step(what);
+    if (!row) {
+      arrays.reset();
+      return std::unexpected(row.error());
+    }
+    if (!*row) break;
+    d.arrays.push_back(static_cast<int>(arrays.int64(0)));
+  }
+  arrays.reset();
+  return {};
+}
+
+constexpr const char* kArraysOfDeployment =
+    "SELECT array FROM deployment_arrays WHERE id = ? ORDER BY array";
+
+}  // namespace
+
 Result<std::vector<DeploymentRow>> ChipRecord::read_deployments_locked(std::string_view where_sql,
                                                                        std::string_view key,
-                                                                       std::string_view what) {
-  auto s = Stmt::prepare(db_,
-                         fmt::format("SELECT id, serial, name, state, message, created_at_ms, "
-                                     "updated_at_ms, blob FROM deployments WHERE {} "
-                                     "ORDER BY created_at_ms DESC, id",
-                                     where_sql),
-                         what);
+                                                                       std::string_view what,
+                                                                       bool with_blobs) {
+  // Without blobs, SQLite never reads the blobs' overflow pages.
+  auto s = Stmt::prepare(
+      db_,
+      fmt::format("SELECT {} FROM deployments WHERE {} "
+                  "ORDER BY created_at_ms DESC, id",
+                  with_blobs ? kDeploymentColumns : kDeploymentColumnsNoBlob, where_sql),
+      what);
   if (!s) return std::unexpected(s.error());
   s->bind(1, key);
   std::vector<DeploymentRow> out;
@@ -1153,31 +1239,12 @@ Result<std::vector<DeploymentRow>> ChipRecord::read_deployments_locked(std::stri
     auto row = s->step(what);
     if (!row) return std::unexpected(row.error());
     if (!*row) break;
-    const auto blob = s->blob(7);
-    out.push_back(DeploymentRow{
-        .id = s->text(0),
-        .serial = s->text(1),
-        .name = s->text(2),
-        .state = s->text(3),
-        .message = s->text(4),
-        .created_at_ms = s->int64(5),
-        .updated_at_ms = s->int64(6),
-        .blob = blob.empty()
-                    ? std::string()
-                    : std::string(reinterpret_cast<const char*>(blob.data()), blob.size())});
+    out.push_back(read_deployment(*s));
   }
-  auto a =
-      Stmt::prepare(db_, "SELECT array FROM deployment_arrays WHERE id = ? ORDER BY array", what);
+  auto a = Stmt::prepare(db_, kArraysOfDeployment, what);
   if (!a) return std::unexpected(a.error());
   for (DeploymentRow& d : out) {
-    a->bind(1, d.id);
-    for (;;) {
-      auto row = a->step(what);
-      if (!row) return std::unexpected(row.error());
-      if (!*row) break;
-      d.arrays.push_back(static_cast<int>(a->int64(0)));
-    }
-    a->reset();
+    if (auto r = read_arrays(*a, d, what); !r) return std::unexpected(r.error());
   }
   return out;
 }
@@ -1196,14 +1263,105 @@ Result<DeploymentRow> ChipRecord::deployment(std::string_view id) {
   return std::move(rows->front());
 }
 
-Result<std::vector<DeploymentRow>> ChipRecord::deployments(std::string_view serial) {
+Result<std::vector<DeploymentRow>> ChipRecord::deployments(std::string_view serial,
+                                                           bool with_blobs) {
   const std::string what = fmt::format("deployments({})", serial);
   std::lock_guard lock(mu_);
   ReadTxn read(db_);
   if (auto r = read.begin(what); !r) return std::unexpected(r.error());
   auto g = geometry_locked(serial, std::nullopt, what);
   if (!g) return std::unexpected(g.error());
-  return read_deployments_locked("serial = ?1", serial, what);
+  return read_deployments_locked("serial = ?1", serial, what, with_blobs);
+}
+
+Result<void> ChipRecord::visit_deployments(std::string_view serial, const DeploymentQuery& query,
+                                           const std::function<bool(const DeploymentRow&)>& visit) {
+  const std::string what = fmt::format("visit_deployments({})", serial);
+  std::lock_guard lock(mu_);
+  ReadTxn read(db_);
+  if (auto r = read.begin(what); !r) return std::unexpected(r.error());
+  auto g = geometry_locked(serial, std::nullopt, what);
+  if (!g) return std::unexpected(g.error());
+  // The listing order is (created_at_ms DESC, id ASC): "after the cursor" is an older
+  // deployment, or one as old with a greater id.
+  auto s = Stmt::prepare(
+      db_,
+      fmt::format("SELECT {} FROM deployments WHERE serial = ?1 "
+                  "AND (?2 OR archived_at_ms IS NULL) "
+                  "AND (?3 = 0 OR created_at_ms < ?4 OR (created_at_ms = ?4 AND id > ?5)) "
+                  "ORDER BY created_at_ms DESC, id",
+                  kDeploymentColumns),
+      what);
+  if (!s) return std::unexpected(s.error());
+  s->bind(1, serial)
+      .bind(2, query.include_archived ? 1 : 0)
+      .bind(3, query.after ? 1 : 0)
+      .bind(4, query.after ? query.after->created_at_ms : int64_t{0})
+      .bind(5, query.after ? std::string_view(query.after->id) : std::string_view());
+  auto a = Stmt::prepare(db_, kArraysOfDeployment, what);
+  if (!a) return std::unexpected(a.error());
+  for (;;) {
+    auto row = s->step(what);
+    if (!row) return std::unexpected(row.error());
+    if (!*row) break;
+    DeploymentRow d = read_deployment(*s);
+    if (auto r = read_arrays(*a, d, what); !r) return std::unexpected(r.error());
+    if (!visit(d)) break;
+  }
+  return {};
+}
+
+Result<std::vector<std::string>> ChipRecord::archive_inactive_deployments(std::string_view serial,
+                                                                          size_t keep,
+                                                                          const ArchiveBlob& slim) {
+  const std::string what = fmt::format("archive_inactive_deployments({}, keep {})", serial, keep);
+  std::lock_guard lock(mu_);
+  Txn txn(db_);
+  if (auto r = txn.begin(what); !r) return std::unexpected(r.error());
+  auto g = geometry_locked(serial, std::nullopt, what);
+  if (!g) return std::unexpected(g.error());
+  // The ids first (small), then one deployment at a time: never all the blobs in memory, and
+  // no update of the table while a query over it is still stepping.
+  std::vector<std::string> ids;
+  {
+    auto s =
+        Stmt::prepare(db_,
+                      "SELECT id FROM (SELECT id, created_at_ms FROM deployments WHERE serial = ?1 "
+                      "AND archived_at_ms IS NULL AND state IN ('failed', 'stale', 'lost') "
+                      "ORDER BY created_at_ms DESC, id LIMIT -1 OFFSET ?2) AS old "
+                      "WHERE NOT EXISTS (SELECT 1 FROM deployment_arrays a WHERE a.id = old.id) "
+                      "ORDER BY created_at_ms DESC, id",
+                      what);
+    if (!s) return std::unexpected(s.error());
+    s->bind(1, serial).bind(2, static_cast<int64_t>(std::min<size_t>(keep, INT64_MAX)));
+    for (;;) {
+      auto row = s->step(what);
+      if (!row) return std::unexpected(row.error());
+      if (!*row) break;
+      ids.push_back(s->text(0));
+    }
+  }
+  if (ids.empty()) return ids;  // nothing written: the transaction rolls back
+  auto get = Stmt::prepare(
+      db_, fmt::format("SELECT {} FROM deployments WHERE id = ?", kDeploymentColumns), what);
+  if (!get) return std::unexpected(get.error());
+  auto put =
+      Stmt::prepare(db_, "UPDATE deployments SET archived_at_ms = ?, blob = ? WHERE id = ?", what);
+  if (!put) return std::unexpected(put.error());
+  const int64_t now = now_ms();
+  for (const std::string& id : ids) {
+    get->bind(1, id);
+    auto row = get->step(what);
+    if (!row) return std::unexpected(row.error());
+    if (!*row) return std::unexpected(corrupt(what, fmt::format("deployment {} vanished", id)));
+    const DeploymentRow d = read_deployment(*get);
+    get->reset();
+    const std::string blob = slim(d, now);
+    put->bind(1, now).bind(2, bytes_of(blob)).bind(3, id);
+    if (auto r = put->run(what); !r) return std::unexpected(r.error());
+  }
+  if (auto r = txn.commit(what); !r) return std::unexpected(r.error());
+  return ids;
 }
 
 Result<std::vector<std::optional<std::string>>> ChipRecord::array_owners(std::string_view serial) {

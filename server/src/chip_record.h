@@ -13,6 +13,7 @@
 #include <Eigen/Core>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -101,8 +102,12 @@ struct DeploymentRow {
   std::string message;  // why, for degraded/failed/stale
   /// Writing: 0 = keep the stored creation time when replacing, else now.
   int64_t created_at_ms = 0;
-  /// Set by the record on every write (ignored when writing).
+  /// Set by the record on every write of the deployment and on every change of its state
+  /// (ignored when writing); archiving does not change it (archived_at_ms says when).
   int64_t updated_at_ms = 0;
+  /// Reading: when retention archived it (archive_inactive_deployments), 0 = not archived.
+  /// Ignored when writing: put_deployment writes a whole deployment, which is not archived.
+  int64_t archived_at_ms = 0;
   /// Arrays this deployment occupies. Writing: any order, no duplicates. Reading: sorted.
   std::vector<int> arrays;
   std::string blob;  // opaque bytes (a serialized protobuf message), stored as a BLOB
@@ -110,9 +115,31 @@ struct DeploymentRow {
   bool operator==(const DeploymentRow&) const = default;
 };
 
+/// A position in the listing order of a chip's deployments (created_at_ms descending, then id
+/// ascending): the last deployment of a page.
+struct DeploymentCursor {
+  int64_t created_at_ms = 0;
+  std::string id;
+
+  bool operator==(const DeploymentCursor&) const = default;
+};
+
+/// Which deployments visit_deployments reads.
+struct DeploymentQuery {
+  /// Start after this deployment in the listing order; nullopt: from the newest. The cursor
+  /// need not name an existing deployment (it may have been deleted since).
+  std::optional<DeploymentCursor> after;
+  /// Archived deployments too (else only those not archived).
+  bool include_archived = false;
+};
+
+/// Turns the blob of a deployment being archived into the blob to keep (e.g. without its
+/// per-device matrices); `archived_at_ms` is the archive time being recorded.
+using ArchiveBlob = std::function<std::string(const DeploymentRow& row, int64_t archived_at_ms)>;
+
 class ChipRecord {
  public:
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
   static constexpr const char* kFileName = "xbar.db";
 
   /// Opens (creating if missing) <state_dir>/xbar.db, and the directory itself, migrating an
@@ -164,22 +191,45 @@ class ChipRecord {
   Result<void> record_programming_run(std::string_view serial, int array,
                                       const ProgrammingRun& run);
 
-  /// Inserts or replaces the deployment `row.id` in one transaction, and makes it the owner of
-  /// row.arrays on row.serial (arrays it owned before and does not list are freed). Any OTHER
+  /// Inserts or replaces the deployment `row.id` (not archived, whether it was or not) in one
+  /// transaction, and makes it the owner of row.arrays on row.serial (arrays it owned before
+  /// and does not list are freed). Any OTHER
   /// deployment that owned one of those arrays loses it and, in the same transaction, becomes
   /// "stale" with message "array N was taken by deployment <id>" ("arrays N, M were taken ..."
   /// when it loses several). Errors: kInvalidArgument naming the field (id empty or over 128
   /// bytes, state not one of the five, created_at_ms < 0, an array out of range 0..arrays-1 or
   /// listed twice), kNotFound (serial not in the record). A failed call changes nothing.
   Result<void> put_deployment(const DeploymentRow& row);
-  /// Updates state and message only (and updated_at_ms). kNotFound for an unknown id.
+  /// Updates state and message only (and updated_at_ms). kNotFound for an unknown id;
+  /// kFailedPrecondition for deploying/ready/degraded on an archived deployment (its blob no
+  /// longer holds what the arrays would need).
   Result<void> set_deployment_state(std::string_view id, std::string_view state,
                                     std::string_view message);
-  /// One deployment. kNotFound for an unknown id.
+  /// One deployment, archived or not. kNotFound for an unknown id.
   Result<DeploymentRow> deployment(std::string_view id);
-  /// The deployments of a chip, newest first (created_at_ms descending, then id ascending).
-  /// kNotFound for an unknown chip.
-  Result<std::vector<DeploymentRow>> deployments(std::string_view serial);
+  /// The deployments of a chip, archived ones included, newest first (created_at_ms
+  /// descending, then id ascending); without their blobs (empty) unless `with_blobs`, which
+  /// makes it cheap enough for every metrics refresh however long the history. kNotFound for
+  /// an unknown chip.
+  Result<std::vector<DeploymentRow>> deployments(std::string_view serial, bool with_blobs = true);
+  /// Pages through the deployments of a chip: calls `visit` with each deployment `query`
+  /// selects (with its arrays and blob), in the listing order of deployments(), until `visit`
+  /// returns false (the deployment it was given then is not taken: it starts the next page)
+  /// or none is left. Reads one snapshot, one row at a time (a page of large blobs is never
+  /// all in memory here). `visit` runs with the record's mutex held: it must not call the
+  /// record. kNotFound for an unknown chip.
+  Result<void> visit_deployments(std::string_view serial, const DeploymentQuery& query,
+                                 const std::function<bool(const DeploymentRow&)>& visit);
+  /// Retention (docs/record.md, "Retention"), in one transaction: of the chip's inactive
+  /// deployments (failed, stale, lost) that are not archived yet, the newest `keep` (listing
+  /// order) stay as they are; each older one that owns no array is archived: its blob is
+  /// replaced by `slim(row, now)` and archived_at_ms set to now. Its id, name, state, message,
+  /// created_at_ms and updated_at_ms stay. deploying, ready and degraded deployments, and
+  /// any deployment that still owns an array, are never archived. Returns the ids archived,
+  /// newest first. kNotFound for an unknown chip.
+  Result<std::vector<std::string>> archive_inactive_deployments(std::string_view serial,
+                                                                size_t keep,
+                                                                const ArchiveBlob& slim);
   /// The deployment id owning each array of the chip (nullopt = free); size = the chip's arrays.
   Result<std::vector<std::optional<std::string>>> array_owners(std::string_view serial);
   /// Deletes the deployment and frees its arrays. kNotFound for an unknown id.
@@ -208,10 +258,12 @@ class ChipRecord {
   Result<void> record_programming_locked(std::string_view serial, int array, const Geometry& g,
                                          const ProgrammingRecord& record, std::string_view what);
 
-  // Reads the rows of deployments matching `where_sql` (bound to `key`), with their arrays.
+  // Reads the rows of deployments matching `where_sql` (bound to `key`), with their arrays
+  // (and their blobs unless `with_blobs` is false).
   Result<std::vector<DeploymentRow>> read_deployments_locked(std::string_view where_sql,
                                                              std::string_view key,
-                                                             std::string_view what);
+                                                             std::string_view what,
+                                                             bool with_blobs = true);
 
   std::mutex mu_;
   sqlite3* db_;

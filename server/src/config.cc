@@ -61,6 +61,20 @@ std::expected<void, std::string> check_keys(const YAML::Node& n, const std::stri
 
 }  // namespace
 
+std::expected<std::optional<uint64_t>, std::string> parse_keep_inactive(const std::string& text,
+                                                                        const std::string& key) {
+  if (text == "all") return std::nullopt;
+  constexpr uint64_t kMax = 1'000'000;
+  if (!text.empty() && text.size() <= 7 &&
+      text.find_first_not_of("0123456789") == std::string::npos) {
+    const uint64_t v = std::stoull(text);
+    if (v <= kMax) return v;
+  }
+  return Err(fmt::format(
+      "{}: '{}': allowed 0..{} (inactive deployments kept whole per chip), or all (retention off)",
+      key, text, kMax));
+}
+
 std::string DaemonConfig::board_uri() const {
   if (backend == "sim") {
     return fmt::format("sim:profile={},seed={},noise_seed={}", profile, seed, noise_seed);
@@ -82,7 +96,7 @@ std::expected<DaemonConfig, std::string> parse_config(const std::string& yaml_te
   if (root.IsNull()) return c;
   if (auto r = check_keys(root, "<top>",
                           {"listen", "board", "state_dir", "log_level", "program_verify",
-                           "metrics_listen", "security", "scheduling"});
+                           "metrics_listen", "security", "scheduling", "retention"});
       !r) {
     return fail(r.error());
   }
@@ -150,6 +164,18 @@ std::expected<DaemonConfig, std::string> parse_config(const std::string& yaml_te
         return fail(fmt::format("scheduling.stream_idle_timeout_s = {}: allowed 0.1..86400", x));
       }
       c.stream_idle_timeout_s = x;
+    }
+  }
+  if (const YAML::Node s = root["retention"]; s && !s.IsNull()) {  // may hold only comments
+    if (auto r = check_keys(s, "retention", {"keep_inactive"}); !r) return fail(r.error());
+    if (const YAML::Node k = s["keep_inactive"]) {
+      if (!k.IsScalar()) {
+        return fail(
+            fmt::format("retention.keep_inactive: expected a count or all, got {}", describe(k)));
+      }
+      auto v = parse_keep_inactive(k.Scalar(), "retention.keep_inactive");
+      if (!v) return fail(v.error());
+      c.keep_inactive = *v;
     }
   }
   if (const YAML::Node b = root["board"]) {

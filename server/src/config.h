@@ -2,7 +2,9 @@
 // Validation errors name the key and the allowed values.
 #pragma once
 
+#include <cstdint>
 #include <expected>
+#include <optional>
 #include <string>
 
 #include "xbar/drivers/program_verify.h"
@@ -32,6 +34,10 @@ struct DaemonConfig {
   uint64_t max_queue = 1024;          // requests waiting for the board before RESOURCE_EXHAUSTED
   double stream_idle_timeout_s = 30;  // a stream silent this long is cancelled (frees its arrays)
 
+  // retention (docs/record.md, "Retention"): the newest keep_inactive failed/stale/lost
+  // deployments per chip stay whole, older ones are archived; nullopt ("all"): retention off.
+  std::optional<uint64_t> keep_inactive = 20;
+
   /// The driver URI this configuration selects, e.g. "sim:profile=typical,seed=1,noise_seed=1".
   std::string board_uri() const;
 
@@ -39,6 +45,11 @@ struct DaemonConfig {
   /// max_rounds override the first two.
   ProgramVerifyConfig program_verify;
 };
+
+/// Parses a retention.keep_inactive value (YAML or --keep-inactive): "all" (nullopt:
+/// retention off) or a count 0..1000000. Errors name `key` and the allowed values.
+std::expected<std::optional<uint64_t>, std::string> parse_keep_inactive(const std::string& text,
+                                                                        const std::string& key);
 
 /// Parses YAML text into a config (defaults for absent keys). `origin` prefixes messages.
 std::expected<DaemonConfig, std::string> parse_config(const std::string& yaml_text,

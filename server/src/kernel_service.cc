@@ -9,6 +9,7 @@
 #include <set>
 
 #include "call.h"
+#include "deployment_pages.h"
 #include "operations.h"
 #include "programming.h"
 #include "request_checks.h"
@@ -41,15 +42,6 @@ std::string new_deployment_id() {
   return fmt::format("dep-{:012x}", v & 0xFFFFFFFFFFFFull);
 }
 
-// Drops the per-device matrices (for listings).
-void strip_matrices(v1::Deployment* d) {
-  for (v1::Placement& p : *d->mutable_placements()) {
-    p.clear_target_us();
-    p.clear_readback_us();
-    p.mutable_programming()->clear_final_us();
-  }
-}
-
 grpc::Status record_status(const Error& e) {
   if (e.code == ErrorCode::kNotFound || e.code == ErrorCode::kInvalidArgument) return to_status(e);
   return {grpc::StatusCode::INTERNAL, "chip record: " + e.message};
@@ -71,8 +63,22 @@ grpc::Status KernelServiceImpl::deploy_operation(
       sched_.operations, ctx, call, method, request_id(ctx),
       [](v1::OperationEvent& e, const v1::DeployKernelResponse& m) { *e.mutable_deploy() = m; },
       [&](grpc::ServerWriterInterface<v1::DeployKernelResponse>* writer) {
-        return deploy(ctx, req, writer, model);
+        grpc::Status st = deploy(ctx, req, writer, model);
+        retain();  // before the operation is finished: its end sees the record pruned
+        return st;
       });
+}
+
+void KernelServiceImpl::retain() {
+  auto archived = apply_retention(record_, board_.info().serial, keep_inactive_);
+  if (!archived) {
+    spdlog::warn("retention: {}", archived.error().message);
+    return;
+  }
+  for (const std::string& id : *archived) {
+    spdlog::info("deployment {} archived (retention: the newest {} inactive ones are kept whole)",
+                 id, *keep_inactive_);
+  }
 }
 
 grpc::Status KernelServiceImpl::deploy(
@@ -381,23 +387,10 @@ grpc::Status KernelServiceImpl::GetDeployment(grpc::ServerContext*,
 grpc::Status KernelServiceImpl::ListDeployments(grpc::ServerContext*,
                                                 const v1::ListDeploymentsRequest* req,
                                                 v1::ListDeploymentsResponse* out) {
-  auto rows = record_.deployments(board_.info().serial);
-  if (!rows) {
-    if (rows.error().code == ErrorCode::kNotFound) return grpc::Status::OK;  // chip never met
-    return record_status(rows.error());
-  }
-  for (DeploymentRow r : *rows) {
-    states_.correct(r);
-    v1::Deployment* d = out->add_deployments();
-    if (!d->ParseFromString(r.blob)) {
-      d->Clear();
-      d->set_id(r.id);
-      d->set_message("record unreadable");
-    }
-    d->set_state(r.state);
-    d->set_message(r.message);
-    if (!req->full()) strip_matrices(d);
-  }
+  auto page = list_deployments_page(record_, board_.info().serial, *req,
+                                    [this](DeploymentRow& r) { states_.correct(r); });
+  if (!page) return record_status(page.error());
+  *out = std::move(*page);
   return grpc::Status::OK;
 }
 

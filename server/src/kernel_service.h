@@ -2,7 +2,10 @@
 // kept in the chip record.
 #pragma once
 
+#include <optional>
+
 #include "chip_record.h"
+#include "deployment_pages.h"
 #include "deployment_states.h"
 #include "model_proto.h"
 #include "scheduler.h"
@@ -35,17 +38,27 @@ class KernelServiceImpl final : public xbar::v1::KernelService::Service {
   grpc::Status deploy(grpc::ServerContext* ctx, const v1::DeployKernelRequest& req,
                       grpc::ServerWriterInterface<v1::DeployKernelResponse>* writer,
                       const std::string& model);
-  /// The operation wrapper of both deploy RPCs (`method` names the RPC).
+  /// The operation wrapper of both deploy RPCs (`method` names the RPC). Applies retention
+  /// after the deploy, whatever its outcome.
   grpc::Status deploy_operation(grpc::ServerContext* ctx, const v1::DeployKernelRequest& req,
                                 grpc::ServerWriterInterface<v1::DeployKernelResponse>* call,
                                 const std::string& model, const std::string& method);
 
+  /// Retention after each deploy (docs/record.md, "Retention"): keep the newest
+  /// `keep_inactive` failed/stale/lost deployments of the chip whole, archive older ones;
+  /// nullopt: off. Default kDefaultKeepInactive (20). Set before serving.
+  void set_retention(std::optional<size_t> keep_inactive) { keep_inactive_ = keep_inactive; }
+
  private:
+  // Applies the retention policy to the attached chip; a failure is logged, not returned.
+  void retain();
+
   Board& board_;
   ChipRecord& record_;
   Scheduler& sched_;
   DeploymentStates& states_;
   ProgramVerifyConfig defaults_;
+  std::optional<size_t> keep_inactive_ = kDefaultKeepInactive;
 };
 
 }  // namespace xbar::server

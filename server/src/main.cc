@@ -74,7 +74,7 @@ int main(int argc, char** argv) {
   CLI::App app{"xbard: the xbar daemon (gRPC xbar.v1 in front of one crossbar board)"};
   std::string config_path;
   std::string listen, board_uri, log_level, state_dir, metrics_listen, token_file, tls_cert,
-      tls_key, tls_client_ca, busy_policy;
+      tls_key, tls_client_ca, busy_policy, keep_inactive;
   app.add_option("-c,--config", config_path, "YAML config (see configs/xbard.yaml)");
   app.add_option("--listen", listen, "gRPC address HOST:PORT or unix:PATH (overrides the config)");
   app.add_option("--board", board_uri,
@@ -97,6 +97,10 @@ int main(int argc, char** argv) {
   app.add_option("--busy-policy", busy_policy,
                  "wait | refuse: a change (program, scan, deploy, delete) on arrays that "
                  "inference is using waits for it, or is refused at once");
+  app.add_option("--keep-inactive", keep_inactive,
+                 "retention: per chip, the newest N failed/stale/lost deployments stay whole, "
+                 "older ones are archived (without their matrices); N = 0..1000000, or all "
+                 "(retention off); overrides the config (default 20)");
   app.footer(
       "With no config: the embedded twin (profile typical) on 127.0.0.1:50051.\n"
       "Examples:\n  xbard\n  xbard --board sim:profile=imssa,seed=3\n"
@@ -124,6 +128,14 @@ int main(int argc, char** argv) {
   if (!tls_key.empty()) cfg.tls_key = tls_key;
   if (!tls_client_ca.empty()) cfg.tls_client_ca = tls_client_ca;
   if (!busy_policy.empty()) cfg.busy_policy = busy_policy;
+  if (!keep_inactive.empty()) {
+    auto k = xbar::server::parse_keep_inactive(keep_inactive, "--keep-inactive");
+    if (!k) {
+      std::cerr << "xbard: " << k.error() << "\n";
+      return 2;
+    }
+    cfg.keep_inactive = *k;
+  }
   if (cfg.busy_policy != "wait" && cfg.busy_policy != "refuse") {
     std::cerr << "xbard: --busy-policy '" << cfg.busy_policy << "': allowed wait, refuse\n";
     return 2;
@@ -215,6 +227,14 @@ int main(int argc, char** argv) {
       spdlog::info("deployment {}: {} -> {} ({})", o.id, o.before, o.after, o.message);
     }
   }
+  // Retention at start (and after each deploy): reconciliation may have made some lost, and
+  // an older build or a changed keep_inactive may have left more than the policy keeps.
+  if (auto a = xbar::server::apply_retention(**record, info.serial, cfg.keep_inactive); !a) {
+    spdlog::warn("retention: {}", a.error().message);
+  } else if (!a->empty()) {
+    spdlog::info("retention: {} deployment(s) archived (keeping the newest {} inactive whole)",
+                 a->size(), *cfg.keep_inactive);
+  }
 
   xbar::server::Registry registry;
   xbar::server::XbardMetrics metrics(registry, XBAR_VERSION);
@@ -234,13 +254,15 @@ int main(int argc, char** argv) {
   xbar::server::BoardServiceImpl service(**board, sched);
   xbar::server::ArrayServiceImpl arrays(**board, **record, sched, cfg.program_verify);
   xbar::server::KernelServiceImpl kernels(**board, **record, sched, states, cfg.program_verify);
+  kernels.set_retention(cfg.keep_inactive);
   xbar::server::ModelServiceImpl models(
       **board, sched, states, kernels,
       std::chrono::milliseconds(static_cast<int64_t>(cfg.stream_idle_timeout_s * 1000)));
   models.set_metrics(&metrics);
-  // xbar_deployments{state}, refreshed with the readiness check.
+  // xbar_deployments{state}, refreshed with the readiness check: the states as callers see
+  // them, read without the blobs (the archived history may be long).
   auto refresh_deployments = [&] {
-    auto rows = (*record)->deployments(info.serial);
+    auto rows = (*record)->deployments(info.serial, /*with_blobs=*/false);
     if (!rows) return;
     std::map<std::string, int> n = {{"ready", 0},    {"degraded", 0},  {"failed", 0},
                                     {"stale", 0},    {"deploying", 0}, {"lost", 0},

@@ -58,6 +58,12 @@ Result<ModelServiceImpl::Loaded> ModelServiceImpl::load(const std::string& id, b
     return make_error(ErrorCode::kFailedPrecondition,
                       fmt::format("deployment {} has no model: deploy one with DeployModel", id));
   }
+  if (dep.archived_at_ms() != 0) {
+    return make_error(ErrorCode::kFailedPrecondition,
+                      fmt::format("deployment {} is {} and archived: retention kept its history "
+                                  "without the read-back conductances inference runs on",
+                                  id, row->state));
+  }
   auto spec = model_from_proto(mp);
   if (!spec) return make_error(ErrorCode::kInternal, "recorded model: " + spec.error().message);
   Loaded l;

@@ -4,9 +4,9 @@
 //
 // Properties:
 //  - parse_config: an accepted config satisfies every documented range (listen, backend and
-//    address, log level, busy policy, queue, idle timeout, program-verify window); written back
-//    as YAML with every key (yaml-cpp's emitter) it parses to the same config (strings that are
-//    not UTF-8 excepted: the emitter replaces them); a rejection's message starts with the
+//    address, log level, busy policy, queue, idle timeout, retention, program-verify window);
+//    written back as YAML with every key (yaml-cpp's emitter) it parses to the same config (strings
+//    that are not UTF-8 excepted: the emitter replaces them); a rejection's message starts with the
 //    origin.
 //  - parse_profile_yaml: an accepted profile passes validate_profile, and everything the twin's
 //    INFO reply carries of it (Firmware's constructor: millivolts in u16/i16, gains in u32 ohms,
@@ -53,6 +53,10 @@ std::string emit(const server::DaemonConfig& c) {
   e << YAML::Key << "busy_policy" << YAML::Value << c.busy_policy;
   e << YAML::Key << "max_queue" << YAML::Value << c.max_queue;
   e << YAML::Key << "stream_idle_timeout_s" << YAML::Value << c.stream_idle_timeout_s;
+  e << YAML::EndMap;
+  e << YAML::Key << "retention" << YAML::Value << YAML::BeginMap;
+  e << YAML::Key << "keep_inactive" << YAML::Value
+    << (c.keep_inactive ? std::to_string(*c.keep_inactive) : std::string("all"));
   e << YAML::EndMap;
   e << YAML::Key << "program_verify" << YAML::Value << YAML::BeginMap;
   auto num = [&](const char* k, double v) { e << YAML::Key << k << YAML::Value << v; };
@@ -140,6 +144,13 @@ std::string difference(const server::DaemonConfig& a, const server::DaemonConfig
       return fmt::format("{}: '{}' became '{}'", name, escaped(v.first), escaped(v.second));
     }
   }
+  if (a.keep_inactive != b.keep_inactive) {
+    auto text = [](const std::optional<uint64_t>& k) {
+      return k ? std::to_string(*k) : std::string("all");
+    };
+    return fmt::format("retention.keep_inactive: {} became {}", text(a.keep_inactive),
+                       text(b.keep_inactive));
+  }
   const std::pair<const char*, std::pair<double, double>> numbers[] = {
       {"board.seed", {static_cast<double>(a.seed), static_cast<double>(b.seed)}},
       {"board.noise_seed", {static_cast<double>(a.noise_seed), static_cast<double>(b.noise_seed)}},
@@ -188,6 +199,8 @@ void check_config(const std::string& text) {
   FUZZ_CHECK(c->max_queue >= 1 && c->max_queue <= 1'000'000, std::to_string(c->max_queue));
   FUZZ_CHECK(c->stream_idle_timeout_s >= 0.1 && c->stream_idle_timeout_s <= 86400,
              std::to_string(c->stream_idle_timeout_s));
+  FUZZ_CHECK(!c->keep_inactive || *c->keep_inactive <= 1'000'000,
+             "retention.keep_inactive = " + std::to_string(*c->keep_inactive));
   FUZZ_CHECK(c->tls_cert.empty() == c->tls_key.empty(), "tls_cert without tls_key");
   FUZZ_CHECK(c->tls_client_ca.empty() || !c->tls_cert.empty(), "tls_client_ca without TLS");
   FUZZ_CHECK(p.target_min_uS < p.target_max_uS && p.tol_uS > 0 && p.max_rounds >= 1 &&

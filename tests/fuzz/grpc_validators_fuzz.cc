@@ -2,10 +2,14 @@
 // in the protobuf wire format (what gRPC hands the handler), parsed with ParseFromArray.
 //
 // Input: u8 selector, then the message.
-//   even: xbar.v1.DeployKernelRequest -> kernel_set_from_proto + kernel::validate (the first
-//         checks of KernelServiceImpl::deploy, with the daemon's default window);
-//   odd:  xbar.v1.DeployModelRequest -> model_from_proto (ModelServiceImpl::DeployModel), then
-//         its kernel set as above (DeployModel goes on into the same deploy path).
+//   bit 7 set: the rest is ListDeploymentsRequest.page_token -> decode_page_token (the first
+//         check of KernelServiceImpl::ListDeployments); properties: refused as kInvalidArgument
+//         naming page_token, or accepted and re-encoded to exactly the same text (only
+//         canonical tokens are read);
+//   else even: xbar.v1.DeployKernelRequest -> kernel_set_from_proto + kernel::validate (the
+//         first checks of KernelServiceImpl::deploy, with the daemon's default window);
+//   else odd:  xbar.v1.DeployModelRequest -> model_from_proto (ModelServiceImpl::DeployModel),
+//         then its kernel set as above (DeployModel goes on into the same deploy path).
 //
 // The other handlers check their requests inline, against the board's INFO, the chip record or
 // the deployment (ReadConductances, ProgramArray, ScanFaults, GetFaultMap, the rest of
@@ -19,6 +23,7 @@
 #include <fmt/format.h>
 #include <google/protobuf/stubs/logging.h>
 
+#include "deployment_pages.h"
 #include "fuzz_util.h"
 #include "kernel_checks.h"
 #include "model_proto.h"
@@ -90,6 +95,21 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
+  if (data[0] & 0x80) {
+    const std::string text(reinterpret_cast<const char*>(data + 1), size - 1);
+    auto t = server::decode_page_token(text);
+    if (!t) {
+      FUZZ_CHECK(t.error().code == ErrorCode::kInvalidArgument &&
+                     t.error().message.starts_with("page_token: "),
+                 "decode_page_token: " + t.error().message);
+      return 0;
+    }
+    FUZZ_CHECK(t->serial.size() <= 64 && t->after.id.size() <= 128,
+               "decode_page_token: accepted an over-long serial or id");
+    FUZZ_CHECK(server::encode_page_token(*t) == text,
+               "decode_page_token accepted a token it would not have written");
+    return 0;
+  }
   const bool model = data[0] & 1;
   const int len = static_cast<int>(size - 1);
   if (!model) {

@@ -474,6 +474,13 @@ void kernel_model_seeds() {
     write("grpc_validators", "deploy-model-" + name,
           std::string(1, '\1') + req.SerializeAsString());
   }
+  // Selector 0x80: a ListDeployments page_token. These are what encode_page_token writes for
+  // (1700000000123, dep-0123456789ab, chip XS0000000000000D), without and with
+  // include_archived (deployment_pages_test pins the same texts).
+  write("grpc_validators", "page-token",
+        std::string("\x80AQAAAAGLz-VoexBYUzAwMDAwMDAwMDAwMDBEEGRlcC0wMTIzNDU2Nzg5YWKx_q3-"));
+  write("grpc_validators", "page-token-archived",
+        std::string("\x80AQEAAAGLz-VoexBYUzAwMDAwMDAwMDAwMDBEEGRlcC0wMTIzNDU2Nzg5YWLnt9-B"));
 }
 
 // ---- config ----

@@ -266,6 +266,10 @@ class ClientTest(unittest.TestCase):
         # The example took the arrays (replace): the first deployment is stale now.
         self.assertEqual(self.client.deployment(self.deployment.id).state, "stale")
         ClientTest.example_deployment = summary["deployment"]
+        # Two deployments now: one a page, the client follows the tokens to the same list.
+        one_a_page = [d.id for d in self.client.deployments(page_size=1)]
+        self.assertEqual(one_a_page, [d.id for d in self.client.deployments()])
+        self.assertEqual(one_a_page[:2], [summary["deployment"], self.deployment.id])
 
     def test_08_delete(self):
         dep_id = getattr(ClientTest, "example_deployment", None) or self.deployed().id
@@ -274,6 +278,48 @@ class ClientTest(unittest.TestCase):
             self.client.deployment(dep_id)
         self.assertEqual(e.exception.code, "NOT_FOUND")
         self.assertNotIn(dep_id, [d.id for d in self.client.deployments()])
+
+
+class PagingTest(unittest.TestCase):
+    """Client.deployments() follows ListDeployments' pages (no daemon: a stub that hands out
+    three pages)."""
+
+    class Stub:
+        def __init__(self, test):
+            self.test = test
+            self.requests = []
+            from xbar.v1 import kernels_pb2
+            self.pb = kernels_pb2
+            self.pages = {"": (["dep-5", "dep-4"], "t1"), "t1": (["dep-3", "dep-2"], "t2"),
+                          "t2": (["dep-1"], "")}
+
+        def ListDeployments(self, request, timeout=None, metadata=None):
+            self.requests.append((request.page_token, request.page_size,
+                                  request.include_archived, request.full))
+            ids, token = self.pages[request.page_token]
+            reply = self.pb.ListDeploymentsResponse(next_page_token=token)
+            for i in ids:
+                reply.deployments.add(id=i)
+            return reply
+
+    def test_every_page_in_order_with_the_same_request(self):
+        with Client("127.0.0.1:1") as c:  # never connected: the stub answers
+            stub = PagingTest.Stub(self)
+            c._kernels = stub
+            ids = [d.id for d in c.deployments(True, include_archived=True, page_size=2)]
+            self.assertEqual(ids, ["dep-5", "dep-4", "dep-3", "dep-2", "dep-1"])
+            self.assertEqual(stub.requests, [("", 2, True, True), ("t1", 2, True, True),
+                                             ("t2", 2, True, True)])
+
+    def test_a_token_handed_out_twice_stops_the_loop(self):
+        with Client("127.0.0.1:1") as c:
+            stub = PagingTest.Stub(self)
+            stub.pages["t2"] = (["dep-1"], "t1")  # a daemon going round in circles
+            c._kernels = stub
+            with self.assertRaises(XbarError) as e:
+                c.deployments()
+            self.assertEqual(e.exception.code, "INTERNAL")
+            self.assertEqual(len(stub.requests), 3)
 
 
 class TokenTest(unittest.TestCase):

@@ -257,13 +257,30 @@ class Client:
         _parse(model_json_path, request.model)
         return self._deploy(self._models.DeployModel, request, on_progress, timeout)
 
-    def deployments(self, full: bool = False) -> list:
+    def deployments(
+        self, full: bool = False, *, include_archived: bool = False, page_size: int = 0
+    ) -> list:
         """The attached chip's deployments, newest first (``KernelService.ListDeployments``),
-        as a list of ``xbar.v1.Deployment``; the per-device matrices only with ``full``."""
-        reply = self._unary(
-            self._kernels.ListDeployments, kernels_pb2.ListDeploymentsRequest(full=full)
+        as a list of ``xbar.v1.Deployment``: every page, each its own call (``page_token`` =
+        the previous ``next_page_token`` until it is empty). The per-device matrices only with
+        ``full``; the deployments retention archived (``archived_at_ms`` > 0, kept without
+        their matrices) only with ``include_archived``. ``page_size`` is per call: 0 = the
+        daemon's default (50), at most 1000; a page may hold fewer (it ends before 1 MiB)."""
+        out = []
+        request = kernels_pb2.ListDeploymentsRequest(
+            full=full, include_archived=include_archived, page_size=page_size
         )
-        return list(reply.deployments)
+        seen = set()
+        while True:
+            reply = self._unary(self._kernels.ListDeployments, request)
+            out.extend(reply.deployments)
+            token = reply.next_page_token
+            if not token:
+                return out
+            if token in seen:
+                raise XbarError("INTERNAL", "ListDeployments handed out the same page token twice")
+            seen.add(token)
+            request.page_token = token
 
     def deployment(self, deployment_id: str) -> kernels_pb2.Deployment:
         """One deployment by id (``KernelService.GetDeployment``); NOT_FOUND otherwise."""
