@@ -40,19 +40,15 @@ echo
 echo "== xbarctl status"
 "$B/client/xbarctl" status
 echo
-echo "== xbarctl deploy-model models/example-model.json (an untrained model around the kernels)"
-"$B/client/xbarctl" deploy-model models/example-model.json --replace | head -3 || true
+echo "== xbarctl deploy-model models/reference/zero-one-2bit.json (the trained \"zero\"/\"one\" model)"
+"$B/client/xbarctl" deploy-model models/reference/zero-one-2bit.json --replace | head -3 || true
 MDEP=$("$B/client/xbarctl" --json deployments | grep -o 'dep-[0-9a-f]*' | head -1)
-python3 - <<'PY'
-import math, struct
-n = int(48000 * 1.161)
-data = b"".join(struct.pack("<h", int(12000 * math.sin(2 * math.pi * (200 + 600 * t / n) * t / 48000))) for t in range(n))
-hdr = b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, 48000, 96000, 2, 16) + b"data" + struct.pack("<I", len(data))
-open("demo-out/chirp.wav", "wb").write(hdr + data)
-PY
-echo "== xbarctl infer demo-out/chirp.wav (closed loop on the board, then in software)"
-"$B/client/xbarctl" infer demo-out/chirp.wav -d "$MDEP"
-"$B/client/xbarctl" infer demo-out/chirp.wav -d "$MDEP" --software
+# Two spoken clips committed with the model (models/reference/clips): a "zero" and a "one".
+for clip in spk001_zero_r0 spk008_one_r0; do
+  echo "== xbarctl infer models/reference/clips/$clip.wav (said: $(echo "$clip" | cut -d_ -f2); closed loop on the board, then in software)"
+  "$B/client/xbarctl" infer "models/reference/clips/$clip.wav" -d "$MDEP"
+  "$B/client/xbarctl" infer "models/reference/clips/$clip.wav" -d "$MDEP" --software
+done
 echo
 if [ "${XBAR_DEMO_EXIT:-0}" = 1 ]; then exit 0; fi
 echo "xbard is serving xbar.v1 on $ADDR (log: demo-out/xbard.log). Ctrl-C to stop."
