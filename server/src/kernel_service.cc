@@ -409,6 +409,7 @@ grpc::Status KernelServiceImpl::DeleteDeployment(grpc::ServerContext* ctx,
   }
   auto hold = sched_.arrays.exclusive(row->arrays, limits_of(ctx), sched_.refuse_busy_changes);
   if (!hold) return to_status(hold.error());
+  if (auto s = stopped_before_start(ctx); !s.ok()) return s;
   if (auto d = record_.delete_deployment(req->id()); !d) {
     if (d.error().code == ErrorCode::kNotFound) {
       return {grpc::StatusCode::NOT_FOUND, fmt::format("id = '{}': no such deployment", req->id())};
