@@ -35,8 +35,15 @@ PKGS=(
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
+# Node.js and npm are needed as commands: a machine whose Node.js came from elsewhere (e.g.
+# NodeSource's nodejs, which carries its own npm and conflicts with Debian's npm package) keeps
+# it; Debian's packages are installed only where `node` or `npm` is missing.
+have_node=0
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then have_node=1; fi
+
 missing=()
 for p in "${PKGS[@]}"; do
+  if [ "$have_node" = 1 ] && { [ "$p" = nodejs ] || [ "$p" = npm ]; }; then continue; fi
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ "${#missing[@]}" -eq 0 ]; then
