@@ -179,8 +179,12 @@ TEST_F(Reconcile, KillNineAtTwentyRandomPointsOfADeployNeverLeavesItUnverified) 
     ASSERT_TRUE(std::regex_search(out, m, std::regex("\"id\":\"(dep-[0-9a-f]+)\""))) << out;
     const std::string newest = m[1].str();
     auto [state, message] = state_of(newest);
-    if (frozen) EXPECT_EQ(state, "failed") << message;
-    if (finished) EXPECT_NE(newest, newest_before);
+    if (frozen) {
+      EXPECT_EQ(state, "failed") << message;
+    }
+    if (finished) {
+      EXPECT_NE(newest, newest_before);
+    }
     if (newest == newest_before) {
       ++not_started;  // killed before the deploy recorded itself
       EXPECT_NE(state, "deploying");
