@@ -19,6 +19,7 @@
 #include <limits>
 #include <thread>
 
+#include "infer_stream.h"
 #include "process.h"
 #include "xbar/v1/arrays.grpc.pb.h"
 #include "xbar/v1/board.grpc.pb.h"
@@ -176,39 +177,7 @@ class ApiContract : public ::testing::Test {
   std::unique_ptr<v1::OperationService::Stub> ops_;
 };
 
-// A stream on a deployment, chunk by chunk: holds its arrays while open.
-class Stream {
- public:
-  Stream(const std::shared_ptr<grpc::Channel>& ch, const std::string& dep)
-      : stub_(v1::ModelService::NewStub(ch)), rw_(stub_->StreamInfer(&ctx_)), dep_(dep) {}
-  bool send(const std::vector<float>& s, size_t from, size_t to, bool end = false) {
-    v1::StreamInferRequest r;
-    if (first_) {
-      r.set_deployment(dep_);
-      r.set_sample_rate_hz(kRate);
-      r.set_path(v1::INFER_HARDWARE);
-      first_ = false;
-    }
-    for (size_t i = from; i < to; ++i) r.add_samples(s[i]);
-    r.set_end(end);
-    if (!rw_->Write(r)) return false;
-    return rw_->Read(&last_);
-  }
-  grpc::Status finish() {
-    rw_->WritesDone();
-    v1::StreamInferResponse r;
-    while (rw_->Read(&r)) last_ = r;
-    return rw_->Finish();
-  }
-
- private:
-  grpc::ClientContext ctx_;
-  std::unique_ptr<v1::ModelService::Stub> stub_;
-  std::unique_ptr<grpc::ClientReaderWriter<v1::StreamInferRequest, v1::StreamInferResponse>> rw_;
-  std::string dep_;
-  bool first_ = true;
-  v1::StreamInferResponse last_;
-};
+using testing::Stream;
 
 // Issue 16 item 1: with a stream holding deployment A's arrays and a DeployModel of B
 // (replace) waiting for them, an Infer on A was held until B finished and then answered OK from

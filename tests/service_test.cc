@@ -14,6 +14,7 @@
 #include <regex>
 #include <thread>
 
+#include "infer_stream.h"
 #include "process.h"
 #include "xbar/v1/arrays.grpc.pb.h"
 #include "xbar/v1/board.grpc.pb.h"
@@ -108,40 +109,7 @@ class Service : public ::testing::Test {
   std::shared_ptr<grpc::Channel> channel_;
 };
 
-// A stream opened by this process, chunk by chunk.
-class Stream {
- public:
-  Stream(std::shared_ptr<grpc::Channel> ch, const std::string& dep)
-      : stub_(v1::ModelService::NewStub(ch)), rw_(stub_->StreamInfer(&ctx_)), dep_(dep) {}
-  bool send(const std::vector<float>& s, size_t from, size_t to, bool end = false) {
-    v1::StreamInferRequest r;
-    if (first_) {
-      r.set_deployment(dep_);
-      r.set_sample_rate_hz(kRate);
-      r.set_path(v1::INFER_HARDWARE);
-      first_ = false;
-    }
-    for (size_t i = from; i < to; ++i) r.add_samples(s[i]);
-    r.set_end(end);
-    if (!rw_->Write(r)) return false;
-    return rw_->Read(&last_);
-  }
-  grpc::Status finish() {
-    rw_->WritesDone();
-    v1::StreamInferResponse r;
-    while (rw_->Read(&r)) last_ = r;
-    return rw_->Finish();
-  }
-  const v1::StreamInferResponse& last() const { return last_; }
-
- private:
-  grpc::ClientContext ctx_;
-  std::unique_ptr<v1::ModelService::Stub> stub_;
-  std::unique_ptr<grpc::ClientReaderWriter<v1::StreamInferRequest, v1::StreamInferResponse>> rw_;
-  std::string dep_;
-  bool first_ = true;
-  v1::StreamInferResponse last_;
-};
+using testing::Stream;
 
 std::vector<float> run_stream(std::shared_ptr<grpc::Channel> ch, const std::string& dep,
                               const std::vector<float>& s) {

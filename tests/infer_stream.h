@@ -1,0 +1,54 @@
+// Test helper: a StreamInfer call opened by the test process, fed chunk by chunk (at the
+// model's rate `rate_hz`, hardware path), so that a test can hold a deployment's arrays
+// between two chunks. Shared by the tests that talk to a real xbard.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "xbar/v1/models.grpc.pb.h"
+
+namespace xbar::testing {
+
+class Stream {
+ public:
+  Stream(const std::shared_ptr<grpc::Channel>& ch, const std::string& dep, int rate_hz = 48000)
+      : stub_(v1::ModelService::NewStub(ch)),
+        rw_(stub_->StreamInfer(&ctx_)),
+        dep_(dep),
+        rate_hz_(rate_hz) {}
+  bool send(const std::vector<float>& s, size_t from, size_t to, bool end = false) {
+    v1::StreamInferRequest r;
+    if (first_) {
+      r.set_deployment(dep_);
+      r.set_sample_rate_hz(static_cast<uint32_t>(rate_hz_));
+      r.set_path(v1::INFER_HARDWARE);
+      first_ = false;
+    }
+    for (size_t i = from; i < to; ++i) r.add_samples(s[i]);
+    r.set_end(end);
+    if (!rw_->Write(r)) return false;
+    return rw_->Read(&last_);
+  }
+  grpc::Status finish() {
+    rw_->WritesDone();
+    v1::StreamInferResponse r;
+    while (rw_->Read(&r)) last_ = r;
+    return rw_->Finish();
+  }
+  const v1::StreamInferResponse& last() const { return last_; }
+
+ private:
+  grpc::ClientContext ctx_;
+  std::unique_ptr<v1::ModelService::Stub> stub_;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::StreamInferRequest, v1::StreamInferResponse>> rw_;
+  std::string dep_;
+  int rate_hz_;
+  bool first_ = true;
+  v1::StreamInferResponse last_;
+};
+
+}  // namespace xbar::testing
