@@ -135,9 +135,10 @@ class ApiContract : public ::testing::Test {
   }
 
   grpc::Status infer(const std::string& dep, v1::InferResponse* out,
-                     v1::InferPath path = v1::INFER_HARDWARE) {
+                     v1::InferPath path = v1::INFER_HARDWARE, bool kernel_outputs = false) {
     v1::InferRequest r;
     r.set_deployment(dep);
+    r.set_kernel_outputs(kernel_outputs);
     r.set_sample_rate_hz(kRate);
     for (float v : chirp(kRate / 2)) r.add_samples(v);
     r.set_path(path);
@@ -657,6 +658,62 @@ TEST_F(ApiContract, ADeployThatFailsOnAFullDiskIsFailedNotDeploying) {
 }
 
 // Issue 16 item 13: the Bearer scheme is case-insensitive (RFC 6750, RFC 7235).
+// Issue 17 item 3: INFER_EMULATE, the loop's integer arithmetic on the host with one tagged VMM
+// per step, answers with the board loop's codes: identical kernel outputs and logits, on Infer
+// and on a stream; it needs the arrays like the hardware path.
+TEST_F(ApiContract, TheEmulatedPathGivesTheBoardsAnswerBitForBit) {
+  start("sim:profile=ideal,seed=1");
+  const v1::Deployment dep = deploy(example_model());
+  ASSERT_EQ(dep.state(), "ready");
+  v1::InferResponse hw, em, sw;
+  ASSERT_TRUE(infer(dep.id(), &hw, v1::INFER_HARDWARE, true).ok());
+  const grpc::Status st = infer(dep.id(), &em, v1::INFER_EMULATE, true);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_TRUE(infer(dep.id(), &sw, v1::INFER_SOFTWARE, true).ok());
+  ASSERT_EQ(hw.kernel_outputs_size(), em.kernel_outputs_size());
+  ASSERT_GT(hw.kernel_outputs_size(), 0);
+  bool differs_from_software = false;
+  for (int k = 0; k < hw.kernel_outputs_size(); ++k) {
+    const auto& a = hw.kernel_outputs(k).values();
+    const auto& b = em.kernel_outputs(k).values();
+    ASSERT_EQ(a.size(), b.size());
+    EXPECT_TRUE(std::equal(a.begin(), a.end(), b.begin())) << "kernel " << k;
+    const auto& c = sw.kernel_outputs(k).values();
+    differs_from_software |= !std::equal(a.begin(), a.end(), c.begin());
+  }
+  EXPECT_TRUE(differs_from_software);  // the comparison can tell two paths apart
+  ASSERT_EQ(hw.logits_size(), em.logits_size());
+  for (int i = 0; i < hw.logits_size(); ++i) EXPECT_EQ(hw.logits(i), em.logits(i)) << i;
+  EXPECT_EQ(hw.label(), em.label());
+  EXPECT_GT(em.board_ms(), 0.0);
+
+  // A stream on each path, same chunks: the same final logits.
+  const std::vector<float> s = chirp(kRate / 2);
+  std::vector<float> final_logits[2];
+  int i = 0;
+  for (v1::InferPath path : {v1::INFER_HARDWARE, v1::INFER_EMULATE}) {
+    Stream stream(channel_, dep.id(), kRate, path);
+    for (size_t at = 0; at < s.size(); at += 4800) {
+      const size_t to = std::min(s.size(), at + 4800);
+      ASSERT_TRUE(stream.send(s, at, to, to == s.size()));
+    }
+    const grpc::Status fs = stream.finish();
+    ASSERT_TRUE(fs.ok()) << fs.error_message();
+    EXPECT_TRUE(stream.last().final());
+    final_logits[i++].assign(stream.last().logits().begin(), stream.last().logits().end());
+  }
+  ASSERT_FALSE(final_logits[0].empty());
+  EXPECT_EQ(final_logits[0], final_logits[1]);
+
+  // Like the hardware path, it needs the arrays: not on a deployment another one replaced
+  // (stale), which the software path still answers for.
+  ASSERT_EQ(deploy(example_model()).state(), "ready");
+  v1::InferResponse gone;
+  const grpc::Status refused = infer(dep.id(), &gone, v1::INFER_EMULATE);
+  EXPECT_TRUE(infer(dep.id(), &gone, v1::INFER_SOFTWARE).ok());
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << refused.error_message();
+}
+
 TEST_F(ApiContract, TheBearerSchemeIsCaseInsensitive) {
   const fs::path token = dir_.path() / "token";
   std::ofstream(token) << "0123456789abcdef-token\n";

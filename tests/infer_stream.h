@@ -1,5 +1,5 @@
 // Test helper: a StreamInfer call opened by the test process, fed chunk by chunk (at the
-// model's rate `rate_hz`, hardware path), so that a test can hold a deployment's arrays
+// model's rate `rate_hz`, hardware path unless `path` says otherwise), so that a test can hold a deployment's arrays
 // between two chunks. Shared by the tests that talk to a real xbard.
 #pragma once
 
@@ -15,17 +15,19 @@ namespace xbar::testing {
 
 class Stream {
  public:
-  Stream(const std::shared_ptr<grpc::Channel>& ch, const std::string& dep, int rate_hz = 48000)
+  Stream(const std::shared_ptr<grpc::Channel>& ch, const std::string& dep, int rate_hz = 48000,
+         v1::InferPath path = v1::INFER_HARDWARE)
       : stub_(v1::ModelService::NewStub(ch)),
         rw_(stub_->StreamInfer(&ctx_)),
         dep_(dep),
-        rate_hz_(rate_hz) {}
+        rate_hz_(rate_hz),
+        path_(path) {}
   bool send(const std::vector<float>& s, size_t from, size_t to, bool end = false) {
     v1::StreamInferRequest r;
     if (first_) {
       r.set_deployment(dep_);
       r.set_sample_rate_hz(static_cast<uint32_t>(rate_hz_));
-      r.set_path(v1::INFER_HARDWARE);
+      r.set_path(path_);
       first_ = false;
     }
     for (size_t i = from; i < to; ++i) r.add_samples(s[i]);
@@ -47,6 +49,7 @@ class Stream {
   std::unique_ptr<grpc::ClientReaderWriter<v1::StreamInferRequest, v1::StreamInferResponse>> rw_;
   std::string dep_;
   int rate_hz_;
+  v1::InferPath path_;
   bool first_ = true;
   v1::StreamInferResponse last_;
 };

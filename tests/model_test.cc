@@ -206,6 +206,82 @@ TEST(Model, HardwarePathMatchesTheSoftwarePathOnTheIdealTwin) {
   }
 }
 
+// The board-exact reference (INFER_EMULATE): the loop's arithmetic host-stepped, one tagged VMM
+// per step, gives the board loop's codes bit for bit: on the ideal twin, and on a noisy one too
+// (the noise is keyed by tag and step, not by the request). Streamed in chunks it is the one
+// long run.
+TEST(Model, EmulatedPathEqualsTheBoardLoopBitForBit) {
+  for (const char* uri : {"sim:profile=ideal,seed=1", "sim:profile=imssa,seed=4"}) {
+    SCOPED_TRACE(uri);
+    auto board = Board::open(uri);
+    ASSERT_TRUE(board.has_value());
+    const ModelSpec m = small_model(5, true);
+    const auto ck = compiled(m);
+    std::vector<PlacedKernel> placed;
+    for (int k = 0; k < 3; ++k) {
+      const auto& c = ck[static_cast<size_t>(k)];
+      ASSERT_TRUE(set_to_targets(**board, k, c));
+      placed.push_back({c, kernel::Placement::identity(), k, c.target_uS});
+      placed.back().u_max = input_bound(m, k);
+    }
+    Eigen::VectorXd u = kernel::fidelity_inputs(400)[1];
+    u /= u.cwiseAbs().maxCoeff();
+    auto hw = hardware_kernels(**board, placed);
+    double emulate_ms = 0;
+    auto em = emulated_kernels(**board, placed, &emulate_ms);
+    ASSERT_TRUE(hw.has_value() && em.has_value());
+    auto fh = forward(m, u, *hw);
+    auto fe = forward(m, u, *em);
+    ASSERT_TRUE(fh.has_value() && fe.has_value()) << (fe ? "" : fe.error().message);
+    EXPECT_GT(emulate_ms, 0.0);
+    for (int k = 0; k < 3; ++k) {
+      const Eigen::VectorXd& a = fh->kernel_outputs[static_cast<size_t>(k)];
+      const Eigen::VectorXd& b = fe->kernel_outputs[static_cast<size_t>(k)];
+      ASSERT_EQ(a.size(), b.size());
+      EXPECT_EQ(a, b) << "kernel " << k << ": max difference "
+                      << (a - b).cwiseAbs().maxCoeff();  // same codes, same arithmetic
+      EXPECT_GT(a.cwiseAbs().maxCoeff(), 0.0);          // and not all zero
+    }
+    EXPECT_EQ(fh->logits, fe->logits);
+    // A later call is a run with the next noise tag on both paths.
+    auto fh2 = forward(m, u, *hw);
+    auto fe2 = forward(m, u, *em);
+    ASSERT_TRUE(fh2.has_value() && fe2.has_value());
+    EXPECT_EQ(fh2->logits, fe2->logits);
+
+    // In chunks of 37 steps: the same outputs as the whole clip (tag 0).
+    auto es = emulated_stream(**board, placed, 0);
+    ASSERT_TRUE(es.has_value()) << es.error().message;
+    EXPECT_FALSE((*es)->holds_board());
+    std::vector<Eigen::VectorXd> got(3);
+    auto append = [&](const std::vector<Eigen::VectorXd>& y) {
+      for (int k = 0; k < 3; ++k) {
+        Eigen::VectorXd& g = got[static_cast<size_t>(k)];
+        const Eigen::VectorXd& add = y[static_cast<size_t>(k)];
+        g.conservativeResize(g.size() + add.size());
+        g.tail(add.size()) = add;
+      }
+    };
+    for (Eigen::Index start = 0; start < u.size(); start += 37) {
+      const Eigen::Index n = std::min<Eigen::Index>(37, u.size() - start);
+      std::vector<Eigen::VectorXd> z;
+      for (int j = 0; j < 3; ++j) {
+        z.push_back(
+            (m.encoder.weight(j, 0) * u.segment(start, n).array() + m.encoder.bias(j)).matrix());
+      }
+      auto y = (*es)->push(z);
+      ASSERT_TRUE(y.has_value()) << y.error().message;
+      append(*y);
+    }
+    auto tail = (*es)->finish();
+    ASSERT_TRUE(tail.has_value());
+    append(*tail);
+    for (int k = 0; k < 3; ++k) {
+      EXPECT_EQ(got[static_cast<size_t>(k)], fe->kernel_outputs[static_cast<size_t>(k)]) << k;
+    }
+  }
+}
+
 TEST(Model, LoopInputRangeComesFromTheEncoder) {
   // A trained encoder drives the kernels far beyond the loop's default +-4 (the 2-bit reference
   // model reaches +-53). The loop takes its input range from the encoder (input_bound), so the

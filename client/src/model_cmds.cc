@@ -59,7 +59,13 @@ struct ModelCommands::Impl {
   int rate_hz = 0;  // 0: the model's
   std::string model_path, name, clip, deployment;
   std::vector<uint32_t> arrays;
-  bool replace = false, software = false, kernel_outputs = false, detach = false;
+  bool replace = false, software = false, emulate = false, kernel_outputs = false, detach = false;
+  v1::InferPath path() const {
+    return software ? v1::INFER_SOFTWARE : emulate ? v1::INFER_EMULATE : v1::INFER_HARDWARE;
+  }
+  std::string path_name() const {
+    return software ? "software" : emulate ? "emulate" : "hardware";
+  }
   std::string remap = "auto";
   double tol_uS = 0, max_nrmse = 0;
   uint32_t max_rounds = 0;
@@ -107,15 +113,21 @@ ModelCommands::ModelCommands(CLI::App& app) : impl_(std::make_unique<Impl>()) {
   m.infer->add_option("CLIP", m.clip, "audio file: WAV, FLAC or OGG, any rate and channels")
       ->required();
   m.infer->add_option("--deployment,-d", m.deployment, "deployment id (dep-...)")->required();
-  m.infer->add_flag("--software", m.software,
-                    "run the kernels in software instead of on the board");
+  auto* infer_sw = m.infer->add_flag("--software", m.software,
+                                     "run the kernels in software instead of on the board");
+  m.infer
+      ->add_flag("--emulate", m.emulate,
+                 "the board-exact reference: the loop's arithmetic on the host, one VMM per step "
+                 "on the board (same codes as the board's loop on the twin)")
+      ->excludes(infer_sw);
   m.infer->add_flag("--kernel-outputs", m.kernel_outputs,
                     "include each kernel's output sequence (--json)");
   m.infer->footer(footer_with(
       "--json: the InferResponse (logits, probabilities, label, class_name, steps, board_ms).\n"
       "Exit 4 for an unknown deployment, 6 for one without a model.\n"
       "Examples:\n  xbarctl infer clip.wav -d dep-0123456789ab\n"
-      "  xbarctl --json infer clip.flac -d dep-0123456789ab --software"));
+      "  xbarctl --json infer clip.flac -d dep-0123456789ab --software\n"
+      "  xbarctl --json infer clip.wav -d dep-0123456789ab --emulate --kernel-outputs"));
 
   m.stream = app.add_subcommand(
       "stream", "stream a clip to a deployed model in chunks; results as they come");
@@ -127,8 +139,12 @@ ModelCommands::ModelCommands(CLI::App& app) : impl_(std::make_unique<Impl>()) {
       ->capture_default_str();
   m.stream->add_option("--rate", m.rate_hz, "sample rate in Hz (default: the model's)")
       ->check(CLI::Range(1000, 384000));
-  m.stream->add_flag("--software", m.software,
-                     "run the kernels in software instead of on the board");
+  auto* stream_sw = m.stream->add_flag("--software", m.software,
+                                       "run the kernels in software instead of on the board");
+  m.stream
+      ->add_flag("--emulate", m.emulate,
+                 "the board-exact reference: the loop's arithmetic on the host, one VMM per step")
+      ->excludes(stream_sw);
   m.stream->footer(footer_with(
       "Prints the running result as the steps complete; progress (steps of the clip) on stderr.\n"
       "--json: one document at the end: the answers in order and the final result.\n"
@@ -223,7 +239,7 @@ int ModelCommands::Impl::run_infer(const Session& session) const {
   v1::InferRequest req;
   req.set_deployment(deployment);
   req.set_audio(*bytes);
-  req.set_path(software ? v1::INFER_SOFTWARE : v1::INFER_HARDWARE);
+  req.set_path(path());
   req.set_kernel_outputs(kernel_outputs);
   auto stub = v1::ModelService::NewStub(session.channel());
   auto ctx = session.context();
@@ -239,8 +255,9 @@ int ModelCommands::Impl::run_infer(const Session& session) const {
     probs += fmt::format("{}p{} {:.4f}", i ? ", " : "", i, out.probabilities(i));
   std::cout << fmt::format("{}  ({})  {} steps, {}\n", result_name(out.label(), out.class_name()),
                            probs, out.steps(),
-                           software ? std::string("software kernels")
-                                    : fmt::format("board closed loop {:.1f} ms", out.board_ms()));
+                           software  ? std::string("software kernels")
+                           : emulate ? fmt::format("board-exact emulation {:.1f} ms", out.board_ms())
+                                     : fmt::format("board closed loop {:.1f} ms", out.board_ms()));
   return kOk;
 }
 
@@ -276,7 +293,7 @@ int ModelCommands::Impl::run_stream(const Session& session) const {
     v1::StreamInferRequest q;
     q.set_deployment(deployment);
     q.set_sample_rate_hz(static_cast<uint32_t>(rate));
-    q.set_path(software ? v1::INFER_SOFTWARE : v1::INFER_HARDWARE);
+    q.set_path(path());
     for (size_t start = 0; start < samples.size() || start == 0; start += chunk) {
       const size_t end = std::min(samples.size(), start + chunk);
       for (size_t i = start; i < end; ++i) q.add_samples(samples[i]);
@@ -325,7 +342,7 @@ int ModelCommands::Impl::run_stream(const Session& session) const {
     JsonWriter w;
     w.begin_object()
         .field("deployment", deployment)
-        .field("path", software ? "software" : "hardware")
+        .field("path", path_name())
         .field("sample_rate_hz", rate)
         .field("chunk_ms", chunk_ms)
         .field("samples", static_cast<uint64_t>(samples.size()))

@@ -95,37 +95,66 @@ Result<LoopRunResult> run_loop(Board& board, const std::vector<wire::LoopProgram
   return res;
 }
 
+HostSteppedRun::HostSteppedRun(std::vector<wire::LoopProgram> programs, uint32_t noise_tag)
+    : programs_(std::move(programs)), noise_op_(wire::loop_noise_op(noise_tag)) {
+  state_.reserve(programs_.size());
+  for (const wire::LoopProgram& p : programs_) state_.emplace_back(p);
+  n_in_ = total_taps(programs_);
+  n_out_ = total_outputs(programs_);
+}
+
+Result<void> HostSteppedRun::step(Board& board, std::span<const int16_t> inputs, size_t steps,
+                                  std::vector<int32_t>& outputs) {
+  if (inputs.size() != steps * n_in_) {
+    return make_error(
+        ErrorCode::kInvalidArgument,
+        fmt::format("loop: {} input codes for {} steps x {} taps", inputs.size(), steps, n_in_));
+  }
+  if (next_step_ + steps >= wire::kMaxLoopRunSteps) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      fmt::format("loop: {} steps after {}: a run is allowed up to {} steps", steps,
+                                  next_step_, wire::kMaxLoopRunSteps - 1));
+  }
+  const auto rows = static_cast<size_t>(board.info().rows);
+  std::vector<uint8_t> m(rows);
+  std::vector<int32_t> out(steps * n_out_);
+  // The call is all or nothing: the state and step counter move only once every step's VMM
+  // came back, so a caller may repeat a call that failed (a board restart) from where it began.
+  std::vector<wire::LoopState> state = state_;
+  size_t in_at = 0, out_at = 0;
+  for (size_t t = 0; t < steps; ++t) {
+    for (size_t k = 0; k < programs_.size(); ++k) {
+      const wire::LoopProgram& p = programs_[k];
+      wire::loop_rows(p, inputs.subspan(in_at, p.taps.size()), state[k], m);
+      auto acc = board.vmm_tagged(p.array, m, p.gain_index, noise_op_,
+                                  static_cast<uint32_t>(next_step_ + t));
+      ++transactions_;
+      if (!acc) return std::unexpected(acc.error());
+      wire::loop_update(p, *acc, m, state[k], std::span(out).subspan(out_at, p.outputs.size()));
+      in_at += p.taps.size();
+      out_at += p.outputs.size();
+    }
+  }
+  state_ = std::move(state);
+  next_step_ += static_cast<uint32_t>(steps);
+  outputs.insert(outputs.end(), out.begin(), out.end());
+  return {};
+}
+
 Result<LoopRunResult> run_host_stepped(Board& board, const std::vector<wire::LoopProgram>& programs,
                                        std::span<const int16_t> inputs, size_t steps,
                                        uint32_t noise_tag, bool align) {
   const size_t n_in = total_taps(programs), n_out = total_outputs(programs);
   if (auto c = check_inputs(inputs, steps, n_in); !c) return std::unexpected(c.error());
   const std::vector<int16_t> in = padded(inputs, n_in, align);
-  const size_t total = steps + (align ? 1 : 0);
-  const auto rows = static_cast<size_t>(board.info().rows);
-  std::vector<wire::LoopState> state;
-  state.reserve(programs.size());
-  for (const wire::LoopProgram& p : programs) state.emplace_back(p);
+  HostSteppedRun run(programs, noise_tag);
   LoopRunResult res;
   res.outputs_per_step = n_out;
-  res.outputs.resize(total * n_out);
-  std::vector<uint8_t> m(rows);
-  const uint64_t op = wire::loop_noise_op(noise_tag);
-  size_t in_at = 0, out_at = 0;
-  for (size_t t = 0; t < total; ++t) {
-    for (size_t k = 0; k < programs.size(); ++k) {
-      const wire::LoopProgram& p = programs[k];
-      wire::loop_rows(p, std::span(in).subspan(in_at, p.taps.size()), state[k], m);
-      auto acc = board.vmm_tagged(p.array, m, p.gain_index, op, static_cast<uint32_t>(t));
-      ++res.transactions;
-      if (!acc) return std::unexpected(acc.error());
-      wire::loop_update(p, *acc, m, state[k],
-                        std::span(res.outputs).subspan(out_at, p.outputs.size()));
-      in_at += p.taps.size();
-      out_at += p.outputs.size();
-    }
-  }
-  res.steps = total;
+  res.steps = steps + (align ? 1 : 0);
+  res.outputs.reserve(res.steps * n_out);
+  auto r = run.step(board, in, res.steps, res.outputs);
+  res.transactions = run.transactions();
+  if (!r) return std::unexpected(r.error());
   drop_first_step(res, align);
   return res;
 }

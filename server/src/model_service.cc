@@ -112,7 +112,9 @@ void fill_result(const model::Forward& f, const model::ModelSpec& spec,
 grpc::Status ModelServiceImpl::Infer(grpc::ServerContext* ctx, const v1::InferRequest* req,
                                      v1::InferResponse* out) {
   if (auto e = check_enums(*req); !e.ok()) return e;
-  const bool hardware = req->path() == v1::INFER_HARDWARE;
+  // The hardware and emulated paths both run on the deployment's arrays (`on_board`).
+  const bool on_board = req->path() != v1::INFER_SOFTWARE;
+  const bool emulate = req->path() == v1::INFER_EMULATE;
   // The clip's limits first: nothing is decoded or copied beyond them.
   if (req->audio().empty()) {
     if (req->samples_size() == 0) {
@@ -131,7 +133,7 @@ grpc::Status ModelServiceImpl::Infer(grpc::ServerContext* ctx, const v1::InferRe
           req->sample_rate_hz(), seconds, audio::AudioLimits{}.max_seconds));
     }
   }
-  auto loaded = load(req->deployment(), hardware);
+  auto loaded = load(req->deployment(), on_board);
   if (!loaded) return to_status(loaded.error());
   model::ModelSpec* spec = &loaded->spec;
 
@@ -158,7 +160,7 @@ grpc::Status ModelServiceImpl::Infer(grpc::ServerContext* ctx, const v1::InferRe
 
   Result<model::Forward> f = std::unexpected(Error{});
   double board_ms = 0;
-  if (hardware) {
+  if (on_board) {
     auto hold = sched_.arrays.shared(loaded->arrays(), limits_of(ctx));
     if (!hold) return to_status(hold.error());
     auto turn = sched_.board.acquire(client_of(ctx), limits_of(ctx));
@@ -169,11 +171,14 @@ grpc::Status ModelServiceImpl::Infer(grpc::ServerContext* ctx, const v1::InferRe
     // the run, discards the answer.
     const uint64_t epoch = states_.verified_epoch();
     if (auto again = still_servable(req->deployment()); !again.ok()) return again;
-    auto hw = model::hardware_kernels(board_, loaded->placed, &board_ms);
+    auto hw = emulate ? model::emulated_kernels(board_, loaded->placed, &board_ms)
+                      : model::hardware_kernels(board_, loaded->placed, &board_ms);
     if (hw) f = model::forward(*spec, u, *hw);  // the board runs here
     if (auto e = board_restarted_during(epoch, req->deployment()); !e.ok()) return e;
     if (!hw) return to_status(hw.error());
-    if (metrics_ != nullptr && f) metrics_->loop_steps.inc(static_cast<double>(u.size()));
+    if (!emulate && metrics_ != nullptr && f) {
+      metrics_->loop_steps.inc(static_cast<double>(u.size()));
+    }
   } else {
     f = model::forward(*spec, u, model::software_kernels(loaded->compiled));
   }
@@ -214,8 +219,9 @@ grpc::Status ModelServiceImpl::StreamInfer(
   if (!stream->Read(&first)) return invalid_argument("StreamInfer: no request");
   watch.touch();
   if (auto e = check_enums(first); !e.ok()) return e;
-  const bool hardware = first.path() == v1::INFER_HARDWARE;
-  auto loaded = load(first.deployment(), hardware);
+  const bool on_board = first.path() != v1::INFER_SOFTWARE;  // hardware or emulated
+  const bool emulate = first.path() == v1::INFER_EMULATE;
+  auto loaded = load(first.deployment(), on_board);
   if (!loaded) return to_status(loaded.error());
   const model::ModelSpec& spec = loaded->spec;
   if (first.sample_rate_hz() != static_cast<uint32_t>(spec.preprocessing.sample_rate_hz)) {
@@ -242,14 +248,15 @@ grpc::Status ModelServiceImpl::StreamInfer(
   // The board's epoch the stream started at: a restart loses the loop's state mid-utterance
   // (and maybe the arrays), so the stream ends there rather than go on from nothing.
   uint64_t epoch = 0;
-  if (hardware) {
+  if (on_board) {
     auto h = sched_.arrays.shared(loaded->arrays(), limits_of(ctx));
     if (!h) return to_status(h.error());
     hold = std::move(*h);
     if (auto t = take_board(); !t) return to_status(t.error());
     epoch = states_.verified_epoch();
     if (auto again = still_servable(first.deployment()); !again.ok()) return again;
-    auto hs = model::hardware_stream(board_, loaded->placed, 0);
+    auto hs = emulate ? model::emulated_stream(board_, loaded->placed, 0)
+                      : model::hardware_stream(board_, loaded->placed, 0);
     if (!hs) return to_status(hs.error());
     kernels = std::move(*hs);
     if (!kernels->holds_board()) turn.release();
@@ -313,16 +320,16 @@ grpc::Status ModelServiceImpl::StreamInfer(
         }
       }
       pending.erase(pending.begin(), pending.begin() + static_cast<ptrdiff_t>(steps * ds));
-      if (hardware) {
+      if (on_board) {
         if (auto t = take_board(); !t) return to_status(t.error());
         if (auto e = board_restarted_during(epoch, first.deployment()); !e.ok()) return e;
       }
       auto y = kernels->push(z);
-      if (hardware) {
+      if (on_board) {
         if (auto e = board_restarted_during(epoch, first.deployment()); !e.ok()) return e;
       }
       if (!kernels->holds_board()) turn.release();  // before writing: a slow reader waits alone
-      if (hardware && metrics_ != nullptr && y)
+      if (on_board && !emulate && metrics_ != nullptr && y)
         metrics_->loop_steps.inc(static_cast<double>(steps));
       if (!y) return to_status(y.error());
       if (!answer(*y, false)) return {grpc::StatusCode::CANCELLED, "client went away"};
@@ -333,12 +340,12 @@ grpc::Status ModelServiceImpl::StreamInfer(
     watch.touch();
   }
   if (ctx->IsCancelled()) return {grpc::StatusCode::CANCELLED, "stream cancelled"};
-  if (hardware) {
+  if (on_board) {
     if (auto t = take_board(); !t) return to_status(t.error());
     if (auto e = board_restarted_during(epoch, first.deployment()); !e.ok()) return e;
   }
   auto y = kernels->finish();
-  if (hardware) {
+  if (on_board) {
     if (auto e = board_restarted_during(epoch, first.deployment()); !e.ok()) return e;
   }
   turn.release();

@@ -79,9 +79,13 @@ def _parse(json_or_path, message):
 
 
 def _infer_path(path: str) -> int:
-    paths = {"hardware": models_pb2.INFER_HARDWARE, "software": models_pb2.INFER_SOFTWARE}
+    paths = {
+        "hardware": models_pb2.INFER_HARDWARE,
+        "software": models_pb2.INFER_SOFTWARE,
+        "emulate": models_pb2.INFER_EMULATE,
+    }
     if path not in paths:
-        raise ValueError(f"path = {path!r}: allowed 'hardware', 'software'")
+        raise ValueError(f"path = {path!r}: allowed 'hardware', 'software', 'emulate'")
     return paths[path]
 
 
@@ -323,8 +327,10 @@ class Client:
         Give the clip as ``wav_path`` (a WAV/FLAC/OGG file, any rate and channels: its bytes
         are sent and decoded by the daemon), as ``audio`` (such a file's bytes), or as mono
         ``samples`` at ``sample_rate_hz`` (resampled by the daemon to the model's rate).
-        ``path`` is ``"hardware"`` (the kernels as a closed loop on the board) or
-        ``"software"`` (the compiled kernels in floating point). Returns the
+        ``path`` is ``"hardware"`` (the kernels as a closed loop on the board),
+        ``"software"`` (the compiled kernels in floating point) or ``"emulate"`` (the
+        board-exact reference: the loop's integer arithmetic on the host, one VMM per step on
+        the board; on the twin the same codes as ``"hardware"``, bit for bit). Returns the
         ``xbar.v1.InferResponse``: logits, probabilities, label, class_name, steps, board_ms
         and, with ``kernel_outputs``, each kernel's output sequence.
         """

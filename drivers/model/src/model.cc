@@ -387,8 +387,10 @@ struct PreparedLoop {
   uint16_t max_block = 0;
 };
 
+// `load`: send the programs to the board (LOOP_LOAD); the emulation only plans them.
 Result<std::shared_ptr<const PreparedLoop>> prepare_loop(Board& board,
-                                                         const std::vector<PlacedKernel>& kernels) {
+                                                         const std::vector<PlacedKernel>& kernels,
+                                                         bool load = true) {
   auto p = std::make_shared<PreparedLoop>();
   p->order.resize(kernels.size());
   for (size_t i = 0; i < p->order.size(); ++i) p->order[i] = i;
@@ -407,16 +409,69 @@ Result<std::shared_ptr<const PreparedLoop>> prepare_loop(Board& board,
     p->plans[i] = *plan;
     p->programs.push_back(plan->program);
   }
-  auto max_block = board.ensure_loop_loaded(p->programs);
-  if (!max_block) return std::unexpected(max_block.error());
-  p->max_block = *max_block;
+  if (load) {
+    auto max_block = board.ensure_loop_loaded(p->programs);
+    if (!max_block) return std::unexpected(max_block.error());
+    p->max_block = *max_block;
+  }
   return std::shared_ptr<const PreparedLoop>(std::move(p));
 }
+
+// The input codes of a chunk, step-major and program-major within a step (LOOP_RUN's order).
+std::vector<int16_t> loop_input_codes(const PreparedLoop& loop,
+                                      const std::vector<Eigen::VectorXd>& z) {
+  const size_t n = loop.programs.size();
+  const auto steps = static_cast<size_t>(z.front().size());
+  std::vector<int16_t> codes(steps * n);
+  for (size_t j = 0; j < n; ++j) {
+    const auto in = kernel::input_codes(loop.plans[loop.order[j]], z[loop.order[j]]);
+    for (size_t t = 0; t < steps; ++t) codes[t * n + j] = in[t];
+  }
+  return codes;
+}
+
+// Output codes -> kernel outputs, for the board's loop and the emulation alike (so the same
+// codes give the same numbers). The outputs of a step belong to the step before it (eq. 7's
+// lag): the very first one of a run is dropped, and each later one is completed with the input
+// of its own step (for D).
+class LagAlignedOutputs {
+ public:
+  explicit LagAlignedOutputs(const PreparedLoop& loop) : loop_(loop) {}
+  // `outputs`: steps x programs codes of a chunk whose inputs were `z`.
+  std::vector<Eigen::VectorXd> convert(const std::vector<int32_t>& outputs,
+                                       const std::vector<Eigen::VectorXd>& z) {
+    const size_t n = loop_.programs.size();
+    const auto steps = static_cast<size_t>(z.front().size());
+    std::vector<Eigen::VectorXd> done(n);
+    const size_t skip = first_ ? 1 : 0;
+    first_ = false;
+    for (size_t j = 0; j < n; ++j) {
+      const size_t kj = loop_.order[j];
+      const kernel::LoopPlan& plan = loop_.plans[kj];
+      Eigen::VectorXd y(static_cast<Eigen::Index>(steps - skip));
+      for (size_t t = skip; t < steps; ++t) {
+        const double u_prev = t == 0 ? prev_z_[kj] : z[kj](static_cast<Eigen::Index>(t - 1));
+        y(static_cast<Eigen::Index>(t - skip)) =
+            plan.y_scale * outputs[t * n + j] + plan.d * u_prev;
+      }
+      done[kj] = std::move(y);
+    }
+    prev_z_.resize(n);
+    for (size_t k = 0; k < n; ++k) prev_z_[k] = z[k](z[k].size() - 1);
+    return done;
+  }
+
+ private:
+  const PreparedLoop& loop_;
+  bool first_ = true;
+  std::vector<double> prev_z_;
+};
 
 class HardwareStream final : public KernelStream {
  public:
   HardwareStream(Board& b, std::shared_ptr<const PreparedLoop> loop, uint32_t tag)
-      : b_(b), loop_(std::move(loop)), tag_(tag), switched_(b.info().has_loop_resume) {}
+      : b_(b), loop_(std::move(loop)), tag_(tag), switched_(b.info().has_loop_resume),
+        align_(*loop_) {}
   bool holds_board() const override { return open_; }
   ~HardwareStream() override {
     // A stream dropped mid-utterance (client gone, error) closes its run so the board serves
@@ -437,12 +492,7 @@ class HardwareStream final : public KernelStream {
   Result<std::vector<Eigen::VectorXd>> run(const std::vector<Eigen::VectorXd>& z, bool last) {
     const size_t n = loop_->programs.size();
     const auto steps = static_cast<size_t>(z.front().size());
-    std::vector<Eigen::VectorXd> out(n, Eigen::VectorXd(static_cast<Eigen::Index>(steps)));
-    std::vector<int16_t> codes(steps * n);
-    for (size_t j = 0; j < n; ++j) {
-      const auto in = kernel::input_codes(loop_->plans[loop_->order[j]], z[loop_->order[j]]);
-      for (size_t t = 0; t < steps; ++t) codes[t * n + j] = in[t];
-    }
+    const std::vector<int16_t> codes = loop_input_codes(*loop_, z);
     std::vector<int32_t> outputs;
     if (switched_ || !open_) {
       // Each chunk is a run of its own that resumes the state the last one left (and the
@@ -481,37 +531,51 @@ class HardwareStream final : public KernelStream {
       }
       outputs.insert(outputs.end(), r->outputs.begin(), r->outputs.end());
     }
-    // The outputs of a step belong to the step before it: the very first one of the run is
-    // dropped, and each later one is completed with the input of its own step (for D).
-    std::vector<Eigen::VectorXd> done(n);
-    const size_t skip = first_ ? 1 : 0;
-    first_ = false;
-    for (size_t j = 0; j < n; ++j) {
-      const size_t kj = loop_->order[j];
-      const kernel::LoopPlan& plan = loop_->plans[kj];
-      Eigen::VectorXd y(static_cast<Eigen::Index>(steps - skip));
-      for (size_t t = skip; t < steps; ++t) {
-        const double u_prev = t == 0 ? prev_z_[kj] : z[kj](static_cast<Eigen::Index>(t - 1));
-        y(static_cast<Eigen::Index>(t - skip)) =
-            plan.y_scale * outputs[t * n + j] + plan.d * u_prev;
-      }
-      done[kj] = std::move(y);
-    }
-    prev_z_.resize(n);
-    for (size_t k = 0; k < n; ++k) prev_z_[k] = z[k](z[k].size() - 1);
-    return done;
+    return align_.convert(outputs, z);
   }
 
   Board& b_;
   std::shared_ptr<const PreparedLoop> loop_;
   uint32_t tag_;
   uint32_t block_ = 0;
-  bool open_ = false, first_ = true;
-  std::vector<double> prev_z_;
+  bool open_ = false;
   // Switched runs (capability bit 2): the state and step count between chunks.
   bool switched_ = false, resumed_ = false;
   std::vector<int16_t> state_;
   uint32_t next_step_ = 0;
+  LagAlignedOutputs align_;
+};
+
+// The board-exact emulation: the same programs, host-stepped (xbar::HostSteppedRun).
+class EmulatedStream final : public KernelStream {
+ public:
+  EmulatedStream(Board& b, std::shared_ptr<const PreparedLoop> loop, uint32_t tag)
+      : b_(b), loop_(std::move(loop)), run_(loop_->programs, tag), align_(*loop_) {}
+  Result<std::vector<Eigen::VectorXd>> push(const std::vector<Eigen::VectorXd>& z) override {
+    return run(z);
+  }
+  Result<std::vector<Eigen::VectorXd>> finish() override {
+    return run(std::vector<Eigen::VectorXd>(loop_->programs.size(), Eigen::VectorXd::Zero(1)));
+  }
+
+ private:
+  Result<std::vector<Eigen::VectorXd>> run(const std::vector<Eigen::VectorXd>& z) {
+    const std::vector<int16_t> codes = loop_input_codes(*loop_, z);
+    std::vector<int32_t> outputs;
+    auto r = run_.step(b_, codes, static_cast<size_t>(z.front().size()), outputs);
+    // A VMM is a read: after a board restart the call is repeated once from where it began
+    // (the conductances outlive the restart; HostSteppedRun::step is all or nothing).
+    if (!r && r.error().code == ErrorCode::kRestarted) {
+      r = run_.step(b_, codes, static_cast<size_t>(z.front().size()), outputs);
+    }
+    if (!r) return std::unexpected(r.error());
+    return align_.convert(outputs, z);
+  }
+
+  Board& b_;
+  std::shared_ptr<const PreparedLoop> loop_;
+  HostSteppedRun run_;
+  LagAlignedOutputs align_;
 };
 
 }  // namespace
@@ -528,21 +592,30 @@ Result<std::unique_ptr<KernelStream>> hardware_stream(Board& board,
   return std::unique_ptr<KernelStream>(std::make_unique<HardwareStream>(board, *loop, noise_tag));
 }
 
-Result<KernelFn> hardware_kernels(Board& board, const std::vector<PlacedKernel>& kernels,
-                                  double* board_ms) {
-  auto loop = prepare_loop(board, kernels);
+Result<std::unique_ptr<KernelStream>> emulated_stream(Board& board,
+                                                      const std::vector<PlacedKernel>& kernels,
+                                                      uint32_t noise_tag) {
+  auto loop = prepare_loop(board, kernels, /*load=*/false);
   if (!loop) return std::unexpected(loop.error());
-  // Each call is one run of its own (noise tags 0, 1, ...): the whole sequence in, then the
-  // flush step, exactly what a stream of one chunk does.
+  return std::unique_ptr<KernelStream>(std::make_unique<EmulatedStream>(board, *loop, noise_tag));
+}
+
+namespace {
+
+// Each call is one run of its own (noise tags 0, 1, ...): the whole sequence in, then the
+// flush step, exactly what a stream of one chunk does.
+template <class Stream>
+KernelFn whole_clip_kernels(Board& board, std::shared_ptr<const PreparedLoop> loop,
+                            double* board_ms) {
   auto run_counter = std::make_shared<uint32_t>(0);
-  return KernelFn([&board, loop = *loop, run_counter,
+  return KernelFn([&board, loop = std::move(loop), run_counter,
                    board_ms](const std::vector<Eigen::VectorXd>& z)
                       -> Result<std::vector<Eigen::VectorXd>> {
     const auto t0 = std::chrono::steady_clock::now();
     const uint32_t tag = (*run_counter)++;
     auto once = [&]()
         -> std::pair<Result<std::vector<Eigen::VectorXd>>, Result<std::vector<Eigen::VectorXd>>> {
-      HardwareStream stream(board, loop, tag);
+      Stream stream(board, loop, tag);
       auto head = stream.push(z);
       auto tail = head ? stream.finish() : decltype(head)(std::unexpected(head.error()));
       return {std::move(head), std::move(tail)};
@@ -568,6 +641,22 @@ Result<KernelFn> hardware_kernels(Board& board, const std::vector<PlacedKernel>&
     }
     return head;
   });
+}
+
+}  // namespace
+
+Result<KernelFn> hardware_kernels(Board& board, const std::vector<PlacedKernel>& kernels,
+                                  double* board_ms) {
+  auto loop = prepare_loop(board, kernels);
+  if (!loop) return std::unexpected(loop.error());
+  return whole_clip_kernels<HardwareStream>(board, *loop, board_ms);
+}
+
+Result<KernelFn> emulated_kernels(Board& board, const std::vector<PlacedKernel>& kernels,
+                                  double* board_ms) {
+  auto loop = prepare_loop(board, kernels, /*load=*/false);
+  if (!loop) return std::unexpected(loop.error());
+  return whole_clip_kernels<EmulatedStream>(board, *loop, board_ms);
 }
 
 }  // namespace xbar::model

@@ -122,6 +122,16 @@ double least_state_range(const kernel::CompiledKernel& ck, double input_max);
 Result<KernelFn> hardware_kernels(Board& board, const std::vector<PlacedKernel>& kernels,
                                   double* board_ms = nullptr);
 
+/// The board-exact reference (INFER_EMULATE): the same loop programs as hardware_kernels, run
+/// host-stepped (xbar::HostSteppedRun): each step's row magnitudes, device fixes, rounding and
+/// error feedback are computed on the host by the functions the firmware runs, and each step's
+/// VMM is read from the board, tagged as that loop step. On the twin the output codes equal
+/// hardware_kernels' bit for bit (same noise tags: 0 for the first call); on a real board a
+/// difference points at the firmware's loop. Nothing is loaded; the caller keeps the board to
+/// itself while the function runs.
+Result<KernelFn> emulated_kernels(Board& board, const std::vector<PlacedKernel>& kernels,
+                                  double* board_ms = nullptr);
+
 /// The model's head (GELU, mixing, mean-pool, decoder) fed one step at a time, for streams.
 class StreamingHead {
  public:
@@ -156,6 +166,12 @@ std::unique_ptr<KernelStream> software_stream(const std::vector<kernel::Compiled
 /// serves nothing else meanwhile). The destructor aborts a run left open. Each call needs the
 /// board to itself while it runs.
 Result<std::unique_ptr<KernelStream>> hardware_stream(Board& board,
+                                                      const std::vector<PlacedKernel>& kernels,
+                                                      uint32_t noise_tag);
+
+/// The emulation of hardware_stream, chunk by chunk (the state stays on the host; the board is
+/// free between pushes and is needed during each).
+Result<std::unique_ptr<KernelStream>> emulated_stream(Board& board,
                                                       const std::vector<PlacedKernel>& kernels,
                                                       uint32_t noise_tag);
 
