@@ -714,6 +714,97 @@ TEST_F(ApiContract, TheEmulatedPathGivesTheBoardsAnswerBitForBit) {
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << refused.error_message();
 }
 
+// Issue 17 item 4: a model that carries fidelity clips is run on them, on the board and in
+// software, when it is deployed; the deployment reports the agreement, the logit error and the
+// predicted clipping, and is degraded below the threshold it was held to. A bad threshold or
+// bad clips are refused before anything is pulsed.
+TEST_F(ApiContract, ADeployedModelReportsItsFidelityOnTheClipsItCarries) {
+  start("sim:profile=ideal,seed=1");
+  v1::Model m = example_model();
+  auto* cal = m.mutable_calibration();
+  const std::vector<float> s = chirp(kRate);
+  for (int c = 0; c < 6; ++c) {  // six clips: the chirp's block averages, scaled and shifted
+    auto* clip = cal->add_fidelity_clips();
+    for (int t = 0; t < 700; ++t) {
+      float sum = 0;
+      for (int i = 0; i < 64; ++i) sum += s[static_cast<size_t>((t * 64 + i) % s.size())];
+      clip->add_values(std::clamp(
+          sum / 64 * (1.0f + 0.3f * static_cast<float>(c)) + 0.05f * static_cast<float>(c - 3),
+          -1.0f, 1.0f));
+    }
+  }
+  auto deploy_with = [&](std::optional<double> min_agreement, grpc::Status* st,
+                         std::vector<std::string>* stages = nullptr) {
+    v1::DeployModelRequest req;
+    *req.mutable_model() = m;
+    req.mutable_options()->set_replace(true);
+    if (min_agreement) req.set_min_label_agreement(*min_agreement);
+    auto ctx = context();
+    auto reader = models_->DeployModel(ctx.get(), req);
+    v1::DeployKernelResponse msg;
+    v1::Deployment dep;
+    while (reader->Read(&msg)) {
+      if (msg.has_deployment()) dep = msg.deployment();
+      if (msg.has_progress() && stages) stages->push_back(msg.progress().stage());
+    }
+    *st = reader->Finish();
+    return dep;
+  };
+  grpc::Status st;
+  std::vector<std::string> stages;
+  const v1::Deployment d = deploy_with(std::nullopt, &st, &stages);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_TRUE(d.has_fidelity());
+  const v1::ModelFidelity& f = d.fidelity();
+  EXPECT_EQ(f.clips(), 6u);
+  EXPECT_GE(f.label_agreement(), 0.0);
+  EXPECT_LE(f.label_agreement(), 1.0);
+  EXPECT_GT(f.logit_nrmse(), 0.0);  // the 8-bit loop is not the float recurrence
+  EXPECT_EQ(f.state_clip_rate_size(), m.kernel_set().kernels_size());
+  EXPECT_DOUBLE_EQ(f.min_label_agreement(), 0.8);  // the default
+  EXPECT_GT(f.board_ms(), 0.0);
+  EXPECT_NE(std::find(stages.begin(), stages.end(), "fidelity"), stages.end());
+  EXPECT_EQ(d.state() == "degraded", f.label_agreement() < 0.8) << d.message();
+  // A threshold of 1: degraded exactly when a clip disagrees, with the reason named.
+  const v1::Deployment strict = deploy_with(1.0, &st);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_TRUE(strict.has_fidelity());
+  if (strict.fidelity().label_agreement() < 1.0) {
+    EXPECT_EQ(strict.state(), "degraded");
+    EXPECT_TRUE(contains(strict.message(), "min_label_agreement 100.0 %")) << strict.message();
+  } else {
+    EXPECT_EQ(strict.state(), "ready") << strict.message();
+  }
+  const v1::Deployment lax = deploy_with(0.0, &st);
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(lax.state(), "ready") << lax.message();
+  // The ideal twin is deterministic: the same arrays give the same measurement.
+  EXPECT_EQ(lax.fidelity().label_agreement(), f.label_agreement());
+  EXPECT_EQ(lax.fidelity().logit_nrmse(), f.logit_nrmse());
+
+  // Refused before anything is pulsed, naming the field.
+  const uint64_t pulses = pulses_applied();
+  for (double bad : {1.5, -0.1, std::numeric_limits<double>::quiet_NaN()}) {
+    deploy_with(bad, &st);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << bad;
+    EXPECT_TRUE(contains(st.error_message(), "min_label_agreement = ")) << st.error_message();
+  }
+  cal->mutable_fidelity_clips(2)->set_values(5, std::numeric_limits<float>::infinity());
+  deploy_with(std::nullopt, &st);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(st.error_message(), "calibration.fidelity_clips[2].values[5] = inf"))
+      << st.error_message();
+  cal->mutable_fidelity_clips(2)->set_values(5, 0.0f);
+  while (cal->fidelity_clips_size() <= 64) *cal->add_fidelity_clips() = cal->fidelity_clips(0);
+  deploy_with(std::nullopt, &st);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(
+      contains(st.error_message(), "calibration.fidelity_clips: 65 clips, allowed up to 64"))
+      << st.error_message();
+  EXPECT_EQ(pulses_applied(), pulses);
+  EXPECT_EQ(get(lax.id()).state(), "ready");
+}
+
 TEST_F(ApiContract, TheBearerSchemeIsCaseInsensitive) {
   const fs::path token = dir_.path() / "token";
   std::ofstream(token) << "0123456789abcdef-token\n";

@@ -1,6 +1,6 @@
 // Test helper: a StreamInfer call opened by the test process, fed chunk by chunk (at the
-// model's rate `rate_hz`, hardware path unless `path` says otherwise), so that a test can hold a deployment's arrays
-// between two chunks. Shared by the tests that talk to a real xbard.
+// model's rate `rate_hz`, hardware path unless `path` says otherwise), so that a test can hold a
+// deployment's arrays between two chunks. Shared by the tests that talk to a real xbard.
 #pragma once
 
 #include <grpcpp/grpcpp.h>

@@ -240,7 +240,7 @@ TEST(Model, EmulatedPathEqualsTheBoardLoopBitForBit) {
       ASSERT_EQ(a.size(), b.size());
       EXPECT_EQ(a, b) << "kernel " << k << ": max difference "
                       << (a - b).cwiseAbs().maxCoeff();  // same codes, same arithmetic
-      EXPECT_GT(a.cwiseAbs().maxCoeff(), 0.0);          // and not all zero
+      EXPECT_GT(a.cwiseAbs().maxCoeff(), 0.0);           // and not all zero
     }
     EXPECT_EQ(fh->logits, fe->logits);
     // A later call is a run with the next noise tag on both paths.
@@ -280,6 +280,47 @@ TEST(Model, EmulatedPathEqualsTheBoardLoopBitForBit) {
       EXPECT_EQ(got[static_cast<size_t>(k)], fe->kernel_outputs[static_cast<size_t>(k)]) << k;
     }
   }
+}
+
+// measure_fidelity: the clips on the board and in software, and the state clipping the plan's
+// range predicts. A range a tenth of what the clips need clips often; the default never.
+TEST(Model, FidelityPredictsClippingFromThePlansRange) {
+  auto board = Board::open("sim:profile=ideal,seed=1");
+  ASSERT_TRUE(board.has_value());
+  const ModelSpec m = small_model(7, false);
+  const auto ck = compiled(m);
+  std::vector<Eigen::VectorXd> clips;
+  for (int c = 0; c < 4; ++c) {
+    Eigen::VectorXd u = kernel::fidelity_inputs(300)[static_cast<size_t>(c)];
+    clips.push_back(u / u.cwiseAbs().maxCoeff());
+  }
+  auto cal = calibrate(m, ck, clips);
+  ASSERT_TRUE(cal.has_value());
+  std::vector<PlacedKernel> placed;
+  for (int k = 0; k < 3; ++k) {
+    const auto& c = ck[static_cast<size_t>(k)];
+    ASSERT_TRUE(set_to_targets(**board, k, c));
+    placed.push_back({c, kernel::Placement::identity(), k, c.target_uS});
+    placed.back().u_max = input_bound(m, k);
+  }
+  auto wide = measure_fidelity(**board, m, placed, clips);
+  ASSERT_TRUE(wide.has_value()) << wide.error().message;
+  EXPECT_EQ(wide->clips, 4);
+  ASSERT_EQ(wide->state_clip_rate.size(), 3u);
+  for (double r : wide->state_clip_rate) EXPECT_EQ(r, 0.0);  // 1.25x the synthetic peak
+  EXPECT_GE(wide->label_agreement, 0.0);
+  EXPECT_LE(wide->label_agreement, 1.0);
+  EXPECT_GT(wide->logit_nrmse, 0.0);
+  EXPECT_GT(wide->board_ms, 0.0);
+  for (int k = 0; k < 3; ++k) {
+    placed[static_cast<size_t>(k)].state_range =
+        0.1 * cal->kernels[static_cast<size_t>(k)].state_max;
+  }
+  auto narrow = measure_fidelity(**board, m, placed, clips);
+  ASSERT_TRUE(narrow.has_value()) << narrow.error().message;
+  for (double r : narrow->state_clip_rate) EXPECT_GT(r, 0.01);
+  EXPECT_GT(narrow->logit_nrmse, wide->logit_nrmse);  // clipping costs accuracy
+  EXPECT_FALSE(measure_fidelity(**board, m, placed, {}).has_value());
 }
 
 TEST(Model, LoopInputRangeComesFromTheEncoder) {

@@ -6,6 +6,12 @@ ModelService.Infer on every clip (hardware path), plus the software path once.
   PYTHONPATH=client/python:build/client/python/gen /usr/bin/python3 bench/accuracy/accuracy.py \\
       --xbard build/server/xbard --clips 120 --seeds 1,2,3 --profiles imssa,typical
 
+Fidelity, clip by clip (issue 17): every run also reports the label agreement with the software
+path on the same clips, the logit NRMSE against it (sqrt(sum (hw - sw)^2 / sum sw^2) over all
+clips and classes) and, when the model carries fidelity clips, the deploy's predicted state
+clipping per kernel (Deployment.fidelity). Board against software on the ideal twin alone:
+--profiles ideal --remaps auto.
+
 Prints one line per run and a Markdown table (mean and sample standard deviation over seeds).
 With --check-imssa-drop P it exits 1 when remapped accuracy on imssa is more than P points
 below the software quantized model (the reduced CI test).
@@ -15,6 +21,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
+import math
 import os
 import socket
 import statistics
@@ -93,9 +100,22 @@ def placements(dep) -> list[dict]:
     return out
 
 
-def accuracy(c: Client, dep: str, clips, path: str) -> float:
-    right = sum(c.infer(dep, wav, path=path).label == label for wav, label in clips)
-    return 100.0 * right / len(clips)
+def run_clips(c: Client, dep: str, clips, path: str) -> list:
+    """The InferResponse of every clip on `path`."""
+    return [c.infer(dep, wav, path=path) for wav, _ in clips]
+
+
+def accuracy(answers, clips) -> float:
+    return 100.0 * sum(a.label == label for a, (_, label) in zip(answers, clips)) / len(clips)
+
+
+def fidelity(hw, sw) -> dict:
+    """Board answers against software answers on the same clips."""
+    agree = sum(a.label == b.label for a, b in zip(hw, sw))
+    se = sum((x - y) ** 2 for a, b in zip(hw, sw) for x, y in zip(a.logits, b.logits))
+    ss = sum(y * y for b in sw for y in b.logits)
+    return {"label_agreement_pct": round(100.0 * agree / len(hw), 2),
+            "logit_nrmse": round(math.sqrt(se / ss), 4) if ss > 0 else None}
 
 
 def main() -> int:
@@ -112,6 +132,8 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=2,
                     help="daemons (boards) measured at a time, one per (profile, seed)")
     ap.add_argument("--check-imssa-drop", type=float, default=None)
+    ap.add_argument("--min-agreement", type=float, default=None,
+                    help="DeployModelRequest.min_label_agreement (default: the daemon's)")
     ap.add_argument("--json", help="write the runs here")
     a = ap.parse_args()
 
@@ -126,7 +148,8 @@ def main() -> int:
     d = Daemon(a.xbard, a.xbarctl, "sim:profile=ideal", scan=False)
     try:
         dep = d.client.deploy_model(a.model, remap="naive", replace=True)
-        sw = accuracy(d.client, dep.id, clips, "software")
+        sw_answers = run_clips(d.client, dep.id, clips, "software")
+        sw = accuracy(sw_answers, clips)
     finally:
         d.close()
     print(f"software: {sw:.2f} %", flush=True)
@@ -136,10 +159,20 @@ def main() -> int:
         out = []
         try:
             for remap in a.remaps.split(","):
-                dep = d.client.deploy_model(a.model, remap=remap, replace=True)
-                acc = accuracy(d.client, dep.id, clips, "hardware")
-                run = {"profile": profile, "seed": seed, "remap": remap, "accuracy": acc,
+                options = {} if a.min_agreement is None else {
+                    "min_label_agreement": a.min_agreement}
+                dep = d.client.deploy_model(a.model, remap=remap, replace=True, **options)
+                hw = run_clips(d.client, dep.id, clips, "hardware")
+                run = {"profile": profile, "seed": seed, "remap": remap,
+                       "accuracy": accuracy(hw, clips), **fidelity(hw, sw_answers),
                        "state": dep.state, "message": dep.message, "kernels": placements(dep)}
+                if dep.HasField("fidelity"):
+                    run["deploy_fidelity"] = {
+                        "clips": dep.fidelity.clips,
+                        "label_agreement_pct": round(100 * dep.fidelity.label_agreement, 2),
+                        "logit_nrmse": round(dep.fidelity.logit_nrmse, 4),
+                        "state_clip_rate_pct": [round(100 * r, 3)
+                                                for r in dep.fidelity.state_clip_rate]}
                 out.append(run)
                 print(json.dumps(run), flush=True)
         finally:
@@ -155,17 +188,26 @@ def main() -> int:
     elapsed = time.time() - t0
 
     print(f"\n{len(clips)} clips, seeds {a.seeds}, {elapsed:.0f} s; software {sw:.2f} %\n")
-    print("| profile | mapping | mean % | sd | min | max | vs software |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("| profile | mapping | mean % | sd | min | max | vs software | label agreement % "
+          "(min) | logit NRMSE (max) | predicted state clipping % (max) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     means = {}
     for profile in a.profiles.split(","):
         for remap in a.remaps.split(","):
-            v = [r["accuracy"] for r in runs if r["profile"] == profile and r["remap"] == remap]
+            sel = [r for r in runs if r["profile"] == profile and r["remap"] == remap]
+            v = [r["accuracy"] for r in sel]
             m = statistics.mean(v)
             means[(profile, remap)] = m
             sd = statistics.stdev(v) if len(v) > 1 else 0.0
+            agree = [r["label_agreement_pct"] for r in sel]
+            nrmse = [r["logit_nrmse"] or 0.0 for r in sel]
+            clip = [max(r["deploy_fidelity"]["state_clip_rate_pct"] or [0.0])
+                    for r in sel if "deploy_fidelity" in r]
+            clip_text = f"{max(clip):.3f}" if clip else "n/a"
             print(f"| {profile} | {'remapped' if remap == 'auto' else 'naive'} | {m:.2f} | "
-                  f"{sd:.2f} | {min(v):.2f} | {max(v):.2f} | {m - sw:+.2f} |")
+                  f"{sd:.2f} | {min(v):.2f} | {max(v):.2f} | {m - sw:+.2f} | "
+                  f"{statistics.mean(agree):.2f} ({min(agree):.2f}) | "
+                  f"{statistics.mean(nrmse):.3f} ({max(nrmse):.3f}) | {clip_text} |")
     if a.json:
         Path(a.json).write_text(json.dumps({"software": sw, "runs": runs, "seconds": elapsed}))
     if a.check_imssa_drop is not None:

@@ -210,6 +210,18 @@ std::string format_deployment(const v1::Deployment& d) {
         pr.cancelled() ? ", CANCELLED" : "");
     o += fmt::format("    remap         {:.1f} ms\n", p.remap_ms());
   }
+  if (d.has_fidelity()) {
+    const auto& f = d.fidelity();
+    std::string rates;
+    for (int k = 0; k < f.state_clip_rate_size(); ++k) {
+      rates += fmt::format("{}{:.3g} %", k ? ", " : "", 100 * f.state_clip_rate(k));
+    }
+    o += fmt::format(
+        "  fidelity        {} clips: labels agree {:.1f} % (min {:.1f} %), logit NRMSE {:.3g}, "
+        "predicted state clipping per kernel {}\n",
+        f.clips(), 100 * f.label_agreement(), 100 * f.min_label_agreement(), f.logit_nrmse(),
+        rates);
+  }
   return o;
 }
 

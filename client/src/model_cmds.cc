@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include "cli.h"
@@ -63,12 +64,12 @@ struct ModelCommands::Impl {
   v1::InferPath path() const {
     return software ? v1::INFER_SOFTWARE : emulate ? v1::INFER_EMULATE : v1::INFER_HARDWARE;
   }
-  std::string path_name() const {
-    return software ? "software" : emulate ? "emulate" : "hardware";
-  }
+  std::string path_name() const { return software ? "software" : emulate ? "emulate" : "hardware"; }
   std::string remap = "auto";
   double tol_uS = 0, max_nrmse = 0;
+  std::optional<double> min_agreement;
   uint32_t max_rounds = 0;
+  uint32_t keep_clips = 16;
 
   CLI::App* calibrate = nullptr;
   std::vector<std::string> clips;  // calibrate: files or directories
@@ -99,6 +100,11 @@ ModelCommands::ModelCommands(CLI::App& app) : impl_(std::make_unique<Impl>()) {
                        "program-verify rounds per array (default: the daemon's)");
   m.deploy->add_option("--max-nrmse", m.max_nrmse,
                        "read-back NRMSE above which the deployment is degraded (default 0.5)");
+  m.deploy
+      ->add_option("--min-agreement", m.min_agreement,
+                   "with fidelity clips in the model: the fraction of them on which the board's "
+                   "label must equal the software path's, else degraded (default 0.8)")
+      ->check(CLI::Range(0.0, 1.0));
   m.deploy->add_flag("--detach", m.detach,
                      "start it and return: print the operation id (xbarctl watch ID follows it)");
   m.deploy->footer(footer_with(
@@ -166,11 +172,19 @@ ModelCommands::ModelCommands(CLI::App& app) : impl_(std::make_unique<Impl>()) {
       ->required();
   m.calibrate->add_option("--source", m.source,
                           "where the clips come from, recorded in the model (default: the paths)");
+  m.calibrate
+      ->add_option("--keep-clips", m.keep_clips,
+                   "clips kept in the model (preprocessed, evenly spaced in path order) for "
+                   "DeployModel's fidelity check; 0: none")
+      ->check(CLI::Range(0, 64))
+      ->capture_default_str();
   m.calibrate->footer(footer_with(
       "Runs every clip through the model's preprocessing, encoder and each kernel's compiled\n"
       "recurrence and records, per kernel, the largest state the array holds, output and input\n"
       "(Model.calibration). xbard then sizes the board loop's 8-bit state range from them, so\n"
       "real clips do not clip (docs/models.md, \"Calibration\"). Use the model's training clips.\n"
+      "--keep-clips N keeps N of them, preprocessed, in calibration.fidelity_clips: DeployModel\n"
+      "runs them on the board and in software and reports the agreement (Deployment.fidelity).\n"
       "Examples:\n  xbarctl calibrate model.json data/digits-gen/train -o model-cal.json\n"
       "  xbarctl --json calibrate model.json a.wav b.wav -o out.json"));
 }
@@ -205,6 +219,7 @@ int ModelCommands::Impl::run_deploy(const Session& session) const {
   o->set_tol_us(tol_uS);
   o->set_max_rounds(max_rounds);
   o->set_max_nrmse(max_nrmse);
+  if (min_agreement) req.set_min_label_agreement(*min_agreement);
   auto stub = v1::ModelService::NewStub(session.channel());
   auto ctx = session.context(kLongCallS);
   if (detach) request_detach(*ctx);
@@ -253,11 +268,11 @@ int ModelCommands::Impl::run_infer(const Session& session) const {
   std::string probs;
   for (int i = 0; i < out.probabilities_size(); ++i)
     probs += fmt::format("{}p{} {:.4f}", i ? ", " : "", i, out.probabilities(i));
-  std::cout << fmt::format("{}  ({})  {} steps, {}\n", result_name(out.label(), out.class_name()),
-                           probs, out.steps(),
-                           software  ? std::string("software kernels")
-                           : emulate ? fmt::format("board-exact emulation {:.1f} ms", out.board_ms())
-                                     : fmt::format("board closed loop {:.1f} ms", out.board_ms()));
+  std::cout << fmt::format(
+      "{}  ({})  {} steps, {}\n", result_name(out.label(), out.class_name()), probs, out.steps(),
+      software  ? std::string("software kernels")
+      : emulate ? fmt::format("board-exact emulation {:.1f} ms", out.board_ms())
+                : fmt::format("board closed loop {:.1f} ms", out.board_ms()));
   return kOk;
 }
 
@@ -441,6 +456,9 @@ int ModelCommands::Impl::run_calibrate(const Session& session) const {
     for (const std::string& c : clips) cal->source += (cal->source.empty() ? "" : ", ") + c;
   }
   if (cal->source.size() > 256) cal->source = cal->source.substr(0, 253) + "...";
+  // Evenly spaced in path order: a directory sorted by speaker or word gives some of each.
+  const size_t keep = std::min<size_t>(keep_clips, steps.size());
+  for (size_t i = 0; i < keep; ++i) cal->fidelity_clips.push_back(steps[i * steps.size() / keep]);
   server::calibration_to_proto(*cal, &model);
   // What deploy will check: the model with its calibration is valid.
   if (auto again = server::model_from_proto(model); !again) {

@@ -58,12 +58,12 @@ grpc::Status KernelServiceImpl::DeployKernel(grpc::ServerContext* ctx,
 grpc::Status KernelServiceImpl::deploy_operation(
     grpc::ServerContext* ctx, const v1::DeployKernelRequest& req,
     grpc::ServerWriterInterface<v1::DeployKernelResponse>* call, const std::string& model,
-    const std::string& method) {
+    const std::string& method, const DeployCheck& check) {
   return run_operation<v1::DeployKernelResponse>(
       sched_.operations, ctx, call, method, request_id(ctx),
       [](v1::OperationEvent& e, const v1::DeployKernelResponse& m) { *e.mutable_deploy() = m; },
       [&](grpc::ServerWriterInterface<v1::DeployKernelResponse>* writer) {
-        grpc::Status st = deploy(ctx, req, writer, model);
+        grpc::Status st = deploy(ctx, req, writer, model, check);
         retain();  // before the operation is finished: its end sees the record pruned
         return st;
       });
@@ -83,7 +83,8 @@ void KernelServiceImpl::retain() {
 
 grpc::Status KernelServiceImpl::deploy(
     grpc::ServerContext* ctx, const v1::DeployKernelRequest& request,
-    grpc::ServerWriterInterface<v1::DeployKernelResponse>* writer, const std::string& model) {
+    grpc::ServerWriterInterface<v1::DeployKernelResponse>* writer, const std::string& model,
+    const DeployCheck& check) {
   if (auto a = authorize_change(ctx, "Deploy"); !a.ok()) return a;
   if (auto e = check_enums(request); !e.ok()) return e;
   const v1::DeployKernelRequest* req = &request;
@@ -346,6 +347,12 @@ grpc::Status KernelServiceImpl::deploy(
     } else if (!(nrmse <= max_nrmse)) {
       degraded.push_back(fmt::format("kernel {} on array {}: NRMSE {:.4g} > {:.4g}", plan.kernel,
                                      plan.array, nrmse, max_nrmse));
+    }
+  }
+  if (check) {
+    for (std::string& d :
+         check(dep, [&](const std::string& m) { progress("fidelity", -1, -1, m); })) {
+      degraded.push_back(std::move(d));
     }
   }
   std::string why;

@@ -2,7 +2,10 @@
 // kept in the chip record.
 #pragma once
 
+#include <functional>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "chip_record.h"
 #include "deployment_pages.h"
@@ -15,6 +18,13 @@
 #include "xbar/v1/kernels.grpc.pb.h"
 
 namespace xbar::server {
+
+/// A model deploy's last step (ModelService.DeployModel: its fidelity on the model's clips),
+/// run after every array is programmed and verified, with the arrays and the board still held
+/// by the deploy. It may fill `dep` (Deployment.fidelity), reports through `progress`, and
+/// returns why the deployment is degraded (empty: nothing). It must not throw.
+using DeployCheck = std::function<std::vector<std::string>(
+    v1::Deployment& dep, const std::function<void(const std::string&)>& progress)>;
 
 class KernelServiceImpl final : public xbar::v1::KernelService::Service {
  public:
@@ -34,15 +44,16 @@ class KernelServiceImpl final : public xbar::v1::KernelService::Service {
                                 v1::DeleteDeploymentResponse* out) override;
 
   /// The deploy path itself, shared with ModelService.DeployModel: `model` (a serialized
-  /// xbar.v1.Model, may be empty) is recorded with the deployment.
+  /// xbar.v1.Model, may be empty) is recorded with the deployment; `check`, if set, runs last.
   grpc::Status deploy(grpc::ServerContext* ctx, const v1::DeployKernelRequest& req,
                       grpc::ServerWriterInterface<v1::DeployKernelResponse>* writer,
-                      const std::string& model);
+                      const std::string& model, const DeployCheck& check = {});
   /// The operation wrapper of both deploy RPCs (`method` names the RPC). Applies retention
   /// after the deploy, whatever its outcome.
   grpc::Status deploy_operation(grpc::ServerContext* ctx, const v1::DeployKernelRequest& req,
                                 grpc::ServerWriterInterface<v1::DeployKernelResponse>* call,
-                                const std::string& model, const std::string& method);
+                                const std::string& model, const std::string& method,
+                                const DeployCheck& check = {});
 
   /// Retention after each deploy (docs/record.md, "Retention"): keep the newest
   /// `keep_inactive` failed/stale/lost deployments of the chip whole, archive older ones;

@@ -135,6 +135,18 @@ Result<model::ModelSpec> model_from_proto(const v1::Model& m) {
   s.glu = m.glu();
   s.classes.assign(m.classes().begin(), m.classes().end());
   if (m.has_calibration()) {
+    // The count first: nothing beyond the limit is copied (validate() names it).
+    if (static_cast<size_t>(m.calibration().fidelity_clips_size()) > model::kMaxFidelityClips) {
+      return make_error(
+          ErrorCode::kInvalidArgument,
+          fmt::format("calibration.fidelity_clips: {} clips, allowed up to {}",
+                      m.calibration().fidelity_clips_size(), model::kMaxFidelityClips));
+    }
+    for (const v1::Sequence& clip : m.calibration().fidelity_clips()) {
+      Eigen::VectorXd u(clip.values_size());
+      for (int t = 0; t < clip.values_size(); ++t) u(t) = clip.values(t);
+      s.calibration.fidelity_clips.push_back(std::move(u));
+    }
     for (const v1::KernelRange& r : m.calibration().kernels()) {
       s.calibration.kernels.push_back(
           {r.state_max(), r.output_max(), r.input_max(), r.state_range(), r.output_nrmse()});
@@ -159,6 +171,37 @@ void calibration_to_proto(const model::Calibration& c, v1::Model* m) {
   }
   out->set_clips(static_cast<uint32_t>(std::max(0, c.clips)));
   out->set_source(c.source);
+  for (const Eigen::VectorXd& u : c.fidelity_clips) {
+    v1::Sequence* q = out->add_fidelity_clips();
+    for (double v : u) q->add_values(static_cast<float>(v));
+  }
+}
+
+Result<std::vector<model::PlacedKernel>> placed_kernels(
+    const model::ModelSpec& spec, const std::vector<kernel::CompiledKernel>& compiled,
+    const v1::Deployment& dep) {
+  std::vector<model::PlacedKernel> placed(compiled.size());
+  for (const v1::Placement& p : dep.placements()) {
+    if (p.kernel() >= placed.size() || p.row_of_logical_size() != 64 ||
+        p.col_of_logical_size() != 64 || p.readback_us_size() != 64 * 64) {
+      return make_error(ErrorCode::kInternal,
+                        fmt::format("deployment {}: placement unreadable", dep.id()));
+    }
+    model::PlacedKernel& pk = placed[p.kernel()];
+    pk.compiled = compiled[p.kernel()];
+    pk.array = static_cast<int>(p.array());
+    pk.u_max = model::input_bound(spec, static_cast<int>(p.kernel()));
+    pk.fix_devices = dep.remap() != v1::REMAP_NAIVE;  // naive: the fault-unaware baseline
+    if (p.kernel() < spec.calibration.kernels.size()) {
+      pk.state_max = spec.calibration.kernels[p.kernel()].state_max;
+      pk.state_range = spec.calibration.kernels[p.kernel()].state_range;
+    }
+    pk.placement.row_of.assign(p.row_of_logical().begin(), p.row_of_logical().end());
+    pk.placement.col_of.assign(p.col_of_logical().begin(), p.col_of_logical().end());
+    pk.g_uS.resize(64, 64);
+    for (int i = 0; i < 64 * 64; ++i) pk.g_uS(i / 64, i % 64) = p.readback_us(i);
+  }
+  return placed;
 }
 
 }  // namespace xbar::server

@@ -21,4 +21,13 @@ Result<model::ModelSpec> model_from_proto(const v1::Model& m);
 /// Writes `c` into m->calibration (replacing what was there).
 void calibration_to_proto(const model::Calibration& c, v1::Model* m);
 
+/// The kernels of model `spec` (`compiled`: its kernels compiled, in order) as deployment `dep`
+/// placed them: on their arrays,
+/// with the read-back conductances, the loop input bound, the device-fix mode (off for a naive
+/// deployment) and the model's calibrated state ranges. kInternal when a placement is
+/// unreadable (not 64x64) or names a kernel the model does not have.
+Result<std::vector<model::PlacedKernel>> placed_kernels(
+    const model::ModelSpec& spec, const std::vector<kernel::CompiledKernel>& compiled,
+    const v1::Deployment& dep);
+
 }  // namespace xbar::server

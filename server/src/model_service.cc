@@ -18,11 +18,64 @@ grpc::Status ModelServiceImpl::DeployModel(grpc::ServerContext* ctx,
   if (auto e = check_enums(*req); !e.ok()) return e;  // names options.remap, not remap
   auto spec = model_from_proto(req->model());
   if (!spec) return to_status(spec.error());
+  const double min_agreement =
+      req->has_min_label_agreement() ? req->min_label_agreement() : kDefaultMinLabelAgreement;
+  if (!(min_agreement >= 0 && min_agreement <= 1)) {  // NaN too
+    return invalid_argument(fmt::format("min_label_agreement = {}: allowed 0..1 (unset: {})",
+                                        min_agreement, kDefaultMinLabelAgreement));
+  }
   v1::DeployKernelRequest dk = req->options();
   *dk.mutable_kernel_set() = req->model().kernel_set();
   if (dk.name().empty()) dk.set_name(req->model().name().substr(0, 64));
+  DeployCheck check;
+  if (!spec->calibration.fidelity_clips.empty()) {
+    check = [this, &spec, min_agreement](v1::Deployment& dep, const auto& progress) {
+      return check_fidelity(*spec, min_agreement, dep, progress);
+    };
+  }
   return kernels_.deploy_operation(ctx, dk, writer, req->model().SerializeAsString(),
-                                   "/xbar.v1.ModelService/DeployModel");
+                                   "/xbar.v1.ModelService/DeployModel", check);
+}
+
+std::vector<std::string> ModelServiceImpl::check_fidelity(
+    const model::ModelSpec& spec, double min_agreement, v1::Deployment& dep,
+    const std::function<void(const std::string&)>& progress) {
+  const std::vector<Eigen::VectorXd>& clips = spec.calibration.fidelity_clips;
+  progress(fmt::format("{} clips on the board and in software", clips.size()));
+  std::vector<kernel::CompiledKernel> compiled;
+  for (const kernel::KernelSpec& k : spec.kernels.kernels) {
+    compiled.push_back(kernel::compile(k, spec.kernels.window));
+  }
+  auto placed = placed_kernels(spec, compiled, dep);
+  auto f = placed ? model::measure_fidelity(board_, spec, *placed, clips)
+                  : Result<model::Fidelity>(std::unexpected(placed.error()));
+  if (!f) {
+    // Programmed and verified, but how it computes the model is unknown: not ready.
+    return {fmt::format("fidelity not measured: {}", f.error().message)};
+  }
+  v1::ModelFidelity* out = dep.mutable_fidelity();
+  out->set_clips(static_cast<uint32_t>(f->clips));
+  out->set_label_agreement(f->label_agreement);
+  out->set_logit_nrmse(f->logit_nrmse);
+  for (double r : f->state_clip_rate) out->add_state_clip_rate(r);
+  out->set_min_label_agreement(min_agreement);
+  out->set_board_ms(f->board_ms);
+  std::string rates;
+  for (size_t k = 0; k < f->state_clip_rate.size(); ++k) {
+    rates += fmt::format("{}{:.3g} %", k ? ", " : "", 100 * f->state_clip_rate[k]);
+  }
+  progress(
+      fmt::format("label agreement {:.1f} % on {} clips, logit NRMSE {:.3g}, predicted state "
+                  "clipping per kernel {}",
+                  100 * f->label_agreement, f->clips, f->logit_nrmse, rates));
+  if (f->label_agreement < min_agreement) {
+    return {
+        fmt::format("the board's labels agree with the software path's on {:.1f} % of the "
+                    "model's {} fidelity clips, below min_label_agreement {:.1f} % (logit "
+                    "NRMSE {:.3g})",
+                    100 * f->label_agreement, f->clips, 100 * min_agreement, f->logit_nrmse)};
+  }
+  return {};
 }
 
 struct ModelServiceImpl::Loaded {
@@ -67,31 +120,13 @@ Result<ModelServiceImpl::Loaded> ModelServiceImpl::load(const std::string& id, b
   auto spec = model_from_proto(mp);
   if (!spec) return make_error(ErrorCode::kInternal, "recorded model: " + spec.error().message);
   Loaded l;
+  for (const kernel::KernelSpec& k : spec->kernels.kernels) {
+    l.compiled.push_back(kernel::compile(k, spec->kernels.window));
+  }
+  auto placed = placed_kernels(*spec, l.compiled, dep);
+  if (!placed) return std::unexpected(placed.error());
   l.spec = std::move(*spec);
-  for (const kernel::KernelSpec& k : l.spec.kernels.kernels) {
-    l.compiled.push_back(kernel::compile(k, l.spec.kernels.window));
-  }
-  l.placed.resize(l.compiled.size());
-  for (const v1::Placement& p : dep.placements()) {
-    if (p.kernel() >= l.compiled.size() || p.row_of_logical_size() != 64 ||
-        p.col_of_logical_size() != 64 || p.readback_us_size() != 64 * 64) {
-      return make_error(ErrorCode::kInternal,
-                        fmt::format("deployment {}: placement unreadable", id));
-    }
-    model::PlacedKernel& pk = l.placed[p.kernel()];
-    pk.compiled = l.compiled[p.kernel()];
-    pk.array = static_cast<int>(p.array());
-    pk.u_max = model::input_bound(l.spec, static_cast<int>(p.kernel()));
-    pk.fix_devices = dep.remap() != v1::REMAP_NAIVE;  // naive: the fault-unaware baseline
-    if (p.kernel() < l.spec.calibration.kernels.size()) {
-      pk.state_max = l.spec.calibration.kernels[p.kernel()].state_max;
-      pk.state_range = l.spec.calibration.kernels[p.kernel()].state_range;
-    }
-    pk.placement.row_of.assign(p.row_of_logical().begin(), p.row_of_logical().end());
-    pk.placement.col_of.assign(p.col_of_logical().begin(), p.col_of_logical().end());
-    pk.g_uS.resize(64, 64);
-    for (int i = 0; i < 64 * 64; ++i) pk.g_uS(i / 64, i % 64) = p.readback_us(i);
-  }
+  l.placed = std::move(*placed);
   return l;
 }
 

@@ -15,6 +15,9 @@
 
 namespace xbar::server {
 
+/// DeployModelRequest.min_label_agreement when unset.
+inline constexpr double kDefaultMinLabelAgreement = 0.8;
+
 class ModelServiceImpl final : public xbar::v1::ModelService::Service {
  public:
   /// A stream silent for `stream_idle_timeout` (neither a chunk read nor an answer taken) is
@@ -60,6 +63,12 @@ class ModelServiceImpl final : public xbar::v1::ModelService::Service {
   /// UNAVAILABLE if the board's epoch moved from `epoch` (a restart or re-opened link): the
   /// loop's state, and maybe the arrays, are gone.
   grpc::Status board_restarted_during(uint64_t epoch, const std::string& id);
+  /// DeployModel's last step (a DeployCheck): the model's fidelity clips on the board and in
+  /// software; fills dep.fidelity, returns the reason to degrade (agreement below
+  /// `min_agreement`, or not measured).
+  std::vector<std::string> check_fidelity(const model::ModelSpec& spec, double min_agreement,
+                                          v1::Deployment& dep,
+                                          const std::function<void(const std::string&)>& progress);
 };
 
 }  // namespace xbar::server

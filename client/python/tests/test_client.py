@@ -199,6 +199,13 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(one.steps, model.preprocessing.target_length)
         self.assertGreater(one.board_ms, 0)
         self.assertAlmostEqual(sum(same.probabilities), 1.0, places=4)
+        # The board-exact reference: the same codes as the board's loop on the twin.
+        emulated = self.client.infer(dep.id, wav_path=None, samples=samples,
+                                     sample_rate_hz=rate, path="emulate")
+        board = self.client.infer(dep.id, samples=samples, sample_rate_hz=rate)
+        self.assertEqual(list(emulated.logits), list(board.logits))
+        with self.assertRaises(ValueError):
+            self.client.infer(dep.id, samples=samples, sample_rate_hz=rate, path="exact")
 
         partials = list(self.client.stream(dep.id, samples, rate, chunk_ms=20))
         with_result = [r for r in partials if r.probabilities]
@@ -238,6 +245,11 @@ class ClientTest(unittest.TestCase):
             self.client.deploy_model(bad, replace=True)
         self.assertEqual(e.exception.code, "INVALID_ARGUMENT")
         self.assertIn("encoder", e.exception.message)
+        # The fidelity threshold is checked before anything is programmed.
+        with self.assertRaises(XbarError) as e:
+            self.client.deploy_model(str(MODEL), replace=True, min_label_agreement=2.0)
+        self.assertEqual(e.exception.code, "INVALID_ARGUMENT")
+        self.assertIn("min_label_agreement = 2", e.exception.message)
         # Unknown JSON fields are refused before anything is sent, as xbarctl does.
         with self.assertRaises(XbarError) as e:
             self.client.deploy_kernel({"kernels": [], "colour": "blue"})

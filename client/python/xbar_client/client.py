@@ -243,11 +243,15 @@ class Client:
         tol_uS: float = 0.0,
         max_rounds: int = 0,
         max_nrmse: float = 0.0,
+        min_label_agreement: Optional[float] = None,
         timeout: float = DEPLOY_TIMEOUT_S,
     ) -> kernels_pb2.Deployment:
         """Deploys a model (``ModelService.DeployModel``): its kernels onto the arrays exactly
         as :meth:`deploy_kernel` does, its digital layers, preprocessing and classes recorded
-        with the deployment.
+        with the deployment. A model that carries fidelity clips (``calibration.fidelity_clips``,
+        ``xbarctl calibrate --keep-clips``) is run on them on the board and in software; the
+        result is the deployment's ``fidelity``, and it is degraded when the labels agree on
+        fewer than ``min_label_agreement`` of them (None: the daemon's 0.8).
 
         ``model_json_path`` is an ``xbar.v1.Model`` in the protobuf JSON mapping
         (models/example-model.json, docs/models.md): a path, JSON text, or a dict; read as
@@ -258,6 +262,8 @@ class Client:
         request = models_pb2.DeployModelRequest(
             options=self._options(name, remap, arrays, replace, tol_uS, max_rounds, max_nrmse)
         )
+        if min_label_agreement is not None:
+            request.min_label_agreement = min_label_agreement
         _parse(model_json_path, request.model)
         return self._deploy(self._models.DeployModel, request, on_progress, timeout)
 

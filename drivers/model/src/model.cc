@@ -44,10 +44,27 @@ namespace {
 // state range so small that the loop would clip on the first step of the largest input.
 Result<void> validate_calibration(const ModelSpec& m) {
   const Calibration& cal = m.calibration;
-  if (cal.kernels.empty()) return {};
   auto bad = [](std::string msg) {
     return make_error(ErrorCode::kInvalidArgument, std::move(msg));
   };
+  if (cal.fidelity_clips.size() > kMaxFidelityClips) {
+    return bad(fmt::format("calibration.fidelity_clips: {} clips, allowed up to {}",
+                           cal.fidelity_clips.size(), kMaxFidelityClips));
+  }
+  for (size_t c = 0; c < cal.fidelity_clips.size(); ++c) {
+    const Eigen::VectorXd& u = cal.fidelity_clips[c];
+    if (u.size() < 1 || u.size() > kMaxFidelityClipSteps) {
+      return bad(fmt::format("calibration.fidelity_clips[{}]: {} steps, allowed 1..{}", c, u.size(),
+                             kMaxFidelityClipSteps));
+    }
+    for (Eigen::Index t = 0; t < u.size(); ++t) {
+      if (!std::isfinite(u(t))) {
+        return bad(fmt::format("calibration.fidelity_clips[{}].values[{}] = {}: allowed finite", c,
+                               t, u(t)));
+      }
+    }
+  }
+  if (cal.kernels.empty()) return {};
   if (static_cast<int>(cal.kernels.size()) != m.width()) {
     return bad(fmt::format("calibration.kernels: {} ranges for {} kernels: one per kernel",
                            cal.kernels.size(), m.width()));
@@ -470,7 +487,10 @@ class LagAlignedOutputs {
 class HardwareStream final : public KernelStream {
  public:
   HardwareStream(Board& b, std::shared_ptr<const PreparedLoop> loop, uint32_t tag)
-      : b_(b), loop_(std::move(loop)), tag_(tag), switched_(b.info().has_loop_resume),
+      : b_(b),
+        loop_(std::move(loop)),
+        tag_(tag),
+        switched_(b.info().has_loop_resume),
         align_(*loop_) {}
   bool holds_board() const override { return open_; }
   ~HardwareStream() override {
@@ -657,6 +677,61 @@ Result<KernelFn> emulated_kernels(Board& board, const std::vector<PlacedKernel>&
   auto loop = prepare_loop(board, kernels, /*load=*/false);
   if (!loop) return std::unexpected(loop.error());
   return whole_clip_kernels<EmulatedStream>(board, *loop, board_ms);
+}
+
+Result<Fidelity> measure_fidelity(Board& board, const ModelSpec& m,
+                                  const std::vector<PlacedKernel>& kernels,
+                                  const std::vector<Eigen::VectorXd>& clips) {
+  if (clips.empty()) return make_error(ErrorCode::kInvalidArgument, "fidelity: no clips");
+  if (static_cast<int>(kernels.size()) != m.width()) {
+    return make_error(
+        ErrorCode::kInvalidArgument,
+        fmt::format("fidelity: {} placed kernels for a model of {}", kernels.size(), m.width()));
+  }
+  // The plans alone (what the loop represents), then the board's runs.
+  auto plans = prepare_loop(board, kernels, /*load=*/false);
+  if (!plans) return std::unexpected(plans.error());
+  Fidelity f;
+  f.clips = static_cast<int>(clips.size());
+  auto hw = hardware_kernels(board, kernels, &f.board_ms);
+  if (!hw) return std::unexpected(hw.error());
+  std::vector<kernel::CompiledKernel> compiled;
+  for (const PlacedKernel& k : kernels) compiled.push_back(k.compiled);
+  const KernelFn sw = software_kernels(compiled);
+  int agree = 0;
+  double se = 0, ss = 0;
+  std::vector<double> clipped(kernels.size(), 0), updates(kernels.size(), 0);
+  for (const Eigen::VectorXd& u : clips) {
+    auto fh = forward(m, u, *hw);
+    if (!fh) return std::unexpected(fh.error());
+    auto fs = forward(m, u, sw);
+    if (!fs) return std::unexpected(fs.error());
+    agree += fh->label == fs->label;
+    se += (fh->logits - fs->logits).squaredNorm();
+    ss += fs->logits.squaredNorm();
+    for (size_t k = 0; k < kernels.size(); ++k) {
+      const kernel::CompiledKernel& ck = kernels[k].compiled;
+      const kernel::LoopPlan& plan = (*plans)->plans[k];
+      const double limit = plan.x_scale * plan.program.clamp;
+      std::vector<kernel::cd> x(static_cast<size_t>(ck.n), 0.0);
+      for (Eigen::Index t = 0; t < u.size(); ++t) {
+        const double z = m.encoder.weight(static_cast<Eigen::Index>(k), 0) * u(t) +
+                         m.encoder.bias(static_cast<Eigen::Index>(k));
+        for (size_t j = 0; j < x.size(); ++j) {
+          x[j] = ck.kernel.a_bar[j] * x[j] + z;
+          const kernel::cd held = ck.mode_gain[j] * x[j];
+          clipped[k] += (std::abs(held.real()) > limit) + (std::abs(held.imag()) > limit);
+          updates[k] += 2;
+        }
+      }
+    }
+  }
+  f.label_agreement = static_cast<double>(agree) / static_cast<double>(clips.size());
+  f.logit_nrmse = ss > 0 ? std::sqrt(se / ss) : std::sqrt(se);
+  for (size_t k = 0; k < kernels.size(); ++k) {
+    f.state_clip_rate.push_back(updates[k] > 0 ? clipped[k] / updates[k] : 0.0);
+  }
+  return f;
 }
 
 }  // namespace xbar::model

@@ -48,7 +48,12 @@ struct Calibration {
   std::vector<KernelRange> kernels;  // one per kernel; empty: the model is not calibrated
   int clips = 0;
   std::string source;
+  /// Preprocessed clips the deploy runs on the board and in software (measure_fidelity);
+  /// independent of `kernels` (a model may carry either).
+  std::vector<Eigen::VectorXd> fidelity_clips;
 };
+inline constexpr size_t kMaxFidelityClips = 64;
+inline constexpr Eigen::Index kMaxFidelityClipSteps = 100000;
 
 struct ModelSpec {
   std::string name;
@@ -131,6 +136,24 @@ Result<KernelFn> hardware_kernels(Board& board, const std::vector<PlacedKernel>&
 /// itself while the function runs.
 Result<KernelFn> emulated_kernels(Board& board, const std::vector<PlacedKernel>& kernels,
                                   double* board_ms = nullptr);
+
+/// How a deployed model computes on preprocessed clips (xbar.v1.ModelFidelity).
+struct Fidelity {
+  int clips = 0;
+  double label_agreement = 0;           // fraction of clips: board label == software label
+  double logit_nrmse = 0;               // board logits against software, over all clips
+  std::vector<double> state_clip_rate;  // per kernel: predicted fraction of state updates clipped
+  double board_ms = 0;
+};
+
+/// Runs each clip once on the board's loop (hardware_kernels, noise tags 0, 1, ...) and once in
+/// software, as Infer does, and predicts each kernel's state clipping: the fraction of the
+/// software state's updates (every step, mode, Re and Im of beta_k x_k) beyond the range the
+/// loop plan's 8-bit codes represent (x_scale times the clamp). kInvalidArgument for no clips;
+/// board errors as hardware_kernels. The caller keeps the board to itself.
+Result<Fidelity> measure_fidelity(Board& board, const ModelSpec& m,
+                                  const std::vector<PlacedKernel>& kernels,
+                                  const std::vector<Eigen::VectorXd>& clips);
 
 /// The model's head (GELU, mixing, mean-pool, decoder) fed one step at a time, for streams.
 class StreamingHead {
