@@ -805,6 +805,38 @@ TEST_F(ApiContract, ADeployedModelReportsItsFidelityOnTheClipsItCarries) {
   EXPECT_EQ(get(lax.id()).state(), "ready");
 }
 
+// Issue 17 item 1: a model's mode ranges (kernel_set.kernels[k].mode_range) change what is
+// programmed; they are part of the deployment's kernel set, so the start-up reconciliation of a
+// restarted xbard compiles the same targets and finds the deployment still ready (it would
+// read as lost against the worst-case gains' targets).
+TEST_F(ApiContract, ModeRangesSurviveADaemonRestart) {
+  const fs::path sock = dir_.path() / "fwsim.sock";
+  auto fwsim = std::make_unique<Process>(
+      std::vector<std::string>{XBAR_FWSIM_PATH, "--profile", "ideal", "--seed", "6", "--listen",
+                               "unix:" + sock.string()},
+      dir_.path() / "fwsim.log");
+  ASSERT_TRUE(eventually([&] { return fs::exists(sock); })) << fwsim->output();
+  start("unix:" + sock.string());
+  v1::Model m = example_model();
+  for (v1::Kernel& k : *m.mutable_kernel_set()->mutable_kernels()) {
+    const int n = k.has_continuous() ? k.continuous().a_size() : k.discrete().a_bar_size();
+    for (int j = 0; j < n; ++j) k.add_mode_range(1.0 + 20.0 * j);
+  }
+  const v1::Deployment a = deploy(m);
+  ASSERT_EQ(a.state(), "ready") << a.message();
+  ASSERT_EQ(a.kernel_set().kernels(0).mode_range_size(),
+            m.kernel_set().kernels(0).mode_range_size());
+  v1::InferResponse before;
+  ASSERT_TRUE(infer(a.id(), &before).ok());
+  xbard_.reset();  // SIGTERM; the twin keeps the conductances
+  start("unix:" + sock.string());
+  const v1::Deployment again = get(a.id());
+  EXPECT_EQ(again.state(), "ready") << again.message();
+  v1::InferResponse after;
+  ASSERT_TRUE(infer(a.id(), &after).ok());
+  EXPECT_EQ(after.label(), before.label());
+}
+
 TEST_F(ApiContract, TheBearerSchemeIsCaseInsensitive) {
   const fs::path token = dir_.path() / "token";
   std::ofstream(token) << "0123456789abcdef-token\n";

@@ -126,6 +126,27 @@ TEST(GoldenModels, CrossbarWithIdealConductancesEqualsTheRecurrence) {
   }
 }
 
+// KernelSpec::mode_range changes the mode gains (a diagonal change of state variables), not the
+// kernel: the crossbar still computes the recurrence exactly, and each mode's gain is the
+// smallest range over its own.
+TEST(GoldenModels, ModeRangesChangeTheGainsNotTheKernel) {
+  KernelSpec k = s4d_lin(14, std::log(0.05), 12);
+  const CompiledKernel plain = compile(k, Window{});
+  for (int j = 0; j < 14; ++j) k.mode_range.push_back(1.0 + 3.0 * j);
+  const CompiledKernel ck = compile(k, Window{});
+  for (int j = 0; j < 14; ++j) {
+    EXPECT_NEAR(ck.mode_gain[static_cast<size_t>(j)], 1.0 / (1.0 + 3.0 * j), 1e-15) << j;
+  }
+  EXPECT_NE(ck.target_uS, plain.target_uS);
+  const Eigen::VectorXd u = noise(400, 3);
+  const Eigen::VectorXd ref = run_ideal(ck.kernel, u);
+  const Eigen::VectorXd y = run_crossbar(ck, Placement::identity(), ck.target_uS, u);
+  EXPECT_LT((y - ref).norm() / ref.norm(), 1e-12);
+  // A wrong count is ignored by compile (validate refuses it): the worst-case gains.
+  k.mode_range.pop_back();
+  EXPECT_EQ(compile(k, Window{}).target_uS, plain.target_uS);
+}
+
 TEST(GoldenModels, EffectiveStateMatrixHasTheKernelsPoles) {
   const CompiledKernel ck = compile(s4d_lin(14, std::log(0.1), 2), Window{});
   const Placement p = random_placement(8);
@@ -252,6 +273,20 @@ TEST(Validation, NamesTheFieldAndTheRange) {
   s.kernels[0].a = {cd(0.9, 0.5)};
   s.kernels[0].c = {cd(1, 0)};
   EXPECT_NE(err(s).find("kernels[0].a_bar[0]: |A_bar| = 1.0"), std::string::npos) << err(s);
+  s = good;
+  s.kernels[0].mode_range.assign(13, 1.0);
+  EXPECT_EQ(err(s), "kernels[0].mode_range: 13 values for 14 states: one per state, or none");
+  s.kernels[0].mode_range.assign(14, 1.0);
+  s.kernels[0].mode_range[3] = -2;
+  EXPECT_EQ(err(s), "kernels[0].mode_range[3] = -2: allowed finite > 0");
+  s.kernels[0].mode_range[3] = std::nan("");
+  EXPECT_EQ(err(s), "kernels[0].mode_range[3] = nan: allowed finite > 0");
+  s.kernels[0].mode_range[3] = 2000;
+  EXPECT_NE(err(s).find("kernels[0].mode_range[3] = 2000: allowed at most 1000 x the smallest"),
+            std::string::npos)
+      << err(s);
+  s.kernels[0].mode_range[3] = 999;
+  EXPECT_EQ(err(s), "ok");
 }
 
 // Found by tests/fuzz/grpc_validators_fuzz (tests/fuzz/corpus/grpc_validators/

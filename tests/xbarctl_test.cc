@@ -912,6 +912,35 @@ TEST(XbarctlCalibrate, WritesTheRangesIntoTheModelAndRefusesNoClips) {
     EXPECT_GT(k.state_range(), 0);
     EXPECT_LE(k.state_range(), 1.1 * k.state_max() * (1 + 1e-12));
   }
+  // Each mode's range, measured (the largest at most 100 x the smallest: the floor), and the
+  // clips kept for the deploy's fidelity check (up to --keep-clips 16: both).
+  for (const v1::Kernel& k : m.kernel_set().kernels()) {
+    ASSERT_EQ(k.mode_range_size(), k.continuous().a_size());
+    const auto [lo, hi] = std::minmax_element(k.mode_range().begin(), k.mode_range().end());
+    EXPECT_GT(*lo, 0);
+    EXPECT_LE(*hi, 100 * *lo * (1 + 1e-12));
+    EXPECT_GT(*hi, *lo);  // real clips excite the modes unequally
+  }
+  ASSERT_EQ(m.calibration().fidelity_clips_size(), 2);
+  EXPECT_EQ(m.calibration().fidelity_clips(0).values_size(), 871);
+  {  // --no-mode-ranges --keep-clips 1: the worst-case gains, one clip
+    const auto plain = dir.path() / "plain.json";
+    const Ran p = run_split(
+        {XBARCTL_PATH, "-q", "calibrate", src + "/models/reference/zero-one-2bit.json",
+         src + "/models/reference/clips", "-o", plain.string(), "--no-mode-ranges",
+         "--keep-clips", "1"},
+        dir.path());
+    ASSERT_EQ(p.rc, 0) << p;
+    v1::Model pm;
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(testing::read_file(plain), &pm).ok());
+    for (const v1::Kernel& k : pm.kernel_set().kernels()) EXPECT_EQ(k.mode_range_size(), 0);
+    EXPECT_EQ(pm.calibration().fidelity_clips_size(), 1);
+    const Ran many = run_split(
+        {XBARCTL_PATH, "calibrate", src + "/models/reference/zero-one-2bit.json",
+         src + "/models/reference/clips", "-o", plain.string(), "--keep-clips", "65"},
+        dir.path());
+    EXPECT_EQ(many.rc, 2) << many;
+  }
   // The same clips in another order give the same file.
   const auto again = dir.path() / "again.json";
   const Ran r2 =

@@ -70,6 +70,7 @@ struct ModelCommands::Impl {
   std::optional<double> min_agreement;
   uint32_t max_rounds = 0;
   uint32_t keep_clips = 16;
+  bool mode_ranges = true;
 
   CLI::App* calibrate = nullptr;
   std::vector<std::string> clips;  // calibrate: files or directories
@@ -178,6 +179,9 @@ ModelCommands::ModelCommands(CLI::App& app) : impl_(std::make_unique<Impl>()) {
                    "DeployModel's fidelity check; 0: none")
       ->check(CLI::Range(0, 64))
       ->capture_default_str();
+  m.calibrate->add_flag("--mode-ranges,!--no-mode-ranges", m.mode_ranges,
+                        "size each mode's codes from the clips (kernel_set mode_range; default) "
+                        "or keep the worst-case mode gains");
   m.calibrate->footer(footer_with(
       "Runs every clip through the model's preprocessing, encoder and each kernel's compiled\n"
       "recurrence and records, per kernel, the largest state the array holds, output and input\n"
@@ -441,9 +445,29 @@ int ModelCommands::Impl::run_calibrate(const Session& session) const {
                    files[i].filename().string());
     }
   }
-  std::vector<kernel::CompiledKernel> compiled;
-  for (const kernel::KernelSpec& k : spec->kernels.kernels) {
-    compiled.push_back(kernel::compile(k, spec->kernels.window));
+  auto compile_all = [&] {
+    std::vector<kernel::CompiledKernel> out;
+    for (const kernel::KernelSpec& k : spec->kernels.kernels) {
+      out.push_back(kernel::compile(k, spec->kernels.window));
+    }
+    return out;
+  };
+  std::vector<kernel::CompiledKernel> compiled = compile_all();
+  if (mode_ranges) {
+    // Each mode's codes sized from what the clips put in it (kernel_set.kernels[k].mode_range),
+    // then the kernel's state range measured on the kernels compiled that way.
+    auto ranges = model::measure_mode_ranges(*spec, compiled, steps);
+    if (!ranges) {
+      std::cerr << "xbarctl: " << ranges.error().message << "\n";
+      return kFailed;
+    }
+    for (size_t k = 0; k < ranges->size(); ++k) {
+      spec->kernels.kernels[k].mode_range = (*ranges)[k];
+      auto* field = model.mutable_kernel_set()->mutable_kernels(static_cast<int>(k))
+                        ->mutable_mode_range();
+      field->Assign((*ranges)[k].begin(), (*ranges)[k].end());
+    }
+    compiled = compile_all();
   }
   auto cal = model::calibrate(*spec, compiled, steps);
   if (!cal) {

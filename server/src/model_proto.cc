@@ -85,6 +85,7 @@ Result<kernel::KernelSetSpec> kernel_set_from_proto(const v1::KernelSet& set) {
       s.quant.f_scale_a = k.quantization().f_scale_a();
       s.quant.f_scale_c = k.quantization().f_scale_c();
     }
+    s.mode_range.assign(k.mode_range().begin(), k.mode_range().end());
     out.kernels.push_back(std::move(s));
   }
   return out;

@@ -91,6 +91,26 @@ Result<void> validate(const KernelSetSpec& set, double chip_lo_uS, double chip_h
       return std::unexpected(bad(fmt::format(
           "{}.quantization.f_scale_c = {}: allowed >= 0 (0 = from C)", at, q.f_scale_c)));
     }
+    if (!k.mode_range.empty()) {
+      if (k.mode_range.size() != k.a.size()) {
+        return std::unexpected(bad(fmt::format(
+            "{}.mode_range: {} values for {} states: one per state, or none", at,
+            k.mode_range.size(), k.a.size())));
+      }
+      const auto [lo, hi] = std::minmax_element(k.mode_range.begin(), k.mode_range.end());
+      for (size_t j = 0; j < k.mode_range.size(); ++j) {
+        if (!(std::isfinite(k.mode_range[j]) && k.mode_range[j] > 0)) {
+          return std::unexpected(bad(fmt::format("{}.mode_range[{}] = {}: allowed finite > 0", at,
+                                                 j, k.mode_range[j])));
+        }
+      }
+      if (*hi > kMaxModeRangeRatio * *lo) {
+        return std::unexpected(bad(fmt::format(
+            "{}.mode_range[{}] = {:.6g}: allowed at most {:g} x the smallest ({:.6g}; a mode gain "
+            "below 1/{:g} puts the mode's input weight under the programming resolution)",
+            at, hi - k.mode_range.begin(), *hi, kMaxModeRangeRatio, *lo, kMaxModeRangeRatio)));
+      }
+    }
     const DiscreteKernel dk = discretize(k);
     for (int j = 0; j < dk.states(); ++j) {
       const double mag = std::abs(dk.a_bar[static_cast<size_t>(j)]);
@@ -212,11 +232,17 @@ CompiledKernel compile(const KernelSpec& spec, const Window& window) {
   ck.state_scale_uS = span / a_max;
   ck.input_gain = 1.0 / ck.b_weight;
   const int n = ck.n;
-  // Mode gains: the array holds beta_k x_k, with beta_k = H_min / H_k and H_k = 1 / (1 - |A_k|)
-  // the mode's worst-case gain, so that every mode spans the same range of row magnitudes
-  // (a diagonal change of state variables: exact; B_k = b beta_k, C_k / beta_k).
+  // Mode gains: the array holds beta_k x_k, with beta_k = H_min / H_k, so that every mode spans
+  // the same range of row magnitudes (a diagonal change of state variables: exact; B_k =
+  // b beta_k, C_k / beta_k). H_k is the range the mode's state meets: measured on data when
+  // the spec has it (a mode that real inputs barely excite then gets fine codes instead of
+  // the worst case's coarse ones), else the worst case for a unit input, 1 / (1 - |A_k|).
   std::vector<double> h;
-  for (cd a : ck.kernel.a_bar) h.push_back(1.0 / std::max(1.0 - std::abs(a), 1e-9));
+  if (spec.mode_range.size() == ck.kernel.a_bar.size()) {
+    h = spec.mode_range;
+  } else {
+    for (cd a : ck.kernel.a_bar) h.push_back(1.0 / std::max(1.0 - std::abs(a), 1e-9));
+  }
   const double h_min = *std::min_element(h.begin(), h.end());
   std::vector<cd> c_tilde;
   for (int k = 0; k < n; ++k) {

@@ -325,6 +325,42 @@ Result<Calibration> calibrate(const ModelSpec& m,
   return out;
 }
 
+Result<std::vector<std::vector<double>>> measure_mode_ranges(
+    const ModelSpec& m, const std::vector<kernel::CompiledKernel>& compiled,
+    const std::vector<Eigen::VectorXd>& clips) {
+  if (static_cast<int>(compiled.size()) != m.width()) {
+    return make_error(
+        ErrorCode::kInvalidArgument,
+        fmt::format("mode ranges: {} compiled kernels for a model of {}", compiled.size(),
+                    m.width()));
+  }
+  if (clips.empty()) return make_error(ErrorCode::kInvalidArgument, "mode ranges: no clips");
+  std::vector<std::vector<double>> out;
+  for (int k = 0; k < m.width(); ++k) {
+    const kernel::CompiledKernel& ck = compiled[static_cast<size_t>(k)];
+    std::vector<double> r(static_cast<size_t>(ck.n), 0.0);
+    for (size_t c = 0; c < clips.size(); ++c) {
+      const Eigen::VectorXd& u = clips[c];
+      if (!u.allFinite()) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          fmt::format("mode ranges: clip {} has a non-finite step", c));
+      }
+      std::vector<kernel::cd> x(r.size(), 0.0);
+      for (Eigen::Index t = 0; t < u.size(); ++t) {
+        const double z = m.encoder.weight(k, 0) * u(t) + m.encoder.bias(k);
+        for (size_t j = 0; j < x.size(); ++j) {
+          x[j] = ck.kernel.a_bar[j] * x[j] + z;
+          r[j] = std::max({r[j], std::abs(x[j].real()), std::abs(x[j].imag())});
+        }
+      }
+    }
+    const double top = *std::max_element(r.begin(), r.end());
+    for (double& v : r) v = std::max(v, top > 0 ? top / kModeRangeFloor : 1.0);
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
 double input_bound(const ModelSpec& m, int k) {
   const double bias = m.encoder.bias.size() > k ? std::abs(m.encoder.bias(k)) : 0.0;
   return std::max(1e-3, std::abs(m.encoder.weight(k, 0)) + bias);

@@ -35,7 +35,15 @@ struct KernelSpec {
   std::vector<cd> c;  // continuous: C (B = 1 folded in); discrete: C_bar
   double d = 0;       // skip term, applied digitally
   Quantization quant;
+  /// Per state: the largest |Re| or |Im| the mode's state x_k meets on the data it will run on
+  /// (a model's calibration measures it; only the ratios matter). The array holds beta_k x_k
+  /// with beta_k = min_j range_j / range_k, so that every mode spans the same 8-bit codes on
+  /// real inputs. Empty: the worst case for a unit input, 1 / (1 - |A_bar_k|).
+  std::vector<double> mode_range;
 };
+
+/// KernelSpec::mode_range: the largest range may be at most this many times the smallest.
+inline constexpr double kMaxModeRangeRatio = 1000;
 
 struct Window {
   double g_min_uS = 7.0;

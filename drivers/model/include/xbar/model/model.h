@@ -115,6 +115,15 @@ Result<Calibration> calibrate(const ModelSpec& m,
                               const std::vector<kernel::CompiledKernel>& compiled,
                               const std::vector<Eigen::VectorXd>& clips);
 
+/// Per kernel, per mode: the largest |Re| or |Im| of the mode's state x_k (the compiled
+/// recurrence, before any mode gain) over the clips, floored at 1/kModeRangeFloor of the
+/// kernel's largest: what kernel::KernelSpec::mode_range takes, so that each mode's 8-bit
+/// codes span what real clips put in it. kInvalidArgument as calibrate().
+Result<std::vector<std::vector<double>>> measure_mode_ranges(
+    const ModelSpec& m, const std::vector<kernel::CompiledKernel>& compiled,
+    const std::vector<Eigen::VectorXd>& clips);
+inline constexpr double kModeRangeFloor = 100;
+
 /// The smallest state range that does not clip on the first step of the largest input:
 /// input_max times the largest mode gain of the kernel (validate() refuses a calibration below
 /// it, naming the kernel).
