@@ -32,6 +32,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -44,6 +45,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import data  # noqa: E402
+import hwloop  # noqa: E402
 import refmodel  # noqa: E402
 
 H, N, T = 3, 14, 871
@@ -140,6 +142,12 @@ class S4DModel(torch.nn.Module):
         c_im = ste(self.c[..., 1], self.bits, self.f_c)
         return torch.complex(a_re, a_im), torch.complex(c_re, c_im)
 
+    def discrete(self):
+        """(A_bar, C_bar), (H, N) complex: the ZOH of the quantized A, C (kernel.cc)."""
+        a, c = self.quantized()
+        dta = torch.exp(self.log_dt)[:, None] * a  # (H, N)
+        return torch.exp(dta), c * (torch.exp(dta) - 1) / a
+
     def conv_kernel(self, length):
         a, c = self.quantized()
         dta = torch.exp(self.log_dt)[:, None] * a  # (H, N)
@@ -148,18 +156,54 @@ class S4DModel(torch.nn.Module):
         vander = torch.exp(dta[..., None] * l)  # (H, N, L)
         return 2 * torch.einsum("hn,hnl->hl", cbar, vander).real
 
-    def forward(self, u):
-        """u: (B, T) -> logits (B, classes)."""
-        t_len = u.shape[-1]
-        z = self.enc.weight[:, 0][None, :, None] * u[:, None, :] + self.enc.bias[None, :, None]
+    def encode(self, u):
+        """u: (B, T) -> the kernels' inputs z (B, H, T)."""
+        return self.enc.weight[:, 0][None, :, None] * u[:, None, :] + self.enc.bias[None, :, None]
+
+    def kernel_outputs(self, z):
+        """The kernels' float recurrence (the software path), by FFT convolution."""
+        t_len = z.shape[-1]
         k = self.conv_kernel(t_len)
         nfft = 2 * t_len
         y = torch.fft.irfft(torch.fft.rfft(z, n=nfft) * torch.fft.rfft(k, n=nfft), n=nfft)
-        y = y[..., :t_len]
+        return y[..., :t_len]
+
+    def head(self, y):
+        """The kernels' outputs (B, H, T) -> logits (B, classes)."""
         g = F.gelu(y)
         mix = torch.einsum("oh,bht->bot", self.mix.weight, g) + self.mix.bias[None, :, None]
         act = mix[:, :H] * torch.sigmoid(mix[:, H:])
         return self.dec(act.mean(dim=2))
+
+    def forward(self, u):
+        """u: (B, T) -> logits (B, classes)."""
+        return self.head(self.kernel_outputs(self.encode(u)))
+
+    def forward_board(self, u, scales):
+        """u: (B, T) -> logits as the board's loop computes the kernels (hwloop)."""
+        a_bar, c_bar = self.discrete()
+        return self.head(hwloop.loop_outputs(a_bar, c_bar, self.encode(u), scales))
+
+    def scales(self, u):
+        """The loop's scales for the current parameters, measured on clips u (no gradient)."""
+        with torch.no_grad():
+            a_bar, _ = self.discrete()
+            return hwloop.LoopScales(a_bar, self.encode(u))
+
+    def load_json(self, js):
+        """Sets the parameters from a model file this script wrote (the quantized values are
+        fixed points of the quantizer, so training resumes where the file stands)."""
+        with torch.no_grad():
+            for h, k in enumerate(js["kernelSet"]["kernels"]):
+                c = k["continuous"]
+                self.a_re[h] = torch.tensor([e.get("re", 0.0) for e in c["a"]])
+                self.a_im[h] = torch.tensor([e.get("im", 0.0) for e in c["a"]])
+                self.c[h, :, 0] = torch.tensor([e.get("re", 0.0) for e in c["c"]])
+                self.c[h, :, 1] = torch.tensor([e.get("im", 0.0) for e in c["c"]])
+                self.log_dt[h] = float(c["logDt"])
+            for lin, key in ((self.enc, "encoder"), (self.mix, "mixing"), (self.dec, "decoder")):
+                lin.weight.copy_(torch.tensor(js[key]["weight"]).reshape(lin.weight.shape))
+                lin.bias.copy_(torch.tensor(js[key]["bias"]))
 
     def to_json(self, name):
         """The xbar.v1.Model JSON (protobuf JSON mapping) of the model as trained."""
@@ -305,6 +349,94 @@ def train(variant, ds, seed, epochs, batch, lr, candidates=4, probe_epochs=20, l
     return run, time.time() - t0
 
 
+def finetune_board(model, ds, seed, epochs, batch, lr, consistency=1.0, log=print):
+    """Training that sees the board (issue 17, item 2): starting from a trained model, every
+    batch runs both the software path (the float recurrence) and the board's loop arithmetic
+    (hwloop.loop_outputs, straight-through gradients through every rounding), and the loss is
+    CE(board) + CE(software) + consistency * mean((board - software logits)^2): the board's
+    answer is trained to be right and to be the software model's. The loop's scales are
+    measured on the fit clips at the start of every epoch (they follow the parameters), as the
+    exported file then carries them. Returns (model, scales, seconds)."""
+    fit, val = validation_split(ds, seed)
+    u_all, y_all = torch.from_numpy(ds["u_train"]), torch.from_numpy(ds["y_train"])
+    u_fit, y_fit = u_all[torch.from_numpy(fit)], y_all[torch.from_numpy(fit)]
+    u_val, y_val = u_all[torch.from_numpy(val)], y_all[torch.from_numpy(val)]
+    kernel_params = [model.a_re, model.a_im, model.log_dt, model.c]
+    other = [p for n_, p in model.named_parameters() if n_.split(".")[0] in ("enc", "mix", "dec")]
+    opt = torch.optim.Adam([{"params": other, "lr": lr}, {"params": kernel_params, "lr": lr * 0.5}])
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * math.ceil(len(u_fit) / batch))
+    rng = torch.Generator().manual_seed(seed + 7)
+    t0 = time.time()
+
+    def fidelity(u, y, scales):
+        with torch.no_grad():
+            lb, ls = model.forward_board(u, scales), model(u)
+            return {"board_acc": float((lb.argmax(1) == y).float().mean()),
+                    "software_acc": float((ls.argmax(1) == y).float().mean()),
+                    "agreement": float((lb.argmax(1) == ls.argmax(1)).float().mean()),
+                    "logit_nrmse": float(((lb - ls) ** 2).sum().sqrt() / (ls ** 2).sum().sqrt())}
+
+    scales = model.scales(u_fit)
+    log("  board-aware start: validation %s" % fidelity(u_val, y_val, scales))
+    skipped = 0
+    for epoch in range(1, epochs + 1):
+        scales = model.scales(u_fit)
+        perm = torch.randperm(len(u_fit), generator=rng)
+        total = 0.0
+        for i in range(0, len(u_fit), batch):
+            idx = perm[i:i + batch]
+            lb, ls = model.forward_board(u_fit[idx], scales), model(u_fit[idx])
+            loss = (F.cross_entropy(lb, y_fit[idx]) + F.cross_entropy(ls, y_fit[idx])
+                    + consistency * ((lb - ls) ** 2).mean())
+            opt.zero_grad()
+            loss.backward()
+            # Backpropagation through 871 rounded steps: the gradient norm is clipped, and a
+            # step whose gradient is not finite (seen now and then) is skipped, not taken.
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            if torch.isfinite(norm):
+                opt.step()
+            else:
+                skipped += 1
+            sched.step()
+            model.clamp_()
+            total += float(loss) * len(idx)
+        if epoch % 5 == 0 or epoch == epochs:
+            log("  board-aware epoch %3d  loss %.4f  validation %s  skipped %d  (%.0f s)" % (
+                epoch, total / len(u_fit), fidelity(u_val, y_val, model.scales(u_fit)),
+                skipped, time.time() - t0))
+    return model, model.scales(u_fit), time.time() - t0
+
+
+def board_calibration(model, scales, u, fidelity_clips=16, source=""):
+    """What a board-aware model file carries besides its weights: each kernel's mode ranges
+    (kernel_set.kernels[h].modeRange) and the calibration the loop was trained with
+    (state ranges represented exactly by xbard's plan_loop, the ranges met, the loop
+    arithmetic's output NRMSE on the clips `u`) plus `fidelity_clips` of them, evenly spaced,
+    for DeployModel's fidelity check. The same definitions as `xbarctl calibrate`
+    (drivers/model/src/model.cc calibrate, measure_mode_ranges) but the state range is the one
+    training used (1.1 x the largest state), not re-chosen."""
+    with torch.no_grad():
+        z = model.encode(u)
+        a_bar, c_bar = model.discrete()
+        soft = torch.cat([model.kernel_outputs(z[i:i + 64]) for i in range(0, len(u), 64)])
+        board = torch.cat([hwloop.loop_outputs(a_bar, c_bar, z[i:i + 64], scales)
+                           for i in range(0, len(u), 64)])
+    least = scales.input_max * scales.beta.amax(dim=1)
+    kernels = []
+    for h in range(H):
+        err = float(((board[:, h] - soft[:, h]) ** 2).sum().sqrt()
+                    / (soft[:, h] ** 2).sum().sqrt().clamp(min=1e-30))
+        kernels.append({"stateMax": float(max(scales.state_max[h], least[h])),
+                        "outputMax": float(soft[:, h].abs().max()),
+                        "inputMax": float(scales.input_max[h]),
+                        "stateRange": float(scales.state_range[h]),
+                        "outputNrmse": err})
+    keep = [int(i * len(u) / fidelity_clips) for i in range(min(fidelity_clips, len(u)))]
+    return ([[float(v) for v in scales.mode_range[h]] for h in range(H)],
+            {"kernels": kernels, "clips": len(u), "source": source[:256],
+             "fidelityClips": [{"values": [float("%.6g" % v) for v in u[i]]} for i in keep]})
+
+
 def breakdown(m, ds):
     """Test accuracy of a refmodel overall and per recording condition (generated set)."""
     logits, _ = refmodel.forward(m, ds["u_test"])
@@ -386,10 +518,14 @@ def write_golden(ds, models, torch_models=None, wav_clips=2):
 
 
 def write_model(js, path):
+    """The model file, indented, with every list of plain numbers on one line (a fidelity
+    clip is 871 of them)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    text = json.dumps(js, indent=1)
+    text = re.sub(r"\[\s*([-+0-9.eE]+(?:,\s*[-+0-9.eE]+)*)\s*\]",
+                  lambda m: "[" + ", ".join(m.group(1).split()).replace(",,", ",") + "]", text)
     with open(path, "w") as f:
-        json.dump(js, f, indent=1)
-        f.write("\n")
+        f.write(text + "\n")
 
 
 def main():
@@ -409,6 +545,17 @@ def main():
     ap.add_argument("--probe-epochs", type=int, default=20)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, help="default: 0.03 float, 0.01 quantized")
+    ap.add_argument("--board-aware", action="store_true",
+                    help="then fine-tune with the board's loop arithmetic in the forward pass "
+                         "(issue 17) and export the loop's scales with the model")
+    ap.add_argument("--from", dest="start_from",
+                    help="with --bits --board-aware: start from this model file instead of "
+                         "training from scratch")
+    ap.add_argument("--board-epochs", type=int, default=15)
+    ap.add_argument("--board-lr", type=float, default=0.001)
+    ap.add_argument("--consistency", type=float, default=3.0,
+                    help="weight of the board-vs-software logit MSE in the board-aware loss")
+    ap.add_argument("--report", help="also write the run's report (JSON) here")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1: fastest on a shared 2-core machine)")
     args = ap.parse_args()
@@ -431,7 +578,15 @@ def main():
                 print("  test %-28s %.4f  (%d clips)" % (name, acc, count))
         return
     if args.golden_only:
-        write_golden(ds, ref_paths)
+        # The float32 training graph of each file too, loaded back into the torch model.
+        graphs = {}
+        for v, path in ref_paths.items():
+            with open(path) as f:
+                js = json.load(f)
+            bits, f_a, f_c = VARIANTS[v]
+            graphs[v] = S4DModel(bits, f_a, f_c, args.seed)
+            graphs[v].load_json(js)
+        write_golden(ds, ref_paths, graphs)
         print("wrote", os.path.join(REFERENCE, "golden.json"))
         return
 
@@ -446,10 +601,42 @@ def main():
     trained, summary = {}, {}
     for variant, path in todo:
         lr = args.lr or (0.03 if variant == "float" else 0.01)
-        run, secs = train(variant, ds, args.seed, args.epochs, args.batch, lr,
-                          args.candidates, args.probe_epochs)
-        model = run.model
+        if args.start_from:
+            bits, f_a, f_c = VARIANTS[variant]
+            model = S4DModel(bits, f_a, f_c, args.seed)
+            with open(args.start_from) as f:
+                model.load_json(json.load(f))
+            run = argparse.Namespace(model=model, candidate=None, validation_accuracy=None)
+            secs = 0.0
+        else:
+            run, secs = train(variant, ds, args.seed, args.epochs, args.batch, lr,
+                              args.candidates, args.probe_epochs)
+            model = run.model
         js = model.to_json("zero-one-%s" % variant)
+        board = None
+        if args.board_aware and variant != "float":
+            model, scales, board_secs = finetune_board(model, ds, args.seed, args.board_epochs,
+                                                       args.batch, args.board_lr,
+                                                       args.consistency)
+            secs += board_secs
+            js = model.to_json("zero-one-%s" % variant)
+            fit, _ = validation_split(ds, args.seed)
+            mode_range, cal = board_calibration(
+                model, scales, torch.from_numpy(ds["u_train"])[torch.from_numpy(fit)],
+                source="models/train.py --board-aware: the fit part of the training split")
+            for h, k in enumerate(js["kernelSet"]["kernels"]):
+                k["modeRange"] = mode_range[h]
+            js["calibration"] = cal
+            with torch.no_grad():
+                ut, yt = torch.from_numpy(ds["u_test"]), torch.from_numpy(ds["y_test"])
+                lb, ls = model.forward_board(ut, scales), model(ut)
+            board = {"epochs": args.board_epochs, "lr": args.board_lr,
+                     "consistency": args.consistency,
+                     "test_accuracy_board_emulated": float((lb.argmax(1) == yt).float().mean()),
+                     "test_agreement_board_emulated":
+                         float((lb.argmax(1) == ls.argmax(1)).float().mean()),
+                     "test_logit_nrmse_board_emulated":
+                         float(((lb - ls) ** 2).sum().sqrt() / (ls ** 2).sum().sqrt())}
         write_model(js, path)
         m = refmodel.load(js)
         acc = refmodel.accuracy(m, ds["u_test"], ds["y_test"])
@@ -460,6 +647,8 @@ def main():
                             "validation_accuracy": run.validation_accuracy,
                             "test_accuracy": acc, "train_accuracy": acc_tr,
                             "test_breakdown": breakdown(m, ds)}
+        if board:
+            summary[variant]["board_aware"] = board
         print("%s: %s, trained in %.0f s, test accuracy %.4f (train %.4f)" % (
             variant, path, secs, acc, acc_tr))
     report = {"command": " ".join(["models/train.py"] + sys.argv[1:]), "seed": args.seed,
@@ -472,6 +661,10 @@ def main():
         write_golden(ds, ref_paths, trained)
         print("wrote", os.path.join(REFERENCE, "golden.json"))
         with open(os.path.join(REFERENCE, "training.json"), "w") as f:
+            json.dump(report, f, indent=1)
+            f.write("\n")
+    if args.report:
+        with open(args.report, "w") as f:
             json.dump(report, f, indent=1)
             f.write("\n")
     print(json.dumps(report, indent=1))

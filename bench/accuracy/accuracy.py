@@ -132,6 +132,8 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=2,
                     help="daemons (boards) measured at a time, one per (profile, seed)")
     ap.add_argument("--check-imssa-drop", type=float, default=None)
+    ap.add_argument("--sim-options", default="",
+                    help="more twin options for every board, e.g. adc_bits=16")
     ap.add_argument("--min-agreement", type=float, default=None,
                     help="DeployModelRequest.min_label_agreement (default: the daemon's)")
     ap.add_argument("--json", help="write the runs here")
@@ -155,7 +157,8 @@ def main() -> int:
     print(f"software: {sw:.2f} %", flush=True)
 
     def unit(profile: str, seed: int) -> list[dict]:
-        d = Daemon(a.xbard, a.xbarctl, f"sim:profile={profile},seed={seed}")
+        extra = f",{a.sim_options}" if a.sim_options else ""
+        d = Daemon(a.xbard, a.xbarctl, f"sim:profile={profile},seed={seed}{extra}")
         out = []
         try:
             for remap in a.remaps.split(","):
