@@ -96,9 +96,37 @@ def scales_from_model(js):
     return s
 
 
-def loop_outputs(a_bar, c_bar, z, scales):
+SPAN_US = 193.0  # the default window, 7..200 uS: conductance per unit weight = SPAN / max weight
+
+
+def weight_noise(a_bar, c_bar, scales, sigma_uS, batch, generator=None):
+    """Programming error as the weights see it: every used device off its target by
+    N(0, sigma_uS), a weight being a differential pair (so sqrt(2) sigma) on the column scale of
+    its block (compile: SPAN / max |A_bar| for the state and input rows, SPAN / max |C_bar /
+    beta| for the output columns). The state block is dense: the zero entries between modes
+    are devices too, and their errors couple the modes (bench/RESULTS.md, Fig. 4 sweep), so
+    the state noise is a full (2N x 2N) matrix on [Re x; Im x]. One draw per clip (a different
+    chip each): (dA (batch, H, 2N, 2N), dB (batch, H, N), dC_re, dC_im (batch, H, N))."""
+    with torch.no_grad():
+        beta = scales.beta.to(torch.float32)
+        h, n = a_bar.shape
+        sig_state = (2 ** 0.5) * sigma_uS * b_weight(a_bar) / SPAN_US  # (H,)
+        c_t = c_bar / beta
+        c_max = torch.maximum(c_t.real.abs(), c_t.imag.abs()).amax(dim=1)
+        sig_out = (2 ** 0.5) * sigma_uS * c_max / SPAN_US
+
+        def draw(sig, *shape):
+            return (torch.randn(batch, h, *shape, generator=generator)
+                    * sig.reshape(1, h, *([1] * len(shape))))
+
+        return (draw(sig_state, 2 * n, 2 * n), draw(sig_state, n), draw(sig_out, n),
+                draw(sig_out, n))
+
+
+def loop_outputs(a_bar, c_bar, z, scales, noise=None):
     """The kernels' outputs as the board's loop computes them. a_bar, c_bar: (H, N) complex
-    (differentiable); z: (B, H, T); scales: LoopScales (fixed). Returns (B, H, T)."""
+    (differentiable); z: (B, H, T); scales: LoopScales (fixed); noise: weight_noise()'s
+    perturbations, or None for exact weights. Returns (B, H, T)."""
     beta = scales.beta.to(torch.float32)
     s = scales.x_scale.to(torch.float32)[:, None]  # (H, 1)
     b = b_weight(a_bar.detach())[:, None]  # (H, 1): a conductance scale, not trained through
@@ -107,6 +135,10 @@ def loop_outputs(a_bar, c_bar, z, scales):
     gain_in = (b * beta)[None]  # (1, H, N)
     cr = (c_bar.real / beta)[None]
     ci = (c_bar.imag / beta)[None]
+    d_a = None
+    if noise is not None:
+        d_a, d_b, d_cr, d_ci = noise
+        gain_in, cr, ci = gain_in + d_b, cr + d_cr, ci + d_ci
     bsz, h, t_len = z.shape
     xr = torch.zeros(bsz, h, beta.shape[1])
     xi = torch.zeros_like(xr)
@@ -116,6 +148,9 @@ def loop_outputs(a_bar, c_bar, z, scales):
     for t in range(t_len):
         nr = ar * xr - ai * xi + gain_in * m[:, :, t, None] + er
         ni = ai * xr + ar * xi + ei
+        if d_a is not None:  # the devices' errors, every state row into every state column
+            dx = torch.einsum("bhij,bhj->bhi", d_a, torch.cat([xr, xi], dim=2))
+            nr, ni = nr + dx[..., :beta.shape[1]], ni + dx[..., beta.shape[1]:]
         xr, xi = q_ste(nr), q_ste(ni)
         er = torch.clamp(nr - xr, -0.5, 0.5).detach()
         ei = torch.clamp(ni - xi, -0.5, 0.5).detach()

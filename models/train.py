@@ -179,10 +179,13 @@ class S4DModel(torch.nn.Module):
         """u: (B, T) -> logits (B, classes)."""
         return self.head(self.kernel_outputs(self.encode(u)))
 
-    def forward_board(self, u, scales):
-        """u: (B, T) -> logits as the board's loop computes the kernels (hwloop)."""
+    def forward_board(self, u, scales, sigma_uS=0.0, generator=None):
+        """u: (B, T) -> logits as the board's loop computes the kernels (hwloop); with
+        sigma_uS > 0, on weights with that programming error (a new draw per clip)."""
         a_bar, c_bar = self.discrete()
-        return self.head(hwloop.loop_outputs(a_bar, c_bar, self.encode(u), scales))
+        noise = (hwloop.weight_noise(a_bar, c_bar, scales, sigma_uS, u.shape[0], generator)
+                 if sigma_uS > 0 else None)
+        return self.head(hwloop.loop_outputs(a_bar, c_bar, self.encode(u), scales, noise))
 
     def scales(self, u):
         """The loop's scales for the current parameters, measured on clips u (no gradient)."""
@@ -349,14 +352,18 @@ def train(variant, ds, seed, epochs, batch, lr, candidates=4, probe_epochs=20, l
     return run, time.time() - t0
 
 
-def finetune_board(model, ds, seed, epochs, batch, lr, consistency=1.0, log=print):
+def finetune_board(model, ds, seed, epochs, batch, lr, consistency=1.0, sigma_uS=0.0,
+                   log=print):
     """Training that sees the board (issue 17, item 2): starting from a trained model, every
     batch runs both the software path (the float recurrence) and the board's loop arithmetic
     (hwloop.loop_outputs, straight-through gradients through every rounding), and the loss is
     CE(board) + CE(software) + consistency * mean((board - software logits)^2): the board's
     answer is trained to be right and to be the software model's. The loop's scales are
     measured on the fit clips at the start of every epoch (they follow the parameters), as the
-    exported file then carries them. Returns (model, scales, seconds)."""
+    exported file then carries them. With sigma_uS > 0 the board path's weights carry a
+    programming error of that size, a new draw per clip (hwloop.weight_noise), so that what is
+    learnt holds on chips whose devices sit a little off their targets. Returns (model,
+    scales, seconds)."""
     fit, val = validation_split(ds, seed)
     u_all, y_all = torch.from_numpy(ds["u_train"]), torch.from_numpy(ds["y_train"])
     u_fit, y_fit = u_all[torch.from_numpy(fit)], y_all[torch.from_numpy(fit)]
@@ -385,7 +392,8 @@ def finetune_board(model, ds, seed, epochs, batch, lr, consistency=1.0, log=prin
         total = 0.0
         for i in range(0, len(u_fit), batch):
             idx = perm[i:i + batch]
-            lb, ls = model.forward_board(u_fit[idx], scales), model(u_fit[idx])
+            lb = model.forward_board(u_fit[idx], scales, sigma_uS, rng)
+            ls = model(u_fit[idx])
             loss = (F.cross_entropy(lb, y_fit[idx]) + F.cross_entropy(ls, y_fit[idx])
                     + consistency * ((lb - ls) ** 2).mean())
             opt.zero_grad()
@@ -555,6 +563,8 @@ def main():
     ap.add_argument("--board-lr", type=float, default=0.001)
     ap.add_argument("--consistency", type=float, default=3.0,
                     help="weight of the board-vs-software logit MSE in the board-aware loss")
+    ap.add_argument("--weight-noise-us", type=float, default=0.0,
+                    help="board-aware: programming error of every device during training, uS")
     ap.add_argument("--report", help="also write the run's report (JSON) here")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1: fastest on a shared 2-core machine)")
@@ -617,7 +627,7 @@ def main():
         if args.board_aware and variant != "float":
             model, scales, board_secs = finetune_board(model, ds, args.seed, args.board_epochs,
                                                        args.batch, args.board_lr,
-                                                       args.consistency)
+                                                       args.consistency, args.weight_noise_us)
             secs += board_secs
             js = model.to_json("zero-one-%s" % variant)
             fit, _ = validation_split(ds, args.seed)
@@ -631,7 +641,7 @@ def main():
                 ut, yt = torch.from_numpy(ds["u_test"]), torch.from_numpy(ds["y_test"])
                 lb, ls = model.forward_board(ut, scales), model(ut)
             board = {"epochs": args.board_epochs, "lr": args.board_lr,
-                     "consistency": args.consistency,
+                     "consistency": args.consistency, "weight_noise_uS": args.weight_noise_us,
                      "test_accuracy_board_emulated": float((lb.argmax(1) == yt).float().mean()),
                      "test_agreement_board_emulated":
                          float((lb.argmax(1) == ls.argmax(1)).float().mean()),

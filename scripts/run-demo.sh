@@ -40,8 +40,10 @@ echo
 echo "== xbarctl status"
 "$B/client/xbarctl" status
 echo
-echo "== xbarctl deploy-model models/reference/zero-one-2bit.json (the trained \"zero\"/\"one\" model)"
-"$B/client/xbarctl" deploy-model models/reference/zero-one-2bit.json --replace | head -3 || true
+echo "== xbarctl deploy-model models/reference/zero-one-5bit.json (the trained \"zero\"/\"one\" model;"
+echo "   its fidelity: 16 clips it carries, on the board and in software)"
+"$B/client/xbarctl" deploy-model models/reference/zero-one-5bit.json --replace |
+  grep -E '^deployment|why:|fidelity' || true
 MDEP=$("$B/client/xbarctl" --json deployments | grep -o 'dep-[0-9a-f]*' | head -1)
 # Two spoken clips committed with the model (models/reference/clips): a "zero" and a "one".
 for clip in spk001_zero_r0 spk008_one_r0; do

@@ -43,6 +43,7 @@ std::vector<std::string> ModelServiceImpl::check_fidelity(
   const std::vector<Eigen::VectorXd>& clips = spec.calibration.fidelity_clips;
   progress(fmt::format("{} clips on the board and in software", clips.size()));
   std::vector<kernel::CompiledKernel> compiled;
+  compiled.reserve(spec.kernels.kernels.size());
   for (const kernel::KernelSpec& k : spec.kernels.kernels) {
     compiled.push_back(kernel::compile(k, spec.kernels.window));
   }

@@ -732,6 +732,7 @@ Result<Fidelity> measure_fidelity(Board& board, const ModelSpec& m,
   auto hw = hardware_kernels(board, kernels, &f.board_ms);
   if (!hw) return std::unexpected(hw.error());
   std::vector<kernel::CompiledKernel> compiled;
+  compiled.reserve(kernels.size());
   for (const PlacedKernel& k : kernels) compiled.push_back(k.compiled);
   const KernelFn sw = software_kernels(compiled);
   int agree = 0;
