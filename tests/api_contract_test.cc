@@ -105,15 +105,25 @@ class ApiContract : public ::testing::Test {
     *req.mutable_model() = m;
     req.mutable_options()->set_replace(true);
     for (uint32_t a : arrays) req.mutable_options()->add_arrays(a);
+    grpc::Status st;
+    const v1::Deployment dep = deploy_request(req, &st);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    return dep;
+  }
+
+  /// DeployModel to the end: the deployment if one came, the status in `st`, the stages of
+  /// the progress messages in `stages` (if given).
+  v1::Deployment deploy_request(const v1::DeployModelRequest& req, grpc::Status* st,
+                                std::vector<std::string>* stages = nullptr) {
     auto ctx = context();
     auto reader = models_->DeployModel(ctx.get(), req);
     v1::DeployKernelResponse msg;
     v1::Deployment dep;
     while (reader->Read(&msg)) {
       if (msg.has_deployment()) dep = msg.deployment();
+      if (msg.has_progress() && stages != nullptr) stages->push_back(msg.progress().stage());
     }
-    const grpc::Status st = reader->Finish();
-    EXPECT_TRUE(st.ok()) << st.error_message();
+    *st = reader->Finish();
     return dep;
   }
 
@@ -739,16 +749,7 @@ TEST_F(ApiContract, ADeployedModelReportsItsFidelityOnTheClipsItCarries) {
     *req.mutable_model() = m;
     req.mutable_options()->set_replace(true);
     if (min_agreement) req.set_min_label_agreement(*min_agreement);
-    auto ctx = context();
-    auto reader = models_->DeployModel(ctx.get(), req);
-    v1::DeployKernelResponse msg;
-    v1::Deployment dep;
-    while (reader->Read(&msg)) {
-      if (msg.has_deployment()) dep = msg.deployment();
-      if (msg.has_progress() && stages) stages->push_back(msg.progress().stage());
-    }
-    *st = reader->Finish();
-    return dep;
+    return deploy_request(req, st, stages);
   };
   grpc::Status st;
   std::vector<std::string> stages;

@@ -49,6 +49,16 @@ std::vector<kernel::CompiledKernel> compiled(const ModelSpec& m) {
   return out;
 }
 
+// `count` of the fidelity inputs of `steps` steps, peak-normalised like the preprocessing.
+std::vector<Eigen::VectorXd> normalised_clips(int count, int steps) {
+  std::vector<Eigen::VectorXd> clips;
+  for (int c = 0; c < count; ++c) {
+    Eigen::VectorXd u = kernel::fidelity_inputs(steps)[static_cast<size_t>(c)];
+    clips.push_back(u / u.cwiseAbs().maxCoeff());
+  }
+  return clips;
+}
+
 // Sets every device of `array` exactly to the kernel's targets (the twin's fault injection with
 // no fault), so the identity placement holds it as compiled.
 testing::AssertionResult set_to_targets(Board& board, int array, const kernel::CompiledKernel& c) {
@@ -119,6 +129,20 @@ TEST(Model, ForwardPassByHand) {
   auto fg = forward(mg, u, software_kernels(compiled(mg)));
   ASSERT_TRUE(fg.has_value());
   EXPECT_EQ(fg->logits.size(), 2);
+}
+
+// Kernel k of `m` on array k, every device set exactly to its target, with the loop's input
+// bound from the encoder (what ModelService places).
+testing::AssertionResult place_on_targets(Board& board, const ModelSpec& m,
+                                          const std::vector<kernel::CompiledKernel>& ck,
+                                          std::vector<PlacedKernel>* placed) {
+  for (int k = 0; k < static_cast<int>(ck.size()); ++k) {
+    const auto& c = ck[static_cast<size_t>(k)];
+    if (auto r = set_to_targets(board, k, c); !r) return r;
+    placed->push_back({c, kernel::Placement::identity(), k, c.target_uS});
+    placed->back().u_max = input_bound(m, k);
+  }
+  return testing::AssertionSuccess();
 }
 
 TEST(Model, HardwarePathMatchesTheSoftwarePathOnTheIdealTwin) {
@@ -218,12 +242,7 @@ TEST(Model, EmulatedPathEqualsTheBoardLoopBitForBit) {
     const ModelSpec m = small_model(5, true);
     const auto ck = compiled(m);
     std::vector<PlacedKernel> placed;
-    for (int k = 0; k < 3; ++k) {
-      const auto& c = ck[static_cast<size_t>(k)];
-      ASSERT_TRUE(set_to_targets(**board, k, c));
-      placed.push_back({c, kernel::Placement::identity(), k, c.target_uS});
-      placed.back().u_max = input_bound(m, k);
-    }
+    ASSERT_TRUE(place_on_targets(**board, m, ck, &placed));
     Eigen::VectorXd u = kernel::fidelity_inputs(400)[1];
     u /= u.cwiseAbs().maxCoeff();
     auto hw = hardware_kernels(**board, placed);
@@ -289,20 +308,11 @@ TEST(Model, FidelityPredictsClippingFromThePlansRange) {
   ASSERT_TRUE(board.has_value());
   const ModelSpec m = small_model(7, false);
   const auto ck = compiled(m);
-  std::vector<Eigen::VectorXd> clips;
-  for (int c = 0; c < 4; ++c) {
-    Eigen::VectorXd u = kernel::fidelity_inputs(300)[static_cast<size_t>(c)];
-    clips.push_back(u / u.cwiseAbs().maxCoeff());
-  }
+  const std::vector<Eigen::VectorXd> clips = normalised_clips(4, 300);
   auto cal = calibrate(m, ck, clips);
   ASSERT_TRUE(cal.has_value());
   std::vector<PlacedKernel> placed;
-  for (int k = 0; k < 3; ++k) {
-    const auto& c = ck[static_cast<size_t>(k)];
-    ASSERT_TRUE(set_to_targets(**board, k, c));
-    placed.push_back({c, kernel::Placement::identity(), k, c.target_uS});
-    placed.back().u_max = input_bound(m, k);
-  }
+  ASSERT_TRUE(place_on_targets(**board, m, ck, &placed));
   auto wide = measure_fidelity(**board, m, placed, clips);
   ASSERT_TRUE(wide.has_value()) << wide.error().message;
   EXPECT_EQ(wide->clips, 4);
@@ -387,11 +397,7 @@ TEST(Calibration, MeasuredOnClipsRefusedWhenBadAndUsedByTheLoop) {
   ModelSpec m = small_model(5, false);
   m.encoder.bias << 2.0, -1.5, 1.0;  // a large DC part on every kernel's input
   const auto ck = compiled(m);
-  std::vector<Eigen::VectorXd> clips;
-  for (int c = 0; c < 3; ++c) {
-    Eigen::VectorXd u = kernel::fidelity_inputs(871)[static_cast<size_t>(c)];
-    clips.push_back(u / u.cwiseAbs().maxCoeff());
-  }
+  const std::vector<Eigen::VectorXd> clips = normalised_clips(3, 871);
   auto cal = calibrate(m, ck, clips);
   ASSERT_TRUE(cal.has_value()) << cal.error().message;
   ASSERT_EQ(cal->kernels.size(), 3u);
