@@ -779,6 +779,19 @@ TEST_F(ApiContract, ADeployedModelReportsItsFidelityOnTheClipsItCarries) {
   const v1::Deployment lax = deploy_with(0.0, &st);
   ASSERT_TRUE(st.ok());
   EXPECT_EQ(lax.state(), "ready") << lax.message();
+  // A listing without `full` leaves the clips out of the model, like the matrices.
+  for (bool full : {false, true}) {
+    auto lctx = context();
+    v1::ListDeploymentsRequest lr;
+    lr.set_full(full);
+    v1::ListDeploymentsResponse list;
+    ASSERT_TRUE(kernels_->ListDeployments(lctx.get(), lr, &list).ok());
+    ASSERT_GT(list.deployments_size(), 0);
+    v1::Model listed;
+    ASSERT_TRUE(listed.ParseFromString(list.deployments(0).model()));
+    EXPECT_EQ(listed.calibration().fidelity_clips_size(), full ? 6 : 0) << full;
+    EXPECT_EQ(listed.kernel_set().kernels_size(), m.kernel_set().kernels_size());
+  }
   // The ideal twin is deterministic: the same arrays give the same measurement.
   EXPECT_EQ(lax.fidelity().label_agreement(), f.label_agreement());
   EXPECT_EQ(lax.fidelity().logit_nrmse(), f.logit_nrmse());

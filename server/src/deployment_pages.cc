@@ -4,6 +4,8 @@
 
 #include <optional>
 
+#include "xbar/v1/models.pb.h"
+
 namespace xbar::server {
 namespace {
 
@@ -158,6 +160,13 @@ void strip_matrices(v1::Deployment* d) {
     p.clear_target_us();
     p.clear_readback_us();
     p.mutable_programming()->clear_final_us();
+  }
+  // The model's fidelity clips are per-sample data too (up to 64 x 100 000 steps).
+  v1::Model m;
+  if (!d->model().empty() && m.ParseFromString(d->model()) &&
+      m.calibration().fidelity_clips_size() > 0) {
+    m.mutable_calibration()->clear_fidelity_clips();
+    d->set_model(m.SerializeAsString());
   }
 }
 

@@ -44,7 +44,7 @@ std::string encode_page_token(const PageToken& token);
 Result<PageToken> decode_page_token(std::string_view text);
 
 /// Drops the per-device matrices of every placement (target_uS, readback_uS,
-/// programming.final_uS).
+/// programming.final_uS) and the model's fidelity clips (Calibration.fidelity_clips).
 void strip_matrices(v1::Deployment* deployment);
 
 /// The blob an archived deployment keeps: `row.blob` (a serialized v1::Deployment) without
