@@ -925,20 +925,20 @@ TEST(XbarctlCalibrate, WritesTheRangesIntoTheModelAndRefusesNoClips) {
   EXPECT_EQ(m.calibration().fidelity_clips(0).values_size(), 871);
   {  // --no-mode-ranges --keep-clips 1: the worst-case gains, one clip
     const auto plain = dir.path() / "plain.json";
-    const Ran p = run_split(
-        {XBARCTL_PATH, "-q", "calibrate", src + "/models/reference/zero-one-2bit.json",
-         src + "/models/reference/clips", "-o", plain.string(), "--no-mode-ranges",
-         "--keep-clips", "1"},
-        dir.path());
+    const Ran p =
+        run_split({XBARCTL_PATH, "-q", "calibrate", src + "/models/reference/zero-one-2bit.json",
+                   src + "/models/reference/clips", "-o", plain.string(), "--no-mode-ranges",
+                   "--keep-clips", "1"},
+                  dir.path());
     ASSERT_EQ(p.rc, 0) << p;
     v1::Model pm;
     ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(testing::read_file(plain), &pm).ok());
     for (const v1::Kernel& k : pm.kernel_set().kernels()) EXPECT_EQ(k.mode_range_size(), 0);
     EXPECT_EQ(pm.calibration().fidelity_clips_size(), 1);
-    const Ran many = run_split(
-        {XBARCTL_PATH, "calibrate", src + "/models/reference/zero-one-2bit.json",
-         src + "/models/reference/clips", "-o", plain.string(), "--keep-clips", "65"},
-        dir.path());
+    const Ran many =
+        run_split({XBARCTL_PATH, "calibrate", src + "/models/reference/zero-one-2bit.json",
+                   src + "/models/reference/clips", "-o", plain.string(), "--keep-clips", "65"},
+                  dir.path());
     EXPECT_EQ(many.rc, 2) << many;
   }
   // The same clips in another order give the same file.

@@ -463,8 +463,8 @@ int ModelCommands::Impl::run_calibrate(const Session& session) const {
     }
     for (size_t k = 0; k < ranges->size(); ++k) {
       spec->kernels.kernels[k].mode_range = (*ranges)[k];
-      auto* field = model.mutable_kernel_set()->mutable_kernels(static_cast<int>(k))
-                        ->mutable_mode_range();
+      auto* field =
+          model.mutable_kernel_set()->mutable_kernels(static_cast<int>(k))->mutable_mode_range();
       field->Assign((*ranges)[k].begin(), (*ranges)[k].end());
     }
     compiled = compile_all();

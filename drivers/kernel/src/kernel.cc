@@ -93,15 +93,15 @@ Result<void> validate(const KernelSetSpec& set, double chip_lo_uS, double chip_h
     }
     if (!k.mode_range.empty()) {
       if (k.mode_range.size() != k.a.size()) {
-        return std::unexpected(bad(fmt::format(
-            "{}.mode_range: {} values for {} states: one per state, or none", at,
-            k.mode_range.size(), k.a.size())));
+        return std::unexpected(
+            bad(fmt::format("{}.mode_range: {} values for {} states: one per state, or none", at,
+                            k.mode_range.size(), k.a.size())));
       }
       const auto [lo, hi] = std::minmax_element(k.mode_range.begin(), k.mode_range.end());
       for (size_t j = 0; j < k.mode_range.size(); ++j) {
         if (!(std::isfinite(k.mode_range[j]) && k.mode_range[j] > 0)) {
-          return std::unexpected(bad(fmt::format("{}.mode_range[{}] = {}: allowed finite > 0", at,
-                                                 j, k.mode_range[j])));
+          return std::unexpected(bad(
+              fmt::format("{}.mode_range[{}] = {}: allowed finite > 0", at, j, k.mode_range[j])));
         }
       }
       if (*hi > kMaxModeRangeRatio * *lo) {

@@ -329,10 +329,9 @@ Result<std::vector<std::vector<double>>> measure_mode_ranges(
     const ModelSpec& m, const std::vector<kernel::CompiledKernel>& compiled,
     const std::vector<Eigen::VectorXd>& clips) {
   if (static_cast<int>(compiled.size()) != m.width()) {
-    return make_error(
-        ErrorCode::kInvalidArgument,
-        fmt::format("mode ranges: {} compiled kernels for a model of {}", compiled.size(),
-                    m.width()));
+    return make_error(ErrorCode::kInvalidArgument,
+                      fmt::format("mode ranges: {} compiled kernels for a model of {}",
+                                  compiled.size(), m.width()));
   }
   if (clips.empty()) return make_error(ErrorCode::kInvalidArgument, "mode ranges: no clips");
   std::vector<std::vector<double>> out;
