@@ -116,15 +116,7 @@ class ApiContract : public ::testing::Test {
   v1::Deployment deploy_request(const v1::DeployModelRequest& req, grpc::Status* st,
                                 std::vector<std::string>* stages = nullptr) {
     auto ctx = context();
-    auto reader = models_->DeployModel(ctx.get(), req);
-    v1::DeployKernelResponse msg;
-    v1::Deployment dep;
-    while (reader->Read(&msg)) {
-      if (msg.has_deployment()) dep = msg.deployment();
-      if (msg.has_progress() && stages != nullptr) stages->push_back(msg.progress().stage());
-    }
-    *st = reader->Finish();
-    return dep;
+    return testing::deploy_model(*models_, ctx.get(), req, st, stages);
   }
 
   v1::Deployment get(const std::string& id) {

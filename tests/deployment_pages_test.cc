@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "chip_record.h"
+#include "infer_stream.h"
 #include "process.h"
 #include "xbar/v1/board.grpc.pb.h"
 #include "xbar/v1/kernels.grpc.pb.h"
@@ -645,13 +646,8 @@ TEST_F(Listing, InferenceRefusesAnArchivedModelDeploymentOnBothPaths) {
     EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(json, req.mutable_model()).ok());
     req.mutable_options()->set_replace(true);
     auto ctx = context();
-    auto reader = models->DeployModel(ctx.get(), req);
-    v1::DeployKernelResponse msg;
-    std::string id;
-    while (reader->Read(&msg)) {
-      if (msg.has_deployment()) id = msg.deployment().id();
-    }
-    const grpc::Status st = reader->Finish();
+    grpc::Status st;
+    const std::string id = testing::deploy_model(*models, ctx.get(), req, &st).id();
     EXPECT_TRUE(st.ok()) << st.error_message();
     return id;
   };

@@ -13,6 +13,22 @@
 
 namespace xbar::testing {
 
+/// DeployModel `req` read to its end: the deployment if one came, the final status in `st`,
+/// the stage of every progress message in `stages` (if given).
+inline v1::Deployment deploy_model(v1::ModelService::Stub& stub, grpc::ClientContext* ctx,
+                                   const v1::DeployModelRequest& req, grpc::Status* st,
+                                   std::vector<std::string>* stages = nullptr) {
+  auto reader = stub.DeployModel(ctx, req);
+  v1::DeployKernelResponse msg;
+  v1::Deployment dep;
+  while (reader->Read(&msg)) {
+    if (msg.has_deployment()) dep = msg.deployment();
+    if (msg.has_progress() && stages != nullptr) stages->push_back(msg.progress().stage());
+  }
+  *st = reader->Finish();
+  return dep;
+}
+
 class Stream {
  public:
   Stream(const std::shared_ptr<grpc::Channel>& ch, const std::string& dep, int rate_hz = 48000,

@@ -82,13 +82,8 @@ class Service : public ::testing::Test {
     *req.mutable_model() = example_model();
     req.mutable_options()->set_replace(true);
     auto ctx = context(token);
-    auto reader = stub->DeployModel(ctx.get(), req);
-    v1::DeployKernelResponse msg;
-    std::string id;
-    while (reader->Read(&msg)) {
-      if (msg.has_deployment()) id = msg.deployment().id();
-    }
-    const grpc::Status st = reader->Finish();
+    grpc::Status st;
+    const std::string id = testing::deploy_model(*stub, ctx.get(), req, &st).id();
     EXPECT_TRUE(st.ok()) << st.error_message();
     return id;
   }
