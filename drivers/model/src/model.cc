@@ -140,13 +140,23 @@ Result<void> validate(const ModelSpec& m) {
         fmt::format("preprocessing.target_length = {}: allowed 0..100000", p.target_length));
   }
   if (auto c = check_linear(m.encoder, "encoder", 1, h); !c) return c;
-  if (auto c = check_linear(m.mixing, "mixing", h, m.glu ? 2 * h : h); !c) return c;
+  // The head's width M is the mixing layer's (halved by the GLU): 1..kMaxHeadWidth.
+  const auto mix_rows = static_cast<int>(m.mixing.weight.rows());
+  if (mix_rows < 1 || mix_rows > (m.glu ? 2 : 1) * kMaxHeadWidth || (m.glu && mix_rows % 2)) {
+    return make_error(
+        ErrorCode::kInvalidArgument,
+        fmt::format("mixing.weight: {} outputs: allowed {} (the head's width M is 1..{}{})",
+                    mix_rows, m.glu ? "2M, an even number 2..512" : "M, 1..256", kMaxHeadWidth,
+                    m.glu ? ", halved by the GLU" : ""));
+  }
+  if (auto c = check_linear(m.mixing, "mixing", h, mix_rows); !c) return c;
+  const int width = head_width(m);
   const int classes = static_cast<int>(m.decoder.weight.rows());
   if (classes < 2) {
     return make_error(ErrorCode::kInvalidArgument,
                       fmt::format("decoder: {} outputs, a classifier needs >= 2", classes));
   }
-  if (auto c = check_linear(m.decoder, "decoder", h, classes); !c) return c;
+  if (auto c = check_linear(m.decoder, "decoder", width, classes); !c) return c;
   if (auto c = validate_calibration(m); !c) return c;
   // Every answer names its class: one name per decoder output, none empty or repeated.
   if (static_cast<int>(m.classes.size()) != classes) {
@@ -189,9 +199,10 @@ Result<Forward> forward(const ModelSpec& m, const Eigen::VectorXd& u, const Kern
   }
   Eigen::MatrixXd mix = m.mixing.weight * g;
   mix.colwise() += m.mixing.bias;
-  Eigen::MatrixXd act(h, steps);
+  const int width = head_width(m);
+  Eigen::MatrixXd act(width, steps);
   if (m.glu) {
-    act = mix.topRows(h).array() / (1.0 + (-mix.bottomRows(h).array()).exp());
+    act = mix.topRows(width).array() / (1.0 + (-mix.bottomRows(width).array()).exp());
   } else {
     act = mix;
   }
@@ -379,9 +390,9 @@ void StreamingHead::push(const Eigen::VectorXd& y) {
   Eigen::VectorXd g(y.size());
   for (Eigen::Index k = 0; k < y.size(); ++k) g(k) = gelu(y(k));
   const Eigen::VectorXd mix = m_.mixing.weight * g + m_.mixing.bias;
-  const int h = m_.width();
+  const int width = head_width(m_);
   if (m_.glu) {
-    sum_ += (mix.head(h).array() / (1.0 + (-mix.tail(h).array()).exp())).matrix();
+    sum_ += (mix.head(width).array() / (1.0 + (-mix.tail(width).array()).exp())).matrix();
   } else {
     sum_ += mix;
   }

@@ -1,6 +1,6 @@
 // The model around the analog kernels (DESIGN.md §5), on the host in Eigen: encoder
-// Linear(1 -> H), H kernels (+ D skip), GELU, mixing Linear(H -> H) with optional GLU, mean-pool
-// over time, decoder Linear(H -> classes), softmax. The kernels are a function argument, so the
+// Linear(1 -> H), H kernels (+ D skip), GELU, mixing Linear(H -> M) or Linear(H -> 2M) with
+// GLU, mean-pool over time, decoder Linear(M -> classes), softmax. M = H in the paper. The kernels are a function argument, so the
 // software path (the compiled kernels in floating point) and the hardware path (the board's
 // closed loop) share everything else.
 #pragma once
@@ -65,6 +65,14 @@ struct ModelSpec {
   Calibration calibration;  // optional (older model files have none)
   int width() const { return static_cast<int>(kernels.kernels.size()); }  // H
 };
+
+/// The head's width M: the mixing layer's outputs, halved by the GLU (the decoder takes M).
+/// M = H is the paper's head; a wider one is host arithmetic only (docs/models.md).
+inline int head_width(const ModelSpec& m) {
+  const auto rows = static_cast<int>(m.mixing.weight.rows());
+  return m.glu ? rows / 2 : rows;
+}
+inline constexpr int kMaxHeadWidth = 256;
 
 /// Checks shapes and values; the message names the field and what it needs.
 Result<void> validate(const ModelSpec& m);
@@ -167,7 +175,8 @@ Result<Fidelity> measure_fidelity(Board& board, const ModelSpec& m,
 /// The model's head (GELU, mixing, mean-pool, decoder) fed one step at a time, for streams.
 class StreamingHead {
  public:
-  explicit StreamingHead(const ModelSpec& m) : m_(m), sum_(Eigen::VectorXd::Zero(m.width())) {}
+  explicit StreamingHead(const ModelSpec& m)
+      : m_(m), sum_(Eigen::VectorXd::Zero(head_width(m))) {}
   void push(const Eigen::VectorXd& kernel_outputs);  // H values of one step
   Forward result() const;                            // over the steps pushed so far
   int steps() const { return steps_; }
