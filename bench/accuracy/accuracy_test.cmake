@@ -34,3 +34,14 @@ set_tests_properties(hwloop_check PROPERTIES
                      ENVIRONMENT "PYTHONPATH=${CMAKE_SOURCE_DIR}/client/python:${CMAKE_BINARY_DIR}/client/python/gen;PYTHONDONTWRITEBYTECODE=1"
                      TIMEOUT 300
                      LABELS accuracy)
+
+# Issue 18: the loaders of a lab's own corpora (models/corpora.py: Heidelberg Digits, the
+# {digit}_{speaker}_{index}.wav layout, a folder of labelled WAV/FLAC files) on small fake
+# archives made in a temp folder (WAVs at 8, 16 and 44.1 kHz, FLACs by sox), every bad-input
+# case included (models/test_corpora.py; about 1 s).
+add_test(NAME corpora_test
+         COMMAND ${XBAR_PYTHON} ${CMAKE_SOURCE_DIR}/models/test_corpora.py)
+set_tests_properties(corpora_test PROPERTIES
+                     ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1"
+                     TIMEOUT 60
+                     LABELS models)
