@@ -45,14 +45,21 @@ def write_wav(path, rate=16000, n=None, width=2, channels=1):
 
 
 _FLAC_CACHE = {}
+_FLAC_DIR = []
+
+
+def tearDownModule():
+    for d in _FLAC_DIR:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def write_flac(path, rate=16000):
     """A short FLAC made by sox (one per rate, copied: sox is the slow part)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     if rate not in _FLAC_CACHE:
-        d = tempfile.mkdtemp(prefix="corpora-flac-")
-        src = os.path.join(d, "x.flac")
+        if not _FLAC_DIR:
+            _FLAC_DIR.append(tempfile.mkdtemp(prefix="corpora-flac-"))
+        src = os.path.join(_FLAC_DIR[0], "x%d.flac" % rate)
         subprocess.run(["sox", "-n", "-r", str(rate), "-c", "1", "-b", "16", src, "synth",
                         "0.05", "sine", "440"], check=True, capture_output=True)
         _FLAC_CACHE[rate] = src
