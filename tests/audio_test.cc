@@ -345,7 +345,7 @@ TEST(AudioPreprocess, InvalidSettingsNameTheField) {
     EXPECT_NE(y.error().message.find(c.field), std::string::npos) << y.error().message;
   }
   auto y = preprocess(a, down0);
-  EXPECT_EQ(y.error().message, "audio: preprocessing.downsample 0: allowed 1..4096");
+  EXPECT_EQ(y.error().message, "audio: preprocessing.downsample = 0: allowed 1..4096");
 
   auto empty = preprocess(Audio{{}, 48000}, Preprocessing{});
   ASSERT_FALSE(empty);

@@ -1,5 +1,6 @@
 # The audio front end (drivers/audio/include/xbar/audio/audio.h): sound files -> mono samples
-# -> the S4D model's input sequence. Included from drivers/CMakeLists.txt.
+# -> the S4D model's input sequence (block average or log-mel, front_end.h: Eigen's FFT, from
+# xbar_drivers' Eigen). Included from drivers/CMakeLists.txt.
 # GLOBAL: tests/ links libsndfile too (it writes the sound files it decodes).
 if(NOT TARGET PkgConfig::SNDFILE)
   pkg_check_modules(SNDFILE REQUIRED IMPORTED_TARGET GLOBAL sndfile)
@@ -8,7 +9,7 @@ if(NOT TARGET PkgConfig::SAMPLERATE)
   pkg_check_modules(SAMPLERATE REQUIRED IMPORTED_TARGET GLOBAL samplerate)
 endif()
 
-add_library(xbar_audio ${CMAKE_CURRENT_LIST_DIR}/src/audio.cc)
+add_library(xbar_audio ${CMAKE_CURRENT_LIST_DIR}/src/audio.cc ${CMAKE_CURRENT_LIST_DIR}/src/front_end.cc)
 target_include_directories(xbar_audio PUBLIC ${CMAKE_CURRENT_LIST_DIR}/include)
 target_link_libraries(xbar_audio
   PUBLIC xbar_drivers

@@ -16,6 +16,8 @@
 #include <system_error>
 #include <utility>
 
+#include "xbar/audio/front_end.h"
+
 namespace xbar::audio {
 namespace {
 
@@ -181,9 +183,42 @@ Result<void> check_rate(std::string_view field, int rate_hz) {
 
 Result<void> check_range(std::string_view field, int value, int lo, int hi) {
   if (value < lo || value > hi) {
-    return make_error(
-        ErrorCode::kInvalidArgument,
-        fmt::format("audio: preprocessing.{} {}: allowed {}..{}", field, value, lo, hi));
+    return make_error(ErrorCode::kInvalidArgument,
+                      fmt::format("preprocessing.{} = {}: allowed {}..{}", field, value, lo, hi));
+  }
+  return {};
+}
+
+// `m` is p's log_mel; the rest of `p` says what it must fit (the hop, the Nyquist frequency).
+Result<void> check_log_mel(const LogMel& m, const Preprocessing& p) {
+  auto bad = [](std::string message) {
+    return make_error(ErrorCode::kInvalidArgument, std::move(message));
+  };
+  if (auto ok = check_range("log_mel.bands", m.bands, 1, LogMel::kMaxBands); !ok) return ok;
+  if (m.fft_size < LogMel::kMinFftSize || m.fft_size > LogMel::kMaxFftSize ||
+      (m.fft_size & (m.fft_size - 1))) {
+    return bad(fmt::format("preprocessing.log_mel.fft_size = {}: allowed a power of two, {}..{}",
+                           m.fft_size, LogMel::kMinFftSize, LogMel::kMaxFftSize));
+  }
+  if (m.fft_size < p.downsample) {
+    return bad(fmt::format(
+        "preprocessing.log_mel.fft_size = {}: allowed >= preprocessing.downsample = {} (a frame "
+        "covers its step's hop)",
+        m.fft_size, p.downsample));
+  }
+  if (!(std::isfinite(m.low_hz) && m.low_hz >= 0)) {
+    return bad(fmt::format("preprocessing.log_mel.low_hz = {}: allowed finite, >= 0", m.low_hz));
+  }
+  const double nyquist_hz = p.sample_rate_hz / 2.0;
+  if (!(std::isfinite(m.high_hz) && m.high_hz > m.low_hz && m.high_hz <= nyquist_hz)) {
+    return bad(
+        fmt::format("preprocessing.log_mel.high_hz = {}: allowed finite, > low_hz = {} and <= "
+                    "sample_rate_hz / 2 = {}",
+                    m.high_hz, m.low_hz, nyquist_hz));
+  }
+  if (!(std::isfinite(m.range_db) && m.range_db > 0 && m.range_db <= LogMel::kMaxRangeDb)) {
+    return bad(fmt::format("preprocessing.log_mel.range_db = {}: allowed finite, > 0 and <= {}",
+                           m.range_db, LogMel::kMaxRangeDb));
   }
   return {};
 }
@@ -302,15 +337,23 @@ Result<Audio> resample(const Audio& in, int rate_hz) {
   return out;
 }
 
+int channels(const Preprocessing& p) { return p.log_mel ? p.log_mel->bands : 1; }
+
+Result<void> validate(const Preprocessing& p) {
+  if (auto ok = check_range("sample_rate_hz", p.sample_rate_hz, AudioLimits::kMinRateHz,
+                            AudioLimits::kMaxRateHz);
+      !ok) {
+    return ok;
+  }
+  if (auto ok = check_range("downsample", p.downsample, 1, 4096); !ok) return ok;
+  if (auto ok = check_range("target_length", p.target_length, 0, 100000); !ok) return ok;
+  if (p.log_mel) return check_log_mel(*p.log_mel, p);
+  return {};
+}
+
 Result<std::vector<float>> preprocess(const Audio& in, const Preprocessing& p) {
-  if (auto ok = check_range("sample_rate_hz", p.sample_rate_hz, 1000, 384000); !ok) {
-    return std::unexpected(ok.error());
-  }
-  if (auto ok = check_range("downsample", p.downsample, 1, 4096); !ok) {
-    return std::unexpected(ok.error());
-  }
-  if (auto ok = check_range("target_length", p.target_length, 0, 100000); !ok) {
-    return std::unexpected(ok.error());
+  if (auto ok = validate(p); !ok) {
+    return make_error(ErrorCode::kInvalidArgument, "audio: " + ok.error().message);
   }
   if (auto ok = check_rate("sample_rate_hz of the input", in.sample_rate_hz); !ok) {
     return std::unexpected(ok.error());
@@ -332,6 +375,21 @@ Result<std::vector<float>> preprocess(const Audio& in, const Preprocessing& p) {
     if (!r) return std::unexpected(r.error());
     resampled = std::move(*r);
     src = &resampled;
+  }
+
+  if (p.log_mel) {
+    // The stream's arithmetic on the whole clip: a stream and a clip give the same steps by
+    // construction (the reference is a running maximum, so normalising needs no look-ahead).
+    auto fe = StreamingFrontEnd::create(p);
+    if (!fe) return std::unexpected(fe.error());
+    auto y = fe->push(src->samples);
+    if (!y) return std::unexpected(y.error());
+    const std::vector<float> tail = fe->finish();
+    y->insert(y->end(), tail.begin(), tail.end());
+    if (p.target_length > 0) {
+      y->resize(static_cast<size_t>(p.target_length) * static_cast<size_t>(channels(p)), 0.0f);
+    }
+    return y;
   }
 
   // Block averaging: step k = mean of samples [k*d, min((k+1)*d, n)).

@@ -51,23 +51,58 @@ Result<Audio> decode_audio(std::span<const uint8_t> bytes, const AudioLimits& li
 /// close to the float limit that the filter's overshoot makes them infinite.
 Result<Audio> resample(const Audio& in, int rate_hz);
 
-/// The model's input preprocessing. Steps, in this order:
-///  1. resample to `sample_rate_hz` if the audio is at another rate;
-///  2. downsample by block averaging: output step k is the mean of input samples
-///     [k*downsample, (k+1)*downsample); the last, partial block is the mean of the samples it
-///     has, so n samples give ceil(n / downsample) steps (48 kHz, 55728 samples -> 871). The
-///     box filter is the anti-alias low-pass (first null at sample_rate_hz / downsample);
-///  3. normalise (if `normalise`): divide by the largest |x| of the downsampled sequence, so its
-///     peak is exactly 1; an all-zero clip stays 0;
-///  4. if target_length > 0: truncate to, or pad at the end with zeros to, target_length steps.
-struct Preprocessing {
-  int sample_rate_hz = 48000;  // 1000..384000
-  int downsample = 64;         // 1..4096; 1 keeps every sample
-  int target_length = 0;       // 0..100000; 0 keeps the natural length
-  bool normalise = true;
+/// The log-mel front end (xbar.v1.LogMel): band energies instead of the block average. The
+/// arithmetic is models/frontend.py's (its docstring, steps 1-9), reproduced to float32
+/// rounding; StreamingFrontEnd (front_end.h) computes it.
+struct LogMel {
+  int bands = 16;         // 1..64 mel bands: the channels of a step
+  int fft_size = 256;     // a power of two, 16..4096, >= Preprocessing::downsample (the hop)
+  double low_hz = 125;    // finite, >= 0, < high_hz: the lowest band's lower edge
+  double high_hz = 3800;  // finite, <= sample_rate_hz / 2: the highest band's upper edge
+  double range_db = 60;   // finite, (0, 200]: a band this far below the reference is 0
+  bool operator==(const LogMel&) const = default;
+
+  static constexpr int kMaxBands = 64;
+  static constexpr int kMinFftSize = 16;
+  static constexpr int kMaxFftSize = 4096;
+  static constexpr double kMaxRangeDb = 200;
 };
 
-/// Validates `p` (errors name the field and its range) and `in` (rate > 0, at least one
+/// The model's input preprocessing. Steps, in this order:
+///  1. resample to `sample_rate_hz` if the audio is at another rate;
+///  2. without log_mel, downsample by block averaging: output step k is the mean of input
+///     samples [k*downsample, (k+1)*downsample); the last, partial block is the mean of the
+///     samples it has, so n samples give ceil(n / downsample) steps (48 kHz, 55728 samples ->
+///     871). The box filter is the anti-alias low-pass (first null at sample_rate_hz /
+///     downsample);
+///     with log_mel, each step is `bands` band energies in [0, 1] of a frame that ends with the
+///     step's `downsample` samples (the hop), the partial last hop zero-padded: again
+///     ceil(n / downsample) steps (models/frontend.py, steps 1-8);
+///  3. normalise (if `normalise`): without log_mel, divide by the largest |x| of the
+///     downsampled sequence, so its peak is exactly 1 (an all-zero clip stays 0); with log_mel,
+///     levels are taken relative to the loudest band so far (a running maximum from -80 dB,
+///     causal), instead of relative to full scale;
+///  4. if target_length > 0: truncate to, or pad at the end with zero steps to, target_length
+///     steps.
+/// The result is steps x channels(p) values, step-major (all channels of step 0 first).
+struct Preprocessing {
+  int sample_rate_hz = 48000;  // 1000..384000
+  int downsample = 64;         // 1..4096; 1 keeps every sample; the hop with log_mel
+  int target_length = 0;       // 0..100000; 0 keeps the natural length
+  bool normalise = true;
+  std::optional<LogMel> log_mel;  // unset: the block average (one channel)
+  bool operator==(const Preprocessing&) const = default;
+};
+
+/// The values per step of `p`'s output: log_mel->bands with the log-mel front end, else 1.
+int channels(const Preprocessing& p);
+
+/// Checks every field of `p` against the ranges above; kInvalidArgument naming the field, the
+/// value and the allowed range ("preprocessing.log_mel.fft_size = 100: allowed a power of two,
+/// 16..4096").
+Result<void> validate(const Preprocessing& p);
+
+/// Validates `p` (errors as validate(), prefixed "audio: ") and `in` (rate > 0, at least one
 /// sample, all samples finite), then runs the steps above.
 Result<std::vector<float>> preprocess(const Audio& in, const Preprocessing& p);
 
