@@ -32,10 +32,13 @@
 #include <fstream>
 #include <mutex>
 #include <regex>
+#include <span>
 #include <sstream>
 #include <thread>
 
 #include "model_proto.h"
+#include "xbar/audio/audio.h"
+#include "xbar/audio/front_end.h"
 #include "xbar/drivers/board.h"
 #include "xbar/model/model.h"
 #include "xbar/v1/kernels.grpc.pb.h"
@@ -215,42 +218,49 @@ Direct run_direct(const std::string& uri, const xbar::v1::Deployment& dep,
         head.push(step);
       }
     };
-    for (size_t at = 0; at + 64 <= clip.size(); at += kChunk) {
+    // The model's front end as StreamInfer runs it (block average or log-mel).
+    auto fe = xbar::audio::StreamingFrontEnd::create(spec.preprocessing);
+    if (!fe) return d;
+    auto to_u = [](const std::vector<float>& v) -> Eigen::VectorXd {
+      return Eigen::Map<const Eigen::VectorXf>(v.data(), static_cast<Eigen::Index>(v.size()))
+          .cast<double>();
+    };
+    for (size_t at = 0; at < clip.size(); at += kChunk) {
       const auto t0 = Clock::now();
-      const size_t n = std::min<size_t>(kChunk, clip.size() - at) / 64;
-      std::vector<Eigen::VectorXd> z(static_cast<size_t>(h), Eigen::VectorXd(n));
-      for (size_t t = 0; t < n; ++t) {
-        double sum = 0;
-        for (size_t i = 0; i < 64; ++i) sum += clip[at + t * 64 + i];
-        for (int k = 0; k < h; ++k) {
-          z[static_cast<size_t>(k)](static_cast<Eigen::Index>(t)) =
-              spec.encoder.weight(k, 0) * sum / 64 + spec.encoder.bias(k);
-        }
-      }
-      auto y = (*ks)->push(z);
+      auto values = fe->push(
+          std::span<const float>(clip).subspan(at, std::min<size_t>(kChunk, clip.size() - at)));
+      if (!values) return d;
+      const Eigen::VectorXd u = to_u(*values);
+      auto y = (*ks)->push(xbar::model::encode(spec, u));
       if (!y) return d;
       feed(*y);
-      d.steps += n;
+      d.steps += static_cast<uint64_t>(u.size() / fe->channels());
       (void)head.result();
       d.chunk_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    }
+    const std::vector<float> last = fe->finish();
+    if (!last.empty()) {
+      auto y = (*ks)->push(xbar::model::encode(spec, to_u(last)));
+      if (!y) return d;
+      feed(*y);
+      d.steps += 1;
     }
     auto y = (*ks)->finish();
     if (!y) return d;
     feed(*y);
     d.steps += 1;
     ++d.completed;
-    // An Infer: the whole clip (padded to the model's length) in one run.
+    // An Infer: the whole clip, preprocessed as Infer does (padded to the model's length), in
+    // one run.
     auto hw = xbar::model::hardware_kernels(**board, placed);
     if (!hw) return d;
-    Eigen::VectorXd u = Eigen::VectorXd::Zero(spec.preprocessing.target_length);
-    for (Eigen::Index t = 0; t < u.size() && size_t(t + 1) * 64 <= clip.size(); ++t) {
-      double sum = 0;
-      for (size_t i = 0; i < 64; ++i) sum += clip[static_cast<size_t>(t) * 64 + i];
-      u(t) = sum / 64;
-    }
+    auto values =
+        xbar::audio::preprocess({clip, spec.preprocessing.sample_rate_hz}, spec.preprocessing);
+    if (!values) return d;
+    const Eigen::VectorXd u = to_u(*values);
     auto f = xbar::model::forward(spec, u, *hw);
     if (!f) return d;
-    d.steps += static_cast<uint64_t>(u.size()) + 1;
+    d.steps += static_cast<uint64_t>(u.size() / fe->channels()) + 1;
     ++d.completed;
   }
   d.seconds = std::chrono::duration<double>(Clock::now() - t_start).count();

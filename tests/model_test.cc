@@ -7,6 +7,8 @@
 #include <numbers>
 #include <random>
 
+#include "xbar/audio/audio.h"
+#include "xbar/audio/front_end.h"
 #include "xbar/drivers/board.h"
 #include "xbar/model/model.h"
 
@@ -81,8 +83,15 @@ TEST(Model, ValidationNamesTheField) {
   m = small_model(1, true);
   m.mixing.weight.resize(3, 3);
   m.mixing.bias.resize(3);
-  EXPECT_NE(validate(m).error().message.find("mixing.weight: 3 x 3, the model needs 6 x 3"),
-            std::string::npos);
+  // The head's width M is the mixing layer's (4688f80): with the GLU its rows must be even.
+  EXPECT_NE(validate(m).error().message.find("mixing.weight: 3 outputs: allowed 2M, an even"),
+            std::string::npos)
+      << validate(m).error().message;
+  m.mixing.weight.resize(6, 2);
+  m.mixing.bias.resize(6);
+  EXPECT_NE(validate(m).error().message.find("mixing.weight: 6 x 2, the model needs 6 x 3"),
+            std::string::npos)
+      << validate(m).error().message;
   m = small_model(1, false);
   m.classes = {"zero"};
   EXPECT_EQ(validate(m).error().message,
@@ -211,12 +220,7 @@ TEST(Model, HardwarePathMatchesTheSoftwarePathOnTheIdealTwin) {
     };
     for (Eigen::Index start = 0; start < u.size(); start += 15) {
       const Eigen::Index k = std::min<Eigen::Index>(15, u.size() - start);
-      std::vector<Eigen::VectorXd> z;
-      for (int j = 0; j < 3; ++j) {
-        z.push_back(
-            (m.encoder.weight(j, 0) * u.segment(start, k).array() + m.encoder.bias(j)).matrix());
-      }
-      auto y = ks->push(z);
+      auto y = ks->push(encode(m, u.segment(start, k)));
       ASSERT_TRUE(y.has_value()) << y.error().message;
       feed(*y);
     }
@@ -283,12 +287,7 @@ TEST(Model, EmulatedPathEqualsTheBoardLoopBitForBit) {
     };
     for (Eigen::Index start = 0; start < u.size(); start += 37) {
       const Eigen::Index n = std::min<Eigen::Index>(37, u.size() - start);
-      std::vector<Eigen::VectorXd> z;
-      for (int j = 0; j < 3; ++j) {
-        z.push_back(
-            (m.encoder.weight(j, 0) * u.segment(start, n).array() + m.encoder.bias(j)).matrix());
-      }
-      auto y = (*es)->push(z);
+      auto y = (*es)->push(encode(m, u.segment(start, n)));
       ASSERT_TRUE(y.has_value()) << y.error().message;
       append(*y);
     }
@@ -486,6 +485,199 @@ TEST(Calibration, MeasuredOnClipsRefusedWhenBadAndUsedByTheLoop) {
   std::printf("kernel output error against software: uncalibrated %.4g, calibrated %.4g\n",
               std::sqrt(err_plain), std::sqrt(err_cal));
   EXPECT_LT(err_cal, err_plain);
+}
+
+}  // namespace
+}  // namespace xbar::model
+
+namespace xbar::model {
+namespace {
+
+// Issue 18: a model whose input is the log-mel front end (16 bands per step): the encoder is
+// Linear(16 -> 3).
+ModelSpec log_mel_model(uint64_t seed) {
+  ModelSpec m = small_model(seed, true);
+  m.preprocessing = Preprocessing{.sample_rate_hz = 8000,
+                                  .downsample = 80,
+                                  .target_length = 0,
+                                  .normalise = true,
+                                  .log_mel = LogMel{16, 256, 125, 3800, 60}};
+  std::mt19937_64 rng(seed + 100);
+  std::normal_distribution<double> z(0, 0.25);
+  m.encoder.weight = Eigen::MatrixXd::NullaryExpr(3, 16, [&] { return z(rng); });
+  return m;
+}
+
+// A spoken-like clip at 8 kHz: a vowel with a moving formant, louder and louder.
+audio::Audio vowel_clip(int samples, double f0) {
+  audio::Audio a{std::vector<float>(static_cast<size_t>(samples)), 8000};
+  for (int i = 0; i < samples; ++i) {
+    const double t = i / 8000.0;
+    const double env = std::min(1.0, 0.2 + 3 * t);
+    double v = 0;
+    for (int h = 1; h <= 12; ++h) {
+      const double f = h * f0;
+      const double formant = 500 + 1500 * t;  // the resonance moves up
+      v += std::exp(-std::pow((f - formant) / 400, 2)) * std::sin(2 * std::numbers::pi * f * t);
+    }
+    a.samples[static_cast<size_t>(i)] = static_cast<float>(0.3 * env * v);
+  }
+  return a;
+}
+
+Eigen::VectorXd as_input(const std::vector<float>& v) {
+  return Eigen::Map<const Eigen::VectorXf>(v.data(), static_cast<Eigen::Index>(v.size()))
+      .cast<double>();
+}
+
+TEST(LogMelModel, TheEncoderTakesOneInputPerBand) {
+  ModelSpec m = log_mel_model(1);
+  ASSERT_TRUE(validate(m).has_value()) << validate(m).error().message;
+  EXPECT_EQ(m.channels(), 16);
+  // z_k[t] = sum_f W(k, f) u[t F + f] + b_k, by hand.
+  Eigen::VectorXd u(5 * 16);
+  for (Eigen::Index i = 0; i < u.size(); ++i)
+    u(i) = std::abs(std::sin(0.3 * static_cast<double>(i)));
+  const std::vector<Eigen::VectorXd> z = encode(m, u);
+  ASSERT_EQ(z.size(), 3u);
+  for (int k = 0; k < 3; ++k) {
+    ASSERT_EQ(z[static_cast<size_t>(k)].size(), 5);
+    for (int t = 0; t < 5; ++t) {
+      double want = m.encoder.bias(k);
+      for (int f = 0; f < 16; ++f) want += m.encoder.weight(k, f) * u(t * 16 + f);
+      EXPECT_NEAR(z[static_cast<size_t>(k)](t), want, 1e-12);
+    }
+    // The loop's input bound: every feature in [0, 1].
+    EXPECT_NEAR(input_bound(m, k),
+                m.encoder.weight.row(k).cwiseAbs().sum() + std::abs(m.encoder.bias(k)), 1e-12);
+  }
+  // One channel: exactly w u + b, as before the front end had channels.
+  const ModelSpec one = small_model(1, false);
+  const Eigen::VectorXd u1 = kernel::fidelity_inputs(50)[0];
+  for (int k = 0; k < 3; ++k) {
+    const Eigen::VectorXd want =
+        (one.encoder.weight(k, 0) * u1.array() + one.encoder.bias(k)).matrix();
+    EXPECT_EQ(encode(one, u1)[static_cast<size_t>(k)], want);
+  }
+
+  // Validation names the field and the shape it needs.
+  ModelSpec bad = m;
+  bad.encoder.weight.resize(3, 1);
+  EXPECT_EQ(validate(bad).error().message,
+            "encoder.weight: 3 x 1, the model needs 3 x 16 (outputs x inputs: one input per "
+            "channel of a step, preprocessing.log_mel.bands = 16)");
+  bad = small_model(1, false);
+  bad.encoder.weight.resize(3, 16);
+  bad.encoder.weight.setZero();
+  EXPECT_EQ(validate(bad).error().message,
+            "encoder.weight: 3 x 16, the model needs 3 x 1 (outputs x inputs: one input per "
+            "channel of a step, the block average: preprocessing.log_mel is unset)");
+  bad = m;
+  bad.preprocessing.log_mel->fft_size = 64;  // shorter than the hop
+  EXPECT_EQ(validate(bad).error().message,
+            "preprocessing.log_mel.fft_size = 64: allowed >= preprocessing.downsample = 80 (a "
+            "frame covers its step's hop)");
+  bad = m;
+  bad.calibration.fidelity_clips = {Eigen::VectorXd::Constant(32, 0.5),
+                                    Eigen::VectorXd::Constant(33, 0.5)};
+  EXPECT_EQ(validate(bad).error().message,
+            "calibration.fidelity_clips[1]: 33 values, allowed a multiple of the 16 channels of a "
+            "step (preprocessing.log_mel.bands; a clip is steps x bands values, step-major)");
+  bad.calibration.fidelity_clips = {Eigen::VectorXd::Constant(32, 0.5)};
+  EXPECT_TRUE(validate(bad).has_value());
+
+  // The passes refuse an input that is not whole steps.
+  const auto ck = compiled(m);
+  auto f = forward(m, Eigen::VectorXd::Constant(40, 0.5), software_kernels(ck));
+  ASSERT_FALSE(f.has_value());
+  EXPECT_EQ(f.error().message,
+            "input: 40 values, allowed a multiple of the model's 16 channels per step (steps x "
+            "channels, step-major)");
+  auto cal =
+      calibrate(m, ck, {Eigen::VectorXd::Constant(32, 0.5), Eigen::VectorXd::Constant(40, 0.5)});
+  ASSERT_FALSE(cal.has_value());
+  EXPECT_EQ(cal.error().message,
+            "calibrate: clip 1: 40 values, allowed a multiple of the model's 16 channels per step "
+            "(steps x channels, step-major)");
+  EXPECT_FALSE(measure_mode_ranges(m, ck, {Eigen::VectorXd::Constant(40, 0.5)}).has_value());
+}
+
+// A log-mel model end to end on the driver: audio -> preprocess -> forward on the board's loop,
+// the emulation and software (labels agree on the ideal twin; hardware and emulation bit for
+// bit), calibration on log-mel clips, and a stream (StreamingFrontEnd in random chunks ->
+// encode -> software_stream -> StreamingHead) that ends at the whole clip's result.
+TEST(LogMelModel, RunsOnTheBoardAndStreamsLikeTheWholeClip) {
+  const ModelSpec m = log_mel_model(4);
+  const auto ck = compiled(m);
+  std::vector<Eigen::VectorXd> clips;
+  for (double f0 : {110.0, 150.0, 220.0}) {
+    auto v = audio::preprocess(vowel_clip(8000 / 2 + 37, f0), m.preprocessing);
+    ASSERT_TRUE(v.has_value()) << v.error().message;
+    ASSERT_EQ(v->size(), 51u * 16u);  // ceil(4037 / 80) steps of 16 bands
+    clips.push_back(as_input(*v));
+  }
+  auto cal = calibrate(m, ck, clips);
+  ASSERT_TRUE(cal.has_value()) << cal.error().message;
+  for (const KernelRange& r : cal->kernels) {
+    EXPECT_GT(r.input_max, 0.0);
+    EXPECT_TRUE(std::isfinite(r.state_max) && std::isfinite(r.state_range));
+  }
+
+  auto board = Board::open("sim:profile=ideal,seed=2");
+  ASSERT_TRUE(board.has_value());
+  std::vector<PlacedKernel> placed;
+  ASSERT_TRUE(place_on_targets(**board, m, ck, &placed));
+  for (int k = 0; k < 3; ++k) {
+    EXPECT_LE(cal->kernels[static_cast<size_t>(k)].input_max, input_bound(m, k));
+  }
+  auto hw = hardware_kernels(**board, placed);
+  auto em = emulated_kernels(**board, placed);
+  ASSERT_TRUE(hw.has_value() && em.has_value());
+  for (const Eigen::VectorXd& u : clips) {
+    auto fs = forward(m, u, software_kernels(ck));
+    auto fh = forward(m, u, *hw);
+    auto fe = forward(m, u, *em);
+    ASSERT_TRUE(fs && fh && fe);
+    EXPECT_EQ(fh->kernel_outputs[0].size(), 51);
+    EXPECT_EQ(fh->logits, fe->logits);  // the board-exact reference, bit for bit
+    EXPECT_EQ(fh->label, fs->label)
+        << "hardware " << fh->logits.transpose() << ", software " << fs->logits.transpose();
+  }
+  auto fid = measure_fidelity(**board, m, placed, clips);
+  ASSERT_TRUE(fid.has_value()) << fid.error().message;
+  EXPECT_EQ(fid->label_agreement, 1.0);
+
+  // The stream: the same steps, so the same result.
+  const audio::Audio a = vowel_clip(8000 / 2 + 37, 150.0);
+  auto fe = audio::StreamingFrontEnd::create(m.preprocessing);
+  ASSERT_TRUE(fe.has_value());
+  auto ks = software_stream(ck);
+  StreamingHead head(m);
+  auto feed = [&](const std::vector<Eigen::VectorXd>& y) {
+    for (Eigen::Index t = 0; t < y.front().size(); ++t) {
+      head.push(Eigen::Vector3d(y[0](t), y[1](t), y[2](t)));
+    }
+  };
+  std::mt19937 rng(7);
+  for (size_t at = 0; at < a.samples.size();) {
+    const size_t n = std::min<size_t>(rng() % 400, a.samples.size() - at);
+    auto v = fe->push(std::span<const float>(a.samples).subspan(at, n));
+    ASSERT_TRUE(v.has_value());
+    at += n;
+    if (v->empty()) continue;
+    auto y = ks->push(encode(m, as_input(*v)));
+    ASSERT_TRUE(y.has_value());
+    feed(*y);
+  }
+  const std::vector<float> last = fe->finish();
+  ASSERT_EQ(last.size(), 16u);  // 37 samples: the partial last step
+  auto y = ks->push(encode(m, as_input(last)));
+  ASSERT_TRUE(y.has_value());
+  feed(*y);
+  EXPECT_EQ(head.steps(), 51);
+  auto whole = forward(m, clips[1], software_kernels(ck));
+  ASSERT_TRUE(whole.has_value());
+  EXPECT_LT((head.result().logits - whole->logits).norm(), 1e-9 * (1 + whole->logits.norm()));
 }
 
 }  // namespace

@@ -52,7 +52,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
-#include <map>
+#include <list>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -61,7 +61,6 @@
 #include <string>
 #include <system_error>
 #include <thread>
-#include <tuple>
 #include <vector>
 
 #include "canvas.h"         // client/src: the figures' canvas, PNG writer and font
@@ -340,14 +339,12 @@ std::expected<std::vector<Clip>, UsageError> load_clips(const std::string& dir, 
 
 Result<std::vector<Eigen::VectorXd>> preprocess_all(const std::vector<Clip>& clips,
                                                     const model::Preprocessing& mp) {
-  const audio::Preprocessing p{mp.sample_rate_hz, mp.downsample, mp.target_length, mp.normalise};
   std::vector<Eigen::VectorXd> out;
   for (const Clip& c : clips) {
-    auto s = audio::preprocess(c.audio, p);
+    auto s = audio::preprocess(c.audio, mp);  // steps x channels, step-major
     if (!s) return make_error(s.error().code, c.file + ": " + s.error().message);
-    Eigen::VectorXd u(static_cast<Eigen::Index>(s->size()));
-    for (size_t i = 0; i < s->size(); ++i) u(static_cast<Eigen::Index>(i)) = (*s)[i];
-    out.push_back(std::move(u));
+    out.push_back(Eigen::Map<const Eigen::VectorXf>(s->data(), static_cast<Eigen::Index>(s->size()))
+                      .cast<double>());
   }
   return out;
 }
@@ -755,19 +752,21 @@ int run(int argc, char** argv) {
   for (const Clip& c : *clips) ++n_label[c.label];
 
   // Preprocessed once per distinct preprocessing; the software baseline per model.
-  std::map<std::tuple<int, int, int, bool>, std::vector<Eigen::VectorXd>> inputs;
+  // A list, not a map: Preprocessing has equality, not an order (a handful of models).
+  std::list<std::pair<model::Preprocessing, std::vector<Eigen::VectorXd>>> inputs;
   for (Model& m : models) {
-    const auto& p = m.spec.preprocessing;
-    const auto key = std::tuple{p.sample_rate_hz, p.downsample, p.target_length, p.normalise};
-    if (!inputs.contains(key)) {
+    const model::Preprocessing& p = m.spec.preprocessing;
+    auto it = std::find_if(inputs.begin(), inputs.end(),
+                           [&](const auto& entry) { return entry.first == p; });
+    if (it == inputs.end()) {
       auto u = preprocess_all(*clips, p);
       if (!u) {
         fmt::print(stderr, "write_noise_sweep: {}\n", u.error().message);
         return 1;
       }
-      inputs[key] = std::move(*u);
+      it = inputs.emplace(inputs.end(), p, std::move(*u));
     }
-    m.inputs = &inputs[key];
+    m.inputs = &it->second;
     const model::KernelFn sw = model::software_kernels(m.compiled);
     int right = 0;
     for (size_t i = 0; i < clips->size(); ++i) {

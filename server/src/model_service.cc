@@ -7,6 +7,7 @@
 #include "request_checks.h"
 #include "status.h"
 #include "xbar/audio/audio.h"
+#include "xbar/audio/front_end.h"
 #include "xbar/kernel/kernel.h"
 
 namespace xbar::server {
@@ -184,15 +185,13 @@ grpc::Status ModelServiceImpl::Infer(grpc::ServerContext* ctx, const v1::InferRe
     clip.samples.assign(req->samples().begin(), req->samples().end());
     clip.sample_rate_hz = static_cast<int>(req->sample_rate_hz());
   }
-  audio::Preprocessing pp;
-  pp.sample_rate_hz = spec->preprocessing.sample_rate_hz;
-  pp.downsample = spec->preprocessing.downsample;
-  pp.target_length = spec->preprocessing.target_length;
-  pp.normalise = spec->preprocessing.normalise;
-  auto steps = audio::preprocess(clip, pp);
-  if (!steps) return to_status(steps.error());
-  Eigen::VectorXd u(static_cast<Eigen::Index>(steps->size()));
-  for (size_t t = 0; t < steps->size(); ++t) u(static_cast<Eigen::Index>(t)) = (*steps)[t];
+  // Steps x channels values, step-major (one channel, or one per log-mel band).
+  auto values = audio::preprocess(clip, spec->preprocessing);
+  if (!values) return to_status(values.error());
+  const Eigen::VectorXd u =
+      Eigen::Map<const Eigen::VectorXf>(values->data(), static_cast<Eigen::Index>(values->size()))
+          .cast<double>();
+  const auto steps = static_cast<uint32_t>(u.size() / spec->channels());
 
   Result<model::Forward> f = std::unexpected(Error{});
   double board_ms = 0;
@@ -213,7 +212,7 @@ grpc::Status ModelServiceImpl::Infer(grpc::ServerContext* ctx, const v1::InferRe
     if (auto e = board_restarted_during(epoch, req->deployment()); !e.ok()) return e;
     if (!hw) return to_status(hw.error());
     if (!emulate && metrics_ != nullptr && f) {
-      metrics_->loop_steps.inc(static_cast<double>(u.size()));
+      metrics_->loop_steps.inc(static_cast<double>(steps));
     }
   } else {
     f = model::forward(*spec, u, model::software_kernels(loaded->compiled));
@@ -225,7 +224,7 @@ grpc::Status ModelServiceImpl::Infer(grpc::ServerContext* ctx, const v1::InferRe
   if (static_cast<size_t>(f->label) < spec->classes.size()) {
     out->set_class_name(spec->classes[static_cast<size_t>(f->label)]);
   }
-  out->set_steps(static_cast<uint32_t>(u.size()));
+  out->set_steps(steps);
   out->set_board_ms(board_ms);
   if (req->kernel_outputs()) {
     for (const Eigen::VectorXd& y : f->kernel_outputs) {
@@ -266,7 +265,10 @@ grpc::Status ModelServiceImpl::StreamInfer(
         "stream)",
         first.sample_rate_hz(), spec.preprocessing.sample_rate_hz));
   }
-  const auto ds = static_cast<size_t>(spec.preprocessing.downsample);
+  // The model's front end, fed as the samples arrive: the same steps as Infer's preprocessing
+  // of the whole utterance (never padded; the block average not normalised).
+  auto front_end = audio::StreamingFrontEnd::create(spec.preprocessing);
+  if (!front_end) return to_status(front_end.error());
   const int h = spec.width();
   // The deployment's arrays are held shared for the whole utterance (no deploy lands between
   // two chunks); the board is taken per chunk, so streams and other calls take turns.
@@ -300,7 +302,14 @@ grpc::Status ModelServiceImpl::StreamInfer(
     kernels = model::software_stream(loaded->compiled);
   }
   model::StreamingHead head(spec);
-  std::vector<float> pending;  // samples not yet a whole step
+  // New front-end steps (steps x channels, step-major) through the encoder and the kernels
+  // (the caller holds the board for them).
+  auto run_steps = [&](const std::vector<float>& values) {
+    const Eigen::VectorXd u =
+        Eigen::Map<const Eigen::VectorXf>(values.data(), static_cast<Eigen::Index>(values.size()))
+            .cast<double>();
+    return kernels->push(model::encode(spec, u));
+  };
   auto answer = [&](const std::vector<Eigen::VectorXd>& y, bool final) {
     v1::StreamInferResponse r;
     const Eigen::Index n = y.empty() ? 0 : y.front().size();
@@ -335,32 +344,17 @@ grpc::Status ModelServiceImpl::StreamInfer(
           total_samples, spec.preprocessing.sample_rate_hz,
           static_cast<double>(total_samples) / spec.preprocessing.sample_rate_hz));
     }
-    for (int i = 0; i < msg.samples_size(); ++i) {
-      const float v = msg.samples(i);
-      if (!std::isfinite(v)) {
-        return invalid_argument(fmt::format("samples[{}] = {}: not finite", i, v));
-      }
-      pending.push_back(v);
-    }
-    const size_t steps = pending.size() / ds;
+    // Refuses a non-finite sample (named by its index in the message) before taking any.
+    auto values = front_end->push(
+        std::span<const float>(msg.samples().data(), static_cast<size_t>(msg.samples_size())));
+    if (!values) return to_status(values.error());
+    const size_t steps = values->size() / static_cast<size_t>(front_end->channels());
     if (steps > 0) {
-      std::vector<Eigen::VectorXd> z(static_cast<size_t>(h),
-                                     Eigen::VectorXd(static_cast<Eigen::Index>(steps)));
-      for (size_t t = 0; t < steps; ++t) {
-        double sum = 0;
-        for (size_t i = 0; i < ds; ++i) sum += pending[t * ds + i];
-        const double u = sum / static_cast<double>(ds);
-        for (int k = 0; k < h; ++k) {
-          z[static_cast<size_t>(k)](static_cast<Eigen::Index>(t)) =
-              spec.encoder.weight(k, 0) * u + spec.encoder.bias(k);
-        }
-      }
-      pending.erase(pending.begin(), pending.begin() + static_cast<ptrdiff_t>(steps * ds));
       if (on_board) {
         if (auto t = take_board(); !t) return to_status(t.error());
         if (auto e = board_restarted_during(epoch, first.deployment()); !e.ok()) return e;
       }
-      auto y = kernels->push(z);
+      auto y = run_steps(*values);
       if (on_board) {
         if (auto e = board_restarted_during(epoch, first.deployment()); !e.ok()) return e;
       }
@@ -380,14 +374,33 @@ grpc::Status ModelServiceImpl::StreamInfer(
     if (auto t = take_board(); !t) return to_status(t.error());
     if (auto e = board_restarted_during(epoch, first.deployment()); !e.ok()) return e;
   }
-  auto y = kernels->finish();
+  // The last, partial step (as Infer's preprocessing has it), then the kernels' flush.
+  const std::vector<float> last = front_end->finish();
+  Result<std::vector<Eigen::VectorXd>> y =
+      last.empty() ? std::vector<Eigen::VectorXd>(static_cast<size_t>(h)) : run_steps(last);
+  if (y) {
+    auto flushed = kernels->finish();
+    if (!flushed) {
+      y = std::move(flushed);
+    } else {
+      for (size_t k = 0; k < y->size(); ++k) {
+        Eigen::VectorXd& yk = (*y)[k];
+        const Eigen::VectorXd& rest = (*flushed)[k];
+        yk.conservativeResize(yk.size() + rest.size());
+        yk.tail(rest.size()) = rest;
+      }
+    }
+  }
   if (on_board) {
     if (auto e = board_restarted_during(epoch, first.deployment()); !e.ok()) return e;
   }
   turn.release();
+  if (on_board && !emulate && metrics_ != nullptr && y && !last.empty()) {
+    metrics_->loop_steps.inc(1);
+  }
   if (!y) return to_status(y.error());
   if (head.steps() == 0 && (y->empty() || y->front().size() == 0)) {
-    return invalid_argument("samples: the utterance is shorter than one step");
+    return invalid_argument("samples: the utterance is empty (no samples before its end)");
   }
   answer(*y, true);
   return grpc::Status::OK;

@@ -51,11 +51,20 @@ Result<void> validate_calibration(const ModelSpec& m) {
     return bad(fmt::format("calibration.fidelity_clips: {} clips, allowed up to {}",
                            cal.fidelity_clips.size(), kMaxFidelityClips));
   }
+  const int channels = m.channels();
   for (size_t c = 0; c < cal.fidelity_clips.size(); ++c) {
     const Eigen::VectorXd& u = cal.fidelity_clips[c];
-    if (u.size() < 1 || u.size() > kMaxFidelityClipSteps) {
-      return bad(fmt::format("calibration.fidelity_clips[{}]: {} steps, allowed 1..{}", c, u.size(),
-                             kMaxFidelityClipSteps));
+    // A clip is steps x channels values, step-major: a length that is not whole steps is a clip
+    // made for another front end.
+    if (u.size() % channels != 0) {
+      return bad(fmt::format(
+          "calibration.fidelity_clips[{}]: {} values, allowed a multiple of the {} channels of "
+          "a step (preprocessing.log_mel.bands; a clip is steps x bands values, step-major)",
+          c, u.size(), channels));
+    }
+    if (u.size() < channels || u.size() / channels > kMaxFidelityClipSteps) {
+      return bad(fmt::format("calibration.fidelity_clips[{}]: {} steps, allowed 1..{}", c,
+                             u.size() / channels, kMaxFidelityClipSteps));
     }
     for (Eigen::Index t = 0; t < u.size(); ++t) {
       if (!std::isfinite(u(t))) {
@@ -124,22 +133,21 @@ Result<void> validate(const ModelSpec& m) {
                       fmt::format("kernel_set.kernels: {} kernels, allowed 1..{} (one per array)",
                                   h, kernel::kMaxKernels));
   }
-  const Preprocessing& p = m.preprocessing;
-  if (p.sample_rate_hz < 1000 || p.sample_rate_hz > 384000) {
+  // The front end's fields, as the audio library checks them ("preprocessing.<field> = ...").
+  if (auto c = audio::validate(m.preprocessing); !c) return c;
+  // The encoder takes one input per channel of a step: the block average, or each band.
+  const int channels = m.channels();
+  if (m.encoder.weight.rows() == h && m.encoder.weight.cols() != channels) {
     return make_error(
         ErrorCode::kInvalidArgument,
-        fmt::format("preprocessing.sample_rate_hz = {}: allowed 1000..384000", p.sample_rate_hz));
+        fmt::format("encoder.weight: {} x {}, the model needs {} x {} (outputs x inputs: one input "
+                    "per channel of a step, {})",
+                    m.encoder.weight.rows(), m.encoder.weight.cols(), h, channels,
+                    m.preprocessing.log_mel
+                        ? fmt::format("preprocessing.log_mel.bands = {}", channels)
+                        : std::string("the block average: preprocessing.log_mel is unset")));
   }
-  if (p.downsample < 1 || p.downsample > 4096) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      fmt::format("preprocessing.downsample = {}: allowed 1..4096", p.downsample));
-  }
-  if (p.target_length < 0 || p.target_length > 100000) {
-    return make_error(
-        ErrorCode::kInvalidArgument,
-        fmt::format("preprocessing.target_length = {}: allowed 0..100000", p.target_length));
-  }
-  if (auto c = check_linear(m.encoder, "encoder", 1, h); !c) return c;
+  if (auto c = check_linear(m.encoder, "encoder", channels, h); !c) return c;
   // The head's width M is the mixing layer's (halved by the GLU): 1..kMaxHeadWidth.
   const auto mix_rows = static_cast<int>(m.mixing.weight.rows());
   if (mix_rows < 1 || mix_rows > (m.glu ? 2 : 1) * kMaxHeadWidth || (m.glu && mix_rows % 2)) {
@@ -180,19 +188,63 @@ Result<void> validate(const ModelSpec& m) {
   return {};
 }
 
+namespace {
+
+// A preprocessed clip must be whole steps of the model's channels.
+Result<void> check_steps(const ModelSpec& m, const Eigen::VectorXd& u, std::string_view what) {
+  const int channels = m.channels();
+  if (u.size() % channels != 0) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      fmt::format("{}: {} values, allowed a multiple of the model's {} channels "
+                                  "per step (steps x channels, step-major)",
+                                  what, u.size(), channels));
+  }
+  return {};
+}
+
+// Calibration clips: whole steps, every value finite; `what` names the caller.
+Result<void> check_clips(const ModelSpec& m, const std::vector<Eigen::VectorXd>& clips,
+                         std::string_view what) {
+  for (size_t c = 0; c < clips.size(); ++c) {
+    if (auto ok = check_steps(m, clips[c], fmt::format("{}: clip {}", what, c)); !ok) return ok;
+    if (!clips[c].allFinite()) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        fmt::format("{}: clip {} has a non-finite step", what, c));
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+std::vector<Eigen::VectorXd> encode(const ModelSpec& m, const Eigen::VectorXd& u) {
+  const Eigen::Index f_count = m.channels();
+  const Eigen::Index steps = u.size() / f_count;
+  std::vector<Eigen::VectorXd> z(static_cast<size_t>(m.width()));
+  for (Eigen::Index k = 0; k < m.width(); ++k) {
+    Eigen::VectorXd& zk = z[static_cast<size_t>(k)];
+    zk.resize(steps);
+    const double b = m.encoder.bias(k);
+    for (Eigen::Index t = 0; t < steps; ++t) {
+      // In f order from 0: with one channel, exactly w u + b, the sum before channels existed.
+      double acc = 0;
+      for (Eigen::Index f = 0; f < f_count; ++f) acc += m.encoder.weight(k, f) * u(t * f_count + f);
+      zk(t) = acc + b;
+    }
+  }
+  return z;
+}
+
 Result<Forward> forward(const ModelSpec& m, const Eigen::VectorXd& u, const KernelFn& kernels) {
   const int h = m.width();
   if (u.size() == 0) return make_error(ErrorCode::kInvalidArgument, "input: no steps");
-  std::vector<Eigen::VectorXd> z(static_cast<size_t>(h));
-  for (int k = 0; k < h; ++k) {
-    z[static_cast<size_t>(k)] = (m.encoder.weight(k, 0) * u.array() + m.encoder.bias(k)).matrix();
-  }
-  auto y = kernels(z);
+  if (auto c = check_steps(m, u, "input"); !c) return std::unexpected(c.error());
+  auto y = kernels(encode(m, u));
   if (!y) return std::unexpected(y.error());
   if (static_cast<int>(y->size()) != h) {
     return make_error(ErrorCode::kInternal, "kernels returned the wrong number of sequences");
   }
-  const Eigen::Index steps = u.size();
+  const Eigen::Index steps = u.size() / m.channels();
   Eigen::MatrixXd g(h, steps);
   for (int k = 0; k < h; ++k) {
     for (Eigen::Index t = 0; t < steps; ++t) g(k, t) = gelu((*y)[static_cast<size_t>(k)](t));
@@ -258,8 +310,10 @@ void loop_error(const kernel::CompiledKernel& ck, double range, const Eigen::Vec
 // arithmetic gives the least output error on the clips (MSE calibration).
 void choose_state_ranges(const ModelSpec& m, const std::vector<kernel::CompiledKernel>& compiled,
                          const std::vector<Eigen::VectorXd>& clips, Calibration& cal) {
-  // At most ~256 clips, evenly spread (the choice is stable well before that).
+  // At most ~256 clips, evenly spread (the choice is stable well before that), encoded once.
   const size_t stride = std::max<size_t>(1, clips.size() / 256);
+  std::vector<std::vector<Eigen::VectorXd>> encoded;
+  for (size_t c = 0; c < clips.size(); c += stride) encoded.push_back(encode(m, clips[c]));
   for (size_t k = 0; k < cal.kernels.size(); ++k) {
     KernelRange& r = cal.kernels[k];
     const kernel::CompiledKernel& ck = compiled[k];
@@ -269,12 +323,8 @@ void choose_state_ranges(const ModelSpec& m, const std::vector<kernel::CompiledK
     for (int i = 0; i < 20; ++i) {
       const double range = std::max(least, 1.1 * std::pow(0.85, i) * r.state_max);
       double err2 = 0, ref2 = 0;
-      for (size_t c = 0; c < clips.size(); c += stride) {
-        const auto ki = static_cast<Eigen::Index>(k);
-        const Eigen::VectorXd z =
-            (m.encoder.weight(ki, 0) * clips[c].array() + m.encoder.bias(ki)).matrix();
-        loop_error(ck, range, z, &err2, &ref2);
-      }
+      for (const std::vector<Eigen::VectorXd>& z : encoded)
+        loop_error(ck, range, z[k], &err2, &ref2);
       const double nrmse = ref2 > 0 ? std::sqrt(err2 / ref2) : 0;
       if (nrmse < best_err) {
         best_err = nrmse;
@@ -299,21 +349,19 @@ Result<Calibration> calibrate(const ModelSpec& m,
         fmt::format("calibrate: {} compiled kernels for a model of {}", compiled.size(), h));
   }
   if (clips.empty()) return make_error(ErrorCode::kInvalidArgument, "calibrate: no clips");
+  if (auto c = check_clips(m, clips, "calibrate"); !c) return std::unexpected(c.error());
   Calibration out;
   out.kernels.resize(static_cast<size_t>(h));
   out.clips = static_cast<int>(clips.size());
-  for (size_t c = 0; c < clips.size(); ++c) {
-    const Eigen::VectorXd& u = clips[c];
-    if (!u.allFinite()) {
-      return make_error(ErrorCode::kInvalidArgument,
-                        fmt::format("calibrate: clip {} has a non-finite step", c));
-    }
+  for (const Eigen::VectorXd& u : clips) {
+    const std::vector<Eigen::VectorXd> zs = encode(m, u);
     for (int k = 0; k < h; ++k) {
       const kernel::CompiledKernel& ck = compiled[static_cast<size_t>(k)];
       KernelRange& r = out.kernels[static_cast<size_t>(k)];
+      const Eigen::VectorXd& zk = zs[static_cast<size_t>(k)];
       std::vector<kernel::cd> x(static_cast<size_t>(ck.n), 0.0);
-      for (Eigen::Index t = 0; t < u.size(); ++t) {
-        const double z = m.encoder.weight(k, 0) * u(t) + m.encoder.bias(k);
+      for (Eigen::Index t = 0; t < zk.size(); ++t) {
+        const double z = zk(t);
         r.input_max = std::max(r.input_max, std::abs(z));
         kernel::cd y = 0;
         for (size_t j = 0; j < x.size(); ++j) {
@@ -345,35 +393,37 @@ Result<std::vector<std::vector<double>>> measure_mode_ranges(
                                   compiled.size(), m.width()));
   }
   if (clips.empty()) return make_error(ErrorCode::kInvalidArgument, "mode ranges: no clips");
+  if (auto c = check_clips(m, clips, "mode ranges"); !c) return std::unexpected(c.error());
   std::vector<std::vector<double>> out;
-  for (int k = 0; k < m.width(); ++k) {
-    const kernel::CompiledKernel& ck = compiled[static_cast<size_t>(k)];
-    std::vector<double> r(static_cast<size_t>(ck.n), 0.0);
-    for (size_t c = 0; c < clips.size(); ++c) {
-      const Eigen::VectorXd& u = clips[c];
-      if (!u.allFinite()) {
-        return make_error(ErrorCode::kInvalidArgument,
-                          fmt::format("mode ranges: clip {} has a non-finite step", c));
-      }
+  out.reserve(compiled.size());
+  for (const kernel::CompiledKernel& ck : compiled) {
+    out.emplace_back(static_cast<size_t>(ck.n), 0.0);
+  }
+  for (const Eigen::VectorXd& u : clips) {
+    const std::vector<Eigen::VectorXd> zs = encode(m, u);
+    for (size_t k = 0; k < compiled.size(); ++k) {
+      const kernel::CompiledKernel& ck = compiled[k];
+      std::vector<double>& r = out[k];
       std::vector<kernel::cd> x(r.size(), 0.0);
-      for (Eigen::Index t = 0; t < u.size(); ++t) {
-        const double z = m.encoder.weight(k, 0) * u(t) + m.encoder.bias(k);
+      for (const double z : zs[k]) {
         for (size_t j = 0; j < x.size(); ++j) {
           x[j] = ck.kernel.a_bar[j] * x[j] + z;
           r[j] = std::max({r[j], std::abs(x[j].real()), std::abs(x[j].imag())});
         }
       }
     }
+  }
+  for (std::vector<double>& r : out) {
     const double top = *std::max_element(r.begin(), r.end());
     for (double& v : r) v = std::max(v, top > 0 ? top / kModeRangeFloor : 1.0);
-    out.push_back(std::move(r));
   }
   return out;
 }
 
 double input_bound(const ModelSpec& m, int k) {
   const double bias = m.encoder.bias.size() > k ? std::abs(m.encoder.bias(k)) : 0.0;
-  return std::max(1e-3, std::abs(m.encoder.weight(k, 0)) + bias);
+  // Every input value lies in [-1, 1] (block average) or [0, 1] (log-mel features).
+  return std::max(1e-3, m.encoder.weight.row(k).cwiseAbs().sum() + bias);
 }
 
 KernelFn software_kernels(const std::vector<kernel::CompiledKernel>& compiled) {
@@ -734,6 +784,8 @@ Result<Fidelity> measure_fidelity(Board& board, const ModelSpec& m,
         ErrorCode::kInvalidArgument,
         fmt::format("fidelity: {} placed kernels for a model of {}", kernels.size(), m.width()));
   }
+  // Every clip whole steps before the board runs any.
+  if (auto c = check_clips(m, clips, "fidelity"); !c) return std::unexpected(c.error());
   // The plans alone (what the loop represents), then the board's runs.
   auto plans = prepare_loop(board, kernels, /*load=*/false);
   if (!plans) return std::unexpected(plans.error());
@@ -756,14 +808,13 @@ Result<Fidelity> measure_fidelity(Board& board, const ModelSpec& m,
     agree += fh->label == fs->label;
     se += (fh->logits - fs->logits).squaredNorm();
     ss += fs->logits.squaredNorm();
+    const std::vector<Eigen::VectorXd> zs = encode(m, u);
     for (size_t k = 0; k < kernels.size(); ++k) {
       const kernel::CompiledKernel& ck = kernels[k].compiled;
       const kernel::LoopPlan& plan = (*plans)->plans[k];
       const double limit = plan.x_scale * plan.program.clamp;
       std::vector<kernel::cd> x(static_cast<size_t>(ck.n), 0.0);
-      for (Eigen::Index t = 0; t < u.size(); ++t) {
-        const double z = m.encoder.weight(static_cast<Eigen::Index>(k), 0) * u(t) +
-                         m.encoder.bias(static_cast<Eigen::Index>(k));
+      for (const double z : zs[k]) {
         for (size_t j = 0; j < x.size(); ++j) {
           x[j] = ck.kernel.a_bar[j] * x[j] + z;
           const kernel::cd held = ck.mode_gain[j] * x[j];

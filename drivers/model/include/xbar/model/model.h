@@ -1,8 +1,9 @@
 // The model around the analog kernels (DESIGN.md §5), on the host in Eigen: encoder
-// Linear(1 -> H), H kernels (+ D skip), GELU, mixing Linear(H -> M) or Linear(H -> 2M) with
-// GLU, mean-pool over time, decoder Linear(M -> classes), softmax. M = H in the paper. The kernels are a function argument, so the
-// software path (the compiled kernels in floating point) and the hardware path (the board's
-// closed loop) share everything else.
+// Linear(F -> H) (F = the front end's channels: 1 for the block average, LogMel::bands for
+// log-mel), H kernels (+ D skip), GELU, mixing Linear(H -> M) or Linear(H -> 2M) with GLU,
+// mean-pool over time, decoder Linear(M -> classes), softmax. M = H in the paper. The kernels
+// are a function argument, so the software path (the compiled kernels in floating point) and
+// the hardware path (the board's closed loop) share everything else.
 #pragma once
 
 #include <Eigen/Core>
@@ -11,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "xbar/audio/audio.h"
 #include "xbar/drivers/board.h"
 #include "xbar/drivers/error.h"
 #include "xbar/kernel/kernel.h"
@@ -23,12 +25,10 @@ struct Linear {
   Eigen::VectorXd bias;    // outputs (zero when the model has none)
 };
 
-struct Preprocessing {
-  int sample_rate_hz = 48000;
-  int downsample = 64;
-  int target_length = 0;
-  bool normalise = true;
-};
+/// The model's front end is the audio library's (one definition of the fields, their ranges and
+/// their arithmetic for the model, xbard and xbarctl).
+using Preprocessing = audio::Preprocessing;
+using LogMel = audio::LogMel;
 
 /// What one kernel meets on real data (xbar.v1.KernelRange): measured by calibrate().
 struct KernelRange {
@@ -48,8 +48,9 @@ struct Calibration {
   std::vector<KernelRange> kernels;  // one per kernel; empty: the model is not calibrated
   int clips = 0;
   std::string source;
-  /// Preprocessed clips the deploy runs on the board and in software (measure_fidelity);
-  /// independent of `kernels` (a model may carry either).
+  /// Preprocessed clips the deploy runs on the board and in software (measure_fidelity), each
+  /// steps x channels values, step-major (the model's input); independent of `kernels` (a model
+  /// may carry either).
   std::vector<Eigen::VectorXd> fidelity_clips;
 };
 inline constexpr size_t kMaxFidelityClips = 64;
@@ -64,6 +65,8 @@ struct ModelSpec {
   std::vector<std::string> classes;
   Calibration calibration;  // optional (older model files have none)
   int width() const { return static_cast<int>(kernels.kernels.size()); }  // H
+  /// F: the values per step of the model's input, the encoder's inputs (audio::channels).
+  int channels() const { return audio::channels(preprocessing); }
 };
 
 /// The head's width M: the mixing layer's outputs, halved by the GLU (the decoder takes M).
@@ -74,8 +77,15 @@ inline int head_width(const ModelSpec& m) {
 }
 inline constexpr int kMaxHeadWidth = 256;
 
-/// Checks shapes and values; the message names the field and what it needs.
+/// Checks shapes and values; the message names the field and what it needs (the encoder takes
+/// channels() inputs; fidelity clips are whole steps of channels() values).
 Result<void> validate(const ModelSpec& m);
+
+/// The encoder on a preprocessed clip `u` (T steps x F = m.channels() values, step-major):
+/// H sequences of T steps, z_k[t] = sum_f W(k, f) u[t F + f] + b_k (summed in f order; with
+/// F = 1 exactly W(k, 0) u[t] + b_k, as before the front end had channels). `u.size()` must be
+/// a multiple of F (forward(), calibrate() and measure_fidelity() refuse other inputs).
+std::vector<Eigen::VectorXd> encode(const ModelSpec& m, const Eigen::VectorXd& u);
 
 /// H input sequences (one per kernel) -> H output sequences.
 using KernelFn =
@@ -87,7 +97,8 @@ struct Forward {
   std::vector<Eigen::VectorXd> kernel_outputs;
 };
 
-/// The forward pass on a preprocessed clip `u` (T steps).
+/// The forward pass on a preprocessed clip `u` (T steps x channels() values, step-major).
+/// kInvalidArgument for no steps, or a length that is not a multiple of channels().
 Result<Forward> forward(const ModelSpec& m, const Eigen::VectorXd& u, const KernelFn& kernels);
 
 /// The software kernels: each compiled (quantized) kernel's ideal recurrence.
@@ -111,14 +122,16 @@ struct PlacedKernel {
   double state_range = 0;
 };
 
-/// The largest |input| kernel `k` can receive: |w_k| + |b_k| of the encoder, since the
-/// preprocessed clip lies in [-1, 1]. Never below 1e-3 (the loop's scales divide by it).
+/// The largest |input| kernel `k` can receive: sum_f |W(k, f)| + |b_k| of the encoder, since
+/// every value of a preprocessed clip lies in [-1, 1] (block averages) or [0, 1] (log-mel
+/// features). Never below 1e-3 (the loop's scales divide by it).
 double input_bound(const ModelSpec& m, int k);
 
-/// Runs every preprocessed clip in `clips` through the encoder and each compiled kernel's ideal
-/// recurrence and returns the ranges they meet (activation calibration): what the board's
-/// loop must represent so that real clips do not clip. `compiled` is the model's kernels,
-/// compiled; kInvalidArgument for no clips or a clip with a non-finite step.
+/// Runs every preprocessed clip in `clips` (each steps x channels(), step-major) through the
+/// encoder and each compiled kernel's ideal recurrence and returns the ranges they meet
+/// (activation calibration): what the board's loop must represent so that real clips do not
+/// clip. `compiled` is the model's kernels, compiled; kInvalidArgument for no clips, a clip with
+/// a non-finite value, or a clip whose length is not a multiple of channels().
 Result<Calibration> calibrate(const ModelSpec& m,
                               const std::vector<kernel::CompiledKernel>& compiled,
                               const std::vector<Eigen::VectorXd>& clips);
@@ -163,11 +176,12 @@ struct Fidelity {
   double board_ms = 0;
 };
 
-/// Runs each clip once on the board's loop (hardware_kernels, noise tags 0, 1, ...) and once in
-/// software, as Infer does, and predicts each kernel's state clipping: the fraction of the
-/// software state's updates (every step, mode, Re and Im of beta_k x_k) beyond the range the
-/// loop plan's 8-bit codes represent (x_scale times the clamp). kInvalidArgument for no clips;
-/// board errors as hardware_kernels. The caller keeps the board to itself.
+/// Runs each clip (steps x channels(), step-major) once on the board's loop (hardware_kernels,
+/// noise tags 0, 1, ...) and once in software, as Infer does, and predicts each kernel's state
+/// clipping: the fraction of the software state's updates (every step, mode, Re and Im of
+/// beta_k x_k) beyond the range the loop plan's 8-bit codes represent (x_scale times the
+/// clamp). kInvalidArgument for no clips or a clip that is not whole steps; board errors as
+/// hardware_kernels. The caller keeps the board to itself.
 Result<Fidelity> measure_fidelity(Board& board, const ModelSpec& m,
                                   const std::vector<PlacedKernel>& kernels,
                                   const std::vector<Eigen::VectorXd>& clips);
@@ -175,8 +189,7 @@ Result<Fidelity> measure_fidelity(Board& board, const ModelSpec& m,
 /// The model's head (GELU, mixing, mean-pool, decoder) fed one step at a time, for streams.
 class StreamingHead {
  public:
-  explicit StreamingHead(const ModelSpec& m)
-      : m_(m), sum_(Eigen::VectorXd::Zero(head_width(m))) {}
+  explicit StreamingHead(const ModelSpec& m) : m_(m), sum_(Eigen::VectorXd::Zero(head_width(m))) {}
   void push(const Eigen::VectorXd& kernel_outputs);  // H values of one step
   Forward result() const;                            // over the steps pushed so far
   int steps() const { return steps_; }
