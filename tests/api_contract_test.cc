@@ -15,6 +15,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <limits>
 #include <thread>
@@ -866,6 +867,162 @@ TEST_F(ApiContract, TheBearerSchemeIsCaseInsensitive) {
     EXPECT_EQ(kernels_->DeleteDeployment(ctx.get(), d, &out).error_code(),
               grpc::StatusCode::UNAUTHENTICATED)
         << bad;
+  }
+}
+
+}  // namespace
+}  // namespace xbar
+
+namespace xbar {
+namespace {
+
+// Issue 18: the example model on the log-mel front end: 8 kHz, 16 bands every 80 samples, the
+// encoder Linear(16 -> 3). No padding (target_length 0), so a stream's steps are Infer's.
+v1::Model log_mel_model() {
+  v1::Model m = example_model();
+  v1::AudioPreprocessing* p = m.mutable_preprocessing();
+  p->set_sample_rate_hz(8000);
+  p->set_downsample(80);
+  p->set_target_length(0);
+  p->set_normalise(true);
+  v1::LogMel* lm = p->mutable_log_mel();
+  lm->set_bands(16);
+  lm->set_fft_size(256);
+  lm->set_low_hz(125);
+  lm->set_high_hz(3800);
+  lm->set_range_db(60);
+  v1::Linear* enc = m.mutable_encoder();
+  enc->set_inputs(16);
+  enc->clear_weight();
+  for (int k = 0; k < 3; ++k) {
+    for (int f = 0; f < 16; ++f) enc->add_weight(0.25 * std::sin(1.7 * k + 0.9 * f + 0.3));
+  }
+  return m;
+}
+
+// A vowel-like clip at 8 kHz (harmonics of 140 Hz under a formant that moves up), 4037
+// samples: 50 whole hops and a partial one.
+std::vector<float> vowel_8k() {
+  std::vector<float> s(4037);
+  for (size_t i = 0; i < s.size(); ++i) {
+    const double t = static_cast<double>(i) / 8000;
+    double v = 0;
+    for (int h = 1; h <= 20; ++h) {
+      const double f = 140.0 * h;
+      v += std::exp(-std::pow((f - (500 + 2000 * t)) / 300, 2)) * std::sin(2 * M_PI * f * t);
+    }
+    s[i] = static_cast<float>(0.4 * std::min(1.0, 0.2 + 4 * t) * v);
+  }
+  return s;
+}
+
+// A log-mel model (issue 18) is validated as sent (its front end's fields, the encoder's
+// inputs, whole steps in its fidelity clips) before anything is pulsed; once deployed, Infer on
+// the board, host-stepped and in software agree on the label (board and emulation bit for bit),
+// and a stream in odd chunks ends at Infer's steps and logits, on each path.
+TEST_F(ApiContract, ALogMelModelDeploysAndItsPathsAgree) {
+  start("sim:profile=ideal,seed=1");
+  auto deploy_status = [&](const v1::Model& m) {
+    v1::DeployModelRequest req;
+    *req.mutable_model() = m;
+    req.mutable_options()->set_replace(true);
+    grpc::Status st;
+    deploy_request(req, &st);
+    return st;
+  };
+  const uint64_t pulses = pulses_applied();
+  struct Bad {
+    std::function<void(v1::Model&)> change;
+    std::string message;
+  };
+  const std::vector<Bad> bad = {
+      {[](v1::Model& m) { m.mutable_preprocessing()->mutable_log_mel()->set_bands(4294967295u); },
+       "preprocessing.log_mel.bands = 4294967295: allowed 1..64"},
+      {[](v1::Model& m) { m.mutable_preprocessing()->mutable_log_mel()->set_fft_size(100000); },
+       "preprocessing.log_mel.fft_size = 100000: allowed a power of two, 16..4096"},
+      {[](v1::Model& m) { m.mutable_preprocessing()->mutable_log_mel()->set_fft_size(0); },
+       "preprocessing.log_mel.fft_size = 0: allowed a power of two, 16..4096"},
+      {[](v1::Model& m) { m.mutable_preprocessing()->mutable_log_mel()->set_high_hz(5000); },
+       "preprocessing.log_mel.high_hz = 5000: allowed finite, > low_hz = 125 and <= "
+       "sample_rate_hz / 2 = 4000"},
+      {[](v1::Model& m) { m.mutable_preprocessing()->mutable_log_mel()->set_range_db(0); },
+       "preprocessing.log_mel.range_db = 0: allowed finite, > 0 and <= 200"},
+      {[](v1::Model& m) { *m.mutable_encoder() = example_model().encoder(); },
+       "encoder.weight: 3 x 1, the model needs 3 x 16 (outputs x inputs: one input per channel "
+       "of a step, preprocessing.log_mel.bands = 16)"},
+      {[](v1::Model& m) {
+         m.mutable_calibration()->add_fidelity_clips()->mutable_values()->Resize(33, 0.5f);
+       },
+       "calibration.fidelity_clips[0]: 33 values, allowed a multiple of the 16 channels of a "
+       "step"},
+  };
+  for (const Bad& b : bad) {
+    v1::Model m = log_mel_model();
+    b.change(m);
+    const grpc::Status st = deploy_status(m);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << b.message;
+    EXPECT_TRUE(contains(st.error_message(), b.message)) << st.error_message();
+  }
+  EXPECT_EQ(pulses_applied(), pulses);
+
+  // Deployed with two fidelity clips of 40 steps x 16 bands: measured on the board.
+  v1::Model m = log_mel_model();
+  for (int c = 0; c < 2; ++c) {
+    auto* clip = m.mutable_calibration()->add_fidelity_clips();
+    for (int i = 0; i < 40 * 16; ++i) {
+      clip->add_values(static_cast<float>(0.5 + 0.5 * std::sin(0.37 * i + c)));
+    }
+  }
+  const v1::Deployment dep = deploy(m);
+  ASSERT_EQ(dep.state(), "ready") << dep.message();
+  ASSERT_TRUE(dep.has_fidelity());
+  EXPECT_EQ(dep.fidelity().clips(), 2u);
+
+  const std::vector<float> s = vowel_8k();
+  auto infer_8k = [&](v1::InferPath path, v1::InferResponse* out) {
+    v1::InferRequest r;
+    r.set_deployment(dep.id());
+    r.set_sample_rate_hz(8000);
+    r.set_path(path);
+    r.set_kernel_outputs(true);
+    for (float v : s) r.add_samples(v);
+    auto ctx = context();
+    return models_->Infer(ctx.get(), r, out);
+  };
+  v1::InferResponse hw, em, sw;
+  ASSERT_TRUE(infer_8k(v1::INFER_HARDWARE, &hw).ok());
+  ASSERT_TRUE(infer_8k(v1::INFER_EMULATE, &em).ok());
+  ASSERT_TRUE(infer_8k(v1::INFER_SOFTWARE, &sw).ok());
+  EXPECT_EQ(hw.steps(), 51u);  // ceil(4037 / 80)
+  EXPECT_EQ(sw.steps(), 51u);
+  ASSERT_EQ(hw.kernel_outputs_size(), 3);
+  EXPECT_EQ(hw.kernel_outputs(0).values_size(), 51);
+  for (int i = 0; i < hw.logits_size(); ++i) EXPECT_EQ(hw.logits(i), em.logits(i)) << i;
+  EXPECT_EQ(hw.label(), em.label());
+  EXPECT_EQ(sw.label(), hw.label()) << "software " << sw.logits(0) << ", " << sw.logits(1)
+                                    << "; hardware " << hw.logits(0) << ", " << hw.logits(1);
+  std::printf("log-mel model: hardware logits %.4f %.4f, software %.4f %.4f\n", hw.logits(0),
+              hw.logits(1), sw.logits(0), sw.logits(1));
+
+  // Streams in chunks of 333 samples (4.2 hops): the last answer has Infer's 51 steps and its
+  // logits (float32 on the wire; the head sums step by step, Infer averages at once).
+  for (const auto& [path, ref] :
+       {std::pair{v1::INFER_SOFTWARE, &sw}, std::pair{v1::INFER_HARDWARE, &hw}}) {
+    Stream stream(channel_, dep.id(), 8000, path);
+    for (size_t at = 0; at < s.size(); at += 333) {
+      const size_t to = std::min(s.size(), at + 333);
+      ASSERT_TRUE(stream.send(s, at, to, to == s.size()));
+    }
+    const grpc::Status fs = stream.finish();
+    ASSERT_TRUE(fs.ok()) << fs.error_message();
+    EXPECT_TRUE(stream.last().final());
+    EXPECT_EQ(stream.last().steps(), 51u) << path;
+    ASSERT_EQ(stream.last().logits_size(), ref->logits_size());
+    for (int i = 0; i < ref->logits_size(); ++i) {
+      EXPECT_NEAR(stream.last().logits(i), ref->logits(i), 1e-5 * (1 + std::abs(ref->logits(i))))
+          << path << " logit " << i;
+    }
+    EXPECT_EQ(stream.last().label(), ref->label()) << path;
   }
 }
 

@@ -963,3 +963,74 @@ TEST(XbarctlCalibrate, WritesTheRangesIntoTheModelAndRefusesNoClips) {
 
 }  // namespace
 }  // namespace xbar
+
+namespace xbar {
+namespace {
+
+// Issue 18: `xbarctl calibrate` runs clips through the model's own front end: a log-mel model
+// (16 bands at 8 kHz) calibrated on 16 kHz WAVs (resampled) keeps clips of steps x 16 values,
+// and what it writes is a model deploy accepts.
+TEST(XbarctlCalibrate, WorksWithALogMelModel) {
+  TempDir dir;
+  v1::Model m;
+  ASSERT_TRUE(
+      google::protobuf::util::JsonStringToMessage(
+          testing::read_file(std::string(XBAR_SOURCE_DIR) + "/models/example-model.json"), &m)
+          .ok());
+  v1::AudioPreprocessing* p = m.mutable_preprocessing();
+  p->set_sample_rate_hz(8000);
+  p->set_downsample(80);
+  p->set_target_length(30);
+  v1::LogMel* lm = p->mutable_log_mel();
+  lm->set_bands(16);
+  lm->set_fft_size(256);
+  lm->set_low_hz(125);
+  lm->set_high_hz(3800);
+  lm->set_range_db(60);
+  m.mutable_encoder()->set_inputs(16);
+  m.mutable_encoder()->clear_weight();
+  for (int i = 0; i < 3 * 16; ++i) m.mutable_encoder()->add_weight(0.2 * std::sin(0.7 * i));
+  std::string json;
+  ASSERT_TRUE(google::protobuf::util::MessageToJsonString(m, &json).ok());
+  const auto model = dir.path() / "log-mel.json";
+  std::ofstream(model) << json;
+  std::filesystem::create_directory(dir.path() / "clips");
+  for (int i = 0; i < 3; ++i) {
+    write_wav(dir.path() / "clips" / fmt::format("c{}.wav", i), 0.2 + 0.1 * i, 16000);
+  }
+  const auto out = dir.path() / "cal.json";
+  const Ran r = run_split({XBARCTL_PATH, "-q", "calibrate", model.string(),
+                           (dir.path() / "clips").string(), "-o", out.string()},
+                          dir.path());
+  ASSERT_EQ(r.rc, 0) << r;
+  v1::Model cal;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(testing::read_file(out), &cal).ok());
+  EXPECT_EQ(cal.calibration().clips(), 3u);
+  ASSERT_EQ(cal.calibration().kernels_size(), 3);
+  for (const v1::KernelRange& k : cal.calibration().kernels()) EXPECT_GT(k.input_max(), 0);
+  ASSERT_EQ(cal.calibration().fidelity_clips_size(), 3);
+  for (const v1::Sequence& c : cal.calibration().fidelity_clips()) {
+    EXPECT_EQ(c.values_size(), 30 * 16);  // target_length steps x 16 bands, step-major
+    for (float v : c.values()) {
+      EXPECT_GE(v, 0.0f);
+      EXPECT_LE(v, 1.0f);
+    }
+  }
+  EXPECT_TRUE(cal.preprocessing().has_log_mel());
+  EXPECT_EQ(cal.preprocessing().log_mel().bands(), 16u);
+  // A model whose encoder does not take the bands is refused, naming the field.
+  m.mutable_encoder()->set_inputs(1);
+  m.mutable_encoder()->mutable_weight()->Truncate(3);
+  json.clear();  // MessageToJsonString appends
+  ASSERT_TRUE(google::protobuf::util::MessageToJsonString(m, &json).ok());
+  std::ofstream(model) << json;
+  const Ran bad = run_split({XBARCTL_PATH, "calibrate", model.string(),
+                             (dir.path() / "clips").string(), "-o", out.string()},
+                            dir.path());
+  EXPECT_EQ(bad.rc, 2) << bad;
+  EXPECT_NE(bad.err.find("encoder.weight: 3 x 1, the model needs 3 x 16"), std::string::npos)
+      << bad;
+}
+
+}  // namespace
+}  // namespace xbar

@@ -301,8 +301,9 @@ int ModelCommands::Impl::run_stream(const Session& session) const {
     return kUsage;
   }
   const std::vector<float>& samples = at_rate->samples;
-  const size_t whole_steps = samples.size() / model.downsample;  // a partial block is no step
-  const double expected_steps = std::max<double>(1, static_cast<double>(whole_steps));
+  // The daemon's steps: ceil(n / downsample) (the last, partial one comes with the end).
+  const size_t all_steps = (samples.size() + model.downsample - 1) / model.downsample;
+  const double expected_steps = std::max<double>(1, static_cast<double>(all_steps));
 
   auto stub = v1::ModelService::NewStub(session.channel());
   auto ctx = session.context(kLongCallS);
@@ -418,11 +419,8 @@ int ModelCommands::Impl::run_calibrate(const Session& session) const {
     std::cerr << "xbarctl: no audio files (.wav, .flac, .ogg) in the clips given\n";
     return kUsage;
   }
-  audio::Preprocessing pp;
-  pp.sample_rate_hz = spec->preprocessing.sample_rate_hz;
-  pp.downsample = spec->preprocessing.downsample;
-  pp.target_length = spec->preprocessing.target_length;
-  pp.normalise = spec->preprocessing.normalise;
+  // The model's own front end (block average or log-mel): each clip is steps x channels values.
+  const audio::Preprocessing& pp = spec->preprocessing;
   std::vector<Eigen::VectorXd> steps;
   steps.reserve(files.size());
   {
@@ -438,9 +436,9 @@ int ModelCommands::Impl::run_calibrate(const Session& session) const {
         std::cerr << "xbarctl: " << files[i].string() << ": " << s.error().message << "\n";
         return kUsage;
       }
-      Eigen::VectorXd u(static_cast<Eigen::Index>(s->size()));
-      for (size_t t = 0; t < s->size(); ++t) u(static_cast<Eigen::Index>(t)) = (*s)[t];
-      steps.push_back(std::move(u));
+      steps.push_back(
+          Eigen::Map<const Eigen::VectorXf>(s->data(), static_cast<Eigen::Index>(s->size()))
+              .cast<double>());
       progress.bar("calibrate", static_cast<double>(i + 1) / static_cast<double>(files.size()),
                    files[i].filename().string());
     }

@@ -120,6 +120,28 @@ Result<model::ModelSpec> model_from_proto(const v1::Model& m) {
     if (!length) return std::unexpected(length.error());
     s.preprocessing.target_length = *length;
     s.preprocessing.normalise = p.normalise();
+    if (p.has_log_mel()) {
+      // Every field as sent (no defaults: 0 is refused where it is not allowed); the rest of
+      // the checks (power of two, >= downsample, the band edges, the range) are
+      // audio::validate's, in model::validate below.
+      const v1::LogMel& lm = p.log_mel();
+      auto bands = in_range("log_mel.bands", lm.bands(), 1, audio::LogMel::kMaxBands);
+      if (!bands) return std::unexpected(bands.error());
+      if (lm.fft_size() > static_cast<uint32_t>(audio::LogMel::kMaxFftSize)) {
+        return make_error(
+            ErrorCode::kInvalidArgument,
+            fmt::format("preprocessing.log_mel.fft_size = {}: allowed a power of "
+                        "two, {}..{}",
+                        lm.fft_size(), audio::LogMel::kMinFftSize, audio::LogMel::kMaxFftSize));
+      }
+      audio::LogMel m;
+      m.bands = *bands;
+      m.fft_size = static_cast<int>(lm.fft_size());
+      m.low_hz = lm.low_hz();
+      m.high_hz = lm.high_hz();
+      m.range_db = lm.range_db();
+      s.preprocessing.log_mel = m;
+    }
   }
   auto ks = kernel_set_from_proto(m.kernel_set());
   if (!ks) return std::unexpected(ks.error());
@@ -157,6 +179,22 @@ Result<model::ModelSpec> model_from_proto(const v1::Model& m) {
   }
   if (auto v = model::validate(s); !v) return std::unexpected(v.error());
   return s;
+}
+
+void preprocessing_to_proto(const model::Preprocessing& p, v1::AudioPreprocessing* out) {
+  out->Clear();
+  out->set_sample_rate_hz(static_cast<uint32_t>(std::max(0, p.sample_rate_hz)));
+  out->set_downsample(static_cast<uint32_t>(std::max(0, p.downsample)));
+  out->set_target_length(static_cast<uint32_t>(std::max(0, p.target_length)));
+  out->set_normalise(p.normalise);
+  if (p.log_mel) {
+    v1::LogMel* lm = out->mutable_log_mel();
+    lm->set_bands(static_cast<uint32_t>(std::max(0, p.log_mel->bands)));
+    lm->set_fft_size(static_cast<uint32_t>(std::max(0, p.log_mel->fft_size)));
+    lm->set_low_hz(p.log_mel->low_hz);
+    lm->set_high_hz(p.log_mel->high_hz);
+    lm->set_range_db(p.log_mel->range_db);
+  }
 }
 
 void calibration_to_proto(const model::Calibration& c, v1::Model* m) {

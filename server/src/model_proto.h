@@ -18,6 +18,10 @@ Result<kernel::KernelSetSpec> kernel_set_from_proto(const v1::KernelSet& set);
 /// field.
 Result<model::ModelSpec> model_from_proto(const v1::Model& m);
 
+/// Writes `p` into `out` (replacing what was there): model_from_proto's inverse, for the fields
+/// it reads (a model's preprocessing as a file or a request spells it).
+void preprocessing_to_proto(const model::Preprocessing& p, v1::AudioPreprocessing* out);
+
 /// Writes `c` into m->calibration (replacing what was there).
 void calibration_to_proto(const model::Calibration& c, v1::Model* m);
 

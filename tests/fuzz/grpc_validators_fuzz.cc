@@ -69,11 +69,16 @@ std::string model_verdict(const v1::Model& m, model::ModelSpec* out) {
     return spec.error().message;
   }
   const int h = spec->width();
-  FUZZ_CHECK(h >= 1 && h <= 3 && spec->encoder.weight.rows() == h &&
-                 spec->encoder.weight.cols() == 1 && spec->mixing.weight.cols() == h &&
-                 spec->mixing.weight.rows() == (spec->glu ? 2 * h : h) &&
-                 spec->decoder.weight.cols() == h && spec->decoder.weight.rows() >= 2,
-             "model_from_proto: shapes disagree with the kernel count");
+  // The encoder takes one input per channel of the front end (1, or the log-mel bands); the
+  // head's width M is the mixing layer's (halved by the GLU).
+  const int f = spec->channels();
+  const int m_width = model::head_width(*spec);
+  FUZZ_CHECK(h >= 1 && h <= 3 && f >= 1 && f <= audio::LogMel::kMaxBands &&
+                 spec->encoder.weight.rows() == h && spec->encoder.weight.cols() == f &&
+                 spec->mixing.weight.cols() == h && m_width >= 1 &&
+                 spec->mixing.weight.rows() == (spec->glu ? 2 * m_width : m_width) &&
+                 spec->decoder.weight.cols() == m_width && spec->decoder.weight.rows() >= 2,
+             "model_from_proto: shapes disagree with the kernel count or the front end");
   if (out) *out = *spec;
   return "";
 }

@@ -426,6 +426,18 @@ const char* kSmallModel = R"({"name": "tiny-glu",
  "decoder": {"inputs": 1, "outputs": 3, "weight": [1, -1, 0.5], "bias": []},
  "classes": ["a", "b", "c"]})";
 
+// Issue 18: the log-mel front end (4 bands per step), the encoder Linear(4 -> 1), and a fidelity
+// clip of 3 steps x 4 bands.
+const char* kSmallLogMelModel = R"({"name": "tiny-log-mel",
+ "preprocessing": {"sampleRateHz": 8000, "downsample": 40, "targetLength": 0, "normalise": true,
+  "logMel": {"bands": 4, "fftSize": 64, "lowHz": 100, "highHz": 3500, "rangeDb": 50}},
+ "encoder": {"inputs": 4, "outputs": 1, "weight": [0.5, -0.25, 1.0, 0.75], "bias": [0.1]},
+ "kernelSet": {"kernels": [{"name": "k", "discrete": {"aBar": [{"re": 0.95, "im": 0.2}], "cBar": [{"re": 0.3, "im": 0.1}]}}]},
+ "mixing": {"inputs": 1, "outputs": 1, "weight": [1.5], "bias": [0]},
+ "decoder": {"inputs": 1, "outputs": 2, "weight": [1, -1], "bias": []},
+ "classes": ["a", "b"],
+ "calibration": {"fidelityClips": [{"values": [0, 0.5, 1, 0.25, 0.1, 0.2, 0.3, 0.4, 1, 1, 0, 0]}]}})";
+
 void kernel_model_seeds() {
   const std::vector<std::pair<std::string, std::string>> kernels = {
       {"example", read_text("configs/kernels/example.json")},
@@ -448,7 +460,8 @@ void kernel_model_seeds() {
       {"zero-one-2bit", read_text("models/reference/zero-one-2bit.json")},
       {"zero-one-5bit", read_text("models/reference/zero-one-5bit.json")},
       {"zero-one-float", read_text("models/reference/zero-one-float.json")},
-      {"tiny-glu", kSmallModel}};
+      {"tiny-glu", kSmallModel},
+      {"tiny-log-mel", kSmallLogMelModel}};
   for (const auto& [name, text] : models) write("model", name + ".json", text);
   write("model", "bad-shapes.json",
         std::string(R"({"encoder": {"inputs": 1, "outputs": 2, "weight": [1]},

@@ -55,15 +55,17 @@ void check_reload(const v1::Model& m, const model::ModelSpec& spec) {
   FUZZ_CHECK(again.has_value(),
              "a model accepted at deploy is refused when loaded: " + again.error().message);
   FUZZ_CHECK(again->name == spec.name && again->glu == spec.glu && again->classes == spec.classes &&
-                 again->width() == spec.width() &&
-                 again->preprocessing.sample_rate_hz == spec.preprocessing.sample_rate_hz &&
-                 again->preprocessing.downsample == spec.preprocessing.downsample &&
-                 again->preprocessing.target_length == spec.preprocessing.target_length &&
-                 again->preprocessing.normalise == spec.preprocessing.normalise &&
+                 again->width() == spec.width() && again->preprocessing == spec.preprocessing &&
                  same_linear(again->encoder, spec.encoder) &&
                  same_linear(again->mixing, spec.mixing) &&
                  same_linear(again->decoder, spec.decoder),
              "the reloaded model differs from the deployed one");
+  // The preprocessing written back (preprocessing_to_proto) reads as the same.
+  v1::Model written = stored;
+  server::preprocessing_to_proto(spec.preprocessing, written.mutable_preprocessing());
+  auto back = server::model_from_proto(written);
+  FUZZ_CHECK(back.has_value() && back->preprocessing == spec.preprocessing,
+             "preprocessing_to_proto does not give back the preprocessing it was given");
 }
 
 void check_software_path(const model::ModelSpec& spec, uint32_t hash) {
@@ -74,8 +76,13 @@ void check_software_path(const model::ModelSpec& spec, uint32_t hash) {
   const int h = spec.width();
   const int classes = static_cast<int>(spec.decoder.weight.rows());
   const int steps = 1 + static_cast<int>(hash % 40);
-  Eigen::VectorXd u(steps);  // a preprocessed clip lies in [-1, 1]
-  for (int t = 0; t < steps; ++t) u(t) = std::sin(0.37 * (t + 1) + hash % 7);
+  const int channels = spec.channels();
+  // A preprocessed clip lies in [-1, 1] (block average) or [0, 1] (log-mel): steps x channels.
+  Eigen::VectorXd u(steps * channels);
+  for (int i = 0; i < steps * channels; ++i) {
+    const double v = std::sin(0.37 * (i + 1) + hash % 7);
+    u(i) = channels > 1 ? std::abs(v) : v;
+  }
 
   auto f = model::forward(spec, u, model::software_kernels(compiled));
   FUZZ_CHECK(f.has_value(), "forward on the software kernels failed: " + f.error().message);
@@ -94,12 +101,7 @@ void check_software_path(const model::ModelSpec& spec, uint32_t hash) {
   }
 
   // StreamInfer: the encoder per step, the kernels in two chunks, the head step by step.
-  std::vector<Eigen::VectorXd> z(static_cast<size_t>(h), Eigen::VectorXd(steps));
-  for (int k = 0; k < h; ++k) {
-    for (int t = 0; t < steps; ++t) {
-      z[static_cast<size_t>(k)](t) = spec.encoder.weight(k, 0) * u(t) + spec.encoder.bias(k);
-    }
-  }
+  const std::vector<Eigen::VectorXd> z = model::encode(spec, u);
   const int cut = steps / 2;
   std::vector<Eigen::VectorXd> first, second;
   for (const auto& zk : z) {

@@ -9,8 +9,11 @@ Without --wav it makes a clip: a 1.161 s chirp at the model's rate, written as a
 (the stdlib `wave` module) to --out or a temporary file. The one-shot inference sends the WAV
 file's bytes (the daemon decodes, resamples and peak-normalises it); the stream sends samples
 at the model's rate, prepared here the way the daemon prepares a clip (mono, resampled,
-peak-normalised after the block average, padded or cut to the model's length: a stream gets
-no preprocessing), so the stream's final label is the one-shot label.
+peak-normalised after the block average, padded or cut to the model's length: a stream is
+neither normalised nor padded), so the stream's final label is the one-shot label. A model with
+the log-mel front end (preprocessing.log_mel) normalises a stream itself (its reference is
+causal), and its padding is zero steps, which no samples give: its stream is only cut to the
+model's length, and its result is the one-shot result when the clip needs no padding.
 """
 
 from __future__ import annotations
@@ -87,8 +90,12 @@ def resample_linear(x: list[float], rate_in: int, rate_out: int) -> list[float]:
 def prepare_for_stream(x: list[float], preprocessing) -> list[float]:
     """What the daemon does to a clip before the model, done on the samples so that a stream
     (which gets none of it) sees the same steps: peak-normalise the block averages to 1,
-    pad with zeros or cut to target_length steps."""
+    pad with zeros or cut to target_length steps. With log_mel only the cut (see above)."""
     ds = preprocessing.downsample or 64
+    if preprocessing.HasField("log_mel"):
+        if preprocessing.target_length:
+            x = x[: preprocessing.target_length * ds]
+        return x
     if preprocessing.normalise:
         peak = 0.0
         for i in range(0, len(x), ds):

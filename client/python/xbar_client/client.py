@@ -376,7 +376,11 @@ class Client:
         The last one has ``final`` set.
 
         ``samples`` are mono, at ``sample_rate_hz``, which must be the model's preprocessing
-        rate (no resampling and no peak normalisation on a stream: see :meth:`model`).
+        rate (no resampling on a stream: see :meth:`model`). The steps are those of ``infer``
+        on the whole utterance but never padded, and with the block-average front end not
+        peak-normalised; a model with ``preprocessing.log_mel`` normalises a stream as a clip
+        (its reference is the loudest band so far). The final answer includes the last,
+        partial step.
         Breaking out of the loop cancels the call (the daemon closes the board's loop run).
         """
         if chunk_ms <= 0:
