@@ -234,6 +234,7 @@ Result<std::vector<model::PlacedKernel>> placed_kernels(
     if (p.kernel() < spec.calibration.kernels.size()) {
       pk.state_max = spec.calibration.kernels[p.kernel()].state_max;
       pk.state_range = spec.calibration.kernels[p.kernel()].state_range;
+      pk.input_max = spec.calibration.kernels[p.kernel()].input_max;
     }
     pk.placement.row_of.assign(p.row_of_logical().begin(), p.row_of_logical().end());
     pk.placement.col_of.assign(p.col_of_logical().begin(), p.col_of_logical().end());

@@ -317,7 +317,9 @@ void choose_state_ranges(const ModelSpec& m, const std::vector<kernel::CompiledK
   for (size_t k = 0; k < cal.kernels.size(); ++k) {
     KernelRange& r = cal.kernels[k];
     const kernel::CompiledKernel& ck = compiled[k];
-    const double least = least_state_range(ck, r.input_max);
+    // The input's own codes clip below input_max / b_weight (LoopPlanOptions::input_max).
+    const double least =
+        std::max(least_state_range(ck, r.input_max), r.input_max / ck.b_weight);
     double best = 0, best_err = std::numeric_limits<double>::infinity();
     // Fractions of the largest state from 1.1 down, geometric (x 0.85), never below `least`.
     for (int i = 0; i < 20; ++i) {
@@ -517,6 +519,7 @@ Result<std::shared_ptr<const PreparedLoop>> prepare_loop(Board& board,
     options.fix_devices = k.fix_devices;
     options.state_max = k.state_max;
     options.state_range = k.state_range;
+    options.input_max = k.input_max;
     auto plan = kernel::plan_loop(k.compiled, k.placement, k.g_uS, k.array, board.info(), options);
     if (!plan) return std::unexpected(plan.error());
     p->plans[i] = *plan;

@@ -26,6 +26,12 @@ struct LoopPlanOptions {
   // The range a calibration chose (xbar.v1.KernelRange state_range): represented exactly (no
   // headroom); wins over state_max.
   double state_range = 0;
+  // The largest |u| real inputs reach (a calibration's input_max; 0: u_max). Whatever the
+  // state range above, the plan represents at least input_max / b_weight: the input tap's row
+  // magnitude is u / (b_weight x_scale), clamped at `clamp` like the state's, so a smaller range
+  // clips the input itself on its loudest steps (a fast kernel has b_weight = max |A_bar| well
+  // below 1).
+  double input_max = 0;
   // Trim each feedback route's gain to the conductances `g_uS` holds (route_trims): the
   // least-squares gain that brings the programmed row of [A | B] closest to the compiled one.
   bool trim_routes = true;

@@ -120,6 +120,7 @@ struct PlacedKernel {
   /// or state_max with headroom); 0: none, the plan sizes it from synthetic inputs.
   double state_max = 0;
   double state_range = 0;
+  double input_max = 0;  // the calibration's (kernel::LoopPlanOptions::input_max); 0: u_max
 };
 
 /// The largest |input| kernel `k` can receive: sum_f |W(k, f)| + |b_k| of the encoder, since
