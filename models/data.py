@@ -47,25 +47,11 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
+import frontend
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 RATE = 48000
-
-ACCENTS = ["en-gb", "en-us", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
-           "en-gb-x-rp", "en-029"]
-VARIANTS = (["m%d" % i for i in range(1, 9)] + ["f%d" % i for i in range(1, 6)] +
-            ["klatt", "klatt2", "klatt3", "klatt4", "klatt5", "klatt6"] +
-            ["adam", "anika", "aunty", "benjamin", "boris", "caleb", "david", "ed", "edward",
-             "grandma", "grandpa", "john", "linda", "max", "michel", "norbert", "paul",
-             "quincy", "rob", "robert", "steph", "travis", "victor", "zac", "Alex", "Andy",
-             "Annie", "Lee", "Michael", "Mike", "whisperf"])
-BASE_PITCHES = [25, 40, 55, 70, 85]  # espeak -p (0..99, default 50)
-WORDS = ["zero", "one"]              # label = index
-TEXTS = ["{w}", "{w}.", "{w}!", "{w}?", "{W},", "{W}."]
-SNRS = [None, 40.0, 30.0, 20.0]  # dB; None = clean
-SNR_P = [0.4, 0.2, 0.2, 0.2]
-NOISES = ["white", "pink", "brown"]
-
 
 # --------------------------------------------------------------------------------------------
 # Audio I/O and the preprocessing of the C++ side
@@ -146,113 +132,241 @@ def write_wav16(path, x, rate=RATE):
 
 
 # --------------------------------------------------------------------------------------------
-# Generator
+# Generator: three synthesizers, rooms, microphones, telephone bands, noise (issue 18)
+
+ACCENTS = ["en-gb", "en-us", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
+           "en-gb-x-rp", "en-029"]
+VARIANTS = (["m%d" % i for i in range(1, 9)] + ["f%d" % i for i in range(1, 6)] +
+            ["klatt", "klatt2", "klatt3", "klatt4", "klatt5", "klatt6"] +
+            ["adam", "anika", "aunty", "benjamin", "boris", "caleb", "david", "ed", "edward",
+             "grandma", "grandpa", "john", "linda", "max", "michel", "norbert", "paul",
+             "quincy", "rob", "robert", "steph", "travis", "victor", "zac", "Alex", "Andy",
+             "Annie", "Lee", "Michael", "Mike", "whisperf"])
+BASE_PITCHES = [25, 40, 55, 70, 85]  # espeak -p (0..99, default 50)
+FLITE_VOICES = ["kal", "kal16", "awb", "rms", "slt"]  # flite's built-in voices (flite -lv)
+FLITE_F0 = [85, 105, 125, 160, 200]  # int_f0_target_mean, Hz: one speaker per voice and F0
+FESTIVAL_VOICES = ["kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts"]  # festvox-* packages
+WORDS = ["zero", "one"]              # label = index
+TEXTS = ["{w}", "{w}.", "{w}!", "{w}?", "{W},", "{W}."]
+NOISES = ["white", "pink", "brown", "babble", "hum"]
+CAPTURES = ["studio", "mic16", "mic8", "phone"]  # how the clip was recorded (_capture)
+CAPTURE_P = [0.2, 0.3, 0.3, 0.2]
+CAPTURE_RATE = {"studio": 48000, "mic16": 16000, "mic8": 8000, "phone": 8000}
+WORK_RATE = 16000  # every voice is brought to this rate before the acoustics
 
 
-def _coloured_noise(rng, kind, n):
+def _coloured_noise(rng, kind, n, rate=WORK_RATE):
+    """Unit-power noise: white, pink (1/f), brown (1/f^2), babble (speech-shaped, modulated at
+    syllable rate, like a room of talkers) or hum (mains at 50 or 60 Hz with harmonics over a
+    pink floor)."""
     w = rng.standard_normal(n)
     if kind == "white":
         return w
     spec = np.fft.rfft(w)
-    f = np.arange(spec.size, dtype=np.float64)
-    f[0] = 1.0
-    spec = spec / (np.sqrt(f) if kind == "pink" else f)
+    f = np.fft.rfftfreq(n, 1.0 / rate)
+    f[0] = f[1] if f.size > 1 else 1.0
+    if kind == "pink":
+        spec = spec / np.sqrt(f)
+    elif kind == "brown":
+        spec = spec / f
+    elif kind == "babble":  # the long-term speech spectrum: a peak near 500 Hz, -9 dB/oct above
+        spec = spec * (f / 500.0) / (1.0 + (f / 500.0) ** 2.5)
+    elif kind == "hum":
+        spec = spec / np.sqrt(f) * 0.3
     spec[0] = 0
     out = np.fft.irfft(spec, n)
+    if kind == "babble":  # 3..6 Hz amplitude modulation, a few talkers overlapping
+        t = np.arange(n) / rate
+        env = np.ones(n)
+        for _ in range(3):
+            env += 0.6 * np.sin(2 * np.pi * rng.uniform(3, 6) * t + rng.uniform(0, 2 * np.pi))
+        out = out * np.maximum(env, 0.1)
+    elif kind == "hum":
+        t = np.arange(n) / rate
+        mains = 50.0 if rng.random() < 0.5 else 60.0
+        out = out / (np.std(out) + 1e-12)
+        for h in range(1, 8):
+            out += (1.5 / h) * np.sin(2 * np.pi * mains * h * t + rng.uniform(0, 2 * np.pi))
     return out / (np.std(out) + 1e-12)
 
 
-def _speakers(seed, count):
-    """`count` distinct (accent, variant, base pitch) identities, drawn from the seed."""
+def _room_ir(rng, rt60_s, drr_db, rate=WORK_RATE):
+    """A generated room impulse response: the direct path, then an exponentially decaying
+    noise tail (-60 dB at rt60_s), scaled so the direct-to-reverberant ratio is drr_db."""
+    n = max(2, int(rt60_s * rate))
+    t = np.arange(n) / rate
+    tail = rng.standard_normal(n) * np.exp(-6.9 * t / rt60_s)
+    tail[: int(0.002 * rate)] = 0  # the first reflection arrives after the direct sound
+    tail *= np.sqrt(10 ** (-drr_db / 10) / (np.sum(tail ** 2) + 1e-12))
+    tail[0] = 1.0
+    return tail
+
+
+def _band(x, rate, hp_hz=0.0, lp_hz=0.0, tilt=0.0):
+    """Zero-phase band limiting in the frequency domain: a 2nd-order high-pass at hp_hz, a
+    4th-order low-pass at lp_hz (Butterworth magnitudes), and a spectral tilt of `tilt` decades
+    of gain per decade around 1 kHz (a microphone's colour)."""
+    n = x.size
+    spec = np.fft.rfft(x)
+    f = np.fft.rfftfreq(n, 1.0 / rate)
+    g = np.ones(f.size)
+    fz = np.maximum(f, 1e-3)
+    if hp_hz > 0:
+        g /= np.sqrt(1 + (hp_hz / fz) ** 4)
+    if lp_hz > 0:
+        g /= np.sqrt(1 + (fz / lp_hz) ** 8)
+    if tilt:
+        g *= np.clip(fz / 1000.0, 0.05, 8.0) ** tilt
+    return np.fft.irfft(spec * g, n)
+
+
+def _mu_law(x):
+    """A G.711 mu-law round trip (8-bit codes), as a telephone line leaves the signal."""
+    mu = 255.0
+    y = np.sign(x) * np.log1p(mu * np.minimum(np.abs(x), 1.0)) / np.log1p(mu)
+    y = np.round(y * 127.0) / 127.0
+    return np.sign(y) * ((1 + mu) ** np.abs(y) - 1) / mu
+
+
+def _speakers(seed, espeak_count):
+    """Every voice identity, with its synthesizer: `espeak_count` espeak-ng identities drawn
+    from accent x variant x base pitch, every flite voice at 5 base F0s, the festival voices."""
     rng = np.random.default_rng([seed, 1])
     combos = [(a, v, p) for a in ACCENTS for v in VARIANTS for p in BASE_PITCHES]
-    if count > len(combos):
-        raise ValueError("at most %d speakers" % len(combos))
-    pick = rng.permutation(len(combos))[:count]
-    return [combos[i] for i in sorted(pick)]
+    if espeak_count > len(combos):
+        raise ValueError("at most %d espeak-ng speakers" % len(combos))
+    pick = sorted(rng.permutation(len(combos))[:espeak_count])
+    spk = [{"synth": "espeak-ng", "voice": "%s+%s" % combos[i][:2], "pitch": combos[i][2]}
+           for i in pick]
+    spk += [{"synth": "flite", "voice": v, "pitch": f0} for v in FLITE_VOICES for f0 in FLITE_F0]
+    spk += [{"synth": "festival", "voice": v, "pitch": 0} for v in FESTIVAL_VOICES]
+    for s, d in enumerate(spk):
+        d["speaker"] = "spk%03d" % s
+    return spk
 
 
-def plan(seed=7, speakers=240, renditions=4, test_fraction=0.25):
-    """The parameters of every clip (no audio yet): a list of dicts, deterministic."""
+def plan(seed=7, speakers=240, renditions=4, test_fraction=0.25, flite_renditions=12,
+         festival_renditions=40, heldout="festival"):
+    """The parameters of every clip (no audio yet): a list of dicts, deterministic from `seed`.
+
+    Splits: the `heldout` synthesizer's voices are never trained on (split "heldout"); every
+    other speaker is in "train" or "test" (a `test_fraction` of each synthesizer's speakers)."""
     spk = _speakers(seed, speakers)
-    order = np.random.default_rng([seed, 2]).permutation(len(spk))
-    n_test = int(round(test_fraction * len(spk)))
-    test_ids = set(int(i) for i in order[:n_test])
+    test_ids = set()
+    for synth in ("espeak-ng", "flite", "festival"):
+        ids = [i for i, d in enumerate(spk) if d["synth"] == synth]
+        order = np.random.default_rng([seed, 2, len(synth)]).permutation(len(ids))
+        test_ids |= {ids[j] for j in order[:int(round(test_fraction * len(ids)))]}
+    reps = {"espeak-ng": renditions, "flite": flite_renditions, "festival": festival_renditions}
     clips = []
-    for s, (accent, variant, base_pitch) in enumerate(spk):
-        split = "test" if s in test_ids else "train"
+    for s, d in enumerate(spk):
+        split = ("heldout" if d["synth"] == heldout else
+                 "test" if s in test_ids else "train")
         for label, word in enumerate(WORDS):
-            for r in range(renditions):
+            for r in range(reps[d["synth"]]):
                 rng = np.random.default_rng([seed, 3, s, label, r])
                 text = TEXTS[rng.integers(len(TEXTS))].format(w=word, W=word.capitalize())
-                snr_i = rng.choice(len(SNRS), p=SNR_P)
+                capture = CAPTURES[rng.choice(len(CAPTURES), p=CAPTURE_P)]
+                noisy = rng.random() < 0.75
                 c = {
-                    "file": "%s/spk%03d_%s_r%d.wav" % (split, s, word, r),
-                    "label": label,
-                    "word": word,
-                    "split": split,
-                    "speaker": "spk%03d" % s,
-                    "voice": "%s+%s" % (accent, variant),
-                    "base_pitch": base_pitch,
+                    "file": "%s/%s_%s_r%d.wav" % (split, d["speaker"], word, r),
+                    "label": label, "word": word, "split": split, "speaker": d["speaker"],
+                    "synth": d["synth"], "voice": d["voice"], "base_pitch": d["pitch"],
                     "text": text,
-                    "wpm": int(rng.integers(125, 216)),
-                    "espeak_pitch": int(np.clip(base_pitch + rng.integers(-8, 9), 0, 99)),
-                    "tempo": round(float(rng.uniform(0.85, 1.2)), 3),
-                    "pitch_cents": int(rng.integers(-150, 151)),
-                    "gain_db": round(float(rng.uniform(-20, 0)), 2),
-                    "reverb": int(rng.integers(10, 51)) if rng.random() < 0.3 else 0,
-                    "room_scale": int(rng.integers(30, 101)),
-                    "lowpass_hz": int(rng.choice([3400, 5000, 8000])) if rng.random() < 0.25 else 0,
-                    "highpass_hz": int(rng.choice([100, 150])) if rng.random() < 0.2 else 40,
-                    "noise": NOISES[rng.integers(len(NOISES))] if SNRS[snr_i] else "none",
-                    "snr_db": SNRS[snr_i],
-                    "lead_s": round(float(rng.uniform(0.03, 0.3)), 3),
-                    "tail_s": round(float(rng.uniform(0.03, 0.25)), 3),
+                    # espeak-ng words per minute / flite and festival duration stretch
+                    "wpm": int(rng.integers(120, 221)),
+                    "stretch": round(float(rng.uniform(0.8, 1.35)), 3),
+                    "pitch_jitter": int(rng.integers(-10, 11)),
+                    "tempo": round(float(rng.uniform(0.8, 1.25)), 3),
+                    "pitch_cents": int(rng.integers(-300, 301)),
+                    "speed": round(float(rng.uniform(0.9, 1.1)), 3) if rng.random() < 0.3 else 1.0,
+                    "rt60_s": round(float(rng.uniform(0.15, 0.9)), 3) if rng.random() < 0.4 else 0,
+                    "drr_db": round(float(rng.uniform(-2, 12)), 2),
+                    "capture": capture,
+                    "rate_hz": CAPTURE_RATE[capture],
+                    "highpass_hz": int(rng.choice([40, 80, 120, 200])),
+                    "tilt": round(float(rng.uniform(-0.3, 0.3)), 3),
+                    "noise": NOISES[rng.integers(len(NOISES))] if noisy else "none",
+                    "snr_db": round(float(rng.uniform(5, 35)), 1) if noisy else None,
+                    "peak_dbfs": round(float(rng.uniform(-30, -1)), 2),
+                    "lead_s": round(float(rng.uniform(0.02, 0.45)), 3),
+                    "tail_s": round(float(rng.uniform(0.02, 0.3)), 3),
                     "noise_seed": int(rng.integers(2**31)),
                 }
                 clips.append(c)
     return clips
 
 
-def synth(c):
-    """One clip's samples (float64, 48 kHz) from its parameters."""
-    esp = subprocess.run(["espeak-ng", "-v", c["voice"], "-s", str(c["wpm"]), "-p",
-                          str(c["espeak_pitch"]), "--stdout", c["text"]],
-                         check=True, capture_output=True).stdout
-    fx = ["rate", "-v", str(RATE), "tempo", "-s", str(c["tempo"]), "pitch",
+def _tts(c, tmp):
+    """The synthesizer's WAV bytes for one clip."""
+    if c["synth"] == "espeak-ng":
+        pitch = int(np.clip(c["base_pitch"] + c["pitch_jitter"], 0, 99))
+        return subprocess.run(["espeak-ng", "-v", c["voice"], "-s", str(c["wpm"]), "-p",
+                               str(pitch), "--stdout", c["text"]],
+                              check=True, capture_output=True).stdout
+    if c["synth"] == "flite":
+        f0 = c["base_pitch"] * (1 + c["pitch_jitter"] / 100.0)
+        subprocess.run(["flite", "-voice", c["voice"], "-t", c["text"], "-o", tmp,
+                        "--setf", "duration_stretch=%g" % c["stretch"],
+                        "--setf", "int_f0_target_mean=%g" % f0],
+                       check=True, capture_output=True)
+    else:
+        subprocess.run(["text2wave", "-eval", "(voice_%s)" % c["voice"], "-eval",
+                        "(Parameter.set 'Duration_Stretch %g)" % c["stretch"], "-o", tmp],
+                       input=c["text"].encode(), check=True, capture_output=True)
+    with open(tmp, "rb") as f:
+        return f.read()
+
+
+def _sox(wav_bytes, fx, in_type="wav", in_args=()):
+    raw = subprocess.run(["sox", "-D", *in_args, "-t", in_type, "-", "-t", "raw", "-e",
+                          "floating-point", "-b", "32", "-c", "1", "-"] + fx,
+                         input=wav_bytes, check=True, capture_output=True).stdout
+    return np.frombuffer(raw, dtype="<f4").astype(np.float64)
+
+
+def synth(c, tmp="/tmp/xbar-tts.wav"):
+    """One clip's samples (float64, at c["rate_hz"]) from its parameters: the voice, then sox's
+    rate, tempo, pitch and speed, then (numpy, seeded per clip) the room, the microphone's band
+    and colour, the noise, the level, the capture rate and for "phone" the mu-law line."""
+    fx = ["rate", "-v", str(WORK_RATE), "tempo", "-s", str(c["tempo"]), "pitch",
           str(c["pitch_cents"])]
-    if c["highpass_hz"]:
-        fx += ["highpass", str(c["highpass_hz"])]
-    if c["lowpass_hz"]:
-        fx += ["lowpass", str(c["lowpass_hz"])]
-    if c["reverb"]:
-        fx += ["reverb", str(c["reverb"]), "50", str(c["room_scale"])]
-    fx += ["gain", "-n", str(c["gain_db"])]
-    raw = subprocess.run(["sox", "-D", "-t", "wav", "-", "-t", "raw", "-e", "floating-point",
-                          "-b", "32", "-c", "1", "-"] + fx,
-                         input=esp, check=True, capture_output=True).stdout
-    x = np.frombuffer(raw, dtype="<f4").astype(np.float64)
-    # Trim espeak's and the reverb's near-silence (-50 dB of the peak), then add our own.
+    if c["speed"] != 1.0:
+        fx += ["speed", str(c["speed"]), "rate", "-v", str(WORK_RATE)]
+    x = _sox(_tts(c, tmp), fx)
+    # Trim the synthesizer's near-silence (-50 dB of the peak), then add our own.
     peak = np.abs(x).max()
     active = np.nonzero(np.abs(x) > peak * 10 ** (-50 / 20))[0]
     x = x[active[0]:active[-1] + 1]
-    speech_power = np.mean(x ** 2)
-    x = np.concatenate([np.zeros(int(c["lead_s"] * RATE)), x, np.zeros(int(c["tail_s"] * RATE))])
+    rng = np.random.default_rng(c["noise_seed"])
+    x = np.concatenate([np.zeros(int(c["lead_s"] * WORK_RATE)), x,
+                        np.zeros(int(c["tail_s"] * WORK_RATE))])
+    if c["rt60_s"]:
+        ir = _room_ir(rng, c["rt60_s"], c["drr_db"])
+        n = x.size + ir.size - 1
+        x = np.fft.irfft(np.fft.rfft(x, n) * np.fft.rfft(ir, n), n)[:x.size]
+    speech_power = np.mean(x[np.abs(x) > 1e-4 * np.abs(x).max()] ** 2)
     if c["snr_db"] is not None:
-        rng = np.random.default_rng(c["noise_seed"])
         nz = _coloured_noise(rng, c["noise"], x.size)
         x = x + nz * np.sqrt(speech_power / 10 ** (c["snr_db"] / 10))
-    top = np.abs(x).max()
-    if top > 0.99:  # no clipping in the 16-bit file
-        x *= 0.99 / top
-    return x
+    band = {"studio": (c["highpass_hz"] / 2, 0.0), "mic16": (c["highpass_hz"], 7000.0),
+            "mic8": (c["highpass_hz"], 3600.0), "phone": (300.0, 3400.0)}[c["capture"]]
+    x = _band(x, WORK_RATE, band[0], band[1], c["tilt"])
+    x *= 10 ** (c["peak_dbfs"] / 20) / (np.abs(x).max() + 1e-12)
+    if c["rate_hz"] != WORK_RATE:
+        x = _sox(x.astype("<f4").tobytes(), ["rate", "-v", str(c["rate_hz"])], "raw",
+                 ["-r", str(WORK_RATE), "-e", "floating-point", "-b", "32", "-c", "1"])
+    if c["capture"] == "phone":
+        x = _mu_law(x)
+    return np.clip(x, -0.999, 0.999)
 
 
 def _make(args):
     c, out = args
     path = os.path.join(out, c["file"])
     if not os.path.exists(path):
-        write_wav16(path, synth(c))
+        tmp = "/tmp/xbar-tts-%d.wav" % os.getpid()
+        write_wav16(path, synth(c, tmp), c["rate_hz"])
     return c["file"]
 
 
@@ -260,10 +374,15 @@ def manifest_hash(clips):
     return hashlib.sha256(json.dumps(clips, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def generate(out, seed=7, speakers=240, renditions=4, test_fraction=0.25, jobs=2):
-    clips = plan(seed, speakers, renditions, test_fraction)
-    os.makedirs(os.path.join(out, "train"), exist_ok=True)
-    os.makedirs(os.path.join(out, "test"), exist_ok=True)
+SPLITS = ("train", "test", "heldout")
+
+
+def generate(out, seed=7, speakers=240, renditions=4, test_fraction=0.25, jobs=2,
+             flite_renditions=12, festival_renditions=40, heldout="festival"):
+    clips = plan(seed, speakers, renditions, test_fraction, flite_renditions,
+                 festival_renditions, heldout)
+    for split in SPLITS:
+        os.makedirs(os.path.join(out, split), exist_ok=True)
     old = os.path.join(out, "manifest.json")
     if os.path.exists(old):
         with open(old) as f:
@@ -279,13 +398,15 @@ def generate(out, seed=7, speakers=240, renditions=4, test_fraction=0.25, jobs=2
     t0 = time.time()
     with ProcessPoolExecutor(max_workers=jobs) as ex:
         for i, _ in enumerate(ex.map(_make, [(c, out) for c in clips], chunksize=16)):
-            if (i + 1) % 200 == 0:
+            if (i + 1) % 500 == 0:
                 print("  %d/%d clips" % (i + 1, len(clips)), file=sys.stderr)
     for c in clips:
         with wave.open(os.path.join(out, c["file"]), "rb") as w:
-            c["seconds"] = round(w.getnframes() / RATE, 4)
+            c["seconds"] = round(w.getnframes() / w.getframerate(), 4)
     meta = {"generator": "models/data.py", "seed": seed, "speakers": speakers,
-            "renditions": renditions, "test_fraction": test_fraction, "rate_hz": RATE,
+            "renditions": renditions, "flite_renditions": flite_renditions,
+            "festival_renditions": festival_renditions, "heldout": heldout,
+            "test_fraction": test_fraction,
             "hash": manifest_hash([{k: v for k, v in c.items() if k != "seconds"} for c in clips]),
             "clips": clips}
     with open(os.path.join(out, "manifest.json"), "w") as f:
@@ -372,9 +493,28 @@ def load_hd(root, languages=("english",)):
 # Dataset for training: preprocessed steps, cached
 
 
-def load_dataset(path, languages=("english",), target_length=871, cache=True):
-    """A generated set (manifest.json in `path`) or an HD archive -> dict of numpy arrays:
-    u_train, y_train, u_test, y_test (float32 steps, int labels) and the clip lists."""
+def clip_features(path, pre):
+    """One audio file -> the model's input for preprocessing `pre` (an xbar.v1.
+    AudioPreprocessing JSON dict): log-mel (steps, bands) with a front end, else the paper's
+    block-averaged steps (steps, 1)."""
+    x, rate = read_audio(path, pre["sampleRateHz"])
+    if pre.get("logMel"):
+        return frontend.from_model(x, rate, pre)
+    return preprocess(x, rate, pre["sampleRateHz"], pre.get("downsample", 64),
+                      pre.get("targetLength", 0), pre.get("normalise", True))[:, None]
+
+
+def _features_job(args):
+    return clip_features(*args)
+
+
+def load_dataset(path, languages=("english",), pre=None, cache=True, jobs=2):
+    """A generated set (manifest.json in `path`) or a corpus (corpora.load_corpus) -> dict of
+    numpy arrays:
+    u_<split> (clips, steps, channels) float32 inputs and y_<split> labels for the splits
+    train, test and (generated sets) heldout, plus the clip lists (clips_<split>).
+    `pre` is the model's preprocessing (default: frontend.DEFAULT)."""
+    pre = pre or frontend.DEFAULT
     manifest = os.path.join(path, "manifest.json")
     if os.path.exists(manifest):
         with open(manifest) as f:
@@ -385,29 +525,38 @@ def load_dataset(path, languages=("english",), target_length=871, cache=True):
         key = meta["hash"]
         cache_dir = path
     else:
-        clips = load_hd(path, languages)
+        # A corpus a lab owns: Heidelberg Digits, the {digit}_{speaker}_{index}.wav layout, or
+        # a folder of labelled files (models/corpora.py says how each is recognised).
+        import corpora  # noqa: E402 (imports this module)
+        clips, summary = corpora.load_corpus(path, classes=tuple(WORDS), languages=languages)
+        print("\n".join(corpora.describe(clips, summary)), file=sys.stderr)
         for c in clips:
-            c["path"] = c["file"]
-        key = manifest_hash([c["file"] for c in clips])
+            c["file"] = c["path"]
+        key = manifest_hash([c["path"] for c in clips])
         cache_dir = os.path.join(ROOT, "data")
-    cache_file = os.path.join(cache_dir, "steps-%s-%d.npz" % (key, target_length))
+    pre_key = hashlib.sha256(json.dumps(pre, sort_keys=True).encode()).hexdigest()[:8]
+    cache_file = os.path.join(cache_dir, "steps-%s-%s.npz" % (key, pre_key))
     if cache and os.path.exists(cache_file):
-        z = np.load(cache_file)
-        u = z["u"]
+        u = np.load(cache_file)["u"]
     else:
-        u = np.stack([preprocess(*read_audio(c["path"], RATE), target_length=target_length)
-                      for c in clips])
+        with ProcessPoolExecutor(max_workers=jobs) as ex:
+            u = np.stack(list(ex.map(_features_job, [(c["path"], pre) for c in clips],
+                                     chunksize=32)))
         if cache:
             os.makedirs(cache_dir, exist_ok=True)
             np.savez(cache_file, u=u)
     y = np.array([c["label"] for c in clips], dtype=np.int64)
-    tr = np.array([c["split"] == "train" for c in clips])
     about = {"path": os.path.relpath(path, ROOT), "hash": key}
     if os.path.exists(manifest):
-        about.update({k: meta[k] for k in ("seed", "speakers", "renditions", "test_fraction")})
-    return {"about": about, "u_train": u[tr], "y_train": y[tr], "u_test": u[~tr], "y_test": y[~tr],
-            "clips_train": [c for c, t in zip(clips, tr) if t],
-            "clips_test": [c for c, t in zip(clips, tr) if not t]}
+        about.update({k: meta[k] for k in ("seed", "speakers", "renditions", "test_fraction",
+                                           "flite_renditions", "festival_renditions", "heldout")
+                      if k in meta})
+    out = {"about": about}
+    for split in SPLITS:
+        sel = np.array([c["split"] == split for c in clips], dtype=bool)
+        out["u_" + split], out["y_" + split] = u[sel], y[sel]
+        out["clips_" + split] = [c for c, s in zip(clips, sel) if s]
+    return out
 
 
 def main():
@@ -419,6 +568,10 @@ def main():
     g.add_argument("--speakers", type=int, default=240)
     g.add_argument("--renditions", type=int, default=4, help="clips per speaker and word")
     g.add_argument("--test-fraction", type=float, default=0.25)
+    g.add_argument("--flite-renditions", type=int, default=12)
+    g.add_argument("--festival-renditions", type=int, default=40)
+    g.add_argument("--heldout", default="festival", choices=["espeak-ng", "flite", "festival", "none"],
+                   help="the synthesizer never trained on (split heldout)")
     g.add_argument("--jobs", type=int, default=2)
     h = sub.add_parser("hd", help="list the zero/one clips of a Heidelberg Digits archive")
     h.add_argument("--root", required=True)
@@ -426,9 +579,12 @@ def main():
     args = ap.parse_args()
     if args.cmd == "generate":
         clips, secs = generate(args.out, args.seed, args.speakers, args.renditions,
-                               args.test_fraction, args.jobs)
-        for split in ("train", "test"):
+                               args.test_fraction, args.jobs, args.flite_renditions,
+                               args.festival_renditions, args.heldout)
+        for split in SPLITS:
             cs = [c for c in clips if c["split"] == split]
+            if not cs:
+                continue
             print("%s: %d clips (%d zero, %d one), %d speakers, %.2f s mean length" % (
                 split, len(cs), sum(c["label"] == 0 for c in cs), sum(c["label"] == 1 for c in cs),
                 len({c["speaker"] for c in cs}), np.mean([c["seconds"] for c in cs])))

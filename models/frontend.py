@@ -32,6 +32,13 @@ The model's input is then steps x bands values, step-major (all bands of step 0 
 import numpy as np
 
 REF_FLOOR_DB = -80.0
+
+# The reference models' preprocessing (xbar.v1.AudioPreprocessing JSON): audio at 8 kHz (the
+# telephone band every ordinary recording has), 16 log-mel bands of 125..3800 Hz every 10 ms,
+# each step's bands relative to the loudest band so far (60 dB range), 160 steps (1.6 s).
+DEFAULT = {"sampleRateHz": 8000, "downsample": 80, "targetLength": 160, "normalise": True,
+           "logMel": {"bands": 16, "fftSize": 256, "lowHz": 125.0, "highHz": 3800.0,
+                      "rangeDb": 60.0}}
 EPS_POWER = 1e-10
 
 

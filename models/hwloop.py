@@ -76,8 +76,11 @@ class LoopScales:
         self.beta = self.mode_range.amin(dim=1, keepdim=True) / self.mode_range
         self.state_max = (self.beta * r).amax(dim=1)  # what the array holds at most
         self.input_max = z.abs().amax(dim=(0, 2)).to(torch.float64)
-        # validate()'s least range: one step of the largest input in the most sensitive mode.
-        least = self.input_max * self.beta.amax(dim=1)
+        # validate()'s least range: one step of the largest input in the most sensitive mode;
+        # and the input's own codes, u / (b s), clip below input_max / b (plan_loop raises the
+        # range to that, LoopPlanOptions::input_max).
+        least = torch.maximum(self.input_max * self.beta.amax(dim=1),
+                              self.input_max / b_weight(a_bar).to(torch.float64))
         self.state_range = torch.maximum(HEADROOM * self.state_max, least)
         self.x_scale = self.state_range / CLAMP
 

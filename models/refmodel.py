@@ -4,7 +4,10 @@ drivers/model/src/model.cc forward). Used for the golden vectors and the accurac
 
     import refmodel
     m = refmodel.load("models/reference/zero-one-2bit.json")
-    logits, probs = refmodel.forward(m, u)          # u: (clips, steps) float
+    logits, probs = refmodel.forward(m, u)   # u: (clips, steps) or (clips, steps, bands)
+
+A model with the log-mel front end (preprocessing.logMel; models/frontend.py) takes `bands`
+values per step and its encoder is Linear(bands -> H); older models take one value per step.
 """
 
 import json
@@ -88,20 +91,40 @@ def run_ideal(a_bar, c_bar, d, z):
     return y
 
 
-def forward(m, u, return_kernel_outputs=False):
-    """u: (clips, steps) -> (logits, probabilities), model.cc forward in float64."""
-    u = np.atleast_2d(np.asarray(u, dtype=np.float64))
+def channels(m):
+    """Values per step of the model's input: the log-mel bands, or 1."""
+    lm = m["json"].get("preprocessing", {}).get("logMel")
+    return int(lm["bands"]) if lm else 1
+
+
+def encode(m, u):
+    """u: (clips, steps[, channels]) -> the kernels' inputs z (clips, H, steps), model.cc
+    encode: z_k[t] = sum_f W[k, f] u[t, f] + b_k."""
+    u = np.asarray(u, dtype=np.float64)
+    if u.ndim == 1:
+        u = u[None, :]
+    if u.ndim == 2:
+        u = u[:, :, None]
     we, be = m["encoder"]
-    h = we.shape[0]
+    if u.shape[2] != we.shape[1]:
+        raise ValueError("input has %d values per step, the encoder takes %d" % (
+            u.shape[2], we.shape[1]))
+    return np.einsum("btf,hf->bht", u, we) + be[None, :, None]
+
+
+def forward(m, u, return_kernel_outputs=False):
+    """u: (clips, steps[, channels]) -> (logits, probabilities), model.cc forward in float64."""
+    z_all = encode(m, u)
+    h = z_all.shape[1]
     ys = []
     for k in range(h):
-        z = we[k, 0] * u + be[k]
-        ys.append(run_ideal(*m["kernels"][k], z))
+        ys.append(run_ideal(*m["kernels"][k], z_all[:, k, :]))
     y = np.stack(ys, axis=1)  # (B, H, T)
     g = 0.5 * y * _erfc(-y / math.sqrt(2.0))
     wm, bm = m["mixing"]
     mix = np.einsum("oh,bht->bot", wm, g) + bm[None, :, None]
-    act = mix[:, :h] / (1.0 + np.exp(-mix[:, h:])) if m["glu"] else mix
+    half = wm.shape[0] // 2
+    act = mix[:, :half] / (1.0 + np.exp(-mix[:, half:])) if m["glu"] else mix
     pooled = act.mean(axis=2)
     wd, bd = m["decoder"]
     logits = pooled @ wd.T + bd

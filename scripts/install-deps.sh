@@ -21,8 +21,10 @@ PKGS=(
   umockdev libumockdev-dev
   # the formatting check in scripts/test.sh
   clang-format
-  # the accuracy benchmark and its generated clips (models/data.py: espeak-ng, sox, soxi)
-  python3-torch python3-numpy espeak-ng sox
+  # the accuracy benchmark and its generated clips (models/data.py: espeak-ng, flite, festival
+  # with three festvox voices, sox, soxi)
+  python3-torch python3-numpy espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k
+  festvox-us-slt-hts sox
   # the .deb (scripts/package.sh, ctest package_contents): CPack's DEB generator runs `file`
   # on every installed file, dpkg-shlibdeps (dpkg-dev) computes Depends
   file dpkg-dev
