@@ -42,13 +42,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_clips(root: Path, n: int) -> list[tuple[Path, int]]:
-    """The first n test clips alternating the two words (deterministic), with labels 0/1."""
+def test_clips(root: Path, n: int, splits=("test",)) -> list[tuple[Path, int]]:
+    """The first n clips of `splits` alternating the two words (deterministic), labels 0/1."""
     manifest = json.loads((root / "manifest.json").read_text())
     clips = manifest["clips"] if isinstance(manifest, dict) else manifest
     by_word: dict[str, list] = {"zero": [], "one": []}
     for c in clips:
-        if c["split"] == "test" and c["word"] in by_word:
+        if c["split"] in splits and c["word"] in by_word:
             by_word[c["word"]].append(root / c["file"])
     out = []
     for i in range(max(len(v) for v in by_word.values())):
@@ -124,7 +124,10 @@ def main() -> int:
     ap.add_argument("--xbard", default=str(REPO / "build" / "server" / "xbard"))
     ap.add_argument("--xbarctl", default=str(REPO / "build" / "client" / "xbarctl"))
     ap.add_argument("--model", default=str(REPO / "models" / "reference" / "zero-one-2bit.json"))
-    ap.add_argument("--data", default=str(REPO / "data" / "digits-gen"))
+    ap.add_argument("--data", default=str(REPO / "data" / "voices"))
+    ap.add_argument("--splits", default="test",
+                    help="the set's splits to run: test (voices of the trained synthesizers, "
+                         "never trained on), heldout (the synthesizer no model saw), or both")
     ap.add_argument("--clips", type=int, default=240)
     ap.add_argument("--seeds", default="1,2,3,4,5,6,7,8,9,10")
     ap.add_argument("--profiles", default="imssa,typical,harsh")
@@ -139,7 +142,7 @@ def main() -> int:
     ap.add_argument("--json", help="write the runs here")
     a = ap.parse_args()
 
-    clips = test_clips(Path(a.data), a.clips)
+    clips = test_clips(Path(a.data), a.clips, tuple(a.splits.split(",")))
     if len(clips) < a.clips:
         print(f"--clips = {a.clips}: only {len(clips)} test clips in {a.data} "
               "(generate them: /usr/bin/python3 models/data.py generate)", file=sys.stderr)
