@@ -9,17 +9,18 @@
 //  - against the float64 reference: 1e-9 x (1 + |logit|). Both sides compute the same
 //    operations in double; they differ only in summation order (numpy's pairwise sums vs
 //    Eigen's and the recurrence's sequential ones) and in the last bit of exp/erfc, ~1e-16
-//    relative per operation; 871 steps of a stable recurrence (|A_bar| < 1, at most ~1/(1 -
-//    |A_bar|) amplification) and a mean over 871 steps keep that far below 1e-9 (measured:
-//    8e-15; the test prints it). A wrong quantization level, dt, layer or GLU half moves the
+//    relative per operation; 160 steps of a stable recurrence (|A_bar| < 1, at most ~1/(1 -
+//    |A_bar|) amplification) and a mean over 160 steps keep that far below 1e-9 (measured:
+//    below 1e-14; the test prints it). A wrong quantization level, dt, layer or GLU half moves the
 //    logits by > 1e-3 (one C level changed in the 2-bit file fails the test).
 //  - against the float32 training graph (torch_logits): 1e-4 x (1 + |logit|). The training
-//    graph is float32 (eps 6e-8) with an FFT convolution (2 x 871 points) and float32 exp of
-//    dt A: ~1e-6 relative error in the logits (measured up to 1.3e-6). The check shows the
+//    graph is float32 (eps 6e-8) with an FFT convolution (2 x 160 points) and float32 exp of
+//    dt A: ~1e-6 relative error in the logits. The check shows the
 //    exported file is the model that was trained (same quantization levels, same layers).
-//  - steps from the WAVs: 2e-7 absolute (one float32 ulp near 1). Python and C++ both average
-//    the int16/32768 samples in double and round to float; the summation order may move a
-//    value by one float ulp.
+//  - steps from the WAVs (8 kHz, the model's rate: no resampling): 2e-7 absolute (one float32
+//    ulp near 1). Python (models/frontend.py) and C++ (audio::preprocess) compute the log-mel
+//    bands in double and round to float; the FFTs' summation orders may move a value by one
+//    float ulp.
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
@@ -133,7 +134,11 @@ TEST_P(GoldenModel, SoftwarePathReproducesThePythonLogits) {
     EXPECT_EQ(k.d, 0.0);  // no skip term, as in the paper
   }
   EXPECT_TRUE(m.spec.glu);
-  EXPECT_EQ(m.spec.preprocessing.target_length, 871);
+  // The issue 18 front end: 16 log-mel bands every 10 ms at 8 kHz, 160 steps, a 16-wide head.
+  EXPECT_EQ(m.spec.preprocessing.target_length, 160);
+  ASSERT_TRUE(m.spec.preprocessing.log_mel.has_value());
+  EXPECT_EQ(m.spec.channels(), 16);
+  EXPECT_EQ(model::head_width(m.spec), 16);
   auto valid = kernel::validate(m.spec.kernels, 1.0, 250.0);
   EXPECT_TRUE(valid.has_value()) << (valid ? "" : valid.error().message);
   // The file holds the quantized A and C (levels x f / n): the compiler's quantizer leaves
@@ -160,7 +165,7 @@ TEST_P(GoldenModel, SoftwarePathReproducesThePythonLogits) {
   const auto kernels = model::software_kernels(m.compiled);
   for (size_t i = 0; i < cs.size(); ++i) {
     SCOPED_TRACE(cs[i].id);
-    ASSERT_EQ(cs[i].steps.size(), 871);
+    ASSERT_EQ(cs[i].steps.size(), 160 * 16);
     auto f = model::forward(m.spec, cs[i].steps, kernels);
     ASSERT_TRUE(f.has_value()) << f.error().message;
     const Eigen::VectorXd want = logits_ref.row(static_cast<Eigen::Index>(i)).transpose();
@@ -189,14 +194,10 @@ INSTANTIATE_TEST_SUITE_P(Reference, GoldenModel, ::testing::Values("2bit", "5bit
                          [](const auto& info) { return "zero_one_" + info.param; });
 
 TEST(GoldenModel, StoredWavsPreprocessToTheStoredSteps) {
-  // The audio front end of the daemon (decode, 48 kHz, block average by 64, peak-normalise, pad
-  // to 871) gives the steps the golden logits were computed from.
+  // The audio front end of the daemon (decode, 8 kHz, log-mel bands every 80 samples, pad to
+  // 160 steps) gives the steps the golden logits were computed from.
   const Loaded m = load("zero-one-2bit.json");
-  audio::Preprocessing pp;
-  pp.sample_rate_hz = m.spec.preprocessing.sample_rate_hz;
-  pp.downsample = m.spec.preprocessing.downsample;
-  pp.target_length = m.spec.preprocessing.target_length;
-  pp.normalise = m.spec.preprocessing.normalise;
+  const audio::Preprocessing& pp = m.spec.preprocessing;
   int wavs = 0;
   for (const Clip& c : clips()) {
     if (c.wav.empty()) continue;
@@ -204,7 +205,7 @@ TEST(GoldenModel, StoredWavsPreprocessToTheStoredSteps) {
     ++wavs;
     auto a = audio::load_audio_file(kReference + c.wav);
     ASSERT_TRUE(a.has_value()) << a.error().message;
-    EXPECT_EQ(a->sample_rate_hz, 48000);
+    EXPECT_EQ(a->sample_rate_hz, pp.sample_rate_hz);
     auto steps = audio::preprocess(*a, pp);
     ASSERT_TRUE(steps.has_value()) << steps.error().message;
     ASSERT_EQ(static_cast<Eigen::Index>(steps->size()), c.steps.size());

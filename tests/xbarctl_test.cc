@@ -945,8 +945,8 @@ TEST(XbarctlCalibrate, WritesTheRangesIntoTheModelAndRefusesNoClips) {
   const auto again = dir.path() / "again.json";
   const Ran r2 =
       run_split({XBARCTL_PATH, "-q", "calibrate", src + "/models/reference/zero-one-2bit.json",
-                 src + "/models/reference/clips/spk008_one_r0.wav",
-                 src + "/models/reference/clips/spk001_zero_r0.wav", "-o", again.string(),
+                 src + "/models/reference/clips/one.wav",
+                 src + "/models/reference/clips/zero.wav", "-o", again.string(),
                  "--source", "the two golden clips"},
                 dir.path());
   ASSERT_EQ(r2.rc, 0) << r2;

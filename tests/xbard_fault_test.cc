@@ -553,11 +553,11 @@ class XbardFaults : public ::testing::Test {
         EXPECT_EQ(got.placements_size(), dep->placements_size());
       }
       check_readback(*dep, info);
-      for (const char* clip : {"spk001_zero_r0.wav", "spk008_one_r0.wav"}) {
+      for (const char* clip : {"zero.wav", "one.wav"}) {
         infer(dep->id(), std::string(XBAR_SOURCE_DIR) + "/models/reference/clips/" + clip,
               v1::INFER_HARDWARE);
       }
-      infer(dep->id(), std::string(XBAR_SOURCE_DIR) + "/models/reference/clips/spk001_zero_r0.wav",
+      infer(dep->id(), std::string(XBAR_SOURCE_DIR) + "/models/reference/clips/zero.wav",
             v1::INFER_SOFTWARE);
       stream(dep->id());
       // After the inference traffic the deployment still holds (reads only, no pulses), once

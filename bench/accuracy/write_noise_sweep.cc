@@ -6,7 +6,7 @@
 //                     [--profile ideal] [--kernels board|crossbar] [--noise-on all|weights]
 //                     [--data DIR] [--models A.json,B.json] [--seed 1] [--json FILE] [--png FILE]
 //
-// Defaults: --data <source>/data/digits-gen (make it with /usr/bin/python3 models/data.py
+// Defaults: --data <source>/data/voices (make it with /usr/bin/python3 models/data.py
 // generate), --models <source>/models/reference/zero-one-{2bit,5bit}.json.
 //
 // One instantiation of a model at sigma: on an in-process twin (sim:profile=P; one board per
@@ -90,7 +90,7 @@ struct Options {
   std::string profile = "ideal";
   bool crossbar = false;      // --kernels crossbar: kernel::run_crossbar instead of the board
   bool weights_only = false;  // --noise-on weights: only devices with a nonzero weight
-  std::string data_dir = XBAR_SOURCE_DIR "/data/digits-gen";
+  std::string data_dir = XBAR_SOURCE_DIR "/data/voices";
   std::vector<std::string> models = {XBAR_SOURCE_DIR "/models/reference/zero-one-2bit.json",
                                      XBAR_SOURCE_DIR "/models/reference/zero-one-5bit.json"};
   uint64_t seed = 1;
@@ -107,7 +107,7 @@ constexpr const char* kUsage = R"(usage: write_noise_sweep [flags]
                         written in floating point (kernel::run_crossbar), no board
   --noise-on D          all: every device gets write noise (default); weights: only the devices
                         that carry a nonzero weight, the others are written exactly
-  --data DIR            generated data set with manifest.json (<source>/data/digits-gen)
+  --data DIR            generated data set with manifest.json (<source>/data/voices)
   --models LIST         model files, comma-separated
                         (<source>/models/reference/zero-one-2bit.json,...-5bit.json)
   --seed N              seed of the noise draws, 0..2^64-1 (1)
@@ -187,7 +187,7 @@ std::expected<Options, UsageError> parse_flags(int argc, char** argv, bool& help
       const auto v = parse_number<int>(value);
       if (!v) {
         return std::unexpected(UsageError{fmt::format(
-            "--clips = {}: allowed 1..the test split's size (480 in the default set)", value)});
+            "--clips = {}: allowed 1..the test split's size (624 in the default set)", value)});
       }
       o.clips = *v;
     } else if (flag == "--threads") {

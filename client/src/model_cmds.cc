@@ -189,7 +189,7 @@ ModelCommands::ModelCommands(CLI::App& app) : impl_(std::make_unique<Impl>()) {
       "real clips do not clip (docs/models.md, \"Calibration\"). Use the model's training clips.\n"
       "--keep-clips N keeps N of them, preprocessed, in calibration.fidelity_clips: DeployModel\n"
       "runs them on the board and in software and reports the agreement (Deployment.fidelity).\n"
-      "Examples:\n  xbarctl calibrate model.json data/digits-gen/train -o model-cal.json\n"
+      "Examples:\n  xbarctl calibrate model.json data/voices/train -o model-cal.json\n"
       "  xbarctl --json calibrate model.json a.wav b.wav -o out.json"));
 }
 
