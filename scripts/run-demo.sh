@@ -10,7 +10,7 @@ B=build
 ADDR=${XBAR_ADDR:-127.0.0.1:50051}
 export XBAR_ADDR=$ADDR
 mkdir -p demo-out
-"$B/server/xbard" --listen "$ADDR" --board "sim:profile=typical,seed=7" --state-dir demo-out/state \
+"$B/server/xbard" --listen "$ADDR" --board "sim:profile=imssa,seed=7" --state-dir demo-out/state \
   > demo-out/xbard.log 2>&1 &
 XBARD=$!
 trap 'kill $XBARD 2>/dev/null || true' EXIT
@@ -40,17 +40,53 @@ echo
 echo "== xbarctl status"
 "$B/client/xbarctl" status
 echo
-echo "== xbarctl deploy-model models/reference/zero-one-5bit.json (the trained \"zero\"/\"one\" model;"
-echo "   its fidelity: 16 clips it carries, on the board and in software)"
-"$B/client/xbarctl" deploy-model models/reference/zero-one-5bit.json --replace |
-  grep -E '^deployment|why:|fidelity' || true
-MDEP=$("$B/client/xbarctl" --json deployments | grep -o 'dep-[0-9a-f]*' | head -1)
-# Two spoken clips committed with the model (models/reference/clips): a "zero" and a "one".
-for clip in spk001_zero_r0 spk008_one_r0; do
-  echo "== xbarctl infer models/reference/clips/$clip.wav (said: $(echo "$clip" | cut -d_ -f2); closed loop on the board, then in software)"
-  "$B/client/xbarctl" infer "models/reference/clips/$clip.wav" -d "$MDEP"
-  "$B/client/xbarctl" infer "models/reference/clips/$clip.wav" -d "$MDEP" --software
+# The job itself: the trained 2-bit "zero"/"one" model on this imssa chip, first placed naively
+# (identity placement, fault-unaware), then remapped around the stuck devices the scans above
+# recorded; both classify the same clips, spoken by voices no model was trained on (festival's,
+# models/reference/clips/heldout), and the software path gives the reference answer.
+MODEL=models/reference/zero-one-2bit.json
+CLIPS=(models/reference/clips/heldout/*.wav)
+classify() {  # $1 deployment, $2 clip, then xbarctl flags: prints the class name
+  "$B/client/xbarctl" infer "$2" -d "$1" "${@:3}" | awk '{print $1}'
+}
+deploy_model() {  # $1 naive|auto: prints the deployment id
+  "$B/client/xbarctl" deploy-model "$MODEL" --remap "$1" --replace --name "zero-one-$1" \
+    > "demo-out/deploy-$1.txt" 2>&1 || true
+  grep -E '^deployment|why:|fidelity' "demo-out/deploy-$1.txt" >&2 || true
+  grep -o 'dep-[0-9a-f]*' "demo-out/deploy-$1.txt" | head -1
+}
+echo "== xbarctl deploy-model $MODEL --remap naive (identity placement, stuck devices ignored)"
+NDEP=$(deploy_model naive)
+declare -A naive
+for clip in "${CLIPS[@]}"; do naive[$clip]=$(classify "$NDEP" "$clip"); done
+echo
+echo "== xbarctl deploy-model $MODEL (remapped around the recorded stuck devices)"
+MDEP=$(deploy_model auto)
+"$B/client/xbarctl" map --deployment "$MDEP" --png demo-out/model-deployment.png
+echo "map of the model's arrays: demo-out/model-deployment.png"
+echo
+echo "== xbarctl infer, ${#CLIPS[@]} clips of voices never trained on (closed loop on the board)"
+n=0 ok_naive=0 ok_board=0 ok_soft=0
+for clip in "${CLIPS[@]}"; do
+  said=$(basename "$clip" .wav | awk -F_ '{print $(NF-1)}')
+  voice=$(basename "$clip" .wav | sed -E 's/_(zero|one)_[0-9]+$//')
+  board=$(classify "$MDEP" "$clip")
+  soft=$(classify "$MDEP" "$clip" --software)
+  printf '%-24s said %-5s  board: %-5s  software: %-5s  naive placement: %s\n' \
+    "$voice" "$said" "$board" "$soft" "${naive[$clip]}"
+  n=$((n + 1))
+  [ "$board" = "$said" ] && ok_board=$((ok_board + 1))
+  [ "$soft" = "$said" ] && ok_soft=$((ok_soft + 1))
+  [ "${naive[$clip]}" = "$said" ] && ok_naive=$((ok_naive + 1))
 done
+echo
+echo "accuracy on the $n clips     correct"
+printf '  %-24s %3d / %d\n' "naive placement" "$ok_naive" "$n" "remapped (xbar)" "$ok_board" "$n" \
+  "software reference" "$ok_soft" "$n"
+echo
+echo "Classify your own voice (8 kHz or more, any length up to 60 s):"
+echo "  arecord -f S16_LE -r 16000 -d 2 me.wav   # or: sox -d -r 16000 me.wav trim 0 2"
+echo "  $B/client/xbarctl infer me.wav -d $MDEP"
 echo
 if [ "${XBAR_DEMO_EXIT:-0}" = 1 ]; then exit 0; fi
 echo "xbard is serving xbar.v1 on $ADDR (log: demo-out/xbard.log). Ctrl-C to stop."
