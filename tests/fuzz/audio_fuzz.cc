@@ -3,7 +3,9 @@
 // averaging, normalising, padding); plus parse_hd_name.
 //
 // Input: u8 options, u8 rate selector, u16 downsample, u16 target_length, then the file's
-// bytes. options bit 0: normalise; bit 1: the tail is an HD file name for parse_hd_name instead.
+// bytes. options bit 0: normalise; bit 1: the tail is an HD file name for parse_hd_name instead;
+// bit 2: the log-mel front end (issue 18) with 1 + (options >> 3) bands, the smallest power-of-
+// two frame that covers the hop, 0..rate/2 Hz, 60 dB.
 //
 // Properties:
 //  - decode_audio: an accepted clip is 1..60 s of finite samples at a rate > 0; written back as
@@ -13,7 +15,9 @@
 //    target_length steps, or ceil(n' / downsample) with n' = round(n * rate ratio) after
 //    resampling; all finite; normalised, the largest |x| is exactly 1 (or the clip is all zero)
 //    unless target_length cut the sequence (then <= 1); without resampling or normalising, step k
-//    is the mean of its block (bit for bit);
+//    is the mean of its block (bit for bit); with log-mel, steps x bands values in [0, 1], and
+//    without resampling a StreamingFrontEnd fed the samples in two chunks gives the same steps
+//    (before padding), bit for bit;
 //  - parse_hd_name: an accepted name, written back in the canonical form, parses the same.
 #include <fmt/format.h>
 
@@ -22,6 +26,7 @@
 
 #include "fuzz_util.h"
 #include "xbar/audio/audio.h"
+#include "xbar/audio/front_end.h"
 
 using namespace xbar;
 using xbar::fuzz::Input;
@@ -105,6 +110,30 @@ void check_preprocess(const audio::Audio& a, const audio::Preprocessing& pp) {
   const size_t d = static_cast<size_t>(pp.downsample);
   const size_t want =
       pp.target_length > 0 ? static_cast<size_t>(pp.target_length) : (n + d - 1) / d;
+  if (pp.log_mel) {
+    const auto bands = static_cast<size_t>(pp.log_mel->bands);
+    FUZZ_CHECK(y->size() == want * bands,
+               fmt::format("preprocess: {} values, expected {} steps x {} bands ({} samples, /{})",
+                           y->size(), want, bands, n, d));
+    for (float v : *y) FUZZ_CHECK(v >= 0.0f && v <= 1.0f, fmt::format("log-mel feature {}", v));
+    if (a.sample_rate_hz == pp.sample_rate_hz) {
+      auto fe = audio::StreamingFrontEnd::create(pp);
+      FUZZ_CHECK(fe.has_value(), "StreamingFrontEnd refused valid options");
+      const std::span<const float> x(a.samples);
+      auto head = fe->push(x.first(x.size() / 2));
+      auto rest = fe->push(x.subspan(x.size() / 2));
+      FUZZ_CHECK(head && rest, "StreamingFrontEnd refused finite samples");
+      std::vector<float> streamed = std::move(*head);
+      streamed.insert(streamed.end(), rest->begin(), rest->end());
+      const std::vector<float> last = fe->finish();
+      streamed.insert(streamed.end(), last.begin(), last.end());
+      const size_t common = std::min(streamed.size(), y->size());
+      FUZZ_CHECK(streamed.size() == (n + d - 1) / d * bands &&
+                     std::memcmp(streamed.data(), y->data(), common * sizeof(float)) == 0,
+                 "a stream in two chunks differs from the whole clip's steps");
+    }
+    return;
+  }
   FUZZ_CHECK(y->size() == want, fmt::format("preprocess: {} steps, expected {} ({} samples, /{})",
                                             y->size(), want, n, d));
   float peak = 0;
@@ -164,6 +193,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   pp.sample_rate_hz = rate_sel < 8 ? kRates[rate_sel] : 1000 + (rate_sel * 1493) % 383001;
   pp.downsample = 1 + downsample % 4096;
   pp.target_length = target % 2 ? 0 : target % 4096;
+  if (options & 4) {
+    int fft = 16;
+    while (fft < pp.downsample) fft *= 2;
+    pp.log_mel = audio::LogMel{1 + (options >> 3), fft, 0, pp.sample_rate_hz / 2.0, 60};
+  }
 
   auto a = audio::decode_audio(file);
   if (!a) {
