@@ -945,9 +945,8 @@ TEST(XbarctlCalibrate, WritesTheRangesIntoTheModelAndRefusesNoClips) {
   const auto again = dir.path() / "again.json";
   const Ran r2 =
       run_split({XBARCTL_PATH, "-q", "calibrate", src + "/models/reference/zero-one-2bit.json",
-                 src + "/models/reference/clips/one.wav",
-                 src + "/models/reference/clips/zero.wav", "-o", again.string(),
-                 "--source", "the two golden clips"},
+                 src + "/models/reference/clips/one.wav", src + "/models/reference/clips/zero.wav",
+                 "-o", again.string(), "--source", "the two golden clips"},
                 dir.path());
   ASSERT_EQ(r2.rc, 0) << r2;
   EXPECT_EQ(testing::read_file(again), testing::read_file(out));
