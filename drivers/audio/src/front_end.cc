@@ -85,6 +85,7 @@ struct StreamingFrontEnd::State {
   Eigen::FFT<double> fft;
   std::vector<double> windowed;                // fft_size
   std::vector<std::complex<double>> spectrum;  // fft_size / 2 + 1
+  std::vector<double> level;                   // bands: this step's levels, dB
 
   int channels() const { return log_mel ? log_mel->bands : 1; }
 
@@ -93,7 +94,6 @@ struct StreamingFrontEnd::State {
   void log_mel_step(std::vector<float>& out) {
     for (size_t i = 0; i < fft_size; ++i) windowed[i] = frame[i] * window[i];
     fft.fwd(spectrum.data(), windowed.data(), static_cast<Eigen::Index>(fft_size));
-    std::vector<double> level(bands.size());
     double loudest = -std::numeric_limits<double>::infinity();
     for (size_t b = 0; b < bands.size(); ++b) {
       double energy = 0;
@@ -154,6 +154,7 @@ Result<StreamingFrontEnd> StreamingFrontEnd::create(const Preprocessing& p) {
     s->bands = filterbank(p.sample_rate_hz, m.fft_size, m);
     s->windowed.assign(s->fft_size, 0.0);
     s->spectrum.resize(s->fft_size / 2 + 1);
+    s->level.resize(s->bands.size());
     s->fft.SetFlag(Eigen::FFT<double>::HalfSpectrum);
     // Eigen's FFT builds its plan (twiddles) on the first transform of a size: once, here.
     s->fft.fwd(s->spectrum.data(), s->windowed.data(), static_cast<Eigen::Index>(s->fft_size));
