@@ -181,7 +181,7 @@ ModelCommands::ModelCommands(CLI::App& app) : impl_(std::make_unique<Impl>()) {
       ->capture_default_str();
   m.calibrate->add_flag("--mode-ranges,!--no-mode-ranges", m.mode_ranges,
                         "size each mode's codes from the clips (kernel_set mode_range; default) "
-                        "or keep the worst-case mode gains");
+                        "or use the worst-case mode gains (clearing any the model carries)");
   m.calibrate->footer(footer_with(
       "Runs every clip through the model's preprocessing, encoder and each kernel's compiled\n"
       "recurrence and records, per kernel, the largest state the array holds, output and input\n"
@@ -464,6 +464,14 @@ int ModelCommands::Impl::run_calibrate(const Session& session) const {
       auto* field =
           model.mutable_kernel_set()->mutable_kernels(static_cast<int>(k))->mutable_mode_range();
       field->Assign((*ranges)[k].begin(), (*ranges)[k].end());
+    }
+    compiled = compile_all();
+  } else {
+    // The worst-case gains: a model trained with its own mode ranges (models/train.py) loses
+    // them, and its state ranges are measured again on the kernels compiled without.
+    for (size_t k = 0; k < spec->kernels.kernels.size(); ++k) {
+      spec->kernels.kernels[k].mode_range.clear();
+      model.mutable_kernel_set()->mutable_kernels(static_cast<int>(k))->clear_mode_range();
     }
     compiled = compile_all();
   }
