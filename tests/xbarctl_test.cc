@@ -896,11 +896,11 @@ TEST(XbarctlCalibrate, WritesTheRangesIntoTheModelAndRefusesNoClips) {
   TempDir dir;
   const std::string src = XBAR_SOURCE_DIR;
   const auto out = dir.path() / "cal.json";
-  const Ran r = run_split(
-      {XBARCTL_PATH, "--json", "calibrate", src + "/models/reference/zero-one-2bit.json",
-       src + "/models/reference/clips/zero.wav", src + "/models/reference/clips/one.wav", "-o",
-       out.string(), "--source", "the two golden clips"},
-      dir.path());
+  const Ran r =
+      run_split({XBARCTL_PATH, "--json", "calibrate", src + "/models/reference/zero-one-2bit.json",
+                 src + "/models/reference/clips/zero.wav", src + "/models/reference/clips/one.wav",
+                 "-o", out.string(), "--source", "the two golden clips"},
+                dir.path());
   ASSERT_EQ(r.rc, 0) << r;
   v1::Model m;
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(testing::read_file(out), &m).ok());
