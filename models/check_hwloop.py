@@ -1,6 +1,9 @@
 #!/usr/bin/python3
 """Does training's emulation of the board's loop (models/hwloop.py) make the board's errors?
-Deploys a board-aware model file on an xbard with an ideal twin, runs clips on the board-exact
+Deploys a model file that carries its loop scales (modeRange, calibration.stateRange: every
+quantized reference model) on an xbard with an ideal twin, runs clips (the held-out voices'
+WAVs in models/reference/clips/heldout; their features computed here by models/frontend.py,
+which the C++ front end reproduces exactly) on the board-exact
 path (INFER_EMULATE, the board's own codes) with kernel outputs, and compares the board's error
 against the float recurrence (the software path) with the emulation's error against it, at the
 scales the file carries. Not bit for bit: the conductances the board holds differ from the
@@ -9,7 +12,7 @@ then, after which the error feedback follows another, equally valid sequence (do
 §7); what must agree is the size of the error, which is what training sees.
 
   PYTHONPATH=client/python:build/client/python/gen /usr/bin/python3 models/check_hwloop.py \\
-      --xbard build/server/xbard models/reference/zero-one-5bit.json
+      --xbard build/server/xbard models/reference/zero-one-2bit.json
 
 Prints one JSON line per kernel: the NRMSE of the board and of the emulation against the float
 path. Exits 1 when, on some kernel, the two differ by more than a factor --factor (unless both
@@ -27,6 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "bench", "accuracy"))
+import data  # noqa: E402
 import hwloop  # noqa: E402
 import train  # noqa: E402
 from accuracy import Daemon  # noqa: E402
@@ -38,15 +42,17 @@ def main() -> int:
     ap.add_argument("--xbard", default=os.path.join(ROOT, "build", "server", "xbard"))
     ap.add_argument("--xbarctl", default=os.path.join(ROOT, "build", "client", "xbarctl"))
     ap.add_argument("--board", default="sim:profile=ideal,seed=1,adc_bits=16")
-    ap.add_argument("--golden", default=os.path.join(HERE, "reference", "golden.json"))
+    ap.add_argument("--clips", default=os.path.join(HERE, "reference", "clips", "heldout"))
+    ap.add_argument("--count", type=int, default=8, help="clips used (the first, by name)")
     ap.add_argument("--factor", type=float, default=2.0)
     ap.add_argument("--floor", type=float, default=0.02)
     a = ap.parse_args()
     torch.set_num_threads(1)
     with open(a.model) as f:
         js = json.load(f)
-    with open(a.golden) as f:
-        clips = [np.array(c["steps"], dtype=np.float32) for c in json.load(f)["clips"]]
+    wavs = sorted(os.path.join(a.clips, n) for n in os.listdir(a.clips)
+                  if n.endswith(".wav"))[:a.count]
+    clips = [data.clip_features(w, js["preprocessing"]) for w in wavs]
     bits = int(js["kernelSet"]["kernels"][0].get("quantization", {}).get("bits", 0))
     m = train.S4DModel(bits, 1.0, 1.0, 1)
     m.load_json(js)
@@ -60,15 +66,9 @@ def main() -> int:
     d = Daemon(a.xbard, a.xbarctl, a.board, scan=False)
     try:
         dep = d.client.deploy_model(js, replace=True)
-        rate = js["preprocessing"]["sampleRateHz"]
-        ds = js["preprocessing"]["downsample"]
         board = []
-        for clip in clips:
-            # Each step's value held for `downsample` samples: the block average is the step;
-            # the clips are peak-normalised already, so the preprocessing leaves them as they
-            # are (up to float rounding).
-            r = d.client.infer(dep.id, samples=np.repeat(clip, ds).tolist(), sample_rate_hz=rate,
-                               path="emulate", kernel_outputs=True)
+        for wav in wavs:
+            r = d.client.infer(dep.id, wav, path="emulate", kernel_outputs=True)
             board.append([list(s.values) for s in r.kernel_outputs])
         board = np.array(board)  # (clips, H, T)
     finally:
