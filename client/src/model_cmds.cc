@@ -436,7 +436,7 @@ int ModelCommands::Impl::run_calibrate(const Session& session) const {
         std::cerr << "xbarctl: " << files[i].string() << ": " << s.error().message << "\n";
         return kUsage;
       }
-      steps.push_back(
+      steps.emplace_back(
           Eigen::Map<const Eigen::VectorXf>(s->data(), static_cast<Eigen::Index>(s->size()))
               .cast<double>());
       progress.bar("calibrate", static_cast<double>(i + 1) / static_cast<double>(files.size()),
