@@ -880,17 +880,7 @@ namespace {
 // encoder Linear(16 -> 3). No padding (target_length 0), so a stream's steps are Infer's.
 v1::Model log_mel_model() {
   v1::Model m = example_model();
-  v1::AudioPreprocessing* p = m.mutable_preprocessing();
-  p->set_sample_rate_hz(8000);
-  p->set_downsample(80);
-  p->set_target_length(0);
-  p->set_normalise(true);
-  v1::LogMel* lm = p->mutable_log_mel();
-  lm->set_bands(16);
-  lm->set_fft_size(256);
-  lm->set_low_hz(125);
-  lm->set_high_hz(3800);
-  lm->set_range_db(60);
+  testing::set_reference_log_mel(m.mutable_preprocessing(), 0);
   v1::Linear* enc = m.mutable_encoder();
   enc->set_inputs(16);
   enc->clear_weight();

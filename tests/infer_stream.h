@@ -13,6 +13,22 @@
 
 namespace xbar::testing {
 
+/// The reference models' log-mel front end (models/frontend.py DEFAULT): audio at 8 kHz, 16
+/// bands of 125..3800 Hz from a 256-point frame every 80 samples, 60 dB, the running-max
+/// reference; `target_length` steps (0: the clip's own).
+inline void set_reference_log_mel(v1::AudioPreprocessing* p, uint32_t target_length) {
+  p->set_sample_rate_hz(8000);
+  p->set_downsample(80);
+  p->set_target_length(target_length);
+  p->set_normalise(true);
+  v1::LogMel* lm = p->mutable_log_mel();
+  lm->set_bands(16);
+  lm->set_fft_size(256);
+  lm->set_low_hz(125);
+  lm->set_high_hz(3800);
+  lm->set_range_db(60);
+}
+
 /// DeployModel `req` read to its end: the deployment if one came, the final status in `st`,
 /// the stage of every progress message in `stages` (if given).
 inline v1::Deployment deploy_model(v1::ModelService::Stub& stub, grpc::ClientContext* ctx,

@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "infer_stream.h"
 #include "process.h"
 #include "xbar/v1/board.grpc.pb.h"
 #include "xbar/v1/models.pb.h"
@@ -982,16 +983,7 @@ TEST(XbarctlCalibrate, WorksWithALogMelModel) {
       google::protobuf::util::JsonStringToMessage(
           testing::read_file(std::string(XBAR_SOURCE_DIR) + "/models/example-model.json"), &m)
           .ok());
-  v1::AudioPreprocessing* p = m.mutable_preprocessing();
-  p->set_sample_rate_hz(8000);
-  p->set_downsample(80);
-  p->set_target_length(30);
-  v1::LogMel* lm = p->mutable_log_mel();
-  lm->set_bands(16);
-  lm->set_fft_size(256);
-  lm->set_low_hz(125);
-  lm->set_high_hz(3800);
-  lm->set_range_db(60);
+  testing::set_reference_log_mel(m.mutable_preprocessing(), 30);
   m.mutable_encoder()->set_inputs(16);
   m.mutable_encoder()->clear_weight();
   for (int i = 0; i < 3 * 16; ++i) m.mutable_encoder()->add_weight(0.2 * std::sin(0.7 * i));
