@@ -343,6 +343,14 @@ def choose_test_speakers(speakers, fraction=TEST_FRACTION):
     return set(spk[:n])
 
 
+def _result(records, summary, nothing):
+    """A loader's answer, (records, summary); CorpusError saying `nothing` and what was skipped
+    when no record is left."""
+    if not records:
+        raise CorpusError("%s (%s)" % (nothing, _skipped_text(summary)))
+    return records, summary.result(records)
+
+
 def _record(path, label, word, split, speaker, source, rate):
     return {"path": os.path.abspath(path), "label": label, "word": word, "split": split,
             "speaker": speaker or "unknown", "source": source, "rate": rate}
@@ -423,10 +431,8 @@ def load_hd(root, languages=("english",), classes=("zero", "one"), strict=True):
             continue
         records.append(_record(p, classes.index(cls), HD_DIGIT_WORDS[h["language"]][h["digit"]],
                                split, "%s-%02d" % (h["language"], h["speaker"]), "hd", rate))
-    if not records:
-        raise CorpusError("no HD files of the languages %s and classes %s under %s (%s)" % (
-            ", ".join(languages), ", ".join(classes), root, _skipped_text(summary)))
-    return records, summary.result(records)
+    return _result(records, summary, "no HD files of the languages %s and classes %s under %s" % (
+        ", ".join(languages), ", ".join(classes), root))
 
 
 # --------------------------------------------------------------------------------------------
@@ -476,10 +482,8 @@ def load_digit_layout(root, classes=("zero", "one"), split="fsdd", strict=True):
         if rate is None:
             continue
         records.append(_record(p, classes.index(cls), cls, s, speaker, "digits", rate))
-    if not records:
-        raise CorpusError("no files of the classes %s under %s (%s)" % (
-            ", ".join(classes), root, _skipped_text(summary)))
-    return records, summary.result(records)
+    return _result(records, summary, "no files of the classes %s under %s" % (
+        ", ".join(classes), root))
 
 
 # --------------------------------------------------------------------------------------------
@@ -623,10 +627,8 @@ def load_labelled_folder(root, classes=None, strict=True, skip_other=False):
         if rate is None:
             continue
         records.append(_record(p, classes.index(label), label, split, speaker, "folder", rate))
-    if not records:
-        raise CorpusError("no readable files of the classes %s under %s (%s)" % (
-            ", ".join(classes), root, _skipped_text(summary)))
-    return records, summary.result(records)
+    return _result(records, summary, "no readable files of the classes %s under %s" % (
+        ", ".join(classes), root))
 
 
 # --------------------------------------------------------------------------------------------

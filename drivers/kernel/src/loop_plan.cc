@@ -163,7 +163,7 @@ Result<LoopPlan> plan_loop(const CompiledKernel& ck, const Placement& p,
                  : opt.state_max > 0 ? opt.calibrated_headroom * opt.state_max / opt.clamp
                                      : opt.headroom * x_max / opt.clamp;
   const double u_seen = opt.input_max > 0 ? opt.input_max : opt.u_max;
-  plan.x_scale = std::max(plan.x_scale, u_seen / (ck.b_weight * opt.clamp));
+  plan.x_scale = std::max(plan.x_scale, input_state_range(ck, u_seen) / opt.clamp);
   plan.input_lsb = opt.u_max / 32767.0;
 
   auto tap = fixed_point(plan.input_lsb / (ck.b_weight * plan.x_scale), "input");

@@ -317,8 +317,9 @@ void choose_state_ranges(const ModelSpec& m, const std::vector<kernel::CompiledK
   for (size_t k = 0; k < cal.kernels.size(); ++k) {
     KernelRange& r = cal.kernels[k];
     const kernel::CompiledKernel& ck = compiled[k];
-    // The input's own codes clip below input_max / b_weight (LoopPlanOptions::input_max).
-    const double least = std::max(least_state_range(ck, r.input_max), r.input_max / ck.b_weight);
+    // Below input_state_range the input's own codes clip (the plan would raise it anyway).
+    const double least = std::max(least_state_range(ck, r.input_max),
+                                  kernel::input_state_range(ck, r.input_max));
     double best = 0, best_err = std::numeric_limits<double>::infinity();
     // Fractions of the largest state from 1.1 down, geometric (x 0.85), never below `least`.
     for (int i = 0; i < 20; ++i) {

@@ -88,6 +88,13 @@ Eigen::MatrixXd apply_device_fixes(Eigen::MatrixXd g_uS, std::span<const DeviceF
 std::vector<double> route_trims(const CompiledKernel& ck, const Placement& p,
                                 const Eigen::MatrixXd& g_uS);
 
+/// The least state range under which the input's own 8-bit codes, u / (b_weight x_scale), do
+/// not clip for |u| up to input_max: input_max / b_weight (LoopPlanOptions::input_max).
+/// plan_loop never represents less; calibration chooses among ranges above it.
+inline double input_state_range(const CompiledKernel& ck, double input_max) {
+  return input_max / ck.b_weight;
+}
+
 /// Builds the loop program of kernel `ck` placed by `p` on `array`. `g_uS` (physical 64x64,
 /// e.g. the read-back) picks the TIA gain: the highest whose ADC range holds the largest column
 /// current. Errors when the scaling does not fit the program's integer fields.
