@@ -318,8 +318,8 @@ void choose_state_ranges(const ModelSpec& m, const std::vector<kernel::CompiledK
     KernelRange& r = cal.kernels[k];
     const kernel::CompiledKernel& ck = compiled[k];
     // Below input_state_range the input's own codes clip (the plan would raise it anyway).
-    const double least = std::max(least_state_range(ck, r.input_max),
-                                  kernel::input_state_range(ck, r.input_max));
+    const double least =
+        std::max(least_state_range(ck, r.input_max), kernel::input_state_range(ck, r.input_max));
     double best = 0, best_err = std::numeric_limits<double>::infinity();
     // Fractions of the largest state from 1.1 down, geometric (x 0.85), never below `least`.
     for (int i = 0; i < 20; ++i) {
