@@ -41,7 +41,9 @@ def main() -> int:
     ap.add_argument("model", help="a model file with modeRange and calibration.stateRange")
     ap.add_argument("--xbard", default=os.path.join(ROOT, "build", "server", "xbard"))
     ap.add_argument("--xbarctl", default=os.path.join(ROOT, "build", "client", "xbarctl"))
-    ap.add_argument("--board", default="sim:profile=ideal,seed=1,adc_bits=16")
+    ap.add_argument("--board", default="sim:profile=ideal,seed=1")
+    ap.add_argument("--ideal-adc", action="store_true",
+                    help="emulate an ideal converter (for a board with e.g. adc_bits=16)")
     ap.add_argument("--clips", default=os.path.join(HERE, "reference", "clips", "heldout"))
     ap.add_argument("--count", type=int, default=8, help="clips used (the first, by name)")
     ap.add_argument("--factor", type=float, default=2.0)
@@ -61,7 +63,8 @@ def main() -> int:
     with torch.no_grad():
         z = m.encode(u)
         a_bar, c_bar = m.discrete()
-        emulated = hwloop.loop_outputs(a_bar, c_bar, z, scales).double().numpy()
+        adc = None if a.ideal_adc else hwloop.Adc(a_bar, c_bar, scales.beta)
+        emulated = hwloop.loop_outputs(a_bar, c_bar, z, scales, adc=adc).double().numpy()
         soft = m.kernel_outputs(z).double().numpy()
     d = Daemon(a.xbard, a.xbarctl, a.board, scan=False)
     try:

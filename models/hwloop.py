@@ -15,11 +15,24 @@ converters, differentiable with straight-through gradients through every roundin
            x_k   = clamp(round(n_k), +-255),  e_k = clamp(n_k - x_k, +-1/2)   (Re and Im)
   output   y_t   = 2 s sum_k Re(C_bar_k / beta_k x_k)        (+ D z_t, D = 0 here)
 
-round() is half away from zero, as the firmware's rshift_round. What is left out: the input's
-16-bit code (1/32767 of the encoder's bound), the fixed-point multipliers (15 bits), the route
-trims and the ADC's per-plane rounding; `measure` in train.py's --check-board compares this
+round() is half away from zero, as the firmware's rshift_round.
+
+With `adc` (Adc below) the loop also sees the converter: each step is one VMM of the driven
+rows (the input pair and every state pair, as loop_rows drives them) against the kernel's
+compiled conductances (kernel::compile's layout, default window 7..200 uS), bit plane by bit
+plane; each plane's column current is rounded to a 10-bit ADC code at the gain plan_loop picks
+(the highest whose range holds the largest column sum), and the codes are shifted and added.
+What that rounding leaves in each route's differential pair, over k x state_scale_uS, is the
+state's error in codes; in the output pair, over k x output_scale_uS, the output's. It enters
+as a detached offset (straight through). The output of step t is read in the VMM of step t+1
+(eq. 7's lag; the host flushes the last with a zero input), so its error is that VMM's.
+
+What is left out: the input's 16-bit code (1/32767 of the encoder's bound), the fixed-point
+multipliers (15 bits) and the route trims; `measure` in train.py's --check-board compares this
 with the board's own codes.
 """
+
+import numpy as np
 
 import torch
 
@@ -126,10 +139,98 @@ def weight_noise(a_bar, c_bar, scales, sigma_uS, batch, generator=None):
                 draw(sig_out, n))
 
 
-def loop_outputs(a_bar, c_bar, z, scales, noise=None):
+# The converters of the shipped chip profiles (configs/profiles/*.yaml: tia, adc, read).
+TIA_GAINS_OHM = (1000.0, 5000.0, 30000.0, 200000.0, 1000000.0)
+TIA_V_REF_V = 0.5
+ADC_BITS = 10
+ADC_V_LO_V, ADC_V_HI_V = 0.5, 4.0
+V_READ_V = 0.2
+G_MIN_US = 7.0  # kernel::Window defaults
+PLANES = 8
+
+
+def expand(m):
+    """kernel.cc's expand: a complex weight as the 4 x 4 block of a differential pair of rows
+    (Re+, Re-, Im+, Im-) into the four columns of a state or output. [input row][column]."""
+    rp, rn = max(m.real, 0.0), max(-m.real, 0.0)
+    ip, i_n = max(m.imag, 0.0), max(-m.imag, 0.0)
+    out_by_in = np.array([[rp, rn, i_n, ip], [rn, rp, ip, i_n], [ip, i_n, rp, rn],
+                          [i_n, ip, rn, rp]])
+    return out_by_in.T
+
+
+class Adc:
+    """The converter as one kernel's loop meets it, from the kernel's weights (no gradient):
+    the conductances of the rows the loop drives (input +-, then per mode Re+, Re-, Im+, Im-)
+    into the columns it reads (per mode 4 state columns, then the real output pair), the TIA
+    gain plan_loop would pick and the scales that turn codes back into state and output units.
+    Per kernel: g_uS (H, R, C), k (H,) codes per uS, state_scale_uS, output_scale_uS (H,)."""
+
+    def __init__(self, a_bar, c_bar, beta, bits=ADC_BITS, g_min_uS=G_MIN_US, span_uS=None):
+        span = SPAN_US if span_uS is None else span_uS
+        a = a_bar.detach().to(torch.complex128).numpy()
+        c = (c_bar.detach().to(torch.complex128) / beta.detach().to(torch.float64)).numpy()
+        b = beta.detach().to(torch.float64).numpy()
+        h, n = a.shape
+        rows, cols = 2 + 4 * n, 4 * n + 2
+        g = np.zeros((h, rows, cols))
+        self.k = np.zeros(h)
+        self.state_scale_uS = np.zeros(h)
+        self.output_scale_uS = np.zeros(h)
+        lsb_V = (ADC_V_HI_V - ADC_V_LO_V) / (2 ** bits - 1)
+        for kh in range(h):
+            a_max = max(np.abs(a[kh].real).max(), np.abs(a[kh].imag).max())
+            c_max = max(np.abs(c[kh].real).max(), np.abs(c[kh].imag).max())
+            part = np.zeros((4 + 4 * n, cols))
+            for j in range(n):
+                part[0:4, 4 * j:4 * j + 4] = expand(complex(a_max * b[kh, j], 0.0))
+                part[4 + 4 * j:8 + 4 * j, 4 * j:4 * j + 4] = expand(a[kh, j])
+                part[4 + 4 * j:8 + 4 * j, 4 * n:4 * n + 2] = expand(c[kh, j])[:, 0:2]
+            scale = np.full(cols, span / a_max)
+            scale[4 * n:] = span / c_max
+            full = g_min_uS + scale[None, :] * part
+            g[kh] = np.concatenate([full[0:2], full[4:]])  # input rows 2, 3 are never driven
+            worst_uS = g[kh].sum(axis=0).max()
+            fits = [r for r in TIA_GAINS_OHM
+                    if TIA_V_REF_V + worst_uS * 1e-6 * V_READ_V * r <= ADC_V_HI_V]
+            gain = max(fits) if fits else min(TIA_GAINS_OHM)
+            self.k[kh] = gain * V_READ_V * 1e-6 / lsb_V
+            self.state_scale_uS[kh] = span / a_max
+            self.output_scale_uS[kh] = span / c_max
+        self.g_uS = torch.tensor(g, dtype=torch.float32)
+        self.offset = (TIA_V_REF_V - ADC_V_LO_V) / lsb_V  # the code of zero current
+        self.max_code = float(2 ** bits - 1)
+        self.n = n
+
+    def errors(self, m, xr, xi):
+        """The ADC's rounding in one step, for the rows the loop drives: input magnitudes m
+        (B, H) and the state codes xr, xi (B, H, N). Returns (state Re, state Im (B, H, N),
+        output (B, H)) errors in state codes and in output codes x 1/(k output_scale_uS)."""
+        with torch.no_grad():
+            n = self.n
+            st = torch.stack([xr.clamp(min=0), (-xr).clamp(min=0), xi.clamp(min=0),
+                              (-xi).clamp(min=0)], dim=3).reshape(*xr.shape[:2], 4 * n)
+            mags = torch.cat([m.clamp(min=0)[..., None], (-m).clamp(min=0)[..., None], st], dim=2)
+            ints = mags.round().to(torch.int32)
+            planes = torch.arange(PLANES, dtype=torch.int32)
+            bits = ((ints[..., None] >> planes) & 1).to(torch.float32)  # (B, H, R, 8)
+            cur = torch.einsum("bhrp,hrc->bhpc", bits, self.g_uS)  # uS per plane and column
+            k = torch.tensor(self.k, dtype=torch.float32)[None, :, None, None]
+            ideal = self.offset + k * cur
+            code = torch.clamp(torch.round(ideal), 0.0, self.max_code)  # nearbyint: half even
+            weight = (2.0 ** planes.to(torch.float32))[None, None, :, None]
+            e = ((code - ideal) * weight).sum(dim=2)  # (B, H, C) accumulator codes
+            diff = e[..., 0::2] - e[..., 1::2]  # state pairs Re (2j), Im (2j+1); then output
+            ks = torch.tensor(self.k * self.state_scale_uS, dtype=torch.float32)[None, :, None]
+            ko = torch.tensor(self.k * self.output_scale_uS, dtype=torch.float32)[None, :]
+            return diff[..., 0:2 * n:2] / ks, diff[..., 1:2 * n:2] / ks, diff[..., 2 * n] / ko
+
+
+def loop_outputs(a_bar, c_bar, z, scales, noise=None, adc=None):
     """The kernels' outputs as the board's loop computes them. a_bar, c_bar: (H, N) complex
     (differentiable); z: (B, H, T); scales: LoopScales (fixed); noise: weight_noise()'s
-    perturbations, or None for exact weights. Returns (B, H, T)."""
+    perturbations, or None for exact weights; adc: an Adc for these weights, or None for an
+    ideal converter. Returns (B, H, T)."""
     beta = scales.beta.to(torch.float32)
     s = scales.x_scale.to(torch.float32)[:, None]  # (H, 1)
     b = b_weight(a_bar.detach())[:, None]  # (H, 1): a conductance scale, not trained through
@@ -148,9 +249,14 @@ def loop_outputs(a_bar, c_bar, z, scales, noise=None):
     er = torch.zeros_like(xr)
     ei = torch.zeros_like(xr)
     ys = []
+    out_err = []  # the ADC's error of y_{t-1}, read in step t's VMM
     for t in range(t_len):
         nr = ar * xr - ai * xi + gain_in * m[:, :, t, None] + er
         ni = ai * xr + ar * xi + ei
+        if adc is not None:
+            dr, di, do = adc.errors(m[:, :, t].detach(), xr.detach(), xi.detach())
+            nr, ni = nr + dr, ni + di
+            out_err.append(do)
         if d_a is not None:  # the devices' errors, every state row into every state column
             dx = torch.einsum("bhij,bhj->bhi", d_a, torch.cat([xr, xi], dim=2))
             nr, ni = nr + dx[..., :beta.shape[1]], ni + dx[..., beta.shape[1]:]
@@ -158,4 +264,8 @@ def loop_outputs(a_bar, c_bar, z, scales, noise=None):
         er = torch.clamp(nr - xr, -0.5, 0.5).detach()
         ei = torch.clamp(ni - xi, -0.5, 0.5).detach()
         ys.append((cr * xr - ci * xi).sum(dim=2))
-    return 2 * s[None] * torch.stack(ys, dim=2)
+    y = torch.stack(ys, dim=2)
+    if adc is not None:  # the flush step: zero input, the last state
+        out_err.append(adc.errors(torch.zeros_like(m[:, :, 0]), xr.detach(), xi.detach())[2])
+        y = y + torch.stack(out_err[1:], dim=2)
+    return 2 * s[None] * y

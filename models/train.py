@@ -90,6 +90,16 @@ def ste(x, bits, f, max_level=None):
     return x + (q - x).detach()
 
 
+def gelu(v):
+    """GELU (the erf form, as model.cc computes it), written out. Not F.gelu: the float32
+    backward of F.gelu in Debian 12's torch (1.13) reads its incoming gradient as if it were
+    contiguous, and einsum's backward (the head's mixing layer) hands it a transposed one, so
+    the gradient it returns is partly garbage, now and then inf or NaN: the "non-finite
+    gradients" board-aware training used to skip, and a silent error in every gradient before
+    (models/test_train.py shows both)."""
+    return 0.5 * v * (1.0 + torch.erf(v * 0.7071067811865476))
+
+
 def spread_log_dt(lo, hi, g):
     """log dt of the H kernels: log-spaced over [lo, hi] (one slow, one fast kernel; random
     dt's often start all kernels on the same band and training stalls there), jittered by
@@ -184,7 +194,7 @@ class S4DModel(torch.nn.Module):
 
     def head(self, y):
         """The kernels' outputs (B, H, T) -> logits (B, classes)."""
-        g = F.gelu(y)
+        g = gelu(y)
         mix = torch.einsum("oh,bht->bot", self.mix.weight, g) + self.mix.bias[None, :, None]
         act = mix[:, :self.width] * torch.sigmoid(mix[:, self.width:])
         return self.dec(act.mean(dim=2))
@@ -193,13 +203,15 @@ class S4DModel(torch.nn.Module):
         """u: (B, T) -> logits (B, classes)."""
         return self.head(self.kernel_outputs(self.encode(u)))
 
-    def forward_board(self, u, scales, sigma_uS=0.0, generator=None):
-        """u: (B, T) -> logits as the board's loop computes the kernels (hwloop); with
-        sigma_uS > 0, on weights with that programming error (a new draw per clip)."""
+    def forward_board(self, u, scales, sigma_uS=0.0, generator=None, adc=True):
+        """u: (B, T) -> logits as the board's loop computes the kernels (hwloop), with the
+        10-bit ADC at the planned gain (adc=False: an ideal converter); with sigma_uS > 0, on
+        weights with that programming error (a new draw per clip)."""
         a_bar, c_bar = self.discrete()
         noise = (hwloop.weight_noise(a_bar, c_bar, scales, sigma_uS, u.shape[0], generator)
                  if sigma_uS > 0 else None)
-        return self.head(hwloop.loop_outputs(a_bar, c_bar, self.encode(u), scales, noise))
+        conv = hwloop.Adc(a_bar, c_bar, scales.beta) if adc else None
+        return self.head(hwloop.loop_outputs(a_bar, c_bar, self.encode(u), scales, noise, conv))
 
     def scales(self, u):
         """The loop's scales for the current parameters, measured on clips u (no gradient)."""
@@ -363,7 +375,7 @@ def train(variant, ds, seed, epochs, batch, lr, candidates=4, probe_epochs=20, l
 
 
 def finetune_board(model, ds, seed, epochs, batch, lr, consistency=1.0, sigma_uS=0.0,
-                   log=print):
+                   adc=True, log=print):
     """Training that sees the board (issue 17, item 2): starting from a trained model, every
     batch runs both the software path (the float recurrence) and the board's loop arithmetic
     (hwloop.loop_outputs, straight-through gradients through every rounding), and the loss is
@@ -372,8 +384,10 @@ def finetune_board(model, ds, seed, epochs, batch, lr, consistency=1.0, sigma_uS
     measured on the fit clips at the start of every epoch (they follow the parameters), as the
     exported file then carries them. With sigma_uS > 0 the board path's weights carry a
     programming error of that size, a new draw per clip (hwloop.weight_noise), so that what is
-    learnt holds on chips whose devices sit a little off their targets. Returns (model,
-    scales, seconds)."""
+    learnt holds on chips whose devices sit a little off their targets. With adc (the default)
+    the board path rounds every bit plane's column currents as the 10-bit ADC does at the gain
+    xbard's plan picks (hwloop.Adc): on the 5-bit reference that rounding, not the 8-bit state,
+    is most of the board's error. Returns (model, scales, seconds)."""
     fit, val = validation_split(ds, seed)
     u_all, y_all = torch.from_numpy(ds["u_train"]), torch.from_numpy(ds["y_train"])
     u_fit, y_fit = u_all[torch.from_numpy(fit)], y_all[torch.from_numpy(fit)]
@@ -387,7 +401,7 @@ def finetune_board(model, ds, seed, epochs, batch, lr, consistency=1.0, sigma_uS
 
     def fidelity(u, y, scales):
         with torch.no_grad():
-            lb, ls = model.forward_board(u, scales), model(u)
+            lb, ls = model.forward_board(u, scales, adc=adc), model(u)
             return {"board_acc": float((lb.argmax(1) == y).float().mean()),
                     "software_acc": float((ls.argmax(1) == y).float().mean()),
                     "agreement": float((lb.argmax(1) == ls.argmax(1)).float().mean()),
@@ -402,7 +416,7 @@ def finetune_board(model, ds, seed, epochs, batch, lr, consistency=1.0, sigma_uS
         total = 0.0
         for i in range(0, len(u_fit), batch):
             idx = perm[i:i + batch]
-            lb = model.forward_board(u_fit[idx], scales, sigma_uS, rng)
+            lb = model.forward_board(u_fit[idx], scales, sigma_uS, rng, adc)
             ls = model(u_fit[idx])
             loss = (F.cross_entropy(lb, y_fit[idx]) + F.cross_entropy(ls, y_fit[idx])
                     + consistency * ((lb - ls) ** 2).mean())
@@ -437,7 +451,8 @@ def board_calibration(model, scales, u, fidelity_clips=16, source=""):
         z = model.encode(u)
         a_bar, c_bar = model.discrete()
         soft = torch.cat([model.kernel_outputs(z[i:i + 64]) for i in range(0, len(u), 64)])
-        board = torch.cat([hwloop.loop_outputs(a_bar, c_bar, z[i:i + 64], scales)
+        adc = hwloop.Adc(a_bar, c_bar, scales.beta)
+        board = torch.cat([hwloop.loop_outputs(a_bar, c_bar, z[i:i + 64], scales, adc=adc)
                            for i in range(0, len(u), 64)])
     least = scales.input_max * scales.beta.amax(dim=1)
     kernels = []
@@ -633,6 +648,8 @@ def main():
     ap.add_argument("--board-lr", type=float, default=0.001)
     ap.add_argument("--consistency", type=float, default=3.0,
                     help="weight of the board-vs-software logit MSE in the board-aware loss")
+    ap.add_argument("--ideal-adc", action="store_true",
+                    help="board-aware: train without the ADC's rounding (an ideal converter)")
     ap.add_argument("--weight-noise-us", type=float, default=0.0,
                     help="board-aware: programming error of every device during training, uS")
     ap.add_argument("--report", help="also write the run's report (JSON) here")
@@ -706,11 +723,13 @@ def main():
         if args.board_aware and variant != "float":
             model, scales, board_secs = finetune_board(model, ds, args.seed, args.board_epochs,
                                                        args.batch, args.board_lr,
-                                                       args.consistency, args.weight_noise_us)
+                                                       args.consistency, args.weight_noise_us,
+                                                       not args.ideal_adc)
             secs += board_secs
             js = model.to_json("zero-one-%s" % variant)
             board = {"epochs": args.board_epochs, "lr": args.board_lr,
-                     "consistency": args.consistency, "weight_noise_uS": args.weight_noise_us}
+                     "consistency": args.consistency, "weight_noise_uS": args.weight_noise_us,
+                     "adc": "ideal" if args.ideal_adc else "10-bit at the planned gain"}
         if variant != "float":
             # Every quantized model carries the loop's scales (mode ranges, the state ranges
             # xbard's plan then represents exactly) and fidelity clips, and the report gives

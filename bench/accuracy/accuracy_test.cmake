@@ -46,3 +46,14 @@ set_tests_properties(corpora_test PROPERTIES
                      ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1"
                      TIMEOUT 60
                      LABELS models)
+
+# Issue 17: train.py's arithmetic that a wrong gradient would hide: the head's float32 gradient
+# against float64 (F.gelu's float32 backward in Debian's torch is wrong for the transposed
+# gradient einsum gives it), and hwloop.Adc's plane-by-plane rounding and gain choice against
+# a direct computation (models/test_train.py; under 1 s).
+add_test(NAME train_test
+         COMMAND ${XBAR_PYTHON} ${CMAKE_SOURCE_DIR}/models/test_train.py)
+set_tests_properties(train_test PROPERTIES
+                     ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1"
+                     TIMEOUT 60
+                     LABELS models)
