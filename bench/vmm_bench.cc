@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "xbar/drivers/board.h"
-#include "xbar/drivers/inprocess_transport.h"
+#include "xbar/fwsim/inprocess_transport.h"
 #include "xbar/fwsim/chip.h"
 #include "xbar/fwsim/firmware.h"
 #include "xbar/fwsim/philox.h"

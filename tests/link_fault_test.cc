@@ -12,7 +12,7 @@
 
 #include "process.h"
 #include "xbar/drivers/board.h"
-#include "xbar/drivers/inprocess_transport.h"
+#include "xbar/fwsim/inprocess_transport.h"
 #include "xbar/drivers/program_verify.h"
 #include "xbar/fwsim/firmware.h"
 #include "xbar/fwsim/profile.h"

@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "xbar/drivers/board.h"
-#include "xbar/drivers/inprocess_transport.h"
+#include "xbar/fwsim/inprocess_transport.h"
 
 namespace xbar {
 namespace {

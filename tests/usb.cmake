@@ -9,7 +9,7 @@ add_executable(usb_transport_test ${CMAKE_CURRENT_LIST_DIR}/usb_transport_test.c
 # the plain binary, ctest and gtest_discover_tests need no wrapper or environment.
 target_link_libraries(usb_transport_test PRIVATE
   "-Wl,--no-as-needed" umockdev-preload "-Wl,--as-needed"
-  xbar_drivers xbar_fwsim xbar_wire
+  xbar_drivers xbar_transports xbar_fwsim xbar_wire
   PkgConfig::UMOCKDEV PkgConfig::LIBUSB
   fmt::fmt GTest::gtest_main Threads::Threads)
 

@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "xbar/drivers/transport_registry.h"
 #include "xbar/wire/frame.h"
 
 namespace xbar {
@@ -182,5 +183,18 @@ Result<std::vector<uint8_t>> SocketTransport::receive(std::chrono::milliseconds 
     if (ec) return std::unexpected(socket_error(address_, ec, "receive"));
   }
 }
+
+namespace {
+
+Result<std::unique_ptr<Transport>> open_socket_uri(const std::string& uri) {
+  auto t = SocketTransport::connect(uri);
+  if (!t) return std::unexpected(t.error());
+  return std::unique_ptr<Transport>(std::move(*t));
+}
+
+}  // namespace
+
+XBAR_REGISTER_TRANSPORT(tcp, "tcp", "tcp:HOST:PORT", open_socket_uri);
+XBAR_REGISTER_TRANSPORT(unix, "unix", "unix:PATH", open_socket_uri);
 
 }  // namespace xbar

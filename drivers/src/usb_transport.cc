@@ -8,6 +8,8 @@
 #include <iterator>
 #include <utility>
 
+#include "xbar/drivers/transport_registry.h"
+#include "xbar/drivers/uri_params.h"
 #include "xbar/wire/frame.h"
 
 namespace xbar {
@@ -357,5 +359,21 @@ Result<std::vector<uint8_t>> UsbTransport::receive(std::chrono::milliseconds tim
   }
   return std::vector<uint8_t>(bytes.begin(), bytes.end());
 }
+
+namespace {
+
+Result<std::unique_ptr<Transport>> open_usb_uri(const std::string& uri) {
+  auto params = parse_uri_params(uri, uri_params_of(uri, "usb"), {"serial"});
+  if (!params) return std::unexpected(params.error());
+  UsbSelector sel;
+  if (params->contains("serial")) sel.serial = (*params)["serial"];
+  auto t = UsbTransport::open(sel);
+  if (!t) return std::unexpected(t.error());
+  return std::unique_ptr<Transport>(std::move(*t));
+}
+
+}  // namespace
+
+XBAR_REGISTER_TRANSPORT(usb, "usb", "usb:[serial=S]", open_usb_uri);
 
 }  // namespace xbar

@@ -101,9 +101,11 @@ struct PulseBatchResult {
 /// Thread-safe: every call is one protocol exchange, serialised by the ProtocolClient.
 class Board {
  public:
-  /// Opens a board by URI: "sim:profile=typical,seed=7,noise_seed=1" (in-process twin),
-  /// "tcp:HOST:PORT" or "unix:PATH" (an xbar-fwsim process), "usb:" or "usb:serial=XS..."
-  /// (the real board). Sends INFO and keeps the answer.
+  /// Opens a board by URI through the transport its scheme registered
+  /// (transport_registry.h): "sim:profile=typical,seed=7,noise_seed=1" (the twin in this
+  /// process), "tcp:HOST:PORT" or "unix:PATH" (an xbar-fwsim process), "usb:" or
+  /// "usb:serial=XS..." (the board), each only if the program links it (xbar_transports).
+  /// Sends INFO and keeps the answer.
   static Result<std::unique_ptr<Board>> open(const std::string& uri);
   /// Wraps an already open transport (tests).
   static Result<std::unique_ptr<Board>> connect(std::unique_ptr<Transport> transport,

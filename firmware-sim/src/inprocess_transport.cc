@@ -1,4 +1,4 @@
-#include "xbar/drivers/inprocess_transport.h"
+#include "xbar/fwsim/inprocess_transport.h"
 
 #include <fmt/format.h>
 

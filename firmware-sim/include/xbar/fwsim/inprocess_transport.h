@@ -1,4 +1,4 @@
-// The default transport: the twin's firmware linked into this process. Frames still go
+// The `sim:` transport: the twin's firmware linked into this process. Frames still go
 // through the full codec, so everything above it runs exactly as over a socket or USB.
 #pragma once
 
