@@ -153,15 +153,17 @@ TEST(DaemonConfig, SecurityAndSchedulingSections) {
   EXPECT_EQ(c->max_queue, 64u);
   EXPECT_DOUBLE_EQ(c->stream_idle_timeout_s, 2.5);
   EXPECT_EQ(server::parse_config("scheduling: {busy_policy: maybe}", "c.yaml").error(),
-            "c.yaml: scheduling.busy_policy: 'maybe': allowed wait, refuse");
+            "c.yaml: scheduling.busy_policy (--busy-policy): 'maybe': allowed wait, refuse");
   EXPECT_EQ(server::parse_config("scheduling: {max_queue: 0}", "c.yaml").error(),
             "c.yaml: scheduling.max_queue = 0: allowed 1..1000000");
   EXPECT_EQ(server::parse_config("scheduling: {stream_idle_timeout_s: 0}", "c.yaml").error(),
             "c.yaml: scheduling.stream_idle_timeout_s = 0: allowed 0.1..86400");
   EXPECT_EQ(server::parse_config("security: {tls_cert: a.pem}", "c.yaml").error(),
-            "c.yaml: security.tls_cert and security.tls_key: give both or neither");
+            "c.yaml: security.tls_cert and security.tls_key (--tls-cert, --tls-key): give both or "
+            "neither");
   EXPECT_EQ(server::parse_config("security: {tls_client_ca: ca.pem}", "c.yaml").error(),
-            "c.yaml: security.tls_client_ca: needs tls_cert and tls_key (mTLS is TLS first)");
+            "c.yaml: security.tls_client_ca (--tls-client-ca): needs tls_cert and tls_key (mTLS is "
+            "TLS first)");
   EXPECT_NE(server::parse_config("security: {token: abc}", "c.yaml")
                 .error()
                 .find("security.token: unknown key"),

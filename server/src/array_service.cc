@@ -65,7 +65,7 @@ grpc::Status ArrayServiceImpl::ProgramArray(grpc::ServerContext* ctx,
 grpc::Status ArrayServiceImpl::program(
     grpc::ServerContext* ctx, const v1::ProgramArrayRequest* req,
     grpc::ServerWriterInterface<v1::ProgramArrayResponse>* writer) {
-  if (auto a = authorize_change(ctx, "ProgramArray"); !a.ok()) return a;
+  if (auto a = access_.authorize(ctx, "ProgramArray"); !a.ok()) return a;
   if (auto e = check_enums(*req); !e.ok()) return e;
   const BoardInfo& info = board_.info();
   // ---- validation, all of it, before anything waits, reads or writes ----
@@ -137,7 +137,7 @@ grpc::Status ArrayServiceImpl::program(
         writer->Write(msg);  // a vanished client: call_stopped
         return !call_stopped(ctx);
       },
-      release);
+      release, observer_);
   if (!res) return to_status(res.error());
   v1::ProgramArrayResponse msg;
   auto* rep = msg.mutable_report();
@@ -171,7 +171,7 @@ grpc::Status ArrayServiceImpl::ScanFaults(grpc::ServerContext* ctx,
 grpc::Status ArrayServiceImpl::scan(grpc::ServerContext* ctx, const v1::ScanFaultsRequest* req,
                                     grpc::ServerWriterInterface<v1::ScanFaultsResponse>* writer) {
   if (!req->quick()) {  // a quick check only reads
-    if (auto a = authorize_change(ctx, "ScanFaults"); !a.ok()) return a;
+    if (auto a = access_.authorize(ctx, "ScanFaults"); !a.ok()) return a;
   }
   if (auto e = check_enums(*req); !e.ok()) return e;
   const BoardInfo& info = board_.info();

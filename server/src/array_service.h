@@ -1,7 +1,9 @@
 // xbar.v1.ArrayService: program-verify and the fault map, with the chip record kept in step.
 #pragma once
 
+#include "call.h"
 #include "chip_record.h"
+#include "programming.h"
 #include "scheduler.h"
 #include "xbar/drivers/board.h"
 #include "xbar/drivers/program_verify.h"
@@ -13,10 +15,16 @@ namespace xbar::server {
 /// one board turn for the whole operation (scheduler.h), so nothing interleaves with them.
 class ArrayServiceImpl final : public xbar::v1::ArrayService::Service {
  public:
-  /// All three are borrowed and must outlive the service.
-  ArrayServiceImpl(Board& board, ChipRecord& record, Scheduler& sched,
-                   const ProgramVerifyConfig& defaults = {})
-      : board_(board), record_(record), sched_(sched), defaults_(defaults) {}
+  /// `board`, `record`, `sched` and `access` are borrowed and must outlive the service;
+  /// `observer` is told what each programming applied (may be empty).
+  ArrayServiceImpl(Board& board, ChipRecord& record, Scheduler& sched, const ChangeAccess& access,
+                   const ProgramVerifyConfig& defaults = {}, ProgrammingObserver observer = {})
+      : board_(board),
+        record_(record),
+        sched_(sched),
+        access_(access),
+        defaults_(defaults),
+        observer_(std::move(observer)) {}
 
   grpc::Status ProgramArray(grpc::ServerContext* ctx, const v1::ProgramArrayRequest* req,
                             grpc::ServerWriter<v1::ProgramArrayResponse>* writer) override;
@@ -35,7 +43,9 @@ class ArrayServiceImpl final : public xbar::v1::ArrayService::Service {
   Board& board_;
   ChipRecord& record_;
   Scheduler& sched_;
+  const ChangeAccess& access_;
   ProgramVerifyConfig defaults_;
+  ProgrammingObserver observer_;
 };
 
 }  // namespace xbar::server

@@ -17,8 +17,6 @@ namespace xbar::server {
 
 namespace {
 
-std::string g_token;  // written once before serving, then only read
-
 std::mutex g_ids_mu;
 std::unordered_map<const grpc::ServerContextBase*, std::string> g_ids;  // calls in flight
 
@@ -151,12 +149,8 @@ std::string request_id(const grpc::ServerContext* ctx) {
   return "-";
 }
 
-void set_required_token(std::string token) { g_token = std::move(token); }
-
-bool token_required() { return !g_token.empty(); }
-
-grpc::Status authorize_change(const grpc::ServerContext* ctx, const char* method) {
-  if (g_token.empty()) return grpc::Status::OK;
+grpc::Status ChangeAccess::authorize(const grpc::ServerContext* ctx, const char* method) const {
+  if (token_.empty()) return grpc::Status::OK;
   const std::string got = find_metadata(ctx, "authorization");
   if (got.empty()) {
     return {grpc::StatusCode::UNAUTHENTICATED,
@@ -176,7 +170,7 @@ grpc::Status authorize_change(const grpc::ServerContext* ctx, const char* method
     v.remove_prefix(kBearer.size());
     while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
   }
-  if (!bearer || !equal_constant_time(v, g_token)) {
+  if (!bearer || !equal_constant_time(v, token_)) {
     return {grpc::StatusCode::UNAUTHENTICATED,
             fmt::format("{}: the authorization token is not the daemon's", method)};
   }

@@ -34,14 +34,21 @@ WaitLimits limits_of(grpc::ServerContext* ctx);
 /// initial metadata and on every log line of the call.
 std::string request_id(const grpc::ServerContext* ctx);
 
-/// The token that calls which change the board must carry (`authorization: Bearer TOKEN`).
-/// Empty: no token is required. Set once at start-up, before serving.
-void set_required_token(std::string token);
-bool token_required();
+/// Who may change the board: with a token set, calls that program, scan, deploy, delete or
+/// cancel must carry it (`authorization: Bearer TOKEN`); reads never need it. Owned by the
+/// daemon, held by reference by the services that change the board.
+/// \context Immutable after construction; any gRPC thread.
+class ChangeAccess {
+ public:
+  /// Empty `token`: no token is required.
+  explicit ChangeAccess(std::string token = {}) : token_(std::move(token)) {}
+  bool token_required() const { return !token_.empty(); }
+  /// OK, or UNAUTHENTICATED naming what is missing, for a call that changes the board.
+  grpc::Status authorize(const grpc::ServerContext* ctx, const char* method) const;
 
-/// OK, or UNAUTHENTICATED naming what is missing, for a call that changes the board
-/// (programming, scans, deploys, deletes). Reads never need the token.
-grpc::Status authorize_change(const grpc::ServerContext* ctx, const char* method);
+ private:
+  std::string token_;
+};
 
 /// Cancels calls that stay silent too long (a stream whose client neither sends nor reads),
 /// so that a stalled client cannot hold arrays forever. One thread, polling 10 times per

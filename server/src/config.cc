@@ -125,12 +125,6 @@ std::expected<DaemonConfig, std::string> parse_config(const std::string& yaml_te
                             {"tls_client_ca", &c.tls_client_ca}}) {
       if (auto r = str(s[key], std::string("security.") + key, *out); !r) return fail(r.error());
     }
-    if (c.tls_cert.empty() != c.tls_key.empty()) {
-      return fail("security.tls_cert and security.tls_key: give both or neither");
-    }
-    if (!c.tls_client_ca.empty() && c.tls_cert.empty()) {
-      return fail("security.tls_client_ca: needs tls_cert and tls_key (mTLS is TLS first)");
-    }
   }
   if (const YAML::Node s = root["scheduling"]; s && !s.IsNull()) {
     if (auto r = check_keys(s, "scheduling", {"busy_policy", "max_queue", "stream_idle_timeout_s"});
@@ -139,9 +133,6 @@ std::expected<DaemonConfig, std::string> parse_config(const std::string& yaml_te
     }
     if (auto r = str(s["busy_policy"], "scheduling.busy_policy", c.busy_policy); !r) {
       return fail(r.error());
-    }
-    if (c.busy_policy != "wait" && c.busy_policy != "refuse") {
-      return fail(fmt::format("scheduling.busy_policy: '{}': allowed wait, refuse", c.busy_policy));
     }
     if (s["max_queue"]) {
       auto v = get_u64(s["max_queue"], "scheduling.max_queue");
@@ -255,23 +246,42 @@ std::expected<DaemonConfig, std::string> parse_config(const std::string& yaml_te
       return fail("program_verify.target_max_uS must be > target_min_uS");
     }
   }
+  if (auto r = check_settings(c); !r) return fail(r.error());
+  return c;
+}
+
+std::expected<void, std::string> check_settings(const DaemonConfig& c) {
   if (c.backend != "sim" && c.backend != "socket" && c.backend != "usb") {
-    return fail(fmt::format("board.backend: '{}' is not one of sim, socket, usb", c.backend));
+    return Err(fmt::format("board.backend: '{}' is not one of sim, socket, usb", c.backend));
   }
   if (c.backend == "socket" && !c.address.starts_with("tcp:") && !c.address.starts_with("unix:")) {
-    return fail(fmt::format("board.address: '{}': backend socket needs tcp:HOST:PORT or unix:PATH",
-                            c.address));
+    return Err(fmt::format("board.address: '{}': backend socket needs tcp:HOST:PORT or unix:PATH",
+                           c.address));
   }
   if (c.listen.find(':') == std::string::npos && !c.listen.starts_with("unix:")) {
-    return fail(fmt::format("listen: '{}': expected HOST:PORT or unix:PATH", c.listen));
+    return Err(fmt::format("listen: '{}': expected HOST:PORT or unix:PATH", c.listen));
   }
   static const std::set<std::string> kLevels = {"trace", "debug",    "info", "warn",
                                                 "error", "critical", "off"};
   if (!kLevels.contains(c.log_level)) {
-    return fail(fmt::format(
+    return Err(fmt::format(
         "log_level: '{}': allowed trace, debug, info, warn, error, critical, off", c.log_level));
   }
-  return c;
+  if (c.tls_cert.empty() != c.tls_key.empty()) {
+    return Err(
+        "security.tls_cert and security.tls_key (--tls-cert, --tls-key): give both or "
+        "neither");
+  }
+  if (!c.tls_client_ca.empty() && c.tls_cert.empty()) {
+    return Err(
+        "security.tls_client_ca (--tls-client-ca): needs tls_cert and tls_key (mTLS is "
+        "TLS first)");
+  }
+  if (c.busy_policy != "wait" && c.busy_policy != "refuse") {
+    return Err(fmt::format("scheduling.busy_policy (--busy-policy): '{}': allowed wait, refuse",
+                           c.busy_policy));
+  }
+  return {};
 }
 
 std::expected<DaemonConfig, std::string> load_config_file(const std::string& path) {

@@ -56,4 +56,9 @@ std::expected<DaemonConfig, std::string> parse_config(const std::string& yaml_te
                                                       const std::string& origin);
 std::expected<DaemonConfig, std::string> load_config_file(const std::string& path);
 
+/// The checks across fields (TLS pairing, busy policy, backend and address, listen, log
+/// level), named by their config keys and flags: parse_config runs them, and xbard again after
+/// its flags override the file.
+std::expected<void, std::string> check_settings(const DaemonConfig& c);
+
 }  // namespace xbar::server

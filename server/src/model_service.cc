@@ -15,7 +15,7 @@ namespace xbar::server {
 grpc::Status ModelServiceImpl::DeployModel(grpc::ServerContext* ctx,
                                            const v1::DeployModelRequest* req,
                                            grpc::ServerWriter<v1::DeployKernelResponse>* writer) {
-  if (auto a = authorize_change(ctx, "DeployModel"); !a.ok()) return a;
+  if (auto a = access_.authorize(ctx, "DeployModel"); !a.ok()) return a;
   if (auto e = check_enums(*req); !e.ok()) return e;  // names options.remap, not remap
   auto spec = model_from_proto(req->model());
   if (!spec) return to_status(spec.error());
@@ -34,8 +34,8 @@ grpc::Status ModelServiceImpl::DeployModel(grpc::ServerContext* ctx,
       return check_fidelity(*spec, min_agreement, dep, progress);
     };
   }
-  return kernels_.deploy_operation(ctx, dk, writer, req->model().SerializeAsString(),
-                                   "/xbar.v1.ModelService/DeployModel", check);
+  return deployer_.deploy_operation(ctx, dk, writer, req->model().SerializeAsString(),
+                                    "/xbar.v1.ModelService/DeployModel", check);
 }
 
 std::vector<std::string> ModelServiceImpl::check_fidelity(

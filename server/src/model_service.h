@@ -1,11 +1,11 @@
-// xbar.v1.ModelService: deploy a model (its kernels through KernelService's deploy path) and
+// xbar.v1.ModelService: deploy a model (its kernels through the Deployer, as DeployKernel) and
 // classify clips with it, on the board's closed loop or in software.
 #pragma once
 
 #include "call.h"
 #include "chip_record.h"
+#include "deployer.h"
 #include "deployment_states.h"
-#include "kernel_service.h"
 #include "metrics.h"
 #include "model_proto.h"
 #include "scheduler.h"
@@ -22,13 +22,14 @@ class ModelServiceImpl final : public xbar::v1::ModelService::Service {
  public:
   /// A stream silent for `stream_idle_timeout` (neither a chunk read nor an answer taken) is
   /// cancelled, which frees its arrays.
-  ModelServiceImpl(Board& board, Scheduler& sched, DeploymentStates& states,
-                   KernelServiceImpl& kernels,
+  ModelServiceImpl(Board& board, Scheduler& sched, DeploymentStates& states, Deployer& deployer,
+                   const ChangeAccess& access,
                    std::chrono::milliseconds stream_idle_timeout = std::chrono::seconds(30))
       : board_(board),
         sched_(sched),
         states_(states),
-        kernels_(kernels),
+        deployer_(deployer),
+        access_(access),
         idle_(stream_idle_timeout) {}
 
   grpc::Status DeployModel(grpc::ServerContext* ctx, const v1::DeployModelRequest* req,
@@ -50,7 +51,8 @@ class ModelServiceImpl final : public xbar::v1::ModelService::Service {
   Board& board_;
   Scheduler& sched_;
   DeploymentStates& states_;
-  KernelServiceImpl& kernels_;
+  Deployer& deployer_;
+  const ChangeAccess& access_;
   IdleWatch idle_;
   XbardMetrics* metrics_ = nullptr;
   std::atomic<int> streams_{0};

@@ -223,7 +223,7 @@ grpc::Status OperationServiceImpl::WatchOperation(grpc::ServerContext* ctx,
 grpc::Status OperationServiceImpl::CancelOperation(grpc::ServerContext* ctx,
                                                    const v1::CancelOperationRequest* req,
                                                    v1::Operation* out) {
-  if (auto a = authorize_change(ctx, "CancelOperation"); !a.ok()) return a;
+  if (auto a = access_.authorize(ctx, "CancelOperation"); !a.ok()) return a;
   auto op = ops_.find(req->id());
   if (!op) return not_found(req->id());
   op->request_cancel();

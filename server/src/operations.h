@@ -18,6 +18,8 @@
 
 namespace xbar::server {
 
+class ChangeAccess;  // call.h
+
 class Operation {
  public:
   Operation(std::string id, std::string method, std::string request_id, bool detached);
@@ -139,7 +141,8 @@ grpc::Status run_operation(Operations& ops, grpc::ServerContext* ctx,
 /// xbar.v1.OperationService over `ops`.
 class OperationServiceImpl final : public v1::OperationService::Service {
  public:
-  explicit OperationServiceImpl(Operations& ops) : ops_(ops) {}
+  /// Both borrowed; they must outlive the service.
+  OperationServiceImpl(Operations& ops, const ChangeAccess& access) : ops_(ops), access_(access) {}
   grpc::Status ListOperations(grpc::ServerContext* ctx, const v1::ListOperationsRequest* req,
                               v1::ListOperationsResponse* out) override;
   grpc::Status GetOperation(grpc::ServerContext* ctx, const v1::GetOperationRequest* req,
@@ -151,6 +154,7 @@ class OperationServiceImpl final : public v1::OperationService::Service {
 
  private:
   Operations& ops_;
+  const ChangeAccess& access_;
 };
 
 }  // namespace xbar::server

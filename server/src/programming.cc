@@ -19,11 +19,7 @@ FaultMethod method_of(FaultSource s) {
   return FaultMethod::kManual;
 }
 
-ProgrammingObserver g_observer;  // set once before serving
-
 }  // namespace
-
-void set_programming_observer(ProgrammingObserver observer) { g_observer = std::move(observer); }
 
 std::vector<FaultEntry> fault_entries(const std::vector<FaultFinding>& findings, int array) {
   std::vector<FaultEntry> out;
@@ -44,7 +40,7 @@ Result<ProgramVerifyResult> program_and_record(
     Board& board, ChipRecord& record, int array, const Eigen::MatrixXd& target_uS,
     const ProgramVerifyConfig& cfg, const Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic>& skip,
     const std::function<bool(const ProgramVerifyProgress&)>& on_round,
-    const std::function<Result<void>()>& before_first_pulse) {
+    const std::function<Result<void>()>& before_first_pulse, const ProgrammingObserver& observer) {
   const BoardInfo& info = board.info();
   const std::string& serial = info.serial;
   if (auto v = validate_program(info, array, target_uS, cfg, &skip); !v) {
@@ -84,10 +80,10 @@ Result<ProgramVerifyResult> program_and_record(
   };
   auto res = program_verify(board, array, target_uS, cfg, progress, &skip);
   if (!res) return res;
-  if (g_observer) {
-    g_observer(static_cast<uint64_t>(res->set_pulses.sum()) +
-                   static_cast<uint64_t>(res->reset_pulses.sum()),
-               res->abandoned.size());
+  if (observer) {
+    observer(static_cast<uint64_t>(res->set_pulses.sum()) +
+                 static_cast<uint64_t>(res->reset_pulses.sum()),
+             res->abandoned.size());
   }
   if (record_error) {
     return make_error(ErrorCode::kInternal, "chip record: " + record_error->message);

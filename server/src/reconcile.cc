@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "kernel_service.h"
+#include "model_proto.h"
 #include "xbar/kernel/kernel.h"
 #include "xbar/kernel/loop_plan.h"
 #include "xbar/kernel/model.h"
