@@ -306,6 +306,8 @@ void Daemon::Parts::reverify() {
 
 Daemon::Daemon(std::unique_ptr<Parts> parts) : p_(std::move(parts)) {}
 
+int Daemon::port() const { return p_->bound_port; }
+
 Daemon::~Daemon() {
   if (p_->http) p_->http->stop();
 }

@@ -32,6 +32,9 @@ class Daemon {
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
 
+  /// The gRPC port bound (the one chosen for a listen address with port 0; 0 for unix:).
+  int port() const;
+
   /// Serves until one of `stop` (blocked in every thread by the caller) arrives; running
   /// operations are cancelled and recorded as such. Returns xbard's exit code.
   int run(const sigset_t& stop);
