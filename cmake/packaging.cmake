@@ -43,9 +43,11 @@ set(CPACK_DEBIAN_PACKAGE_SECTION science)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)  # xbar_<version>_<arch>.deb
-# Depends from the libraries the binaries link (dpkg-shlibdeps, from dpkg-dev).
+# Depends from the libraries the binaries link (dpkg-shlibdeps, from dpkg-dev; libcairo2 for
+# xbarctl's figures among them). fonts-dejavu-core: the figures' text (without a font cairo
+# draws it in its built-in ASCII-only one).
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "systemd, udev")
+set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "systemd, udev, fonts-dejavu-core")
 set(CPACK_STRIP_FILES ON)
 # Maintainer scripts (deploy/debian) and the configuration as a conffile: an upgrade keeps the
 # administrator's edits (dpkg asks when both sides changed).

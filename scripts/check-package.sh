@@ -50,10 +50,10 @@ check "Package: xbar" field Package "^xbar$"
 check "Version: project version" field Version "^[0-9]+\.[0-9]+\.[0-9]+"
 check "Architecture: $(dpkg --print-architecture)" field Architecture "^$(dpkg --print-architecture)$"
 # dpkg-shlibdeps: the libraries the binaries link are in Depends.
-for lib in libc6 libstdc\\+\\+6 "libgrpc\\+\\+" libprotobuf libusb-1.0-0 libyaml-cpp libsqlite3 libpng16 libsndfile1; do
+for lib in libc6 libstdc\\+\\+6 "libgrpc\\+\\+" libprotobuf libusb-1.0-0 libyaml-cpp libsqlite3 libcairo2 libsndfile1; do
   check "Depends: ${lib//\\/}" field Depends "(^|, )${lib}"
 done
-check "Recommends: systemd, udev" field Recommends "systemd, udev"
+check "Recommends: systemd, udev, fonts-dejavu-core" field Recommends "systemd, udev, fonts-dejavu-core"
 for script in postinst prerm postrm; do
   check "maintainer script $script" grep -qE "^ +[0-9]+ bytes, +[0-9]+ lines +\* +$script " <<<"$info"
 done

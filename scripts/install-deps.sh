@@ -14,17 +14,23 @@ PKGS=(
   libeigen3-dev libspdlog-dev libfmt-dev
   libusb-1.0-0-dev libyaml-cpp-dev libcli11-dev libsqlite3-dev libpng-dev
   libsndfile1-dev libsamplerate0-dev
+  # xbarctl: its heat-map figures (cairo) and --json documents (nlohmann's JSON); libpng-dev
+  # above is for kernel_cli_test, which reads the figures' pixels back
+  libcairo2-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   # the Python client and its test, run-demo.sh's WAV; openssl: the TLS tests' certificates
   python3 python3-grpcio python3-protobuf openssl
+  # run: the font of xbarctl's figures (cairo falls back to a built-in ASCII one without it)
+  fonts-dejavu-core
   # the USB transport test (umockdev testbed)
   umockdev libumockdev-dev
   # the formatting check in scripts/test.sh
   clang-format
   # the accuracy benchmark and its generated clips (models/data.py: espeak-ng, flite, festival
-  # with three festvox voices, sox, soxi)
+  # with three festvox voices, sox, soxi); matplotlib: the write-noise sweep's box plot
+  # (bench/accuracy/plot_noise_sweep.py)
   python3-torch python3-numpy espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k
-  festvox-us-slt-hts sox
+  festvox-us-slt-hts sox python3-matplotlib
   # the .deb (scripts/package.sh, ctest package_contents): CPack's DEB generator runs `file`
   # on every installed file, dpkg-shlibdeps (dpkg-dev) computes Depends
   file dpkg-dev

@@ -4,7 +4,7 @@
 //
 //   write_noise_sweep [--sigmas 0,5,10,15,20] [--instantiations 20] [--clips 100] [--threads 2]
 //                     [--profile ideal] [--kernels board|crossbar] [--noise-on all|weights]
-//                     [--data DIR] [--models A.json,B.json] [--seed 1] [--json FILE] [--png FILE]
+//                     [--data DIR] [--models A.json,B.json] [--seed 1] [--json FILE]
 //
 // Defaults: --data <source>/data/voices (make it with /usr/bin/python3 models/data.py
 // generate), --models <source>/models/reference/zero-one-{2bit,5bit}.json.
@@ -33,9 +33,9 @@
 // Prints a Markdown table (per model and sigma: mean, sd, min, median, max accuracy %, the
 // software accuracy, the mean's difference from it, and how many instantiations wrote a kernel
 // whose state matrix is unstable, spectral radius >= 1) and the wall time; --json writes every
-// instantiation's accuracy and largest spectral radius, --png a box plot
-// (bench/accuracy/fig4-*.png). Exit codes: 0 done, 1 failed (a board or model error),
-// 2 bad flag or input files.
+// instantiation's accuracy and largest spectral radius, from which bench/accuracy/
+// plot_noise_sweep.py draws the box plot (bench/accuracy/fig4-*.png). Exit codes: 0 done,
+// 1 failed (a board or model error), 2 bad flag or input files.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <google/protobuf/struct.pb.h>
@@ -63,7 +63,6 @@
 #include <thread>
 #include <vector>
 
-#include "canvas.h"         // client/src: the figures' canvas, PNG writer and font
 #include "model_service.h"  // server::model_from_proto
 #include "xbar/audio/audio.h"
 #include "xbar/drivers/board.h"
@@ -94,7 +93,7 @@ struct Options {
   std::vector<std::string> models = {XBAR_SOURCE_DIR "/models/reference/zero-one-2bit.json",
                                      XBAR_SOURCE_DIR "/models/reference/zero-one-5bit.json"};
   uint64_t seed = 1;
-  std::string json_path, png_path;
+  std::string json_path;
 };
 
 constexpr const char* kUsage = R"(usage: write_noise_sweep [flags]
@@ -111,8 +110,8 @@ constexpr const char* kUsage = R"(usage: write_noise_sweep [flags]
   --models LIST         model files, comma-separated
                         (<source>/models/reference/zero-one-2bit.json,...-5bit.json)
   --seed N              seed of the noise draws, 0..2^64-1 (1)
-  --json FILE           write every instantiation's accuracy as JSON
-  --png FILE            write the box plot as PNG
+  --json FILE           write every instantiation's accuracy as JSON; the box plot is drawn
+                        from it: /usr/bin/python3 bench/accuracy/plot_noise_sweep.py FILE -o F.png
   --help                this text
 )";
 
@@ -198,12 +197,14 @@ std::expected<Options, UsageError> parse_flags(int argc, char** argv, bool& help
       auto v = in_range<uint64_t>(flag, value, 0, std::numeric_limits<uint64_t>::max());
       if (!v) return std::unexpected(v.error());
       o.seed = *v;
-    } else if (flag == "--profile" || flag == "--data" || flag == "--json" || flag == "--png") {
+    } else if (flag == "--profile" || flag == "--data" || flag == "--json") {
       if (value.empty()) return std::unexpected(UsageError{flag + " needs a value"});
-      (flag == "--profile" ? o.profile
-       : flag == "--data"  ? o.data_dir
-       : flag == "--json"  ? o.json_path
-                           : o.png_path) = value;
+      (flag == "--profile" ? o.profile : flag == "--data" ? o.data_dir : o.json_path) = value;
+    } else if (flag == "--png") {
+      // Gone with the C++ figure; the old command lines in bench/RESULTS.md's history say it.
+      return std::unexpected(
+          UsageError{"--png: the box plot is drawn from --json's file: /usr/bin/python3 "
+                     "bench/accuracy/plot_noise_sweep.py FILE.json -o FILE.png"});
     } else if (flag == "--kernels") {
       if (value != "board" && value != "crossbar") {
         return std::unexpected(UsageError{"--kernels = " + value + ": allowed board or crossbar"});
@@ -472,7 +473,7 @@ Result<Outcome> run_instantiation(Board* board, const Model& m, const std::vecto
 // ---- statistics ----
 
 struct Summary {
-  double mean = 0, sd = 0, min = 0, q1 = 0, median = 0, q3 = 0, max = 0;
+  double mean = 0, sd = 0, min = 0, median = 0, max = 0;
 };
 
 // Quantile with linear interpolation between order statistics (R's type 7, numpy's default).
@@ -495,9 +496,7 @@ Summary summarise(std::vector<double> v) {
   s.sd = v.size() > 1 ? std::sqrt(ss / static_cast<double>(v.size() - 1)) : 0.0;  // sample sd
   s.min = v.front();
   s.max = v.back();
-  s.q1 = quantile(v, 0.25);
   s.median = quantile(v, 0.5);
-  s.q3 = quantile(v, 0.75);
   return s;
 }
 
@@ -556,150 +555,6 @@ std::string to_json(const Options& o, const std::vector<Model>& models, const Re
     j += fmt::format("     ]}}{}\n", m + 1 < models.size() ? "," : "");
   }
   return j + "  ]\n}\n";
-}
-
-// The box plot: x = sigma, one box per model at each sigma (quartiles, median line, whiskers to
-// the furthest value within 1.5 IQR, points beyond drawn singly), y = accuracy %; each model's
-// software accuracy as a dashed line of its colour.
-std::expected<void, std::string> write_box_plot(const std::string& path, const Options& o,
-                                                const std::vector<Model>& models,
-                                                const Results& acc, int clips) {
-  using client::Rgb;
-  static constexpr Rgb kColours[] = {{31, 119, 180},  {255, 127, 14},  {44, 160, 44},
-                                     {214, 39, 40},   {148, 103, 189}, {140, 86, 75},
-                                     {227, 119, 194}, {127, 127, 127}};
-  constexpr Rgb kBlack = {0, 0, 0}, kGrid = {225, 225, 225}, kAxisText = {40, 40, 40};
-  const auto colour = [&](size_t m) { return kColours[m % std::size(kColours)]; };
-  const auto light = [](Rgb c) {
-    Rgb l;
-    for (size_t i = 0; i < 3; ++i) l[i] = static_cast<uint8_t>(255 - (255 - c[i]) * 45 / 100);
-    return l;
-  };
-  constexpr int kText = 2;  // font scale
-  const int width = 1000, height = 640;
-  const int left = 100, right = 30, top = 96, bottom = 90;
-  const int plot_w = width - left - right, plot_h = height - top - bottom;
-  client::Canvas img(width, height);
-
-  // y range: 100 % down to a multiple of 10 below every value shown.
-  double lo_pct = 100;
-  for (size_t m = 0; m < models.size(); ++m) {
-    lo_pct = std::min(lo_pct, 100 * models[m].software_accuracy);
-    for (const auto& v : acc[m]) {
-      for (double x : v) lo_pct = std::min(lo_pct, x);
-    }
-  }
-  lo_pct = std::clamp(std::floor((lo_pct - 1) / 10) * 10, 0.0, 90.0);
-  const double hi_pct = 100;
-  const auto y_of = [&](double pct) {
-    return top + static_cast<int>(std::lround((hi_pct - pct) / (hi_pct - lo_pct) * plot_h));
-  };
-  const double tick_step = hi_pct - lo_pct <= 30 ? 5 : 10;
-
-  // Grid and y ticks.
-  for (double t = lo_pct; t <= hi_pct + 1e-9; t += tick_step) {
-    const int y = y_of(t);
-    img.fill(left, y, plot_w, 1, kGrid);
-    img.fill(left - 6, y, 6, 2, kBlack);
-    const std::string label = fmt::format("{:g}", t);
-    client::draw_text(img, left - 10 - client::text_width(label, kText),
-                      y - client::text_height(kText) / 2 + 1, label, kAxisText, kText);
-  }
-
-  // Boxes.
-  const size_t n_sigma = o.sigmas_uS.size(), n_models = models.size();
-  const double group_w = static_cast<double>(plot_w) / static_cast<double>(n_sigma);
-  const double slot_w = group_w * 0.72 / static_cast<double>(n_models);
-  const int box_w = std::max(4, static_cast<int>(slot_w * 0.78));
-  for (size_t s = 0; s < n_sigma; ++s) {
-    const double centre = left + group_w * (static_cast<double>(s) + 0.5);
-    const int x_tick = static_cast<int>(std::lround(centre));
-    img.fill(x_tick - 1, top + plot_h, 2, 6, kBlack);
-    const std::string label = fmt::format("{:g}", o.sigmas_uS[s]);
-    client::draw_text(img, x_tick - client::text_width(label, kText) / 2, top + plot_h + 12, label,
-                      kAxisText, kText);
-    for (size_t m = 0; m < n_models; ++m) {
-      const std::vector<double>& v = acc[m][s];
-      if (v.empty()) continue;
-      const Summary st = summarise(v);
-      const double iqr = st.q3 - st.q1;
-      double w_lo = st.max, w_hi = st.min;  // whisker ends: extreme values within 1.5 IQR
-      for (double x : v) {
-        if (x >= st.q1 - 1.5 * iqr) w_lo = std::min(w_lo, x);
-        if (x <= st.q3 + 1.5 * iqr) w_hi = std::max(w_hi, x);
-      }
-      const int cx = static_cast<int>(std::lround(
-          centre + (static_cast<double>(m) - (static_cast<double>(n_models) - 1) / 2) * slot_w));
-      const int x0 = cx - box_w / 2;
-      const Rgb c = colour(m);
-      // A box at least 8 px high around the median, so that its colour shows when the
-      // quartiles coincide (every draw gave the same accuracy).
-      const int y_med = y_of(st.median);
-      const int y_q3 = std::min(y_of(st.q3), y_med - 4), y_q1 = std::max(y_of(st.q1), y_med + 4);
-      img.fill(cx - 1, y_of(w_hi), 2, y_q3 - y_of(w_hi), c);  // whiskers
-      img.fill(cx - 1, y_q1, 2, y_of(w_lo) - y_q1, c);
-      img.fill(cx - box_w / 4, y_of(w_hi) - 1, box_w / 2, 2, c);  // caps
-      img.fill(cx - box_w / 4, y_of(w_lo) - 1, box_w / 2, 2, c);
-      img.fill(x0, y_q3, box_w, std::max(1, y_q1 - y_q3), light(c));  // the box
-      img.fill(x0, y_q3 - 1, box_w, 2, c);
-      img.fill(x0, y_q1 - 1, box_w, 2, c);
-      img.fill(x0, y_q3 - 1, 2, y_q1 - y_q3 + 2, c);
-      img.fill(x0 + box_w - 2, y_q3 - 1, 2, y_q1 - y_q3 + 2, c);
-      img.fill(x0, y_med - 2, box_w, 4, kBlack);  // median
-      for (double x : v) {                        // outliers
-        if (x < w_lo || x > w_hi) {
-          const int y = y_of(x);
-          img.fill(cx - 3, y - 3, 7, 7, c);
-          img.fill(cx - 1, y - 1, 3, 3, {255, 255, 255});
-        }
-      }
-    }
-  }
-
-  // Software baselines: dashed lines across the plot, the models' dashes interleaved so that
-  // equal baselines show every colour.
-  const int dash = 8, period = dash * static_cast<int>(n_models) + 6;
-  for (size_t m = 0; m < n_models; ++m) {
-    const int y = y_of(100 * models[m].software_accuracy);
-    for (int x = left + static_cast<int>(m) * dash; x < left + plot_w; x += period) {
-      img.fill(x, y - 1, std::min(dash, left + plot_w - x), 2, colour(m));
-    }
-  }
-
-  // Axes and labels.
-  img.fill(left - 2, top, 2, plot_h + 2, kBlack);
-  img.fill(left - 2, top + plot_h, plot_w + 2, 2, kBlack);
-  const std::string x_label = "write noise σ (µS)";
-  client::draw_text(img, left + (plot_w - client::text_width(x_label, kText)) / 2,
-                    top + plot_h + 48, x_label, kBlack, kText);
-  const std::string y_label = "test accuracy (%)";
-  client::draw_text_up(img, 18, top + (plot_h - client::text_width(y_label, kText)) / 2, y_label,
-                       kBlack, kText);
-  const std::string title =
-      fmt::format("Write noise: {} draws per box, {} clips, {}", o.instantiations, clips,
-                  (o.crossbar ? "float crossbar" : "twin, profile " + o.profile) +
-                      (o.weights_only ? ", noisy weights only" : ""));
-  const int title_scale = client::text_width(title, kText) <= width - 8 ? kText : 1;
-  client::draw_text(img, std::max(4, (width - client::text_width(title, title_scale)) / 2), 16,
-                    title, kBlack, title_scale);
-
-  // Legend, one row above the plot: a filled box per model, then the dashed baseline.
-  int lx = left;
-  const int ly = 54, sw = 26, sh = client::text_height(kText);
-  for (size_t m = 0; m < n_models; ++m) {
-    img.fill(lx, ly, sw, sh, light(colour(m)));
-    img.fill(lx, ly, sw, 2, colour(m));
-    img.fill(lx, ly + sh - 2, sw, 2, colour(m));
-    img.fill(lx, ly, 2, sh, colour(m));
-    img.fill(lx + sw - 2, ly, 2, sh, colour(m));
-    img.fill(lx, ly + sh / 2 - 1, sw, 3, kBlack);
-    client::draw_text(img, lx + sw + 8, ly, models[m].label, kBlack, kText);
-    lx += sw + 8 + client::text_width(models[m].label, kText) + 28;
-  }
-  for (int x = lx; x < lx + sw + 6; x += 12) img.fill(x, ly + sh / 2 - 1, 7, 2, kAxisText);
-  const std::string sw_label = "software baseline (dashed)";
-  client::draw_text(img, lx + sw + 14, ly, sw_label, kBlack, kText);
-  return client::write_png(path, img, "box plot");
 }
 
 int run(int argc, char** argv) {
@@ -886,14 +741,6 @@ int run(int argc, char** argv) {
       rc = 1;
     } else {
       fmt::print("JSON: {}\n", o.json_path);
-    }
-  }
-  if (!o.png_path.empty()) {
-    if (auto w = write_box_plot(o.png_path, o, models, acc, static_cast<int>(clips->size())); !w) {
-      fmt::print(stderr, "write_noise_sweep: --png: {}\n", w.error());
-      rc = 1;
-    } else {
-      fmt::print("PNG: {}\n", o.png_path);
     }
   }
   return rc;

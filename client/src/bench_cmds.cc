@@ -12,7 +12,7 @@
 #include <numeric>
 
 #include "cli.h"
-#include "json.h"
+#include "json_out.h"
 #include "model_cmds.h"
 #include "progress.h"
 #include "xbar/v1/board.grpc.pb.h"
@@ -228,73 +228,56 @@ int BenchCommands::Impl::run_bench(const Session& session) const {
   };
 
   if (session.json()) {
-    JsonWriter w;
-    w.begin_object()
-        .field("server", session.options().server)
-        .field("serial", info.serial())
-        .field("simulated", info.simulated())
-        .field("backend", info.backend());
-    w.key("status")
-        .begin_object()
-        .field("calls", status_calls)
-        .key("p50_ms")
-        .fixed(percentile(status_ms, 50), 3)
-        .key("p99_ms")
-        .fixed(percentile(status_ms, 99), 3)
-        .end_object();
-    w.key("board")
-        .begin_object()
-        .field("uptime_ns", after.uptime_ns())
-        .field("ops_executed", after.ops_executed())
-        .field("pulses_applied", after.pulses_applied())
-        .field("pulses_during_bench", pulses)
-        .field("last_error", after.last_error())
-        .end_object();
-    w.key("reads").begin_array();
+    Json status;
+    status["calls"] = status_calls;
+    status["p50_ms"] = json_fixed(percentile(status_ms, 50), 3);
+    status["p99_ms"] = json_fixed(percentile(status_ms, 99), 3);
+    Json board_counters;
+    board_counters["uptime_ns"] = after.uptime_ns();
+    board_counters["ops_executed"] = after.ops_executed();
+    board_counters["pulses_applied"] = after.pulses_applied();
+    board_counters["pulses_during_bench"] = pulses;
+    board_counters["last_error"] = after.last_error();
+    Json read_figures = Json::array();
     for (const auto& f : reads) {
-      w.begin_object()
-          .field("array", f.array)
-          .field("rows", f.rows)
-          .field("cols", f.cols)
-          .field("n_avg", avg)
-          .field("repeat", repeat)
-          .key("best_ms")
-          .fixed(*std::min_element(f.ms.begin(), f.ms.end()), 3)
-          .key("median_ms")
-          .fixed(percentile(f.ms, 50), 3)
-          .key("devices_per_s")
-          .fixed(devices_per_s(f), 1)
-          .end_object();
+      Json r;
+      r["array"] = f.array;
+      r["rows"] = f.rows;
+      r["cols"] = f.cols;
+      r["n_avg"] = avg;
+      r["repeat"] = repeat;
+      r["best_ms"] = json_fixed(*std::min_element(f.ms.begin(), f.ms.end()), 3);
+      r["median_ms"] = json_fixed(percentile(f.ms, 50), 3);
+      r["devices_per_s"] = json_fixed(devices_per_s(f), 1);
+      read_figures.push_back(std::move(r));
     }
-    w.end_array();
-    w.key("infer");
-    if (!inf.done) {
-      w.null();
-    } else {
-      w.begin_object()
-          .field("deployment", deployment)
-          .field("path", inf.path)
-          .field("calls", calls)
-          .field("clip_ms", clip_ms)
-          .field("sample_rate_hz", inf.rate_hz)
-          .field("steps", inf.steps)
-          .field("result", inf.result)
-          .key("first_ms")
-          .fixed(inf.first_ms, 3)
-          .key("p50_ms")
-          .fixed(percentile(inf.ms, 50), 3)
-          .key("p99_ms")
-          .fixed(percentile(inf.ms, 99), 3)
-          .key("mean_ms")
-          .fixed(infer_total_ms / static_cast<double>(inf.ms.size()), 3)
-          .key("board_ms_p50")
-          .fixed(percentile(inf.board_ms, 50), 3)
-          .key("steps_per_s")
-          .fixed(steps_per_s, 1)
-          .end_object();
+    Json infer = nullptr;
+    if (inf.done) {
+      infer = Json::object();
+      infer["deployment"] = deployment;
+      infer["path"] = inf.path;
+      infer["calls"] = calls;
+      infer["clip_ms"] = json_number(clip_ms);
+      infer["sample_rate_hz"] = inf.rate_hz;
+      infer["steps"] = inf.steps;
+      infer["result"] = inf.result;
+      infer["first_ms"] = json_fixed(inf.first_ms, 3);
+      infer["p50_ms"] = json_fixed(percentile(inf.ms, 50), 3);
+      infer["p99_ms"] = json_fixed(percentile(inf.ms, 99), 3);
+      infer["mean_ms"] = json_fixed(infer_total_ms / static_cast<double>(inf.ms.size()), 3);
+      infer["board_ms_p50"] = json_fixed(percentile(inf.board_ms, 50), 3);
+      infer["steps_per_s"] = json_fixed(steps_per_s, 1);
     }
-    w.end_object();
-    std::cout << w.text() << "\n";
+    Json j;
+    j["server"] = session.options().server;
+    j["serial"] = info.serial();
+    j["simulated"] = info.simulated();
+    j["backend"] = info.backend();
+    j["status"] = std::move(status);
+    j["board"] = std::move(board_counters);
+    j["reads"] = std::move(read_figures);
+    j["infer"] = std::move(infer);
+    std::cout << dump(j) << "\n";
     return kOk;
   }
 

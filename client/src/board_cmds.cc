@@ -15,7 +15,7 @@
 
 #include "cli.h"
 #include "heatmap.h"
-#include "json.h"
+#include "json_out.h"
 #include "operation_cmds.h"
 #include "progress.h"
 #include "xbar/v1/arrays.grpc.pb.h"
@@ -66,38 +66,40 @@ std::string round_detail(const v1::ProgramRound& r) {
 }
 
 void write_info_json(const v1::BoardInfo& info) {
-  JsonWriter w;
-  auto range = [&](std::string_view k, const v1::VoltageRange& v) {
-    w.key(k).begin_object().field("lo_V", v.lo_v()).field("hi_V", v.hi_v()).end_object();
+  auto range = [](const v1::VoltageRange& v) {
+    Json r;
+    r["lo_V"] = json_number(v.lo_v());
+    r["hi_V"] = json_number(v.hi_v());
+    return r;
   };
-  w.begin_object()
-      .field("serial", info.serial())
-      .field("firmware_version", info.firmware_version())
-      .field("protocol_version", info.protocol_version())
-      .field("backend", info.backend())
-      .field("link", info.link())
-      .field("simulated", info.simulated())
-      .field("arrays", info.arrays())
-      .field("rows", info.rows())
-      .field("cols", info.cols())
-      .field("adc_bits", info.adc_bits())
-      .field("adc_v_lo_V", info.adc_v_lo_v())
-      .field("adc_v_hi_V", info.adc_v_hi_v())
-      .field("tia_v_ref_V", info.tia_v_ref_v());
-  w.key("tia_gains_ohm").array(info.tia_gains_ohm());
-  w.key("full_scale_uS").array(info.full_scale_us());
-  w.field("v_read_V", info.v_read_v())
-      .field("dac_bits", info.dac_bits())
-      .field("dac_v_min_V", info.dac_v_min_v())
-      .field("dac_v_max_V", info.dac_v_max_v())
-      .field("width_step_ns", info.width_step_ns())
-      .field("width_max_ns", info.width_max_ns());
-  range("set_V", info.set_v());
-  range("set_gate_V", info.set_gate());
-  range("reset_V", info.reset_v());
-  range("reset_gate_V", info.reset_gate());
-  w.field("max_read_avg", info.max_read_avg()).end_object();
-  std::cout << w.text() << "\n";
+  Json j;
+  j["serial"] = info.serial();
+  j["firmware_version"] = info.firmware_version();
+  j["protocol_version"] = info.protocol_version();
+  j["backend"] = info.backend();
+  j["link"] = info.link();
+  j["simulated"] = info.simulated();
+  j["arrays"] = info.arrays();
+  j["rows"] = info.rows();
+  j["cols"] = info.cols();
+  j["adc_bits"] = info.adc_bits();
+  j["adc_v_lo_V"] = json_number(info.adc_v_lo_v());
+  j["adc_v_hi_V"] = json_number(info.adc_v_hi_v());
+  j["tia_v_ref_V"] = json_number(info.tia_v_ref_v());
+  j["tia_gains_ohm"] = json_numbers(info.tia_gains_ohm());
+  j["full_scale_uS"] = json_numbers(info.full_scale_us());
+  j["v_read_V"] = json_number(info.v_read_v());
+  j["dac_bits"] = info.dac_bits();
+  j["dac_v_min_V"] = json_number(info.dac_v_min_v());
+  j["dac_v_max_V"] = json_number(info.dac_v_max_v());
+  j["width_step_ns"] = info.width_step_ns();
+  j["width_max_ns"] = info.width_max_ns();
+  j["set_V"] = range(info.set_v());
+  j["set_gate_V"] = range(info.set_gate());
+  j["reset_V"] = range(info.reset_v());
+  j["reset_gate_V"] = range(info.reset_gate());
+  j["max_read_avg"] = info.max_read_avg();
+  std::cout << dump(j) << "\n";
 }
 
 int cmd_info(const Session& session) {
@@ -146,15 +148,13 @@ int cmd_status(const Session& session) {
   const grpc::Status s = stub->GetBoardStatus(ctx.get(), {}, &st);
   if (!s.ok()) return session.fail(s);
   if (session.json()) {
-    JsonWriter w;
-    w.begin_object()
-        .field("uptime_ns", st.uptime_ns())
-        .field("ops_executed", st.ops_executed())
-        .field("pulses_applied", st.pulses_applied())
-        .field("replays_served", st.replays_served())
-        .field("last_error", st.last_error())
-        .end_object();
-    std::cout << w.text() << "\n";
+    Json j;
+    j["uptime_ns"] = st.uptime_ns();
+    j["ops_executed"] = st.ops_executed();
+    j["pulses_applied"] = st.pulses_applied();
+    j["replays_served"] = st.replays_served();
+    j["last_error"] = st.last_error();
+    std::cout << dump(j) << "\n";
   } else {
     std::cout << fmt::format("uptime {:.6f} s, {} ops, {} pulses, {} replays, last error {}\n",
                              st.uptime_ns() * 1e-9, st.ops_executed(), st.pulses_applied(),
@@ -210,39 +210,39 @@ int cmd_read(const Session& session, const ReadArgs& a) {
     }
   }
   if (!a.png.empty()) {
-    auto w = write_heatmap_png(a.png, g_uS, {.g_min_uS = 0, .g_max_uS = a.png_max_uS});
+    auto w = write_heatmap_png(
+        a.png, g_uS,
+        {.g_min_uS = 0,
+         .g_max_uS = a.png_max_uS,
+         .title = fmt::format("array {}: conductance as read, {} read{} averaged, gain index {}",
+                              a.array, a.avg, a.avg == 1 ? "" : "s", gain)});
     if (!w) {
       std::cerr << "xbarctl: " << w.error() << "\n";
       return kFailed;
     }
   }
   if (session.json()) {
-    JsonWriter w;
-    w.begin_object()
-        .field("array", a.array)
-        .field("rows", static_cast<int64_t>(g_uS.rows()))
-        .field("cols", static_cast<int64_t>(g_uS.cols()))
-        .field("gain_index", gain)
-        .field("n_avg", a.avg)
-        .key("min_uS")
-        .fixed(v.front(), 3)
-        .key("median_uS")
-        .fixed(median, 3)
-        .key("mean_uS")
-        .fixed(mean, 3)
-        .key("max_uS")
-        .fixed(v.back(), 3)
-        .field("saturated", saturated);
-    if (!a.csv.empty()) w.field("csv", a.csv);
-    if (!a.png.empty()) w.field("png", a.png);
-    w.key("g_uS").begin_array();
+    Json j;
+    j["array"] = a.array;
+    j["rows"] = g_uS.rows();
+    j["cols"] = g_uS.cols();
+    j["gain_index"] = gain;
+    j["n_avg"] = a.avg;
+    j["min_uS"] = json_fixed(v.front(), 3);
+    j["median_uS"] = json_fixed(median, 3);
+    j["mean_uS"] = json_fixed(mean, 3);
+    j["max_uS"] = json_fixed(v.back(), 3);
+    j["saturated"] = saturated;
+    if (!a.csv.empty()) j["csv"] = a.csv;
+    if (!a.png.empty()) j["png"] = a.png;
+    Json rows = Json::array();
     for (int r = 0; r < g_uS.rows(); ++r) {
-      w.begin_array();
-      for (int c = 0; c < g_uS.cols(); ++c) w.fixed(g_uS(r, c), 3);
-      w.end_array();
+      Json row = Json::array();
+      for (int c = 0; c < g_uS.cols(); ++c) row.push_back(json_fixed(g_uS(r, c), 3));
+      rows.push_back(std::move(row));
     }
-    w.end_array().end_object();
-    std::cout << w.text() << "\n";
+    j["g_uS"] = std::move(rows);
+    std::cout << dump(j) << "\n";
   } else {
     std::cout << fmt::format("array {}: {}x{} devices, gain index {}, {} read(s) averaged\n",
                              a.array, g_uS.rows(), g_uS.cols(), gain, a.avg);
@@ -362,7 +362,9 @@ int cmd_program(const Session& session, const ProgramArgs& a) {
     }
   }
   if (!a.png_out.empty()) {
-    if (auto w = write_heatmap_png(a.png_out, final_uS); !w) {
+    const std::string title = fmt::format(
+        "array {}: read-back after program-verify (tolerance {:g} µS)", a.array, a.tol_uS);
+    if (auto w = write_heatmap_png(a.png_out, final_uS, {.title = title}); !w) {
       std::cerr << "xbarctl: " << w.error() << "\n";
       return kFailed;
     }
@@ -429,7 +431,13 @@ int cmd_scan(const Session& session, const ScanArgs& a) {
   if (draw) {
     Eigen::MatrixXd m(64, 64);
     for (int i = 0; i < 64 * 64; ++i) m(i / 64, i % 64) = map_values[i];
-    if (auto w = write_heatmap_png(a.png, m); !w) {
+    const std::string title =
+        a.quick ? fmt::format("array {}: read of the quick fault check", a.array)
+                : fmt::format(
+                      "array {}: read after the hard RESET of the fault scan ({} stuck-high, "
+                      "{} stuck-low)",
+                      a.array, rep.stuck_high(), rep.stuck_low());
+    if (auto w = write_heatmap_png(a.png, m, {.title = title}); !w) {
       std::cerr << "xbarctl: " << w.error() << "\n";
       return kFailed;
     }
@@ -446,21 +454,22 @@ int cmd_faults(const Session& session, int array) {
   const grpc::Status s = stub->GetFaultMap(ctx.get(), req, &map);
   if (!s.ok()) return session.fail(s);
   if (session.json()) {
-    JsonWriter w;
-    w.begin_object().field("serial", map.serial()).key("faults").begin_array();
+    Json faults = Json::array();
     for (const auto& f : map.faults()) {
-      w.begin_object()
-          .field("array", f.array())
-          .field("row", f.row())
-          .field("col", f.col())
-          .field("kind", f.kind())
-          .field("method", f.method())
-          .field("found_at_ms", f.found_at_ms());
-      if (f.has_g_us()) w.key("g_uS").fixed(f.g_us(), 3);
-      w.end_object();
+      Json one;
+      one["array"] = f.array();
+      one["row"] = f.row();
+      one["col"] = f.col();
+      one["kind"] = f.kind();
+      one["method"] = f.method();
+      one["found_at_ms"] = f.found_at_ms();
+      if (f.has_g_us()) one["g_uS"] = json_fixed(f.g_us(), 3);
+      faults.push_back(std::move(one));
     }
-    w.end_array().end_object();
-    std::cout << w.text() << "\n";
+    Json j;
+    j["serial"] = map.serial();
+    j["faults"] = std::move(faults);
+    std::cout << dump(j) << "\n";
     return kOk;
   }
   std::cout << fmt::format("chip {}: {} recorded faults\n", map.serial(), map.faults_size());
@@ -503,33 +512,26 @@ bool show_scan_message(Progress& progress, std::string_view task, const v1::Scan
 int print_program_result(const Session& session, const v1::ProgramReport& report,
                          const ProgramResultInfo& info) {
   if (session.json()) {
-    JsonWriter w;
-    w.begin_object();
-    operation_field(w, info.operation);
-    w.key("array");
-    info.array ? w.value(*info.array) : w.null();
-    w.key("within_tol_pct").fixed(report.within_tol_pct(), 3).key("tol_uS");
-    info.tol_uS ? w.value(*info.tol_uS) : w.null();
-    w.key("error_sigma_uS")
-        .fixed(report.error_sigma_us(), 3)
-        .field("rounds", report.rounds())
-        .field("transactions", report.transactions())
-        .key("pulses_per_device_mean")
-        .fixed(report.pulses_per_device_mean(), 3)
-        .field("pulses_per_device_p99", report.pulses_per_device_p99())
-        .field("abandoned", report.abandoned_size())
-        .field("skipped", report.skipped())
-        .field("cancelled", report.cancelled())
-        .key("pulse_time_ms")
-        .fixed(report.pulse_time_ms(), 3);
-    w.key("abandoned_cells").begin_array();
-    for (const auto& c : report.abandoned())
-      w.begin_object().field("row", c.row()).field("col", c.col()).end_object();
-    w.end_array();
-    if (!info.csv.empty()) w.field("csv", info.csv);
-    if (!info.png.empty()) w.field("png", info.png);
-    w.end_object();
-    std::cout << w.text() << "\n";
+    Json j;
+    j["operation"] = operation_value(info.operation);
+    j["array"] = info.array ? Json(*info.array) : Json(nullptr);
+    j["within_tol_pct"] = json_fixed(report.within_tol_pct(), 3);
+    j["tol_uS"] = info.tol_uS ? json_number(*info.tol_uS) : Json(nullptr);
+    j["error_sigma_uS"] = json_fixed(report.error_sigma_us(), 3);
+    j["rounds"] = report.rounds();
+    j["transactions"] = report.transactions();
+    j["pulses_per_device_mean"] = json_fixed(report.pulses_per_device_mean(), 3);
+    j["pulses_per_device_p99"] = report.pulses_per_device_p99();
+    j["abandoned"] = report.abandoned_size();
+    j["skipped"] = report.skipped();
+    j["cancelled"] = report.cancelled();
+    j["pulse_time_ms"] = json_fixed(report.pulse_time_ms(), 3);
+    Json cells = Json::array();
+    for (const auto& c : report.abandoned()) cells.push_back({{"row", c.row()}, {"col", c.col()}});
+    j["abandoned_cells"] = std::move(cells);
+    if (!info.csv.empty()) j["csv"] = info.csv;
+    if (!info.png.empty()) j["png"] = info.png;
+    std::cout << dump(j) << "\n";
   } else {
     std::cout << fmt::format("{}: {:.2f} % within {} (sigma of final error {:.2f} uS)\n",
                              info.array ? fmt::format("array {}", *info.array) : "program-verify",
@@ -552,37 +554,32 @@ int print_program_result(const Session& session, const v1::ProgramReport& report
 int print_scan_result(const Session& session, const v1::ScanReport& rep, const std::string& png,
                       const std::string& operation) {
   if (session.json()) {
-    JsonWriter w;
-    w.begin_object();
-    operation_field(w, operation);
-    w.field("array", rep.array())
-        .field("quick", rep.quick())
-        .field("stuck_high", rep.stuck_high())
-        .field("stuck_low", rep.stuck_low())
-        .field("destructive", rep.destructive())
-        .field("disturbed", rep.disturbed())
-        .field("cancelled", rep.cancelled())
-        .key("restore_within_tol_pct")
-        .fixed(rep.restore_within_tol_pct(), 3)
-        .key("restore_rms_error_uS")
-        .fixed(rep.restore_rms_error_us(), 3)
-        .field("transactions", rep.transactions())
-        .key("board_time_ms")
-        .fixed(rep.board_time_ms(), 3)
-        .field("rejected_candidates", rep.rejected_candidates());
-    if (!png.empty()) w.field("png", png);
-    w.key("faults").begin_array();
+    Json j;
+    j["operation"] = operation_value(operation);
+    j["array"] = rep.array();
+    j["quick"] = rep.quick();
+    j["stuck_high"] = rep.stuck_high();
+    j["stuck_low"] = rep.stuck_low();
+    j["destructive"] = rep.destructive();
+    j["disturbed"] = rep.disturbed();
+    j["cancelled"] = rep.cancelled();
+    j["restore_within_tol_pct"] = json_fixed(rep.restore_within_tol_pct(), 3);
+    j["restore_rms_error_uS"] = json_fixed(rep.restore_rms_error_us(), 3);
+    j["transactions"] = rep.transactions();
+    j["board_time_ms"] = json_fixed(rep.board_time_ms(), 3);
+    j["rejected_candidates"] = rep.rejected_candidates();
+    if (!png.empty()) j["png"] = png;
+    Json faults = Json::array();
     for (const auto& f : rep.faults()) {
-      w.begin_object()
-          .field("row", f.row())
-          .field("col", f.col())
-          .field("kind", f.kind())
-          .key("g_uS")
-          .fixed(f.g_us(), 3)
-          .end_object();
+      Json one;
+      one["row"] = f.row();
+      one["col"] = f.col();
+      one["kind"] = f.kind();
+      one["g_uS"] = json_fixed(f.g_us(), 3);
+      faults.push_back(std::move(one));
     }
-    w.end_array().end_object();
-    std::cout << w.text() << "\n";
+    j["faults"] = std::move(faults);
+    std::cout << dump(j) << "\n";
   } else {
     std::cout << fmt::format("array {}: {} stuck-high, {} stuck-low{}{}\n", rep.array(),
                              rep.stuck_high(), rep.stuck_low(),

@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "cli.h"
-#include "json.h"
+#include "json_out.h"
 #include "operation_cmds.h"
 #include "progress.h"
 #include "xbar/v1/arrays.grpc.pb.h"
@@ -170,7 +170,7 @@ int print_deploy_result(const Session& session, const v1::Deployment& dep,
   if (session.json()) {
     v1::Deployment d = without_matrices(dep);
     d.clear_model();
-    std::cout << with_operation(proto_json(d), operation) << "\n";
+    std::cout << dump(with_operation(proto_value(d), operation)) << "\n";
     if (dep.state() != "ready") {
       std::cerr << fmt::format("xbarctl: deployment {} is {}: {}\n", dep.id(), dep.state(),
                                dep.message().empty() ? "no reason given" : dep.message());
@@ -479,7 +479,10 @@ int DeployCommands::Impl::run_undeploy(const Session& session,
   const grpc::Status s = stub.DeleteDeployment(ctx.get(), req, &resp);
   if (!s.ok()) return session.fail(s);
   if (session.json()) {
-    std::cout << fmt::format("{{\"id\":{},\"deleted\":true}}\n", json_quote(undeploy_id));
+    Json j;
+    j["id"] = undeploy_id;
+    j["deleted"] = true;
+    std::cout << dump(j) << "\n";
   } else {
     std::cout << fmt::format(
         "deleted deployment {}: its arrays are free (no pulses: they keep their conductances)\n",
@@ -525,13 +528,23 @@ int DeployCommands::Impl::run_map(const Session& session) const {
       std::cerr << "xbarctl: " << panel.error() << "\n";
       return kFailed;
     }
+    const std::string name = kernel_name(dep, p->kernel());
+    panel->caption = fmt::format("array {}: kernel {}{}, {} states", p->array(), p->kernel(),
+                                 name.empty() ? "" : " \"" + name + "\"", p->states());
     panels.push_back(std::move(*panel));
   }
   const auto [g_min, g_max] = window_uS(dep.kernel_set());
   const char* what = ma.targets ? "targets" : "read-back";
   if (!ma.png.empty()) {
+    const std::string title = fmt::format(
+        "deployment {}{} ({}): {}", dep.id(), dep.name().empty() ? "" : " \"" + dep.name() + "\"",
+        dep.state(), ma.targets ? "the targets asked for" : "the conductances read back");
     auto w = write_kernel_map_png(ma.png, panels,
-                                  {.g_min_uS = g_min, .g_max_uS = g_max, .cell_px = ma.cell_px});
+                                  {.g_min_uS = g_min,
+                                   .g_max_uS = g_max,
+                                   .cell_px = ma.cell_px,
+                                   .framed = true,
+                                   .title = title});
     if (!w) {
       std::cerr << "xbarctl: " << w.error() << "\n";
       return kFailed;
@@ -563,19 +576,25 @@ int DeployCommands::Impl::run_map(const Session& session) const {
   size_t stuck = 0;
   for (const auto& k : panels) stuck += k.stuck_high.size() + k.stuck_low.size();
   if (session.json()) {
-    std::string items;
+    Json items = Json::array();
     for (size_t i = 0; i < panels.size(); ++i) {
-      items += fmt::format(
-          "{}{{\"kernel\":{},\"array\":{},\"states\":{},\"stuck_high\":{},\"stuck_low\":{}}}",
-          i ? "," : "", order[i]->kernel(), order[i]->array(), order[i]->states(),
-          panels[i].stuck_high.size(), panels[i].stuck_low.size());
+      Json item;
+      item["kernel"] = order[i]->kernel();
+      item["array"] = order[i]->array();
+      item["states"] = order[i]->states();
+      item["stuck_high"] = panels[i].stuck_high.size();
+      item["stuck_low"] = panels[i].stuck_low.size();
+      items.push_back(std::move(item));
     }
-    std::cout << fmt::format(
-        "{{\"deployment\":{},\"values\":\"{}\",\"g_min_uS\":{},\"g_max_uS\":{},"
-        "\"png\":{},\"csv\":{},\"panels\":[{}]}}\n",
-        json_quote(dep.id()), ma.targets ? "targets" : "readback", g_min, g_max,
-        ma.png.empty() ? "null" : json_quote(ma.png), ma.csv.empty() ? "null" : json_quote(ma.csv),
-        items);
+    Json j;
+    j["deployment"] = dep.id();
+    j["values"] = ma.targets ? "targets" : "readback";
+    j["g_min_uS"] = json_number(g_min);
+    j["g_max_uS"] = json_number(g_max);
+    j["png"] = ma.png.empty() ? Json(nullptr) : Json(ma.png);
+    j["csv"] = ma.csv.empty() ? Json(nullptr) : Json(ma.csv);
+    j["panels"] = std::move(items);
+    std::cout << dump(j) << "\n";
     return kOk;
   }
   std::string arrays;

@@ -15,7 +15,7 @@
 
 #include "cli.h"
 #include "deploy_cmds.h"
-#include "json.h"
+#include "json_out.h"
 #include "model_proto.h"
 #include "operation_cmds.h"
 #include "progress.h"
@@ -326,8 +326,7 @@ int ModelCommands::Impl::run_stream(const Session& session) const {
   });
   v1::StreamInferResponse r, last;
   int answers = 0;
-  JsonWriter answers_json;
-  answers_json.begin_array();
+  Json answers_json = Json::array();
   {
     Progress progress(session.progress());
     while (rw->Read(&r)) {
@@ -341,7 +340,7 @@ int ModelCommands::Impl::run_stream(const Session& session) const {
       progress.bar("stream", r.final() ? 1.0 : r.steps() / expected_steps,
                    fmt::format("step {}: {}", r.steps(), now));
       if (session.json()) {
-        answers_json.raw(proto_json(r));
+        answers_json.push_back(proto_value(r));
       } else if (r.final()) {
         progress.finish();
         std::cout << fmt::format("final step {}: {}\n", r.steps(), now);
@@ -358,21 +357,19 @@ int ModelCommands::Impl::run_stream(const Session& session) const {
     return kFailed;
   }
   if (session.json()) {
-    answers_json.end_array();
-    JsonWriter w;
-    w.begin_object()
-        .field("deployment", deployment)
-        .field("path", path_name())
-        .field("sample_rate_hz", rate)
-        .field("chunk_ms", chunk_ms)
-        .field("samples", static_cast<uint64_t>(samples.size()))
-        .field("steps", last.steps())
-        .field("label", last.label())
-        .field("class_name", last.class_name());
-    w.key("probabilities").array(last.probabilities());
-    w.key("logits").array(last.logits());
-    w.key("answers").raw(answers_json.text()).end_object();
-    std::cout << w.text() << "\n";
+    Json j;
+    j["deployment"] = deployment;
+    j["path"] = path_name();
+    j["sample_rate_hz"] = rate;
+    j["chunk_ms"] = json_number(chunk_ms);
+    j["samples"] = samples.size();
+    j["steps"] = last.steps();
+    j["label"] = last.label();
+    j["class_name"] = last.class_name();
+    j["probabilities"] = json_numbers(last.probabilities());
+    j["logits"] = json_numbers(last.logits());
+    j["answers"] = std::move(answers_json);
+    std::cout << dump(j) << "\n";
   }
   return kOk;
 }

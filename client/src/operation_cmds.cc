@@ -11,7 +11,7 @@
 
 #include "board_cmds.h"
 #include "deploy_cmds.h"
-#include "json.h"
+#include "json_out.h"
 #include "progress.h"
 #include "xbar/status_names.h"
 #include "xbar/v1/operations.grpc.pb.h"
@@ -85,21 +85,16 @@ std::string operation_id(const grpc::ClientContext& ctx) {
 
 void request_detach(grpc::ClientContext& ctx) { ctx.AddMetadata("x-xbar-detach", "1"); }
 
-void operation_field(JsonWriter& w, const std::string& operation) {
-  w.key("operation");
-  if (operation.empty()) {
-    w.null();
-  } else {
-    w.value(operation);
-  }
+Json operation_value(const std::string& operation) {
+  return operation.empty() ? Json(nullptr) : Json(operation);
 }
 
-std::string with_operation(const std::string& json_object, const std::string& operation) {
-  if (json_object.size() < 2 || json_object.front() != '{') return json_object;
-  const std::string field =
-      "\"operation\":" + (operation.empty() ? std::string("null") : json_quote(operation));
-  const bool empty = json_object.find_first_not_of(" \t\r\n", 1) == json_object.size() - 1;
-  return "{" + field + (empty ? "" : ",") + json_object.substr(1);
+Json with_operation(const Json& object, const std::string& operation) {
+  if (!object.is_object()) return object;
+  Json out;
+  out["operation"] = operation_value(operation);
+  for (const auto& [key, value] : object.items()) out[key] = value;
+  return out;
 }
 
 void announce_operation(const Session& session, const std::string& operation) {
@@ -115,9 +110,9 @@ int print_detached(const Session& session, const std::string& operation) {
     return kFailed;
   }
   if (session.json()) {
-    JsonWriter w;
-    w.begin_object().field("operation", operation).end_object();
-    std::cout << w.text() << "\n";
+    Json j;
+    j["operation"] = operation;
+    std::cout << dump(j) << "\n";
   } else {
     std::cout << fmt::format("operation {} started; follow with: xbarctl watch {}\n", operation,
                              operation);

@@ -10,14 +10,13 @@
 #include <string>
 
 #include "cli.h"
+#include "json_out.h"
 
 namespace CLI {
 class App;
 }
 
 namespace xbar::client {
-
-class JsonWriter;
 
 /// The operation id xbard announced for a call (initial metadata `x-operation-id`): valid
 /// once the first Read() returned; empty when the daemon sent none.
@@ -26,11 +25,11 @@ std::string operation_id(const grpc::ClientContext& ctx);
 /// Asks for an operation that outlives its call (metadata `x-xbar-detach: 1`).
 void request_detach(grpc::ClientContext& ctx);
 
-/// `"operation": ID` (null when unknown) as the next field of `w`.
-void operation_field(JsonWriter& w, const std::string& operation);
+/// The value of a document's `"operation"` key: the id, or null when unknown.
+Json operation_value(const std::string& operation);
 
-/// A JSON object (e.g. proto_json()) with `"operation": ID` as its first key.
-std::string with_operation(const std::string& json_object, const std::string& operation);
+/// `object` (e.g. proto_value()) with `"operation": ID` as its first key.
+Json with_operation(const Json& object, const std::string& operation);
 
 /// The line a long command prints on stderr when its operation has started (not --quiet).
 void announce_operation(const Session& session, const std::string& operation);
