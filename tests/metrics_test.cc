@@ -47,19 +47,8 @@ TEST(Metrics, RenderGolden) {
   lat.with({"Get"}).observe(2);
   reg.histogram("app_unlabelled_seconds", "Unlabelled.", {}, {0.5}).get().observe(0.25);
   reg.counter("app_empty_total", "No children yet.", {"x"});
-  reg.add_gauge_callback("app_cb", "From a callback.", [] { return 7.0; });
-  reg.add_callback(MetricType::kCounter, "app_cb_labelled_total", "Labelled callback.", {"k"}, [] {
-    return std::vector<Sample>{{{"b"}, 2}, {{"a"}, 1}, {{"wrong", "arity"}, 9}, {{"a"}, 5}};
-  });
 
   const std::string expected =
-      "# HELP app_cb From a callback.\n"
-      "# TYPE app_cb gauge\n"
-      "app_cb 7\n"
-      "# HELP app_cb_labelled_total Labelled callback.\n"
-      "# TYPE app_cb_labelled_total counter\n"
-      "app_cb_labelled_total{k=\"a\"} 1\n"
-      "app_cb_labelled_total{k=\"b\"} 2\n"
       "# HELP app_empty_total No children yet.\n"
       "# TYPE app_empty_total counter\n"
       "# HELP app_latency_seconds Latency.\n"
@@ -190,31 +179,8 @@ TEST(Metrics, Misuse) {
   auto& f = reg.counter("f_total", "x", {"a", "b"});
   EXPECT_THROW(f.with({"only one"}), std::invalid_argument);
   EXPECT_THROW(f.get(), std::invalid_argument);
-  EXPECT_THROW(reg.add_gauge_callback("cb", "x", nullptr), std::invalid_argument);
   // A failed registration leaves nothing behind.
   EXPECT_EQ(reg.render().find("g1"), std::string::npos);
-}
-
-TEST(Metrics, CallbackMayThrowOrUseTheRegistry) {
-  Registry reg;
-  reg.add_gauge_callback("bad", "Throws.", []() -> double { throw std::runtime_error("boom"); });
-  Counter& renders = reg.counter("renders_total", "Renders.").get();
-  bool registered = false;
-  reg.add_gauge_callback("uses_registry", "Touches the registry.", [&] {
-    renders.inc();
-    if (!registered) reg.counter("late_total", "Registered from a callback.").get().inc();
-    registered = true;
-    return 1.0;
-  });
-  EXPECT_EQ(reg.render(),
-            "# HELP bad Throws.\n# TYPE bad gauge\n"
-            "# HELP renders_total Renders.\n# TYPE renders_total counter\nrenders_total 0\n"
-            "# HELP uses_registry Touches the registry.\n# TYPE uses_registry gauge\n"
-            "uses_registry 1\n");
-  EXPECT_EQ(renders.value(), 1.0);
-  const std::string second = reg.render();
-  EXPECT_NE(second.find("\nlate_total 1\n"), std::string::npos) << second;
-  EXPECT_NE(second.find("renders_total 1\n"), std::string::npos) << second;
 }
 
 TEST(Metrics, ConcurrentIncrementsSumExactly) {

@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "xbar/base/host_port.h"
 #include "xbar/drivers/transport_registry.h"
 #include "xbar/wire/frame.h"
 
@@ -74,14 +75,14 @@ Result<std::unique_ptr<SocketTransport>> SocketTransport::connect(
 Result<void> SocketTransport::open_socket() {
   boost::system::error_code ec;
   if (kind_ == "tcp") {
-    const std::string hp = address_.substr(4);
-    const auto colon = hp.rfind(':');
-    if (colon == std::string::npos || colon == 0) {
+    auto hp = parse_host_port(std::string_view(address_).substr(4));
+    if (!hp || hp->host.empty()) {
       return make_error(ErrorCode::kInvalidArgument,
-                        fmt::format("board URI '{}': expected tcp:HOST:PORT", address_));
+                        fmt::format("board URI '{}': expected tcp:HOST:PORT{}", address_,
+                                    hp ? "" : " (" + hp.error() + ")"));
     }
     asio::ip::tcp::resolver resolver(io_);
-    auto endpoints = resolver.resolve(hp.substr(0, colon), hp.substr(colon + 1), ec);
+    auto endpoints = resolver.resolve(hp->host, std::to_string(hp->port), ec);
     if (ec) {
       return make_error(ErrorCode::kInvalidArgument,
                         fmt::format("board URI '{}': cannot resolve: {}", address_, ec.message()));

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "xbar/base/host_port.h"
 #include "xbar/wire/frame.h"
 
 namespace xbar::fwsim {
@@ -16,22 +17,10 @@ using asio::use_awaitable;
 SocketServer::SocketServer(asio::io_context& io, Firmware& fw, const std::string& listen)
     : io_(io), fw_(fw) {
   if (listen.starts_with("tcp:")) {
-    const std::string hp = listen.substr(4);
-    const auto colon = hp.rfind(':');
-    if (colon == std::string::npos) {
-      throw std::runtime_error("listen '" + listen + "': expected tcp:HOST:PORT");
-    }
-    const std::string host = hp.substr(0, colon);
-    int port = 0;
-    try {
-      port = std::stoi(hp.substr(colon + 1));
-    } catch (const std::exception&) {
-      port = -1;
-    }
-    if (port < 0 || port > 65535) {
-      throw std::runtime_error("listen '" + listen + "': port must be 0..65535");
-    }
-    asio::ip::tcp::endpoint ep(asio::ip::make_address(host), static_cast<uint16_t>(port));
+    auto hp = parse_host_port(std::string_view(listen).substr(4));
+    if (!hp) throw std::runtime_error("listen tcp:" + hp.error());
+    asio::ip::tcp::endpoint ep(asio::ip::make_address(hp->host.empty() ? "0.0.0.0" : hp->host),
+                               hp->port);
     tcp_ = std::make_unique<asio::ip::tcp::acceptor>(io_, ep);
     const auto local = tcp_->local_endpoint();
     bound_ = "tcp:" + local.address().to_string() + ":" + std::to_string(local.port());

@@ -168,6 +168,132 @@ grpc::Status ArrayServiceImpl::ScanFaults(grpc::ServerContext* ctx,
       });
 }
 
+namespace {
+
+// The quick check's report: what one read of the array suggests (nothing pulsed).
+void fill_quick_report(const QuickCheckResult& q, int array, v1::ScanReport* rep) {
+  rep->set_quick(true);
+  rep->set_stuck_high(static_cast<uint32_t>(q.suspected_high));
+  rep->set_stuck_low(static_cast<uint32_t>(q.suspected_low));
+  for (const FaultFinding& f : q.findings) fill_fault(rep->add_faults(), array, f);
+  for (int r = 0; r < q.g_uS.rows(); ++r) {
+    for (int c = 0; c < q.g_uS.cols(); ++c) rep->add_read_us(static_cast<float>(q.g_uS(r, c)));
+  }
+  rep->set_transactions(1);
+}
+
+v1::ScanFaultsResponse phase_message(const ScanProgress& p) {
+  v1::ScanFaultsResponse up;
+  auto* ph = up.mutable_phase();
+  ph->set_phase(std::string(scan_phase_name(p.phase)));
+  ph->set_stuck_high(static_cast<uint32_t>(p.stuck_high));
+  ph->set_stuck_low(static_cast<uint32_t>(p.stuck_low));
+  ph->set_transactions(static_cast<uint32_t>(p.transactions));
+  if (p.phase == ScanPhase::kRestore) {
+    auto* r = ph->mutable_restore();
+    r->set_round(static_cast<uint32_t>(p.restore.round));
+    r->set_converged(static_cast<uint32_t>(p.restore.converged));
+    r->set_pending(static_cast<uint32_t>(p.restore.pending));
+    r->set_abandoned(static_cast<uint32_t>(p.restore.abandoned));
+  }
+  return up;
+}
+
+void fill_scan_report(const FaultScanResult& res, int array, v1::ScanReport* rep) {
+  rep->set_stuck_high(static_cast<uint32_t>(res.stuck_high));
+  rep->set_stuck_low(static_cast<uint32_t>(res.stuck_low));
+  for (const FaultFinding& f : res.findings) fill_fault(rep->add_faults(), array, f);
+  rep->set_destructive(res.destructive);
+  rep->set_disturbed(res.disturbed);
+  rep->set_cancelled(res.cancelled);
+  rep->set_restore_within_tol_pct(res.restore_report.within_tol_pct);
+  rep->set_restore_rms_error_us(res.restore_report.rms_error_uS);
+  rep->set_transactions(static_cast<uint32_t>(res.transactions));
+  rep->set_board_time_ms(res.board_time_us / 1000);
+  rep->set_rejected_candidates(static_cast<uint32_t>(res.rejected_candidates));
+  for (int r = 0; r < res.after_reset_uS.rows(); ++r) {
+    for (int c = 0; c < res.after_reset_uS.cols(); ++c) {
+      rep->add_after_reset_us(static_cast<float>(res.after_reset_uS(r, c)));
+    }
+  }
+}
+
+// A scan pulses the array's devices: the deployment there is stale until an active scan has
+// put them back. Marked just before the first batch (write-ahead), so a scan cancelled
+// before it pulses leaves the deployment serving. Endurance is write-ahead as in
+// ProgramArray: every batch (the hard pulses, the confirm pulses, the restore's rounds) is
+// counted before it is sent.
+class ScanRecord {
+ public:
+  ScanRecord(ChipRecord& record, const BoardInfo& info, int array, bool restore)
+      : record_(record), info_(info), array_(array), restore_(restore) {}
+
+  // FaultScan's before_batch: false (the scan stops) when the record cannot take it.
+  bool before_batch(const PulseBatch& batch) {
+    if (!released_) {
+      released_ = true;
+      auto r = release_for_pulses(
+          record_, info_.serial, array_,
+          restore_ ? fmt::format("array {} is being scanned for faults (its devices are pulsed "
+                                 "and then restored)",
+                                 array_)
+                   : fmt::format("array {} was overwritten by a destructive fault scan", array_));
+      if (!r) return failed(r.error());
+      held_ = std::move(*r);
+    }
+    Eigen::MatrixXi set = Eigen::MatrixXi::Zero(info_.rows, info_.cols), reset = set;
+    for (const DevicePulse& d : batch.devices) {
+      (d.polarity == wire::Polarity::kSet ? set : reset)(d.row, d.col) += 1;
+    }
+    if (auto a = record_.add_pulses(info_.serial, array_, set, reset); !a) return failed(a.error());
+    return true;
+  }
+
+  // After the scan: a restored array holds its deployment again (degraded unless 99 % of its
+  // devices are back within tolerance); a completed scan replaces the array's findings.
+  grpc::Status after(const Result<FaultScanResult>& res) {
+    if (res && held_.has_value() && !res->disturbed && !res->cancelled) {
+      const DeploymentRow& prev = held_.value();
+      const double pct = res->restore_report.within_tol_pct;
+      const std::string note = fmt::format(
+          "an active fault scan restored array {} ({:.1f} % of its devices within tolerance)",
+          array_, pct);
+      if (auto w = record_.set_deployment_state(
+              prev.id, pct >= 99.0 ? prev.state : "degraded",
+              prev.message.empty() ? note : prev.message + "; " + note);
+          !w) {
+        return {grpc::StatusCode::INTERNAL, "chip record: " + w.error().message};
+      }
+    }
+    if (error_) return {grpc::StatusCode::INTERNAL, "chip record: " + error_->message};
+    if (!res) return to_status(res.error());
+    if (!res->cancelled) {  // a completed scan is authoritative for its array
+      if (auto w =
+              record_.replace_faults(info_.serial, array_, fault_entries(res->findings, array_));
+          !w) {
+        return {grpc::StatusCode::INTERNAL, "chip record: " + w.error().message};
+      }
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  bool failed(const Error& e) {
+    error_ = e;
+    return false;
+  }
+
+  ChipRecord& record_;
+  const BoardInfo& info_;
+  int array_;
+  bool restore_;
+  bool released_ = false;
+  std::optional<DeploymentRow> held_;
+  std::optional<Error> error_;
+};
+
+}  // namespace
+
 grpc::Status ArrayServiceImpl::scan(grpc::ServerContext* ctx, const v1::ScanFaultsRequest* req,
                                     grpc::ServerWriterInterface<v1::ScanFaultsResponse>* writer) {
   if (!req->quick()) {  // a quick check only reads
@@ -196,117 +322,22 @@ grpc::Status ArrayServiceImpl::scan(grpc::ServerContext* ctx, const v1::ScanFaul
   if (req->quick()) {
     auto q = quick_check(board_, array, {});
     if (!q) return to_status(q.error());
-    rep->set_quick(true);
-    rep->set_stuck_high(static_cast<uint32_t>(q->suspected_high));
-    rep->set_stuck_low(static_cast<uint32_t>(q->suspected_low));
-    for (const FaultFinding& f : q->findings) fill_fault(rep->add_faults(), array, f);
-    for (int r = 0; r < q->g_uS.rows(); ++r) {
-      for (int c = 0; c < q->g_uS.cols(); ++c) rep->add_read_us(static_cast<float>(q->g_uS(r, c)));
-    }
-    rep->set_transactions(1);
+    fill_quick_report(*q, array, rep);
     writer->Write(msg);
     return grpc::Status::OK;
   }
-
   FaultScanConfig cfg;
   cfg.restore = !req->destructive();
-  auto progress = [&](const ScanProgress& p) {
-    v1::ScanFaultsResponse up;
-    auto* ph = up.mutable_phase();
-    ph->set_phase(std::string(scan_phase_name(p.phase)));
-    ph->set_stuck_high(static_cast<uint32_t>(p.stuck_high));
-    ph->set_stuck_low(static_cast<uint32_t>(p.stuck_low));
-    ph->set_transactions(static_cast<uint32_t>(p.transactions));
-    if (p.phase == ScanPhase::kRestore) {
-      auto* r = ph->mutable_restore();
-      r->set_round(static_cast<uint32_t>(p.restore.round));
-      r->set_converged(static_cast<uint32_t>(p.restore.converged));
-      r->set_pending(static_cast<uint32_t>(p.restore.pending));
-      r->set_abandoned(static_cast<uint32_t>(p.restore.abandoned));
-    }
-    writer->Write(up);
-    return !call_stopped(ctx);
-  };
-  // A scan pulses the array's devices: the deployment there is stale until an active scan has
-  // put them back. Marked just before the first batch (write-ahead), so a scan cancelled
-  // before it pulses leaves the deployment serving.
-  std::optional<DeploymentRow> held;
-  bool released = false;
-  // Endurance, write-ahead as in ProgramArray: every batch (the hard pulses, the confirm
-  // pulses, the restore's rounds) is counted before it is sent.
-  Error record_error;
-  bool record_failed = false;
-  auto before_batch = [&](const PulseBatch& batch) {
-    if (!released) {
-      released = true;
-      auto r = release_for_pulses(
-          record_, info.serial, array,
-          cfg.restore ? fmt::format("array {} is being scanned for faults (its devices are "
-                                    "pulsed and then restored)",
-                                    array)
-                      : fmt::format("array {} was overwritten by a destructive fault scan", array));
-      if (!r) {
-        record_error = r.error();
-        record_failed = true;
-        return false;
-      }
-      held = std::move(*r);
-    }
-    Eigen::MatrixXi set = Eigen::MatrixXi::Zero(info.rows, info.cols), reset = set;
-    for (const DevicePulse& d : batch.devices) {
-      (d.polarity == wire::Polarity::kSet ? set : reset)(d.row, d.col) += 1;
-    }
-    if (auto a = record_.add_pulses(info.serial, array, set, reset); !a) {
-      record_error = a.error();
-      record_failed = true;
-      return false;
-    }
-    return true;
-  };
-  auto res = scan_faults(board_, array, cfg, progress, before_batch);
-  if (res && held.has_value() && !res->disturbed && !res->cancelled) {
-    // Restored: the deployment holds the array again, as well as the restore says.
-    const DeploymentRow& prev = held.value();
-    const double pct = res->restore_report.within_tol_pct;
-    const bool whole = pct >= 99.0;
-    const std::string note = fmt::format(
-        "an active fault scan restored array {} ({:.1f} % of "
-        "its devices within tolerance)",
-        array, pct);
-    if (auto w =
-            record_.set_deployment_state(prev.id, whole ? prev.state : "degraded",
-                                         prev.message.empty() ? note : prev.message + "; " + note);
-        !w) {
-      return {grpc::StatusCode::INTERNAL, "chip record: " + w.error().message};
-    }
-  }
-  if (record_failed) {
-    return {grpc::StatusCode::INTERNAL, "chip record: " + record_error.message};
-  }
-  if (!res) return to_status(res.error());
-  if (!res->cancelled) {
-    // A completed scan is authoritative for its array: it replaces earlier findings.
-    if (auto w = record_.replace_faults(info.serial, array, fault_entries(res->findings, array));
-        !w) {
-      return {grpc::StatusCode::INTERNAL, "chip record: " + w.error().message};
-    }
-  }
-  rep->set_stuck_high(static_cast<uint32_t>(res->stuck_high));
-  rep->set_stuck_low(static_cast<uint32_t>(res->stuck_low));
-  for (const FaultFinding& f : res->findings) fill_fault(rep->add_faults(), array, f);
-  rep->set_destructive(res->destructive);
-  rep->set_disturbed(res->disturbed);
-  rep->set_cancelled(res->cancelled);
-  rep->set_restore_within_tol_pct(res->restore_report.within_tol_pct);
-  rep->set_restore_rms_error_us(res->restore_report.rms_error_uS);
-  rep->set_transactions(static_cast<uint32_t>(res->transactions));
-  rep->set_board_time_ms(res->board_time_us / 1000);
-  rep->set_rejected_candidates(static_cast<uint32_t>(res->rejected_candidates));
-  for (int r = 0; r < res->after_reset_uS.rows(); ++r) {
-    for (int c = 0; c < res->after_reset_uS.cols(); ++c) {
-      rep->add_after_reset_us(static_cast<float>(res->after_reset_uS(r, c)));
-    }
-  }
+  ScanRecord record(record_, info, array, cfg.restore);
+  auto res = scan_faults(
+      board_, array, cfg,
+      [&](const ScanProgress& p) {
+        writer->Write(phase_message(p));
+        return !call_stopped(ctx);
+      },
+      [&](const PulseBatch& batch) { return record.before_batch(batch); });
+  if (auto w = record.after(res); !w.ok()) return w;
+  fill_scan_report(*res, array, rep);
   spdlog::info("scan array {}: {} stuck-high, {} stuck-low{}{}", array, res->stuck_high,
                res->stuck_low, res->destructive ? " (destructive)" : "",
                res->cancelled ? " (cancelled)" : "");

@@ -16,6 +16,7 @@
 #include <unordered_set>
 
 #include "metrics.h"
+#include "xbar/base/host_port.h"
 
 namespace xbar::server {
 
@@ -244,33 +245,10 @@ Response Server::handle(const Request& req) const {
 }
 
 // "HOST:PORT", "[V6]:PORT", ":PORT" -> host (empty: any IPv4), port.
-std::expected<std::pair<std::string, uint16_t>, std::string> parse_host_port(std::string_view s) {
-  std::string_view host;
-  std::string_view port;
-  if (s.starts_with('[')) {
-    const auto close = s.find(']');
-    if (close == std::string_view::npos || close + 1 >= s.size() || s[close + 1] != ':') {
-      return std::unexpected(fmt::format("'{}': expected [ADDRESS]:PORT", s));
-    }
-    host = s.substr(1, close - 1);
-    port = s.substr(close + 2);
-  } else {
-    const auto colon = s.rfind(':');
-    if (colon == std::string_view::npos) {
-      return std::unexpected(fmt::format("'{}': expected HOST:PORT", s));
-    }
-    host = s.substr(0, colon);
-    port = s.substr(colon + 1);
-    if (host.find(':') != std::string_view::npos) {
-      return std::unexpected(fmt::format("'{}': write an IPv6 address as [ADDRESS]:PORT", s));
-    }
-  }
-  unsigned value = 0;
-  const auto [end, err] = std::from_chars(port.data(), port.data() + port.size(), value);
-  if (port.empty() || err != std::errc{} || end != port.data() + port.size() || value > 65535) {
-    return std::unexpected(fmt::format("'{}': port must be 0..65535", s));
-  }
-  return std::pair{std::string(host.empty() ? "0.0.0.0" : host), static_cast<uint16_t>(value)};
+std::expected<std::pair<std::string, uint16_t>, std::string> listen_address(std::string_view s) {
+  auto hp = xbar::parse_host_port(s);
+  if (!hp) return std::unexpected(hp.error());
+  return std::pair{hp->host.empty() ? std::string("0.0.0.0") : hp->host, hp->port};
 }
 
 }  // namespace
@@ -288,7 +266,7 @@ HttpEndpoint::~HttpEndpoint() { stop(); }
 std::expected<int, std::string> HttpEndpoint::start(const std::string& host_port) {
   std::lock_guard lk(mu_);
   if (impl_) return std::unexpected(fmt::format("metrics endpoint already on port {}", port_));
-  auto hp = parse_host_port(host_port);
+  auto hp = listen_address(host_port);
   if (!hp) return std::unexpected("metrics endpoint " + hp.error());
 
   auto impl = std::make_unique<Impl>(registry_, readiness_, options_);

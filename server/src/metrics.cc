@@ -136,48 +136,6 @@ std::string format_value(double v) {
   return s;
 }
 
-// A family whose samples a function returns at render time.
-class CallbackFamily final : public detail::FamilyBase {
- public:
-  CallbackFamily(MetricType type, std::string name, std::string help,
-                 std::vector<std::string> label_names, std::function<std::vector<Sample>()> fn)
-      : FamilyBase(type, std::move(name), std::move(help), std::move(label_names)),
-        fn_(std::move(fn)) {
-    if (type == MetricType::kHistogram) {
-      throw std::invalid_argument(
-          fmt::format("metric {}: callbacks are counters or gauges", this->name()));
-    }
-    if (!fn_) throw std::invalid_argument(fmt::format("metric {}: no callback", this->name()));
-  }
-
- private:
-  void render_samples(std::string& out) const override {
-    std::vector<Sample> samples;
-    try {
-      samples = fn_();
-    } catch (const std::exception& e) {
-      spdlog::warn("metric {}: callback failed: {}", name(), e.what());
-      return;
-    } catch (...) {
-      spdlog::warn("metric {}: callback failed", name());
-      return;
-    }
-    std::erase_if(samples,
-                  [&](const Sample& s) { return s.label_values.size() != label_names().size(); });
-    std::stable_sort(samples.begin(), samples.end(), [](const Sample& a, const Sample& b) {
-      return detail::LabelValuesLess{}(a.label_values, b.label_values);
-    });
-    const std::vector<std::string>* prev = nullptr;
-    for (const Sample& s : samples) {
-      if (prev != nullptr && *prev == s.label_values) continue;
-      append_sample(out, name(), "", label_names(), s.label_values, s.value);
-      prev = &s.label_values;
-    }
-  }
-
-  std::function<std::vector<Sample>()> fn_;
-};
-
 }  // namespace
 
 // ---- children ----
@@ -389,23 +347,9 @@ HistogramFamily& Registry::histogram(std::string name, std::string help,
                                                std::move(bounds)));
 }
 
-void Registry::add_callback(MetricType type, std::string name, std::string help,
-                            std::vector<std::string> label_names,
-                            std::function<std::vector<Sample>()> fn) {
-  add(std::make_unique<CallbackFamily>(type, std::move(name), std::move(help),
-                                       std::move(label_names), std::move(fn)));
-}
-
-void Registry::add_gauge_callback(std::string name, std::string help, std::function<double()> fn) {
-  if (!fn) throw std::invalid_argument(fmt::format("metric {}: no callback", name));
-  add_callback(MetricType::kGauge, std::move(name), std::move(help), {}, [fn = std::move(fn)] {
-    return std::vector<Sample>{{{}, fn()}};
-  });
-}
-
 std::string Registry::render() const {
-  // Families are never removed: render them without the registry lock, so that a callback may
-  // use the registry.
+  // Families are never removed: render them without the registry lock, so that a scrape never
+  // holds up a registration.
   std::vector<const detail::FamilyBase*> families;
   {
     std::shared_lock lk(mu_);

@@ -12,7 +12,6 @@
 //   steps.inc(64);
 //   m.requests.with({"BoardService/GetBoardInfo", "OK"}).inc();
 //   m.request_duration.with({"BoardService/GetBoardInfo"}).observe(0.0012);
-//   reg.add_gauge_callback("xbar_up", "Always 1.", [] { return 1.0; });
 //   std::string text = reg.render();                  // what GET /metrics returns
 //
 // Misuse that is a programming error (an invalid or duplicate metric name, invalid label names,
@@ -81,12 +80,6 @@ class Histogram {
 
 /// Buckets for request latencies in seconds: 1 ms .. 300 s (program-verify and scans are long).
 std::vector<double> default_latency_buckets();
-
-/// One sample of a callback family: label values in the family's label-name order.
-struct Sample {
-  std::vector<std::string> label_values;
-  double value = 0.0;
-};
 
 namespace detail {
 
@@ -187,16 +180,6 @@ class Registry {
   HistogramFamily& histogram(std::string name, std::string help,
                              std::vector<std::string> label_names,
                              std::vector<double> bounds = default_latency_buckets());
-
-  /// A counter or gauge family whose samples `fn` returns at each render(), e.g. a queue depth
-  /// read from its owner. `fn` runs on the scraping thread with no registry lock held (it may
-  /// use the registry) and must be thread-safe; samples with the wrong number of label values
-  /// are dropped, the rest sorted by label values (the first of duplicates kept). If `fn`
-  /// throws, the family renders without samples and the error is logged.
-  void add_callback(MetricType type, std::string name, std::string help,
-                    std::vector<std::string> label_names, std::function<std::vector<Sample>()> fn);
-  /// An unlabelled gauge read from `fn` at each render().
-  void add_gauge_callback(std::string name, std::string help, std::function<double()> fn);
 
   /// Every family, sorted by name; ends with a newline (empty string if there are none).
   std::string render() const;

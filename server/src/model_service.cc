@@ -80,17 +80,12 @@ std::vector<std::string> ModelServiceImpl::check_fidelity(
   return {};
 }
 
-struct ModelServiceImpl::Loaded {
-  model::ModelSpec spec;
-  std::vector<kernel::CompiledKernel> compiled;
-  std::vector<model::PlacedKernel> placed;
-  std::vector<int> arrays() const {
-    std::vector<int> a;
-    a.reserve(placed.size());
-    for (const model::PlacedKernel& p : placed) a.push_back(p.array);
-    return a;
-  }
-};
+std::vector<int> ModelServiceImpl::Loaded::arrays() const {
+  std::vector<int> a;
+  a.reserve(placed.size());
+  for (const model::PlacedKernel& p : placed) a.push_back(p.array);
+  return a;
+}
 
 Result<ModelServiceImpl::Loaded> ModelServiceImpl::load(const std::string& id, bool hardware) {
   if (id.empty()) {
@@ -131,20 +126,6 @@ Result<ModelServiceImpl::Loaded> ModelServiceImpl::load(const std::string& id, b
   l.placed = std::move(*placed);
   return l;
 }
-
-namespace {
-
-void fill_result(const model::Forward& f, const model::ModelSpec& spec,
-                 v1::StreamInferResponse* o) {
-  for (double v : f.logits) o->add_logits(static_cast<float>(v));
-  for (double v : f.probabilities) o->add_probabilities(static_cast<float>(v));
-  o->set_label(static_cast<uint32_t>(f.label));
-  if (static_cast<size_t>(f.label) < spec.classes.size()) {
-    o->set_class_name(spec.classes[static_cast<size_t>(f.label)]);
-  }
-}
-
-}  // namespace
 
 grpc::Status ModelServiceImpl::Infer(grpc::ServerContext* ctx, const v1::InferRequest* req,
                                      v1::InferResponse* out) {
@@ -232,177 +213,6 @@ grpc::Status ModelServiceImpl::Infer(grpc::ServerContext* ctx, const v1::InferRe
       for (double v : y) s->add_values(static_cast<float>(v));
     }
   }
-  return grpc::Status::OK;
-}
-
-grpc::Status ModelServiceImpl::StreamInfer(
-    grpc::ServerContext* ctx,
-    grpc::ServerReaderWriter<v1::StreamInferResponse, v1::StreamInferRequest>* stream) {
-  streams_.fetch_add(1);
-  if (metrics_ != nullptr) metrics_->active_streams.inc();
-  struct Count {
-    std::atomic<int>& n;
-    XbardMetrics* m;
-    ~Count() {
-      n.fetch_sub(1);
-      if (m != nullptr) m->active_streams.dec();
-    }
-  } count{streams_, metrics_};
-  IdleWatch::Entry watch =
-      idle_.watch([ctx] { ctx->TryCancel(); }, fmt::format("StreamInfer req={}", request_id(ctx)));
-  v1::StreamInferRequest first;
-  if (!stream->Read(&first)) return invalid_argument("StreamInfer: no request");
-  watch.touch();
-  if (auto e = check_enums(first); !e.ok()) return e;
-  const bool on_board = first.path() != v1::INFER_SOFTWARE;  // hardware or emulated
-  const bool emulate = first.path() == v1::INFER_EMULATE;
-  auto loaded = load(first.deployment(), on_board);
-  if (!loaded) return to_status(loaded.error());
-  const model::ModelSpec& spec = loaded->spec;
-  if (first.sample_rate_hz() != static_cast<uint32_t>(spec.preprocessing.sample_rate_hz)) {
-    return invalid_argument(fmt::format(
-        "sample_rate_hz = {}: a stream must be at the model's rate, {} Hz (no resampling on a "
-        "stream)",
-        first.sample_rate_hz(), spec.preprocessing.sample_rate_hz));
-  }
-  // The model's front end, fed as the samples arrive: the same steps as Infer's preprocessing
-  // of the whole utterance (never padded; the block average not normalised).
-  auto front_end = audio::StreamingFrontEnd::create(spec.preprocessing);
-  if (!front_end) return to_status(front_end.error());
-  const int h = spec.width();
-  // The deployment's arrays are held shared for the whole utterance (no deploy lands between
-  // two chunks); the board is taken per chunk, so streams and other calls take turns.
-  ArrayLocks::Hold hold;
-  BoardQueue::Turn turn;
-  const std::string client = client_of(ctx);
-  auto take_board = [&]() -> Result<void> {
-    if (turn) return {};
-    auto t = sched_.board.acquire(client, limits_of(ctx));
-    if (!t) return std::unexpected(t.error());
-    turn = std::move(*t);
-    return {};
-  };
-  std::unique_ptr<model::KernelStream> kernels;
-  // The board's epoch the stream started at: a restart loses the loop's state mid-utterance
-  // (and maybe the arrays), so the stream ends there rather than go on from nothing.
-  uint64_t epoch = 0;
-  if (on_board) {
-    auto h = sched_.arrays.shared(loaded->arrays(), limits_of(ctx));
-    if (!h) return to_status(h.error());
-    hold = std::move(*h);
-    if (auto t = take_board(); !t) return to_status(t.error());
-    epoch = states_.verified_epoch();
-    if (auto again = still_servable(first.deployment()); !again.ok()) return again;
-    auto hs = emulate ? model::emulated_stream(board_, loaded->placed, 0)
-                      : model::hardware_stream(board_, loaded->placed, 0);
-    if (!hs) return to_status(hs.error());
-    kernels = std::move(*hs);
-    if (!kernels->holds_board()) turn.release();
-  } else {
-    kernels = model::software_stream(loaded->compiled);
-  }
-  model::StreamingHead head(spec);
-  // New front-end steps (steps x channels, step-major) through the encoder and the kernels
-  // (the caller holds the board for them).
-  auto run_steps = [&](const std::vector<float>& values) {
-    const Eigen::VectorXd u =
-        Eigen::Map<const Eigen::VectorXf>(values.data(), static_cast<Eigen::Index>(values.size()))
-            .cast<double>();
-    return kernels->push(model::encode(spec, u));
-  };
-  auto answer = [&](const std::vector<Eigen::VectorXd>& y, bool final) {
-    v1::StreamInferResponse r;
-    const Eigen::Index n = y.empty() ? 0 : y.front().size();
-    for (Eigen::Index t = 0; t < n; ++t) {
-      Eigen::VectorXd step(h);
-      for (int k = 0; k < h; ++k) step(k) = y[static_cast<size_t>(k)](t);
-      head.push(step);
-    }
-    r.set_steps(static_cast<uint32_t>(head.steps()));
-    if (first.kernel_outputs()) {
-      for (const Eigen::VectorXd& yk : y) {
-        auto* s = r.add_kernel_outputs();
-        for (double v : yk) s->add_values(static_cast<float>(v));
-      }
-    }
-    if (head.steps() > 0) fill_result(head.result(), spec, &r);
-    r.set_final(final);
-    const bool ok = stream->Write(r);
-    watch.touch();
-    return ok;
-  };
-  v1::StreamInferRequest msg = first;
-  bool more = true;
-  uint64_t total_samples = 0;
-  while (true) {
-    if (ctx->IsCancelled()) return {grpc::StatusCode::CANCELLED, "stream cancelled"};
-    // The limit before the samples are kept.
-    total_samples += static_cast<uint64_t>(msg.samples_size());
-    if (total_samples > static_cast<uint64_t>(spec.preprocessing.sample_rate_hz) * 60) {
-      return invalid_argument(fmt::format(
-          "samples: {} samples at {} Hz = {:.1f} s so far: an utterance is allowed up to 60 s",
-          total_samples, spec.preprocessing.sample_rate_hz,
-          static_cast<double>(total_samples) / spec.preprocessing.sample_rate_hz));
-    }
-    // Refuses a non-finite sample (named by its index in the message) before taking any.
-    auto values = front_end->push(
-        std::span<const float>(msg.samples().data(), static_cast<size_t>(msg.samples_size())));
-    if (!values) return to_status(values.error());
-    const size_t steps = values->size() / static_cast<size_t>(front_end->channels());
-    if (steps > 0) {
-      if (on_board) {
-        if (auto t = take_board(); !t) return to_status(t.error());
-        if (auto e = board_restarted_during(epoch, first.deployment()); !e.ok()) return e;
-      }
-      auto y = run_steps(*values);
-      if (on_board) {
-        if (auto e = board_restarted_during(epoch, first.deployment()); !e.ok()) return e;
-      }
-      if (!kernels->holds_board()) turn.release();  // before writing: a slow reader waits alone
-      if (on_board && !emulate && metrics_ != nullptr && y)
-        metrics_->loop_steps.inc(static_cast<double>(steps));
-      if (!y) return to_status(y.error());
-      if (!answer(*y, false)) return {grpc::StatusCode::CANCELLED, "client went away"};
-    }
-    if (msg.end()) break;
-    more = stream->Read(&msg);
-    if (!more) break;
-    watch.touch();
-  }
-  if (ctx->IsCancelled()) return {grpc::StatusCode::CANCELLED, "stream cancelled"};
-  if (on_board) {
-    if (auto t = take_board(); !t) return to_status(t.error());
-    if (auto e = board_restarted_during(epoch, first.deployment()); !e.ok()) return e;
-  }
-  // The last, partial step (as Infer's preprocessing has it), then the kernels' flush.
-  const std::vector<float> last = front_end->finish();
-  Result<std::vector<Eigen::VectorXd>> y =
-      last.empty() ? std::vector<Eigen::VectorXd>(static_cast<size_t>(h)) : run_steps(last);
-  if (y) {
-    auto flushed = kernels->finish();
-    if (!flushed) {
-      y = std::move(flushed);
-    } else {
-      for (size_t k = 0; k < y->size(); ++k) {
-        Eigen::VectorXd& yk = (*y)[k];
-        const Eigen::VectorXd& rest = (*flushed)[k];
-        yk.conservativeResize(yk.size() + rest.size());
-        yk.tail(rest.size()) = rest;
-      }
-    }
-  }
-  if (on_board) {
-    if (auto e = board_restarted_during(epoch, first.deployment()); !e.ok()) return e;
-  }
-  turn.release();
-  if (on_board && !emulate && metrics_ != nullptr && y && !last.empty()) {
-    metrics_->loop_steps.inc(1);
-  }
-  if (!y) return to_status(y.error());
-  if (head.steps() == 0 && (y->empty() || y->front().size() == 0)) {
-    return invalid_argument("samples: the utterance is empty (no samples before its end)");
-  }
-  answer(*y, true);
   return grpc::Status::OK;
 }
 

@@ -57,8 +57,15 @@ class ModelServiceImpl final : public xbar::v1::ModelService::Service {
   XbardMetrics* metrics_ = nullptr;
   std::atomic<int> streams_{0};
 
-  struct Loaded;  // a deployment's model, compiled, with its placements
+  // A deployment's model, compiled, with its placements.
+  struct Loaded {
+    model::ModelSpec spec;
+    std::vector<kernel::CompiledKernel> compiled;
+    std::vector<model::PlacedKernel> placed;
+    std::vector<int> arrays() const;
+  };
   Result<Loaded> load(const std::string& deployment_id, bool hardware);
+  class StreamSession;  // one StreamInfer call (stream_infer.cc)
   /// After the waits for the arrays and the board: ABORTED if the deployment stopped holding
   /// its arrays meanwhile (replaced, deleted, made stale), UNAVAILABLE while it is re-verified.
   grpc::Status still_servable(const std::string& id);
