@@ -216,6 +216,50 @@ TEST(KernelMap, SizeIsPanelsTimesArrayPlusGapsAndStuckDevicesAreOutlined) {
   EXPECT_EQ(img.at(l.panel_x(3) + 2, l.top()), viridis(1));
 }
 
+TEST(KernelMap, AFramedMapAddsTitleAxesAndLegendAroundTheSamePixels) {
+  TempDir dir;
+  std::vector<KernelPanel> panels = {panel(7), panel(100)};
+  panels[1].stuck_high = {{10, 20}};
+  panels[0].caption = "array 0: kernel 0, 14 states";
+  KernelMapOptions bare{.g_min_uS = 7, .g_max_uS = 200, .cell_px = 8};
+  KernelMapOptions framed = bare;
+  framed.framed = true;
+  framed.title = "dep-0123456789ab: read-back, uS";
+  const auto bare_path = dir.path() / "bare.png", framed_path = dir.path() / "framed.png";
+  ASSERT_TRUE(write_kernel_map_png(bare_path.string(), panels, bare).has_value());
+  auto w = write_kernel_map_png(framed_path.string(), panels, framed);
+  ASSERT_TRUE(w.has_value()) << w.error();
+  const KernelMapLayout lb = kernel_map_layout(panels, bare);
+  const KernelMapLayout lf = kernel_map_layout(panels, framed);
+  // The frame's margins hold the title, the axes, the colour bar's scale and the legend.
+  EXPECT_GT(lf.frame_left, 0);
+  EXPECT_GT(lf.frame_top, 0);
+  EXPECT_GT(lf.frame_bottom, 0);
+  const Image b = read_png(bare_path), f = read_png(framed_path);
+  ASSERT_EQ(f.width, lf.width());
+  ASSERT_EQ(f.height, lf.height());
+  EXPECT_GT(f.width, b.width);
+  EXPECT_GT(f.height, b.height);
+  // Every device pixel of both panels is the same, shifted by the frame.
+  int differ = 0;
+  for (int p = 0; p < 2; ++p) {
+    for (int y = 0; y < 64 * lb.cell; ++y) {
+      for (int x = 0; x < 64 * lb.cell; ++x) {
+        differ += b.at(lb.panel_x(p) + x, lb.top() + y) != f.at(lf.panel_x(p) + x, lf.top() + y);
+      }
+    }
+  }
+  EXPECT_EQ(differ, 0);
+  // Something is drawn in the title margin (text is not white everywhere).
+  int inked = 0;
+  for (int y = 0; y < lf.frame_top; ++y) {
+    for (int x = 0; x < f.width; ++x) {
+      inked += f.at(x, y) != std::array<uint8_t, 3>{255, 255, 255};
+    }
+  }
+  EXPECT_GT(inked, 20);
+}
+
 TEST(KernelMap, RegionLinesAndTicksFollowTheRemappedRowsAndColumns) {
   TempDir dir;
   KernelPanel k = panel(7, 2);  // N = 2: logical rows 0..11 used, output columns 8..11
