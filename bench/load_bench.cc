@@ -154,9 +154,8 @@ void client_loop(const std::string& addr, const std::string& dep, const std::vec
 bool placed_from(const xbar::v1::Deployment& dep, xbar::model::ModelSpec& spec,
                  std::vector<xbar::kernel::CompiledKernel>& compiled,
                  std::vector<xbar::model::PlacedKernel>& placed) {
-  xbar::v1::Model mp;
-  if (!mp.ParseFromString(dep.model())) return false;
-  auto s = xbar::server::model_from_proto(mp);
+  if (!dep.has_model()) return false;
+  auto s = xbar::server::model_from_proto(dep.model());
   if (!s) return false;
   spec = *s;
   for (const auto& k : spec.kernels.kernels) {

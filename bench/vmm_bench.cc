@@ -19,9 +19,9 @@
 #include <vector>
 
 #include "xbar/drivers/board.h"
-#include "xbar/fwsim/inprocess_transport.h"
 #include "xbar/fwsim/chip.h"
 #include "xbar/fwsim/firmware.h"
+#include "xbar/fwsim/inprocess_transport.h"
 #include "xbar/fwsim/philox.h"
 #include "xbar/fwsim/profile.h"
 

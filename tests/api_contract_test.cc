@@ -780,8 +780,8 @@ TEST_F(ApiContract, ADeployedModelReportsItsFidelityOnTheClipsItCarries) {
     v1::ListDeploymentsResponse list;
     ASSERT_TRUE(kernels_->ListDeployments(lctx.get(), lr, &list).ok());
     ASSERT_GT(list.deployments_size(), 0);
-    v1::Model listed;
-    ASSERT_TRUE(listed.ParseFromString(list.deployments(0).model()));
+    ASSERT_TRUE(list.deployments(0).has_model());
+    const v1::Model& listed = list.deployments(0).model();
     EXPECT_EQ(listed.calibration().fidelity_clips_size(), full ? 6 : 0) << full;
     EXPECT_EQ(listed.kernel_set().kernels_size(), m.kernel_set().kernels_size());
   }

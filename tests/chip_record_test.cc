@@ -1394,8 +1394,12 @@ TEST(ChipRecordDeployments, VisitGoesInListingOrderFromACursor) {
     std::vector<std::string> seen;
     auto r = rec->visit_deployments("XS0001", q, [&](const DeploymentRow& row) {
       seen.push_back(row.id);
-      if (row.id == "dep-b") EXPECT_EQ(row.arrays, std::vector<int>{1});
-      if (row.id == "dep-d") EXPECT_EQ(row.blob.rfind("slim dep-d", 0), 0u) << row.blob;
+      if (row.id == "dep-b") {
+        EXPECT_EQ(row.arrays, std::vector<int>{1});
+      }
+      if (row.id == "dep-d") {
+        EXPECT_EQ(row.blob.rfind("slim dep-d", 0), 0u) << row.blob;
+      }
       return seen.size() < stop_at;
     });
     EXPECT_TRUE(r) << r.error().message;

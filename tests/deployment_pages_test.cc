@@ -673,7 +673,7 @@ TEST_F(Listing, InferenceRefusesAnArchivedModelDeploymentOnBothPaths) {
     ASSERT_TRUE(kernels_->GetDeployment(ctx.get(), get, &old).ok());
   }
   ASSERT_GT(old.archived_at_ms(), 0);
-  EXPECT_FALSE(old.model().empty());  // the model stays with its history
+  EXPECT_TRUE(old.has_model());  // the model stays with its history
   const grpc::Status sw = infer(first, v1::INFER_SOFTWARE);
   EXPECT_EQ(sw.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << sw.error_message();
   EXPECT_NE(sw.error_message().find("is stale and archived"), std::string::npos)

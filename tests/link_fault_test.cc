@@ -12,9 +12,9 @@
 
 #include "process.h"
 #include "xbar/drivers/board.h"
-#include "xbar/fwsim/inprocess_transport.h"
 #include "xbar/drivers/program_verify.h"
 #include "xbar/fwsim/firmware.h"
+#include "xbar/fwsim/inprocess_transport.h"
 #include "xbar/fwsim/profile.h"
 #include "xbar/kernel/kernel.h"
 #include "xbar/kernel/loop_plan.h"

@@ -42,8 +42,8 @@ std::expected<ModelAudio, grpc::Status> model_audio(const Session& session, cons
   const grpc::Status s = stub->GetDeployment(ctx.get(), req, &dep);
   if (!s.ok()) return std::unexpected(s);
   ModelAudio a;
-  v1::Model model;
-  if (!dep.model().empty() && model.ParseFromString(dep.model())) {
+  if (dep.has_model()) {
+    const v1::Model& model = dep.model();
     a.has_model = true;
     if (model.preprocessing().sample_rate_hz() > 0)
       a.sample_rate_hz = model.preprocessing().sample_rate_hz();

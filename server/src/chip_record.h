@@ -8,6 +8,12 @@
 // Thread model: one connection, guarded by a mutex; every method is thread-safe and holds the
 // mutex for its whole transaction. Another process (e.g. a second xbard, or sqlite3 on the
 // command line) may read the file meanwhile; writers wait up to the busy timeout (5 s).
+//
+// Implemented in server/src/store/, one job a file: sqlite.{h,cc} (the SQLite toolkit),
+// schema.cc (schema, migrations), connection.cc (open, close, integrity check), scope.{h,cc}
+// (what every call starts with), chip_health.cc (chips, faults), endurance.cc (pulse counters,
+// programming records), deployments.cc and deployment_rows.cc (deployments, array owners),
+// retention.cc (archiving).
 #pragma once
 
 #include <Eigen/Core>
@@ -242,13 +248,25 @@ class ChipRecord {
   struct Geometry {
     int arrays = 0, rows = 0, cols = 0;
   };
+  /// The chip a call works on: looked up when its Scope begins (kNotFound if unknown), and
+  /// `array`, when given, checked against it.
+  struct ChipRef {
+    std::string_view serial;
+    std::optional<int> array;
+  };
+  /// What every call starts with (store/scope.h): mu_ held, a transaction begun, the chip
+  /// looked up. The methods are implemented across server/src/store/.
+  class Scope;
 
   ChipRecord(sqlite3* db, std::filesystem::path path) : db_(db), path_(std::move(path)) {}
 
-  // The *_locked helpers run inside a transaction the caller opened, with mu_ held.
-  // Looks the chip up (kNotFound if unknown) and checks `array` against it when given.
-  Result<Geometry> geometry_locked(std::string_view serial, std::optional<int> array,
-                                   std::string_view what);
+  /// The prologue of every writing call: takes mu_, begins a write transaction (BEGIN
+  /// IMMEDIATE; rolled back unless Scope::commit is called) and looks `chip` up if given.
+  Result<Scope> write_scope(std::string_view what, std::optional<ChipRef> chip = std::nullopt);
+  /// The same for a reading call: a read transaction (one snapshot), ended when the Scope is.
+  Result<Scope> read_scope(std::string_view what, std::optional<ChipRef> chip = std::nullopt);
+
+  // The *_locked helpers run inside a Scope the caller began (mu_ held, in a transaction).
   Result<void> upsert_faults_locked(std::string_view serial, const Geometry& g,
                                     std::span<const FaultEntry> entries,
                                     std::optional<int> only_array, std::string_view what);

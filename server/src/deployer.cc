@@ -252,14 +252,14 @@ class Draft {
 };
 
 void start_draft(Draft& d, const v1::DeployKernelRequest& req, const std::string& serial,
-                 const std::string& model, const std::vector<kernel::ArrayPlan>& plans) {
+                 const v1::Model* model, const std::vector<kernel::ArrayPlan>& plans) {
   d.dep.set_id(new_deployment_id());
   d.dep.set_name(req.name());
   d.dep.set_serial(serial);
   d.dep.set_created_at_ms(now_ms());
   *d.dep.mutable_kernel_set() = req.kernel_set();
   d.dep.set_remap(req.remap());
-  d.dep.set_model(model);
+  if (model != nullptr) *d.dep.mutable_model() = *model;
   d.row.id = d.dep.id();
   d.row.serial = serial;
   d.row.name = d.dep.name();
@@ -352,7 +352,7 @@ std::optional<std::string> verify_array(v1::Placement& pl, const kernel::ArrayPl
 grpc::Status Deployer::deploy_operation(grpc::ServerContext* ctx,
                                         const v1::DeployKernelRequest& req,
                                         grpc::ServerWriterInterface<v1::DeployKernelResponse>* call,
-                                        const std::string& model, const std::string& method,
+                                        const v1::Model* model, const std::string& method,
                                         const DeployCheck& check) {
   return run_operation<v1::DeployKernelResponse>(
       sched_.operations, ctx, call, method, request_id(ctx),
@@ -378,7 +378,7 @@ void Deployer::retain() {
 
 grpc::Status Deployer::deploy(grpc::ServerContext* ctx, const v1::DeployKernelRequest& req,
                               grpc::ServerWriterInterface<v1::DeployKernelResponse>* writer,
-                              const std::string& model, const DeployCheck& check) {
+                              const v1::Model* model, const DeployCheck& check) {
   if (auto a = access_.authorize(ctx, "Deploy"); !a.ok()) return a;
   if (auto e = check_enums(req); !e.ok()) return e;
   const BoardInfo& info = board_.info();

@@ -46,16 +46,16 @@ class Deployer {
         observer_(std::move(observer)) {}
 
   /// One deploy as an operation (`method` names the RPC, for xbar.v1.Operations), with the
-  /// retention policy applied after it whatever its outcome. `model` (a serialized
-  /// xbar.v1.Model, may be empty) is recorded with the deployment; `check`, if set, runs last.
+  /// retention policy applied after it whatever its outcome. `model` (null for a kernel
+  /// deploy) is recorded with the deployment; `check`, if set, runs last.
   grpc::Status deploy_operation(grpc::ServerContext* ctx, const v1::DeployKernelRequest& req,
                                 grpc::ServerWriterInterface<v1::DeployKernelResponse>* call,
-                                const std::string& model, const std::string& method,
+                                const v1::Model* model, const std::string& method,
                                 const DeployCheck& check = {});
   /// The deploy itself (deploy_operation without the operation and the retention).
   grpc::Status deploy(grpc::ServerContext* ctx, const v1::DeployKernelRequest& req,
                       grpc::ServerWriterInterface<v1::DeployKernelResponse>* writer,
-                      const std::string& model, const DeployCheck& check = {});
+                      const v1::Model* model, const DeployCheck& check = {});
 
   /// Retention after each deploy (docs/record.md, "Retention"): keep the newest
   /// `keep_inactive` failed/stale/lost deployments of the chip whole, archive older ones;

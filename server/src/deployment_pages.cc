@@ -162,12 +162,7 @@ void strip_matrices(v1::Deployment* d) {
     p.mutable_programming()->clear_final_us();
   }
   // The model's fidelity clips are per-sample data too (up to 64 x 100 000 steps).
-  v1::Model m;
-  if (!d->model().empty() && m.ParseFromString(d->model()) &&
-      m.calibration().fidelity_clips_size() > 0) {
-    m.mutable_calibration()->clear_fidelity_clips();
-    d->set_model(m.SerializeAsString());
-  }
+  if (d->has_model()) d->mutable_model()->mutable_calibration()->clear_fidelity_clips();
 }
 
 std::string archived_blob(const DeploymentRow& row, int64_t archived_at_ms) {

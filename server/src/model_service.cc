@@ -34,7 +34,7 @@ grpc::Status ModelServiceImpl::DeployModel(grpc::ServerContext* ctx,
       return check_fidelity(*spec, min_agreement, dep, progress);
     };
   }
-  return deployer_.deploy_operation(ctx, dk, writer, req->model().SerializeAsString(),
+  return deployer_.deploy_operation(ctx, dk, writer, &req->model(),
                                     "/xbar.v1.ModelService/DeployModel", check);
 }
 
@@ -103,8 +103,7 @@ Result<ModelServiceImpl::Loaded> ModelServiceImpl::load(const std::string& id, b
     return std::unexpected(row.error());
   }
   v1::Deployment dep;
-  v1::Model mp;
-  if (!dep.ParseFromString(row->blob) || dep.model().empty() || !mp.ParseFromString(dep.model())) {
+  if (!dep.ParseFromString(row->blob) || !dep.has_model()) {
     return make_error(ErrorCode::kFailedPrecondition,
                       fmt::format("deployment {} has no model: deploy one with DeployModel", id));
   }
@@ -114,7 +113,7 @@ Result<ModelServiceImpl::Loaded> ModelServiceImpl::load(const std::string& id, b
                                   "without the read-back conductances inference runs on",
                                   id, row->state));
   }
-  auto spec = model_from_proto(mp);
+  auto spec = model_from_proto(dep.model());
   if (!spec) return make_error(ErrorCode::kInternal, "recorded model: " + spec.error().message);
   Loaded l;
   for (const kernel::KernelSpec& k : spec->kernels.kernels) {

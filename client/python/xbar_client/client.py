@@ -17,7 +17,7 @@ from google.protobuf import json_format
 try:
     from xbar.v1 import board_pb2, board_pb2_grpc
     from xbar.v1 import kernels_pb2, kernels_pb2_grpc
-    from xbar.v1 import models_pb2, models_pb2_grpc
+    from xbar.v1 import model_pb2, models_pb2, models_pb2_grpc
 except ImportError as e:  # pragma: no cover - a setup problem, said plainly
     raise ImportError(
         "xbar_client needs the generated xbar.v1 stubs: build the project "
@@ -298,14 +298,14 @@ class Client:
             self._kernels.GetDeployment, kernels_pb2.GetDeploymentRequest(id=deployment_id)
         )
 
-    def model(self, deployment_id: str) -> models_pb2.Model:
+    def model(self, deployment_id: str) -> model_pb2.Model:
         """The ``xbar.v1.Model`` a deployment made by :meth:`deploy_model` carries (its
         preprocessing says the sample rate :meth:`stream` must send at). FAILED_PRECONDITION
         for a deployment without a model."""
         dep = self.deployment(deployment_id)
-        if not dep.model:
+        if not dep.HasField("model"):
             raise XbarError("FAILED_PRECONDITION", f"deployment {deployment_id} has no model")
-        return models_pb2.Model.FromString(dep.model)
+        return dep.model
 
     def delete_deployment(self, deployment_id: str) -> None:
         """Forgets a deployment and frees its arrays, no pulses (``KernelService.
