@@ -192,6 +192,7 @@ TEST_F(ApiContract, AnInferOnAReplacedDeploymentNeverRunsOnTheReplacement) {
   const v1::Model model = example_model();
   const v1::Deployment a = deploy(model);
   ASSERT_EQ(a.state(), "ready") << a.message();
+  EXPECT_EQ(a.state_code(), v1::DEPLOYMENT_STATE_READY);  // the enum and the word agree
   v1::InferResponse before;
   ASSERT_TRUE(infer(a.id(), &before).ok());
 
@@ -264,6 +265,7 @@ TEST_F(ApiContract, AnInferOnAReplacedDeploymentNeverRunsOnTheReplacement) {
   const grpc::Status late = infer(a.id(), &after);
   EXPECT_EQ(late.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << late.error_message();
   EXPECT_EQ(get(a.id()).state(), "stale");
+  EXPECT_EQ(get(a.id()).state_code(), v1::DEPLOYMENT_STATE_STALE);
   // The software path needs no array: it answers for a stale deployment, from A's own model.
   v1::InferResponse soft;
   ASSERT_TRUE(infer(a.id(), &soft, v1::INFER_SOFTWARE).ok());
@@ -380,7 +382,7 @@ TEST_F(ApiContract, RefusedChangesLeaveTheBoardAndEveryDeploymentAsTheyWere) {
   // Deadlines that pass while the call waits for A's arrays (a stream holds them).
   Stream stream(channel_, a.id());
   const auto s = chirp(kRate / 5);
-  ASSERT_TRUE(stream.send(s, 0, 960));
+  ASSERT_TRUE(stream.send(s, 0, 960)) << stream.finish().error_message();
   {
     auto ctx = context(std::chrono::milliseconds(400));
     const grpc::Status st = program(base, ctx.get());
@@ -584,6 +586,7 @@ TEST_F(ApiContract, ACancelledProgramArrayIsRecordedCancelled) {
       return ops_->GetOperation(gctx.get(), g, &op).ok() && op.finished_at_ms() != 0;
     }));
     EXPECT_EQ(op.state(), "cancelled") << (by_operation ? "CancelOperation" : "own cancel");
+    EXPECT_EQ(op.state_code(), v1::OPERATION_STATE_CANCELLED);
     EXPECT_EQ(op.code(), static_cast<int>(grpc::StatusCode::CANCELLED));
   }
 }
@@ -655,6 +658,7 @@ TEST_F(ApiContract, ADeployThatFailsOnAFullDiskIsFailedNotDeploying) {
   EXPECT_TRUE(contains(list.deployments(0).message(), "not in the chip record"))
       << list.deployments(0).message();
   EXPECT_EQ(get(list.deployments(0).id()).state(), "failed");
+  EXPECT_EQ(list.deployments(0).state_code(), v1::DEPLOYMENT_STATE_FAILED);
   v1::InferResponse r;
   EXPECT_EQ(infer(list.deployments(0).id(), &r).error_code(),
             grpc::StatusCode::FAILED_PRECONDITION);

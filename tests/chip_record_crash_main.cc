@@ -91,7 +91,7 @@ int main(int argc, char** argv) {
     xbar::server::DeploymentRow dep{.id = "dep-" + std::to_string(next),
                                     .serial = kSerial,
                                     .name = "crash-" + std::to_string(next),
-                                    .state = "ready",
+                                    .state = xbar::server::DeploymentState::kReady,
                                     .arrays = {next % 3, (next + 1) % 3},
                                     .blob = deployment_blob(next)};
     if (auto r = (*rec)->put_deployment(dep); !r) return fail("put_deployment", r.error());

@@ -33,6 +33,7 @@ namespace xbar::server {
 namespace {
 
 namespace fs = std::filesystem;
+using server::DeploymentState;
 using testing::TempDir;
 using wire::FaultKind;
 
@@ -734,7 +735,7 @@ DeploymentRow deployment_row(std::string id, std::vector<int> arrays,
   return DeploymentRow{.id = std::move(id),
                        .serial = std::move(serial),
                        .name = "lowpass",
-                       .state = "ready",
+                       .state = DeploymentState::kReady,
                        .message = "",
                        .arrays = std::move(arrays),
                        .blob = std::string("\x08\x01\x00\x12\x00\xff", 6)};
@@ -751,7 +752,7 @@ TEST(ChipRecordDeployments, RoundTripOfAllFieldsIncludingABlobWithNuls) {
   const DeploymentRow in{.id = "dep-0123456789ab",
                          .serial = "XS0001",
                          .name = "s4d kernel \xc2\xb5",
-                         .state = "degraded",
+                         .state = DeploymentState::kDegraded,
                          .message = "nrmse 0.14 > 0.1",
                          .created_at_ms = 1'700'000'000'123,
                          .updated_at_ms = 5,  // ignored: the record sets it
@@ -782,7 +783,7 @@ TEST(ChipRecordDeployments, RoundTripOfAllFieldsIncludingABlobWithNuls) {
   // An empty blob and no arrays are fine too; created_at_ms = 0 means now.
   DeploymentRow empty = deployment_row("dep-empty", {});
   empty.blob.clear();
-  empty.state = "deploying";
+  empty.state = DeploymentState::kDeploying;
   ASSERT_TRUE(rec->put_deployment(empty));
   got = rec->deployment("dep-empty");
   ASSERT_TRUE(got) << got.error().message;
@@ -803,7 +804,7 @@ TEST(ChipRecordDeployments, RoundTripOfAllFieldsIncludingABlobWithNuls) {
   ASSERT_TRUE(got);
   EXPECT_EQ(got->created_at_ms, in.created_at_ms);
   EXPECT_EQ(got->name, "lowpass");
-  EXPECT_EQ(got->state, "ready");
+  EXPECT_EQ(got->state, DeploymentState::kReady);
   EXPECT_EQ(got->message, "");
   EXPECT_EQ(got->arrays, std::vector<int>{1});  // arrays 0 and 2 freed
   EXPECT_EQ(got->blob, again.blob);
@@ -839,7 +840,7 @@ TEST(ChipRecordDeployments, TakingAnArrayMarksTheOwnerStaleAndMovesOwnership) {
   ASSERT_TRUE(rec->put_deployment(deployment_row("dep-c", {1})));
   auto a = rec->deployment("dep-a");
   ASSERT_TRUE(a);
-  EXPECT_EQ(a->state, "stale");
+  EXPECT_EQ(a->state, DeploymentState::kStale);
   EXPECT_EQ(a->message, "array 1 was taken by deployment dep-c");
   EXPECT_EQ(a->arrays, std::vector<int>{0});
   EXPECT_GT(a->updated_at_ms, a_before->updated_at_ms);
@@ -847,7 +848,7 @@ TEST(ChipRecordDeployments, TakingAnArrayMarksTheOwnerStaleAndMovesOwnership) {
   EXPECT_EQ(a->created_at_ms, a_before->created_at_ms);
   auto b = rec->deployment("dep-b");
   ASSERT_TRUE(b);
-  EXPECT_EQ(b->state, "ready");  // untouched
+  EXPECT_EQ(b->state, DeploymentState::kReady);  // untouched
   EXPECT_EQ(b->message, "");
   owners = rec->array_owners("XS0001");
   ASSERT_TRUE(owners);
@@ -855,7 +856,7 @@ TEST(ChipRecordDeployments, TakingAnArrayMarksTheOwnerStaleAndMovesOwnership) {
   // The same array numbers on another chip are another chip's.
   auto x = rec->deployment("dep-x");
   ASSERT_TRUE(x);
-  EXPECT_EQ(x->state, "ready");
+  EXPECT_EQ(x->state, DeploymentState::kReady);
   EXPECT_EQ(x->arrays, (std::vector<int>{0, 1}));
 
   // One put taking arrays from two deployments, two of them from the same one.
@@ -868,12 +869,12 @@ TEST(ChipRecordDeployments, TakingAnArrayMarksTheOwnerStaleAndMovesOwnership) {
   EXPECT_TRUE(a->arrays.empty());
   auto c = rec->deployment("dep-c");
   ASSERT_TRUE(c);
-  EXPECT_EQ(c->state, "stale");
+  EXPECT_EQ(c->state, DeploymentState::kStale);
   EXPECT_EQ(c->message, "arrays 0, 1 were taken by deployment dep-d");
   EXPECT_TRUE(c->arrays.empty());
   b = rec->deployment("dep-b");
   ASSERT_TRUE(b);
-  EXPECT_EQ(b->state, "stale");
+  EXPECT_EQ(b->state, DeploymentState::kStale);
   EXPECT_EQ(b->message, "array 2 was taken by deployment dep-d");
   owners = rec->array_owners("XS0001");
   ASSERT_TRUE(owners);
@@ -883,10 +884,10 @@ TEST(ChipRecordDeployments, TakingAnArrayMarksTheOwnerStaleAndMovesOwnership) {
   EXPECT_EQ(*owners, (std::vector<std::optional<std::string>>{"dep-x", "dep-x", std::nullopt}));
 
   // set_deployment_state: state and message only.
-  ASSERT_TRUE(rec->set_deployment_state("dep-d", "failed", "cancelled"));
+  ASSERT_TRUE(rec->set_deployment_state("dep-d", DeploymentState::kFailed, "cancelled"));
   auto d = rec->deployment("dep-d");
   ASSERT_TRUE(d);
-  EXPECT_EQ(d->state, "failed");
+  EXPECT_EQ(d->state, DeploymentState::kFailed);
   EXPECT_EQ(d->message, "cancelled");
   EXPECT_EQ(d->arrays, (std::vector<int>{0, 1, 2}));
   EXPECT_EQ(d->name, "lowpass");
@@ -925,7 +926,7 @@ TEST(ChipRecordDeployments, DeleteFreesArraysAndIsNotFoundTheSecondTime) {
   ASSERT_TRUE(rec->put_deployment(deployment_row("dep-c", {0})));
   auto b = rec->deployment("dep-b");
   ASSERT_TRUE(b);
-  EXPECT_EQ(b->state, "ready");
+  EXPECT_EQ(b->state, DeploymentState::kReady);
   auto list = rec->deployments("XS0001");
   ASSERT_TRUE(list);
   EXPECT_EQ(list->size(), 2u);
@@ -1022,16 +1023,22 @@ TEST(ChipRecordDeployments, ValidationNamesTheFieldAndChangesNothing) {
        },
        ErrorCode::kInvalidArgument, "id: length 129"},
       {"state",
-       [&] { return rec->put_deployment(with([](DeploymentRow& r) { r.state = "done"; })); },
-       ErrorCode::kInvalidArgument, "state: 'done'"},
+       [&] {
+         return rec->put_deployment(
+             with([](DeploymentRow& r) { r.state = DeploymentState::kVerifying; }));
+       },
+       ErrorCode::kInvalidArgument, "state: 'verifying' is never recorded"},
       {"created_at_ms",
        [&] { return rec->put_deployment(with([](DeploymentRow& r) { r.created_at_ms = -1; })); },
        ErrorCode::kInvalidArgument, "created_at_ms: -1"},
-      {"set state unknown id", [&] { return rec->set_deployment_state("dep-zz", "ready", ""); },
+      {"set state unknown id",
+       [&] { return rec->set_deployment_state("dep-zz", DeploymentState::kReady, ""); },
        ErrorCode::kNotFound, "id: no deployment dep-zz"},
-      {"set state bad state", [&] { return rec->set_deployment_state("dep-a", "Ready", ""); },
-       ErrorCode::kInvalidArgument, "state: 'Ready'"},
-      {"set state empty id", [&] { return rec->set_deployment_state("", "ready", ""); },
+      {"set state verifying",
+       [&] { return rec->set_deployment_state("dep-a", DeploymentState::kVerifying, ""); },
+       ErrorCode::kInvalidArgument, "state: 'verifying' is never recorded"},
+      {"set state empty id",
+       [&] { return rec->set_deployment_state("", DeploymentState::kReady, ""); },
        ErrorCode::kInvalidArgument, "id: length 0"},
       {"delete unknown id", [&] { return rec->delete_deployment("dep-zz"); }, ErrorCode::kNotFound,
        "id: no deployment dep-zz"},
@@ -1048,7 +1055,7 @@ TEST(ChipRecordDeployments, ValidationNamesTheFieldAndChangesNothing) {
   }
   auto a = rec->deployment("dep-a");
   ASSERT_TRUE(a);
-  EXPECT_EQ(a->state, "ready");
+  EXPECT_EQ(a->state, DeploymentState::kReady);
   EXPECT_EQ(a->arrays, (std::vector<int>{0, 1}));
   // Reads validate too.
   auto d = rec->deployment("");
@@ -1070,7 +1077,7 @@ TEST(ChipRecordDeployments, SurviveCloseAndReopen) {
     ASSERT_TRUE(rec->touch_chip(chip()));
     ASSERT_TRUE(rec->put_deployment(deployment_row("dep-a", {0, 1})));
     ASSERT_TRUE(rec->put_deployment(deployment_row("dep-b", {1})));
-    ASSERT_TRUE(rec->set_deployment_state("dep-b", "degraded", "nrmse 0.2"));
+    ASSERT_TRUE(rec->set_deployment_state("dep-b", DeploymentState::kDegraded, "nrmse 0.2"));
     auto l = rec->deployments("XS0001");
     ASSERT_TRUE(l);
     listed = *l;
@@ -1087,7 +1094,7 @@ TEST(ChipRecordDeployments, SurviveCloseAndReopen) {
   EXPECT_EQ(*owners, (std::vector<std::optional<std::string>>{"dep-a", "dep-b", std::nullopt}));
   auto b = rec->deployment("dep-b");
   ASSERT_TRUE(b);
-  EXPECT_EQ(b->state, "degraded");
+  EXPECT_EQ(b->state, DeploymentState::kDegraded);
   EXPECT_EQ(b->message, "nrmse 0.2");
   EXPECT_EQ(b->blob, deployment_row("x", {}).blob);
 }
@@ -1123,6 +1130,16 @@ TEST(ChipRecordDeployments, VersionOneFileGetsTheTablesOnOpenAndKeepsItsData) {
   EXPECT_EQ(*ic, "ok");
 }
 
+// Runs raw SQL on the file through a second connection and returns SQLite's result code (for
+// statements that must fail).
+int raw_exec_rc(const fs::path& db_path, const char* sql) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open(db_path.c_str(), &db) != SQLITE_OK) return -1;
+  const int rc = sqlite3_exec(db, sql, nullptr, nullptr, nullptr);
+  sqlite3_close(db);
+  return rc;
+}
+
 TEST(ChipRecordMigration, Version2FilesGainTheLostStateAndKeepTheirRows) {
   TempDir tmp;
   const fs::path db = tmp.path() / "xbar.db";
@@ -1131,7 +1148,7 @@ TEST(ChipRecordMigration, Version2FilesGainTheLostStateAndKeepTheirRows) {
     ASSERT_TRUE(rec);
     ASSERT_TRUE(rec->touch_chip(chip()));
     DeploymentRow row = deployment_row("dep-old", {1});
-    row.state = "ready";
+    row.state = DeploymentState::kReady;
     ASSERT_TRUE(rec->put_deployment(row));
   }
   // Make it the file a version 2 build leaves: without version 4's column and index, the
@@ -1152,27 +1169,17 @@ TEST(ChipRecordMigration, Version2FilesGainTheLostStateAndKeepTheirRows) {
   EXPECT_EQ(raw_query_text(db, "PRAGMA user_version"), "4");
   auto old = rec->deployment("dep-old");
   ASSERT_TRUE(old) << old.error().message;
-  EXPECT_EQ(old->state, "ready");
+  EXPECT_EQ(old->state, DeploymentState::kReady);
   EXPECT_EQ(old->arrays, std::vector<int>{1});
-  ASSERT_TRUE(rec->set_deployment_state("dep-old", "lost", "arrays read back blank"));
-  EXPECT_EQ(rec->deployment("dep-old")->state, "lost");
-  auto bad = rec->set_deployment_state("dep-old", "gone", "");
-  ASSERT_FALSE(bad);
-  EXPECT_NE(bad.error().message.find("not one of deploying, ready, degraded, failed, stale, lost"),
-            std::string::npos);
+  ASSERT_TRUE(
+      rec->set_deployment_state("dep-old", DeploymentState::kLost, "arrays read back blank"));
+  EXPECT_EQ(rec->deployment("dep-old")->state, DeploymentState::kLost);
+  // The migrated table still refuses a state outside the set, written by anyone.
+  EXPECT_EQ(raw_exec_rc(db, "UPDATE deployments SET state = 'gone' WHERE id = 'dep-old'"),
+            SQLITE_CONSTRAINT);
   auto ic = rec->integrity_check();
   ASSERT_TRUE(ic);
   EXPECT_EQ(*ic, "ok");
-}
-
-// Runs raw SQL on the file through a second connection and returns SQLite's result code (for
-// statements that must fail).
-int raw_exec_rc(const fs::path& db_path, const char* sql) {
-  sqlite3* db = nullptr;
-  if (sqlite3_open(db_path.c_str(), &db) != SQLITE_OK) return -1;
-  const int rc = sqlite3_exec(db, sql, nullptr, nullptr, nullptr);
-  sqlite3_close(db);
-  return rc;
 }
 
 TEST(ChipRecordMigration, Version3FilesGainTheArchiveColumnAndKeepTheirRows) {
@@ -1184,7 +1191,7 @@ TEST(ChipRecordMigration, Version3FilesGainTheArchiveColumnAndKeepTheirRows) {
     ASSERT_TRUE(rec->touch_chip(chip()));
     ASSERT_TRUE(rec->put_deployment(deployment_row("dep-ready", {0})));
     DeploymentRow failed = deployment_row("dep-failed", {});
-    failed.state = "failed";
+    failed.state = DeploymentState::kFailed;
     failed.message = "array 1: link down";
     failed.created_at_ms = 1000;
     ASSERT_TRUE(rec->put_deployment(failed));
@@ -1238,10 +1245,10 @@ TEST(ChipRecordMigration, Version3FilesGainTheArchiveColumnAndKeepTheirRows) {
 }
 
 // A deployment row with a state, a creation time and arrays.
-DeploymentRow aged_row(std::string id, std::string state, int64_t created_at_ms,
+DeploymentRow aged_row(std::string id, DeploymentState state, int64_t created_at_ms,
                        std::vector<int> arrays = {}) {
   DeploymentRow r = deployment_row(id, std::move(arrays));
-  r.state = std::move(state);
+  r.state = state;
   r.message = "why " + id;
   r.created_at_ms = created_at_ms;
   r.blob = "full blob of " + id;
@@ -1267,15 +1274,18 @@ TEST(ChipRecordRetention, ArchivesTheOldestInactiveBeyondKeepAndKeepsTheirHistor
   ASSERT_TRUE(rec->touch_chip(chip("XS0002")));
   // Oldest first. Inactive: 01 failed, 02 stale, 03 lost (owns array 2), 07 failed, 08 stale,
   // 09 failed; active: 04 ready (array 0), 05 degraded (array 1), 06 deploying.
-  for (const DeploymentRow& r :
-       {aged_row("dep-01", "failed", 1000), aged_row("dep-02", "stale", 2000),
-        aged_row("dep-03", "lost", 3000, {2}), aged_row("dep-04", "ready", 4000, {0}),
-        aged_row("dep-05", "degraded", 5000, {1}), aged_row("dep-06", "deploying", 6000),
-        aged_row("dep-07", "failed", 7000), aged_row("dep-08", "stale", 8000),
-        aged_row("dep-09", "failed", 9000)}) {
+  for (const DeploymentRow& r : {aged_row("dep-01", DeploymentState::kFailed, 1000),
+                                 aged_row("dep-02", DeploymentState::kStale, 2000),
+                                 aged_row("dep-03", DeploymentState::kLost, 3000, {2}),
+                                 aged_row("dep-04", DeploymentState::kReady, 4000, {0}),
+                                 aged_row("dep-05", DeploymentState::kDegraded, 5000, {1}),
+                                 aged_row("dep-06", DeploymentState::kDeploying, 6000),
+                                 aged_row("dep-07", DeploymentState::kFailed, 7000),
+                                 aged_row("dep-08", DeploymentState::kStale, 8000),
+                                 aged_row("dep-09", DeploymentState::kFailed, 9000)}) {
     ASSERT_TRUE(rec->put_deployment(r)) << r.id;
   }
-  DeploymentRow other = aged_row("dep-x1", "failed", 100);
+  DeploymentRow other = aged_row("dep-x1", DeploymentState::kFailed, 100);
   other.serial = "XS0002";
   ASSERT_TRUE(rec->put_deployment(other));
   auto before = rec->deployments("XS0001");
@@ -1310,7 +1320,7 @@ TEST(ChipRecordRetention, ArchivesTheOldestInactiveBeyondKeepAndKeepsTheirHistor
   // GetDeployment's read answers for an archived id.
   auto one = rec->deployment("dep-01");
   ASSERT_TRUE(one);
-  EXPECT_EQ(one->state, "failed");
+  EXPECT_EQ(one->state, DeploymentState::kFailed);
   EXPECT_EQ(one->message, "why dep-01");
   EXPECT_GT(one->archived_at_ms, 0);
   // The other chip is not this chip's retention.
@@ -1331,8 +1341,8 @@ TEST(ChipRecordRetention, ArchivesTheOldestInactiveBeyondKeepAndKeepsTheirHistor
     EXPECT_EQ(rec->deployment(id)->archived_at_ms, 0) << id;
   }
   // Once another deployment takes its array, 03 (now stale) owns none and goes too.
-  ASSERT_TRUE(rec->put_deployment(aged_row("dep-10", "ready", 10000, {2})));
-  EXPECT_EQ(rec->deployment("dep-03")->state, "stale");
+  ASSERT_TRUE(rec->put_deployment(aged_row("dep-10", DeploymentState::kReady, 10000, {2})));
+  EXPECT_EQ(rec->deployment("dep-03")->state, DeploymentState::kStale);
   archived = rec->archive_inactive_deployments("XS0001", 0, slim_blob);
   ASSERT_TRUE(archived);
   EXPECT_EQ(*archived, std::vector<std::string>{"dep-03"});
@@ -1343,11 +1353,12 @@ TEST(ChipRecordRetention, AnArchivedDeploymentNeverBecomesActiveAgainExceptByAWh
   auto rec = open_ok(tmp.path());
   ASSERT_TRUE(rec);
   ASSERT_TRUE(rec->touch_chip(chip()));
-  ASSERT_TRUE(rec->put_deployment(aged_row("dep-01", "stale", 1000)));
+  ASSERT_TRUE(rec->put_deployment(aged_row("dep-01", DeploymentState::kStale, 1000)));
   ASSERT_TRUE(rec->archive_inactive_deployments("XS0001", 0, slim_blob));
   const std::string before = dump(rec->path());
-  for (const char* state : {"ready", "degraded", "deploying"}) {
-    SCOPED_TRACE(state);
+  for (const DeploymentState state :
+       {DeploymentState::kReady, DeploymentState::kDegraded, DeploymentState::kDeploying}) {
+    SCOPED_TRACE(std::string(server::name(state)));
     auto r = rec->set_deployment_state("dep-01", state, "back");
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error().code, ErrorCode::kFailedPrecondition) << r.error().message;
@@ -1356,10 +1367,10 @@ TEST(ChipRecordRetention, AnArchivedDeploymentNeverBecomesActiveAgainExceptByAWh
     EXPECT_EQ(dump(rec->path()), before);
   }
   // Between inactive states it may move (e.g. reconciliation, a later note).
-  ASSERT_TRUE(rec->set_deployment_state("dep-01", "lost", "gone"));
+  ASSERT_TRUE(rec->set_deployment_state("dep-01", DeploymentState::kLost, "gone"));
   EXPECT_GT(rec->deployment("dep-01")->archived_at_ms, 0);
   // A put writes a whole deployment again: not archived any more.
-  DeploymentRow whole = aged_row("dep-01", "ready", 0, {1});
+  DeploymentRow whole = aged_row("dep-01", DeploymentState::kReady, 0, {1});
   ASSERT_TRUE(rec->put_deployment(whole));
   auto got = rec->deployment("dep-01");
   ASSERT_TRUE(got);
@@ -1378,13 +1389,14 @@ TEST(ChipRecordDeployments, VisitGoesInListingOrderFromACursor) {
   ASSERT_TRUE(rec);
   ASSERT_TRUE(rec->touch_chip(chip()));
   ASSERT_TRUE(rec->touch_chip(chip("XS0002")));
-  for (const DeploymentRow& r :
-       {aged_row("dep-a", "ready", 3000, {0}), aged_row("dep-c", "ready", 2000),
-        aged_row("dep-b", "stale", 2000, {1}), aged_row("dep-d", "failed", 1000),
-        aged_row("dep-e", "ready", 500)}) {
+  for (const DeploymentRow& r : {aged_row("dep-a", DeploymentState::kReady, 3000, {0}),
+                                 aged_row("dep-c", DeploymentState::kReady, 2000),
+                                 aged_row("dep-b", DeploymentState::kStale, 2000, {1}),
+                                 aged_row("dep-d", DeploymentState::kFailed, 1000),
+                                 aged_row("dep-e", DeploymentState::kReady, 500)}) {
     ASSERT_TRUE(rec->put_deployment(r));
   }
-  DeploymentRow other = aged_row("dep-x", "ready", 2500);
+  DeploymentRow other = aged_row("dep-x", DeploymentState::kReady, 2500);
   other.serial = "XS0002";
   ASSERT_TRUE(rec->put_deployment(other));
   ASSERT_EQ(*rec->archive_inactive_deployments("XS0001", 0, slim_blob),
@@ -1487,9 +1499,9 @@ void check_crash_deployments(ChipRecord& rec, int k, int acked_this_run) {
     std::ranges::sort(all);
     ASSERT_TRUE(std::ranges::includes(all, d.arrays));
     if (d.arrays == all) {
-      ASSERT_EQ(d.state, "ready");
+      ASSERT_EQ(d.state, DeploymentState::kReady);
     } else {
-      ASSERT_EQ(d.state, "stale");
+      ASSERT_EQ(d.state, DeploymentState::kStale);
       ASSERT_NE(d.message.find("taken by deployment dep-"), std::string::npos) << d.message;
     }
     for (int a : d.arrays) {
@@ -1501,7 +1513,7 @@ void check_crash_deployments(ChipRecord& rec, int k, int acked_this_run) {
   if (newest > 0) {
     auto d = rec.deployment("dep-" + std::to_string(newest));
     ASSERT_TRUE(d);
-    ASSERT_EQ(d->state, "ready");
+    ASSERT_EQ(d->state, DeploymentState::kReady);
   }
   if (acked_this_run > 0) {
     auto d = rec.deployment("dep-" + std::to_string(acked_this_run));

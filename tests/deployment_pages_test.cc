@@ -138,7 +138,7 @@ void put_synthetic(ChipRecord& rec, const v1::Deployment& d, const std::string& 
   DeploymentRow row{.id = d.id(),
                     .serial = serial,
                     .name = d.name(),
-                    .state = d.state(),
+                    .state = *server::parse_deployment_state(d.state()),
                     .message = "synthetic",
                     .created_at_ms = d.created_at_ms(),
                     .blob = d.SerializeAsString()};

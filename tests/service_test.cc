@@ -531,6 +531,7 @@ TEST_F(Service, ADetachedDeployOutlivesItsCallAndIsWatchedToTheEnd) {
   EXPECT_TRUE(watch->Finish().ok());
   EXPECT_EQ(deployment_state, "ready");
   EXPECT_EQ(finished.state(), "done");
+  EXPECT_EQ(finished.state_code(), v1::OPERATION_STATE_DONE);
   EXPECT_TRUE(finished.detached());
   EXPECT_EQ(finished.method(), "/xbar.v1.ModelService/DeployModel");
   EXPECT_GT(finished.events(), 3u);

@@ -171,20 +171,21 @@ int print_deploy_result(const Session& session, const v1::Deployment& dep,
     v1::Deployment d = without_matrices(dep);
     d.clear_model();
     std::cout << dump(with_operation(proto_value(d), operation)) << "\n";
-    if (dep.state() != "ready") {
+    if (dep.state_code() != v1::DEPLOYMENT_STATE_READY) {
       std::cerr << fmt::format("xbarctl: deployment {} is {}: {}\n", dep.id(), dep.state(),
                                dep.message().empty() ? "no reason given" : dep.message());
     }
   } else {
     std::cout << format_deployment(dep);
   }
-  return dep.state() == "ready" ? kOk : kFailed;
+  return dep.state_code() == v1::DEPLOYMENT_STATE_READY ? kOk : kFailed;
 }
 
 std::string format_deployment(const v1::Deployment& d) {
   const auto [g_min, g_max] = window_uS(d.kernel_set());
   std::string o = fmt::format("deployment {} \"{}\": {}\n", d.id(), d.name(), d.state());
-  if (!d.message().empty() && d.state() != "ready") o += fmt::format("  why: {}\n", d.message());
+  if (!d.message().empty() && d.state_code() != v1::DEPLOYMENT_STATE_READY)
+    o += fmt::format("  why: {}\n", d.message());
   if (d.archived_at_ms() != 0) {
     o += fmt::format("  archived {} by retention: the per-device matrices are no longer kept\n",
                      local_time(d.archived_at_ms()));
@@ -438,7 +439,9 @@ int DeployCommands::Impl::run_list(const Session& session, v1::KernelService::St
     rows.push_back({d.id(), d.name(),
                     d.archived_at_ms() != 0 ? d.state() + " (archived)" : d.state(),
                     local_time(d.created_at_ms()), arrays.empty() ? "-" : arrays,
-                    worst_nrmse(d) > 0 || d.state() == "ready" ? nrmse_str(worst_nrmse(d)) : "-"});
+                    worst_nrmse(d) > 0 || d.state_code() == v1::DEPLOYMENT_STATE_READY
+                        ? nrmse_str(worst_nrmse(d))
+                        : "-"});
   }
   size_t w[5] = {};
   for (const auto& r : rows) {

@@ -205,7 +205,9 @@ int OperationCommands::Impl::run_list(const Session& session,
   for (const auto& op : resp.operations()) {
     rows.push_back(
         {op.id(), short_method(op.method()) + (op.detached() ? " (detached)" : ""),
-         op.state() + (op.cancel_requested() && op.state() == "running" ? " (cancel)" : ""),
+         op.state() + (op.cancel_requested() && op.state_code() == v1::OPERATION_STATE_RUNNING
+                           ? " (cancel)"
+                           : ""),
          code_text(op), std::to_string(op.events()), local_time(op.started_at_ms()), duration(op),
          op.request_id().empty() ? "-" : op.request_id()});
   }

@@ -41,8 +41,8 @@ Result<std::optional<DeploymentRow>> release_for_pulses(ChipRecord& record,
   if (!owner.has_value()) return std::nullopt;
   auto row = record.deployment(owner.value());
   if (!row) return std::unexpected(row.error());
-  if (row->state != "ready" && row->state != "degraded") return std::nullopt;
-  if (auto w = record.set_deployment_state(row->id, "stale", why); !w) {
+  if (!runs_on_board(row->state)) return std::nullopt;
+  if (auto w = record.set_deployment_state(row->id, DeploymentState::kStale, why); !w) {
     return std::unexpected(w.error());
   }
   spdlog::info("deployment {}: stale: {}", row->id, why);
@@ -149,10 +149,9 @@ grpc::Status ArrayServiceImpl::program(
   // A cancelled run ends CANCELLED (after its report, what was done), so that the operation
   // is recorded as cancelled, not done.
   if (res->cancelled) {
-    return {grpc::StatusCode::CANCELLED,
-            fmt::format("program-verify of array {} cancelled after {} rounds (the report says "
-                        "what was done)",
-                        array, res->rounds)};
+    return stopped_status(ctx, fmt::format("program-verify of array {} stopped after {} rounds "
+                                           "(the report says what was done)",
+                                           array, res->rounds));
   }
   return grpc::Status::OK;
 }
@@ -259,7 +258,7 @@ class ScanRecord {
           "an active fault scan restored array {} ({:.1f} % of its devices within tolerance)",
           array_, pct);
       if (auto w = record_.set_deployment_state(
-              prev.id, pct >= 99.0 ? prev.state : "degraded",
+              prev.id, pct >= 99.0 ? prev.state : DeploymentState::kDegraded,
               prev.message.empty() ? note : prev.message + "; " + note);
           !w) {
         return {grpc::StatusCode::INTERNAL, "chip record: " + w.error().message};
@@ -343,8 +342,8 @@ grpc::Status ArrayServiceImpl::scan(grpc::ServerContext* ctx, const v1::ScanFaul
                res->cancelled ? " (cancelled)" : "");
   writer->Write(msg);
   if (res->cancelled) {  // recorded as a cancelled operation (the report says what was done)
-    return {grpc::StatusCode::CANCELLED,
-            fmt::format("fault scan of array {} cancelled (the report says what was done)", array)};
+    return stopped_status(
+        ctx, fmt::format("fault scan of array {} stopped (the report says what was done)", array));
   }
   return grpc::Status::OK;
 }

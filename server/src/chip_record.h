@@ -28,6 +28,7 @@
 #include <string_view>
 #include <vector>
 
+#include "deployment_state.h"
 #include "xbar/drivers/error.h"
 #include "xbar/wire/messages.h"
 
@@ -104,7 +105,8 @@ struct DeploymentRow {
   std::string id;      // primary key, e.g. "dep-0123456789ab"; 1..128 bytes
   std::string serial;  // chip serial (the chip must exist: touch_chip was called)
   std::string name;
-  std::string state;    // "deploying" | "ready" | "degraded" | "failed" | "stale" | "lost"
+  /// Stored as its name() in the `state` column; never kVerifying (the running daemon's view).
+  DeploymentState state = DeploymentState::kDeploying;
   std::string message;  // why, for degraded/failed/stale
   /// Writing: 0 = keep the stored creation time when replacing, else now.
   int64_t created_at_ms = 0;
@@ -203,13 +205,14 @@ class ChipRecord {
   /// deployment that owned one of those arrays loses it and, in the same transaction, becomes
   /// "stale" with message "array N was taken by deployment <id>" ("arrays N, M were taken ..."
   /// when it loses several). Errors: kInvalidArgument naming the field (id empty or over 128
-  /// bytes, state not one of the five, created_at_ms < 0, an array out of range 0..arrays-1 or
+  /// bytes, state kVerifying, created_at_ms < 0, an array out of range 0..arrays-1 or
   /// listed twice), kNotFound (serial not in the record). A failed call changes nothing.
   Result<void> put_deployment(const DeploymentRow& row);
   /// Updates state and message only (and updated_at_ms). kNotFound for an unknown id;
   /// kFailedPrecondition for deploying/ready/degraded on an archived deployment (its blob no
   /// longer holds what the arrays would need).
-  Result<void> set_deployment_state(std::string_view id, std::string_view state,
+  /// kInvalidArgument for kVerifying (never recorded).
+  Result<void> set_deployment_state(std::string_view id, DeploymentState state,
                                     std::string_view message);
   /// One deployment, archived or not. kNotFound for an unknown id.
   Result<DeploymentRow> deployment(std::string_view id);

@@ -104,7 +104,7 @@ std::expected<void, StartError> reconcile_at_start(Board& board, ChipRecord& rec
         StartError{3, "reconciling the chip record with the board: " + rec.error().message});
   }
   for (const auto& o : *rec) {
-    spdlog::info("deployment {}: {} -> {} ({})", o.id, o.before, o.after, o.message);
+    spdlog::info("deployment {}: {} -> {} ({})", o.id, name(o.before), name(o.after), o.message);
   }
   if (auto a = apply_retention(record, info.serial, cfg.keep_inactive); !a) {
     spdlog::warn("retention: {}", a.error().message);
@@ -246,14 +246,14 @@ void Daemon::Parts::set_ready(bool ok, const std::string& why) {
 void Daemon::Parts::refresh_deployment_metrics() {
   auto rows = record->deployments(board->info().serial, /*with_blobs=*/false);
   if (!rows) return;
-  std::map<std::string, int> n = {{"ready", 0},     {"degraded", 0}, {"failed", 0},   {"stale", 0},
-                                  {"deploying", 0}, {"lost", 0},     {"verifying", 0}};
+  std::map<DeploymentState, int> n;
+  for (const DeploymentState s : kDeploymentStates) n[s] = 0;
   for (auto r : *rows) {
     states->correct(r);
     ++n[r.state];
   }
   for (const auto& [state, count] : n) {
-    metrics->deployments.with({state}).set(static_cast<double>(count));
+    metrics->deployments.with({std::string(name(state))}).set(static_cast<double>(count));
   }
 }
 

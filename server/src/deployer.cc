@@ -226,8 +226,8 @@ class Draft {
   v1::Deployment dep;
   DeploymentRow row;
 
-  Result<void> save(const std::string& state, const std::string& message) {
-    dep.set_state(state);
+  Result<void> save(DeploymentState state, const std::string& message) {
+    set_state(dep, state);
     dep.set_message(message);
     row.state = state;
     row.message = message;
@@ -238,9 +238,9 @@ class Draft {
   // it (a full or failing disk): then the daemon remembers it (DeploymentStates), and the
   // start-up reconciliation fails the record's `deploying` row after a restart.
   void fail(const std::string& why) {
-    if (auto w = save("failed", why); !w) {
+    if (auto w = save(DeploymentState::kFailed, why); !w) {
       spdlog::error("deployment {}: recording the failure: {}", dep.id(), w.error().message);
-      states_.remember_unrecorded(dep.id(), "failed",
+      states_.remember_unrecorded(dep.id(), DeploymentState::kFailed,
                                   fmt::format("{} (not in the chip record, whose write failed: {})",
                                               why, w.error().message));
     }
@@ -408,7 +408,8 @@ grpc::Status Deployer::deploy(grpc::ServerContext* ctx, const v1::DeployKernelRe
 
   Draft draft(record_, states_);
   start_draft(draft, req, info.serial, model, *plans);
-  if (auto w = draft.save("deploying", "programming"); !w) return record_status(w.error());
+  if (auto w = draft.save(DeploymentState::kDeploying, "programming"); !w)
+    return record_status(w.error());
   std::vector<std::string> degraded;
   for (const kernel::ArrayPlan& plan : *plans) {
     const kernel::CompiledKernel& ck = compiled.kernels[static_cast<size_t>(plan.kernel)];
@@ -433,7 +434,7 @@ grpc::Status Deployer::deploy(grpc::ServerContext* ctx, const v1::DeployKernelRe
                    pcfg);
     if (res->cancelled) {
       draft.fail(fmt::format("cancelled while programming array {}", plan.array));
-      return {grpc::StatusCode::CANCELLED, "deploy cancelled; recorded as failed"};
+      return stopped_status(ctx, "deploy stopped; recorded as failed");
     }
     if (auto why = verify_array(pl, plan, ck, res->final_uS, *c, progress)) {
       degraded.push_back(std::move(*why));
@@ -447,7 +448,9 @@ grpc::Status Deployer::deploy(grpc::ServerContext* ctx, const v1::DeployKernelRe
   }
   std::string why;
   for (const std::string& d : degraded) why += (why.empty() ? "" : "; ") + d;
-  if (auto w = draft.save(degraded.empty() ? "ready" : "degraded", why); !w) {
+  if (auto w =
+          draft.save(degraded.empty() ? DeploymentState::kReady : DeploymentState::kDegraded, why);
+      !w) {
     // Programmed and verified, but not recorded as such: it must not serve (the record would
     // not know what its arrays hold after a restart), and it must not stay `deploying`.
     draft.fail(fmt::format("programmed, but its verified state could not be recorded: {}",

@@ -96,7 +96,7 @@ v1::Deployment to_proto(const DeploymentRow& r, bool full) {
     d.set_serial(r.serial);
     d.set_created_at_ms(r.created_at_ms);
   }
-  d.set_state(r.state);
+  set_state(d, r.state);
   d.set_message(r.message);
   d.set_archived_at_ms(r.archived_at_ms);
   if (!full) strip_matrices(&d);

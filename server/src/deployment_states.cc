@@ -7,12 +7,6 @@
 
 namespace xbar::server {
 
-namespace {
-
-bool holds_arrays(std::string_view state) { return state == "ready" || state == "degraded"; }
-
-}  // namespace
-
 DeploymentStates::DeploymentStates(Board& board, ChipRecord& record)
     : board_(board), record_(record), verified_epoch_(board.client().epoch()) {}
 
@@ -21,7 +15,7 @@ uint64_t DeploymentStates::board_epoch() const { return board_.client().epoch();
 bool DeploymentStates::board_verified() const { return board_epoch() == verified_epoch_.load(); }
 
 void DeploymentStates::correct(DeploymentRow& row) const {
-  if (row.state == "deploying") {
+  if (row.state == DeploymentState::kDeploying) {
     std::lock_guard lk(mu_);
     if (auto it = unrecorded_.find(row.id); it != unrecorded_.end()) {
       row.state = it->second.first;
@@ -29,12 +23,12 @@ void DeploymentStates::correct(DeploymentRow& row) const {
       return;
     }
   }
-  if (holds_arrays(row.state) && row.serial == board_.info().serial && !board_verified()) {
+  if (runs_on_board(row.state) && row.serial == board_.info().serial && !board_verified()) {
     row.message = fmt::format(
         "the board restarted or its link was re-opened: its arrays are being read back before "
         "this deployment serves again (it was {})",
-        row.state);
-    row.state = "verifying";
+        name(row.state));
+    row.state = DeploymentState::kVerifying;
   }
 }
 
@@ -45,7 +39,7 @@ Result<DeploymentRow> DeploymentStates::get(std::string_view id) {
   return row;
 }
 
-void DeploymentStates::remember_unrecorded(const std::string& id, const std::string& state,
+void DeploymentStates::remember_unrecorded(const std::string& id, DeploymentState state,
                                            const std::string& message) {
   std::lock_guard lk(mu_);
   unrecorded_[id] = {state, message};
@@ -60,15 +54,15 @@ Result<DeploymentRow> DeploymentStates::servable(std::string_view id) {
     }
     return row;
   }
-  if (row->state == "verifying") {
+  if (row->state == DeploymentState::kVerifying) {
     return make_error(
         ErrorCode::kUnavailable,
         fmt::format("deployment {} is verifying: {}; retry shortly", id, row->message));
   }
-  if (!holds_arrays(row->state)) {
+  if (!runs_on_board(row->state)) {
     return make_error(
         ErrorCode::kFailedPrecondition,
-        fmt::format("deployment {} is {}: {}", id, row->state,
+        fmt::format("deployment {} is {}: {}", id, name(row->state),
                     row->message.empty() ? "its arrays do not hold it" : row->message));
   }
   return row;
@@ -96,7 +90,7 @@ Result<std::vector<ReconcileOutcome>> DeploymentStates::reverify_if_needed(
   // next call reads again.
   verified_epoch_.store(epoch);
   for (const ReconcileOutcome& o : *out) {
-    spdlog::info("deployment {}: {} -> {} ({})", o.id, o.before, o.after, o.message);
+    spdlog::info("deployment {}: {} -> {} ({})", o.id, name(o.before), name(o.after), o.message);
   }
   return out;
 }

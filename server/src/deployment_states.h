@@ -41,7 +41,7 @@ class DeploymentStates {
 
   /// A state the record could not take (its write failed): callers see it instead of the
   /// record's `deploying` until the daemon restarts.
-  void remember_unrecorded(const std::string& id, const std::string& state,
+  void remember_unrecorded(const std::string& id, DeploymentState state,
                            const std::string& message);
 
   /// Whether the arrays were read back since the board last restarted or was re-opened.
@@ -69,7 +69,7 @@ class DeploymentStates {
   std::atomic<uint64_t> verified_epoch_;
   std::mutex reverify_mu_;  // one re-verification at a time
   mutable std::mutex mu_;
-  std::map<std::string, std::pair<std::string, std::string>> unrecorded_;  // id -> state, why
+  std::map<std::string, std::pair<DeploymentState, std::string>> unrecorded_;  // id -> state, why
 };
 
 }  // namespace xbar::server

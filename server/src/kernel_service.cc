@@ -31,7 +31,7 @@ grpc::Status KernelServiceImpl::GetDeployment(grpc::ServerContext*,
     return {grpc::StatusCode::DATA_LOSS,
             fmt::format("deployment {}: record unreadable", req->id())};
   }
-  out->set_state(row->state);  // the record's state wins (e.g. stale), as corrected in memory
+  set_state(*out, row->state);  // the record's state wins (e.g. stale), as corrected in memory
   out->set_message(row->message);
   return grpc::Status::OK;
 }

@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <utility>
 
+#include "deployment_state.h"
 #include "xbar/status_names.h"
 
 namespace xbar::server {
@@ -392,9 +393,7 @@ XbardMetrics::XbardMetrics(Registry& registry, std::string_view version)
       deployments(registry.gauge("xbar_deployments", "Kernel deployments, by state.", {"state"})),
       build_info(registry.gauge("xbar_build_info", "The xbard build; the value is always 1.",
                                 {"version"})) {
-  for (const std::string_view state : {"ready", "degraded", "failed", "stale"}) {
-    deployments.with({state});
-  }
+  for (const DeploymentState state : kDeploymentStates) deployments.with({name(state)});
   build_info.with({version}).set(1.0);
 }
 

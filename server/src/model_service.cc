@@ -111,7 +111,7 @@ Result<ModelServiceImpl::Loaded> ModelServiceImpl::load(const std::string& id, b
     return make_error(ErrorCode::kFailedPrecondition,
                       fmt::format("deployment {} is {} and archived: retention kept its history "
                                   "without the read-back conductances inference runs on",
-                                  id, row->state));
+                                  id, name(row->state)));
   }
   auto spec = model_from_proto(dep.model());
   if (!spec) return make_error(ErrorCode::kInternal, "recorded model: " + spec.error().message);

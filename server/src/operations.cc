@@ -31,6 +31,25 @@ grpc::Status not_found(const std::string& id) {
   return {grpc::StatusCode::NOT_FOUND, fmt::format("id = '{}': no such operation", id)};
 }
 
+// Both forms of the state: the word (for clients built before state_code) and the enum.
+void set_state(v1::Operation& op, v1::OperationState state) {
+  op.set_state_code(state);
+  switch (state) {
+    case v1::OPERATION_STATE_RUNNING:
+      op.set_state("running");
+      break;
+    case v1::OPERATION_STATE_DONE:
+      op.set_state("done");
+      break;
+    case v1::OPERATION_STATE_CANCELLED:
+      op.set_state("cancelled");
+      break;
+    default:
+      op.set_state("failed");
+      break;
+  }
+}
+
 }  // namespace
 
 // ---- Operation ----
@@ -39,7 +58,7 @@ Operation::Operation(std::string id, std::string method, std::string request_id,
     : id_(std::move(id)), detached_(detached) {
   s_.set_id(id_);
   s_.set_method(std::move(method));
-  s_.set_state("running");
+  set_state(s_, v1::OPERATION_STATE_RUNNING);
   s_.set_started_at_ms(now_ms());
   s_.set_request_id(std::move(request_id));
   s_.set_detached(detached);
@@ -63,11 +82,11 @@ void Operation::finish(const grpc::Status& status) {
     s_.set_message(status.error_message());
     s_.set_finished_at_ms(now_ms());
     if (status.ok()) {
-      s_.set_state("done");
+      set_state(s_, v1::OPERATION_STATE_DONE);
     } else if (status.error_code() == grpc::StatusCode::CANCELLED || s_.cancel_requested()) {
-      s_.set_state("cancelled");
+      set_state(s_, v1::OPERATION_STATE_CANCELLED);
     } else {
-      s_.set_state("failed");
+      set_state(s_, v1::OPERATION_STATE_FAILED);
     }
   }
   cv_.notify_all();
@@ -163,6 +182,10 @@ bool call_stopped(grpc::ServerContext* ctx) {
     if (op->cancel_requested()) return true;
     if (op->detached()) return false;
   }
+  // The deadline itself, not only IsCancelled(): gRPC marks the call cancelled when its deadline
+  // alarm runs, which can lag the deadline; a change whose caller has stopped waiting must not
+  // send its first pulse in that gap (api_contract_test's 1 ms deadlines did, under load).
+  if (ctx->deadline() <= std::chrono::system_clock::now()) return true;
   return ctx->IsCancelled();
 }
 
@@ -176,6 +199,15 @@ grpc::Status stopped_before_start(grpc::ServerContext* ctx) {
             "cancelled while it waited for the board: nothing was done"};
   }
   return grpc::Status::OK;
+}
+
+grpc::Status stopped_status(grpc::ServerContext* ctx, const std::string& message) {
+  const Operation* op = t_current;
+  const bool asked = op != nullptr && op->cancel_requested();
+  if (!asked && ctx->deadline() <= std::chrono::system_clock::now()) {
+    return {grpc::StatusCode::DEADLINE_EXCEEDED, "the call's deadline passed: " + message};
+  }
+  return {grpc::StatusCode::CANCELLED, message};
 }
 
 // ---- OperationService ----

@@ -70,7 +70,7 @@ class Operations {
 Operation* current_operation();
 
 /// Whether the work of this call should stop: its operation was cancelled, or (unless the
-/// operation is detached) the call was cancelled or its client went away.
+/// operation is detached) the call was cancelled, its deadline passed or its client went away.
 bool call_stopped(grpc::ServerContext* ctx);
 
 /// For a change, after its waits (array locks, the board) and before its first side effect:
@@ -78,6 +78,10 @@ bool call_stopped(grpc::ServerContext* ctx);
 /// caller gave it no more time), CANCELLED if call_stopped; OK to go on. A change refused here
 /// did nothing.
 grpc::Status stopped_before_start(grpc::ServerContext* ctx);
+
+/// The status of a change that call_stopped ended midway: DEADLINE_EXCEEDED if that was the
+/// call's deadline (and not a cancel request), else CANCELLED; `message` says what was done.
+grpc::Status stopped_status(grpc::ServerContext* ctx, const std::string& message);
 
 /// Makes `op` the calling thread's current operation until destroyed.
 class OperationScope {

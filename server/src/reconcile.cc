@@ -25,16 +25,16 @@ Result<std::vector<ReconcileOutcome>> reconcile_deployments(Board& board, ChipRe
   std::vector<ReconcileOutcome> out;
   for (const DeploymentRow& row : *rows) {
     ReconcileOutcome o{row.id, row.state, row.state, row.message};
-    if (row.state == "deploying") {
+    if (row.state == DeploymentState::kDeploying) {
       if (!at_start) continue;
-      o.after = "failed";
+      o.after = DeploymentState::kFailed;
       o.message =
           "interrupted: xbard stopped during this deploy and it was never verified; deploy "
           "again";
-    } else if (row.state == "ready" || row.state == "degraded") {
+    } else if (row.state == DeploymentState::kReady || row.state == DeploymentState::kDegraded) {
       v1::Deployment dep;
       if (!dep.ParseFromString(row.blob)) {
-        o.after = "failed";
+        o.after = DeploymentState::kFailed;
         o.message = "record unreadable at start";
       } else {
         auto ks = kernel_set_from_proto(dep.kernel_set());
@@ -83,15 +83,15 @@ Result<std::vector<ReconcileOutcome>> reconcile_deployments(Board& board, ChipRe
           if (!(nrmse <= std::max(1.5 * p.nrmse(), p.nrmse() + 0.05))) worse = true;
         }
         if (lost) {
-          o.after = "lost";
+          o.after = DeploymentState::kLost;
           o.message = "read back " + when + ", the arrays no longer hold it: " + figures;
         } else if (worse) {
-          o.after = "degraded";
+          o.after = DeploymentState::kDegraded;
           o.message = "read back " + when + ", worse than deployed: " + figures;
         } else {
           // A degraded one keeps why it is degraded, not the figures of earlier verifications
           // (a board that restarts often would grow the message without bound).
-          std::string why = row.state == "degraded" ? row.message : std::string();
+          std::string why = row.state == DeploymentState::kDegraded ? row.message : std::string();
           if (const size_t at = why.find("verified "); at != std::string::npos) {
             why.erase(at >= 2 ? at - 2 : at);
           }

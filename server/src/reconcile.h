@@ -13,8 +13,8 @@ namespace xbar::server {
 
 struct ReconcileOutcome {
   std::string id;
-  std::string before, after;  // deployment states
-  std::string message;        // what was measured (recorded as the deployment's message)
+  DeploymentState before, after;
+  std::string message;  // what was measured (recorded as the deployment's message)
 };
 
 /// For every deployment of the attached chip:

@@ -3,15 +3,15 @@
 
 #include <fmt/format.h>
 
-#include <algorithm>
-#include <iterator>
+#include <optional>
+#include <string>
+
+#include "store/common.h"
 
 namespace xbar::server::store {
 namespace {
 
 constexpr size_t kMaxDeploymentId = 128;
-constexpr std::string_view kDeploymentStates[] = {"deploying", "ready", "degraded",
-                                                  "failed",    "stale", "lost"};
 
 }  // namespace
 
@@ -23,21 +23,26 @@ Result<void> check_deployment_id(std::string_view id, std::string_view what) {
   return {};
 }
 
-Result<void> check_deployment_state(std::string_view state, std::string_view what) {
-  if (std::ranges::find(kDeploymentStates, state) != std::end(kDeploymentStates)) return {};
+Result<void> check_deployment_state(DeploymentState state, std::string_view what) {
+  if (state != DeploymentState::kVerifying) return {};
   return make_error(ErrorCode::kInvalidArgument,
-                    fmt::format("{}: state: '{}' is not one of deploying, ready, degraded, "
-                                "failed, stale, lost",
-                                what, state));
+                    fmt::format("{}: state: '{}' is never recorded (the record holds {})", what,
+                                name(state), recorded_state_names()));
 }
 
-DeploymentRow read_deployment(const Stmt& s) {
+Result<DeploymentRow> read_deployment(const Stmt& s, std::string_view what) {
   const auto blob = s.blob(8);
+  const std::string word = s.text(3);
+  const std::optional<DeploymentState> state = parse_deployment_state(word);
+  if (!state || *state == DeploymentState::kVerifying) {
+    return std::unexpected(corrupt(what, fmt::format("deployment {} has state '{}', not one of {}",
+                                                     s.text(0), word, recorded_state_names())));
+  }
   return DeploymentRow{
       .id = s.text(0),
       .serial = s.text(1),
       .name = s.text(2),
-      .state = s.text(3),
+      .state = *state,
       .message = s.text(4),
       .created_at_ms = s.int64(5),
       .updated_at_ms = s.int64(6),

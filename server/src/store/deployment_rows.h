@@ -24,11 +24,11 @@ inline constexpr const char* kArraysOfDeployment =
 /// kInvalidArgument unless 1..128 bytes.
 Result<void> check_deployment_id(std::string_view id, std::string_view what);
 /// kInvalidArgument unless one of deploying, ready, degraded, failed, stale, lost.
-Result<void> check_deployment_state(std::string_view state, std::string_view what);
+Result<void> check_deployment_state(DeploymentState state, std::string_view what);
 
 /// One row of a SELECT of kDeploymentColumns (or kDeploymentColumnsNoBlob), without its
 /// arrays.
-DeploymentRow read_deployment(const Stmt& s);
+Result<DeploymentRow> read_deployment(const Stmt& s, std::string_view what);
 
 /// Fills d.arrays with `arrays` (a statement of kArraysOfDeployment), which it leaves reset.
 Result<void> read_arrays(Stmt& arrays, DeploymentRow& d, std::string_view what);

@@ -106,7 +106,7 @@ Result<void> write_deployment(sqlite3* db, const DeploymentRow& row, const std::
     s->bind(1, row.id)
         .bind(2, row.serial)
         .bind(3, row.name)
-        .bind(4, row.state)
+        .bind(4, name(row.state))
         .bind(5, row.message)
         .bind(6, created)
         .bind(7, now)
@@ -176,19 +176,19 @@ Result<void> ChipRecord::put_deployment(const DeploymentRow& row) {
   return scope->commit(what);
 }
 
-Result<void> ChipRecord::set_deployment_state(std::string_view id, std::string_view state,
+Result<void> ChipRecord::set_deployment_state(std::string_view id, DeploymentState state,
                                               std::string_view message) {
   const std::string what = fmt::format("set_deployment_state({})", id);
   XBAR_RETURN_IF_ERROR(store::check_deployment_id(id, what));
   XBAR_RETURN_IF_ERROR(store::check_deployment_state(state, what));
-  const bool active = state == "deploying" || state == "ready" || state == "degraded";
+  const bool active = is_active(state);
   XBAR_TRY(scope, write_scope(what));
-  if (active) XBAR_RETURN_IF_ERROR(check_not_archived(db_, id, state, what));
+  if (active) XBAR_RETURN_IF_ERROR(check_not_archived(db_, id, name(state), what));
   XBAR_TRY(s,
            Stmt::prepare(
                db_, "UPDATE deployments SET state = ?, message = ?, updated_at_ms = ? WHERE id = ?",
                what));
-  s->bind(1, state).bind(2, message).bind(3, store::now_ms()).bind(4, id);
+  s->bind(1, name(state)).bind(2, message).bind(3, store::now_ms()).bind(4, id);
   XBAR_RETURN_IF_ERROR(s->run(what));
   if (sqlite3_changes(db_) == 0) return std::unexpected(no_deployment(id, what));
   return scope->commit(what);
@@ -211,7 +211,8 @@ Result<std::vector<DeploymentRow>> ChipRecord::read_deployments_locked(std::stri
   for (;;) {
     XBAR_TRY(row, s->step(what));
     if (!*row) break;
-    out.push_back(store::read_deployment(*s));
+    XBAR_TRY(d, store::read_deployment(*s, what));
+    out.push_back(std::move(*d));
   }
   XBAR_TRY(a, Stmt::prepare(db_, store::kArraysOfDeployment, what));
   for (DeploymentRow& d : out) XBAR_RETURN_IF_ERROR(store::read_arrays(*a, d, what));
@@ -258,9 +259,9 @@ Result<void> ChipRecord::visit_deployments(std::string_view serial, const Deploy
   for (;;) {
     XBAR_TRY(row, s->step(what));
     if (!*row) break;
-    DeploymentRow d = store::read_deployment(*s);
-    XBAR_RETURN_IF_ERROR(store::read_arrays(*a, d, what));
-    if (!visit(d)) break;
+    XBAR_TRY(d, store::read_deployment(*s, what));
+    XBAR_RETURN_IF_ERROR(store::read_arrays(*a, *d, what));
+    if (!visit(*d)) break;
   }
   return {};
 }

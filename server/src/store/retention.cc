@@ -61,9 +61,9 @@ Result<std::vector<std::string>> ChipRecord::archive_inactive_deployments(std::s
     XBAR_TRY(row, get->step(what));
     if (!*row)
       return std::unexpected(store::corrupt(what, fmt::format("deployment {} vanished", id)));
-    const DeploymentRow d = store::read_deployment(*get);
+    XBAR_TRY(d, store::read_deployment(*get, what));
     get->reset();
-    const std::string blob = slim(d, now);
+    const std::string blob = slim(*d, now);
     put->bind(1, now).bind(2, store::bytes_of(blob)).bind(3, id);
     XBAR_RETURN_IF_ERROR(put->run(what));
   }
