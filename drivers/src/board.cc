@@ -353,6 +353,7 @@ Result<uint16_t> Board::loop_load(const std::vector<wire::LoopProgram>& programs
     return make_error(ErrorCode::kInvalidArgument, e);
   }
   wire::LoopLoadRequest q{programs};
+  const std::lock_guard lk(loaded_mu_);
   loaded_programs_.reset();
   auto r = decode_or_error<wire::LoopLoadReply>(client_.call(wire::Opcode::kLoopLoad, q.encode()),
                                                 wire::decode_loop_load_reply);
@@ -364,9 +365,12 @@ Result<uint16_t> Board::loop_load(const std::vector<wire::LoopProgram>& programs
 }
 
 Result<uint16_t> Board::ensure_loop_loaded(const std::vector<wire::LoopProgram>& programs) {
-  // A restart since the load erased the programs on the board.
-  if (loaded_programs_ && *loaded_programs_ == programs && loaded_epoch_ == client_.epoch()) {
-    return loaded_max_block_;
+  {
+    const std::lock_guard lk(loaded_mu_);
+    // A restart since the load erased the programs on the board.
+    if (loaded_programs_ && *loaded_programs_ == programs && loaded_epoch_ == client_.epoch()) {
+      return loaded_max_block_;
+    }
   }
   return loop_load(programs);
 }
@@ -380,7 +384,10 @@ Result<wire::LoopRunReply> Board::loop_run(const wire::LoopRunRequest& block) {
   }
   auto r = decode_or_error<wire::LoopRunReply>(client_.call(wire::Opcode::kLoopRun, block.encode()),
                                                wire::decode_loop_run_reply);
-  if (!r) loaded_programs_.reset();
+  if (!r) {
+    const std::lock_guard lk(loaded_mu_);
+    loaded_programs_.reset();
+  }
   return r;
 }
 

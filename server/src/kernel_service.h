@@ -12,6 +12,10 @@
 
 namespace xbar::server {
 
+/// Borrows everything it is given (the Daemon owns it all and outlives it).
+/// \context handlers on gRPC's threads, any number at once: deploys go through the Deployer,
+/// deletes hold the deployment's arrays exclusive (scheduler.h); reads need neither (the chip
+/// record takes its own lock).
 class KernelServiceImpl final : public xbar::v1::KernelService::Service {
  public:
   /// All borrowed; they must outlive the service. `sched` is the scheduler shared with the other

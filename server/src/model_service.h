@@ -18,6 +18,10 @@ namespace xbar::server {
 /// DeployModelRequest.min_label_agreement when unset.
 inline constexpr double kDefaultMinLabelAgreement = 0.8;
 
+/// Borrows everything it is given (the Daemon owns it all and outlives it).
+/// \context handlers on gRPC's threads, any number at once: inference holds its deployment's
+/// arrays shared and takes a board turn per clip or stream chunk (scheduler.h); deploys go
+/// through the Deployer; streams_ counts open streams for metrics (atomic).
 class ModelServiceImpl final : public xbar::v1::ModelService::Service {
  public:
   /// A stream silent for `stream_idle_timeout` (neither a chunk read nor an answer taken) is

@@ -20,6 +20,9 @@ namespace xbar::server {
 
 class ChangeAccess;  // call.h
 
+/// One long operation's progress and outcome. Shared (std::shared_ptr) by the thread that runs
+/// it, its watchers and Operations' list, so it outlives whichever goes first.
+/// \context every method from any thread (one mutex); events_since blocks up to `wait`.
 class Operation {
  public:
   Operation(std::string id, std::string method, std::string request_id, bool detached);
@@ -47,6 +50,9 @@ class Operation {
   std::vector<v1::OperationEvent> events_;
 };
 
+/// The daemon's operations, newest last; the last `keep` finished ones are kept.
+/// \context every method from any thread. Its mutex may be held while an Operation's is
+/// taken (list, cancel_all), never the reverse.
 class Operations {
  public:
   explicit Operations(size_t keep = 200) : keep_(keep) {}

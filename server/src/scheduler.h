@@ -34,6 +34,9 @@ struct WaitLimits {
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
 };
 
+/// Turns on the one board. Owned by the Scheduler; a Turn must not outlive its queue.
+/// \context acquire() from any thread; it blocks (polling `cancelled` every few ms) until the
+/// turn, the deadline or a cancellation. A Turn is released on the thread that holds it.
 class BoardQueue {
  public:
   /// Called with the number of waiting requests whenever it changes (e.g. a metrics gauge),
@@ -96,6 +99,9 @@ class BoardQueue {
   BusyObserver busy_observer_;
 };
 
+/// Shared and exclusive holds on arrays. Owned by the Scheduler; a Hold must not outlive it.
+/// \context shared() and exclusive() from any thread, blocking like BoardQueue::acquire;
+/// always taken before a board turn, never while one is held (the order above).
 class ArrayLocks {
  public:
   explicit ArrayLocks(int arrays) : a_(static_cast<size_t>(arrays)) {}

@@ -6,6 +6,7 @@
 #include <Eigen/Core>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -98,7 +99,10 @@ struct PulseBatchResult {
   uint32_t duration_us = 0;
 };
 
-/// Thread-safe: every call is one protocol exchange, serialised by the ProtocolClient.
+/// Thread-safe: every call is one protocol exchange, serialised by the ProtocolClient, and
+/// may come from any thread. What the board holds between calls is not serialised: a loop run
+/// after ensure_loop_loaded, or a verify after a program, needs the caller to own the board
+/// for the sequence (xbard: the scheduler's board turn, server/src/scheduler.h).
 class Board {
  public:
   /// Opens a board by URI through the transport its scheme registered
@@ -137,6 +141,8 @@ class Board {
   /// loop_load unless exactly these programs are what this Board loaded last (one LOOP_LOAD
   /// saved per chunk when streams of one deployment take turns). Assumes no other host loads
   /// programs on the same board meanwhile; any failed loop request forgets the cache.
+  /// \context any thread; that the programs are still loaded at the next loop_run needs the
+  /// caller's board turn (another thread may load others in between).
   Result<uint16_t> ensure_loop_loaded(const std::vector<wire::LoopProgram>& programs);
   /// Runs one block of an open (or, with FIRST, a new) run.
   Result<wire::LoopRunReply> loop_run(const wire::LoopRunRequest& block);
@@ -169,9 +175,12 @@ class Board {
 
   ProtocolClient client_;
   BoardInfo info_;
-  std::optional<std::vector<wire::LoopProgram>> loaded_programs_;  // ensure_loop_loaded's cache
+  // ensure_loop_loaded's cache, guarded by its own lock (taken before the client's, never
+  // after): what this Board last loaded, its block size and client_.epoch() at the time.
+  std::mutex loaded_mu_;
+  std::optional<std::vector<wire::LoopProgram>> loaded_programs_;
   uint16_t loaded_max_block_ = 0;
-  uint64_t loaded_epoch_ = 0;  // client_.epoch() when they were loaded
+  uint64_t loaded_epoch_ = 0;
 };
 
 }  // namespace xbar
