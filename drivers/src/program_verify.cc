@@ -170,21 +170,13 @@ Result<void> validate_program(const BoardInfo& info, int array, const Eigen::Mat
   return {};
 }
 
-Result<ProgramVerifyResult> program_verify(
-    Board& board, int array, const Eigen::MatrixXd& target_uS, const ProgramVerifyConfig& cfg,
-    const ProgressFn& progress, const Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic>* skip) {
-  const BoardInfo& info = board.info();
-  // ---- validation: nothing is pulsed unless everything is valid ----
-  if (auto v = validate_program(info, array, target_uS, cfg, skip); !v) {
-    return std::unexpected(v.error());
-  }
+namespace {
 
-  const int rows = info.rows, cols = info.cols;
-  ProgramVerifyResult res;
-  res.target_uS = target_uS;
-  res.outcome.setConstant(rows, cols, static_cast<uint8_t>(Outcome::kPending));
-  res.set_pulses.setZero(rows, cols);
-  res.reset_pulses.setZero(rows, cols);
+// What this round does with one device after its read.
+enum class Step { kNone, kWait, kPulse };
+
+std::vector<Ctl> initial_controls(int rows, int cols, const ProgramVerifyConfig& cfg,
+                                  const Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic>* skip) {
   std::vector<Ctl> ctl(static_cast<size_t>(rows) * cols);
   for (int r = 0; r < rows; ++r) {
     for (int c = 0; c < cols; ++c) {
@@ -193,6 +185,232 @@ Result<ProgramVerifyResult> program_verify(
       if (skip && (*skip)(r, c)) d.state = Outcome::kSkipped;
     }
   }
+  return ctl;
+}
+
+// What the last pulse taught: the device's compliance (SET) or decay rate (RESET), from how
+// far it moved (`gi`, the mean of the reads since) against the model's prediction.
+void learn_from_pulse(Ctl& d, double gi, const ProgramVerifyConfig& cfg) {
+  const double moved = d.last == wire::Polarity::kSet ? gi - d.g_before : d.g_before - gi;
+  bool weak = false;
+  if (d.last == wire::Polarity::kSet) {
+    const double g_c = d.g_c_model * d.compliance;
+    const double predicted = (g_c - d.g_before) * (1 - d.rem);
+    const double noise = relax_sigma(cfg, gi) + cfg.c2c_rel * std::abs(predicted);
+    if (std::abs(moved) < kNoMove_uS) {
+      // Did not move: its compliance is at or below where it sits, so the gate must go higher.
+      d.compliance = std::clamp(0.97 * d.g_before / d.g_c_model, 0.2, d.compliance);
+      weak = d.at_limit;
+    } else {
+      // A slow device looks like one with a low compliance: the gate rises until it tops out,
+      // and only then do longer pulses help (the width ramp in decide_step).
+      const double observed = (gi - d.g_before * d.rem) / ((1 - d.rem) * d.g_c_model);
+      d.compliance = learn(d.compliance, d.compliance_var, observed,
+                           std::pow(noise / std::max(gi, 1.0), 2), 0.2, 5.0);
+      weak = d.at_limit && moved < 0.3 * predicted;
+    }
+  } else {
+    const double floor = cfg.g_floor_uS;
+    const double predicted = (d.g_before - floor) * (1 - std::exp(-d.k_used));
+    const double noise = relax_sigma(cfg, gi) + cfg.c2c_rel * predicted;
+    if (std::abs(moved) < kNoMove_uS) {
+      d.reset_rate = std::max(0.05, d.reset_rate * 0.6);  // below threshold: more voltage
+      weak = d.at_limit;
+    } else if (gi > floor && d.k_used > 0) {
+      const double k_obs = std::log((d.g_before - floor) / std::max(gi - floor, 1e-3));
+      const double k_sd = noise / std::max(gi - floor, 1.0) / std::max(k_obs, 1e-3);
+      d.reset_rate = learn(d.reset_rate, d.reset_rate_var, d.reset_rate * k_obs / d.k_used,
+                           k_sd * k_sd, 0.05, 20.0);
+    }
+  }
+  d.weak_strikes = weak ? d.weak_strikes + 1 : 0;
+}
+
+// The verdict on a device whose averaged read is `gi` against target `t` with tolerance
+// `tol`: converged, still pending (pulse it), in the grey zone (read again), or abandoned.
+Step decide_step(Ctl& d, double gi, double t, double tol, const ProgramVerifyConfig& cfg,
+                 double width_max_ns) {
+  const double e = gi - t;
+  // Hysteresis: converge inside tol - margin, re-open only beyond tol + margin, so read noise
+  // alone never sends a converged device back into the relaxation lottery. The margins are
+  // for one averaged read and shrink as 1/sqrt(reads) with the reads since the last pulse. A
+  // device in between (the grey zone) waits for the next round's read rather than re-entering
+  // the lottery on a noisy verdict, up to max_wait_reads reads; then it is pulsed.
+  const double sqrt_n = std::sqrt(static_cast<double>(d.reads));
+  // The averaged read's fluctuation grows with G (DESIGN.md §2: sigma ~ min(G, cap)^slope), so
+  // the margins are given at the cap and scale with it.
+  const double noise = std::pow(std::clamp(gi, 1.0, cfg.read_noise_cap_uS) / cfg.read_noise_cap_uS,
+                                cfg.read_noise_slope);
+  const double tol_in = tol - std::min(cfg.verify_margin_uS * noise, tol / 2) / sqrt_n;
+  const double tol_out = tol + cfg.reopen_margin_uS * noise / sqrt_n;
+  if (d.state == Outcome::kConverged && std::abs(e) > tol_out) d.state = Outcome::kPending;
+  if (d.state == Outcome::kPending && std::abs(e) <= tol_in) d.state = Outcome::kConverged;
+  if (d.state == Outcome::kPending && std::abs(e) <= tol_out && d.reads < cfg.max_wait_reads) {
+    return Step::kWait;  // grey zone: read again before deciding
+  }
+  if (d.state != Outcome::kPending) return Step::kNone;
+  // A device that keeps moving far less than asked gets longer pulses; at the top of the width
+  // ramp it counts a retry, and after max_retries it is abandoned.
+  if (d.weak_strikes >= 1) {
+    d.weak_strikes = 0;
+    if (d.width_ns < width_max_ns) {
+      d.width_ns = std::min(width_max_ns, d.width_ns * 3);
+    } else if (++d.retries >= cfg.max_retries) {
+      d.state = Outcome::kAbandoned;
+      return Step::kNone;
+    }
+  }
+  return Step::kPulse;
+}
+
+// SET: choose the compliance so that one pulse of strength k lands on the target. A long step
+// lands with a spread of c2c_rel * step: aim short by that much so the next pulse is a small,
+// precise SET rather than a RESET from above. Sets p's polarity and voltages; returns whether
+// the gate was clamped at the top of its range.
+bool plan_set(Ctl& d, DevicePulse& p, double gi, double t, double tol,
+              const ProgramVerifyConfig& cfg, const BoardInfo& info) {
+  const double wf = std::sqrt(d.width_ns / cfg.width_ns);  // pulse effect ~ sqrt(width)
+  const double gap = t - gi;
+  // Not worth it where the relaxation spread swamps the step's spread anyway.
+  const bool short_aim = gap > 4 * tol && cfg.c2c_rel * gap > relax_sigma(cfg, t);
+  const double aim = short_aim ? t - cfg.c2c_rel * gap : t;
+  const double rem = std::exp(-cfg.set_k_nominal * wf);
+  const double g_c = (aim - gi * rem) / (1 - rem) / d.compliance;
+  double gate = cfg.set_gate_threshold_V + g_c / cfg.set_compliance_uS_per_V;
+  const bool saturated = gate >= info.set_gate.hi_V;
+  gate = std::clamp(gate, info.set_gate.lo_V, info.set_gate.hi_V);
+  p.polarity = wire::Polarity::kSet;
+  p.v_V = cfg.set_v_V;
+  p.gate_V = gate;
+  d.g_c_model = cfg.set_compliance_uS_per_V * (gate - cfg.set_gate_threshold_V);
+  d.rem = rem;
+  return saturated;
+}
+
+// RESET: exponential decay toward the floor; pick the voltage for the needed decay. Short
+// pulses: the same decay then needs more overdrive, so the device-to-device spread of the
+// threshold matters less. Returns whether the voltage was clamped at the top of its range.
+bool plan_reset(Ctl& d, DevicePulse& p, double gi, double t, const ProgramVerifyConfig& cfg,
+                const BoardInfo& info) {
+  const double rwidth = std::min(d.width_ns, cfg.reset_width_ns * d.width_ns / cfg.width_ns);
+  const double wf = std::sqrt(rwidth / cfg.width_ns);
+  p.width_ns = rwidth;
+  const double floor = cfg.g_floor_uS;
+  const double k = std::log(std::max(gi - floor, 1e-3) / std::max(t - floor, 1e-3));
+  double v =
+      cfg.reset_v_threshold_V + std::max(k, 0.0) / (cfg.reset_rate_per_V * d.reset_rate * wf);
+  const bool saturated = v >= info.reset_v.hi_V;
+  v = std::clamp(v, info.reset_v.lo_V, info.reset_v.hi_V);
+  p.polarity = wire::Polarity::kReset;
+  p.v_V = v;
+  p.gate_V = cfg.reset_gate_V;
+  d.k_used = cfg.reset_rate_per_V * d.reset_rate * std::max(v - cfg.reset_v_threshold_V, 0.0) * wf;
+  return saturated;
+}
+
+// One round's plan: every device's read folded into its mean, what the last pulse taught, its
+// verdict and, for those still pending, its pulse.
+struct Round {
+  PulseBatch batch{wire::Polarity::kMixed, {}};
+  int waiting = 0;  // pending devices read again before a verdict
+};
+
+Round plan_round(std::vector<Ctl>& ctl, const Eigen::MatrixXd& g, Eigen::MatrixXd& est,
+                 const Eigen::MatrixXd& target_uS, const ProgramVerifyConfig& cfg,
+                 const BoardInfo& info, ProgramVerifyResult& res) {
+  Round out;
+  const int rows = info.rows, cols = info.cols;
+  for (int r = 0; r < rows; ++r) {
+    for (int c = 0; c < cols; ++c) {
+      Ctl& d = ctl[static_cast<size_t>(r) * cols + c];
+      if (d.state == Outcome::kSkipped || d.state == Outcome::kAbandoned) continue;
+      if (d.pulsed) {
+        d.read_sum_uS = 0;
+        d.reads = 0;
+      }
+      d.read_sum_uS += g(r, c);
+      ++d.reads;
+      const double t = target_uS(r, c), gi = d.read_sum_uS / d.reads;
+      est(r, c) = gi;
+      if (d.pulsed && d.learn) learn_from_pulse(d, gi, cfg);
+      d.pulsed = false;
+      d.learn = true;
+      const double tol = cfg.device_tol_uS.size() ? cfg.device_tol_uS(r, c) : tolerance(cfg, t);
+      const Step step = decide_step(d, gi, t, tol, cfg, info.width_max_ns);
+      if (step == Step::kWait) ++out.waiting;
+      if (d.state == Outcome::kAbandoned) {
+        res.abandoned.push_back({static_cast<uint8_t>(r), static_cast<uint8_t>(c)});
+      }
+      if (step != Step::kPulse) continue;
+      DevicePulse p{r, c, 0, 0, d.width_ns, wire::Polarity::kSet};
+      const bool saturated =
+          gi - t < 0 ? plan_set(d, p, gi, t, tol, cfg, info) : plan_reset(d, p, gi, t, cfg, info);
+      ++(p.polarity == wire::Polarity::kSet ? res.set_pulses : res.reset_pulses)(r, c);
+      d.at_limit = saturated;
+      d.last = p.polarity;
+      d.pulsed = true;
+      d.g_before = gi;
+      out.batch.devices.push_back(p);
+    }
+  }
+  return out;
+}
+
+// The result of a run that ends after `round` (its last batch, if any, not sent).
+void finish(ProgramVerifyResult& res, const std::vector<Ctl>& ctl, const Eigen::MatrixXd& est,
+            int round, const PulseBatch& unsent) {
+  // Devices not pulsed this round keep the state the last read showed.
+  const int rows = static_cast<int>(res.outcome.rows()),
+            cols = static_cast<int>(res.outcome.cols());
+  for (int r = 0; r < rows; ++r) {
+    for (int c = 0; c < cols; ++c) {
+      res.outcome(r, c) = static_cast<uint8_t>(ctl[static_cast<size_t>(r) * cols + c].state);
+    }
+  }
+  res.final_uS = est;
+  res.rounds = round;
+  // Pulses planned for a round that was not sent did not happen.
+  for (const DevicePulse& p : unsent.devices) {
+    (p.polarity == wire::Polarity::kSet ? res.set_pulses : res.reset_pulses)(p.row, p.col) -= 1;
+  }
+}
+
+// Sends a round's batch. A board restart meanwhile is survived (up to kMaxRestarts): applied
+// or not, the verify read after it shows where each device is now, and the controller programs
+// on from there without learning from those pulses (a resend could apply the batch twice).
+Result<void> send_batch(Board& board, int array, const PulseBatch& batch, std::vector<Ctl>& ctl,
+                        ProgramVerifyResult& res) {
+  auto pr = board.pulse(array, batch);
+  ++res.transactions;
+  if (!pr && pr.error().code == ErrorCode::kRestarted && res.board_restarts < kMaxRestarts) {
+    ++res.board_restarts;
+    const int cols = static_cast<int>(res.outcome.cols());
+    for (const DevicePulse& p : batch.devices) {
+      ctl[static_cast<size_t>(p.row) * cols + p.col].learn = false;
+    }
+    return {};
+  }
+  if (!pr) return std::unexpected(pr.error());
+  res.pulse_time_us += pr->duration_us;
+  return {};
+}
+
+}  // namespace
+
+Result<ProgramVerifyResult> program_verify(
+    Board& board, int array, const Eigen::MatrixXd& target_uS, const ProgramVerifyConfig& cfg,
+    const ProgressFn& progress, const Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic>* skip) {
+  const BoardInfo& info = board.info();
+  // Nothing is pulsed unless everything is valid.
+  if (auto v = validate_program(info, array, target_uS, cfg, skip); !v) {
+    return std::unexpected(v.error());
+  }
+  ProgramVerifyResult res;
+  res.target_uS = target_uS;
+  res.outcome.setConstant(info.rows, info.cols, static_cast<uint8_t>(Outcome::kPending));
+  res.set_pulses.setZero(info.rows, info.cols);
+  res.reset_pulses.setZero(info.rows, info.cols);
+  std::vector<Ctl> ctl = initial_controls(info.rows, info.cols, cfg, skip);
 
   ReadOptions first = cfg.verify;
   first.settle_ms = 0;  // nothing was pulsed yet
@@ -202,150 +420,11 @@ Result<ProgramVerifyResult> program_verify(
   Eigen::MatrixXd g = m->g_uS;
   Eigen::MatrixXd est = g;  // per device: the mean of the reads since its last pulse
 
-  const double width_max = info.width_max_ns;
   for (int round = 0;; ++round) {
-    // ---- learn from the last pulse, update states, plan this round's batch ----
-    PulseBatch batch{wire::Polarity::kMixed, {}};
-    int waiting = 0;  // pending devices read again before a verdict
+    const Round plan = plan_round(ctl, g, est, target_uS, cfg, info, res);
+    const PulseBatch& batch = plan.batch;
     ProgramVerifyProgress prog;
     prog.round = round;
-    for (int r = 0; r < rows; ++r) {
-      for (int c = 0; c < cols; ++c) {
-        Ctl& d = ctl[static_cast<size_t>(r) * cols + c];
-        if (d.state == Outcome::kSkipped || d.state == Outcome::kAbandoned) continue;
-        if (d.pulsed) {
-          d.read_sum_uS = 0;
-          d.reads = 0;
-        }
-        d.read_sum_uS += g(r, c);
-        ++d.reads;
-        const double t = target_uS(r, c), gi = d.read_sum_uS / d.reads, e = gi - t;
-        est(r, c) = gi;
-        if (d.pulsed && d.learn) {
-          const double moved = d.last == wire::Polarity::kSet ? gi - d.g_before : d.g_before - gi;
-          bool weak = false;
-          if (d.last == wire::Polarity::kSet) {
-            const double g_c = d.g_c_model * d.compliance;
-            const double predicted = (g_c - d.g_before) * (1 - d.rem);
-            const double noise = relax_sigma(cfg, gi) + cfg.c2c_rel * std::abs(predicted);
-            if (std::abs(moved) < kNoMove_uS) {
-              // Did not move: its compliance is at or below where it sits, so the gate must
-              // go higher.
-              d.compliance = std::clamp(0.97 * d.g_before / d.g_c_model, 0.2, d.compliance);
-              weak = d.at_limit;
-            } else {
-              // A slow device looks like one with a low compliance: the gate rises until it
-              // tops out, and only then do longer pulses help (the width ramp below).
-              const double observed = (gi - d.g_before * d.rem) / ((1 - d.rem) * d.g_c_model);
-              d.compliance = learn(d.compliance, d.compliance_var, observed,
-                                   std::pow(noise / std::max(gi, 1.0), 2), 0.2, 5.0);
-              weak = d.at_limit && moved < 0.3 * predicted;
-            }
-          } else {
-            const double floor = cfg.g_floor_uS;
-            const double predicted = (d.g_before - floor) * (1 - std::exp(-d.k_used));
-            const double noise = relax_sigma(cfg, gi) + cfg.c2c_rel * predicted;
-            if (std::abs(moved) < kNoMove_uS) {
-              d.reset_rate = std::max(0.05, d.reset_rate * 0.6);  // below threshold: more voltage
-              weak = d.at_limit;
-            } else if (gi > floor && d.k_used > 0) {
-              const double k_obs = std::log((d.g_before - floor) / std::max(gi - floor, 1e-3));
-              const double k_sd = noise / std::max(gi - floor, 1.0) / std::max(k_obs, 1e-3);
-              d.reset_rate = learn(d.reset_rate, d.reset_rate_var, d.reset_rate * k_obs / d.k_used,
-                                   k_sd * k_sd, 0.05, 20.0);
-            }
-          }
-          d.weak_strikes = weak ? d.weak_strikes + 1 : 0;
-        }
-        d.pulsed = false;
-        d.learn = true;
-        const double tol = cfg.device_tol_uS.size() ? cfg.device_tol_uS(r, c) : tolerance(cfg, t);
-        // Hysteresis: converge inside tol - margin, re-open only beyond tol + margin, so read
-        // noise alone never sends a converged device back into the relaxation lottery. The
-        // margins are for one averaged read and shrink as 1/sqrt(reads) with the reads since
-        // the last pulse. A device in between (the grey zone) waits for the next round's read
-        // rather than re-entering the lottery on a noisy verdict, up to max_wait_reads reads;
-        // then it is pulsed.
-        const double sqrt_n = std::sqrt(static_cast<double>(d.reads));
-        // The averaged read's fluctuation grows with G (DESIGN.md §2: sigma ~ min(G, cap)^slope),
-        // so the margins are given at the cap and scale with it.
-        const double noise =
-            std::pow(std::clamp(gi, 1.0, cfg.read_noise_cap_uS) / cfg.read_noise_cap_uS,
-                     cfg.read_noise_slope);
-        const double tol_in = tol - std::min(cfg.verify_margin_uS * noise, tol / 2) / sqrt_n;
-        const double tol_out = tol + cfg.reopen_margin_uS * noise / sqrt_n;
-        if (d.state == Outcome::kConverged && std::abs(e) > tol_out) d.state = Outcome::kPending;
-        if (d.state == Outcome::kPending && std::abs(e) <= tol_in) d.state = Outcome::kConverged;
-        if (d.state == Outcome::kPending && std::abs(e) <= tol_out &&
-            d.reads < cfg.max_wait_reads) {
-          ++waiting;
-          continue;  // grey zone: read again before deciding
-        }
-        if (d.state != Outcome::kPending) continue;
-
-        // A device that keeps moving far less than asked gets longer pulses; at the top of
-        // the width ramp it counts a retry, and after max_retries it is abandoned.
-        if (d.weak_strikes >= 1) {
-          d.weak_strikes = 0;
-          if (d.width_ns < width_max) {
-            d.width_ns = std::min(width_max, d.width_ns * 3);
-          } else if (++d.retries >= cfg.max_retries) {
-            d.state = Outcome::kAbandoned;
-            res.abandoned.push_back({static_cast<uint8_t>(r), static_cast<uint8_t>(c)});
-            continue;
-          }
-        }
-
-        const double wf = std::sqrt(d.width_ns / cfg.width_ns);  // pulse effect ~ sqrt(width)
-        DevicePulse p{r, c, 0, 0, d.width_ns, wire::Polarity::kSet};
-        bool saturated = false;
-        if (e < 0) {
-          // SET: choose the compliance so that one pulse of strength k lands on the target.
-          // A long step lands with a spread of c2c_rel * step: aim short by that much so the
-          // next pulse is a small, precise SET rather than a RESET from above.
-          const double gap = t - gi;
-          // Not worth it where the relaxation spread swamps the step's spread anyway.
-          const bool short_aim = gap > 4 * tol && cfg.c2c_rel * gap > relax_sigma(cfg, t);
-          const double aim = short_aim ? t - cfg.c2c_rel * gap : t;
-          const double rem = std::exp(-cfg.set_k_nominal * wf);
-          const double g_c = (aim - gi * rem) / (1 - rem) / d.compliance;
-          double gate = cfg.set_gate_threshold_V + g_c / cfg.set_compliance_uS_per_V;
-          if (gate >= info.set_gate.hi_V) saturated = true;
-          gate = std::clamp(gate, info.set_gate.lo_V, info.set_gate.hi_V);
-          p.polarity = wire::Polarity::kSet;
-          p.v_V = cfg.set_v_V;
-          p.gate_V = gate;
-          d.g_c_model = cfg.set_compliance_uS_per_V * (gate - cfg.set_gate_threshold_V);
-          d.rem = rem;
-          ++res.set_pulses(r, c);
-        } else {
-          // RESET: exponential decay toward the floor; pick the voltage for the needed decay.
-          // Short pulses: the same decay then needs more overdrive, so the device-to-device
-          // spread of the threshold matters less.
-          const double rwidth =
-              std::min(d.width_ns, cfg.reset_width_ns * d.width_ns / cfg.width_ns);
-          const double wf = std::sqrt(rwidth / cfg.width_ns);
-          p.width_ns = rwidth;
-          const double floor = cfg.g_floor_uS;
-          const double k = std::log(std::max(gi - floor, 1e-3) / std::max(t - floor, 1e-3));
-          double v = cfg.reset_v_threshold_V +
-                     std::max(k, 0.0) / (cfg.reset_rate_per_V * d.reset_rate * wf);
-          if (v >= info.reset_v.hi_V) saturated = true;
-          v = std::clamp(v, info.reset_v.lo_V, info.reset_v.hi_V);
-          p.polarity = wire::Polarity::kReset;
-          p.v_V = v;
-          p.gate_V = cfg.reset_gate_V;
-          d.k_used =
-              cfg.reset_rate_per_V * d.reset_rate * std::max(v - cfg.reset_v_threshold_V, 0.0) * wf;
-          ++res.reset_pulses(r, c);
-        }
-        d.at_limit = saturated;
-        d.last = p.polarity;
-        d.pulsed = true;
-        d.g_before = gi;
-        batch.devices.push_back(p);
-      }
-    }
     for (const Ctl& d : ctl) {
       prog.converged += d.state == Outcome::kConverged;
       prog.abandoned += d.state == Outcome::kAbandoned;
@@ -353,42 +432,16 @@ Result<ProgramVerifyResult> program_verify(
     prog.pending = static_cast<int>(batch.devices.size());
     prog.pulses = static_cast<int>(batch.devices.size());
     prog.transactions = res.transactions;
-    const bool last_round = (batch.devices.empty() && waiting == 0) || round >= cfg.max_rounds;
+    const bool last_round = (batch.devices.empty() && plan.waiting == 0) || round >= cfg.max_rounds;
     prog.batch = last_round || batch.devices.empty() ? nullptr : &batch;
     const bool go_on = progress ? progress(prog) : true;
     if (!go_on) res.cancelled = true;
     if (!go_on || last_round) {
-      // Devices not pulsed this round keep the state the last read showed.
-      for (int r = 0; r < rows; ++r) {
-        for (int c = 0; c < cols; ++c) {
-          res.outcome(r, c) = static_cast<uint8_t>(ctl[static_cast<size_t>(r) * cols + c].state);
-        }
-      }
-      res.final_uS = est;
-      res.rounds = round;
-      // Pulses planned for a round that was not sent did not happen.
-      for (const DevicePulse& p : batch.devices) {
-        (p.polarity == wire::Polarity::kSet ? res.set_pulses : res.reset_pulses)(p.row, p.col) -= 1;
-      }
+      finish(res, ctl, est, round, batch);
       return res;
     }
-
-    if (!batch.devices.empty()) {  // a round of only waiting devices is a read alone
-      auto pr = board.pulse(array, batch);
-      ++res.transactions;
-      if (!pr && pr.error().code == ErrorCode::kRestarted && res.board_restarts < kMaxRestarts) {
-        // Applied or not, the verify read below shows where each device is now; program on
-        // from there (a resend could apply the batch twice).
-        ++res.board_restarts;
-        for (const DevicePulse& p : batch.devices) {
-          ctl[static_cast<size_t>(p.row) * cols + p.col].learn = false;
-        }
-      } else if (!pr) {
-        return std::unexpected(pr.error());
-      } else {
-        res.pulse_time_us += pr->duration_us;
-      }
-    }
+    // A round of only waiting devices is a read alone.
+    if (!batch.devices.empty()) XBAR_RETURN_IF_ERROR(send_batch(board, array, batch, ctl, res));
     ReadOptions verify = cfg.verify;
     if (batch.devices.empty()) verify.settle_ms = 0;  // nothing moved: no relaxation to wait for
     auto mr = board.read_array(array, verify);
