@@ -141,202 +141,239 @@ Result<void> validate(const FaultScanConfig& c, const BoardInfo& info) {
   return {};
 }
 
+namespace {
+
+// One scan of one array: the phases of scan_faults as steps over the state they share. Every
+// board error after the first pulse is reported as having disturbed the array.
+class Scan {
+ public:
+  Scan(Board& board, int array, const FaultScanConfig& cfg, const ScanProgressFn& progress,
+       const BeforeBatchFn& before_batch)
+      : board_(board),
+        array_(array),
+        cfg_(cfg),
+        progress_(progress),
+        before_batch_(before_batch),
+        rows_(board.info().rows),
+        cols_(board.info().cols),
+        hard_(hard_pulses(cfg, board.info())) {
+    res_.array = array;
+    res_.destructive = !cfg.restore;
+    res_.fault.setConstant(rows_, cols_, static_cast<uint8_t>(wire::FaultKind::kNone));
+  }
+
+  Result<FaultScanResult> run() {
+    auto st0 = board_.status();
+    ++res_.transactions;
+    if (!st0) return std::unexpected(st0.error());
+    start_ns_ = st0->uptime_ns;
+    XBAR_RETURN_IF_ERROR(remember());
+    if (!report(ScanPhase::kRemember, 0, 0)) return cancelled(ScanPhase::kRemember);
+    // SET first, so the scan ends hard-RESET: a destructive scan leaves the array in its known,
+    // lowest-current state (HRS). The restore does equally well from either end (measured).
+    XBAR_TRY(after_set, pulse_all_and_read(wire::Polarity::kSet));
+    res_.after_set_uS = std::move(*after_set);
+    const Mask low = (res_.after_set_uS.array() < cfg_.stuck_low_uS).matrix();
+    if (!report(ScanPhase::kSet, 0, static_cast<int>(low.count()))) {
+      return cancelled(ScanPhase::kSet);
+    }
+    XBAR_TRY(after_reset, pulse_all_and_read(wire::Polarity::kReset));
+    res_.after_reset_uS = std::move(*after_reset);
+    const Mask high = (res_.after_reset_uS.array() > cfg_.stuck_high_uS).matrix();
+    // A device high after RESET is stuck-high whatever its SET read said (a stuck device does
+    // not move either way; high after RESET is the stronger evidence).
+    const Mask low_only = (low.array() && !high.array()).matrix();
+    if (!report(ScanPhase::kReset, static_cast<int>(high.count()),
+                static_cast<int>(low_only.count()))) {
+      return cancelled(ScanPhase::kReset);
+    }
+    Mask stuck_high = high, stuck_low = low_only;
+    const bool confirming = cfg_.confirm && (high.any() || low_only.any());
+    if (confirming) XBAR_RETURN_IF_ERROR(confirm(high, low_only, stuck_high, stuck_low));
+    record_findings(stuck_high, stuck_low);
+    if (confirming && !report(ScanPhase::kConfirm, res_.stuck_high, res_.stuck_low)) {
+      return cancelled(ScanPhase::kConfirm);
+    }
+    if (!cfg_.restore) return finish(ScanPhase::kDone);
+    XBAR_RETURN_IF_ERROR(restore((stuck_high.array() || stuck_low.array()).matrix()));
+    return finish(res_.cancelled ? ScanPhase::kRestore : ScanPhase::kDone);
+  }
+
+ private:
+  // Board time is the board's own clock, so it includes settle waits and pulse widths on the
+  // real board and on the twin alike.
+  Result<FaultScanResult> finish(ScanPhase last) {
+    auto st1 = board_.status();
+    ++res_.transactions;
+    if (!st1) return std::unexpected(disturbed_error(st1.error(), array_, batches_));
+    res_.board_time_us = static_cast<double>(st1->uptime_ns - start_ns_) / 1000.0;
+    if (!res_.restore) res_.scan_board_time_us = res_.board_time_us;
+    if (progress_ && last == ScanPhase::kDone) {
+      ScanProgress p{ScanPhase::kDone, res_.stuck_high, res_.stuck_low, res_.transactions, {}};
+      progress_(p);
+    }
+    return std::move(res_);
+  }
+  Result<FaultScanResult> cancelled(ScanPhase phase) {
+    res_.cancelled = true;
+    return finish(phase);
+  }
+  bool report(ScanPhase phase, int high, int low) {
+    if (!progress_) return true;
+    return progress_(ScanProgress{phase, high, low, res_.transactions, {}});
+  }
+  Result<Eigen::MatrixXd> read(const ReadOptions& o) {
+    auto m = board_.read_array(array_, o);
+    ++res_.transactions;
+    if (!m) return std::unexpected(disturbed_error(m.error(), array_, batches_));
+    return std::move(m->g_uS);
+  }
+  Result<void> apply(const PulseBatch& batch) {
+    if (batch.devices.empty()) return {};
+    if (before_batch_ && !before_batch_(batch)) {
+      return make_error(
+          ErrorCode::kCancelled,
+          fmt::format("scan of array {} stopped before a pulse batch by its caller", array_));
+    }
+    auto r = board_.pulse(array_, batch);
+    ++res_.transactions;
+    if (!r) return std::unexpected(disturbed_error(r.error(), array_, batches_));
+    ++batches_;
+    res_.pulses += r->n_pulsed;
+    res_.disturbed = true;
+    return {};
+  }
+
+  // The array's content before anything is pulsed, averaged over remember_passes reads.
+  Result<void> remember() {
+    res_.before_uS.setZero(rows_, cols_);
+    for (int i = 0; i < cfg_.remember_passes; ++i) {
+      XBAR_TRY(before, read(cfg_.remember_read));
+      res_.before_uS += *before / cfg_.remember_passes;
+    }
+    return {};
+  }
+
+  // One phase: one MIXED PULSE_BATCH giving every device `p`, then a settled averaged read.
+  Result<Eigen::MatrixXd> pulse_all_and_read(wire::Polarity p) {
+    PulseBatch b{wire::Polarity::kMixed, {}};
+    b.devices.reserve(static_cast<size_t>(rows_) * cols_);
+    for (int r = 0; r < rows_; ++r) {
+      for (int c = 0; c < cols_; ++c) b.devices.push_back(hard_pulse(hard_, r, c, p));
+    }
+    XBAR_RETURN_IF_ERROR(apply(b));
+    return read(cfg_.scan_read);
+  }
+
+  // Pulses the candidates once more; what still does not move is stuck.
+  Result<void> confirm(const Mask& high, const Mask& low_only, Mask& stuck_high, Mask& stuck_low) {
+    PulseBatch b{wire::Polarity::kMixed, {}};
+    for (int r = 0; r < rows_; ++r) {
+      for (int c = 0; c < cols_; ++c) {
+        if (high(r, c)) b.devices.push_back(hard_pulse(hard_, r, c, wire::Polarity::kReset));
+        if (low_only(r, c)) b.devices.push_back(hard_pulse(hard_, r, c, wire::Polarity::kSet));
+      }
+    }
+    XBAR_RETURN_IF_ERROR(apply(b));
+    XBAR_TRY(again, read(cfg_.scan_read));
+    stuck_high = (high.array() && (again->array() > cfg_.stuck_high_uS)).matrix();
+    stuck_low = (low_only.array() && (again->array() < cfg_.stuck_low_uS)).matrix();
+    res_.rejected_candidates =
+        static_cast<int>(high.count() + low_only.count() - stuck_high.count() - stuck_low.count());
+    return {};
+  }
+
+  void record_findings(const Mask& stuck_high, const Mask& stuck_low) {
+    for (int r = 0; r < rows_; ++r) {
+      for (int c = 0; c < cols_; ++c) {
+        wire::FaultKind k = wire::FaultKind::kNone;
+        double g = 0;
+        if (stuck_high(r, c)) {
+          k = wire::FaultKind::kStuckHigh;
+          g = res_.after_reset_uS(r, c);
+          ++res_.stuck_high;
+        } else if (stuck_low(r, c)) {
+          k = wire::FaultKind::kStuckLow;
+          g = res_.after_set_uS(r, c);
+          ++res_.stuck_low;
+        } else {
+          continue;
+        }
+        res_.fault(r, c) = static_cast<uint8_t>(k);
+        res_.findings.push_back({r, c, k, FaultSource::kScan, false, g});
+      }
+    }
+  }
+
+  // Program-verify back to what the array held, skipping the stuck devices.
+  Result<void> restore(const Mask& skip) {
+    const ProgramVerifyConfig& pv = cfg_.restore_config;
+    Eigen::MatrixXd target = res_.before_uS;
+    for (int r = 0; r < rows_; ++r) {
+      for (int c = 0; c < cols_; ++c) {
+        const double t = std::clamp(target(r, c), pv.target_min_uS, pv.target_max_uS);
+        // Stuck devices are skipped; only the others count as clamped.
+        res_.restore_report.clamped += !skip(r, c) && t != target(r, c);
+        target(r, c) = t;
+      }
+    }
+    auto st_scan = board_.status();
+    ++res_.transactions;
+    if (!st_scan) return std::unexpected(disturbed_error(st_scan.error(), array_, batches_));
+    res_.scan_board_time_us = static_cast<double>(st_scan->uptime_ns - start_ns_) / 1000.0;
+    auto restored = program_verify(
+        board_, array_, target, pv,
+        [&](const ProgramVerifyProgress& p) {
+          if (p.batch && before_batch_ && !before_batch_(*p.batch)) return false;
+          if (!progress_) return true;
+          return progress_(ScanProgress{ScanPhase::kRestore, res_.stuck_high, res_.stuck_low,
+                                        res_.transactions + p.transactions, p});
+        },
+        &skip);
+    if (!restored) return std::unexpected(disturbed_error(restored.error(), array_, batches_));
+    res_.transactions += restored->transactions;
+    RestoreReport& rr = res_.restore_report;
+    rr.rounds = restored->rounds;
+    rr.abandoned = static_cast<int>(restored->abandoned.size());
+    rr.within_tol_pct = restored->within_tolerance(pv.tol_uS, pv.tol_rel);
+    double sq = 0;
+    for (int r = 0; r < rows_; ++r) {
+      for (int c = 0; c < cols_; ++c) {
+        if (skip(r, c)) continue;
+        ++rr.devices;
+        sq += std::pow(restored->final_uS(r, c) - res_.before_uS(r, c), 2);
+      }
+    }
+    rr.rms_error_uS = rr.devices ? std::sqrt(sq / rr.devices) : 0;
+    res_.cancelled = restored->cancelled;
+    // The array holds its old content again only if the restore ran to its end.
+    res_.disturbed = restored->cancelled;
+    res_.restore = std::move(*restored);
+    return {};
+  }
+
+  Board& board_;
+  const int array_;
+  const FaultScanConfig& cfg_;
+  const ScanProgressFn& progress_;
+  const BeforeBatchFn& before_batch_;
+  const int rows_, cols_;
+  const HardPulses hard_;
+  FaultScanResult res_;
+  int batches_ = 0;
+  uint64_t start_ns_ = 0;  // the board's uptime when the scan began
+};
+
+}  // namespace
+
 Result<FaultScanResult> scan_faults(Board& board, int array, const FaultScanConfig& cfg,
                                     const ScanProgressFn& progress,
                                     const BeforeBatchFn& before_batch) {
   const BoardInfo& info = board.info();
-  // ---- validation: nothing is pulsed unless everything is valid ----
+  // Nothing is pulsed unless everything is valid.
   if (auto v = check_array(array, info); !v) return std::unexpected(v.error());
   if (auto v = validate(cfg, info); !v) return std::unexpected(v.error());
-
-  const int rows = info.rows, cols = info.cols;
-  const HardPulses hard = hard_pulses(cfg, info);
-  FaultScanResult res;
-  res.array = array;
-  res.destructive = !cfg.restore;
-  res.fault.setConstant(rows, cols, static_cast<uint8_t>(wire::FaultKind::kNone));
-  int batches = 0;
-
-  auto st0 = board.status();
-  ++res.transactions;
-  if (!st0) return std::unexpected(st0.error());
-  // Board time is the board's own clock, so it includes settle waits and pulse widths on the
-  // real board and on the twin alike.
-  auto finish = [&](ScanPhase last) -> Result<FaultScanResult> {
-    auto st1 = board.status();
-    ++res.transactions;
-    if (!st1) return std::unexpected(disturbed_error(st1.error(), array, batches));
-    res.board_time_us = static_cast<double>(st1->uptime_ns - st0->uptime_ns) / 1000.0;
-    if (!res.restore) res.scan_board_time_us = res.board_time_us;
-    if (progress && last == ScanPhase::kDone) {
-      ScanProgress p{ScanPhase::kDone, res.stuck_high, res.stuck_low, res.transactions, {}};
-      progress(p);
-    }
-    return std::move(res);
-  };
-  auto report = [&](ScanPhase phase, int high, int low) {
-    if (!progress) return true;
-    return progress(ScanProgress{phase, high, low, res.transactions, {}});
-  };
-  auto read = [&](const ReadOptions& o) -> Result<Eigen::MatrixXd> {
-    auto m = board.read_array(array, o);
-    ++res.transactions;
-    if (!m) return std::unexpected(disturbed_error(m.error(), array, batches));
-    return std::move(m->g_uS);
-  };
-  auto apply = [&](const PulseBatch& batch) -> Result<void> {
-    if (batch.devices.empty()) return {};
-    if (before_batch && !before_batch(batch)) {
-      return make_error(
-          ErrorCode::kCancelled,
-          fmt::format("scan of array {} stopped before a pulse batch by its caller", array));
-    }
-    auto r = board.pulse(array, batch);
-    ++res.transactions;
-    if (!r) return std::unexpected(disturbed_error(r.error(), array, batches));
-    ++batches;
-    res.pulses += r->n_pulsed;
-    res.disturbed = true;
-    return {};
-  };
-  // One phase = one MIXED PULSE_BATCH giving every device `p`, then a settled averaged read.
-  auto all_devices = [&](wire::Polarity p) {
-    PulseBatch b{wire::Polarity::kMixed, {}};
-    b.devices.reserve(static_cast<size_t>(rows) * cols);
-    for (int r = 0; r < rows; ++r) {
-      for (int c = 0; c < cols; ++c) b.devices.push_back(hard_pulse(hard, r, c, p));
-    }
-    return b;
-  };
-
-  // ---- remember ----
-  res.before_uS.setZero(rows, cols);
-  for (int i = 0; i < cfg.remember_passes; ++i) {
-    auto before = read(cfg.remember_read);
-    if (!before) return std::unexpected(before.error());
-    res.before_uS += *before / cfg.remember_passes;
-  }
-  if (!report(ScanPhase::kRemember, 0, 0)) {
-    res.cancelled = true;
-    return finish(ScanPhase::kRemember);
-  }
-
-  // ---- hard SET, then hard RESET ----
-  // SET first, so the scan ends hard-RESET: a destructive scan leaves the array in its known,
-  // lowest-current state (HRS). The restore does equally well from either end (measured).
-  if (auto a = apply(all_devices(wire::Polarity::kSet)); !a) return std::unexpected(a.error());
-  auto after_set = read(cfg.scan_read);
-  if (!after_set) return std::unexpected(after_set.error());
-  res.after_set_uS = std::move(*after_set);
-  const Mask low = (res.after_set_uS.array() < cfg.stuck_low_uS).matrix();
-  if (!report(ScanPhase::kSet, 0, static_cast<int>(low.count()))) {
-    res.cancelled = true;
-    return finish(ScanPhase::kSet);
-  }
-
-  if (auto a = apply(all_devices(wire::Polarity::kReset)); !a) return std::unexpected(a.error());
-  auto after_reset = read(cfg.scan_read);
-  if (!after_reset) return std::unexpected(after_reset.error());
-  res.after_reset_uS = std::move(*after_reset);
-  const Mask high = (res.after_reset_uS.array() > cfg.stuck_high_uS).matrix();
-  // A device high after RESET is stuck-high whatever its SET read said (a stuck device does
-  // not move either way; high after RESET is the stronger evidence).
-  const Mask low_only = (low.array() && !high.array()).matrix();
-  if (!report(ScanPhase::kReset, static_cast<int>(high.count()),
-              static_cast<int>(low_only.count()))) {
-    res.cancelled = true;
-    return finish(ScanPhase::kReset);
-  }
-
-  // ---- confirm: pulse the candidates once more, flag what still does not move ----
-  Mask stuck_high = high, stuck_low = low_only;
-  const bool confirming = cfg.confirm && (high.any() || low_only.any());
-  if (confirming) {
-    PulseBatch b{wire::Polarity::kMixed, {}};
-    for (int r = 0; r < rows; ++r) {
-      for (int c = 0; c < cols; ++c) {
-        if (high(r, c)) b.devices.push_back(hard_pulse(hard, r, c, wire::Polarity::kReset));
-        if (low_only(r, c)) b.devices.push_back(hard_pulse(hard, r, c, wire::Polarity::kSet));
-      }
-    }
-    if (auto a = apply(b); !a) return std::unexpected(a.error());
-    auto again = read(cfg.scan_read);
-    if (!again) return std::unexpected(again.error());
-    stuck_high = (high.array() && (again->array() > cfg.stuck_high_uS)).matrix();
-    stuck_low = (low_only.array() && (again->array() < cfg.stuck_low_uS)).matrix();
-    res.rejected_candidates =
-        static_cast<int>(high.count() + low_only.count() - stuck_high.count() - stuck_low.count());
-  }
-  for (int r = 0; r < rows; ++r) {
-    for (int c = 0; c < cols; ++c) {
-      wire::FaultKind k = wire::FaultKind::kNone;
-      double g = 0;
-      if (stuck_high(r, c)) {
-        k = wire::FaultKind::kStuckHigh;
-        g = res.after_reset_uS(r, c);
-        ++res.stuck_high;
-      } else if (stuck_low(r, c)) {
-        k = wire::FaultKind::kStuckLow;
-        g = res.after_set_uS(r, c);
-        ++res.stuck_low;
-      } else {
-        continue;
-      }
-      res.fault(r, c) = static_cast<uint8_t>(k);
-      res.findings.push_back({r, c, k, FaultSource::kScan, false, g});
-    }
-  }
-  if (confirming && !report(ScanPhase::kConfirm, res.stuck_high, res.stuck_low)) {
-    res.cancelled = true;
-    return finish(ScanPhase::kConfirm);
-  }
-
-  // ---- restore ----
-  if (!cfg.restore) return finish(ScanPhase::kDone);
-  const ProgramVerifyConfig& pv = cfg.restore_config;
-  Eigen::MatrixXd target = res.before_uS;
-  const Mask skip = (stuck_high.array() || stuck_low.array()).matrix();
-  for (int r = 0; r < rows; ++r) {
-    for (int c = 0; c < cols; ++c) {
-      const double t = std::clamp(target(r, c), pv.target_min_uS, pv.target_max_uS);
-      // Stuck devices are skipped; only the others count as clamped.
-      res.restore_report.clamped += !skip(r, c) && t != target(r, c);
-      target(r, c) = t;
-    }
-  }
-  auto st_scan = board.status();
-  ++res.transactions;
-  if (!st_scan) return std::unexpected(disturbed_error(st_scan.error(), array, batches));
-  res.scan_board_time_us = static_cast<double>(st_scan->uptime_ns - st0->uptime_ns) / 1000.0;
-  auto restored = program_verify(
-      board, array, target, pv,
-      [&](const ProgramVerifyProgress& p) {
-        if (p.batch && before_batch && !before_batch(*p.batch)) return false;
-        if (!progress) return true;
-        return progress(ScanProgress{ScanPhase::kRestore, res.stuck_high, res.stuck_low,
-                                     res.transactions + p.transactions, p});
-      },
-      &skip);
-  if (!restored) return std::unexpected(disturbed_error(restored.error(), array, batches));
-  res.transactions += restored->transactions;
-  RestoreReport& rr = res.restore_report;
-  rr.rounds = restored->rounds;
-  rr.abandoned = static_cast<int>(restored->abandoned.size());
-  rr.within_tol_pct = restored->within_tolerance(pv.tol_uS, pv.tol_rel);
-  double sq = 0;
-  for (int r = 0; r < rows; ++r) {
-    for (int c = 0; c < cols; ++c) {
-      if (skip(r, c)) continue;
-      ++rr.devices;
-      sq += std::pow(restored->final_uS(r, c) - res.before_uS(r, c), 2);
-    }
-  }
-  rr.rms_error_uS = rr.devices ? std::sqrt(sq / rr.devices) : 0;
-  res.cancelled = restored->cancelled;
-  // The array holds its old content again only if the restore ran to its end.
-  res.disturbed = restored->cancelled;
-  res.restore = std::move(*restored);
-  return finish(res.cancelled ? ScanPhase::kRestore : ScanPhase::kDone);
+  return Scan(board, array, cfg, progress, before_batch).run();
 }
 
 // ------------------------------------------------------------------------------------------------
