@@ -13,9 +13,9 @@ set(XBAR_DOC_DIR ${CMAKE_INSTALL_DATAROOTDIR}/doc/xbar)
 install(FILES ${CMAKE_SOURCE_DIR}/configs/xbard.yaml DESTINATION /etc/xbar)
 # systemd unit and the service's user; udev rule for the board's USB node. Relative to the
 # prefix: /usr/lib/... in the package, /usr/local/lib/... for `cmake --install` (both searched).
-install(FILES ${CMAKE_SOURCE_DIR}/deploy/systemd/xbard.service DESTINATION lib/systemd/system)
-install(FILES ${CMAKE_SOURCE_DIR}/deploy/sysusers/xbar.conf DESTINATION lib/sysusers.d)
-install(FILES ${CMAKE_SOURCE_DIR}/deploy/udev/70-xbar.rules DESTINATION lib/udev/rules.d)
+install(FILES ${CMAKE_SOURCE_DIR}/packaging/systemd/xbard.service DESTINATION lib/systemd/system)
+install(FILES ${CMAKE_SOURCE_DIR}/packaging/sysusers/xbar.conf DESTINATION lib/sysusers.d)
+install(FILES ${CMAKE_SOURCE_DIR}/packaging/udev/70-xbar.rules DESTINATION lib/udev/rules.d)
 # Documentation (the unit's Documentation= points at README.md) and the example inputs.
 install(FILES ${CMAKE_SOURCE_DIR}/README.md DESTINATION ${XBAR_DOC_DIR})
 install(DIRECTORY ${CMAKE_SOURCE_DIR}/docs/ DESTINATION ${XBAR_DOC_DIR}/docs FILES_MATCHING
@@ -49,13 +49,13 @@ set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)  # xbar_<version>_<arch>.deb
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "systemd, udev, fonts-dejavu-core")
 set(CPACK_STRIP_FILES ON)
-# Maintainer scripts (deploy/debian) and the configuration as a conffile: an upgrade keeps the
+# Maintainer scripts (packaging/debian) and the configuration as a conffile: an upgrade keeps the
 # administrator's edits (dpkg asks when both sides changed).
 set(XBAR_DEB_CONFFILES ${CMAKE_BINARY_DIR}/deb/conffiles)
 file(WRITE ${XBAR_DEB_CONFFILES} "/etc/xbar/xbard.yaml\n")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
-    ${CMAKE_SOURCE_DIR}/deploy/debian/postinst ${CMAKE_SOURCE_DIR}/deploy/debian/prerm
-    ${CMAKE_SOURCE_DIR}/deploy/debian/postrm ${XBAR_DEB_CONFFILES})
+    ${CMAKE_SOURCE_DIR}/packaging/debian/postinst ${CMAKE_SOURCE_DIR}/packaging/debian/prerm
+    ${CMAKE_SOURCE_DIR}/packaging/debian/postrm ${XBAR_DEB_CONFFILES})
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION TRUE)
 include(CPack)
 

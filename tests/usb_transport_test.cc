@@ -978,8 +978,8 @@ TEST_F(UsbTransportTest, InaccessibleNodeNamesTheUdevRule) {
     auto t = UsbTransport::open(UsbSelector{});
     if (t) return "open succeeded";
     if (t.error().code != ErrorCode::kPermissionDenied) return "wrong code: " + t.error().message;
-    const std::string want =
-        fmt::format("permission denied on {}: install deploy/udev/70-xbar.rules", board.dev_node());
+    const std::string want = fmt::format(
+        "permission denied on {}: install packaging/udev/70-xbar.rules", board.dev_node());
     if (t.error().message.find(want) == std::string::npos) return "message: " + t.error().message;
     return "";
   };
@@ -1037,7 +1037,7 @@ TEST(UsbErrorTest, TranslatesEveryLibusbCodeInOneTable) {
   EXPECT_EQ(usb_error(LIBUSB_ERROR_ACCESS, where).code, ErrorCode::kPermissionDenied);
   EXPECT_EQ(usb_error(LIBUSB_ERROR_ACCESS, where).message,
             "usb open: permission denied on /dev/bus/usb/001/002: install "
-            "deploy/udev/70-xbar.rules and add the user to group xbar (LIBUSB_ERROR_ACCESS)");
+            "packaging/udev/70-xbar.rules and add the user to group xbar (LIBUSB_ERROR_ACCESS)");
   EXPECT_EQ(usb_error(LIBUSB_ERROR_NO_DEVICE, {"receive"}).message,
             "usb receive: board unplugged (LIBUSB_ERROR_NO_DEVICE)");
   EXPECT_EQ(usb_error(LIBUSB_ERROR_NO_DEVICE, where).code, ErrorCode::kUnavailable);

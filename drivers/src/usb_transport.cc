@@ -135,9 +135,9 @@ Error usb_error(int libusb_rc, const UsbErrorContext& where) {
     case LIBUSB_ERROR_ACCESS:
       // The usual cause is a missing udev rule; say what fixes it.
       detail = where.dev_node.empty()
-                   ? "permission denied: install deploy/udev/70-xbar.rules"
+                   ? "permission denied: install packaging/udev/70-xbar.rules"
                    : fmt::format(
-                         "permission denied on {}: install deploy/udev/70-xbar.rules "
+                         "permission denied on {}: install packaging/udev/70-xbar.rules "
                          "and add the user to group xbar",
                          where.dev_node);
       break;
