@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "xbar/drivers/board.h"
-#include "xbar/drivers/loop.h"
+#include "xbar/drivers/loop_runner.h"
 #include "xbar/kernel/kernel.h"
 #include "xbar/kernel/loop_plan.h"
 #include "xbar/kernel/model.h"

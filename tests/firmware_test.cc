@@ -90,7 +90,7 @@ TEST_F(FirmwareTest, ARetriedPulseBatchIsAnsweredFromTheCacheNotExecutedTwice) {
 TEST_F(FirmwareTest, SameSeqDifferentContentIsRefused) {
   call(Opcode::kPulseBatch, 7, set_batch(0, 2, code(1.0)));
   const auto r = call(Opcode::kPulseBatch, 7, set_batch(0, 3, code(1.0)));
-  EXPECT_EQ(error_of(r).code, wire::ErrorCode::kSeqReused);
+  EXPECT_EQ(error_of(r).code, wire::BoardErrorCode::kSeqReused);
   EXPECT_EQ(status(8).pulses_applied, 2u);
 }
 
@@ -113,7 +113,7 @@ TEST_F(FirmwareTest, OutOfRangeGateRejectsTheWholeBatchAndNamesTheDevice) {
   for (size_t i : {0u, 1u, 70u}) wire::mask_set(q.mask, i);
   q.codes = {{code(2.0), code(1.0), 10}, {code(2.0), code(1.0), 10}, {code(2.0), code(2.5), 10}};
   const auto e = error_of(call(Opcode::kPulseBatch, 2, q.encode()));
-  EXPECT_EQ(e.code, wire::ErrorCode::kOutOfRange);
+  EXPECT_EQ(e.code, wire::BoardErrorCode::kOutOfRange);
   EXPECT_NE(e.message.find("gate_code[2] (row 1, col 6)"), std::string::npos) << e.message;
   EXPECT_NE(e.message.find("0.500..2.000 V"), std::string::npos) << e.message;
   EXPECT_EQ(truth(3, 0), before) << "nothing may be applied from a rejected batch";
@@ -137,7 +137,7 @@ TEST_F(FirmwareTest, ArrayIndexThreeIsAnErrorNamingTheField) {
   wire::ReadRequest q;
   q.array = 3;
   auto e = error_of(call(Opcode::kRead, 1, q.encode()));
-  EXPECT_EQ(e.code, wire::ErrorCode::kOutOfRange);
+  EXPECT_EQ(e.code, wire::BoardErrorCode::kOutOfRange);
   EXPECT_EQ(e.message, "READ.array = 3: allowed 0..2");
   q.array = 0;
   q.n_avg = 65;
@@ -157,7 +157,7 @@ TEST_F(FirmwareTest, MalformedFramesGetBadFrameAndAreNotExecuted) {
   auto r = wire::decode_frame(fw_.handle(session_, f));
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->header.seq, 9u);
-  EXPECT_EQ(wire::decode_error_reply(r->payload)->code, wire::ErrorCode::kBadFrame);
+  EXPECT_EQ(wire::decode_error_reply(r->payload)->code, wire::BoardErrorCode::kBadFrame);
   // The intact retry with the same seq is executed: a BAD_FRAME reply is never cached.
   const auto ok = call(Opcode::kPulseBatch, 9, set_batch(0, 4, code(1.0)));
   EXPECT_FALSE(ok.header.flags & wire::kFlagError);
@@ -166,7 +166,7 @@ TEST_F(FirmwareTest, MalformedFramesGetBadFrameAndAreNotExecuted) {
   for (std::vector<uint8_t> junk : {std::vector<uint8_t>{1, 2, 3}, std::vector<uint8_t>(20, 0)}) {
     auto j = wire::decode_frame(fw_.handle(session_, junk));
     ASSERT_TRUE(j.has_value());
-    EXPECT_EQ(wire::decode_error_reply(j->payload)->code, wire::ErrorCode::kBadFrame);
+    EXPECT_EQ(wire::decode_error_reply(j->payload)->code, wire::BoardErrorCode::kBadFrame);
   }
 }
 
@@ -174,19 +174,19 @@ TEST_F(FirmwareTest, UnknownOpcodeAndPayloadLengthErrors) {
   auto r = wire::decode_frame(
       fw_.handle(session_, wire::encode_frame(static_cast<Opcode>(0x55), 0, 3, {})));
   ASSERT_TRUE(r.has_value());
-  EXPECT_EQ(wire::decode_error_reply(r->payload)->code, wire::ErrorCode::kUnknownOpcode);
+  EXPECT_EQ(wire::decode_error_reply(r->payload)->code, wire::BoardErrorCode::kUnknownOpcode);
   EXPECT_EQ(error_of(call(Opcode::kInfo, 4, std::vector<uint8_t>{1})).code,
-            wire::ErrorCode::kBadLength);
+            wire::BoardErrorCode::kBadLength);
   EXPECT_EQ(error_of(call(Opcode::kPulseBatch, 5, std::vector<uint8_t>(10, 0))).code,
-            wire::ErrorCode::kBadLength);
+            wire::BoardErrorCode::kBadLength);
   // An empty LOOP_RUN is a layout error (the 16-byte header is missing).
-  EXPECT_EQ(error_of(call(Opcode::kLoopRun, 6, {})).code, wire::ErrorCode::kBadLength);
+  EXPECT_EQ(error_of(call(Opcode::kLoopRun, 6, {})).code, wire::BoardErrorCode::kBadLength);
   // A well-formed one without a loaded program is out of range, and names why.
   wire::LoopRunRequest run;
   run.flags = wire::kLoopFirst;
   run.n_steps = 1;
   const auto e = error_of(call(Opcode::kLoopRun, 7, run.encode()));
-  EXPECT_EQ(e.code, wire::ErrorCode::kOutOfRange);
+  EXPECT_EQ(e.code, wire::BoardErrorCode::kOutOfRange);
   EXPECT_EQ(e.message, "LOOP_RUN: no loop program loaded");
 }
 
@@ -237,7 +237,8 @@ TEST_F(FirmwareTest, MixedBatchSetsAndResetsInOneRequest) {
   EXPECT_NE(e.message.find("RESET gate"), std::string::npos) << e.message;
   // reset_mask must be a subset of mask.
   wire::mask_set(q.reset_mask, 100);
-  EXPECT_EQ(error_of(call(Opcode::kPulseBatch, 9, q.encode())).code, wire::ErrorCode::kBadLength);
+  EXPECT_EQ(error_of(call(Opcode::kPulseBatch, 9, q.encode())).code,
+            wire::BoardErrorCode::kBadLength);
 }
 
 TEST_F(FirmwareTest, ReadSettleLetsDevicesRelaxBeforeReading) {
@@ -304,7 +305,7 @@ TEST(FirmwareGeometry, MaskBitsPastTheLastDeviceAreRefused) {
       fw.handle(session, wire::encode_frame(Opcode::kPulseBatch, 0, 1, q.encode())));
   ASSERT_TRUE(bad && (bad->header.flags & wire::kFlagError));
   auto e = wire::decode_error_reply(bad->payload);
-  EXPECT_EQ(e->code, wire::ErrorCode::kOutOfRange);
+  EXPECT_EQ(e->code, wire::BoardErrorCode::kOutOfRange);
   EXPECT_EQ(e->message, "PULSE_BATCH.mask bit 62: no such device (5 rows x 12 cols)");
   q.mask[7] = 0;
   wire::mask_set(q.mask, 59);  // the last device

@@ -9,7 +9,7 @@
 #include <tuple>
 
 #include "xbar/drivers/board.h"
-#include "xbar/drivers/loop.h"
+#include "xbar/drivers/loop_runner.h"
 #include "xbar/kernel/kernel.h"
 #include "xbar/kernel/loop_plan.h"
 #include "xbar/kernel/model.h"

@@ -91,7 +91,7 @@ TEST(LinkFaults, ABatchResentAfterARestartIsCountedTwice) {
   auto refused = wire::decode_frame(fw.handle(s, frame));
   ASSERT_TRUE(refused.has_value());
   ASSERT_TRUE(refused->header.flags & wire::kFlagError);
-  EXPECT_EQ(wire::decode_error_reply(refused->payload)->code, wire::ErrorCode::kRestarted);
+  EXPECT_EQ(wire::decode_error_reply(refused->payload)->code, wire::BoardErrorCode::kRestarted);
   uint32_t seq = 1000;  // a new one per query, or the reply cache answers
   const auto stats = [&] {
     const auto r = wire::decode_frame(fw.handle(
@@ -101,7 +101,7 @@ TEST(LinkFaults, ABatchResentAfterARestartIsCountedTwice) {
   EXPECT_EQ(stats().pulse_batches_repeated, 0u);
   auto again = wire::decode_frame(fw.handle(s, frame));  // no acknowledgment: refused again
   ASSERT_TRUE(again.has_value());
-  EXPECT_EQ(wire::decode_error_reply(again->payload)->code, wire::ErrorCode::kRestarted);
+  EXPECT_EQ(wire::decode_error_reply(again->payload)->code, wire::BoardErrorCode::kRestarted);
   EXPECT_EQ(stats().pulse_batches_repeated, 0u);
   // The blind resend, acknowledging the restart: executed, a second time.
   fw.handle(s,

@@ -1,7 +1,5 @@
 // The closed loop: LOOP_LOAD / LOOP_RUN on the twin against the host-stepped reference, the
 // protocol rules of a run (blocks, BUSY, ABORT), and the step arithmetic.
-#include "xbar/drivers/loop.h"
-
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
@@ -10,7 +8,8 @@
 #include <random>
 
 #include "xbar/drivers/board.h"
-#include "xbar/wire/loop.h"
+#include "xbar/drivers/loop_runner.h"
+#include "xbar/wire/loop_program.h"
 
 namespace xbar {
 namespace {

@@ -774,7 +774,7 @@ TEST_F(UsbTransportTest, ReopenFindsTheRepluggedBoardAtItsNewDeviceNumber) {
   ASSERT_TRUE(frame.has_value());
   EXPECT_EQ(frame->header.seq, seq);
   ASSERT_TRUE(frame->header.flags & wire::kFlagError);
-  EXPECT_EQ(wire::decode_error_reply(frame->payload)->code, wire::ErrorCode::kRestarted);
+  EXPECT_EQ(wire::decode_error_reply(frame->payload)->code, wire::BoardErrorCode::kRestarted);
 }
 
 // Another board where the lost one was: reopen() must not take it (program-verify would go on

@@ -93,7 +93,7 @@ TEST(Frame, RejectsUnknownOpcodeButAcceptsItInErrorReplies) {
   auto f = encode_frame(static_cast<Opcode>(0x42), 0, 1, {});
   EXPECT_EQ(decode_frame(f).error(), FrameError::kUnknownOpcode);
   auto e = encode_frame(static_cast<Opcode>(0x42), kFlagReply | kFlagError, 1,
-                        ErrorReply{ErrorCode::kUnknownOpcode, "x"}.encode());
+                        ErrorReply{BoardErrorCode::kUnknownOpcode, "x"}.encode());
   EXPECT_TRUE(decode_frame(e).has_value());
 }
 
@@ -180,7 +180,7 @@ TEST(Messages, InfoStatusVmmSimRoundTrips) {
   EXPECT_EQ(dg->g_uS[4095], 42.5f);
 
   EXPECT_FALSE(decode_wait_request(WaitRequest{WaitRequest::kMaxUs + 1}.encode()).has_value());
-  ErrorReply e{ErrorCode::kOutOfRange, "READ.array = 3: allowed 0..2"};
+  ErrorReply e{BoardErrorCode::kOutOfRange, "READ.array = 3: allowed 0..2"};
   auto de = decode_error_reply(e.encode());
   ASSERT_TRUE(de.has_value());
   EXPECT_EQ(de->message, e.message);

@@ -12,17 +12,17 @@ namespace xbar {
 
 namespace {
 
-ErrorCode map_board_error(wire::ErrorCode c) {
+ErrorCode map_board_error(wire::BoardErrorCode c) {
   switch (c) {
-    case wire::ErrorCode::kBadLength:
-    case wire::ErrorCode::kOutOfRange:
+    case wire::BoardErrorCode::kBadLength:
+    case wire::BoardErrorCode::kOutOfRange:
       return ErrorCode::kInvalidArgument;
-    case wire::ErrorCode::kUnsupported:
-    case wire::ErrorCode::kUnknownOpcode:
+    case wire::BoardErrorCode::kUnsupported:
+    case wire::BoardErrorCode::kUnknownOpcode:
       return ErrorCode::kUnsupported;
-    case wire::ErrorCode::kBusy:
+    case wire::BoardErrorCode::kBusy:
       return ErrorCode::kBusy;
-    case wire::ErrorCode::kAborted:
+    case wire::BoardErrorCode::kAborted:
       return ErrorCode::kCancelled;
     default:
       return ErrorCode::kBoardError;
@@ -176,12 +176,12 @@ Result<std::vector<uint8_t>> ProtocolClient::call(wire::Opcode op, std::span<con
       if (h.flags & wire::kFlagError) {
         auto e = wire::decode_error_reply(reply->payload);
         if (!e) return make_error(ErrorCode::kProtocol, "malformed error reply: " + e.error());
-        if (e->code == wire::ErrorCode::kBadFrame) {
+        if (e->code == wire::BoardErrorCode::kBadFrame) {
           // Our frame was damaged on the way: the board did not execute it. Send it again.
           last_problem = "board: " + e->message;
           break;
         }
-        if (e->code == wire::ErrorCode::kRestarted) {
+        if (e->code == wire::BoardErrorCode::kRestarted) {
           // The board lost its reply cache: a retry of a request it had executed would run
           // again. Requests that are safe to repeat go again at once (the refusal cleared the
           // board's flag); a pulse batch or a loop run goes back to its caller, which reads
@@ -198,8 +198,9 @@ Result<std::vector<uint8_t>> ProtocolClient::call(wire::Opcode op, std::span<con
           frame = wire::encode_frame(op, wire::kFlagAckRestart, seq, payload);
           break;
         }
-        return make_error(map_board_error(e->code), fmt::format("board: {} ({})", e->message,
-                                                                wire::error_code_name(e->code)));
+        return make_error(
+            map_board_error(e->code),
+            fmt::format("board: {} ({})", e->message, wire::board_error_code_name(e->code)));
       }
       if (h.opcode != op) {
         return make_error(ErrorCode::kProtocol,

@@ -13,7 +13,7 @@ namespace xbar::fwsim {
 
 namespace {
 
-using wire::ErrorCode;
+using wire::BoardErrorCode;
 using wire::Opcode;
 
 constexpr const char* kFirmwareVersion = "twin-0.3.0";
@@ -78,7 +78,7 @@ void Firmware::close_session(SessionId id) {
   sessions_.erase(id);
 }
 
-std::vector<uint8_t> Firmware::error_reply(const wire::Header& req, ErrorCode code,
+std::vector<uint8_t> Firmware::error_reply(const wire::Header& req, BoardErrorCode code,
                                            std::string msg) {
   last_error_ = static_cast<uint16_t>(code);
   const wire::ErrorReply e{code, std::move(msg)};
@@ -234,17 +234,17 @@ std::vector<uint8_t> Firmware::handle_locked(SessionId id, std::span<const uint8
       h.opcode = static_cast<Opcode>(request[5]);
       std::memcpy(&h.seq, request.data() + 8, 4);
     }
-    const ErrorCode code = frame.error() == wire::FrameError::kUnknownOpcode
-                               ? ErrorCode::kUnknownOpcode
-                               : ErrorCode::kBadFrame;
+    const BoardErrorCode code = frame.error() == wire::FrameError::kUnknownOpcode
+                                    ? BoardErrorCode::kUnknownOpcode
+                                    : BoardErrorCode::kBadFrame;
     std::string msg = fmt::format("{}", wire::frame_error_name(frame.error()));
-    if (code == ErrorCode::kUnknownOpcode) {
+    if (code == BoardErrorCode::kUnknownOpcode) {
       msg = fmt::format("opcode 0x{:02x}: not defined by protocol v1", request[5]);
     }
     return error_reply(h, code, std::move(msg));
   }
   if (frame->header.flags & wire::kFlagReply) {
-    return error_reply(frame->header, ErrorCode::kBadFrame,
+    return error_reply(frame->header, BoardErrorCode::kBadFrame,
                        "flags: REPLY bit set on a host->board frame");
   }
 
@@ -259,7 +259,7 @@ std::vector<uint8_t> Firmware::handle_locked(SessionId id, std::span<const uint8
     // A request that may depend on state lost in the restart (a retry of an executed pulse
     // batch whose reply was lost, a loop run) is refused, until the host acknowledges the
     // restart (a request with ACK_RESTART): a refusal lost on the link is sent again.
-    return error_reply(frame->header, ErrorCode::kRestarted,
+    return error_reply(frame->header, BoardErrorCode::kRestarted,
                        "the board restarted: reply cache, loop programs and any open run are "
                        "lost, conductances kept; this request was not executed");
   }
@@ -270,7 +270,7 @@ std::vector<uint8_t> Firmware::handle_locked(SessionId id, std::span<const uint8
       ++replays_served_;
       return c.reply;  // the retry rule: answered from the cache, never executed twice
     }
-    return error_reply(frame->header, ErrorCode::kSeqReused,
+    return error_reply(frame->header, BoardErrorCode::kSeqReused,
                        fmt::format("seq {}: reused for a different request within the last {}",
                                    frame->header.seq, kReplyCacheDepth));
   }
@@ -296,7 +296,7 @@ std::vector<uint8_t> Firmware::execute(SessionId session, const wire::Frame& f) 
   const Opcode op = f.header.opcode;
   if (run_open_ && !(op == Opcode::kStatus || op == Opcode::kAbort ||
                      (op == Opcode::kLoopRun && session == run_owner_))) {
-    return error_reply(f.header, ErrorCode::kBusy,
+    return error_reply(f.header, BoardErrorCode::kBusy,
                        "the board is running a loop; only STATUS/ABORT are served");
   }
   switch (op) {
@@ -313,7 +313,7 @@ std::vector<uint8_t> Firmware::execute(SessionId session, const wire::Frame& f) 
     case Opcode::kAbort: {
       if (!f.payload.empty()) {
         return error_reply(
-            f.header, ErrorCode::kBadLength,
+            f.header, BoardErrorCode::kBadLength,
             fmt::format("ABORT: payload must be empty, is {} bytes", f.payload.size()));
       }
       wire::AbortReply r;
@@ -339,12 +339,12 @@ std::vector<uint8_t> Firmware::execute(SessionId session, const wire::Frame& f) 
     case Opcode::kSimLink:
       return do_sim_link(f);
   }
-  return error_reply(f.header, ErrorCode::kUnknownOpcode, "opcode not handled");
+  return error_reply(f.header, BoardErrorCode::kUnknownOpcode, "opcode not handled");
 }
 
 std::vector<uint8_t> Firmware::do_info(const wire::Frame& f) {
   if (!f.payload.empty()) {
-    return error_reply(f.header, ErrorCode::kBadLength,
+    return error_reply(f.header, BoardErrorCode::kBadLength,
                        fmt::format("INFO: payload must be empty, is {} bytes", f.payload.size()));
   }
   return ok_reply(f.header, info_.encode());
@@ -352,7 +352,7 @@ std::vector<uint8_t> Firmware::do_info(const wire::Frame& f) {
 
 std::vector<uint8_t> Firmware::do_status(const wire::Frame& f) {
   if (!f.payload.empty()) {
-    return error_reply(f.header, ErrorCode::kBadLength,
+    return error_reply(f.header, BoardErrorCode::kBadLength,
                        fmt::format("STATUS: payload must be empty, is {} bytes", f.payload.size()));
   }
   wire::StatusReply s;
@@ -367,35 +367,35 @@ std::vector<uint8_t> Firmware::do_status(const wire::Frame& f) {
 
 std::vector<uint8_t> Firmware::do_read(const wire::Frame& f) {
   auto q = wire::decode_read_request(f.payload);
-  if (!q) return error_reply(f.header, ErrorCode::kBadLength, q.error());
+  if (!q) return error_reply(f.header, BoardErrorCode::kBadLength, q.error());
   const ChipProfile& p = profile_;
   if (q->array >= p.arrays) {
-    return error_reply(f.header, ErrorCode::kOutOfRange,
+    return error_reply(f.header, BoardErrorCode::kOutOfRange,
                        fmt::format("READ.array = {}: allowed 0..{}", q->array, p.arrays - 1));
   }
   if (q->gain_index >= p.tia_gains_ohm.size()) {
-    return error_reply(f.header, ErrorCode::kOutOfRange,
+    return error_reply(f.header, BoardErrorCode::kOutOfRange,
                        fmt::format("READ.gain_index = {}: allowed 0..{}", q->gain_index,
                                    p.tia_gains_ohm.size() - 1));
   }
   if (q->n_avg < 1 || q->n_avg > kMaxReadAvg) {
-    return error_reply(f.header, ErrorCode::kOutOfRange,
+    return error_reply(f.header, BoardErrorCode::kOutOfRange,
                        fmt::format("READ.n_avg = {}: allowed 1..{}", q->n_avg, kMaxReadAvg));
   }
   if (q->settle_ms > wire::ReadRequest::kMaxSettleMs) {
-    return error_reply(f.header, ErrorCode::kOutOfRange,
+    return error_reply(f.header, BoardErrorCode::kOutOfRange,
                        fmt::format("READ.settle_ms = {}: allowed 0..{}", q->settle_ms,
                                    wire::ReadRequest::kMaxSettleMs));
   }
   const size_t cells = static_cast<size_t>(p.rows) * p.cols;
   if (q->cells.size() > cells) {
-    return error_reply(f.header, ErrorCode::kOutOfRange,
+    return error_reply(f.header, BoardErrorCode::kOutOfRange,
                        fmt::format("READ.n_cells = {}: allowed 1..{}", q->cells.size(), cells));
   }
   for (size_t i = 0; i < q->cells.size(); ++i) {
     const wire::Cell c = q->cells[i];
     if (c.row >= p.rows || c.col >= p.cols) {
-      return error_reply(f.header, ErrorCode::kOutOfRange,
+      return error_reply(f.header, BoardErrorCode::kOutOfRange,
                          fmt::format("READ.cells[{}] = (row {}, col {}): allowed rows 0..{}, "
                                      "cols 0..{}",
                                      i, c.row, c.col, p.rows - 1, p.cols - 1));
@@ -439,10 +439,10 @@ std::vector<uint8_t> Firmware::do_pulse_batch(const wire::Frame& f) {
   const ChipProfile& p = profile_;
   const size_t cells = static_cast<size_t>(p.rows) * p.cols;
   auto q = wire::decode_pulse_batch_request(f.payload, (cells + 7) / 8);
-  if (!q) return error_reply(f.header, ErrorCode::kBadLength, q.error());
+  if (!q) return error_reply(f.header, BoardErrorCode::kBadLength, q.error());
   if (q->array >= p.arrays) {
     return error_reply(
-        f.header, ErrorCode::kOutOfRange,
+        f.header, BoardErrorCode::kOutOfRange,
         fmt::format("PULSE_BATCH.array = {}: allowed 0..{}", q->array, p.arrays - 1));
   }
   const double lsb_V = (p.dac_v_max_V - p.dac_v_min_V) / ((1u << p.dac_bits) - 1);
@@ -453,7 +453,7 @@ std::vector<uint8_t> Firmware::do_pulse_batch(const wire::Frame& f) {
   // no device. Counted in n_devices but never pulsed, they made n_pulsed < n_devices.
   for (size_t i = cells; i < q->mask.size() * 8; ++i) {
     if (wire::mask_test(q->mask, i)) {
-      return error_reply(f.header, ErrorCode::kOutOfRange,
+      return error_reply(f.header, BoardErrorCode::kOutOfRange,
                          fmt::format("PULSE_BATCH.mask bit {}: no such device ({} rows x {} cols)",
                                      i, p.rows, p.cols));
     }
@@ -479,19 +479,19 @@ std::vector<uint8_t> Firmware::do_pulse_batch(const wire::Frame& f) {
     const char* pol = set ? "SET" : "RESET";
     const double v = volts(c.v_code), g = volts(c.gate_code);
     if (c.v_code >= (1u << p.dac_bits) || !in_range(v, v_range)) {
-      return error_reply(f.header, ErrorCode::kOutOfRange,
+      return error_reply(f.header, BoardErrorCode::kOutOfRange,
                          fmt::format("PULSE_BATCH.v_code[{}] (row {}, col {}) = {} -> {:.3f} V: "
                                      "{} voltage allowed {:.3f}..{:.3f} V",
                                      k, row, col, c.v_code, v, pol, v_range.lo, v_range.hi));
     }
     if (c.gate_code >= (1u << p.dac_bits) || !in_range(g, g_range)) {
-      return error_reply(f.header, ErrorCode::kOutOfRange,
+      return error_reply(f.header, BoardErrorCode::kOutOfRange,
                          fmt::format("PULSE_BATCH.gate_code[{}] (row {}, col {}) = {} -> {:.3f} V: "
                                      "{} gate allowed {:.3f}..{:.3f} V",
                                      k, row, col, c.gate_code, g, pol, g_range.lo, g_range.hi));
     }
     if (c.width_code < 1 || c.width_code > p.width_max_code) {
-      return error_reply(f.header, ErrorCode::kOutOfRange,
+      return error_reply(f.header, BoardErrorCode::kOutOfRange,
                          fmt::format("PULSE_BATCH.width_code[{}] (row {}, col {}) = {}: allowed "
                                      "1..{} (x {} ns)",
                                      k, row, col, c.width_code, p.width_max_code, p.width_step_ns));
@@ -517,19 +517,19 @@ std::vector<uint8_t> Firmware::do_pulse_batch(const wire::Frame& f) {
 std::vector<uint8_t> Firmware::do_vmm(const wire::Frame& f) {
   const ChipProfile& p = profile_;
   auto q = wire::decode_vmm_request(f.payload, static_cast<size_t>(p.rows));
-  if (!q) return error_reply(f.header, ErrorCode::kBadLength, q.error());
+  if (!q) return error_reply(f.header, BoardErrorCode::kBadLength, q.error());
   if (q->array >= p.arrays) {
-    return error_reply(f.header, ErrorCode::kOutOfRange,
+    return error_reply(f.header, BoardErrorCode::kOutOfRange,
                        fmt::format("VMM.array = {}: allowed 0..{}", q->array, p.arrays - 1));
   }
   if (q->gain_index >= p.tia_gains_ohm.size()) {
-    return error_reply(f.header, ErrorCode::kOutOfRange,
+    return error_reply(f.header, BoardErrorCode::kOutOfRange,
                        fmt::format("VMM.gain_index = {}: allowed 0..{}", q->gain_index,
                                    p.tia_gains_ohm.size() - 1));
   }
   if (q->n_vectors < 1 || q->n_vectors > kMaxVmmVectors) {
     return error_reply(
-        f.header, ErrorCode::kOutOfRange,
+        f.header, BoardErrorCode::kOutOfRange,
         fmt::format("VMM.n_vectors = {}: allowed 1..{}", q->n_vectors, kMaxVmmVectors));
   }
   wire::VmmReply r;
@@ -549,11 +549,11 @@ std::vector<uint8_t> Firmware::do_vmm(const wire::Frame& f) {
 std::vector<uint8_t> Firmware::do_loop_load(const wire::Frame& f) {
   const ChipProfile& p = profile_;
   auto q = wire::decode_loop_load_request(f.payload);
-  if (!q) return error_reply(f.header, ErrorCode::kBadLength, q.error());
+  if (!q) return error_reply(f.header, BoardErrorCode::kBadLength, q.error());
   if (auto e = wire::check_loop_programs(q->programs, p.arrays, p.rows, p.cols,
                                          static_cast<int>(p.tia_gains_ohm.size()));
       !e.empty()) {
-    return error_reply(f.header, ErrorCode::kOutOfRange, e);
+    return error_reply(f.header, BoardErrorCode::kOutOfRange, e);
   }
   loop_programs_ = std::move(q->programs);
   loop_max_steps_ = wire::loop_max_block_steps(loop_programs_);
@@ -566,13 +566,13 @@ std::vector<uint8_t> Firmware::do_loop_load(const wire::Frame& f) {
 std::vector<uint8_t> Firmware::do_loop_run(SessionId session, const wire::Frame& f) {
   const ChipProfile& p = profile_;
   auto q = wire::decode_loop_run_request(f.payload);
-  if (!q) return error_reply(f.header, ErrorCode::kBadLength, q.error());
+  if (!q) return error_reply(f.header, BoardErrorCode::kBadLength, q.error());
   if (loop_programs_.empty()) {
-    return error_reply(f.header, ErrorCode::kOutOfRange, "LOOP_RUN: no loop program loaded");
+    return error_reply(f.header, BoardErrorCode::kOutOfRange, "LOOP_RUN: no loop program loaded");
   }
   if (q->n_steps < 1 || q->n_steps > loop_max_steps_) {
     return error_reply(
-        f.header, ErrorCode::kOutOfRange,
+        f.header, BoardErrorCode::kOutOfRange,
         fmt::format("LOOP_RUN.n_steps = {}: allowed 1..{}", q->n_steps, loop_max_steps_));
   }
   size_t n_in = 0, n_out = 0;
@@ -581,35 +581,36 @@ std::vector<uint8_t> Firmware::do_loop_run(SessionId session, const wire::Frame&
     n_out += prog.outputs.size();
   }
   if (q->inputs.size() != size_t{q->n_steps} * n_in) {
-    return error_reply(f.header, ErrorCode::kBadLength,
+    return error_reply(f.header, BoardErrorCode::kBadLength,
                        fmt::format("LOOP_RUN: {} input codes, n_steps = {} x {} taps needs {}",
                                    q->inputs.size(), q->n_steps, n_in, size_t{q->n_steps} * n_in));
   }
   const bool first = q->flags & wire::kLoopFirst;
   const bool resume = q->flags & wire::kLoopResume;
   if (resume && !first) {
-    return error_reply(f.header, ErrorCode::kOutOfRange,
+    return error_reply(f.header, BoardErrorCode::kOutOfRange,
                        "LOOP_RUN: RESUME is only allowed on a FIRST block");
   }
   if (first) {
     if (run_open_) {
-      return error_reply(f.header, ErrorCode::kOutOfRange, "LOOP_RUN: FIRST while a run is open");
+      return error_reply(f.header, BoardErrorCode::kOutOfRange,
+                         "LOOP_RUN: FIRST while a run is open");
     }
     if (q->block_index != 0) {
       return error_reply(
-          f.header, ErrorCode::kOutOfRange,
+          f.header, BoardErrorCode::kOutOfRange,
           fmt::format("LOOP_RUN.block_index = {}: a FIRST block is 0", q->block_index));
     }
   } else {
     if (!run_open_) {
       if (run_aborted_) {
-        return error_reply(f.header, ErrorCode::kAborted, "LOOP_RUN: the run was aborted");
+        return error_reply(f.header, BoardErrorCode::kAborted, "LOOP_RUN: the run was aborted");
       }
-      return error_reply(f.header, ErrorCode::kOutOfRange, "LOOP_RUN: no run is open (FIRST)");
+      return error_reply(f.header, BoardErrorCode::kOutOfRange, "LOOP_RUN: no run is open (FIRST)");
     }
     if (q->block_index != run_next_block_) {
       return error_reply(
-          f.header, ErrorCode::kOutOfRange,
+          f.header, BoardErrorCode::kOutOfRange,
           fmt::format("LOOP_RUN.block_index = {}: expected {}", q->block_index, run_next_block_));
     }
   }
@@ -618,7 +619,7 @@ std::vector<uint8_t> Firmware::do_loop_run(SessionId session, const wire::Frame&
     for (const wire::LoopProgram& prog : loop_programs_) n_state += wire::loop_state_codes(prog);
     if (q->state.size() != n_state) {
       return error_reply(
-          f.header, ErrorCode::kOutOfRange,
+          f.header, BoardErrorCode::kOutOfRange,
           fmt::format("LOOP_RUN.n_state = {}: the loaded programs have {} state codes "
                       "(one per route, two with error feedback)",
                       q->state.size(), n_state));
@@ -630,7 +631,7 @@ std::vector<uint8_t> Firmware::do_loop_run(SessionId session, const wire::Frame&
         const int lim = residual ? 128 : prog.clamp;
         if (std::abs(int{q->state[at]}) > lim) {
           return error_reply(
-              f.header, ErrorCode::kOutOfRange,
+              f.header, BoardErrorCode::kOutOfRange,
               fmt::format("LOOP_RUN.state[{}] = {}: allowed -{}..{} (program {} {})", at,
                           q->state[at], lim, lim, prog.array, residual ? "residual" : "clamp"));
         }
@@ -639,7 +640,7 @@ std::vector<uint8_t> Firmware::do_loop_run(SessionId session, const wire::Frame&
   }
   const uint32_t steps_before = first ? (resume ? q->start_step : 0) : run_steps_;
   if (uint64_t{steps_before} + q->n_steps > wire::kMaxLoopRunSteps) {
-    return error_reply(f.header, ErrorCode::kOutOfRange,
+    return error_reply(f.header, BoardErrorCode::kOutOfRange,
                        fmt::format("LOOP_RUN: a run is at most {} steps", wire::kMaxLoopRunSteps));
   }
   if (first) {
@@ -702,7 +703,7 @@ std::vector<uint8_t> Firmware::do_loop_run(SessionId session, const wire::Frame&
 
 std::vector<uint8_t> Firmware::do_wait(const wire::Frame& f) {
   auto q = wire::decode_wait_request(f.payload);
-  if (!q) return error_reply(f.header, ErrorCode::kOutOfRange, q.error());
+  if (!q) return error_reply(f.header, BoardErrorCode::kOutOfRange, q.error());
   chip_.advance_ns(uint64_t{q->duration_us} * 1000);
   wire::WaitReply r;
   r.uptime_ns = chip_.now_ns();
@@ -711,10 +712,10 @@ std::vector<uint8_t> Firmware::do_wait(const wire::Frame& f) {
 
 std::vector<uint8_t> Firmware::do_sim_fault_map(const wire::Frame& f) {
   auto q = wire::decode_array_request(f.payload);
-  if (!q) return error_reply(f.header, ErrorCode::kBadLength, q.error());
+  if (!q) return error_reply(f.header, BoardErrorCode::kBadLength, q.error());
   if (q->array >= profile_.arrays) {
     return error_reply(
-        f.header, ErrorCode::kOutOfRange,
+        f.header, BoardErrorCode::kOutOfRange,
         fmt::format("SIM_FAULT_MAP.array = {}: allowed 0..{}", q->array, profile_.arrays - 1));
   }
   wire::SimFaultMapReply r;
@@ -729,10 +730,10 @@ std::vector<uint8_t> Firmware::do_sim_fault_map(const wire::Frame& f) {
 
 std::vector<uint8_t> Firmware::do_sim_ground_truth(const wire::Frame& f) {
   auto q = wire::decode_array_request(f.payload);
-  if (!q) return error_reply(f.header, ErrorCode::kBadLength, q.error());
+  if (!q) return error_reply(f.header, BoardErrorCode::kBadLength, q.error());
   if (q->array >= profile_.arrays) {
     return error_reply(
-        f.header, ErrorCode::kOutOfRange,
+        f.header, BoardErrorCode::kOutOfRange,
         fmt::format("SIM_GROUND_TRUTH.array = {}: allowed 0..{}", q->array, profile_.arrays - 1));
   }
   wire::SimGroundTruthReply r;
@@ -747,16 +748,16 @@ std::vector<uint8_t> Firmware::do_sim_ground_truth(const wire::Frame& f) {
 
 std::vector<uint8_t> Firmware::do_sim_inject_fault(const wire::Frame& f) {
   auto q = wire::decode_sim_inject_fault_request(f.payload);
-  if (!q) return error_reply(f.header, ErrorCode::kBadLength, q.error());
+  if (!q) return error_reply(f.header, BoardErrorCode::kBadLength, q.error());
   const ChipProfile& p = profile_;
   if (q->array >= p.arrays || q->row >= p.rows || q->col >= p.cols) {
-    return error_reply(f.header, ErrorCode::kOutOfRange,
+    return error_reply(f.header, BoardErrorCode::kOutOfRange,
                        fmt::format("SIM_INJECT_FAULT: (array {}, row {}, col {}) outside "
                                    "{} arrays x {} rows x {} cols",
                                    q->array, q->row, q->col, p.arrays, p.rows, p.cols));
   }
   if (!std::isnan(q->g_uS) && !(q->g_uS >= 0 && q->g_uS <= 10000)) {
-    return error_reply(f.header, ErrorCode::kOutOfRange,
+    return error_reply(f.header, BoardErrorCode::kOutOfRange,
                        fmt::format("SIM_INJECT_FAULT.g_uS = {}: allowed 0..10000 or NaN", q->g_uS));
   }
   chip_.inject_fault(q->array, q->row, q->col, q->fault, q->g_uS);
@@ -765,7 +766,7 @@ std::vector<uint8_t> Firmware::do_sim_inject_fault(const wire::Frame& f) {
 
 std::vector<uint8_t> Firmware::do_sim_clock(const wire::Frame& f) {
   auto q = wire::decode_sim_clock_request(f.payload);
-  if (!q) return error_reply(f.header, ErrorCode::kBadLength, q.error());
+  if (!q) return error_reply(f.header, BoardErrorCode::kBadLength, q.error());
   if (q->op == wire::ClockOp::kAdvance) chip_.advance_ns(q->advance_ns);
   wire::SimClockReply r;
   r.now_ns = chip_.now_ns();
@@ -774,7 +775,7 @@ std::vector<uint8_t> Firmware::do_sim_clock(const wire::Frame& f) {
 
 std::vector<uint8_t> Firmware::do_sim_link(const wire::Frame& f) {
   auto q = wire::decode_sim_link_request(f.payload);
-  if (!q) return error_reply(f.header, ErrorCode::kBadLength, q.error());
+  if (!q) return error_reply(f.header, BoardErrorCode::kBadLength, q.error());
   if (q->op == wire::LinkOp::kSet) {
     link_ = q->faults;
     link_rng_ = q->faults.seed;

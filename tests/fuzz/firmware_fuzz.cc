@@ -27,7 +27,7 @@
 #include "xbar/fwsim/firmware.h"
 #include "xbar/fwsim/profile.h"
 #include "xbar/wire/frame.h"
-#include "xbar/wire/loop.h"
+#include "xbar/wire/loop_program.h"
 #include "xbar/wire/messages.h"
 
 using namespace xbar;
@@ -265,20 +265,22 @@ void exchange(fwsim::Firmware& fw, const fwsim::ChipProfile& prof, Model& model,
     FUZZ_CHECK(!e->message.empty(), "error reply without a message");
     err = *e;
   }
-  auto code_is = [&](ErrorCode c) { return err && err->code == c; };
+  auto code_is = [&](BoardErrorCode c) { return err && err->code == c; };
 
   auto f = decode_frame(req);
   if (!f) {
-    const ErrorCode want =
-        f.error() == FrameError::kUnknownOpcode ? ErrorCode::kUnknownOpcode : ErrorCode::kBadFrame;
+    const BoardErrorCode want = f.error() == FrameError::kUnknownOpcode
+                                    ? BoardErrorCode::kUnknownOpcode
+                                    : BoardErrorCode::kBadFrame;
     FUZZ_CHECK(code_is(want), fmt::format("a frame failing decode ({}) was answered otherwise",
                                           frame_error_name(f.error())));
     model.last_error = static_cast<uint16_t>(want);
     return;
   }
   if (f->header.flags & kFlagReply) {
-    FUZZ_CHECK(code_is(ErrorCode::kBadFrame), "a request with the REPLY bit was not BAD_FRAME");
-    model.last_error = static_cast<uint16_t>(ErrorCode::kBadFrame);
+    FUZZ_CHECK(code_is(BoardErrorCode::kBadFrame),
+               "a request with the REPLY bit was not BAD_FRAME");
+    model.last_error = static_cast<uint16_t>(BoardErrorCode::kBadFrame);
     return;
   }
   std::deque<Cached>& cache = model.cache[session];
@@ -288,9 +290,9 @@ void exchange(fwsim::Firmware& fw, const fwsim::ChipProfile& prof, Model& model,
       FUZZ_CHECK(reply == c.reply, "a retry was not answered with the cached reply");
       ++model.replays;
     } else {
-      FUZZ_CHECK(code_is(ErrorCode::kSeqReused),
+      FUZZ_CHECK(code_is(BoardErrorCode::kSeqReused),
                  fmt::format("seq {} reused with other bytes: not SEQ_REUSED", c.seq));
-      model.last_error = static_cast<uint16_t>(ErrorCode::kSeqReused);
+      model.last_error = static_cast<uint16_t>(BoardErrorCode::kSeqReused);
     }
     return;
   }
@@ -302,13 +304,14 @@ void exchange(fwsim::Firmware& fw, const fwsim::ChipProfile& prof, Model& model,
   const bool busy = model.run_open && op != Opcode::kStatus && op != Opcode::kAbort &&
                     !(op == Opcode::kLoopRun && session == model.run_owner);
   if (busy) {
-    FUZZ_CHECK(code_is(ErrorCode::kBusy), "a request during an open loop run was not BUSY");
+    FUZZ_CHECK(code_is(BoardErrorCode::kBusy), "a request during an open loop run was not BUSY");
   } else {
-    FUZZ_CHECK(!code_is(ErrorCode::kBusy), "BUSY while no loop run is open (for this session)");
+    FUZZ_CHECK(!code_is(BoardErrorCode::kBusy),
+               "BUSY while no loop run is open (for this session)");
   }
   if (err) {
-    FUZZ_CHECK(!code_is(ErrorCode::kBadFrame) && !code_is(ErrorCode::kSeqReused) &&
-                   !code_is(ErrorCode::kUnknownOpcode),
+    FUZZ_CHECK(!code_is(BoardErrorCode::kBadFrame) && !code_is(BoardErrorCode::kSeqReused) &&
+                   !code_is(BoardErrorCode::kUnknownOpcode),
                "a frame-level error for an executed request");
     model.last_error = static_cast<uint16_t>(err->code);
     return;

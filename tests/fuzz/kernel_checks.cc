@@ -7,7 +7,7 @@
 #include "fuzz_util.h"
 #include "xbar/kernel/loop_plan.h"
 #include "xbar/kernel/model.h"
-#include "xbar/wire/loop.h"
+#include "xbar/wire/loop_program.h"
 
 namespace xbar::fuzz {
 

@@ -21,7 +21,7 @@
 #include "xbar/v1/kernels.pb.h"
 #include "xbar/v1/models.pb.h"
 #include "xbar/wire/frame.h"
-#include "xbar/wire/loop.h"
+#include "xbar/wire/loop_program.h"
 #include "xbar/wire/messages.h"
 
 namespace fs = std::filesystem;
@@ -170,7 +170,7 @@ Bytes inject(uint8_t row, uint8_t col, FaultKind k, float g) {
 
 void wire_codec_seeds() {
   const std::string t = "wire_codec";
-  ErrorReply err{ErrorCode::kOutOfRange, "READ.array = 5: allowed 0..2"};
+  ErrorReply err{BoardErrorCode::kOutOfRange, "READ.array = 5: allowed 0..2"};
   InfoReply info;
   info.serial = "XS00000000000007";
   info.firmware_version = "twin-0.3.0";
@@ -180,8 +180,9 @@ void wire_codec_seeds() {
   write(t, "frame-read-request", cat({u8(0), encode_frame(Opcode::kRead, 0, 2, read_whole(0, 1))}));
   write(t, "frame-error-reply", cat({u8(0), encode_frame(Opcode::kRead, 3, 2, err.encode())}));
   write(t, "frame-error-reply-unknown-opcode",
-        cat({u8(24), encode_frame(static_cast<Opcode>(0x44), 3, 9,
-                                  ErrorReply{ErrorCode::kUnknownOpcode, "opcode 0x44"}.encode())}));
+        cat({u8(24),
+             encode_frame(static_cast<Opcode>(0x44), 3, 9,
+                          ErrorReply{BoardErrorCode::kUnknownOpcode, "opcode 0x44"}.encode())}));
   write(t, "frame-info-reply", cat({u8(25), encode_frame(Opcode::kInfo, 1, 1, info.encode())}));
   write(t, "frame-vmm", cat({u8(26), encode_frame(Opcode::kVmm, 0, 77, vmm(64, 1, true))}));
   {

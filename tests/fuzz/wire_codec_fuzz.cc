@@ -8,7 +8,8 @@
 //   == 1: the bytes are (u8 opcode, u16 flags, u32 seq, payload): encode_frame, then
 //     decode_frame gives back every field (or kUnknownOpcode for an opcode v1 does not define,
 //     unless the flags say error reply), and the CRC equals the reference CRC.
-//   else: one payload codec (messages.h, loop.h), some with geometry bytes first. An accepted
+//   else: one payload codec (messages.h, loop_program.h), some with geometry bytes first. An
+//   accepted
 //     payload re-encodes to as many bytes; decoding the re-encoding succeeds and encodes to the
 //     same bytes; for layouts without reserved or padded fields the re-encoding is the input.
 //     Plus each message's own invariants (masks, modes, loop programs run in bounds).
@@ -20,7 +21,7 @@
 
 #include "fuzz_util.h"
 #include "xbar/wire/frame.h"
-#include "xbar/wire/loop.h"
+#include "xbar/wire/loop_program.h"
 #include "xbar/wire/messages.h"
 
 using namespace xbar::wire;

@@ -9,7 +9,7 @@
 #include <memory>
 #include <numbers>
 
-#include "xbar/drivers/loop.h"
+#include "xbar/drivers/loop_runner.h"
 #include "xbar/kernel/loop_plan.h"
 #include "xbar/kernel/model.h"
 

@@ -35,27 +35,27 @@ constexpr size_t kMaxGains = 8;
 
 }  // namespace
 
-std::string_view error_code_name(ErrorCode c) {
+std::string_view board_error_code_name(BoardErrorCode c) {
   switch (c) {
-    case ErrorCode::kBadFrame:
+    case BoardErrorCode::kBadFrame:
       return "BAD_FRAME";
-    case ErrorCode::kUnknownOpcode:
+    case BoardErrorCode::kUnknownOpcode:
       return "UNKNOWN_OPCODE";
-    case ErrorCode::kBadLength:
+    case BoardErrorCode::kBadLength:
       return "BAD_LENGTH";
-    case ErrorCode::kOutOfRange:
+    case BoardErrorCode::kOutOfRange:
       return "OUT_OF_RANGE";
-    case ErrorCode::kBusy:
+    case BoardErrorCode::kBusy:
       return "BUSY";
-    case ErrorCode::kSeqReused:
+    case BoardErrorCode::kSeqReused:
       return "SEQ_REUSED";
-    case ErrorCode::kUnsupported:
+    case BoardErrorCode::kUnsupported:
       return "UNSUPPORTED";
-    case ErrorCode::kAborted:
+    case BoardErrorCode::kAborted:
       return "ABORTED";
-    case ErrorCode::kInternal:
+    case BoardErrorCode::kInternal:
       return "INTERNAL";
-    case ErrorCode::kRestarted:
+    case BoardErrorCode::kRestarted:
       return "RESTARTED";
   }
   return "UNKNOWN_ERROR";
@@ -93,7 +93,7 @@ std::vector<uint8_t> ErrorReply::encode() const {
 Decoded<ErrorReply> decode_error_reply(std::span<const uint8_t> p) {
   ByteReader r(p);
   ErrorReply e;
-  e.code = static_cast<ErrorCode>(r.get<uint16_t>());
+  e.code = static_cast<BoardErrorCode>(r.get<uint16_t>());
   const uint16_t n = r.get<uint16_t>();
   if (n > ErrorReply::kMaxErrorMessage) return bad("ERROR.message_len > 1024", p.size());
   auto m = r.get_bytes(n);

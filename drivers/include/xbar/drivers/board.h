@@ -14,7 +14,7 @@
 
 #include "xbar/drivers/error.h"
 #include "xbar/drivers/protocol_client.h"
-#include "xbar/wire/loop.h"
+#include "xbar/wire/loop_program.h"
 #include "xbar/wire/messages.h"
 
 namespace xbar {

@@ -18,7 +18,7 @@
 #include "xbar/fwsim/chip.h"
 #include "xbar/fwsim/profile.h"
 #include "xbar/wire/frame.h"
-#include "xbar/wire/loop.h"
+#include "xbar/wire/loop_program.h"
 #include "xbar/wire/messages.h"
 
 namespace xbar::fwsim {
@@ -93,7 +93,8 @@ class Firmware {
   };
 
   std::vector<uint8_t> execute(SessionId session, const wire::Frame& req);
-  std::vector<uint8_t> error_reply(const wire::Header& req, wire::ErrorCode code, std::string msg);
+  std::vector<uint8_t> error_reply(const wire::Header& req, wire::BoardErrorCode code,
+                                   std::string msg);
   std::vector<uint8_t> ok_reply(const wire::Header& req, std::span<const uint8_t> payload);
 
   std::vector<uint8_t> do_info(const wire::Frame& f);

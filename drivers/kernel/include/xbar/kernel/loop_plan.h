@@ -10,7 +10,7 @@
 
 #include "xbar/drivers/board.h"
 #include "xbar/kernel/kernel.h"
-#include "xbar/wire/loop.h"
+#include "xbar/wire/loop_program.h"
 
 namespace xbar::kernel {
 

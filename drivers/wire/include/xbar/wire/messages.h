@@ -13,7 +13,7 @@
 namespace xbar::wire {
 
 /// Error codes carried by ErrorReply (flags & kFlagError).
-enum class ErrorCode : uint16_t {
+enum class BoardErrorCode : uint16_t {
   kBadFrame = 1,       // CRC, truncation, magic, version: the frame was not executed
   kUnknownOpcode = 2,  // opcode not defined by protocol v1
   kBadLength = 3,      // payload length does not match the opcode's layout
@@ -27,13 +27,13 @@ enum class ErrorCode : uint16_t {
                        // watchdog): its volatile state (reply cache, loop programs, an open
                        // run) is gone, conductances are kept; this request was not executed
 };
-std::string_view error_code_name(ErrorCode c);
+std::string_view board_error_code_name(BoardErrorCode c);
 
 template <typename T>
 using Decoded = std::expected<T, std::string>;
 
 struct ErrorReply {
-  ErrorCode code = ErrorCode::kInternal;
+  BoardErrorCode code = BoardErrorCode::kInternal;
   std::string message;  // UTF-8, at most kMaxErrorMessage bytes, names the field and range
   static constexpr size_t kMaxErrorMessage = 1024;
   std::vector<uint8_t> encode() const;
@@ -81,7 +81,7 @@ enum class BoardState : uint8_t { kIdle = 0, kLoopRunning = 1 };
 
 struct StatusReply {
   BoardState state = BoardState::kIdle;
-  uint16_t last_error = 0;      // ErrorCode of the last error reply, 0 if none
+  uint16_t last_error = 0;      // BoardErrorCode of the last error reply, 0 if none
   uint64_t uptime_ns = 0;       // board clock (the twin's virtual clock)
   uint64_t ops_executed = 0;    // requests executed (replays from the cache not counted)
   uint64_t pulses_applied = 0;  // device pulses since power-on

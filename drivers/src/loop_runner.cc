@@ -1,4 +1,4 @@
-#include "xbar/drivers/loop.h"
+#include "xbar/drivers/loop_runner.h"
 
 #include <fmt/format.h>
 

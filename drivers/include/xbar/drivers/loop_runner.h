@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "xbar/drivers/board.h"
-#include "xbar/wire/loop.h"
+#include "xbar/wire/loop_program.h"
 
 namespace xbar {
 

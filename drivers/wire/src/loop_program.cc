@@ -1,4 +1,4 @@
-#include "xbar/wire/loop.h"
+#include "xbar/wire/loop_program.h"
 
 #include <fmt/format.h>
 
