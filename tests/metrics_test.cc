@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "http_endpoint.h"
+#include "xbar/status_names.h"
 
 namespace xbar::server {
 namespace {
@@ -250,9 +251,9 @@ TEST(Metrics, XbardFamilies) {
   for (const std::string& line : lines) {
     EXPECT_NE(text.find(line), std::string::npos) << line << "\nin\n" << text;
   }
-  EXPECT_EQ(status_code_name(16), "UNAUTHENTICATED");
-  EXPECT_EQ(status_code_name(17), "UNKNOWN");
-  EXPECT_EQ(status_code_name(-1), "UNKNOWN");
+  EXPECT_EQ(xbar::status_code_name(16), "UNAUTHENTICATED");
+  EXPECT_EQ(xbar::status_code_name(17), "UNKNOWN");
+  EXPECT_EQ(xbar::status_code_name(-1), "UNKNOWN");
   EXPECT_THROW(XbardMetrics(reg, "again"), std::invalid_argument);
 }
 

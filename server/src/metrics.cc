@@ -364,8 +364,6 @@ std::string Registry::render() const {
 
 // ---- xbard ----
 
-std::string_view status_code_name(int code) { return xbar::status_code_name(code); }
-
 XbardMetrics::XbardMetrics(Registry& registry, std::string_view version)
     : requests(registry.counter("xbar_requests_total",
                                 "gRPC requests finished, by method and status code.",
@@ -398,7 +396,7 @@ XbardMetrics::XbardMetrics(Registry& registry, std::string_view version)
 }
 
 void XbardMetrics::record_request(std::string_view method, int code, double seconds) {
-  requests.with({method, status_code_name(code)}).inc();
+  requests.with({method, xbar::status_code_name(code)}).inc();
   request_duration.with({method}).observe(seconds);
 }
 

@@ -192,10 +192,6 @@ class Registry {
   std::map<std::string, std::unique_ptr<detail::FamilyBase>, std::less<>> families_;
 };
 
-/// The canonical gRPC name of a status code (0 "OK" .. 16 "UNAUTHENTICATED"), for the `code`
-/// label; "UNKNOWN" outside that range. Kept free of gRPC headers: pass int(status.error_code()).
-std::string_view status_code_name(int code);
-
 /// The families xbard exports, registered in `registry` by the constructor (which can run only
 /// once per registry: the names are taken). Members are references into the registry.
 struct XbardMetrics {
