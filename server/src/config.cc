@@ -7,6 +7,8 @@
 #include <set>
 #include <sstream>
 
+#include "xbar/drivers/error.h"  // XBAR_RETURN_IF_ERROR
+
 namespace xbar::server {
 
 namespace {
@@ -83,170 +85,185 @@ std::string DaemonConfig::board_uri() const {
   return serial.empty() ? "usb:" : "usb:serial=" + serial;
 }
 
+namespace {
+
+using Status = std::expected<void, std::string>;
+
+// A string setting: left as it was when absent.
+Status read_string(const YAML::Node& n, const std::string& key, std::string& out) {
+  if (!n) return {};
+  auto v = get_string(n, key);
+  if (!v) return Err(v.error());
+  out = *v;
+  return {};
+}
+
+// A number in [lo, hi], as a double.
+std::expected<double, std::string> read_number(const YAML::Node& v, const std::string& key,
+                                               double lo, double hi) {
+  double x = 0;
+  try {
+    if (!v.IsScalar()) throw YAML::Exception(YAML::Mark::null_mark(), "");
+    x = v.as<double>();
+  } catch (const YAML::Exception&) {
+    return Err(fmt::format("{}: expected a number, got {}", key, describe(v)));
+  }
+  if (!(x >= lo && x <= hi)) return Err(fmt::format("{} = {}: allowed {}..{}", key, x, lo, hi));
+  return x;
+}
+
+Status parse_security(const YAML::Node& s, DaemonConfig& c) {
+  XBAR_RETURN_IF_ERROR(
+      check_keys(s, "security", {"token_file", "tls_cert", "tls_key", "tls_client_ca"}));
+  for (auto [key, out] : {std::pair{"token_file", &c.token_file},
+                          {"tls_cert", &c.tls_cert},
+                          {"tls_key", &c.tls_key},
+                          {"tls_client_ca", &c.tls_client_ca}}) {
+    XBAR_RETURN_IF_ERROR(read_string(s[key], std::string("security.") + key, *out));
+  }
+  return {};
+}
+
+Status parse_scheduling(const YAML::Node& s, DaemonConfig& c) {
+  XBAR_RETURN_IF_ERROR(
+      check_keys(s, "scheduling", {"busy_policy", "max_queue", "stream_idle_timeout_s"}));
+  XBAR_RETURN_IF_ERROR(read_string(s["busy_policy"], "scheduling.busy_policy", c.busy_policy));
+  if (s["max_queue"]) {
+    auto v = get_u64(s["max_queue"], "scheduling.max_queue");
+    if (!v) return Err(v.error());
+    if (*v < 1 || *v > 1'000'000) {
+      return Err(fmt::format("scheduling.max_queue = {}: allowed 1..1000000", *v));
+    }
+    c.max_queue = *v;
+  }
+  if (const YAML::Node t = s["stream_idle_timeout_s"]) {
+    auto x = read_number(t, "scheduling.stream_idle_timeout_s", 0.1, 86400);
+    if (!x) return Err(x.error());
+    c.stream_idle_timeout_s = *x;
+  }
+  return {};
+}
+
+Status parse_retention(const YAML::Node& s, DaemonConfig& c) {
+  XBAR_RETURN_IF_ERROR(check_keys(s, "retention", {"keep_inactive"}));
+  if (const YAML::Node k = s["keep_inactive"]) {
+    if (!k.IsScalar()) {
+      return Err(
+          fmt::format("retention.keep_inactive: expected a count or all, got {}", describe(k)));
+    }
+    auto v = parse_keep_inactive(k.Scalar(), "retention.keep_inactive");
+    if (!v) return Err(v.error());
+    c.keep_inactive = *v;
+  }
+  return {};
+}
+
+Status parse_board(const YAML::Node& b, DaemonConfig& c) {
+  XBAR_RETURN_IF_ERROR(
+      check_keys(b, "board", {"backend", "profile", "seed", "noise_seed", "address", "serial"}));
+  XBAR_RETURN_IF_ERROR(read_string(b["backend"], "board.backend", c.backend));
+  XBAR_RETURN_IF_ERROR(read_string(b["profile"], "board.profile", c.profile));
+  XBAR_RETURN_IF_ERROR(read_string(b["address"], "board.address", c.address));
+  XBAR_RETURN_IF_ERROR(read_string(b["serial"], "board.serial", c.serial));
+  for (auto [key, out] : {std::pair{"seed", &c.seed}, {"noise_seed", &c.noise_seed}}) {
+    if (!b[key]) continue;
+    auto v = get_u64(b[key], std::string("board.") + key);
+    if (!v) return Err(v.error());
+    *out = *v;
+  }
+  return {};
+}
+
+Status parse_program_verify(const YAML::Node& pv, ProgramVerifyConfig& p) {
+  struct Num {
+    const char* key;
+    double* out;
+    double lo, hi;
+  };
+  double n_avg = p.verify.n_avg, settle_ms = p.verify.settle_ms, gain = p.verify.gain_index;
+  double max_rounds = p.max_rounds, max_retries = p.max_retries, max_wait = p.max_wait_reads;
+  const Num nums[] = {
+      {"tol_uS", &p.tol_uS, 1e-3, 100},
+      {"tol_rel", &p.tol_rel, 0, 1},
+      {"verify_margin_uS", &p.verify_margin_uS, 0, 50},
+      {"reopen_margin_uS", &p.reopen_margin_uS, 0, 50},
+      {"max_rounds", &max_rounds, 1, 1000},
+      {"max_wait_reads", &max_wait, 1, 100},
+      {"max_retries", &max_retries, 1, 100},
+      {"verify_n_avg", &n_avg, 1, 64},
+      {"verify_settle_ms", &settle_ms, 0, 10000},
+      {"verify_gain_index", &gain, 0, 7},
+      {"target_min_uS", &p.target_min_uS, 0, 1e4},
+      {"target_max_uS", &p.target_max_uS, 0, 1e4},
+      {"set_v_V", &p.set_v_V, 0, 10},
+      {"set_compliance_uS_per_V", &p.set_compliance_uS_per_V, 1, 1e4},
+      {"set_gate_threshold_V", &p.set_gate_threshold_V, 0, 5},
+      {"reset_gate_V", &p.reset_gate_V, 0, 10},
+      {"reset_rate_per_V", &p.reset_rate_per_V, 1e-3, 100},
+      {"reset_v_threshold_V", &p.reset_v_threshold_V, 0, 5},
+      {"width_ns", &p.width_ns, 1, 1e6},
+      {"reset_width_ns", &p.reset_width_ns, 1, 1e6},
+  };
+  std::set<std::string> keys;
+  for (const Num& n : nums) keys.insert(n.key);
+  XBAR_RETURN_IF_ERROR(check_keys(pv, "program_verify", keys));
+  for (const Num& n : nums) {
+    const YAML::Node v = pv[n.key];
+    if (!v) continue;
+    auto x = read_number(v, std::string("program_verify.") + n.key, n.lo, n.hi);
+    if (!x) return Err(x.error());
+    *n.out = *x;
+  }
+  p.max_rounds = static_cast<int>(max_rounds);
+  p.max_retries = static_cast<int>(max_retries);
+  p.max_wait_reads = static_cast<int>(max_wait);
+  p.verify.n_avg = static_cast<int>(n_avg);
+  p.verify.settle_ms = static_cast<int>(settle_ms);
+  p.verify.gain_index = static_cast<int>(gain);
+  if (p.target_max_uS <= p.target_min_uS) {
+    return Err("program_verify.target_max_uS must be > target_min_uS");
+  }
+  return {};
+}
+
+Status parse_sections(const YAML::Node& root, DaemonConfig& c) {
+  XBAR_RETURN_IF_ERROR(check_keys(root, "<top>",
+                                  {"listen", "board", "state_dir", "log_level", "program_verify",
+                                   "metrics_listen", "security", "scheduling", "retention"}));
+  XBAR_RETURN_IF_ERROR(read_string(root["listen"], "listen", c.listen));
+  XBAR_RETURN_IF_ERROR(read_string(root["state_dir"], "state_dir", c.state_dir));
+  XBAR_RETURN_IF_ERROR(read_string(root["log_level"], "log_level", c.log_level));
+  XBAR_RETURN_IF_ERROR(read_string(root["metrics_listen"], "metrics_listen", c.metrics_listen));
+  // A section may hold only comments (null).
+  if (const YAML::Node s = root["security"]; s && !s.IsNull()) {
+    XBAR_RETURN_IF_ERROR(parse_security(s, c));
+  }
+  if (const YAML::Node s = root["scheduling"]; s && !s.IsNull()) {
+    XBAR_RETURN_IF_ERROR(parse_scheduling(s, c));
+  }
+  if (const YAML::Node s = root["retention"]; s && !s.IsNull()) {
+    XBAR_RETURN_IF_ERROR(parse_retention(s, c));
+  }
+  if (const YAML::Node b = root["board"]) XBAR_RETURN_IF_ERROR(parse_board(b, c));
+  if (const YAML::Node pv = root["program_verify"]) {
+    XBAR_RETURN_IF_ERROR(parse_program_verify(pv, c.program_verify));
+  }
+  return check_settings(c);
+}
+
+}  // namespace
+
 std::expected<DaemonConfig, std::string> parse_config(const std::string& yaml_text,
                                                       const std::string& origin) {
-  auto fail = [&](const std::string& m) { return Err(fmt::format("{}: {}", origin, m)); };
   YAML::Node root;
   try {
     root = YAML::Load(yaml_text);
   } catch (const YAML::Exception& e) {
-    return fail(fmt::format("YAML syntax error at line {}: {}", e.mark.line + 1, e.msg));
+    return Err(fmt::format("{}: YAML syntax error at line {}: {}", origin, e.mark.line + 1, e.msg));
   }
   DaemonConfig c;
   if (root.IsNull()) return c;
-  if (auto r = check_keys(root, "<top>",
-                          {"listen", "board", "state_dir", "log_level", "program_verify",
-                           "metrics_listen", "security", "scheduling", "retention"});
-      !r) {
-    return fail(r.error());
-  }
-  auto str = [&](const YAML::Node& n, const std::string& key,
-                 std::string& out) -> std::expected<void, std::string> {
-    if (!n) return {};
-    auto v = get_string(n, key);
-    if (!v) return Err(v.error());
-    out = *v;
-    return {};
-  };
-  if (auto r = str(root["listen"], "listen", c.listen); !r) return fail(r.error());
-  if (auto r = str(root["state_dir"], "state_dir", c.state_dir); !r) return fail(r.error());
-  if (auto r = str(root["log_level"], "log_level", c.log_level); !r) return fail(r.error());
-  if (auto r = str(root["metrics_listen"], "metrics_listen", c.metrics_listen); !r) {
-    return fail(r.error());
-  }
-  if (const YAML::Node s = root["security"]; s && !s.IsNull()) {  // may hold only comments
-    if (auto r = check_keys(s, "security", {"token_file", "tls_cert", "tls_key", "tls_client_ca"});
-        !r) {
-      return fail(r.error());
-    }
-    for (auto [key, out] : {std::pair{"token_file", &c.token_file},
-                            {"tls_cert", &c.tls_cert},
-                            {"tls_key", &c.tls_key},
-                            {"tls_client_ca", &c.tls_client_ca}}) {
-      if (auto r = str(s[key], std::string("security.") + key, *out); !r) return fail(r.error());
-    }
-  }
-  if (const YAML::Node s = root["scheduling"]; s && !s.IsNull()) {
-    if (auto r = check_keys(s, "scheduling", {"busy_policy", "max_queue", "stream_idle_timeout_s"});
-        !r) {
-      return fail(r.error());
-    }
-    if (auto r = str(s["busy_policy"], "scheduling.busy_policy", c.busy_policy); !r) {
-      return fail(r.error());
-    }
-    if (s["max_queue"]) {
-      auto v = get_u64(s["max_queue"], "scheduling.max_queue");
-      if (!v) return fail(v.error());
-      if (*v < 1 || *v > 1'000'000) {
-        return fail(fmt::format("scheduling.max_queue = {}: allowed 1..1000000", *v));
-      }
-      c.max_queue = *v;
-    }
-    if (const YAML::Node t = s["stream_idle_timeout_s"]) {
-      double x = 0;
-      try {
-        if (!t.IsScalar()) throw YAML::Exception(YAML::Mark::null_mark(), "");
-        x = t.as<double>();
-      } catch (const YAML::Exception&) {
-        return fail(fmt::format("scheduling.stream_idle_timeout_s: expected a number, got {}",
-                                describe(t)));
-      }
-      if (!(x >= 0.1 && x <= 86400)) {
-        return fail(fmt::format("scheduling.stream_idle_timeout_s = {}: allowed 0.1..86400", x));
-      }
-      c.stream_idle_timeout_s = x;
-    }
-  }
-  if (const YAML::Node s = root["retention"]; s && !s.IsNull()) {  // may hold only comments
-    if (auto r = check_keys(s, "retention", {"keep_inactive"}); !r) return fail(r.error());
-    if (const YAML::Node k = s["keep_inactive"]) {
-      if (!k.IsScalar()) {
-        return fail(
-            fmt::format("retention.keep_inactive: expected a count or all, got {}", describe(k)));
-      }
-      auto v = parse_keep_inactive(k.Scalar(), "retention.keep_inactive");
-      if (!v) return fail(v.error());
-      c.keep_inactive = *v;
-    }
-  }
-  if (const YAML::Node b = root["board"]) {
-    if (auto r = check_keys(b, "board",
-                            {"backend", "profile", "seed", "noise_seed", "address", "serial"});
-        !r) {
-      return fail(r.error());
-    }
-    if (auto r = str(b["backend"], "board.backend", c.backend); !r) return fail(r.error());
-    if (auto r = str(b["profile"], "board.profile", c.profile); !r) return fail(r.error());
-    if (auto r = str(b["address"], "board.address", c.address); !r) return fail(r.error());
-    if (auto r = str(b["serial"], "board.serial", c.serial); !r) return fail(r.error());
-    for (auto [key, out] : {std::pair{"seed", &c.seed}, {"noise_seed", &c.noise_seed}}) {
-      if (!b[key]) continue;
-      auto v = get_u64(b[key], std::string("board.") + key);
-      if (!v) return fail(v.error());
-      *out = *v;
-    }
-  }
-  if (const YAML::Node pv = root["program_verify"]) {
-    ProgramVerifyConfig& p = c.program_verify;
-    struct Num {
-      const char* key;
-      double* out;
-      double lo, hi;
-    };
-    double n_avg = p.verify.n_avg, settle_ms = p.verify.settle_ms, gain = p.verify.gain_index;
-    double max_rounds = p.max_rounds, max_retries = p.max_retries, max_wait = p.max_wait_reads;
-    const Num nums[] = {
-        {"tol_uS", &p.tol_uS, 1e-3, 100},
-        {"tol_rel", &p.tol_rel, 0, 1},
-        {"verify_margin_uS", &p.verify_margin_uS, 0, 50},
-        {"reopen_margin_uS", &p.reopen_margin_uS, 0, 50},
-        {"max_rounds", &max_rounds, 1, 1000},
-        {"max_wait_reads", &max_wait, 1, 100},
-        {"max_retries", &max_retries, 1, 100},
-        {"verify_n_avg", &n_avg, 1, 64},
-        {"verify_settle_ms", &settle_ms, 0, 10000},
-        {"verify_gain_index", &gain, 0, 7},
-        {"target_min_uS", &p.target_min_uS, 0, 1e4},
-        {"target_max_uS", &p.target_max_uS, 0, 1e4},
-        {"set_v_V", &p.set_v_V, 0, 10},
-        {"set_compliance_uS_per_V", &p.set_compliance_uS_per_V, 1, 1e4},
-        {"set_gate_threshold_V", &p.set_gate_threshold_V, 0, 5},
-        {"reset_gate_V", &p.reset_gate_V, 0, 10},
-        {"reset_rate_per_V", &p.reset_rate_per_V, 1e-3, 100},
-        {"reset_v_threshold_V", &p.reset_v_threshold_V, 0, 5},
-        {"width_ns", &p.width_ns, 1, 1e6},
-        {"reset_width_ns", &p.reset_width_ns, 1, 1e6},
-    };
-    std::set<std::string> keys;
-    for (const Num& n : nums) keys.insert(n.key);
-    if (auto r = check_keys(pv, "program_verify", keys); !r) return fail(r.error());
-    for (const Num& n : nums) {
-      const YAML::Node v = pv[n.key];
-      if (!v) continue;
-      const std::string key = std::string("program_verify.") + n.key;
-      double x = 0;
-      try {
-        if (!v.IsScalar()) throw YAML::Exception(YAML::Mark::null_mark(), "");
-        x = v.as<double>();
-      } catch (const YAML::Exception&) {
-        return fail(fmt::format("{}: expected a number, got {}", key, describe(v)));
-      }
-      if (!(x >= n.lo && x <= n.hi)) {
-        return fail(fmt::format("{} = {}: allowed {}..{}", key, x, n.lo, n.hi));
-      }
-      *n.out = x;
-    }
-    p.max_rounds = static_cast<int>(max_rounds);
-    p.max_retries = static_cast<int>(max_retries);
-    p.max_wait_reads = static_cast<int>(max_wait);
-    p.verify.n_avg = static_cast<int>(n_avg);
-    p.verify.settle_ms = static_cast<int>(settle_ms);
-    p.verify.gain_index = static_cast<int>(gain);
-    if (p.target_max_uS <= p.target_min_uS) {
-      return fail("program_verify.target_max_uS must be > target_min_uS");
-    }
-  }
-  if (auto r = check_settings(c); !r) return fail(r.error());
+  if (auto r = parse_sections(root, c); !r) return Err(fmt::format("{}: {}", origin, r.error()));
   return c;
 }
 
