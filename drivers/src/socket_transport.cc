@@ -144,8 +144,7 @@ Result<std::vector<uint8_t>> SocketTransport::receive(std::chrono::milliseconds 
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     if (rx_.size() >= wire::kHeaderSize) {
-      uint32_t length = 0;
-      std::memcpy(&length, rx_.data() + 12, 4);
+      const uint32_t length = wire::announced_length(rx_);
       if (length > wire::kMaxPayload) {
         rx_.clear();
         return make_error(ErrorCode::kProtocol,

@@ -348,8 +348,7 @@ Result<std::vector<uint8_t>> UsbTransport::receive(std::chrono::milliseconds tim
   }
   // Only the framing is checked here (one transfer = one frame); ProtocolClient checks magic,
   // CRC and opcode, so a damaged reply is retried exactly as over a socket.
-  uint32_t length = 0;
-  std::memcpy(&length, bytes.data() + 12, sizeof length);
+  const uint32_t length = wire::announced_length(bytes);
   const size_t expected = wire::kHeaderSize + static_cast<size_t>(length);
   if (bytes.size() != expected) {
     return make_error(ErrorCode::kProtocol,

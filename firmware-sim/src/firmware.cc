@@ -165,7 +165,7 @@ std::vector<std::vector<uint8_t>> Firmware::exchange(SessionId id,
   auto flip = [this](std::vector<uint8_t>& f) {
     // Past the framing fields (magic .. length): a byte stream keeps its frame boundaries and
     // the CRC check catches the damage, as with a USB transfer.
-    constexpr size_t kFirst = 16;
+    constexpr size_t kFirst = wire::kOffsetCrc;
     if (f.size() <= kFirst) return;
     uint64_t z = (link_rng_ += 0x9e3779b97f4a7c15ULL);
     z = (z ^ (z >> 31)) * 0xbf58476d1ce4e5b9ULL;
@@ -230,16 +230,17 @@ std::vector<uint8_t> Firmware::handle_locked(SessionId id, std::span<const uint8
   if (!frame) {
     // Not executed, not cached. Echo what can be read of the header so the host can match it.
     wire::Header h;
-    if (request.size() >= 12) {
-      h.opcode = static_cast<Opcode>(request[5]);
-      std::memcpy(&h.seq, request.data() + 8, 4);
+    if (request.size() >= wire::kOffsetSeq + sizeof h.seq) {
+      h.opcode = static_cast<Opcode>(request[wire::kOffsetOpcode]);
+      std::memcpy(&h.seq, request.data() + wire::kOffsetSeq, sizeof h.seq);
     }
     const BoardErrorCode code = frame.error() == wire::FrameError::kUnknownOpcode
                                     ? BoardErrorCode::kUnknownOpcode
                                     : BoardErrorCode::kBadFrame;
     std::string msg = fmt::format("{}", wire::frame_error_name(frame.error()));
     if (code == BoardErrorCode::kUnknownOpcode) {
-      msg = fmt::format("opcode 0x{:02x}: not defined by protocol v1", request[5]);
+      msg =
+          fmt::format("opcode 0x{:02x}: not defined by protocol v1", request[wire::kOffsetOpcode]);
     }
     return error_reply(h, code, std::move(msg));
   }
@@ -281,7 +282,8 @@ std::vector<uint8_t> Firmware::handle_locked(SessionId id, std::span<const uint8
     // or the CRC, which differ between a send and an acknowledging resend).
     uint64_t h = 0xcbf29ce484222325ULL;
     for (size_t i = 0; i < request.size(); ++i) {
-      if (i == 6 || i == 7 || (i >= 16 && i < 20)) continue;
+      const bool flags = i == wire::kOffsetFlags || i == wire::kOffsetFlags + 1;
+      if (flags || (i >= wire::kOffsetCrc && i < wire::kHeaderSize)) continue;
       h = (h ^ request[i]) * 0x100000001b3ULL;
     }
     if (!pulse_batches_seen_.insert(h).second) ++link_stats_.pulse_batches_repeated;

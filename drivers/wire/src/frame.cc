@@ -11,8 +11,6 @@ namespace {
 // Castagnoli polynomial, reflected in and out (iSCSI / RFC 3720 CRC32C).
 using Crc32c = boost::crc_optimal<32, 0x1EDC6F41, 0xFFFFFFFF, 0xFFFFFFFF, true, true>;
 
-constexpr size_t kCrcOffset = 16;
-
 Header read_header_fields(std::span<const uint8_t> b) {
   ByteReader r(b.first(kHeaderSize));
   Header h;
@@ -102,6 +100,12 @@ std::string_view frame_error_name(FrameError e) {
   return "frame error";
 }
 
+uint32_t announced_length(std::span<const uint8_t> bytes) {
+  uint32_t length = 0;
+  std::memcpy(&length, bytes.data() + kOffsetLength, sizeof length);
+  return length;
+}
+
 uint32_t crc32c(std::span<const uint8_t> data) {
   Crc32c crc;
   crc.process_bytes(data.data(), data.size());
@@ -122,7 +126,7 @@ std::vector<uint8_t> encode_frame(Opcode op, uint16_t flags, uint32_t seq,
   w.put_bytes(payload);
   std::vector<uint8_t> out = w.take();
   const uint32_t crc = crc32c(out);
-  std::memcpy(out.data() + kCrcOffset, &crc, sizeof crc);
+  std::memcpy(out.data() + kOffsetCrc, &crc, sizeof crc);
   return out;
 }
 
@@ -147,7 +151,7 @@ std::expected<Frame, FrameError> decode_frame(std::span<const uint8_t> bytes) {
   if (bytes.size() < total) return std::unexpected(FrameError::kTruncated);
   if (bytes.size() > total) return std::unexpected(FrameError::kTrailingBytes);
   Crc32c crc;  // header with the crc field read as zero, then the payload
-  crc.process_bytes(bytes.data(), kCrcOffset);
+  crc.process_bytes(bytes.data(), kOffsetCrc);
   const uint8_t zeros[4] = {0, 0, 0, 0};
   crc.process_bytes(zeros, sizeof zeros);
   crc.process_bytes(bytes.data() + kHeaderSize, hdr.length);

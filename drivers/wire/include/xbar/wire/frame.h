@@ -20,6 +20,18 @@ inline constexpr size_t kHeaderSize = 20;
 inline constexpr size_t kMaxPayload = 65536;  // bytes; larger frames are rejected unread
 inline constexpr size_t kMaxFrame = kHeaderSize + kMaxPayload;
 
+// Byte offsets of the header's fields (docs/protocol.md §2), for the code that must look into a
+// frame it has not decoded: a transport reading `length` to know how much more to read, the
+// board echoing a broken request's opcode and seq, the link bench corrupting past the framing.
+inline constexpr size_t kOffsetMagic = 0;    // uint32
+inline constexpr size_t kOffsetVersion = 4;  // uint8
+inline constexpr size_t kOffsetOpcode = 5;   // uint8
+inline constexpr size_t kOffsetFlags = 6;    // uint16
+inline constexpr size_t kOffsetSeq = 8;      // uint32
+inline constexpr size_t kOffsetLength = 12;  // uint32
+inline constexpr size_t kOffsetCrc = 16;     // uint32
+static_assert(kOffsetCrc + 4 == kHeaderSize);
+
 enum class Opcode : uint8_t {
   kInfo = 0x01,
   kStatus = 0x02,
@@ -76,6 +88,10 @@ enum class FrameError : uint8_t {
   kTrailingBytes,  // more bytes than header + length
 };
 std::string_view frame_error_name(FrameError e);
+
+/// The payload length the header at the start of `bytes` announces, unchecked (the caller
+/// bounds it by kMaxPayload). `bytes` must hold at least kHeaderSize bytes.
+uint32_t announced_length(std::span<const uint8_t> bytes);
 
 /// CRC32C (Castagnoli, reflected, init/xorout 0xFFFFFFFF) of `data`.
 uint32_t crc32c(std::span<const uint8_t> data);
