@@ -31,8 +31,7 @@ std::string Firmware::serial_for_seed(uint64_t chip_seed) {
 Firmware::Firmware(ChipProfile profile, FirmwareOptions options)
     : profile_(std::move(profile)),
       chip_(profile_, options.chip_seed, options.noise_seed),
-      link_(options.link),
-      link_rng_(options.link.seed) {
+      link_(options.link) {
   const ChipProfile& p = profile_;
   info_.protocol_version = wire::kVersion;
   info_.n_arrays = static_cast<uint8_t>(p.arrays);
@@ -94,16 +93,6 @@ std::vector<uint8_t> Firmware::handle(SessionId id, std::span<const uint8_t> req
   return handle_locked(id, request);
 }
 
-bool Firmware::link_draw(uint16_t p) {
-  if (p == 0) return false;
-  // splitmix64: a fixed, portable sequence from the link seed.
-  uint64_t z = (link_rng_ += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  z ^= z >> 31;
-  return (z & 0xffff) < p;
-}
-
 void Firmware::restart() {
   std::lock_guard lock(mu_);
   restart_locked();
@@ -122,13 +111,12 @@ void Firmware::restart_locked() {
   run_owner_ = 0;
   run_state_.clear();
   last_error_ = 0;
-  ++link_stats_.restarts;
+  ++link_.counts().restarts;
 }
 
 void Firmware::unplug_locked() {
   restart_locked();  // bus-powered: the board loses power with the cable
-  ++link_stats_.unplugs;
-  away_until_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(link_.unplug_ms);
+  link_.unplug();
   for (auto& [sid, s] : sessions_) s.cut = true;
 }
 
@@ -140,59 +128,50 @@ bool Firmware::link_cut(SessionId id) {
 
 bool Firmware::present() {
   std::lock_guard lock(mu_);
-  return std::chrono::steady_clock::now() >= away_until_;
+  return link_.present();
 }
 
 void Firmware::plug_in() {
   std::lock_guard lock(mu_);
-  away_until_ = {};
+  link_.plug_in();
 }
 
 std::vector<std::vector<uint8_t>> Firmware::exchange(SessionId id,
                                                      std::span<const uint8_t> request) {
   std::lock_guard lock(mu_);
   std::vector<std::vector<uint8_t>> out;
-  if (!link_.any()) {
+  if (!link_.faults().any()) {
     out.push_back(handle_locked(id, request));
     return out;
   }
   auto sit = sessions_.find(id);
   if (sit == sessions_.end()) sit = sessions_.emplace(id, Session{}).first;
-  if (sit->second.cut || std::chrono::steady_clock::now() < away_until_) {
+  if (sit->second.cut || !link_.present()) {
     sit->second.cut = true;  // nothing reaches a board that is not there
     return out;
   }
-  auto flip = [this](std::vector<uint8_t>& f) {
-    // Past the framing fields (magic .. length): a byte stream keeps its frame boundaries and
-    // the CRC check catches the damage, as with a USB transfer.
-    constexpr size_t kFirst = wire::kOffsetCrc;
-    if (f.size() <= kFirst) return;
-    uint64_t z = (link_rng_ += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 31)) * 0xbf58476d1ce4e5b9ULL;
-    f[kFirst + (z >> 8) % (f.size() - kFirst)] ^= static_cast<uint8_t>(1u << (z % 8));
-  };
   std::vector<std::vector<uint8_t>> held = std::move(sit->second.held);
   sit->second.held.clear();
   auto finish = [&] {
     for (auto& h : held) out.push_back(std::move(h));
     return std::move(out);
   };
-  if (link_draw(link_.drop_request)) {
-    ++link_stats_.requests_dropped;
+  if (link_.draw(link_.faults().drop_request)) {
+    ++link_.counts().requests_dropped;
     return finish();
   }
   std::vector<uint8_t> req(request.begin(), request.end());
-  if (link_draw(link_.corrupt_request)) {
-    ++link_stats_.requests_corrupted;
-    flip(req);
+  if (link_.draw(link_.faults().corrupt_request)) {
+    ++link_.counts().requests_corrupted;
+    link_.corrupt(req);
   }
-  const bool restart_before = link_draw(link_.restart / 2);
-  const bool restart_after = link_draw(link_.restart / 2);
-  if (link_draw(link_.unplug / 2)) {  // pulled before the request arrived
+  const bool restart_before = link_.draw(link_.faults().restart / 2);
+  const bool restart_after = link_.draw(link_.faults().restart / 2);
+  if (link_.draw(link_.faults().unplug / 2)) {  // pulled before the request arrived
     unplug_locked();
     return out;  // replies held back are lost with the link
   }
-  const bool unplug_after = link_draw(link_.unplug / 2);
+  const bool unplug_after = link_.draw(link_.faults().unplug / 2);
   if (restart_before) restart_locked();
   std::vector<uint8_t> reply = handle_locked(id, req);
   if (unplug_after) {  // executed, then pulled: the reply never leaves
@@ -204,18 +183,18 @@ std::vector<std::vector<uint8_t>> Firmware::exchange(SessionId id,
     return finish();
   }
   sit = sessions_.find(id);
-  if (link_draw(link_.drop_reply)) {
-    ++link_stats_.replies_dropped;
+  if (link_.draw(link_.faults().drop_reply)) {
+    ++link_.counts().replies_dropped;
     return finish();
   }
-  if (link_draw(link_.corrupt_reply)) {
-    ++link_stats_.replies_corrupted;
-    flip(reply);
+  if (link_.draw(link_.faults().corrupt_reply)) {
+    ++link_.counts().replies_corrupted;
+    link_.corrupt(reply);
   }
-  const bool dup = link_draw(link_.duplicate_reply);
-  if (dup) ++link_stats_.replies_duplicated;
-  if (link_draw(link_.delay_reply)) {
-    ++link_stats_.replies_delayed;
+  const bool dup = link_.draw(link_.faults().duplicate_reply);
+  if (dup) ++link_.counts().replies_duplicated;
+  if (link_.draw(link_.faults().delay_reply)) {
+    ++link_.counts().replies_delayed;
     if (dup) out.push_back(reply);
     sit->second.held.push_back(std::move(reply));
     return finish();
@@ -264,33 +243,24 @@ std::vector<uint8_t> Firmware::handle_locked(SessionId id, std::span<const uint8
                        "the board restarted: reply cache, loop programs and any open run are "
                        "lost, conductances kept; this request was not executed");
   }
-  std::deque<CachedReply>& cache = sit->second.cache;
-  for (const CachedReply& c : cache) {
-    if (c.seq != frame->header.seq) continue;
-    if (std::equal(c.request.begin(), c.request.end(), request.begin(), request.end())) {
+  ReplyCache& cache = sit->second.cache;
+  const std::vector<uint8_t>* cached = nullptr;
+  switch (cache.find(frame->header.seq, request, &cached)) {
+    case ReplyCache::Lookup::kReplay:
       ++replays_served_;
-      return c.reply;  // the retry rule: answered from the cache, never executed twice
-    }
-    return error_reply(frame->header, BoardErrorCode::kSeqReused,
-                       fmt::format("seq {}: reused for a different request within the last {}",
-                                   frame->header.seq, kReplyCacheDepth));
+      return *cached;  // the retry rule: answered from the cache, never executed twice
+    case ReplyCache::Lookup::kSeqReused:
+      return error_reply(frame->header, BoardErrorCode::kSeqReused,
+                         fmt::format("seq {}: reused for a different request within the last {}",
+                                     frame->header.seq, ReplyCache::kDepth));
+    case ReplyCache::Lookup::kMiss:
+      break;
   }
 
   ++ops_executed_;
-  if (op == Opcode::kPulseBatch) {
-    // FNV-1a over the request as the host meant it: opcode, seq and payload (not the flags
-    // or the CRC, which differ between a send and an acknowledging resend).
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < request.size(); ++i) {
-      const bool flags = i == wire::kOffsetFlags || i == wire::kOffsetFlags + 1;
-      if (flags || (i >= wire::kOffsetCrc && i < wire::kHeaderSize)) continue;
-      h = (h ^ request[i]) * 0x100000001b3ULL;
-    }
-    if (!pulse_batches_seen_.insert(h).second) ++link_stats_.pulse_batches_repeated;
-  }
+  if (op == Opcode::kPulseBatch) link_.note_pulse_batch(request);
   std::vector<uint8_t> reply = execute(id, *frame);
-  cache.push_back({frame->header.seq, std::vector<uint8_t>(request.begin(), request.end()), reply});
-  if (cache.size() > kReplyCacheDepth) cache.pop_front();
+  cache.store(frame->header.seq, request, reply);
   return reply;
 }
 
@@ -778,13 +748,8 @@ std::vector<uint8_t> Firmware::do_sim_clock(const wire::Frame& f) {
 std::vector<uint8_t> Firmware::do_sim_link(const wire::Frame& f) {
   auto q = wire::decode_sim_link_request(f.payload);
   if (!q) return error_reply(f.header, BoardErrorCode::kBadLength, q.error());
-  if (q->op == wire::LinkOp::kSet) {
-    link_ = q->faults;
-    link_rng_ = q->faults.seed;
-  }
-  wire::SimLinkReply r = link_stats_;
-  r.faults = link_;
-  return ok_reply(f.header, r.encode());
+  if (q->op == wire::LinkOp::kSet) link_.set(q->faults);
+  return ok_reply(f.header, link_.report().encode());
 }
 
 }  // namespace xbar::fwsim

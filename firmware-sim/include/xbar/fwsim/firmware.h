@@ -1,6 +1,11 @@
 // The board's twin: the device side of protocol v1 (docs/protocol.md) over the chip physics
 // (chip.h). One Firmware is one board: requests from every host session are executed one at a
 // time, in arrival order, like the board's microcontroller does.
+//
+// Its parts: the opcode handlers and the board's state (here), each session's ReplyCache
+// (reply_cache.h), the closed-loop run state (here, docs/firmware.md §6) and, in front of it
+// all, the test bench's FaultyLink (faulty_link.h), which exchange() consults and handle()
+// bypasses.
 #pragma once
 
 #include <chrono>
@@ -16,7 +21,9 @@
 #include <vector>
 
 #include "xbar/fwsim/chip.h"
+#include "xbar/fwsim/faulty_link.h"
 #include "xbar/fwsim/profile.h"
+#include "xbar/fwsim/reply_cache.h"
 #include "xbar/wire/frame.h"
 #include "xbar/wire/loop_program.h"
 #include "xbar/wire/messages.h"
@@ -32,7 +39,7 @@ struct FirmwareOptions {
 class Firmware {
  public:
   using SessionId = uint32_t;
-  static constexpr size_t kReplyCacheDepth = 8;
+  static constexpr size_t kReplyCacheDepth = ReplyCache::kDepth;
 
   Firmware(ChipProfile profile, FirmwareOptions options);
 
@@ -80,13 +87,8 @@ class Firmware {
   Chip& chip_for_testing() { return chip_; }
 
  private:
-  struct CachedReply {
-    uint32_t seq = 0;
-    std::vector<uint8_t> request;  // the whole request frame: a replay must match it byte for byte
-    std::vector<uint8_t> reply;
-  };
   struct Session {
-    std::deque<CachedReply> cache;
+    ReplyCache cache;
     bool restarted = false;                  // refuse the next stateful request
     std::vector<std::vector<uint8_t>> held;  // delayed replies, delivered after the next one
     bool cut = false;                        // unplugged while open (link_cut)
@@ -111,7 +113,6 @@ class Firmware {
   std::vector<uint8_t> handle_locked(SessionId id, std::span<const uint8_t> request);
   void restart_locked();
   void unplug_locked();
-  bool link_draw(uint16_t p);  // true with probability p / 65536
   std::vector<uint8_t> do_loop_load(const wire::Frame& f);
   std::vector<uint8_t> do_loop_run(SessionId session, const wire::Frame& f);
 
@@ -125,12 +126,8 @@ class Firmware {
   uint64_t ops_executed_ = 0;
   uint32_t replays_served_ = 0;
 
-  // The link (SIM_LINK) and what it did; survives restarts, like the test bench around a board.
-  wire::LinkFaults link_;
-  uint64_t link_rng_ = 0;  // splitmix64 state
-  wire::SimLinkReply link_stats_;
-  std::chrono::steady_clock::time_point away_until_{};  // an unplugged board is back then
-  std::set<uint64_t> pulse_batches_seen_;  // FNV-1a of every executed PULSE_BATCH request
+  // The test bench's link in front of the board (SIM_LINK); survives restarts.
+  FaultyLink link_;
 
   // Closed loop (docs/protocol.md §4.10, docs/firmware.md §6).
   std::vector<wire::LoopProgram> loop_programs_;
