@@ -104,12 +104,7 @@ void Firmware::restart_locked() {
     s.held.clear();
     s.restarted = true;
   }
-  loop_programs_.clear();
-  loop_max_steps_ = 0;
-  run_open_ = false;
-  run_aborted_ = false;
-  run_owner_ = 0;
-  run_state_.clear();
+  loop_.reset();
   last_error_ = 0;
   ++link_.counts().restarts;
 }
@@ -266,8 +261,8 @@ std::vector<uint8_t> Firmware::handle_locked(SessionId id, std::span<const uint8
 
 std::vector<uint8_t> Firmware::execute(SessionId session, const wire::Frame& f) {
   const Opcode op = f.header.opcode;
-  if (run_open_ && !(op == Opcode::kStatus || op == Opcode::kAbort ||
-                     (op == Opcode::kLoopRun && session == run_owner_))) {
+  if (loop_.run_open() && !(op == Opcode::kStatus || op == Opcode::kAbort ||
+                            (op == Opcode::kLoopRun && session == loop_.owner()))) {
     return error_reply(f.header, BoardErrorCode::kBusy,
                        "the board is running a loop; only STATUS/ABORT are served");
   }
@@ -289,9 +284,7 @@ std::vector<uint8_t> Firmware::execute(SessionId session, const wire::Frame& f) 
             fmt::format("ABORT: payload must be empty, is {} bytes", f.payload.size()));
       }
       wire::AbortReply r;
-      r.was_running = run_open_ ? 1 : 0;
-      if (run_open_) run_aborted_ = true;
-      run_open_ = false;
+      r.was_running = loop_.abort() ? 1 : 0;
       return ok_reply(f.header, r.encode());
     }
     case Opcode::kWait:
@@ -328,7 +321,7 @@ std::vector<uint8_t> Firmware::do_status(const wire::Frame& f) {
                        fmt::format("STATUS: payload must be empty, is {} bytes", f.payload.size()));
   }
   wire::StatusReply s;
-  s.state = run_open_ ? wire::BoardState::kLoopRunning : wire::BoardState::kIdle;
+  s.state = loop_.run_open() ? wire::BoardState::kLoopRunning : wire::BoardState::kIdle;
   s.last_error = last_error_;
   s.uptime_ns = chip_.now_ns();
   s.ops_executed = ops_executed_;
@@ -527,150 +520,17 @@ std::vector<uint8_t> Firmware::do_loop_load(const wire::Frame& f) {
       !e.empty()) {
     return error_reply(f.header, BoardErrorCode::kOutOfRange, e);
   }
-  loop_programs_ = std::move(q->programs);
-  loop_max_steps_ = wire::loop_max_block_steps(loop_programs_);
-  run_aborted_ = false;
   wire::LoopLoadReply r;
-  r.max_block_steps = loop_max_steps_;
+  r.max_block_steps = loop_.load(std::move(q->programs));
   return ok_reply(f.header, r.encode());
 }
 
 std::vector<uint8_t> Firmware::do_loop_run(SessionId session, const wire::Frame& f) {
-  const ChipProfile& p = profile_;
   auto q = wire::decode_loop_run_request(f.payload);
   if (!q) return error_reply(f.header, BoardErrorCode::kBadLength, q.error());
-  if (loop_programs_.empty()) {
-    return error_reply(f.header, BoardErrorCode::kOutOfRange, "LOOP_RUN: no loop program loaded");
-  }
-  if (q->n_steps < 1 || q->n_steps > loop_max_steps_) {
-    return error_reply(
-        f.header, BoardErrorCode::kOutOfRange,
-        fmt::format("LOOP_RUN.n_steps = {}: allowed 1..{}", q->n_steps, loop_max_steps_));
-  }
-  size_t n_in = 0, n_out = 0;
-  for (const wire::LoopProgram& prog : loop_programs_) {
-    n_in += prog.taps.size();
-    n_out += prog.outputs.size();
-  }
-  if (q->inputs.size() != size_t{q->n_steps} * n_in) {
-    return error_reply(f.header, BoardErrorCode::kBadLength,
-                       fmt::format("LOOP_RUN: {} input codes, n_steps = {} x {} taps needs {}",
-                                   q->inputs.size(), q->n_steps, n_in, size_t{q->n_steps} * n_in));
-  }
-  const bool first = q->flags & wire::kLoopFirst;
-  const bool resume = q->flags & wire::kLoopResume;
-  if (resume && !first) {
-    return error_reply(f.header, BoardErrorCode::kOutOfRange,
-                       "LOOP_RUN: RESUME is only allowed on a FIRST block");
-  }
-  if (first) {
-    if (run_open_) {
-      return error_reply(f.header, BoardErrorCode::kOutOfRange,
-                         "LOOP_RUN: FIRST while a run is open");
-    }
-    if (q->block_index != 0) {
-      return error_reply(
-          f.header, BoardErrorCode::kOutOfRange,
-          fmt::format("LOOP_RUN.block_index = {}: a FIRST block is 0", q->block_index));
-    }
-  } else {
-    if (!run_open_) {
-      if (run_aborted_) {
-        return error_reply(f.header, BoardErrorCode::kAborted, "LOOP_RUN: the run was aborted");
-      }
-      return error_reply(f.header, BoardErrorCode::kOutOfRange, "LOOP_RUN: no run is open (FIRST)");
-    }
-    if (q->block_index != run_next_block_) {
-      return error_reply(
-          f.header, BoardErrorCode::kOutOfRange,
-          fmt::format("LOOP_RUN.block_index = {}: expected {}", q->block_index, run_next_block_));
-    }
-  }
-  if (resume) {
-    size_t n_state = 0;
-    for (const wire::LoopProgram& prog : loop_programs_) n_state += wire::loop_state_codes(prog);
-    if (q->state.size() != n_state) {
-      return error_reply(
-          f.header, BoardErrorCode::kOutOfRange,
-          fmt::format("LOOP_RUN.n_state = {}: the loaded programs have {} state codes "
-                      "(one per route, two with error feedback)",
-                      q->state.size(), n_state));
-    }
-    size_t at = 0;
-    for (const wire::LoopProgram& prog : loop_programs_) {
-      for (size_t i = 0; i < wire::loop_state_codes(prog); ++i, ++at) {
-        const bool residual = i >= prog.routes.size();
-        const int lim = residual ? 128 : prog.clamp;
-        if (std::abs(int{q->state[at]}) > lim) {
-          return error_reply(
-              f.header, BoardErrorCode::kOutOfRange,
-              fmt::format("LOOP_RUN.state[{}] = {}: allowed -{}..{} (program {} {})", at,
-                          q->state[at], lim, lim, prog.array, residual ? "residual" : "clamp"));
-        }
-      }
-    }
-  }
-  const uint32_t steps_before = first ? (resume ? q->start_step : 0) : run_steps_;
-  if (uint64_t{steps_before} + q->n_steps > wire::kMaxLoopRunSteps) {
-    return error_reply(f.header, BoardErrorCode::kOutOfRange,
-                       fmt::format("LOOP_RUN: a run is at most {} steps", wire::kMaxLoopRunSteps));
-  }
-  if (first) {
-    run_open_ = true;
-    run_aborted_ = false;
-    run_owner_ = session;
-    run_tag_ = q->noise_tag;
-    run_steps_ = steps_before;
-    run_state_.clear();
-    size_t at = 0;
-    for (const wire::LoopProgram& prog : loop_programs_) {
-      wire::LoopState& st = run_state_.emplace_back(prog);
-      if (resume) {
-        for (int32_t& x : st.x) x = q->state[at++];
-        if (prog.flags & wire::kLoopErrorFeedback) {
-          for (int32_t& e : st.e) e = q->state[at++];
-        }
-      }
-    }
-  }
-  wire::LoopRunReply r;
-  r.flags = q->flags;
-  r.n_steps = q->n_steps;
-  r.block_index = q->block_index;
-  r.outputs.resize(size_t{q->n_steps} * n_out);
-  std::vector<uint8_t> m(static_cast<size_t>(p.rows));
-  std::vector<uint32_t> acc(static_cast<size_t>(p.cols));
-  const uint64_t noise_op = wire::loop_noise_op(run_tag_);
-  size_t in_at = 0, out_at = 0;
-  for (uint32_t t = 0; t < q->n_steps; ++t) {
-    for (size_t k = 0; k < loop_programs_.size(); ++k) {
-      const wire::LoopProgram& prog = loop_programs_[k];
-      wire::loop_rows(prog, std::span(q->inputs).subspan(in_at, prog.taps.size()), run_state_[k],
-                      m);
-      chip_.vmm(prog.array, prog.gain_index, m, noise_op, acc, run_steps_ + t);
-      wire::loop_update(prog, acc, m, run_state_[k],
-                        std::span(r.outputs).subspan(out_at, prog.outputs.size()));
-      in_at += prog.taps.size();
-      out_at += prog.outputs.size();
-    }
-  }
-  run_steps_ += q->n_steps;
-  run_next_block_ = q->block_index + 1;
-  chip_.advance_ns(
-      static_cast<uint64_t>(q->n_steps * loop_programs_.size() * 8 * p.vmm_plane_us * 1000.0));
-  if (q->flags & wire::kLoopSnapshot) {
-    r.next_step = run_steps_;
-    for (size_t k = 0; k < run_state_.size(); ++k) {
-      const wire::LoopState& st = run_state_[k];
-      for (int32_t x : st.x) r.state.push_back(static_cast<int16_t>(x));  // |x| <= clamp <= 255
-      if (loop_programs_[k].flags & wire::kLoopErrorFeedback) {
-        for (int32_t e : st.e) r.state.push_back(static_cast<int16_t>(e));  // |e| <= 128
-      }
-    }
-  }
-  if (q->flags & wire::kLoopLast) run_open_ = false;
-  r.run_open = run_open_ ? 1 : 0;
-  return ok_reply(f.header, r.encode());
+  auto r = loop_.run(session, *q, chip_, profile_);
+  if (!r) return error_reply(f.header, r.error().code, std::move(r.error().message));
+  return ok_reply(f.header, r->encode());
 }
 
 std::vector<uint8_t> Firmware::do_wait(const wire::Frame& f) {

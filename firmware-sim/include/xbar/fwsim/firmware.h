@@ -3,7 +3,7 @@
 // time, in arrival order, like the board's microcontroller does.
 //
 // Its parts: the opcode handlers and the board's state (here), each session's ReplyCache
-// (reply_cache.h), the closed-loop run state (here, docs/firmware.md §6) and, in front of it
+// (reply_cache.h), the closed loop (LoopEngine, loop_engine.h) and, in front of it
 // all, the test bench's FaultyLink (faulty_link.h), which exchange() consults and handle()
 // bypasses.
 #pragma once
@@ -22,6 +22,7 @@
 
 #include "xbar/fwsim/chip.h"
 #include "xbar/fwsim/faulty_link.h"
+#include "xbar/fwsim/loop_engine.h"
 #include "xbar/fwsim/profile.h"
 #include "xbar/fwsim/reply_cache.h"
 #include "xbar/wire/frame.h"
@@ -129,16 +130,7 @@ class Firmware {
   // The test bench's link in front of the board (SIM_LINK); survives restarts.
   FaultyLink link_;
 
-  // Closed loop (docs/protocol.md §4.10, docs/firmware.md §6).
-  std::vector<wire::LoopProgram> loop_programs_;
-  uint16_t loop_max_steps_ = 0;
-  bool run_open_ = false;
-  bool run_aborted_ = false;  // the last run was stopped by ABORT
-  SessionId run_owner_ = 0;
-  uint32_t run_next_block_ = 0;
-  uint32_t run_tag_ = 0;
-  uint32_t run_steps_ = 0;                  // steps run so far in the open run
-  std::vector<wire::LoopState> run_state_;  // per program
+  LoopEngine loop_;  // closed loop (docs/protocol.md §4.10, docs/firmware.md §6)
 };
 
 }  // namespace xbar::fwsim
