@@ -32,6 +32,130 @@ cd quantize(cd x, int bits, double f_scale) {
   return {quantize(x.real(), bits, f_scale), quantize(x.imag(), bits, f_scale)};
 }
 
+namespace {
+
+// One kernel's own fields: name, state count, finite values, log_dt.
+Result<void> check_fields(const KernelSpec& k, const std::string& at) {
+  const char* a_name = k.continuous ? "a" : "a_bar";
+  const char* c_name = k.continuous ? "c" : "c_bar";
+  if (k.name.size() > 64) {
+    return std::unexpected(
+        bad(fmt::format("{}.name: {} characters, allowed up to 64", at, k.name.size())));
+  }
+  if (k.a.empty() || k.a.size() > static_cast<size_t>(kMaxStates)) {
+    return std::unexpected(
+        bad(fmt::format("{}.{}: {} states, allowed 1..{}", at, a_name, k.a.size(), kMaxStates)));
+  }
+  if (k.c.size() != k.a.size()) {
+    return std::unexpected(bad(fmt::format("{}.{}: {} values, {} has {}: lengths must match", at,
+                                           c_name, k.c.size(), a_name, k.a.size())));
+  }
+  for (size_t j = 0; j < k.a.size(); ++j) {
+    if (!finite(k.a[j])) {
+      return std::unexpected(
+          bad(fmt::format("{}.{}[{}] is not finite: allowed finite numbers", at, a_name, j)));
+    }
+    if (!finite(k.c[j])) {
+      return std::unexpected(
+          bad(fmt::format("{}.{}[{}] is not finite: allowed finite numbers", at, c_name, j)));
+    }
+  }
+  if (!std::isfinite(k.d)) return std::unexpected(bad(fmt::format("{}.d is not finite", at)));
+  if (k.continuous && !(k.log_dt >= -20 && k.log_dt <= 5)) {
+    return std::unexpected(
+        bad(fmt::format("{}.log_dt = {}: allowed -20..5 (finite)", at, k.log_dt)));
+  }
+  return {};
+}
+
+Result<void> check_quantization(const Quantization& q, const std::string& at) {
+  if (q.bits < 0 || q.bits == 1 || q.bits > kMaxBits) {
+    return std::unexpected(bad(
+        fmt::format("{}.quantization.bits = {}: allowed 0 (off) or 2..{}", at, q.bits, kMaxBits)));
+  }
+  if (q.bits > 0 && !(std::isfinite(q.f_scale_a) && q.f_scale_a > 0)) {
+    return std::unexpected(bad(
+        fmt::format("{}.quantization.f_scale_a = {}: allowed > 0 when bits > 0", at, q.f_scale_a)));
+  }
+  if (q.bits > 0 && !(std::isfinite(q.f_scale_c) && q.f_scale_c >= 0)) {
+    return std::unexpected(bad(
+        fmt::format("{}.quantization.f_scale_c = {}: allowed >= 0 (0 = from C)", at, q.f_scale_c)));
+  }
+  return {};
+}
+
+Result<void> check_mode_range(const KernelSpec& k, const std::string& at) {
+  if (k.mode_range.empty()) return {};
+  if (k.mode_range.size() != k.a.size()) {
+    return std::unexpected(
+        bad(fmt::format("{}.mode_range: {} values for {} states: one per state, or none", at,
+                        k.mode_range.size(), k.a.size())));
+  }
+  const auto [lo, hi] = std::minmax_element(k.mode_range.begin(), k.mode_range.end());
+  for (size_t j = 0; j < k.mode_range.size(); ++j) {
+    if (!(std::isfinite(k.mode_range[j]) && k.mode_range[j] > 0)) {
+      return std::unexpected(
+          bad(fmt::format("{}.mode_range[{}] = {}: allowed finite > 0", at, j, k.mode_range[j])));
+    }
+  }
+  if (*hi > kMaxModeRangeRatio * *lo) {
+    return std::unexpected(bad(fmt::format(
+        "{}.mode_range[{}] = {:.6g}: allowed at most {:g} x the smallest ({:.6g}; a mode gain "
+        "below 1/{:g} puts the mode's input weight under the programming resolution)",
+        at, hi - k.mode_range.begin(), *hi, kMaxModeRangeRatio, *lo, kMaxModeRangeRatio)));
+  }
+  return {};
+}
+
+// The discretized (and quantized) kernel: stable, non-zero, and with an output at all.
+Result<void> check_discrete(const KernelSpec& k, const DiscreteKernel& dk, const std::string& at) {
+  const char* a_name = k.continuous ? "a" : "a_bar";
+  const char* c_name = k.continuous ? "c" : "c_bar";
+  const Quantization& q = k.quant;
+  for (int j = 0; j < dk.states(); ++j) {
+    const double mag = std::abs(dk.a_bar[static_cast<size_t>(j)]);
+    if (!(mag < 1.0)) {
+      return std::unexpected(bad(fmt::format(
+          "{}.{}[{}]: |A_bar| = {:.6g}{}: allowed < 1 (the recurrence is unstable otherwise)", at,
+          a_name, j, mag, q.bits > 0 ? " after quantization" : "")));
+    }
+    if (!finite(dk.c_bar[static_cast<size_t>(j)])) {
+      return std::unexpected(bad(fmt::format("{}.{}[{}]: C_bar is not finite", at, c_name, j)));
+    }
+  }
+  if (max_component(dk.a_bar) == 0) {
+    return std::unexpected(bad(fmt::format("{}.{}: A_bar is all zero", at, a_name)));
+  }
+  if (max_component(dk.c_bar) == 0) {
+    return std::unexpected(bad(fmt::format("{}.{}: C_bar is all zero", at, c_name)));
+  }
+  // The output is y_t = 2 Re(C_bar A_bar^t) u_0 + ...: C_bar can be non-zero and still put
+  // nothing on the output (purely imaginary C_bar on real A_bar; a quantization that rounds
+  // the real parts away). Such a kernel programs, then verifies at an NRMSE of 1e14.
+  double peak = 0;
+  std::vector<cd> x(dk.a_bar.size(), cd(1.0, 0.0));
+  for (int t = 0; t < 64; ++t) {  // h has order <= 2 kMaxStates: 30 zeros in a row, all zero
+    cd y = 0;
+    for (size_t j = 0; j < x.size(); ++j) y += dk.c_bar[j] * x[j];
+    peak = std::max(peak, std::abs(2 * y.real()));
+    for (size_t j = 0; j < x.size(); ++j) x[j] *= dk.a_bar[j];
+  }
+  if (!(peak > 1e-12 * max_component(dk.c_bar))) {
+    return std::unexpected(bad(fmt::format(
+        "{}{}: the impulse response 2 Re(C_bar A_bar^t) is zero{} (largest |C_bar| "
+        "component {:.3g}): nothing would reach the output",
+        at, k.name.empty() ? "" : " ('" + k.name + "')",
+        q.bits > 0 ? fmt::format(" after quantization to {} bits (f_scale_a = {}, f_scale_c = "
+                                 "{})",
+                                 q.bits, q.f_scale_a, q.f_scale_c)
+                   : std::string(),
+        max_component(dk.c_bar))));
+  }
+  return {};
+}
+
+}  // namespace
+
 Result<void> validate(const KernelSetSpec& set, double chip_lo_uS, double chip_hi_uS) {
   const Window& w = set.window;
   if (set.kernels.empty() || set.kernels.size() > static_cast<size_t>(kMaxKernels)) {
@@ -47,112 +171,11 @@ Result<void> validate(const KernelSetSpec& set, double chip_lo_uS, double chip_h
   for (size_t i = 0; i < set.kernels.size(); ++i) {
     const KernelSpec& k = set.kernels[i];
     const std::string at = fmt::format("kernels[{}]", i);
-    const char* a_name = k.continuous ? "a" : "a_bar";
-    const char* c_name = k.continuous ? "c" : "c_bar";
-    if (k.name.size() > 64) {
-      return std::unexpected(
-          bad(fmt::format("{}.name: {} characters, allowed up to 64", at, k.name.size())));
-    }
-    if (k.a.empty() || k.a.size() > static_cast<size_t>(kMaxStates)) {
-      return std::unexpected(
-          bad(fmt::format("{}.{}: {} states, allowed 1..{}", at, a_name, k.a.size(), kMaxStates)));
-    }
-    if (k.c.size() != k.a.size()) {
-      return std::unexpected(bad(fmt::format("{}.{}: {} values, {} has {}: lengths must match", at,
-                                             c_name, k.c.size(), a_name, k.a.size())));
-    }
-    for (size_t j = 0; j < k.a.size(); ++j) {
-      if (!finite(k.a[j])) {
-        return std::unexpected(
-            bad(fmt::format("{}.{}[{}] is not finite: allowed finite numbers", at, a_name, j)));
-      }
-      if (!finite(k.c[j])) {
-        return std::unexpected(
-            bad(fmt::format("{}.{}[{}] is not finite: allowed finite numbers", at, c_name, j)));
-      }
-    }
-    if (!std::isfinite(k.d)) {
-      return std::unexpected(bad(fmt::format("{}.d is not finite", at)));
-    }
-    if (k.continuous && !(k.log_dt >= -20 && k.log_dt <= 5)) {
-      return std::unexpected(
-          bad(fmt::format("{}.log_dt = {}: allowed -20..5 (finite)", at, k.log_dt)));
-    }
-    const Quantization& q = k.quant;
-    if (q.bits < 0 || q.bits == 1 || q.bits > kMaxBits) {
-      return std::unexpected(bad(fmt::format("{}.quantization.bits = {}: allowed 0 (off) or 2..{}",
-                                             at, q.bits, kMaxBits)));
-    }
-    if (q.bits > 0 && !(std::isfinite(q.f_scale_a) && q.f_scale_a > 0)) {
-      return std::unexpected(bad(fmt::format(
-          "{}.quantization.f_scale_a = {}: allowed > 0 when bits > 0", at, q.f_scale_a)));
-    }
-    if (q.bits > 0 && !(std::isfinite(q.f_scale_c) && q.f_scale_c >= 0)) {
-      return std::unexpected(bad(fmt::format(
-          "{}.quantization.f_scale_c = {}: allowed >= 0 (0 = from C)", at, q.f_scale_c)));
-    }
-    if (!k.mode_range.empty()) {
-      if (k.mode_range.size() != k.a.size()) {
-        return std::unexpected(
-            bad(fmt::format("{}.mode_range: {} values for {} states: one per state, or none", at,
-                            k.mode_range.size(), k.a.size())));
-      }
-      const auto [lo, hi] = std::minmax_element(k.mode_range.begin(), k.mode_range.end());
-      for (size_t j = 0; j < k.mode_range.size(); ++j) {
-        if (!(std::isfinite(k.mode_range[j]) && k.mode_range[j] > 0)) {
-          return std::unexpected(bad(
-              fmt::format("{}.mode_range[{}] = {}: allowed finite > 0", at, j, k.mode_range[j])));
-        }
-      }
-      if (*hi > kMaxModeRangeRatio * *lo) {
-        return std::unexpected(bad(fmt::format(
-            "{}.mode_range[{}] = {:.6g}: allowed at most {:g} x the smallest ({:.6g}; a mode gain "
-            "below 1/{:g} puts the mode's input weight under the programming resolution)",
-            at, hi - k.mode_range.begin(), *hi, kMaxModeRangeRatio, *lo, kMaxModeRangeRatio)));
-      }
-    }
+    XBAR_RETURN_IF_ERROR(check_fields(k, at));
+    XBAR_RETURN_IF_ERROR(check_quantization(k.quant, at));
+    XBAR_RETURN_IF_ERROR(check_mode_range(k, at));
     const DiscreteKernel dk = discretize(k);
-    for (int j = 0; j < dk.states(); ++j) {
-      const double mag = std::abs(dk.a_bar[static_cast<size_t>(j)]);
-      if (!(mag < 1.0)) {
-        return std::unexpected(bad(fmt::format(
-            "{}.{}[{}]: |A_bar| = {:.6g}{}: allowed < 1 (the recurrence is unstable otherwise)", at,
-            a_name, j, mag, q.bits > 0 ? " after quantization" : "")));
-      }
-      if (!finite(dk.c_bar[static_cast<size_t>(j)])) {
-        return std::unexpected(bad(fmt::format("{}.{}[{}]: C_bar is not finite", at, c_name, j)));
-      }
-    }
-    if (max_component(dk.a_bar) == 0) {
-      return std::unexpected(bad(fmt::format("{}.{}: A_bar is all zero", at, a_name)));
-    }
-    if (max_component(dk.c_bar) == 0) {
-      return std::unexpected(bad(fmt::format("{}.{}: C_bar is all zero", at, c_name)));
-    }
-    // The output is y_t = 2 Re(C_bar A_bar^t) u_0 + ...: C_bar can be non-zero and still put
-    // nothing on the output (purely imaginary C_bar on real A_bar; a quantization that rounds
-    // the real parts away). Such a kernel programs, then verifies at an NRMSE of 1e14.
-    {
-      double peak = 0;
-      std::vector<cd> x(dk.a_bar.size(), cd(1.0, 0.0));
-      for (int t = 0; t < 64; ++t) {  // h has order <= 2 kMaxStates: 30 zeros in a row, all zero
-        cd y = 0;
-        for (size_t j = 0; j < x.size(); ++j) y += dk.c_bar[j] * x[j];
-        peak = std::max(peak, std::abs(2 * y.real()));
-        for (size_t j = 0; j < x.size(); ++j) x[j] *= dk.a_bar[j];
-      }
-      if (!(peak > 1e-12 * max_component(dk.c_bar))) {
-        return std::unexpected(bad(fmt::format(
-            "{}{}: the impulse response 2 Re(C_bar A_bar^t) is zero{} (largest |C_bar| "
-            "component {:.3g}): nothing would reach the output",
-            at, k.name.empty() ? "" : " ('" + k.name + "')",
-            q.bits > 0 ? fmt::format(" after quantization to {} bits (f_scale_a = {}, f_scale_c = "
-                                     "{})",
-                                     q.bits, q.f_scale_a, q.f_scale_c)
-                       : std::string(),
-            max_component(dk.c_bar))));
-      }
-    }
+    XBAR_RETURN_IF_ERROR(check_discrete(k, dk, at));
     // compile() divides the window by the largest components (and C_bar by the mode gains):
     // a C_bar of 1e-313, or of 1e300 on a mode gain of 1e-9, overflows a scale and the targets
     // come out NaN.
