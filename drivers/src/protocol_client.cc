@@ -89,6 +89,111 @@ Result<std::string> ProtocolClient::probe_serial() {
   }
 }
 
+// One call's request and what its attempts saw.
+struct ProtocolClient::Exchange {
+  wire::Opcode op;
+  std::span<const uint8_t> payload;
+  uint32_t seq = 0;
+  std::vector<uint8_t> frame;
+  std::string last_problem = "no attempt made";
+  int attempt = 0;
+  int restart_refusals = 0;
+};
+
+Result<void> ProtocolClient::recover(const Error& lost) {
+  if (options_.reopen_window.count() <= 0) {
+    link_up_ = false;
+    return std::unexpected(lost);
+  }
+  if (auto r = reconnect(options_.reopen_window); !r) {
+    if (r.error().code == ErrorCode::kUnsupported) return std::unexpected(lost);
+    return make_error(ErrorCode::kUnavailable,
+                      fmt::format("{}; not back within {} ms: {}", lost.message,
+                                  options_.reopen_window.count(), r.error().message));
+  }
+  return {};
+}
+
+ProtocolClient::Next ProtocolClient::on_receive_error(Exchange& x, const Error& e) {
+  if (e.code == ErrorCode::kUnavailable) {
+    // Lost after the request went out: it may have been executed. Requests that are safe to
+    // repeat go again on the re-opened link; a pulse batch or a loop run goes back to its
+    // caller as kRestarted (program-verify reads back, a run starts again).
+    if (auto r = recover(e); !r) return {Next::kReturn, std::unexpected(r.error())};
+    if (x.op == wire::Opcode::kPulseBatch || x.op == wire::Opcode::kLoopRun) {
+      return {Next::kReturn, make_error(ErrorCode::kRestarted,
+                                        fmt::format("{} (seq {}): link lost ({}); the board is "
+                                                    "back, whether this request was executed "
+                                                    "is unknown",
+                                                    wire::opcode_name(x.op), x.seq, e.message))};
+    }
+    x.last_problem = e.message + " (re-opened)";
+    return {Next::kResend, {}};
+  }
+  // A timeout or a transfer that is not one whole frame (kProtocol): the exchange was lost or
+  // damaged on the link; retry with the same seq. Anything else is final.
+  if (e.code != ErrorCode::kTimeout && e.code != ErrorCode::kProtocol) {
+    return {Next::kReturn, std::unexpected(e)};
+  }
+  x.last_problem = e.message;
+  return {Next::kResend, {}};
+}
+
+ProtocolClient::Next ProtocolClient::on_error_reply(Exchange& x, std::span<const uint8_t> payload) {
+  auto e = wire::decode_error_reply(payload);
+  if (!e) {
+    return {Next::kReturn, make_error(ErrorCode::kProtocol, "malformed error reply: " + e.error())};
+  }
+  if (e->code == wire::BoardErrorCode::kBadFrame) {
+    // Our frame was damaged on the way: the board did not execute it. Send it again.
+    x.last_problem = "board: " + e->message;
+    return {Next::kResend, {}};
+  }
+  if (e->code == wire::BoardErrorCode::kRestarted) {
+    // The board lost its reply cache: a retry of a request it had executed would run again.
+    // Requests that are safe to repeat go again at once (the refusal cleared the board's
+    // flag); a pulse batch or a loop run goes back to its caller, which reads back
+    // (program-verify) or restarts the run.
+    ++restarts_;
+    ack_restart_ = true;  // the next request acknowledges it
+    if (x.op == wire::Opcode::kPulseBatch || x.op == wire::Opcode::kLoopRun) {
+      return {Next::kReturn, make_error(ErrorCode::kRestarted,
+                                        fmt::format("{} (seq {}): board: {}",
+                                                    wire::opcode_name(x.op), x.seq, e->message))};
+    }
+    x.last_problem = "board: " + e->message;
+    if (++x.restart_refusals <= options_.max_attempts) --x.attempt;  // not a link failure
+    x.frame = wire::encode_frame(x.op, wire::kFlagAckRestart, x.seq, x.payload);
+    return {Next::kResend, {}};
+  }
+  return {Next::kReturn,
+          make_error(map_board_error(e->code), fmt::format("board: {} ({})", e->message,
+                                                           wire::board_error_code_name(e->code)))};
+}
+
+ProtocolClient::Next ProtocolClient::on_reply(Exchange& x, wire::Frame& reply) {
+  const wire::Header& h = reply.header;
+  if (!(h.flags & wire::kFlagReply)) {
+    return {Next::kReturn,
+            make_error(ErrorCode::kProtocol, "board sent a frame without the REPLY flag")};
+  }
+  if (h.seq != x.seq) return {Next::kReadAgain, {}};  // a stale reply to an earlier request
+  // The board answered the acknowledging frame: it stopped refusing (a RESTARTED reply below
+  // means another restart, acknowledged by the next frame in turn).
+  if (x.frame[wire::kOffsetFlags] & wire::kFlagAckRestart) ack_restart_ = false;
+  if (h.flags & wire::kFlagError) return on_error_reply(x, reply.payload);
+  if (h.opcode != x.op) {
+    return {Next::kReturn,
+            make_error(ErrorCode::kProtocol,
+                       fmt::format("reply opcode {} to a {} request", wire::opcode_name(h.opcode),
+                                   wire::opcode_name(x.op)))};
+  }
+  if (x.op == wire::Opcode::kInfo && serial_.empty()) {
+    if (auto info = wire::decode_info_reply(reply.payload)) serial_ = info->serial;
+  }
+  return {Next::kReturn, std::move(reply.payload)};
+}
+
 Result<std::vector<uint8_t>> ProtocolClient::call(wire::Opcode op, std::span<const uint8_t> payload,
                                                   std::chrono::milliseconds extra_time) {
   std::lock_guard lock(mu_);
@@ -105,118 +210,38 @@ Result<std::vector<uint8_t>> ProtocolClient::call(wire::Opcode op, std::span<con
           fmt::format("{}: the board is gone: {}", wire::opcode_name(op), r.error().message));
     }
   }
-  const uint32_t seq = next_seq_++;
+  Exchange x{op, payload};
+  x.seq = next_seq_++;
   // A restart seen and not yet acknowledged: this request carries the acknowledgment.
-  std::vector<uint8_t> frame =
-      wire::encode_frame(op, ack_restart_ ? wire::kFlagAckRestart : 0, seq, payload);
-  std::string last_problem = "no attempt made";
-  int restart_refusals = 0;
-  // The link lost (unplug, closed socket): wait for the same board to come back. Fails with
-  // kUnavailable naming what happened when it does not.
-  auto recover = [&](const Error& lost) -> Result<void> {
-    if (options_.reopen_window.count() <= 0) {
-      link_up_ = false;
-      return std::unexpected(lost);
-    }
-    if (auto r = reconnect(options_.reopen_window); !r) {
-      if (r.error().code == ErrorCode::kUnsupported) return std::unexpected(lost);
-      return make_error(ErrorCode::kUnavailable,
-                        fmt::format("{}; not back within {} ms: {}", lost.message,
-                                    options_.reopen_window.count(), r.error().message));
-    }
-    return {};
-  };
-  for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
-    if (attempt > 0) ++retransmissions_;
-    if (auto s = transport_->send(frame); !s) {
+  x.frame = wire::encode_frame(op, ack_restart_ ? wire::kFlagAckRestart : 0, x.seq, payload);
+  for (; x.attempt < options_.max_attempts; ++x.attempt) {
+    if (x.attempt > 0) ++retransmissions_;
+    if (auto s = transport_->send(x.frame); !s) {
       if (s.error().code != ErrorCode::kUnavailable) return std::unexpected(s.error());
       // Not delivered: any request may go again once the board is back.
       if (auto r = recover(s.error()); !r) return std::unexpected(r.error());
-      last_problem = s.error().message + " (re-opened)";
+      x.last_problem = s.error().message + " (re-opened)";
       continue;
     }
-    for (;;) {  // skip stale replies to earlier, timed-out requests
+    for (;;) {
       auto bytes = transport_->receive(options_.timeout + extra_time);
+      Next next;
       if (!bytes) {
-        const ErrorCode c = bytes.error().code;
-        if (c == ErrorCode::kUnavailable) {
-          // Lost after the request went out: it may have been executed. Requests that are safe
-          // to repeat go again on the re-opened link; a pulse batch or a loop run goes back to
-          // its caller as kRestarted (program-verify reads back, a run starts again).
-          if (auto r = recover(bytes.error()); !r) return std::unexpected(r.error());
-          if (op == wire::Opcode::kPulseBatch || op == wire::Opcode::kLoopRun) {
-            return make_error(ErrorCode::kRestarted,
-                              fmt::format("{} (seq {}): link lost ({}); the board is back, "
-                                          "whether this request was executed is unknown",
-                                          wire::opcode_name(op), seq, bytes.error().message));
-          }
-          last_problem = bytes.error().message + " (re-opened)";
-          break;
-        }
-        // A timeout or a transfer that is not one whole frame (kProtocol): the exchange was
-        // lost or damaged on the link; retry with the same seq. Anything else is final.
-        if (c != ErrorCode::kTimeout && c != ErrorCode::kProtocol)
-          return std::unexpected(bytes.error());
-        last_problem = bytes.error().message;
-        break;
+        next = on_receive_error(x, bytes.error());
+      } else if (auto reply = wire::decode_frame(*bytes); !reply) {
+        x.last_problem = fmt::format("corrupted reply ({})", wire::frame_error_name(reply.error()));
+        next = {Next::kResend, {}};
+      } else {
+        next = on_reply(x, *reply);
       }
-      auto reply = wire::decode_frame(*bytes);
-      if (!reply) {
-        last_problem = fmt::format("corrupted reply ({})", wire::frame_error_name(reply.error()));
-        break;
-      }
-      const wire::Header& h = reply->header;
-      if (!(h.flags & wire::kFlagReply)) {
-        return make_error(ErrorCode::kProtocol, "board sent a frame without the REPLY flag");
-      }
-      if (h.seq != seq) continue;
-      // The board answered the acknowledging frame: it stopped refusing (a RESTARTED reply
-      // below means another restart, acknowledged by the next frame in turn).
-      if (frame[6] & wire::kFlagAckRestart) ack_restart_ = false;
-      if (h.flags & wire::kFlagError) {
-        auto e = wire::decode_error_reply(reply->payload);
-        if (!e) return make_error(ErrorCode::kProtocol, "malformed error reply: " + e.error());
-        if (e->code == wire::BoardErrorCode::kBadFrame) {
-          // Our frame was damaged on the way: the board did not execute it. Send it again.
-          last_problem = "board: " + e->message;
-          break;
-        }
-        if (e->code == wire::BoardErrorCode::kRestarted) {
-          // The board lost its reply cache: a retry of a request it had executed would run
-          // again. Requests that are safe to repeat go again at once (the refusal cleared the
-          // board's flag); a pulse batch or a loop run goes back to its caller, which reads
-          // back (program-verify) or restarts the run.
-          ++restarts_;
-          ack_restart_ = true;  // the next request acknowledges it
-          if (op == wire::Opcode::kPulseBatch || op == wire::Opcode::kLoopRun) {
-            return make_error(
-                ErrorCode::kRestarted,
-                fmt::format("{} (seq {}): board: {}", wire::opcode_name(op), seq, e->message));
-          }
-          last_problem = "board: " + e->message;
-          if (++restart_refusals <= options_.max_attempts) --attempt;  // not a link failure
-          frame = wire::encode_frame(op, wire::kFlagAckRestart, seq, payload);
-          break;
-        }
-        return make_error(
-            map_board_error(e->code),
-            fmt::format("board: {} ({})", e->message, wire::board_error_code_name(e->code)));
-      }
-      if (h.opcode != op) {
-        return make_error(ErrorCode::kProtocol,
-                          fmt::format("reply opcode {} to a {} request",
-                                      wire::opcode_name(h.opcode), wire::opcode_name(op)));
-      }
-      if (op == wire::Opcode::kInfo && serial_.empty()) {
-        if (auto info = wire::decode_info_reply(reply->payload)) serial_ = info->serial;
-      }
-      return std::move(reply->payload);
+      if (next.kind == Next::kReturn) return std::move(next.result);
+      if (next.kind == Next::kResend) break;
     }
   }
   return make_error(ErrorCode::kTimeout,
                     fmt::format("{} (seq {}): no valid reply after {} attempts of {} ms: {}",
-                                wire::opcode_name(op), seq, options_.max_attempts,
-                                options_.timeout.count(), last_problem));
+                                wire::opcode_name(op), x.seq, options_.max_attempts,
+                                options_.timeout.count(), x.last_problem));
 }
 
 }  // namespace xbar

@@ -60,6 +60,20 @@ class ProtocolClient {
   /// One INFO exchange on a fresh link: the serial of the board that answers.
   Result<std::string> probe_serial();
 
+  struct Exchange;  // one call's request and what its attempts saw (protocol_client.cc)
+  /// What call() does after one receive: read the next frame (a stale reply), send the request
+  /// again, or end with `result`.
+  struct Next {
+    enum Kind { kReadAgain, kResend, kReturn } kind;
+    Result<std::vector<uint8_t>> result;
+  };
+  /// The link was lost (`lost`): waits for the same board within the reopen window; kUnavailable
+  /// naming what happened otherwise.
+  Result<void> recover(const Error& lost);
+  Next on_receive_error(Exchange& x, const Error& e);
+  Next on_reply(Exchange& x, wire::Frame& reply);
+  Next on_error_reply(Exchange& x, std::span<const uint8_t> payload);
+
   std::mutex mu_;
   std::unique_ptr<Transport> transport_;
   ProtocolOptions options_;
