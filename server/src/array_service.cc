@@ -62,58 +62,91 @@ grpc::Status ArrayServiceImpl::ProgramArray(grpc::ServerContext* ctx,
       });
 }
 
+namespace {
+
+using Mask = Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic>;
+
+// A ProgramArrayRequest checked in full: what program-verify will run.
+struct ProgramJob {
+  int array = 0;
+  Eigen::MatrixXd target;
+  ProgramVerifyConfig cfg;
+};
+
+// Every field, before anything waits, reads or writes; the values as sent in the messages (a
+// uint32 cast to int would show 4294967295 as -1).
+std::expected<ProgramJob, grpc::Status> check_program(const v1::ProgramArrayRequest& req,
+                                                      const BoardInfo& info,
+                                                      const ProgramVerifyConfig& defaults) {
+  if (req.array() >= static_cast<uint32_t>(info.arrays)) {
+    return std::unexpected(
+        invalid_argument(fmt::format("array = {}: allowed 0..{}", req.array(), info.arrays - 1)));
+  }
+  if (req.rows() != static_cast<uint32_t>(info.rows) ||
+      req.cols() != static_cast<uint32_t>(info.cols)) {
+    return std::unexpected(invalid_argument(fmt::format(
+        "rows x cols = {}x{}: the array is {}x{}", req.rows(), req.cols(), info.rows, info.cols)));
+  }
+  const int n = info.rows * info.cols;
+  if (req.target_us_size() != n) {
+    return std::unexpected(invalid_argument(
+        fmt::format("target_uS: {} values, rows x cols needs {}", req.target_us_size(), n)));
+  }
+  if (req.max_rounds() > 1000) {
+    return std::unexpected(
+        invalid_argument(fmt::format("max_rounds = {}: allowed 1..1000 (0 means the daemon's "
+                                     "default, {})",
+                                     req.max_rounds(), defaults.max_rounds)));
+  }
+  ProgramJob job{static_cast<int>(req.array()), Eigen::MatrixXd(info.rows, info.cols), defaults};
+  for (int i = 0; i < n; ++i) job.target(i / info.cols, i % info.cols) = req.target_us(i);
+  if (req.tol_us() != 0) job.cfg.tol_uS = req.tol_us();
+  if (req.tol_rel() != 0) job.cfg.tol_rel = req.tol_rel();
+  if (req.max_rounds() != 0) job.cfg.max_rounds = static_cast<int>(req.max_rounds());
+  if (!(job.cfg.tol_uS > 0 && job.cfg.tol_uS <= 100)) {
+    return std::unexpected(invalid_argument(fmt::format(
+        "tol_uS = {}: allowed (0, 100] (0 means the daemon's default)", job.cfg.tol_uS)));
+  }
+  return job;
+}
+
+// The recorded stuck devices of `array` (slow ones are programmed: they move, slowly).
+std::expected<Mask, grpc::Status> known_faults(ChipRecord& record, const BoardInfo& info,
+                                               int array) {
+  Mask skip = Mask::Constant(info.rows, info.cols, false);
+  auto known = record.faults(info.serial, array);
+  if (!known && known.error().code != ErrorCode::kNotFound) {
+    return std::unexpected(to_status(known.error()));
+  }
+  if (known) {
+    for (const FaultEntry& f : *known) {
+      if (f.kind != wire::FaultKind::kSlow) skip(f.row, f.col) = true;
+    }
+  }
+  return skip;
+}
+
+}  // namespace
+
 grpc::Status ArrayServiceImpl::program(
     grpc::ServerContext* ctx, const v1::ProgramArrayRequest* req,
     grpc::ServerWriterInterface<v1::ProgramArrayResponse>* writer) {
   if (auto a = access_.authorize(ctx, "ProgramArray"); !a.ok()) return a;
   if (auto e = check_enums(*req); !e.ok()) return e;
   const BoardInfo& info = board_.info();
-  // ---- validation, all of it, before anything waits, reads or writes ----
-  if (req->array() >= static_cast<uint32_t>(info.arrays)) {
-    return invalid_argument(
-        fmt::format("array = {}: allowed 0..{}", req->array(), info.arrays - 1));
-  }
-  if (req->rows() != static_cast<uint32_t>(info.rows) ||
-      req->cols() != static_cast<uint32_t>(info.cols)) {
-    return invalid_argument(fmt::format("rows x cols = {}x{}: the array is {}x{}", req->rows(),
-                                        req->cols(), info.rows, info.cols));
-  }
-  const int n = info.rows * info.cols;
-  if (req->target_us_size() != n) {
-    return invalid_argument(
-        fmt::format("target_uS: {} values, rows x cols needs {}", req->target_us_size(), n));
-  }
-  // Range checks on the values as sent (a uint32 cast to int would show 4294967295 as -1).
-  if (req->max_rounds() > 1000) {
-    return invalid_argument(
-        fmt::format("max_rounds = {}: allowed 1..1000 (0 means the daemon's "
-                    "default, {})",
-                    req->max_rounds(), defaults_.max_rounds));
-  }
-  Eigen::MatrixXd target(info.rows, info.cols);
-  for (int i = 0; i < n; ++i) target(i / info.cols, i % info.cols) = req->target_us(i);
-  ProgramVerifyConfig cfg = defaults_;
-  if (req->tol_us() != 0) cfg.tol_uS = req->tol_us();
-  if (req->tol_rel() != 0) cfg.tol_rel = req->tol_rel();
-  if (req->max_rounds() != 0) cfg.max_rounds = static_cast<int>(req->max_rounds());
-  if (!(cfg.tol_uS > 0 && cfg.tol_uS <= 100)) {
-    return invalid_argument(
-        fmt::format("tol_uS = {}: allowed (0, 100] (0 means the daemon's default)", cfg.tol_uS));
-  }
-  const int array = static_cast<int>(req->array());
+  auto job = check_program(*req, info, defaults_);
+  if (!job) return job.error();
+  const int array = job->array;
+  const Eigen::MatrixXd& target = job->target;
+  const ProgramVerifyConfig& cfg = job->cfg;
   const std::string& serial = info.serial;
-  Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic> skip =
-      Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic>::Constant(info.rows, info.cols, false);
+  Mask skip = Mask::Constant(info.rows, info.cols, false);
   // Every target, tol_rel and the rest, exactly as program-verify will check them.
   if (auto v = validate_program(info, array, target, cfg, &skip); !v) return to_status(v.error());
   if (req->skip_known_faults()) {
-    auto known = record_.faults(serial, array);
-    if (!known && known.error().code != ErrorCode::kNotFound) return to_status(known.error());
-    if (known) {
-      for (const FaultEntry& f : *known) {
-        if (f.kind != wire::FaultKind::kSlow) skip(f.row, f.col) = true;
-      }
-    }
+    auto known = known_faults(record_, info, array);
+    if (!known) return known.error();
+    skip = std::move(*known);
   }
 
   auto hold = sched_.arrays.exclusive({array}, limits_of(ctx), sched_.refuse_busy_changes);
