@@ -126,47 +126,77 @@ Result<ModelServiceImpl::Loaded> ModelServiceImpl::load(const std::string& id, b
   return l;
 }
 
+namespace {
+
+// The clip's limits, before anything is decoded or copied beyond them.
+grpc::Status check_clip_limits(const v1::InferRequest& req) {
+  if (!req.audio().empty()) return grpc::Status::OK;  // decode_audio applies the same limits
+  if (req.samples_size() == 0) {
+    return invalid_argument("audio: empty (no audio bytes and no samples)");
+  }
+  if (req.sample_rate_hz() < audio::AudioLimits::kMinRateHz ||
+      req.sample_rate_hz() > audio::AudioLimits::kMaxRateHz) {
+    return invalid_argument(fmt::format("sample_rate_hz = {}: allowed {}..{} Hz",
+                                        req.sample_rate_hz(), audio::AudioLimits::kMinRateHz,
+                                        audio::AudioLimits::kMaxRateHz));
+  }
+  const double seconds = static_cast<double>(req.samples_size()) / req.sample_rate_hz();
+  if (seconds > audio::AudioLimits{}.max_seconds) {
+    return invalid_argument(fmt::format(
+        "samples: {} samples at {} Hz = {:.1f} s: allowed up to {:g} s", req.samples_size(),
+        req.sample_rate_hz(), seconds, audio::AudioLimits{}.max_seconds));
+  }
+  return grpc::Status::OK;
+}
+
+// The request's clip: encoded bytes decoded, or the samples as given.
+Result<audio::Audio> clip_of(const v1::InferRequest& req) {
+  if (!req.audio().empty()) {
+    return audio::decode_audio(
+        {reinterpret_cast<const uint8_t*>(req.audio().data()), req.audio().size()});
+  }
+  audio::Audio clip;
+  clip.samples.assign(req.samples().begin(), req.samples().end());
+  clip.sample_rate_hz = static_cast<int>(req.sample_rate_hz());
+  return clip;
+}
+
+void fill_infer_response(const model::Forward& f, const model::ModelSpec& spec, uint32_t steps,
+                         double board_ms, bool kernel_outputs, v1::InferResponse* out) {
+  for (double v : f.logits) out->add_logits(static_cast<float>(v));
+  for (double v : f.probabilities) out->add_probabilities(static_cast<float>(v));
+  out->set_label(static_cast<uint32_t>(f.label));
+  if (static_cast<size_t>(f.label) < spec.classes.size()) {
+    out->set_class_name(spec.classes[static_cast<size_t>(f.label)]);
+  }
+  out->set_steps(steps);
+  out->set_board_ms(board_ms);
+  if (kernel_outputs) {
+    for (const Eigen::VectorXd& y : f.kernel_outputs) {
+      auto* s = out->add_kernel_outputs();
+      for (double v : y) s->add_values(static_cast<float>(v));
+    }
+  }
+}
+
+}  // namespace
+
 grpc::Status ModelServiceImpl::Infer(grpc::ServerContext* ctx, const v1::InferRequest* req,
                                      v1::InferResponse* out) {
   if (auto e = check_enums(*req); !e.ok()) return e;
   // The hardware and emulated paths both run on the deployment's arrays (`on_board`).
   const bool on_board = req->path() != v1::INFER_SOFTWARE;
   const bool emulate = req->path() == v1::INFER_EMULATE;
-  // The clip's limits first: nothing is decoded or copied beyond them.
-  if (req->audio().empty()) {
-    if (req->samples_size() == 0) {
-      return invalid_argument("audio: empty (no audio bytes and no samples)");
-    }
-    if (req->sample_rate_hz() < audio::AudioLimits::kMinRateHz ||
-        req->sample_rate_hz() > audio::AudioLimits::kMaxRateHz) {
-      return invalid_argument(fmt::format("sample_rate_hz = {}: allowed {}..{} Hz",
-                                          req->sample_rate_hz(), audio::AudioLimits::kMinRateHz,
-                                          audio::AudioLimits::kMaxRateHz));
-    }
-    const double seconds = static_cast<double>(req->samples_size()) / req->sample_rate_hz();
-    if (seconds > audio::AudioLimits{}.max_seconds) {
-      return invalid_argument(fmt::format(
-          "samples: {} samples at {} Hz = {:.1f} s: allowed up to {:g} s", req->samples_size(),
-          req->sample_rate_hz(), seconds, audio::AudioLimits{}.max_seconds));
-    }
-  }
+  if (auto c = check_clip_limits(*req); !c.ok()) return c;
   auto loaded = load(req->deployment(), on_board);
   if (!loaded) return to_status(loaded.error());
   model::ModelSpec* spec = &loaded->spec;
 
   // Audio -> the model's preprocessing.
-  audio::Audio clip;
-  if (!req->audio().empty()) {
-    auto a = audio::decode_audio(
-        {reinterpret_cast<const uint8_t*>(req->audio().data()), req->audio().size()});
-    if (!a) return to_status(a.error());
-    clip = std::move(*a);
-  } else {
-    clip.samples.assign(req->samples().begin(), req->samples().end());
-    clip.sample_rate_hz = static_cast<int>(req->sample_rate_hz());
-  }
+  auto clip = clip_of(*req);
+  if (!clip) return to_status(clip.error());
   // Steps x channels values, step-major (one channel, or one per log-mel band).
-  auto values = audio::preprocess(clip, spec->preprocessing);
+  auto values = audio::preprocess(*clip, spec->preprocessing);
   if (!values) return to_status(values.error());
   const Eigen::VectorXd u =
       Eigen::Map<const Eigen::VectorXf>(values->data(), static_cast<Eigen::Index>(values->size()))
@@ -198,20 +228,7 @@ grpc::Status ModelServiceImpl::Infer(grpc::ServerContext* ctx, const v1::InferRe
     f = model::forward(*spec, u, model::software_kernels(loaded->compiled));
   }
   if (!f) return to_status(f.error());
-  for (double v : f->logits) out->add_logits(static_cast<float>(v));
-  for (double v : f->probabilities) out->add_probabilities(static_cast<float>(v));
-  out->set_label(static_cast<uint32_t>(f->label));
-  if (static_cast<size_t>(f->label) < spec->classes.size()) {
-    out->set_class_name(spec->classes[static_cast<size_t>(f->label)]);
-  }
-  out->set_steps(steps);
-  out->set_board_ms(board_ms);
-  if (req->kernel_outputs()) {
-    for (const Eigen::VectorXd& y : f->kernel_outputs) {
-      auto* s = out->add_kernel_outputs();
-      for (double v : y) s->add_values(static_cast<float>(v));
-    }
-  }
+  fill_infer_response(*f, *spec, steps, board_ms, req->kernel_outputs(), out);
   return grpc::Status::OK;
 }
 
