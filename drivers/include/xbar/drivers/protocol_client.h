@@ -64,7 +64,7 @@ class ProtocolClient {
   /// What call() does after one receive: read the next frame (a stale reply), send the request
   /// again, or end with `result`.
   struct Next {
-    enum Kind { kReadAgain, kResend, kReturn } kind;
+    enum Kind { kReadAgain, kResend, kReturn } kind = kResend;
     Result<std::vector<uint8_t>> result;
   };
   /// The link was lost (`lost`): waits for the same board within the reopen window; kUnavailable
