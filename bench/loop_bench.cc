@@ -14,9 +14,9 @@
 
 #include "xbar/drivers/board.h"
 #include "xbar/drivers/loop_runner.h"
+#include "xbar/kernel/golden.h"
 #include "xbar/kernel/kernel.h"
 #include "xbar/kernel/loop_plan.h"
-#include "xbar/kernel/model.h"
 
 using namespace xbar;
 using namespace xbar::kernel;

@@ -23,8 +23,8 @@
 
 #include "xbar/drivers/board.h"
 #include "xbar/drivers/program_verify.h"
+#include "xbar/kernel/golden.h"
 #include "xbar/kernel/kernel.h"
-#include "xbar/kernel/model.h"
 #include "xbar/kernel/remap.h"
 
 namespace {

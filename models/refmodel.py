@@ -1,5 +1,5 @@
 """The xbar model file evaluated in numpy float64 exactly as the C++ software path computes it
-(drivers/kernel/src/kernel.cc discretize + quantize, drivers/kernel/src/model.cc run_ideal,
+(drivers/kernel/src/kernel.cc discretize + quantize, drivers/kernel/src/golden.cc run_ideal,
 drivers/model/src/model.cc forward). Used for the golden vectors and the accuracy numbers.
 
     import refmodel

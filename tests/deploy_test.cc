@@ -24,9 +24,9 @@
 #include "model_proto.h"
 #include "process.h"
 #include "xbar/drivers/board.h"
+#include "xbar/kernel/golden.h"
 #include "xbar/kernel/kernel.h"
 #include "xbar/kernel/loop_plan.h"
-#include "xbar/kernel/model.h"
 #include "xbar/v1/kernels.pb.h"
 #include "xbar/v1/models.grpc.pb.h"
 

@@ -33,8 +33,8 @@
 
 #include "model_proto.h"
 #include "xbar/audio/audio.h"
+#include "xbar/kernel/golden.h"
 #include "xbar/kernel/kernel.h"
-#include "xbar/kernel/model.h"
 #include "xbar/model/model.h"
 
 namespace xbar {

@@ -9,7 +9,7 @@
 #include <random>
 #include <set>
 
-#include "xbar/kernel/model.h"
+#include "xbar/kernel/golden.h"
 #include "xbar/kernel/remap.h"
 
 namespace xbar::kernel {

@@ -1,6 +1,6 @@
 // The model around the kernels: validation, the forward pass, and the hardware path (the
 // kernels as a closed loop on the twin) against the software path.
-#include "xbar/kernel/model.h"
+#include "xbar/model/model.h"
 
 #include <gtest/gtest.h>
 
@@ -10,7 +10,7 @@
 #include "xbar/audio/audio.h"
 #include "xbar/audio/front_end.h"
 #include "xbar/drivers/board.h"
-#include "xbar/model/model.h"
+#include "xbar/kernel/golden.h"
 
 namespace xbar::model {
 namespace {

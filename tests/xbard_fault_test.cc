@@ -33,9 +33,9 @@
 
 #include "model_proto.h"
 #include "process.h"
+#include "xbar/kernel/golden.h"
 #include "xbar/kernel/kernel.h"
 #include "xbar/kernel/loop_plan.h"
-#include "xbar/kernel/model.h"
 #include "xbar/status_names.h"
 #include "xbar/v1/arrays.grpc.pb.h"
 #include "xbar/v1/board.grpc.pb.h"

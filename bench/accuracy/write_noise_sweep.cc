@@ -66,8 +66,8 @@
 #include "model_service.h"  // server::model_from_proto
 #include "xbar/audio/audio.h"
 #include "xbar/drivers/board.h"
+#include "xbar/kernel/golden.h"
 #include "xbar/kernel/kernel.h"
-#include "xbar/kernel/model.h"
 #include "xbar/model/model.h"
 #include "xbar/v1/models.pb.h"
 

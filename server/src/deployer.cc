@@ -14,8 +14,8 @@
 #include "programming.h"
 #include "request_checks.h"
 #include "status.h"
+#include "xbar/kernel/golden.h"
 #include "xbar/kernel/loop_plan.h"
-#include "xbar/kernel/model.h"
 #include "xbar/kernel/remap.h"
 
 namespace xbar::server {

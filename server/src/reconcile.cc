@@ -6,9 +6,9 @@
 
 #include "kernel_service.h"
 #include "model_proto.h"
+#include "xbar/kernel/golden.h"
 #include "xbar/kernel/kernel.h"
 #include "xbar/kernel/loop_plan.h"
-#include "xbar/kernel/model.h"
 #include "xbar/v1/kernels.pb.h"
 
 namespace xbar::server {

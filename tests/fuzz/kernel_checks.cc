@@ -5,8 +5,8 @@
 #include <cmath>
 
 #include "fuzz_util.h"
+#include "xbar/kernel/golden.h"
 #include "xbar/kernel/loop_plan.h"
-#include "xbar/kernel/model.h"
 #include "xbar/wire/loop_program.h"
 
 namespace xbar::fuzz {

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "xbar/kernel/model.h"
+#include "xbar/kernel/golden.h"
 
 namespace xbar::kernel {
 

@@ -8,7 +8,7 @@
 #include <limits>
 #include <numeric>
 
-#include "xbar/kernel/model.h"
+#include "xbar/kernel/golden.h"
 
 namespace xbar::kernel {
 

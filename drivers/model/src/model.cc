@@ -10,8 +10,8 @@
 #include <numbers>
 
 #include "xbar/drivers/loop_runner.h"
+#include "xbar/kernel/golden.h"
 #include "xbar/kernel/loop_plan.h"
-#include "xbar/kernel/model.h"
 
 namespace xbar::model {
 

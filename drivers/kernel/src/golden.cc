@@ -1,4 +1,4 @@
-#include "xbar/kernel/model.h"
+#include "xbar/kernel/golden.h"
 
 #include <Eigen/Eigenvalues>
 #include <cmath>
