@@ -168,6 +168,8 @@ class ClientTest(unittest.TestCase):
             str(MODEL), on_progress=lambda p: stages.append(p.stage), name="pyclient",
             replace=True)
         self.assertEqual(dep.state, "ready", dep.message)
+        from xbar.v1 import kernels_pb2
+        self.assertEqual(dep.state_code, kernels_pb2.DEPLOYMENT_STATE_READY)  # the enum agrees
         self.assertTrue(dep.id.startswith("dep-"), dep.id)
         self.assertEqual(dep.name, "pyclient")
         for stage in ("compile", "remap", "program", "verify"):
