@@ -19,16 +19,16 @@
 #include <vector>
 
 #include "xbar/drivers/board.h"
-#include "xbar/fwsim/chip.h"
-#include "xbar/fwsim/firmware.h"
-#include "xbar/fwsim/inprocess_transport.h"
-#include "xbar/fwsim/philox.h"
-#include "xbar/fwsim/profile.h"
+#include "xbar/twin/chip.h"
+#include "xbar/twin/firmware.h"
+#include "xbar/twin/inprocess_transport.h"
+#include "xbar/twin/philox.h"
+#include "xbar/twin/profile.h"
 
 namespace {
 
-using xbar::fwsim::Chip;
-using xbar::fwsim::ChipProfile;
+using xbar::twin::Chip;
+using xbar::twin::ChipProfile;
 
 constexpr int kRows = 64;
 constexpr int kCols = 64;
@@ -51,7 +51,7 @@ void ReportPerVmm(benchmark::State& state, int vectors_per_iteration) {
 }
 
 ChipProfile TypicalProfile() {
-  auto p = xbar::fwsim::load_profile("typical");
+  auto p = xbar::twin::load_profile("typical");
   if (!p) {
     std::fprintf(stderr, "load_profile(typical): %s\n", p.error().c_str());
     std::abort();
@@ -188,8 +188,8 @@ BENCHMARK_CAPTURE(BM_TwinChipVmm, per_column_relaxing, Noise::kPerColumn, 1, tru
 // The firmware is built here rather than by Board::open("sim:...") only so that the array can
 // be programmed with the same pulses as above; the call path is the one open() gives.
 void BM_BoardVmm(benchmark::State& state, int vectors) {
-  auto fw = std::make_shared<xbar::fwsim::Firmware>(
-      TypicalProfile(), xbar::fwsim::FirmwareOptions{kChipSeed, kNoiseSeed});
+  auto fw = std::make_shared<xbar::twin::Firmware>(
+      TypicalProfile(), xbar::twin::FirmwareOptions{kChipSeed, kNoiseSeed});
   ProgramArray(fw->chip_for_testing(), kArray);
   fw->chip_for_testing().advance_ns(kSettleNs);
   auto board = xbar::Board::connect(std::make_unique<xbar::InProcessTransport>(fw));

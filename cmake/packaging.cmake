@@ -3,7 +3,7 @@
 #
 # Paths are relative to the install prefix (the package's is /usr) except the configuration,
 # which lives in /etc/xbar whatever the prefix. xbard, xbarctl and xbar-fwsim install themselves
-# to bin/ (server/, client/, firmware-sim/ CMakeLists), the chip profiles to share/xbar/profiles
+# to bin/ (server/, client/, twin/ CMakeLists), the chip profiles to share/xbar/profiles
 # (top CMakeLists.txt).
 include(GNUInstallDirs)
 

@@ -115,7 +115,7 @@ HD_DIGIT_WORDS = {"english": DIGITS,
 AUDIO_EXTS = (".wav", ".flac")
 OTHER_AUDIO_EXTS = (".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".aifc",
                     ".au", ".snd", ".wma", ".webm", ".amr", ".caf", ".w64", ".sph", ".3gp")
-MIN_RATE_HZ, MAX_RATE_HZ = 1000, 384000  # xbar::audio (drivers/audio/src/audio.cc)
+MIN_RATE_HZ, MAX_RATE_HZ = 1000, 384000  # xbar::audio (compute/audio/src/audio.cc)
 TEST_FRACTION = 0.2
 KINDS = ("hd", "digits", "folder", "generated")
 DIGIT_NAME = re.compile(r"^(\d)_(.+)_(\d+)\.(wav|flac)$", re.IGNORECASE)

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """The "zero"/"one" data of issue 7: a generator for a Heidelberg-Digits-like spoken-digit set,
 a loader for the real Heidelberg Digits (HD) archive, and the model's audio preprocessing exactly
-as the C++ side computes it (drivers/audio/src/audio.cc).
+as the C++ side computes it (compute/audio/src/audio.cc).
 
 Generate the set (deterministic from --seed; about 65 s on 2 cores, 149 MB of WAVs):
 

@@ -1,7 +1,7 @@
 """The board's closed loop in torch, for training that sees the hardware (issue 17, item 2).
 
 What the firmware's loop computes for one S4D kernel (docs/firmware.md §7, kernel::plan_loop and
-kernel::run_quantized in drivers/kernel/src/loop_plan.cc), with ideal conductances and
+kernel::run_quantized in compute/kernel/src/loop_plan.cc), with ideal conductances and
 converters, differentiable with straight-through gradients through every rounding:
 
   ranges   r_k   = the largest |Re|, |Im| of mode k's state on the training clips, floored at

@@ -1,6 +1,6 @@
 """The xbar model file evaluated in numpy float64 exactly as the C++ software path computes it
-(drivers/kernel/src/kernel.cc discretize + quantize, drivers/kernel/src/golden.cc run_ideal,
-drivers/model/src/model.cc forward). Used for the golden vectors and the accuracy numbers.
+(compute/kernel/src/kernel.cc discretize + quantize, compute/kernel/src/golden.cc run_ideal,
+compute/model/src/model.cc forward). Used for the golden vectors and the accuracy numbers.
 
     import refmodel
     m = refmodel.load("models/reference/zero-one-2bit.json")

@@ -9,7 +9,7 @@ as an xbar model file (xbar.v1.Model JSON, like models/example-model.json).
     /usr/bin/python3 models/train.py --golden-only  # golden.json from the committed models
     /usr/bin/python3 models/train.py --evaluate models/reference/zero-one-2bit.json
 
-The model (drivers/model/src/model.cc, drivers/kernel/src/kernel.cc):
+The model (compute/model/src/model.cc, compute/kernel/src/kernel.cc):
   u (871 steps: 48 kHz audio block-averaged by 64, peak-normalised, padded; models/data.py)
   -> encoder Linear(1 -> 3) -> 3 S4D kernels, N = 14 complex modes each, B = 1, D = 0 (the
      paper has no skip): ZOH A_bar = exp(dt A), C' = C (exp(dt A) - 1) / A,
@@ -445,7 +445,7 @@ def board_calibration(model, scales, u, fidelity_clips=16, source=""):
     (state ranges represented exactly by xbard's plan_loop, the ranges met, the loop
     arithmetic's output NRMSE on the clips `u`) plus `fidelity_clips` of them, evenly spaced,
     for DeployModel's fidelity check. The same definitions as `xbarctl calibrate`
-    (drivers/model/src/model.cc calibrate, measure_mode_ranges) but the state range is the one
+    (compute/model/src/model.cc calibrate, measure_mode_ranges) but the state range is the one
     training used (1.1 x the largest state), not re-chosen."""
     with torch.no_grad():
         z = model.encode(u)

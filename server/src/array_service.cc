@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "call.h"
+#include "fault_proto.h"
 #include "operations.h"
 #include "programming.h"
 #include "request_checks.h"
@@ -22,8 +23,8 @@ void fill_fault(v1::Fault* o, int array, const FaultFinding& f) {
   o->set_array(static_cast<uint32_t>(array));
   o->set_row(static_cast<uint32_t>(f.row));
   o->set_col(static_cast<uint32_t>(f.col));
-  o->set_kind(std::string(wire::fault_kind_name(f.kind)));
-  o->set_method(std::string(fault_source_name(f.source)));
+  set_kind(*o, f.kind);
+  set_method(*o, f.source);
   o->set_g_us(f.g_uS);
 }
 
@@ -217,7 +218,7 @@ void fill_quick_report(const QuickCheckResult& q, int array, v1::ScanReport* rep
 v1::ScanFaultsResponse phase_message(const ScanProgress& p) {
   v1::ScanFaultsResponse up;
   auto* ph = up.mutable_phase();
-  ph->set_phase(std::string(scan_phase_name(p.phase)));
+  set_phase(*ph, p.phase);
   ph->set_stuck_high(static_cast<uint32_t>(p.stuck_high));
   ph->set_stuck_low(static_cast<uint32_t>(p.stuck_low));
   ph->set_transactions(static_cast<uint32_t>(p.transactions));
@@ -403,8 +404,8 @@ grpc::Status ArrayServiceImpl::GetFaultMap(grpc::ServerContext*, const v1::GetFa
     o->set_array(static_cast<uint32_t>(f.array));
     o->set_row(static_cast<uint32_t>(f.row));
     o->set_col(static_cast<uint32_t>(f.col));
-    o->set_kind(std::string(wire::fault_kind_name(f.kind)));
-    o->set_method(std::string(fault_method_name(f.method)));
+    set_kind(*o, f.kind);
+    set_method(*o, f.method);
     o->set_found_at_ms(f.found_at_ms);
     o->set_confirmed_at_ms(f.confirmed_at_ms);
     if (f.g_uS) o->set_g_us(*f.g_uS);

@@ -29,7 +29,7 @@
 #include <vector>
 
 #include "deployment_state.h"
-#include "xbar/drivers/error.h"
+#include "xbar/base/error.h"
 #include "xbar/wire/messages.h"
 
 struct sqlite3;  // keeps <sqlite3.h> out of every includer
@@ -145,6 +145,8 @@ struct DeploymentQuery {
 /// per-device matrices); `archived_at_ms` is the archive time being recorded.
 using ArchiveBlob = std::function<std::string(const DeploymentRow& row, int64_t archived_at_ms)>;
 
+/// \context Any thread, with or without a board turn or array lock: every method takes the
+/// record's own mutex for its one transaction and calls nothing that waits for the board.
 class ChipRecord {
  public:
   static constexpr int kSchemaVersion = 4;

@@ -7,7 +7,7 @@
 #include <set>
 #include <sstream>
 
-#include "xbar/drivers/error.h"  // XBAR_RETURN_IF_ERROR
+#include "xbar/base/error.h"  // XBAR_RETURN_IF_ERROR
 
 namespace xbar::server {
 

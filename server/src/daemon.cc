@@ -19,10 +19,10 @@
 #include "chip_record.h"
 #include "deployer.h"
 #include "deployment_states.h"
-#include "http_endpoint.h"
 #include "kernel_service.h"
-#include "metrics.h"
 #include "model_service.h"
+#include "observability/http_endpoint.h"
+#include "observability/metrics.h"
 #include "operations.h"
 #include "reconcile.h"
 

@@ -115,6 +115,17 @@ StatusOr<Checked> check_request(const v1::DeployKernelRequest& req, const BoardI
   return c;
 }
 
+// DeployProgress.stage_code for the stage's word (kernels.proto lists both, in order).
+v1::DeployStage deploy_stage_code(std::string_view stage) {
+  static constexpr std::pair<std::string_view, v1::DeployStage> kStages[] = {
+      {"compile", v1::DEPLOY_STAGE_COMPILE}, {"queue", v1::DEPLOY_STAGE_QUEUE},
+      {"remap", v1::DEPLOY_STAGE_REMAP},     {"program", v1::DEPLOY_STAGE_PROGRAM},
+      {"verify", v1::DEPLOY_STAGE_VERIFY},   {"fidelity", v1::DEPLOY_STAGE_FIDELITY}};
+  for (const auto& [word, code] : kStages)
+    if (word == stage) return code;
+  return v1::DEPLOY_STAGE_UNSPECIFIED;
+}
+
 // The deploy's progress messages; false once the caller has gone (cancelled, deadline).
 class Progress {
  public:
@@ -126,6 +137,7 @@ class Progress {
                   const ProgramVerifyProgress* round = nullptr) const {
     v1::DeployKernelResponse msg;
     auto* p = msg.mutable_progress();
+    p->set_stage_code(deploy_stage_code(stage));
     p->set_stage(std::move(stage));
     p->set_kernel(kernel);
     p->set_array(array);

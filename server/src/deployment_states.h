@@ -60,6 +60,8 @@ class DeploymentStates {
   /// board (waiting behind what runs), reads the arrays back as the start-up reconciliation
   /// does, records the outcome, and marks the board verified at the epoch it read at. Returns
   /// the outcomes (empty when nothing was needed).
+  /// \context Any thread that holds no array lock and no board turn: it takes all of them, so
+  /// a caller holding one would wait for itself.
   Result<std::vector<ReconcileOutcome>> reverify_if_needed(Scheduler& sched, double tol_uS,
                                                            const WaitLimits& limits);
 

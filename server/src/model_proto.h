@@ -3,7 +3,7 @@
 // as the request spells it, with the value as sent.
 #pragma once
 
-#include "xbar/drivers/error.h"
+#include "xbar/base/error.h"
 #include "xbar/kernel/kernel.h"
 #include "xbar/model/model.h"
 #include "xbar/v1/kernels.pb.h"

@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "operations.h"
-#include "xbar/drivers/error.h"
+#include "xbar/base/error.h"
 
 namespace xbar::server {
 

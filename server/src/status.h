@@ -3,7 +3,7 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include "xbar/drivers/error.h"
+#include "xbar/base/error.h"
 
 namespace xbar::server {
 

@@ -1,4 +1,4 @@
-// The audio front end (drivers/audio): Infer's path for InferRequest.audio, a sound file's bytes
+// The audio front end (compute/audio): Infer's path for InferRequest.audio, a sound file's bytes
 // from the client: decode_audio (libsndfile over memory) then preprocess (resampling, block
 // averaging, normalising, padding); plus parse_hd_name.
 //

@@ -1,5 +1,5 @@
 // YAML configuration: xbard's config (server/src/config.cc parse_config, configs/xbard.yaml)
-// and the twin's chip profiles (firmware-sim/src/profile.cc parse_profile_yaml,
+// and the twin's chip profiles (twin/src/profile.cc parse_profile_yaml,
 // configs/profiles/*.yaml, `--board sim:profile=PATH`). Every input is given to both parsers.
 //
 // Properties:
@@ -20,7 +20,7 @@
 
 #include "config.h"
 #include "fuzz_util.h"
-#include "xbar/fwsim/profile.h"
+#include "xbar/twin/profile.h"
 
 using namespace xbar;
 
@@ -226,12 +226,12 @@ bool mV_fits(double v, double lo, double hi) {
 }
 
 void check_profile(const std::string& text) {
-  auto p = fwsim::parse_profile_yaml(text, "fuzz.yaml");
+  auto p = twin::parse_profile_yaml(text, "fuzz.yaml");
   if (!p) {
     FUZZ_CHECK(p.error().starts_with("fuzz.yaml"), "profile error without origin: " + p.error());
     return;
   }
-  auto v = fwsim::validate_profile(*p);
+  auto v = twin::validate_profile(*p);
   FUZZ_CHECK(v.has_value(), "parse_profile_yaml returned a profile validate_profile refuses: " +
                                 (v ? std::string() : v.error()));
   // What Firmware::Firmware writes into InfoReply.

@@ -1,4 +1,4 @@
-// The board side of protocol v1: the twin's firmware (firmware-sim/src/firmware.cc),
+// The board side of protocol v1: the twin's firmware (twin/src/firmware.cc),
 // Firmware::handle with a sequence of request frames from up to three host sessions.
 //
 // Input: u8 variant (bits 0-1: the board geometry, make_profile), then records
@@ -24,8 +24,8 @@
 #include <vector>
 
 #include "fuzz_util.h"
-#include "xbar/fwsim/firmware.h"
-#include "xbar/fwsim/profile.h"
+#include "xbar/twin/firmware.h"
+#include "xbar/twin/profile.h"
 #include "xbar/wire/frame.h"
 #include "xbar/wire/loop_program.h"
 #include "xbar/wire/messages.h"
@@ -38,8 +38,8 @@ namespace {
 
 // Small geometries keep every request cheap (a 4096-step loop run on three 64x64 arrays takes
 // seconds under ASan); variant 3 keeps the board's 64x64 and skips the expensive requests.
-fwsim::ChipProfile make_profile(int variant) {
-  auto p = fwsim::load_profile(variant == 2 ? "imssa" : "typical");
+twin::ChipProfile make_profile(int variant) {
+  auto p = twin::load_profile(variant == 2 ? "imssa" : "typical");
   if (!p) std::abort();
   switch (variant) {
     case 0:
@@ -57,7 +57,7 @@ fwsim::ChipProfile make_profile(int variant) {
     default:
       break;
   }
-  if (!fwsim::validate_profile(*p)) std::abort();
+  if (!twin::validate_profile(*p)) std::abort();
   return *p;
 }
 
@@ -85,7 +85,7 @@ struct Model {
 };
 
 // True if running this (decoded) request on the 64x64 board would take too long for fuzzing.
-bool expensive(const Frame& f, int variant, const fwsim::ChipProfile& p) {
+bool expensive(const Frame& f, int variant, const twin::ChipProfile& p) {
   const bool big = p.rows * p.cols > 1024;
   switch (f.header.opcode) {
     case Opcode::kRead:
@@ -106,8 +106,8 @@ bool expensive(const Frame& f, int variant, const fwsim::ChipProfile& p) {
   }
 }
 
-void check_ok_payload(const Frame& req, std::span<const uint8_t> p, const fwsim::Firmware& fw,
-                      const fwsim::ChipProfile& prof, Model& model) {
+void check_ok_payload(const Frame& req, std::span<const uint8_t> p, const twin::Firmware& fw,
+                      const twin::ChipProfile& prof, Model& model) {
   const uint32_t adc_max = (1u << prof.adc_bits) - 1;
   const size_t cells = static_cast<size_t>(prof.rows) * prof.cols;
   switch (req.header.opcode) {
@@ -244,8 +244,8 @@ void check_ok_payload(const Frame& req, std::span<const uint8_t> p, const fwsim:
 }
 
 // Sends one frame and checks the reply against the model.
-void exchange(fwsim::Firmware& fw, const fwsim::ChipProfile& prof, Model& model,
-              fwsim::Firmware::SessionId sid, int session, const std::vector<uint8_t>& req) {
+void exchange(twin::Firmware& fw, const twin::ChipProfile& prof, Model& model,
+              twin::Firmware::SessionId sid, int session, const std::vector<uint8_t>& req) {
   const std::vector<uint8_t> reply = fw.handle(sid, req);
   auto rf = decode_frame(reply);
   FUZZ_CHECK(rf.has_value(), "the reply frame does not decode");
@@ -299,7 +299,7 @@ void exchange(fwsim::Firmware& fw, const fwsim::ChipProfile& prof, Model& model,
   // Executed.
   ++model.ops;
   cache.push_back({f->header.seq, req, reply});
-  if (cache.size() > fwsim::Firmware::kReplyCacheDepth) cache.pop_front();
+  if (cache.size() > twin::Firmware::kReplyCacheDepth) cache.pop_front();
   const Opcode op = f->header.opcode;
   const bool busy = model.run_open && op != Opcode::kStatus && op != Opcode::kAbort &&
                     !(op == Opcode::kLoopRun && session == model.run_owner);
@@ -330,15 +330,15 @@ void exchange(fwsim::Firmware& fw, const fwsim::ChipProfile& prof, Model& model,
 // the model starts from). What carries over is only the operation counter, which keys the
 // noise: values may differ between runs of one input, the control flow does not.
 struct Board {
-  fwsim::ChipProfile profile;
-  std::unique_ptr<fwsim::Firmware> fw;
-  fwsim::Chip pristine;
-  std::vector<fwsim::Firmware::SessionId> sessions;
+  twin::ChipProfile profile;
+  std::unique_ptr<twin::Firmware> fw;
+  twin::Chip pristine;
+  std::vector<twin::Firmware::SessionId> sessions;
 
   explicit Board(int variant)
       : profile(make_profile(variant)),
-        fw(std::make_unique<fwsim::Firmware>(
-            profile, fwsim::FirmwareOptions{.chip_seed = uint64_t(variant) + 7, .noise_seed = 1})),
+        fw(std::make_unique<twin::Firmware>(
+            profile, twin::FirmwareOptions{.chip_seed = uint64_t(variant) + 7, .noise_seed = 1})),
         pristine(fw->chip_for_testing()) {}
 
   // Returns the model of the board after the reset.
@@ -380,8 +380,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!boards[variant]) boards[variant] = std::make_unique<Board>(variant);
   Board& board = *boards[variant];
   Model model = board.reset();
-  fwsim::Firmware& fw = *board.fw;
-  const fwsim::ChipProfile& prof = board.profile;
+  twin::Firmware& fw = *board.fw;
+  const twin::ChipProfile& prof = board.profile;
 
   for (int records = 0; records < 48 && !in.empty(); ++records) {
     const uint8_t kind = in.get<uint8_t>();

@@ -1,5 +1,5 @@
 // Writes the seed corpora of the fuzz targets (tests/fuzz/corpus/<target>/), with the product's
-// own encoders where there are some: protocol frames and payloads (drivers/wire), request
+// own encoders where there are some: protocol frames and payloads (protocol/), request
 // messages (protobuf), sound files (libsndfile), plus copies of the repository's example
 // kernels, models and configurations. The corpora are committed; rerun after a format change:
 //

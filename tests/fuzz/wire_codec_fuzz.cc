@@ -1,4 +1,4 @@
-// The protocol v1 codec (drivers/wire), host side and shared payload codecs.
+// The protocol v1 codec (protocol/), host side and shared payload codecs.
 //
 // Input: one selector byte, then the case's bytes.
 //   selector % 32 == 0: the bytes are a frame: decode_frame and decode_header are compared with

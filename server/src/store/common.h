@@ -9,7 +9,7 @@
 #include <span>
 #include <string_view>
 
-#include "xbar/drivers/error.h"
+#include "xbar/base/error.h"
 
 namespace xbar::server::store {
 

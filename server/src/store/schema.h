@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <string_view>
 
-#include "xbar/drivers/error.h"
+#include "xbar/base/error.h"
 
 namespace xbar::server::store {
 

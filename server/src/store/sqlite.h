@@ -15,7 +15,7 @@
 #include <string>
 #include <string_view>
 
-#include "xbar/drivers/error.h"
+#include "xbar/base/error.h"
 
 namespace xbar::server::store {
 

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "xbar/drivers/error.h"
+#include "xbar/base/error.h"
 #include "xbar/drivers/protocol_client.h"
 #include "xbar/wire/loop_program.h"
 #include "xbar/wire/messages.h"

@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "xbar/base/error.h"
 #include "xbar/drivers/board.h"
-#include "xbar/drivers/error.h"
 #include "xbar/drivers/program_verify.h"
 #include "xbar/wire/messages.h"
 

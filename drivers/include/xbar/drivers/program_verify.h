@@ -9,8 +9,8 @@
 #include <functional>
 #include <vector>
 
+#include "xbar/base/error.h"
 #include "xbar/drivers/board.h"
-#include "xbar/drivers/error.h"
 
 namespace xbar {
 

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "xbar/drivers/error.h"
+#include "xbar/base/error.h"
 #include "xbar/drivers/transport.h"
 #include "xbar/wire/frame.h"
 

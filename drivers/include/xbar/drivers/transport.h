@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "xbar/drivers/error.h"
+#include "xbar/base/error.h"
 
 namespace xbar {
 

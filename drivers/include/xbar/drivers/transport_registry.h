@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "xbar/drivers/error.h"
+#include "xbar/base/error.h"
 #include "xbar/drivers/transport.h"
 
 namespace xbar {

@@ -7,7 +7,7 @@
 #include <map>
 #include <string>
 
-#include "xbar/drivers/error.h"
+#include "xbar/base/error.h"
 
 namespace xbar {
 
