@@ -513,6 +513,7 @@ std::expected<std::vector<Eigen::VectorXd>, int> preprocess_clips(
 
 std::vector<kernel::CompiledKernel> compile_kernels(const model::ModelSpec& spec) {
   std::vector<kernel::CompiledKernel> out;
+  out.reserve(spec.kernels.kernels.size());
   for (const kernel::KernelSpec& k : spec.kernels.kernels) {
     out.push_back(kernel::compile(k, spec.kernels.window));
   }
