@@ -163,7 +163,14 @@ int cmd_status(const Session& session) {
   return kOk;
 }
 
-int cmd_read(const Session& session, const ReadArgs& a) {
+// An array's conductances as ReadConductances streams them (chunks of rows).
+struct ArrayRead {
+  Eigen::MatrixXd g_uS;  // empty when the daemon sent no data
+  uint32_t saturated = 0, gain = 0;
+};
+
+std::expected<ArrayRead, grpc::Status> read_conductances(const Session& session,
+                                                         const ReadArgs& a) {
   auto stub = v1::BoardService::NewStub(session.channel());
   v1::ReadConductancesRequest req;
   req.set_array(a.array);
@@ -172,8 +179,8 @@ int cmd_read(const Session& session, const ReadArgs& a) {
   auto ctx = session.context();
   auto reader = stub->ReadConductances(ctx.get(), req);
   v1::ConductanceChunk chunk;
-  Eigen::MatrixXd g_uS;
-  uint32_t saturated = 0, gain = 0;
+  ArrayRead out;
+  Eigen::MatrixXd& g_uS = out.g_uS;
   while (reader->Read(&chunk)) {
     if (g_uS.size() == 0) g_uS.setZero(64, chunk.cols());
     if (chunk.first_row() + chunk.rows() > static_cast<uint32_t>(g_uS.rows())) {
@@ -184,73 +191,107 @@ int cmd_read(const Session& session, const ReadArgs& a) {
         g_uS(chunk.first_row() + r, c) = chunk.g_us(static_cast<int>(r * chunk.cols() + c));
       }
     }
-    saturated += chunk.saturated();
-    gain = chunk.gain_index();
+    out.saturated += chunk.saturated();
+    out.gain = chunk.gain_index();
   }
   const grpc::Status s = reader->Finish();
-  if (!s.ok()) return session.fail(s);
-  if (g_uS.size() == 0) {
+  if (!s.ok()) return std::unexpected(s);
+  return out;
+}
+
+struct ReadStats {
+  double min_uS = 0, median_uS = 0, mean_uS = 0, max_uS = 0;
+};
+
+ReadStats read_stats(const Eigen::MatrixXd& g_uS) {
+  std::vector<double> v(g_uS.data(), g_uS.data() + g_uS.size());
+  std::sort(v.begin(), v.end());
+  return {.min_uS = v.front(),
+          .median_uS = v[v.size() / 2],
+          .mean_uS = g_uS.mean(),
+          .max_uS = v.back()};
+}
+
+std::expected<void, std::string> write_read_csv(const ReadArgs& a, const Eigen::MatrixXd& g_uS) {
+  std::ofstream out(a.csv);
+  if (!out) return std::unexpected("--csv " + a.csv + ": cannot write");
+  out << "# array " << a.array << ", conductance in uS, rows top to bottom, cols left to right\n";
+  for (int r = 0; r < g_uS.rows(); ++r) {
+    for (int c = 0; c < g_uS.cols(); ++c)
+      out << (c ? "," : "") << fmt::format("{:.3f}", g_uS(r, c));
+    out << "\n";
+  }
+  return {};
+}
+
+std::expected<void, std::string> write_read_png(const ReadArgs& a, const ArrayRead& read) {
+  return write_heatmap_png(
+      a.png, read.g_uS,
+      {.g_min_uS = 0,
+       .g_max_uS = a.png_max_uS,
+       .title = fmt::format("array {}: conductance as read, {} read{} averaged, gain index {}",
+                            a.array, a.avg, a.avg == 1 ? "" : "s", read.gain)});
+}
+
+void print_read_json(const ReadArgs& a, const ArrayRead& read, const ReadStats& st) {
+  const Eigen::MatrixXd& g_uS = read.g_uS;
+  Json j;
+  j["array"] = a.array;
+  j["rows"] = g_uS.rows();
+  j["cols"] = g_uS.cols();
+  j["gain_index"] = read.gain;
+  j["n_avg"] = a.avg;
+  j["min_uS"] = json_fixed(st.min_uS, 3);
+  j["median_uS"] = json_fixed(st.median_uS, 3);
+  j["mean_uS"] = json_fixed(st.mean_uS, 3);
+  j["max_uS"] = json_fixed(st.max_uS, 3);
+  j["saturated"] = read.saturated;
+  if (!a.csv.empty()) j["csv"] = a.csv;
+  if (!a.png.empty()) j["png"] = a.png;
+  Json rows = Json::array();
+  for (int r = 0; r < g_uS.rows(); ++r) {
+    Json row = Json::array();
+    for (int c = 0; c < g_uS.cols(); ++c) row.push_back(json_fixed(g_uS(r, c), 3));
+    rows.push_back(std::move(row));
+  }
+  j["g_uS"] = std::move(rows);
+  std::cout << dump(j) << "\n";
+}
+
+void print_read_text(const ReadArgs& a, const ArrayRead& read, const ReadStats& st) {
+  std::cout << fmt::format("array {}: {}x{} devices, gain index {}, {} read(s) averaged\n", a.array,
+                           read.g_uS.rows(), read.g_uS.cols(), read.gain, a.avg);
+  std::cout << fmt::format("conductance uS: min {:.2f}  median {:.2f}  mean {:.2f}  max {:.2f}\n",
+                           st.min_uS, st.median_uS, st.mean_uS, st.max_uS);
+  std::cout << fmt::format("saturated (at ADC full scale): {}\n", read.saturated);
+  if (!a.csv.empty()) std::cout << "wrote " << a.csv << "\n";
+  if (!a.png.empty()) std::cout << "wrote " << a.png << "\n";
+}
+
+int cmd_read(const Session& session, const ReadArgs& a) {
+  auto read = read_conductances(session, a);
+  if (!read) return session.fail(read.error());
+  if (read->g_uS.size() == 0) {
     std::cerr << "xbarctl: the daemon sent no data\n";
     return kFailed;
   }
-  std::vector<double> v(g_uS.data(), g_uS.data() + g_uS.size());
-  std::sort(v.begin(), v.end());
-  const double median = v[v.size() / 2], mean = g_uS.mean();
+  const ReadStats stats = read_stats(read->g_uS);
   if (!a.csv.empty()) {
-    std::ofstream out(a.csv);
-    if (!out) {
-      std::cerr << "xbarctl: --csv " << a.csv << ": cannot write\n";
+    if (auto w = write_read_csv(a, read->g_uS); !w) {
+      std::cerr << "xbarctl: " << w.error() << "\n";
       return kFailed;
-    }
-    out << "# array " << a.array << ", conductance in uS, rows top to bottom, cols left to right\n";
-    for (int r = 0; r < g_uS.rows(); ++r) {
-      for (int c = 0; c < g_uS.cols(); ++c)
-        out << (c ? "," : "") << fmt::format("{:.3f}", g_uS(r, c));
-      out << "\n";
     }
   }
   if (!a.png.empty()) {
-    auto w = write_heatmap_png(
-        a.png, g_uS,
-        {.g_min_uS = 0,
-         .g_max_uS = a.png_max_uS,
-         .title = fmt::format("array {}: conductance as read, {} read{} averaged, gain index {}",
-                              a.array, a.avg, a.avg == 1 ? "" : "s", gain)});
-    if (!w) {
+    if (auto w = write_read_png(a, *read); !w) {
       std::cerr << "xbarctl: " << w.error() << "\n";
       return kFailed;
     }
   }
   if (session.json()) {
-    Json j;
-    j["array"] = a.array;
-    j["rows"] = g_uS.rows();
-    j["cols"] = g_uS.cols();
-    j["gain_index"] = gain;
-    j["n_avg"] = a.avg;
-    j["min_uS"] = json_fixed(v.front(), 3);
-    j["median_uS"] = json_fixed(median, 3);
-    j["mean_uS"] = json_fixed(mean, 3);
-    j["max_uS"] = json_fixed(v.back(), 3);
-    j["saturated"] = saturated;
-    if (!a.csv.empty()) j["csv"] = a.csv;
-    if (!a.png.empty()) j["png"] = a.png;
-    Json rows = Json::array();
-    for (int r = 0; r < g_uS.rows(); ++r) {
-      Json row = Json::array();
-      for (int c = 0; c < g_uS.cols(); ++c) row.push_back(json_fixed(g_uS(r, c), 3));
-      rows.push_back(std::move(row));
-    }
-    j["g_uS"] = std::move(rows);
-    std::cout << dump(j) << "\n";
+    print_read_json(a, *read, stats);
   } else {
-    std::cout << fmt::format("array {}: {}x{} devices, gain index {}, {} read(s) averaged\n",
-                             a.array, g_uS.rows(), g_uS.cols(), gain, a.avg);
-    std::cout << fmt::format("conductance uS: min {:.2f}  median {:.2f}  mean {:.2f}  max {:.2f}\n",
-                             v.front(), median, mean, v.back());
-    std::cout << fmt::format("saturated (at ADC full scale): {}\n", saturated);
-    if (!a.csv.empty()) std::cout << "wrote " << a.csv << "\n";
-    if (!a.png.empty()) std::cout << "wrote " << a.png << "\n";
+    print_read_text(a, *read, stats);
   }
   return kOk;
 }
@@ -289,27 +330,20 @@ std::expected<std::vector<float>, std::string> read_target_csv(const std::string
   return v;
 }
 
-int cmd_program(const Session& session, const ProgramArgs& a) {
-  if (a.detach && (!a.csv_out.empty() || !a.png_out.empty())) {
-    std::cerr << "xbarctl: --csv and --png need the result: not with --detach (xbarctl read "
-                 "--csv/--png once it is done)\n";
-    return kUsage;
-  }
+// The ProgramArray request: the targets from --target's CSV (its shape) or uniform in
+// --random LO:HI (64x64), and the program-verify options.
+std::expected<v1::ProgramArrayRequest, std::string> program_request(const ProgramArgs& a) {
   v1::ProgramArrayRequest req;
   req.set_array(a.array);
   int rows = 64, cols = 64;
   if (!a.target_csv.empty()) {
     auto t = read_target_csv(a.target_csv, &rows, &cols);
-    if (!t) {
-      std::cerr << "xbarctl: " << t.error() << "\n";
-      return kUsage;
-    }
+    if (!t) return std::unexpected(t.error());
     for (float x : *t) req.add_target_us(x);
   } else {
     double lo = 0, hi = 0;
     if (std::sscanf(a.random.c_str(), "%lf:%lf", &lo, &hi) != 2 || !(lo < hi)) {
-      std::cerr << "xbarctl: give --target F.csv or --random LO:HI (uS), e.g. --random 7:200\n";
-      return kUsage;
+      return std::unexpected("give --target F.csv or --random LO:HI (uS), e.g. --random 7:200");
     }
     std::mt19937_64 rng(a.seed);
     std::uniform_real_distribution<double> u(lo, hi);
@@ -320,10 +354,48 @@ int cmd_program(const Session& session, const ProgramArgs& a) {
   req.set_tol_us(a.tol_uS);
   req.set_max_rounds(a.max_rounds);
   req.set_skip_known_faults(a.skip_known_faults);
+  return req;
+}
+
+// The read-back after program-verify (rows x cols) as --csv and --png ask for.
+std::expected<void, std::string> write_program_outputs(const ProgramArgs& a,
+                                                       const v1::ProgramReport& report, int rows,
+                                                       int cols) {
+  Eigen::MatrixXd final_uS = Eigen::MatrixXd::Zero(rows, cols);
+  for (int i = 0; i < rows * cols && i < report.final_us_size(); ++i) {
+    final_uS(i / cols, i % cols) = report.final_us(i);
+  }
+  if (!a.csv_out.empty()) {
+    std::ofstream out(a.csv_out);
+    for (int r = 0; r < rows; ++r) {
+      for (int c = 0; c < cols; ++c) out << (c ? "," : "") << fmt::format("{:.3f}", final_uS(r, c));
+      out << "\n";
+    }
+    if (!out.flush()) return std::unexpected("--csv " + a.csv_out + ": cannot write");
+  }
+  if (!a.png_out.empty()) {
+    const std::string title = fmt::format(
+        "array {}: read-back after program-verify (tolerance {:g} µS)", a.array, a.tol_uS);
+    return write_heatmap_png(a.png_out, final_uS, {.title = title});
+  }
+  return {};
+}
+
+int cmd_program(const Session& session, const ProgramArgs& a) {
+  if (a.detach && (!a.csv_out.empty() || !a.png_out.empty())) {
+    std::cerr << "xbarctl: --csv and --png need the result: not with --detach (xbarctl read "
+                 "--csv/--png once it is done)\n";
+    return kUsage;
+  }
+  auto req = program_request(a);
+  if (!req) {
+    std::cerr << "xbarctl: " << req.error() << "\n";
+    return kUsage;
+  }
   auto stub = v1::ArrayService::NewStub(session.channel());
   auto ctx = session.context(kLongCallS);
   if (a.detach) request_detach(*ctx);
-  auto reader = stub->ProgramArray(ctx.get(), req);
+  auto reader = stub->ProgramArray(ctx.get(), *req);
   v1::ProgramArrayResponse msg;
   bool got = reader->Read(&msg);
   if (auto rc = after_first_message(session, *ctx, *reader, got, a.detach)) return *rc;
@@ -346,28 +418,10 @@ int cmd_program(const Session& session, const ProgramArgs& a) {
     std::cerr << "xbarctl: the daemon sent no report\n";
     return kFailed;
   }
-  Eigen::MatrixXd final_uS = Eigen::MatrixXd::Zero(rows, cols);
-  for (int i = 0; i < rows * cols && i < report.final_us_size(); ++i) {
-    final_uS(i / cols, i % cols) = report.final_us(i);
-  }
-  if (!a.csv_out.empty()) {
-    std::ofstream out(a.csv_out);
-    for (int r = 0; r < rows; ++r) {
-      for (int c = 0; c < cols; ++c) out << (c ? "," : "") << fmt::format("{:.3f}", final_uS(r, c));
-      out << "\n";
-    }
-    if (!out.flush()) {
-      std::cerr << "xbarctl: --csv " << a.csv_out << ": cannot write\n";
-      return kFailed;
-    }
-  }
-  if (!a.png_out.empty()) {
-    const std::string title = fmt::format(
-        "array {}: read-back after program-verify (tolerance {:g} µS)", a.array, a.tol_uS);
-    if (auto w = write_heatmap_png(a.png_out, final_uS, {.title = title}); !w) {
-      std::cerr << "xbarctl: " << w.error() << "\n";
-      return kFailed;
-    }
+  const auto rows = static_cast<int>(req->rows()), cols = static_cast<int>(req->cols());
+  if (auto w = write_program_outputs(a, report, rows, cols); !w) {
+    std::cerr << "xbarctl: " << w.error() << "\n";
+    return kFailed;
   }
   return print_program_result(session, report, {a.array, a.tol_uS, a.csv_out, a.png_out, op});
 }

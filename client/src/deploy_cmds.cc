@@ -235,6 +235,13 @@ struct DeployCommands::Impl {
   uint32_t list_limit = 0;
   MapArgs ma;
 
+  // Each registers its subcommand on `app` with its options, filling in the fields above.
+  void add_deploy(CLI::App& app);
+  void add_list(CLI::App& app);
+  void add_show(CLI::App& app);
+  void add_undeploy(CLI::App& app);
+  void add_map(CLI::App& app);
+
   int run_deploy(const Session& session, v1::KernelService::Stub& stub) const;
   int run_list(const Session& session, v1::KernelService::Stub& stub) const;
   int run_show(const Session& session, v1::KernelService::Stub& stub) const;
@@ -243,35 +250,40 @@ struct DeployCommands::Impl {
 };
 
 DeployCommands::DeployCommands(CLI::App& app) : impl_(std::make_unique<Impl>()) {
-  Impl& m = *impl_;
+  impl_->add_deploy(app);
+  impl_->add_list(app);
+  impl_->add_show(app);
+  impl_->add_undeploy(app);
+  impl_->add_map(app);
+}
 
-  m.deploy = app.add_subcommand(
+void DeployCommands::Impl::add_deploy(CLI::App& app) {
+  deploy = app.add_subcommand(
       "deploy", "compile, place, program and verify S4D kernels from a KernelSet JSON file");
-  m.deploy
-      ->add_option("KERNEL.json", m.da.file,
+  deploy
+      ->add_option("KERNEL.json", da.file,
                    "kernel file: an xbar.v1.KernelSet in the protobuf JSON mapping "
                    "(proto/xbar/v1/kernels.proto)")
       ->required();
-  m.deploy->add_option("--name", m.da.name, "deployment name (default: the file name)");
-  m.deploy
-      ->add_option("--remap", m.da.remap,
+  deploy->add_option("--name", da.name, "deployment name (default: the file name)");
+  deploy
+      ->add_option("--remap", da.remap,
                    "auto: place around the recorded stuck devices and compensate them; "
                    "naive: identity placement")
       ->check(CLI::IsMember({"auto", "naive"}))
       ->capture_default_str();
-  m.deploy->add_option("--arrays", m.da.arrays, "arrays it may use, e.g. 0,2 (default: all)")
+  deploy->add_option("--arrays", da.arrays, "arrays it may use, e.g. 0,2 (default: all)")
       ->delimiter(',');
-  m.deploy->add_flag("--replace", m.da.replace,
-                     "take arrays held by other deployments (those become stale)");
-  m.deploy->add_option("--tol", m.da.tol_uS,
-                       "program-verify tolerance in uS (default: the daemon's)");
-  m.deploy->add_option("--max-rounds", m.da.max_rounds,
-                       "program-verify rounds per array (default: the daemon's)");
-  m.deploy->add_option("--max-nrmse", m.da.max_nrmse,
-                       "read-back NRMSE above which the deployment is degraded (default 0.5)");
-  m.deploy->add_flag("--detach", m.da.detach,
-                     "start it and return: print the operation id (xbarctl watch ID follows it)");
-  m.deploy->footer(footer_with(
+  deploy->add_flag("--replace", da.replace,
+                   "take arrays held by other deployments (those become stale)");
+  deploy->add_option("--tol", da.tol_uS, "program-verify tolerance in uS (default: the daemon's)");
+  deploy->add_option("--max-rounds", da.max_rounds,
+                     "program-verify rounds per array (default: the daemon's)");
+  deploy->add_option("--max-nrmse", da.max_nrmse,
+                     "read-back NRMSE above which the deployment is degraded (default 0.5)");
+  deploy->add_flag("--detach", da.detach,
+                   "start it and return: print the operation id (xbarctl watch ID follows it)");
+  deploy->footer(footer_with(
       "Progress (stages, a bar per array) goes to stderr. Exit 0 when the deployment is ready,\n"
       "1 when degraded or failed, 6 when the arrays are held by another deployment (--replace).\n"
       "The call's deadline is --timeout when given, else 600 s. --json: the Deployment without\n"
@@ -281,13 +293,15 @@ DeployCommands::DeployCommands(CLI::App& app) : impl_(std::make_unique<Impl>()) 
       "  xbarctl deploy configs/kernels/example-2bit.json --name q2 --arrays 0,1,2 --replace\n"
       "  xbarctl --json --quiet deploy kernels.json --remap naive > report.json\n"
       "  xbarctl deploy configs/kernels/example.json --replace --detach"));
+}
 
-  m.list = app.add_subcommand("deployments", "the deployments recorded for the chip, newest first");
-  m.list->add_flag("--archived", m.list_archived,
-                   "also the deployments retention archived (kept without their matrices)");
-  m.list->add_option("--limit", m.list_limit, "only the newest N (default: all of them)")
+void DeployCommands::Impl::add_list(CLI::App& app) {
+  list = app.add_subcommand("deployments", "the deployments recorded for the chip, newest first");
+  list->add_flag("--archived", list_archived,
+                 "also the deployments retention archived (kept without their matrices)");
+  list->add_option("--limit", list_limit, "only the newest N (default: all of them)")
       ->check(CLI::Range(1u, 1000000u));
-  m.list->footer(footer_with(
+  list->footer(footer_with(
       "Reads every page of ListDeployments (or up to --limit deployments). Old failed, stale\n"
       "and lost deployments beyond the daemon's retention (keep_inactive, default 20 per chip)\n"
       "are archived and shown only with --archived, their state marked \"(archived)\".\n"
@@ -295,33 +309,39 @@ DeployCommands::DeployCommands(CLI::App& app) : impl_(std::make_unique<Impl>()) 
       "(protobuf JSON mapping, .proto field names; archived ones have archived_at_ms).\n"
       "Examples:\n  xbarctl deployments\n  xbarctl deployments --archived --limit 100\n"
       "  xbarctl --json deployments | jq -r '.deployments[] | select(.state == \"ready\") | .id'"));
+}
 
-  m.show = app.add_subcommand("deployment", "one deployment's full report");
-  m.show->add_option("ID", m.show_id, "deployment id (dep-...)")->required();
-  m.show->add_flag("--full", m.show_full,
-                   "--json: include the 64x64 targets and read-backs of every placement");
-  m.show->footer(
+void DeployCommands::Impl::add_show(CLI::App& app) {
+  show = app.add_subcommand("deployment", "one deployment's full report");
+  show->add_option("ID", show_id, "deployment id (dep-...)")->required();
+  show->add_flag("--full", show_full,
+                 "--json: include the 64x64 targets and read-backs of every placement");
+  show->footer(
       footer_with("Exit 4 when there is no such deployment.\n"
                   "Examples:\n  xbarctl deployment dep-0123456789ab\n"
                   "  xbarctl --json deployment dep-0123456789ab --full > dep.json"));
+}
 
-  m.undeploy = app.add_subcommand(
+void DeployCommands::Impl::add_undeploy(CLI::App& app) {
+  undeploy = app.add_subcommand(
       "undeploy", "forget a deployment: its arrays become free (no pulses, conductances stay)");
-  m.undeploy->add_option("ID", m.undeploy_id, "deployment id (dep-...)")->required();
-  m.undeploy->footer(footer_with(
+  undeploy->add_option("ID", undeploy_id, "deployment id (dep-...)")->required();
+  undeploy->footer(footer_with(
       "Exit 4 when there is no such deployment.\nExamples:\n  xbarctl undeploy dep-0123456789ab"));
+}
 
-  m.map = app.add_subcommand(
+void DeployCommands::Impl::add_map(CLI::App& app) {
+  map = app.add_subcommand(
       "map", "draw a deployment as programmed: one heat map per array with stuck devices");
-  m.map->add_option("--deployment,-d", m.ma.id, "deployment id (dep-...)")->required();
-  m.map->add_option("--png", m.ma.png, "write the map as a PNG");
-  m.map->add_option("--csv", m.ma.csv,
-                    "write the 64x64 read-back (targets with --targets) of each placement, uS");
-  m.map->add_flag("--targets", m.ma.targets, "draw the targets instead of the read-back");
-  m.map->add_option("--cell", m.ma.cell_px, "pixels per device (2..64)")
+  map->add_option("--deployment,-d", ma.id, "deployment id (dep-...)")->required();
+  map->add_option("--png", ma.png, "write the map as a PNG");
+  map->add_option("--csv", ma.csv,
+                  "write the 64x64 read-back (targets with --targets) of each placement, uS");
+  map->add_flag("--targets", ma.targets, "draw the targets instead of the read-back");
+  map->add_option("--cell", ma.cell_px, "pixels per device (2..64)")
       ->check(CLI::Range(2, 64))
       ->capture_default_str();
-  m.map->footer(footer_with(
+  map->footer(footer_with(
       "One panel per placement, by array, viridis over the deployment's conductance window.\n"
       "Outlined: stuck-high devices red, stuck-low blue (the recorded fault map); thin light\n"
       "lines around the input rows, the state block and the output columns where the remap put\n"
@@ -494,120 +514,170 @@ int DeployCommands::Impl::run_undeploy(const Session& session,
   return kOk;
 }
 
-int DeployCommands::Impl::run_map(const Session& session) const {
-  if (ma.png.empty() && ma.csv.empty()) {
-    std::cerr << "xbarctl: map: give --png F and/or --csv F\n";
-    return kUsage;
-  }
-  auto kernels = v1::KernelService::NewStub(session.channel());
-  v1::GetDeploymentRequest req;
-  req.set_id(ma.id);
-  v1::Deployment dep;
+namespace {
+
+// Fetches the deployment `id` and the board's fault map; the exit code when a call failed.
+std::optional<int> fetch_deployment_and_faults(const Session& session, const std::string& id,
+                                               v1::Deployment* dep, v1::FaultMap* faults) {
   {
+    auto kernels = v1::KernelService::NewStub(session.channel());
+    v1::GetDeploymentRequest req;
+    req.set_id(id);
     auto ctx = session.context();
-    const grpc::Status s = kernels->GetDeployment(ctx.get(), req, &dep);
+    const grpc::Status s = kernels->GetDeployment(ctx.get(), req, dep);
     if (!s.ok()) return session.fail(s);
   }
-  v1::FaultMap faults;
   {
     auto arrays = v1::ArrayService::NewStub(session.channel());
     auto ctx = session.context();
-    const grpc::Status s = arrays->GetFaultMap(ctx.get(), {}, &faults);
+    const grpc::Status s = arrays->GetFaultMap(ctx.get(), {}, faults);
     if (!s.ok()) return session.fail(s);
   }
-  if (dep.placements().empty()) {
-    std::cerr << "xbarctl: deployment " << dep.id() << " has no placements (state " << dep.state()
-              << ")\n";
-    return kFailed;
-  }
+  return std::nullopt;
+}
+
+// The deployment's placements in array order: the panels left to right.
+std::vector<const v1::Placement*> placements_by_array(const v1::Deployment& dep) {
   std::vector<const v1::Placement*> order;
   for (const auto& p : dep.placements()) order.push_back(&p);
   std::stable_sort(order.begin(), order.end(),
                    [](auto* a, auto* b) { return a->array() < b->array(); });
+  return order;
+}
+
+// One captioned panel per placement of `order`.
+std::expected<std::vector<KernelPanel>, std::string> map_panels(
+    const v1::Deployment& dep, const std::vector<const v1::Placement*>& order,
+    const v1::FaultMap& faults, bool targets) {
   std::vector<KernelPanel> panels;
   for (const auto* p : order) {
-    auto panel = kernel_panel(*p, faults, ma.targets);
-    if (!panel) {
-      std::cerr << "xbarctl: " << panel.error() << "\n";
-      return kFailed;
-    }
+    auto panel = kernel_panel(*p, faults, targets);
+    if (!panel) return std::unexpected(panel.error());
     const std::string name = kernel_name(dep, p->kernel());
     panel->caption = fmt::format("array {}: kernel {}{}, {} states", p->array(), p->kernel(),
                                  name.empty() ? "" : " \"" + name + "\"", p->states());
     panels.push_back(std::move(*panel));
   }
-  const auto [g_min, g_max] = window_uS(dep.kernel_set());
-  const char* what = ma.targets ? "targets" : "read-back";
-  if (!ma.png.empty()) {
-    const std::string title = fmt::format(
-        "deployment {}{} ({}): {}", dep.id(), dep.name().empty() ? "" : " \"" + dep.name() + "\"",
-        dep.state(), ma.targets ? "the targets asked for" : "the conductances read back");
-    auto w = write_kernel_map_png(ma.png, panels,
-                                  {.g_min_uS = g_min,
-                                   .g_max_uS = g_max,
-                                   .cell_px = ma.cell_px,
-                                   .framed = true,
-                                   .title = title});
-    if (!w) {
-      std::cerr << "xbarctl: " << w.error() << "\n";
-      return kFailed;
+  return panels;
+}
+
+std::expected<void, std::string> write_map_png(const v1::Deployment& dep,
+                                               const std::vector<KernelPanel>& panels,
+                                               const MapArgs& ma, double g_min_uS,
+                                               double g_max_uS) {
+  const std::string title = fmt::format(
+      "deployment {}{} ({}): {}", dep.id(), dep.name().empty() ? "" : " \"" + dep.name() + "\"",
+      dep.state(), ma.targets ? "the targets asked for" : "the conductances read back");
+  return write_kernel_map_png(ma.png, panels,
+                              {.g_min_uS = g_min_uS,
+                               .g_max_uS = g_max_uS,
+                               .cell_px = ma.cell_px,
+                               .framed = true,
+                               .title = title});
+}
+
+// Each panel's 64x64 values, a comment line naming it before each block.
+std::expected<void, std::string> write_map_csv(const v1::Deployment& dep,
+                                               const std::vector<const v1::Placement*>& order,
+                                               const std::vector<KernelPanel>& panels,
+                                               const MapArgs& ma) {
+  std::ofstream out(ma.csv);
+  if (!out) return std::unexpected("--csv " + ma.csv + ": cannot write");
+  for (size_t i = 0; i < panels.size(); ++i) {
+    out << fmt::format(
+        "{}# deployment {}, kernel {} \"{}\" -> array {}: {} in uS, physical rows top to "
+        "bottom, cols left to right\n",
+        i ? "\n" : "", dep.id(), order[i]->kernel(), kernel_name(dep, order[i]->kernel()),
+        order[i]->array(), ma.targets ? "targets" : "read-back");
+    for (int r = 0; r < kSide; ++r) {
+      for (int c = 0; c < kSide; ++c)
+        out << (c ? "," : "") << fmt::format("{:.3f}", panels[i].g_uS(r, c));
+      out << "\n";
     }
   }
-  if (!ma.csv.empty()) {
-    std::ofstream out(ma.csv);
-    if (!out) {
-      std::cerr << "xbarctl: --csv " << ma.csv << ": cannot write\n";
-      return kFailed;
-    }
-    for (size_t i = 0; i < panels.size(); ++i) {
-      out << fmt::format(
-          "{}# deployment {}, kernel {} \"{}\" -> array {}: {} in uS, physical rows top to "
-          "bottom, cols left to right\n",
-          i ? "\n" : "", dep.id(), order[i]->kernel(), kernel_name(dep, order[i]->kernel()),
-          order[i]->array(), what);
-      for (int r = 0; r < kSide; ++r) {
-        for (int c = 0; c < kSide; ++c)
-          out << (c ? "," : "") << fmt::format("{:.3f}", panels[i].g_uS(r, c));
-        out << "\n";
-      }
-    }
-    if (!out.flush()) {
-      std::cerr << "xbarctl: --csv " << ma.csv << ": cannot write\n";
-      return kFailed;
-    }
+  if (!out.flush()) return std::unexpected("--csv " + ma.csv + ": cannot write");
+  return {};
+}
+
+void print_map_json(const v1::Deployment& dep, const std::vector<const v1::Placement*>& order,
+                    const std::vector<KernelPanel>& panels, const MapArgs& ma, double g_min_uS,
+                    double g_max_uS) {
+  Json items = Json::array();
+  for (size_t i = 0; i < panels.size(); ++i) {
+    Json item;
+    item["kernel"] = order[i]->kernel();
+    item["array"] = order[i]->array();
+    item["states"] = order[i]->states();
+    item["stuck_high"] = panels[i].stuck_high.size();
+    item["stuck_low"] = panels[i].stuck_low.size();
+    items.push_back(std::move(item));
   }
+  Json j;
+  j["deployment"] = dep.id();
+  j["values"] = ma.targets ? "targets" : "readback";
+  j["g_min_uS"] = json_number(g_min_uS);
+  j["g_max_uS"] = json_number(g_max_uS);
+  j["png"] = ma.png.empty() ? Json(nullptr) : Json(ma.png);
+  j["csv"] = ma.csv.empty() ? Json(nullptr) : Json(ma.csv);
+  j["panels"] = std::move(items);
+  std::cout << dump(j) << "\n";
+}
+
+void print_map_text(const v1::Deployment& dep, const std::vector<const v1::Placement*>& order,
+                    const std::vector<KernelPanel>& panels, const MapArgs& ma, double g_min_uS,
+                    double g_max_uS) {
   size_t stuck = 0;
   for (const auto& k : panels) stuck += k.stuck_high.size() + k.stuck_low.size();
-  if (session.json()) {
-    Json items = Json::array();
-    for (size_t i = 0; i < panels.size(); ++i) {
-      Json item;
-      item["kernel"] = order[i]->kernel();
-      item["array"] = order[i]->array();
-      item["states"] = order[i]->states();
-      item["stuck_high"] = panels[i].stuck_high.size();
-      item["stuck_low"] = panels[i].stuck_low.size();
-      items.push_back(std::move(item));
-    }
-    Json j;
-    j["deployment"] = dep.id();
-    j["values"] = ma.targets ? "targets" : "readback";
-    j["g_min_uS"] = json_number(g_min);
-    j["g_max_uS"] = json_number(g_max);
-    j["png"] = ma.png.empty() ? Json(nullptr) : Json(ma.png);
-    j["csv"] = ma.csv.empty() ? Json(nullptr) : Json(ma.csv);
-    j["panels"] = std::move(items);
-    std::cout << dump(j) << "\n";
-    return kOk;
-  }
   std::string arrays;
   for (const auto* p : order) arrays += fmt::format("{}{}", arrays.empty() ? "" : ", ", p->array());
   std::cout << fmt::format(
       "deployment {} ({}): {} {}{}, {}, viridis {:g}..{:g} uS, {} stuck device{} outlined\n",
       dep.id(), dep.state(), order.size() == 1 ? "array" : "arrays", arrays,
-      order.size() == 1 ? "" : " left to right", what, g_min, g_max, stuck, stuck == 1 ? "" : "s");
+      order.size() == 1 ? "" : " left to right", ma.targets ? "targets" : "read-back", g_min_uS,
+      g_max_uS, stuck, stuck == 1 ? "" : "s");
   if (!ma.png.empty()) std::cout << "wrote " << ma.png << "\n";
   if (!ma.csv.empty()) std::cout << "wrote " << ma.csv << "\n";
+}
+
+}  // namespace
+
+int DeployCommands::Impl::run_map(const Session& session) const {
+  if (ma.png.empty() && ma.csv.empty()) {
+    std::cerr << "xbarctl: map: give --png F and/or --csv F\n";
+    return kUsage;
+  }
+  v1::Deployment dep;
+  v1::FaultMap faults;
+  if (auto rc = fetch_deployment_and_faults(session, ma.id, &dep, &faults)) return *rc;
+  if (dep.placements().empty()) {
+    std::cerr << "xbarctl: deployment " << dep.id() << " has no placements (state " << dep.state()
+              << ")\n";
+    return kFailed;
+  }
+  const std::vector<const v1::Placement*> order = placements_by_array(dep);
+  auto panels = map_panels(dep, order, faults, ma.targets);
+  if (!panels) {
+    std::cerr << "xbarctl: " << panels.error() << "\n";
+    return kFailed;
+  }
+  const auto [g_min, g_max] = window_uS(dep.kernel_set());
+  if (!ma.png.empty()) {
+    if (auto w = write_map_png(dep, *panels, ma, g_min, g_max); !w) {
+      std::cerr << "xbarctl: " << w.error() << "\n";
+      return kFailed;
+    }
+  }
+  if (!ma.csv.empty()) {
+    if (auto w = write_map_csv(dep, order, *panels, ma); !w) {
+      std::cerr << "xbarctl: " << w.error() << "\n";
+      return kFailed;
+    }
+  }
+  if (session.json()) {
+    print_map_json(dep, order, *panels, ma, g_min, g_max);
+  } else {
+    print_map_text(dep, order, *panels, ma, g_min, g_max);
+  }
   return kOk;
 }
 
