@@ -152,6 +152,78 @@ Error usb_error(int libusb_rc, const UsbErrorContext& where) {
   return Error{row->code, fmt::format("{}: {} ({})", prefix, detail, libusb_error_name(libusb_rc))};
 }
 
+namespace {
+
+// The listed devices whose VID:PID match the selector, in bus/address order.
+std::vector<Candidate> matching_devices(libusb_device* const* list, ssize_t n_devices,
+                                        const UsbSelector& selector) {
+  // Descriptors come from sysfs: matching VID:PID opens nothing.
+  std::vector<Candidate> candidates;
+  for (ssize_t i = 0; i < n_devices; ++i) {
+    libusb_device_descriptor desc{};
+    if (libusb_get_device_descriptor(list[i], &desc) != 0) continue;
+    if (desc.idVendor != selector.vid || desc.idProduct != selector.pid) continue;
+    candidates.push_back(Candidate{list[i], libusb_get_bus_number(list[i]),
+                                   libusb_get_device_address(list[i]), desc.iSerialNumber});
+  }
+  // libusb lists devices in no useful order; bus/address order keeps messages stable.
+  std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
+    return std::pair(a.bus, a.address) < std::pair(b.bus, b.address);
+  });
+  return candidates;
+}
+
+// The candidate chosen, opened.
+struct Chosen {
+  const Candidate* candidate = nullptr;
+  Probed probed;
+};
+
+// No serial asked for: the one board attached; with several, an error listing them.
+Result<Chosen> choose_only_board(const std::vector<Candidate>& candidates,
+                                 std::chrono::milliseconds timeout) {
+  if (candidates.size() > 1) {
+    // List what is there so that the user can pick one.
+    std::vector<std::string> names;
+    for (const auto& c : candidates) {
+      auto p = probe(c, timeout);
+      names.push_back(p ? (p->serial.empty() ? "<no serial> at " + c.node() : p->serial)
+                        : fmt::format("<unreadable> at {}", c.node()));
+    }
+    return make_error(ErrorCode::kInvalidArgument,
+                      fmt::format("several boards attached (serials {}): choose one with "
+                                  "usb:serial=...",
+                                  join(names)));
+  }
+  auto p = probe(candidates.front(), timeout);
+  if (!p) return std::unexpected(std::move(p.error()));
+  return Chosen{&candidates.front(), std::move(*p)};
+}
+
+// The board with the serial asked for, probing each in turn.
+Result<Chosen> choose_by_serial(const std::vector<Candidate>& candidates, const std::string& serial,
+                                std::chrono::milliseconds timeout) {
+  std::vector<std::string> found;
+  std::vector<Error> failures;
+  for (const auto& c : candidates) {
+    auto p = probe(c, timeout);
+    if (!p) {
+      failures.push_back(std::move(p.error()));
+      continue;
+    }
+    if (p->serial == serial) return Chosen{&c, std::move(*p)};
+    found.push_back(p->serial.empty() ? "<no serial>" : p->serial);
+  }
+  std::string msg = fmt::format("no board with serial {} (found: {})", serial,
+                                found.empty() ? "none readable" : join(found));
+  if (failures.empty()) return make_error(ErrorCode::kNotFound, std::move(msg));
+  // A board we could not open may be the one asked for: report why, keeping its code.
+  for (const auto& f : failures) msg += "; " + f.message;
+  return make_error(failures.front().code, std::move(msg));
+}
+
+}  // namespace
+
 Result<std::unique_ptr<UsbTransport>> UsbTransport::open(const UsbSelector& selector,
                                                          std::chrono::milliseconds timeout) {
   libusb_context* raw_ctx = nullptr;
@@ -167,77 +239,23 @@ Result<std::unique_ptr<UsbTransport>> UsbTransport::open(const UsbSelector& sele
   }
   std::unique_ptr<libusb_device*, DeviceListDeleter> list(raw_list);
 
-  // Descriptors come from sysfs: matching VID:PID opens nothing.
-  std::vector<Candidate> candidates;
-  for (ssize_t i = 0; i < n_devices; ++i) {
-    libusb_device_descriptor desc{};
-    if (libusb_get_device_descriptor(list.get()[i], &desc) != 0) continue;
-    if (desc.idVendor != selector.vid || desc.idProduct != selector.pid) continue;
-    candidates.push_back(Candidate{list.get()[i], libusb_get_bus_number(list.get()[i]),
-                                   libusb_get_device_address(list.get()[i]), desc.iSerialNumber});
-  }
-  // libusb lists devices in no useful order; bus/address order keeps messages stable.
-  std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
-    return std::pair(a.bus, a.address) < std::pair(b.bus, b.address);
-  });
+  const std::vector<Candidate> candidates = matching_devices(list.get(), n_devices, selector);
   if (candidates.empty()) {
     return make_error(
         ErrorCode::kNotFound,
         fmt::format("no xbar board attached (VID:PID {:04x}:{:04x})", selector.vid, selector.pid));
   }
 
-  const Candidate* chosen = nullptr;
-  Probed probed;
-  if (selector.serial.empty()) {
-    if (candidates.size() > 1) {
-      // List what is there so that the user can pick one.
-      std::vector<std::string> names;
-      for (const auto& c : candidates) {
-        auto p = probe(c, timeout);
-        names.push_back(p ? (p->serial.empty() ? "<no serial> at " + c.node() : p->serial)
-                          : fmt::format("<unreadable> at {}", c.node()));
-      }
-      return make_error(ErrorCode::kInvalidArgument,
-                        fmt::format("several boards attached (serials {}): choose one with "
-                                    "usb:serial=...",
-                                    join(names)));
-    }
-    auto p = probe(candidates.front(), timeout);
-    if (!p) return std::unexpected(std::move(p.error()));
-    chosen = &candidates.front();
-    probed = std::move(*p);
-  } else {
-    std::vector<std::string> found;
-    std::vector<Error> failures;
-    for (const auto& c : candidates) {
-      auto p = probe(c, timeout);
-      if (!p) {
-        failures.push_back(std::move(p.error()));
-        continue;
-      }
-      if (p->serial == selector.serial) {
-        chosen = &c;
-        probed = std::move(*p);
-        break;
-      }
-      found.push_back(p->serial.empty() ? "<no serial>" : p->serial);
-    }
-    if (chosen == nullptr) {
-      std::string msg = fmt::format("no board with serial {} (found: {})", selector.serial,
-                                    found.empty() ? "none readable" : join(found));
-      if (failures.empty()) return make_error(ErrorCode::kNotFound, std::move(msg));
-      // A board we could not open may be the one asked for: report why, keeping its code.
-      for (const auto& f : failures) msg += "; " + f.message;
-      return make_error(failures.front().code, std::move(msg));
-    }
-  }
-
+  auto chosen = selector.serial.empty() ? choose_only_board(candidates, timeout)
+                                        : choose_by_serial(candidates, selector.serial, timeout);
+  if (!chosen) return std::unexpected(std::move(chosen.error()));
+  Probed& probed = chosen->probed;
   if (int rc = libusb_claim_interface(probed.handle.get(), kXbarUsbInterface); rc != 0) {
-    return std::unexpected(usb_error(rc, {"claim interface 0", chosen->node()}));
+    return std::unexpected(usb_error(rc, {"claim interface 0", chosen->candidate->node()}));
   }
-  auto t = std::unique_ptr<UsbTransport>(new UsbTransport(ctx.release(), probed.handle.release(),
-                                                          chosen->bus, chosen->address,
-                                                          std::move(probed.serial), timeout));
+  auto t = std::unique_ptr<UsbTransport>(
+      new UsbTransport(ctx.release(), probed.handle.release(), chosen->candidate->bus,
+                       chosen->candidate->address, std::move(probed.serial), timeout));
   t->selector_ = selector;
   return t;
 }

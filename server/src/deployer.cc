@@ -359,6 +359,81 @@ std::optional<std::string> verify_array(v1::Placement& pl, const kernel::ArrayPl
   return std::nullopt;
 }
 
+// Where a deploy programs: the board, the record of what its arrays hold, and who is told what
+// each programming applied.
+struct ProgrammingSite {
+  Board& board;
+  ChipRecord& record;
+  const ProgrammingObserver& observer;
+};
+
+// Programs one array to its plan and adds its placement to the draft; why it is degraded, if it
+// is, goes to `degraded`. Returns the status that ends the deploy (the draft then failed), or
+// nullopt to go on.
+std::optional<grpc::Status> program_array(const ProgrammingSite& site, grpc::ServerContext* ctx,
+                                          Draft& draft, const kernel::ArrayPlan& plan,
+                                          const Compiled& compiled, const Checked& c,
+                                          const Progress& progress,
+                                          std::vector<std::string>& degraded) {
+  const kernel::CompiledKernel& ck = compiled.kernels[static_cast<size_t>(plan.kernel)];
+  progress(
+      "program", plan.kernel, plan.array,
+      fmt::format("programming array {} ({} devices skipped as stuck)", plan.array, plan.faults));
+  ProgramVerifyConfig pcfg = c.cfg;
+  pcfg.device_tol_uS = kernel::device_tolerance(plan.target_uS, c.cfg.tol_uS, c.cfg.relax_mid_lo_uS,
+                                                c.cfg.relax_mid_hi_uS);
+  auto res = program_and_record(
+      site.board, site.record, plan.array, plan.target_uS, pcfg, plan.skip,
+      [&](const ProgramVerifyProgress& r) {
+        return progress("program", plan.kernel, plan.array, "", &r);
+      },
+      {}, site.observer);
+  if (!res) {
+    draft.fail(fmt::format("array {}: {}", plan.array, res.error().message));
+    return to_status(res.error());
+  }
+  v1::Placement& pl = *draft.dep.add_placements();
+  fill_placement(pl, plan, ck, compiled.quant_nrmse[static_cast<size_t>(plan.kernel)], *res, pcfg);
+  if (res->cancelled) {
+    draft.fail(fmt::format("cancelled while programming array {}", plan.array));
+    return stopped_status(ctx, "deploy stopped; recorded as failed");
+  }
+  if (auto why = verify_array(pl, plan, ck, res->final_uS, c, progress)) {
+    degraded.push_back(std::move(*why));
+  }
+  return std::nullopt;
+}
+
+// The end of a deploy whose arrays are programmed: the check (if set) run, the deployment
+// recorded ready or degraded, and sent to the caller.
+grpc::Status finish_deploy(Draft& draft, std::vector<std::string> degraded,
+                           const DeployCheck& check, const Progress& progress, size_t kernels,
+                           grpc::ServerWriterInterface<v1::DeployKernelResponse>* writer) {
+  if (check) {
+    for (std::string& d :
+         check(draft.dep, [&](const std::string& m) { progress("fidelity", -1, -1, m); })) {
+      degraded.push_back(std::move(d));
+    }
+  }
+  std::string why;
+  for (const std::string& d : degraded) why += (why.empty() ? "" : "; ") + d;
+  if (auto w =
+          draft.save(degraded.empty() ? DeploymentState::kReady : DeploymentState::kDegraded, why);
+      !w) {
+    // Programmed and verified, but not recorded as such: it must not serve (the record would
+    // not know what its arrays hold after a restart), and it must not stay `deploying`.
+    draft.fail(fmt::format("programmed, but its verified state could not be recorded: {}",
+                           w.error().message));
+    return record_status(w.error());
+  }
+  spdlog::info("deployment {} ({}): {} kernel(s), {}", draft.dep.id(), draft.dep.name(), kernels,
+               draft.dep.state());
+  v1::DeployKernelResponse msg;
+  *msg.mutable_deployment() = draft.dep;
+  writer->Write(msg);
+  return grpc::Status::OK;
+}
+
 }  // namespace
 
 grpc::Status Deployer::deploy_operation(grpc::ServerContext* ctx,
@@ -423,58 +498,14 @@ grpc::Status Deployer::deploy(grpc::ServerContext* ctx, const v1::DeployKernelRe
   if (auto w = draft.save(DeploymentState::kDeploying, "programming"); !w)
     return record_status(w.error());
   std::vector<std::string> degraded;
+  const ProgrammingSite site{board_, record_, observer_};
   for (const kernel::ArrayPlan& plan : *plans) {
-    const kernel::CompiledKernel& ck = compiled.kernels[static_cast<size_t>(plan.kernel)];
-    progress(
-        "program", plan.kernel, plan.array,
-        fmt::format("programming array {} ({} devices skipped as stuck)", plan.array, plan.faults));
-    ProgramVerifyConfig pcfg = c->cfg;
-    pcfg.device_tol_uS = kernel::device_tolerance(plan.target_uS, c->cfg.tol_uS,
-                                                  c->cfg.relax_mid_lo_uS, c->cfg.relax_mid_hi_uS);
-    auto res = program_and_record(
-        board_, record_, plan.array, plan.target_uS, pcfg, plan.skip,
-        [&](const ProgramVerifyProgress& r) {
-          return progress("program", plan.kernel, plan.array, "", &r);
-        },
-        {}, observer_);
-    if (!res) {
-      draft.fail(fmt::format("array {}: {}", plan.array, res.error().message));
-      return to_status(res.error());
-    }
-    v1::Placement& pl = *draft.dep.add_placements();
-    fill_placement(pl, plan, ck, compiled.quant_nrmse[static_cast<size_t>(plan.kernel)], *res,
-                   pcfg);
-    if (res->cancelled) {
-      draft.fail(fmt::format("cancelled while programming array {}", plan.array));
-      return stopped_status(ctx, "deploy stopped; recorded as failed");
-    }
-    if (auto why = verify_array(pl, plan, ck, res->final_uS, *c, progress)) {
-      degraded.push_back(std::move(*why));
+    if (auto stop = program_array(site, ctx, draft, plan, compiled, *c, progress, degraded)) {
+      return *stop;
     }
   }
-  if (check) {
-    for (std::string& d :
-         check(draft.dep, [&](const std::string& m) { progress("fidelity", -1, -1, m); })) {
-      degraded.push_back(std::move(d));
-    }
-  }
-  std::string why;
-  for (const std::string& d : degraded) why += (why.empty() ? "" : "; ") + d;
-  if (auto w =
-          draft.save(degraded.empty() ? DeploymentState::kReady : DeploymentState::kDegraded, why);
-      !w) {
-    // Programmed and verified, but not recorded as such: it must not serve (the record would
-    // not know what its arrays hold after a restart), and it must not stay `deploying`.
-    draft.fail(fmt::format("programmed, but its verified state could not be recorded: {}",
-                           w.error().message));
-    return record_status(w.error());
-  }
-  spdlog::info("deployment {} ({}): {} kernel(s), {}", draft.dep.id(), draft.dep.name(),
-               compiled.kernels.size(), draft.dep.state());
-  v1::DeployKernelResponse msg;
-  *msg.mutable_deployment() = draft.dep;
-  writer->Write(msg);
-  return grpc::Status::OK;
+  return finish_deploy(draft, std::move(degraded), check, progress, compiled.kernels.size(),
+                       writer);
 }
 
 }  // namespace xbar::server

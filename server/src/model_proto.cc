@@ -91,57 +91,96 @@ Result<kernel::KernelSetSpec> kernel_set_from_proto(const v1::KernelSet& set) {
   return out;
 }
 
+namespace {
+
+// The ranges are model::validate's; checked here on the values as sent, so that a message
+// never shows a number the caller did not send (a uint32 cast to int, or clamped).
+Result<int> preprocessing_in_range(const char* field, uint32_t v, uint32_t lo, uint32_t hi) {
+  if (v < lo || v > hi) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      fmt::format("preprocessing.{} = {}: allowed {}..{}", field, v, lo, hi));
+  }
+  return static_cast<int>(v);
+}
+
+// Every field as sent (no defaults: 0 is refused where it is not allowed); the rest of the
+// checks (power of two, >= downsample, the band edges, the range) are audio::validate's, in
+// model::validate.
+Result<audio::LogMel> log_mel_from_proto(const v1::LogMel& lm) {
+  auto bands = preprocessing_in_range("log_mel.bands", lm.bands(), 1, audio::LogMel::kMaxBands);
+  if (!bands) return std::unexpected(bands.error());
+  if (lm.fft_size() > static_cast<uint32_t>(audio::LogMel::kMaxFftSize)) {
+    return make_error(
+        ErrorCode::kInvalidArgument,
+        fmt::format("preprocessing.log_mel.fft_size = {}: allowed a power of "
+                    "two, {}..{}",
+                    lm.fft_size(), audio::LogMel::kMinFftSize, audio::LogMel::kMaxFftSize));
+  }
+  audio::LogMel m;
+  m.bands = *bands;
+  m.fft_size = static_cast<int>(lm.fft_size());
+  m.low_hz = lm.low_hz();
+  m.high_hz = lm.high_hz();
+  m.range_db = lm.range_db();
+  return m;
+}
+
+Result<model::Preprocessing> preprocessing_from_proto(const v1::AudioPreprocessing& p) {
+  model::Preprocessing out;
+  if (p.sample_rate_hz() != 0) {
+    auto v = preprocessing_in_range("sample_rate_hz", p.sample_rate_hz(),
+                                    audio::AudioLimits::kMinRateHz, audio::AudioLimits::kMaxRateHz);
+    if (!v) return std::unexpected(v.error());
+    out.sample_rate_hz = *v;
+  }
+  if (p.downsample() != 0) {
+    auto v = preprocessing_in_range("downsample", p.downsample(), 1, 4096);
+    if (!v) return std::unexpected(v.error());
+    out.downsample = *v;
+  }
+  auto length = preprocessing_in_range("target_length", p.target_length(), 0, 100000);
+  if (!length) return std::unexpected(length.error());
+  out.target_length = *length;
+  out.normalise = p.normalise();
+  if (p.has_log_mel()) {
+    auto lm = log_mel_from_proto(p.log_mel());
+    if (!lm) return std::unexpected(lm.error());
+    out.log_mel = *lm;
+  }
+  return out;
+}
+
+Result<model::Calibration> calibration_from_proto(const v1::Calibration& c) {
+  // The count first: nothing beyond the limit is copied (validate() names it).
+  if (static_cast<size_t>(c.fidelity_clips_size()) > model::kMaxFidelityClips) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      fmt::format("calibration.fidelity_clips: {} clips, allowed up to {}",
+                                  c.fidelity_clips_size(), model::kMaxFidelityClips));
+  }
+  model::Calibration out;
+  for (const v1::Sequence& clip : c.fidelity_clips()) {
+    Eigen::VectorXd u(clip.values_size());
+    for (int t = 0; t < clip.values_size(); ++t) u(t) = clip.values(t);
+    out.fidelity_clips.push_back(std::move(u));
+  }
+  for (const v1::KernelRange& r : c.kernels()) {
+    out.kernels.push_back(
+        {r.state_max(), r.output_max(), r.input_max(), r.state_range(), r.output_nrmse()});
+  }
+  out.clips = static_cast<int>(std::min<uint32_t>(c.clips(), INT32_MAX));
+  out.source = c.source();
+  return out;
+}
+
+}  // namespace
+
 Result<model::ModelSpec> model_from_proto(const v1::Model& m) {
   model::ModelSpec s;
   s.name = m.name();
   if (m.has_preprocessing()) {
-    const v1::AudioPreprocessing& p = m.preprocessing();
-    // The ranges are model::validate's; checked here on the values as sent, so that a message
-    // never shows a number the caller did not send (a uint32 cast to int, or clamped).
-    auto in_range = [](const char* field, uint32_t v, uint32_t lo, uint32_t hi) -> Result<int> {
-      if (v < lo || v > hi) {
-        return make_error(ErrorCode::kInvalidArgument,
-                          fmt::format("preprocessing.{} = {}: allowed {}..{}", field, v, lo, hi));
-      }
-      return static_cast<int>(v);
-    };
-    if (p.sample_rate_hz() != 0) {
-      auto v = in_range("sample_rate_hz", p.sample_rate_hz(), audio::AudioLimits::kMinRateHz,
-                        audio::AudioLimits::kMaxRateHz);
-      if (!v) return std::unexpected(v.error());
-      s.preprocessing.sample_rate_hz = *v;
-    }
-    if (p.downsample() != 0) {
-      auto v = in_range("downsample", p.downsample(), 1, 4096);
-      if (!v) return std::unexpected(v.error());
-      s.preprocessing.downsample = *v;
-    }
-    auto length = in_range("target_length", p.target_length(), 0, 100000);
-    if (!length) return std::unexpected(length.error());
-    s.preprocessing.target_length = *length;
-    s.preprocessing.normalise = p.normalise();
-    if (p.has_log_mel()) {
-      // Every field as sent (no defaults: 0 is refused where it is not allowed); the rest of
-      // the checks (power of two, >= downsample, the band edges, the range) are
-      // audio::validate's, in model::validate below.
-      const v1::LogMel& lm = p.log_mel();
-      auto bands = in_range("log_mel.bands", lm.bands(), 1, audio::LogMel::kMaxBands);
-      if (!bands) return std::unexpected(bands.error());
-      if (lm.fft_size() > static_cast<uint32_t>(audio::LogMel::kMaxFftSize)) {
-        return make_error(
-            ErrorCode::kInvalidArgument,
-            fmt::format("preprocessing.log_mel.fft_size = {}: allowed a power of "
-                        "two, {}..{}",
-                        lm.fft_size(), audio::LogMel::kMinFftSize, audio::LogMel::kMaxFftSize));
-      }
-      audio::LogMel m;
-      m.bands = *bands;
-      m.fft_size = static_cast<int>(lm.fft_size());
-      m.low_hz = lm.low_hz();
-      m.high_hz = lm.high_hz();
-      m.range_db = lm.range_db();
-      s.preprocessing.log_mel = m;
-    }
+    auto p = preprocessing_from_proto(m.preprocessing());
+    if (!p) return std::unexpected(p.error());
+    s.preprocessing = *p;
   }
   auto ks = kernel_set_from_proto(m.kernel_set());
   if (!ks) return std::unexpected(ks.error());
@@ -158,24 +197,9 @@ Result<model::ModelSpec> model_from_proto(const v1::Model& m) {
   s.glu = m.glu();
   s.classes.assign(m.classes().begin(), m.classes().end());
   if (m.has_calibration()) {
-    // The count first: nothing beyond the limit is copied (validate() names it).
-    if (static_cast<size_t>(m.calibration().fidelity_clips_size()) > model::kMaxFidelityClips) {
-      return make_error(
-          ErrorCode::kInvalidArgument,
-          fmt::format("calibration.fidelity_clips: {} clips, allowed up to {}",
-                      m.calibration().fidelity_clips_size(), model::kMaxFidelityClips));
-    }
-    for (const v1::Sequence& clip : m.calibration().fidelity_clips()) {
-      Eigen::VectorXd u(clip.values_size());
-      for (int t = 0; t < clip.values_size(); ++t) u(t) = clip.values(t);
-      s.calibration.fidelity_clips.push_back(std::move(u));
-    }
-    for (const v1::KernelRange& r : m.calibration().kernels()) {
-      s.calibration.kernels.push_back(
-          {r.state_max(), r.output_max(), r.input_max(), r.state_range(), r.output_nrmse()});
-    }
-    s.calibration.clips = static_cast<int>(std::min<uint32_t>(m.calibration().clips(), INT32_MAX));
-    s.calibration.source = m.calibration().source();
+    auto cal = calibration_from_proto(m.calibration());
+    if (!cal) return std::unexpected(cal.error());
+    s.calibration = std::move(*cal);
   }
   if (auto v = model::validate(s); !v) return std::unexpected(v.error());
   return s;

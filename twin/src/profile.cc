@@ -88,95 +88,108 @@ std::expected<void, std::string> bind_map(const YAML::Node& n, Schema& schema,
   return {};
 }
 
+// One value per kind of field: the YAML node `n` at `key` parsed into *p, or why it cannot be.
+std::expected<void, std::string> bind_value(const YAML::Node& n, const std::string& key,
+                                            double* p) {
+  auto v = as_number(n, key);
+  if (!v) return std::unexpected(v.error());
+  *p = *v;
+  return {};
+}
+
+std::expected<void, std::string> bind_value(const YAML::Node& n, const std::string& key, int* p) {
+  auto v = as_number(n, key);
+  if (!v) return std::unexpected(v.error());
+  if (*v != std::floor(*v) || std::abs(*v) > 1e9) {
+    return std::unexpected(fmt::format("{}: expected an integer, got {}", key, *v));
+  }
+  *p = static_cast<int>(*v);
+  return {};
+}
+
+std::expected<void, std::string> bind_value(const YAML::Node& n, const std::string& key,
+                                            uint32_t* p) {
+  auto v = as_number(n, key);
+  if (!v) return std::unexpected(v.error());
+  if (*v != std::floor(*v) || *v < 0 || *v > 4e9) {
+    return std::unexpected(fmt::format("{}: expected a non-negative integer, got {}", key, *v));
+  }
+  *p = static_cast<uint32_t>(*v);
+  return {};
+}
+
+std::expected<void, std::string> bind_value(const YAML::Node& n, const std::string& key, bool* p) {
+  try {
+    if (n.IsScalar()) {
+      *p = n.as<bool>();
+      return {};
+    }
+  } catch (const YAML::Exception&) {
+  }
+  return std::unexpected(fmt::format("{}: expected true or false, got {}", key, kind_of(n)));
+}
+
+std::expected<void, std::string> bind_value(const YAML::Node& n, const std::string& key,
+                                            std::string* p) {
+  if (!n.IsScalar()) {
+    return std::unexpected(fmt::format("{}: expected a string, got {}", key, kind_of(n)));
+  }
+  *p = n.Scalar();
+  return {};
+}
+
+std::expected<void, std::string> bind_value(const YAML::Node& n, const std::string& key, Range* p) {
+  auto r = as_range(n, key);
+  if (!r) return std::unexpected(r.error());
+  *p = *r;
+  return {};
+}
+
+std::expected<void, std::string> bind_value(const YAML::Node& n, const std::string& key,
+                                            std::vector<double>* p) {
+  if (!n.IsSequence()) {
+    return std::unexpected(fmt::format("{}: expected a list of numbers, got {}", key, kind_of(n)));
+  }
+  std::vector<double> out;
+  for (size_t i = 0; i < n.size(); ++i) {
+    auto v = as_number(n[i], fmt::format("{}[{}]", key, i));
+    if (!v) return std::unexpected(v.error());
+    out.push_back(*v);
+  }
+  *p = std::move(out);
+  return {};
+}
+
+std::expected<void, std::string> bind_value(const YAML::Node& n, const std::string& key,
+                                            FaultPopulation* p) {
+  FaultPopulation f;
+  Range count{0, 0};
+  Schema s{{"fraction", {&f.fraction}}, {"count_per_array", {&count}}};
+  if (auto r = bind_map(n, s, key); !r) return r;
+  if (n["fraction"] && n["count_per_array"]) {
+    return std::unexpected(
+        fmt::format("{}: give either fraction or count_per_array, not both", key));
+  }
+  // Bounded before the casts to int (1e10 was undefined behaviour); validate_profile then
+  // limits it to the array's size.
+  if (count.lo < 0 || count.lo != std::floor(count.lo) || count.hi != std::floor(count.hi) ||
+      count.hi > 1e9) {
+    return std::unexpected(
+        fmt::format("{}.count_per_array: expected two integers in 0..1000000000", key));
+  }
+  f.count_lo = static_cast<int>(count.lo);
+  f.count_hi = static_cast<int>(count.hi);
+  *p = f;
+  return {};
+}
+
+std::expected<void, std::string> bind_value(const YAML::Node& n, const std::string& key,
+                                            Schema& s) {
+  return bind_map(n, s, key);
+}
+
 std::expected<void, std::string> bind(const YAML::Node& n, Binding& b, const std::string& key) {
-  struct Visitor {
-    const YAML::Node& n;
-    const std::string& key;
-    std::expected<void, std::string> operator()(double* p) {
-      auto v = as_number(n, key);
-      if (!v) return std::unexpected(v.error());
-      *p = *v;
-      return {};
-    }
-    std::expected<void, std::string> operator()(int* p) {
-      auto v = as_number(n, key);
-      if (!v) return std::unexpected(v.error());
-      if (*v != std::floor(*v) || std::abs(*v) > 1e9) {
-        return std::unexpected(fmt::format("{}: expected an integer, got {}", key, *v));
-      }
-      *p = static_cast<int>(*v);
-      return {};
-    }
-    std::expected<void, std::string> operator()(uint32_t* p) {
-      auto v = as_number(n, key);
-      if (!v) return std::unexpected(v.error());
-      if (*v != std::floor(*v) || *v < 0 || *v > 4e9) {
-        return std::unexpected(fmt::format("{}: expected a non-negative integer, got {}", key, *v));
-      }
-      *p = static_cast<uint32_t>(*v);
-      return {};
-    }
-    std::expected<void, std::string> operator()(bool* p) {
-      try {
-        if (n.IsScalar()) {
-          *p = n.as<bool>();
-          return {};
-        }
-      } catch (const YAML::Exception&) {
-      }
-      return std::unexpected(fmt::format("{}: expected true or false, got {}", key, kind_of(n)));
-    }
-    std::expected<void, std::string> operator()(std::string* p) {
-      if (!n.IsScalar()) {
-        return std::unexpected(fmt::format("{}: expected a string, got {}", key, kind_of(n)));
-      }
-      *p = n.Scalar();
-      return {};
-    }
-    std::expected<void, std::string> operator()(Range* p) {
-      auto r = as_range(n, key);
-      if (!r) return std::unexpected(r.error());
-      *p = *r;
-      return {};
-    }
-    std::expected<void, std::string> operator()(std::vector<double>* p) {
-      if (!n.IsSequence()) {
-        return std::unexpected(
-            fmt::format("{}: expected a list of numbers, got {}", key, kind_of(n)));
-      }
-      std::vector<double> out;
-      for (size_t i = 0; i < n.size(); ++i) {
-        auto v = as_number(n[i], fmt::format("{}[{}]", key, i));
-        if (!v) return std::unexpected(v.error());
-        out.push_back(*v);
-      }
-      *p = std::move(out);
-      return {};
-    }
-    std::expected<void, std::string> operator()(FaultPopulation* p) {
-      FaultPopulation f;
-      Range count{0, 0};
-      Schema s{{"fraction", {&f.fraction}}, {"count_per_array", {&count}}};
-      if (auto r = bind_map(n, s, key); !r) return r;
-      if (n["fraction"] && n["count_per_array"]) {
-        return std::unexpected(
-            fmt::format("{}: give either fraction or count_per_array, not both", key));
-      }
-      // Bounded before the casts to int (1e10 was undefined behaviour); validate_profile then
-      // limits it to the array's size.
-      if (count.lo < 0 || count.lo != std::floor(count.lo) || count.hi != std::floor(count.hi) ||
-          count.hi > 1e9) {
-        return std::unexpected(
-            fmt::format("{}.count_per_array: expected two integers in 0..1000000000", key));
-      }
-      f.count_lo = static_cast<int>(count.lo);
-      f.count_hi = static_cast<int>(count.hi);
-      *p = f;
-      return {};
-    }
-    std::expected<void, std::string> operator()(Schema& s) { return bind_map(n, s, key); }
-  };
-  return std::visit(Visitor{n, key}, b);
+  return std::visit([&](auto& target) { return bind_value(n, key, target); }, b);
 }
 
 Schema make_schema(ChipProfile& p) {

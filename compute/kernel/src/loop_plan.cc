@@ -97,28 +97,22 @@ std::vector<double> route_trims(const CompiledKernel& ck, const Placement& p,
   return c;
 }
 
-Result<LoopPlan> plan_loop(const CompiledKernel& ck, const Placement& p,
-                           const Eigen::MatrixXd& g_uS, int array, const BoardInfo& info,
-                           const LoopPlanOptions& opt) {
-  const int n = ck.n;
-  auto prow = [&](int logical) {
-    return static_cast<uint8_t>(p.row_of[static_cast<size_t>(logical)]);
-  };
-  auto pcol = [&](int logical) {
-    return static_cast<uint8_t>(p.col_of[static_cast<size_t>(logical)]);
-  };
-  LoopPlan plan;
-  plan.d = ck.kernel.d;
-  wire::LoopProgram& prog = plan.program;
-  prog.array = static_cast<uint8_t>(array);
-  prog.clamp = opt.clamp;
-  prog.flags = opt.error_feedback ? wire::kLoopErrorFeedback : 0;
+namespace {
 
-  // The TIA gain: the largest column current (every used row at full magnitude in one plane)
-  // must stay inside the ADC's range above V_ref.
-  std::vector<int> used_rows = {prow(input_row(0)), prow(input_row(1))};
-  for (int k = 0; k < n; ++k) {
-    for (int c = 0; c < 4; ++c) used_rows.push_back(prow(state_row(k, c)));
+// The physical row (column) of a logical one, as the loop program's byte fields hold it.
+uint8_t phys_row(const Placement& p, int logical) {
+  return static_cast<uint8_t>(p.row_of[static_cast<size_t>(logical)]);
+}
+uint8_t phys_col(const Placement& p, int logical) {
+  return static_cast<uint8_t>(p.col_of[static_cast<size_t>(logical)]);
+}
+
+// The largest column sum (uS) over the used rows: every used row at full magnitude in one
+// plane.
+double worst_column_uS(const CompiledKernel& ck, const Placement& p, const Eigen::MatrixXd& g_uS) {
+  std::vector<int> used_rows = {phys_row(p, input_row(0)), phys_row(p, input_row(1))};
+  for (int k = 0; k < ck.n; ++k) {
+    for (int c = 0; c < 4; ++c) used_rows.push_back(phys_row(p, state_row(k, c)));
   }
   double worst_uS = 0;
   for (int c = 0; c < kSide; ++c) {
@@ -126,7 +120,12 @@ Result<LoopPlan> plan_loop(const CompiledKernel& ck, const Placement& p,
     for (int r : used_rows) sum += g_uS(r, c);
     worst_uS = std::max(worst_uS, sum);
   }
-  const double lsb_V = (info.adc_v_hi_V - info.adc_v_lo_V) / (std::ldexp(1.0, info.adc_bits) - 1);
+  return worst_uS;
+}
+
+// The TIA gain: the largest whose output for a column of `worst_uS` stays inside the ADC's
+// range above V_ref.
+Result<int> tia_gain_index(const BoardInfo& info, double worst_uS) {
   int gain = -1;
   for (int gi = 0; gi < static_cast<int>(info.tia_gains_ohm.size()); ++gi) {
     const double v = info.tia_v_ref_V +
@@ -142,15 +141,16 @@ Result<LoopPlan> plan_loop(const CompiledKernel& ck, const Placement& p,
                                   "convert",
                                   worst_uS));
   }
-  prog.gain_index = static_cast<uint8_t>(gain);
-  const double k = info.tia_gains_ohm[static_cast<size_t>(gain)] * info.v_read_V * 1e-6 / lsb_V;
-  plan.codes_per_uS = k;
+  return gain;
+}
 
-  // The state range from the ideal trajectory on the fidelity inputs scaled to peak u_max.
+// The largest state component the array holds on the ideal trajectory of the fidelity inputs
+// scaled to peak u_max.
+double ideal_state_max(const CompiledKernel& ck, double u_max) {
   double x_max = 0;
   for (Eigen::VectorXd u : fidelity_inputs()) {
-    u *= opt.u_max / u.cwiseAbs().maxCoeff();
-    std::vector<cd> x(static_cast<size_t>(n), 0.0);
+    u *= u_max / u.cwiseAbs().maxCoeff();
+    std::vector<cd> x(static_cast<size_t>(ck.n), 0.0);
     for (Eigen::Index t = 0; t < u.size(); ++t) {
       for (size_t j = 0; j < x.size(); ++j) {
         x[j] = ck.kernel.a_bar[j] * x[j] + u(t);
@@ -159,41 +159,92 @@ Result<LoopPlan> plan_loop(const CompiledKernel& ck, const Placement& p,
       }
     }
   }
-  plan.x_scale = opt.state_range > 0 ? opt.state_range / opt.clamp
-                 : opt.state_max > 0 ? opt.calibrated_headroom * opt.state_max / opt.clamp
-                                     : opt.headroom * x_max / opt.clamp;
+  return x_max;
+}
+
+// The state units per clamp: the range given, else the calibrated or the ideal one with
+// headroom; never less than one step of the largest input needs.
+double state_scale(const CompiledKernel& ck, const LoopPlanOptions& opt) {
+  double x_scale = 0;
+  if (opt.state_range > 0) {
+    x_scale = opt.state_range / opt.clamp;
+  } else if (opt.state_max > 0) {
+    x_scale = opt.calibrated_headroom * opt.state_max / opt.clamp;
+  } else {
+    x_scale = opt.headroom * ideal_state_max(ck, opt.u_max) / opt.clamp;
+  }
   const double u_seen = opt.input_max > 0 ? opt.input_max : opt.u_max;
-  plan.x_scale = std::max(plan.x_scale, input_state_range(ck, u_seen) / opt.clamp);
-  plan.input_lsb = opt.u_max / 32767.0;
+  return std::max(x_scale, input_state_range(ck, u_seen) / opt.clamp);
+}
 
-  auto tap = fixed_point(plan.input_lsb / (ck.b_weight * plan.x_scale), "input");
-  if (!tap) return std::unexpected(tap.error());
-  prog.taps.push_back({prow(input_row(0)), prow(input_row(1)), tap->first, tap->second});
-
-  // Device fixes; what the loop then sees is g_seen.
-  const std::vector<DeviceFix> fixes = device_fixes(ck, p, g_uS, opt, &plan.fix_candidates);
+// Device fixes into the program (codes_per_uS: ADC codes per uS of column current).
+Result<void> add_device_fixes(wire::LoopProgram& prog, std::span<const DeviceFix> fixes,
+                              double codes_per_uS) {
   for (const DeviceFix& f : fixes) {
-    auto fp = fixed_point(f.err_uS * k, "device fix");
+    auto fp = fixed_point(f.err_uS * codes_per_uS, "device fix");
     if (!fp) return std::unexpected(fp.error());
     prog.fixes.push_back(
         {static_cast<uint8_t>(f.row), static_cast<uint8_t>(f.col), fp->first, fp->second});
   }
   if (!prog.fixes.empty()) prog.flags |= wire::kLoopDeviceFixes;
+  return {};
+}
+
+// The feedback routes: per state, one per plane, each scaled by its route gain.
+Result<void> add_routes(wire::LoopProgram& prog, const CompiledKernel& ck, const Placement& p,
+                        const std::vector<double>& route_gain, double codes_per_uS) {
+  for (int s = 0; s < ck.n; ++s) {
+    for (int part = 0; part < 2; ++part) {
+      const double gain = route_gain[(2 * static_cast<size_t>(s)) + static_cast<size_t>(part)];
+      auto route = fixed_point(gain / (codes_per_uS * ck.state_scale_uS), "feedback");
+      if (!route) return std::unexpected(route.error());
+      prog.routes.push_back({phys_col(p, state_col(s, 2 * part)),
+                             phys_col(p, state_col(s, 2 * part + 1)),
+                             phys_row(p, state_row(s, 2 * part)),
+                             phys_row(p, state_row(s, 2 * part + 1)), route->first, route->second});
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<LoopPlan> plan_loop(const CompiledKernel& ck, const Placement& p,
+                           const Eigen::MatrixXd& g_uS, int array, const BoardInfo& info,
+                           const LoopPlanOptions& opt) {
+  const int n = ck.n;
+  LoopPlan plan;
+  plan.d = ck.kernel.d;
+  wire::LoopProgram& prog = plan.program;
+  prog.array = static_cast<uint8_t>(array);
+  prog.clamp = opt.clamp;
+  prog.flags = opt.error_feedback ? wire::kLoopErrorFeedback : 0;
+
+  // The TIA gain: the largest column current must stay inside the ADC's range above V_ref.
+  const double lsb_V = (info.adc_v_hi_V - info.adc_v_lo_V) / (std::ldexp(1.0, info.adc_bits) - 1);
+  auto gain = tia_gain_index(info, worst_column_uS(ck, p, g_uS));
+  if (!gain) return std::unexpected(gain.error());
+  prog.gain_index = static_cast<uint8_t>(*gain);
+  const double k = info.tia_gains_ohm[static_cast<size_t>(*gain)] * info.v_read_V * 1e-6 / lsb_V;
+  plan.codes_per_uS = k;
+
+  plan.x_scale = state_scale(ck, opt);
+  plan.input_lsb = opt.u_max / 32767.0;
+
+  auto tap = fixed_point(plan.input_lsb / (ck.b_weight * plan.x_scale), "input");
+  if (!tap) return std::unexpected(tap.error());
+  prog.taps.push_back(
+      {phys_row(p, input_row(0)), phys_row(p, input_row(1)), tap->first, tap->second});
+
+  // Device fixes; what the loop then sees is g_seen.
+  const std::vector<DeviceFix> fixes = device_fixes(ck, p, g_uS, opt, &plan.fix_candidates);
+  if (auto f = add_device_fixes(prog, fixes, k); !f) return std::unexpected(f.error());
   plan.fixes = static_cast<int>(prog.fixes.size());
   const Eigen::MatrixXd g_seen = apply_device_fixes(g_uS, fixes);
   plan.route_gain = opt.trim_routes ? route_trims(ck, p, g_seen)
                                     : std::vector<double>(static_cast<size_t>(2 * n), 1.0);
-  for (int s = 0; s < n; ++s) {
-    for (int part = 0; part < 2; ++part) {
-      const double gain = plan.route_gain[(2 * static_cast<size_t>(s)) + static_cast<size_t>(part)];
-      auto route = fixed_point(gain / (k * ck.state_scale_uS), "feedback");
-      if (!route) return std::unexpected(route.error());
-      prog.routes.push_back({pcol(state_col(s, 2 * part)), pcol(state_col(s, 2 * part + 1)),
-                             prow(state_row(s, 2 * part)), prow(state_row(s, 2 * part + 1)),
-                             route->first, route->second});
-    }
-  }
-  prog.outputs.push_back({pcol(output_col(n, 0)), pcol(output_col(n, 1))});
+  if (auto r = add_routes(prog, ck, p, plan.route_gain, k); !r) return std::unexpected(r.error());
+  prog.outputs.push_back({phys_col(p, output_col(n, 0)), phys_col(p, output_col(n, 1))});
   plan.y_scale = 2 * plan.x_scale / (k * ck.output_scale_uS);
   return plan;
 }

@@ -91,37 +91,37 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// Alternating assignment: rows given the columns, columns given the rows, each a linear
-// assignment over the single-device costs; then pairwise swaps under the exact cost.
-Placement solve(const Problem& pb) {
-  Placement best = Placement::identity();
-  if (pb.stuck.empty()) return best;
-  double best_cost = placement_cost(pb, best);
+// Rows given the columns: the cost of logical row lr on physical row pr, assigned.
+void assign_rows(const Problem& pb, Placement& p) {
+  const Inverse inv(p);
+  Eigen::MatrixXd c = Eigen::MatrixXd::Zero(kSide, kSide);
+  for (const StuckDevice& f : pb.stuck) {
+    const int lc = inv.lcol_of_pcol[static_cast<size_t>(f.col)];
+    for (int lr = 0; lr < kSide; ++lr) c(lr, f.row) += pb.single_cost(lr, lc, f.g_uS);
+  }
+  const std::vector<int> a = min_cost_assignment(c);
+  for (int lr = 0; lr < kSide; ++lr) p.row_of[static_cast<size_t>(lr)] = a[static_cast<size_t>(lr)];
+}
+
+// Columns given the rows: the cost of logical column lc on physical column pc, assigned.
+void assign_cols(const Problem& pb, Placement& p) {
+  const Inverse inv(p);
+  Eigen::MatrixXd c = Eigen::MatrixXd::Zero(kSide, kSide);
+  for (const StuckDevice& f : pb.stuck) {
+    const int lr = inv.lrow_of_prow[static_cast<size_t>(f.row)];
+    for (int lc = 0; lc < kSide; ++lc) c(lc, f.col) += pb.single_cost(lr, lc, f.g_uS);
+  }
+  const std::vector<int> a = min_cost_assignment(c);
+  for (int lc = 0; lc < kSide; ++lc) p.col_of[static_cast<size_t>(lc)] = a[static_cast<size_t>(lc)];
+}
+
+// Alternating assignment from `best`: rows given the columns, columns given the rows, each a
+// linear assignment over the single-device costs, for as long as the exact cost drops.
+void alternate_assignments(const Problem& pb, Placement& best, double& best_cost) {
   Placement p = best;
   for (int pass = 0; pass < pb.opt.max_passes && best_cost > 0; ++pass) {
-    // Rows: cost of logical row lr on physical row pr.
-    {
-      const Inverse inv(p);
-      Eigen::MatrixXd c = Eigen::MatrixXd::Zero(kSide, kSide);
-      for (const StuckDevice& f : pb.stuck) {
-        const int lc = inv.lcol_of_pcol[static_cast<size_t>(f.col)];
-        for (int lr = 0; lr < kSide; ++lr) c(lr, f.row) += pb.single_cost(lr, lc, f.g_uS);
-      }
-      const std::vector<int> a = min_cost_assignment(c);
-      for (int lr = 0; lr < kSide; ++lr)
-        p.row_of[static_cast<size_t>(lr)] = a[static_cast<size_t>(lr)];
-    }
-    {
-      const Inverse inv(p);
-      Eigen::MatrixXd c = Eigen::MatrixXd::Zero(kSide, kSide);
-      for (const StuckDevice& f : pb.stuck) {
-        const int lr = inv.lrow_of_prow[static_cast<size_t>(f.row)];
-        for (int lc = 0; lc < kSide; ++lc) c(lc, f.col) += pb.single_cost(lr, lc, f.g_uS);
-      }
-      const std::vector<int> a = min_cost_assignment(c);
-      for (int lc = 0; lc < kSide; ++lc)
-        p.col_of[static_cast<size_t>(lc)] = a[static_cast<size_t>(lc)];
-    }
+    assign_rows(pb, p);
+    assign_cols(pb, p);
     const double cost = placement_cost(pb, p);
     if (cost < best_cost - 1e-15) {
       best = p;
@@ -130,80 +130,120 @@ Placement solve(const Problem& pb) {
       break;  // no progress
     }
   }
-  // Local search: swap the logical rows (columns) of two physical rows (columns) when that
-  // lowers the exact cost; only rows/columns holding a stuck device can gain. A swap changes
-  // the cost of the faults in the two rows (columns), and for columns also of the faults whose
-  // differential partner sits in them, so only those are re-evaluated.
-  std::vector<std::vector<size_t>> in_row(kSide), in_col(kSide);
-  for (size_t i = 0; i < pb.stuck.size(); ++i) {
-    in_row[static_cast<size_t>(pb.stuck[i].row)].push_back(i);
-    in_col[static_cast<size_t>(pb.stuck[i].col)].push_back(i);
+}
+
+// Local search: swap the logical rows (columns) of two physical rows (columns) when that
+// lowers the exact cost; only rows/columns holding a stuck device can gain. A swap changes
+// the cost of the faults in the two rows (columns), and for columns also of the faults whose
+// differential partner sits in them, so only those are re-evaluated.
+class SwapSearch {
+ public:
+  SwapSearch(const Problem& pb, Placement& best, double& best_cost)
+      : pb_(pb), best_(best), best_cost_(best_cost), in_row_(kSide), in_col_(kSide), inv_(best) {
+    for (size_t i = 0; i < pb.stuck.size(); ++i) {
+      in_row_[static_cast<size_t>(pb.stuck[i].row)].push_back(i);
+      in_col_[static_cast<size_t>(pb.stuck[i].col)].push_back(i);
+    }
   }
-  Inverse inv(best);
-  std::vector<size_t> affected;
-  auto add_col = [&](int pc) {
-    for (size_t i : in_col[static_cast<size_t>(pc)]) affected.push_back(i);
-  };
-  auto affected_cost = [&] {
-    double c = 0;
-    for (size_t i : affected) c += fault_cost(pb, best, inv, i);
-    return c;
-  };
-  auto swap_at = [&](int axis, int a, int b) {
-    std::vector<int>& map = axis == 0 ? best.row_of : best.col_of;
-    std::vector<int>& back = axis == 0 ? inv.lrow_of_prow : inv.lcol_of_pcol;
-    std::swap(map[static_cast<size_t>(a)], map[static_cast<size_t>(b)]);
-    back[static_cast<size_t>(map[static_cast<size_t>(a)])] = a;
-    back[static_cast<size_t>(map[static_cast<size_t>(b)])] = b;
-  };
-  for (int pass = 0; pass < pb.opt.max_passes && best_cost > 0; ++pass) {
+
+  void run() {
+    for (int pass = 0; pass < pb_.opt.max_passes && best_cost_ > 0; ++pass) {
+      bool improved = false;
+      for (int axis = 0; axis < 2; ++axis) improved = sweep(axis) || improved;
+      if (!improved) break;
+    }
+  }
+
+ private:
+  // Every swap of a physical row (axis 0) or column (axis 1) holding a fault with any other,
+  // kept where it gains; true if one did.
+  bool sweep(int axis) {
     bool improved = false;
-    for (int axis = 0; axis < 2; ++axis) {
-      const std::vector<int>& back = axis == 0 ? inv.lrow_of_prow : inv.lcol_of_pcol;
-      for (int phys = 0; phys < kSide; ++phys) {
-        if ((axis == 0 ? in_row : in_col)[static_cast<size_t>(phys)].empty()) continue;
-        for (int other = 0; other < kSide; ++other) {
-          const int a = back[static_cast<size_t>(phys)];  // logical index on `phys`
-          const int b = back[static_cast<size_t>(other)];
-          if (a == b) continue;
-          affected.clear();
-          if (axis == 0) {
-            for (size_t i : in_row[static_cast<size_t>(phys)]) affected.push_back(i);
-            for (size_t i : in_row[static_cast<size_t>(other)]) affected.push_back(i);
-          } else {
-            for (int pc : {phys, other, best.col_of[static_cast<size_t>(partner_col(a))],
-                           best.col_of[static_cast<size_t>(partner_col(b))]}) {
-              add_col(pc);
-            }
-          }
-          const double before = affected_cost();
-          swap_at(axis, a, b);
-          if (axis == 1) {  // partners may have moved: include their new columns too
-            add_col(best.col_of[static_cast<size_t>(partner_col(a))]);
-            add_col(best.col_of[static_cast<size_t>(partner_col(b))]);
-            std::sort(affected.begin(), affected.end());
-            affected.erase(std::unique(affected.begin(), affected.end()), affected.end());
-          }
-          double after = affected_cost();
-          if (axis == 1) {  // `before` must cover the same set
-            swap_at(axis, a, b);
-            const double before_all = affected_cost();
-            swap_at(axis, a, b);
-            after -= before_all;
-          } else {
-            after -= before;
-          }
-          if (after < -1e-15 * (1 + best_cost)) {
-            best_cost += after;
-            improved = true;
-          } else {
-            swap_at(axis, a, b);  // undo
-          }
+    const std::vector<int>& back = axis == 0 ? inv_.lrow_of_prow : inv_.lcol_of_pcol;
+    for (int phys = 0; phys < kSide; ++phys) {
+      if ((axis == 0 ? in_row_ : in_col_)[static_cast<size_t>(phys)].empty()) continue;
+      for (int other = 0; other < kSide; ++other) {
+        const int a = back[static_cast<size_t>(phys)];  // logical index on `phys`
+        const int b = back[static_cast<size_t>(other)];
+        if (a == b) continue;
+        const double gain =
+            axis == 0 ? row_swap_delta(phys, other, a, b) : col_swap_delta(phys, other, a, b);
+        if (gain < -1e-15 * (1 + best_cost_)) {
+          best_cost_ += gain;
+          improved = true;
+        } else {
+          swap_at(axis, a, b);  // undo
         }
       }
     }
-    if (!improved) break;
+    return improved;
   }
+
+  // Swaps logical rows a and b (on physical rows phys and other); returns the change of cost.
+  double row_swap_delta(int phys, int other, int a, int b) {
+    affected_.clear();
+    for (size_t i : in_row_[static_cast<size_t>(phys)]) affected_.push_back(i);
+    for (size_t i : in_row_[static_cast<size_t>(other)]) affected_.push_back(i);
+    const double before = affected_cost();
+    swap_at(0, a, b);
+    return affected_cost() - before;
+  }
+
+  // Swaps logical columns a and b (on physical columns phys and other); returns the change of
+  // cost.
+  double col_swap_delta(int phys, int other, int a, int b) {
+    affected_.clear();
+    for (int pc : {phys, other, best_.col_of[static_cast<size_t>(partner_col(a))],
+                   best_.col_of[static_cast<size_t>(partner_col(b))]}) {
+      add_col(pc);
+    }
+    swap_at(1, a, b);
+    // Partners may have moved: include their new columns too.
+    add_col(best_.col_of[static_cast<size_t>(partner_col(a))]);
+    add_col(best_.col_of[static_cast<size_t>(partner_col(b))]);
+    std::sort(affected_.begin(), affected_.end());
+    affected_.erase(std::unique(affected_.begin(), affected_.end()), affected_.end());
+    const double after = affected_cost();
+    // `before` must cover the same set.
+    swap_at(1, a, b);
+    const double before = affected_cost();
+    swap_at(1, a, b);
+    return after - before;
+  }
+
+  void add_col(int pc) {
+    for (size_t i : in_col_[static_cast<size_t>(pc)]) affected_.push_back(i);
+  }
+
+  double affected_cost() const {
+    double c = 0;
+    for (size_t i : affected_) c += fault_cost(pb_, best_, inv_, i);
+    return c;
+  }
+
+  void swap_at(int axis, int a, int b) {
+    std::vector<int>& map = axis == 0 ? best_.row_of : best_.col_of;
+    std::vector<int>& back = axis == 0 ? inv_.lrow_of_prow : inv_.lcol_of_pcol;
+    std::swap(map[static_cast<size_t>(a)], map[static_cast<size_t>(b)]);
+    back[static_cast<size_t>(map[static_cast<size_t>(a)])] = a;
+    back[static_cast<size_t>(map[static_cast<size_t>(b)])] = b;
+  }
+
+  const Problem& pb_;
+  Placement& best_;
+  double& best_cost_;
+  std::vector<std::vector<size_t>> in_row_, in_col_;  // faults by physical row, column
+  Inverse inv_;
+  std::vector<size_t> affected_;
+};
+
+// Alternating assignment, then pairwise swaps under the exact cost.
+Placement solve(const Problem& pb) {
+  Placement best = Placement::identity();
+  if (pb.stuck.empty()) return best;
+  double best_cost = placement_cost(pb, best);
+  alternate_assignments(pb, best, best_cost);
+  SwapSearch(pb, best, best_cost).run();
   return best;
 }
 

@@ -40,46 +40,100 @@ double gelu(double x) { return 0.5 * x * std::erfc(-x / std::numbers::sqrt2); }
 
 namespace {
 
-// The calibration, when there is one: one range per kernel, each finite and positive, and no
-// state range so small that the loop would clip on the first step of the largest input.
-Result<void> validate_calibration(const ModelSpec& m) {
-  const Calibration& cal = m.calibration;
-  auto bad = [](std::string msg) {
-    return make_error(ErrorCode::kInvalidArgument, std::move(msg));
-  };
+std::unexpected<Error> invalid(std::string msg) {
+  return make_error(ErrorCode::kInvalidArgument, std::move(msg));
+}
+
+// The fidelity clips: at most kMaxFidelityClips, each whole steps of `channels` values, finite.
+Result<void> validate_fidelity_clips(const Calibration& cal, int channels) {
   if (cal.fidelity_clips.size() > kMaxFidelityClips) {
-    return bad(fmt::format("calibration.fidelity_clips: {} clips, allowed up to {}",
-                           cal.fidelity_clips.size(), kMaxFidelityClips));
+    return invalid(fmt::format("calibration.fidelity_clips: {} clips, allowed up to {}",
+                               cal.fidelity_clips.size(), kMaxFidelityClips));
   }
-  const int channels = m.channels();
   for (size_t c = 0; c < cal.fidelity_clips.size(); ++c) {
     const Eigen::VectorXd& u = cal.fidelity_clips[c];
     // A clip is steps x channels values, step-major: a length that is not whole steps is a clip
     // made for another front end.
     if (u.size() % channels != 0) {
-      return bad(fmt::format(
-          "calibration.fidelity_clips[{}]: {} values, allowed a multiple of the {} channels of "
-          "a step (preprocessing.log_mel.bands; a clip is steps x bands values, step-major)",
-          c, u.size(), channels));
+      return invalid(
+          fmt::format("calibration.fidelity_clips[{}]: {} values, "
+                      "allowed a multiple of the {} channels of "
+                      "a step (preprocessing.log_mel.bands; a clip "
+                      "is steps x bands values, step-major)",
+                      c, u.size(), channels));
     }
     if (u.size() < channels || u.size() / channels > kMaxFidelityClipSteps) {
-      return bad(fmt::format("calibration.fidelity_clips[{}]: {} steps, allowed 1..{}", c,
-                             u.size() / channels, kMaxFidelityClipSteps));
+      return invalid(fmt::format("calibration.fidelity_clips[{}]: {} steps, allowed 1..{}", c,
+                                 u.size() / channels, kMaxFidelityClipSteps));
     }
     for (Eigen::Index t = 0; t < u.size(); ++t) {
       if (!std::isfinite(u(t))) {
-        return bad(fmt::format("calibration.fidelity_clips[{}].values[{}] = {}: allowed finite", c,
-                               t, u(t)));
+        return invalid(fmt::format("calibration.fidelity_clips[{}].values[{}] = {}: allowed finite",
+                                   c, t, u(t)));
       }
     }
   }
+  return {};
+}
+
+// One kernel's range (named `at` in messages): each figure finite and in its range.
+Result<void> validate_range_values(const KernelRange& r, const std::string& at) {
+  if (!(std::isfinite(r.state_max) && r.state_max > 0)) {
+    return invalid(fmt::format("{}.state_max = {}: allowed finite > 0", at, r.state_max));
+  }
+  if (!(std::isfinite(r.input_max) && r.input_max > 0)) {
+    return invalid(fmt::format("{}.input_max = {}: allowed finite > 0", at, r.input_max));
+  }
+  if (!(std::isfinite(r.output_max) && r.output_max >= 0)) {
+    return invalid(fmt::format("{}.output_max = {}: allowed finite >= 0", at, r.output_max));
+  }
+  if (!(std::isfinite(r.state_range) && r.state_range >= 0)) {
+    return invalid(
+        fmt::format("{}.state_range = {}: allowed 0 (none) or finite > 0", at, r.state_range));
+  }
+  if (!(std::isfinite(r.output_nrmse) && r.output_nrmse >= 0)) {
+    return invalid(fmt::format("{}.output_nrmse = {}: allowed finite >= 0", at, r.output_nrmse));
+  }
+  return {};
+}
+
+// No state range (or state_max) so small that the loop would clip on the first step of the
+// largest input into the kernel's most sensitive mode.
+Result<void> validate_range_fits(const KernelRange& r, const std::string& at,
+                                 const kernel::CompiledKernel& ck) {
+  const double least = least_state_range(ck, r.input_max);
+  if (r.state_range > 0 && r.state_range < least * (1 - 1e-9)) {
+    return invalid(
+        fmt::format("{}.state_range = {:.6g}: allowed 0 or >= "
+                    "{:.6g} (one step of input_max = {:.6g} "
+                    "puts that much in the kernel's most sensitive "
+                    "mode: a smaller range clips on every "
+                    "step)",
+                    at, r.state_range, least, r.input_max));
+  }
+  if (r.state_max < least) {
+    return invalid(
+        fmt::format("{}.state_max = {:.6g}: allowed >= {:.6g} (one "
+                    "step of input_max = {:.6g} puts that "
+                    "much in the kernel's most sensitive mode: a "
+                    "smaller range clips on every step)",
+                    at, r.state_max, least, r.input_max));
+  }
+  return {};
+}
+
+// The calibration, when there is one: one range per kernel, each finite and positive, and no
+// state range so small that the loop would clip on the first step of the largest input.
+Result<void> validate_calibration(const ModelSpec& m) {
+  const Calibration& cal = m.calibration;
+  XBAR_RETURN_IF_ERROR(validate_fidelity_clips(cal, m.channels()));
   if (cal.kernels.empty()) return {};
   if (static_cast<int>(cal.kernels.size()) != m.width()) {
-    return bad(fmt::format("calibration.kernels: {} ranges for {} kernels: one per kernel",
-                           cal.kernels.size(), m.width()));
+    return invalid(fmt::format("calibration.kernels: {} ranges for {} kernels: one per kernel",
+                               cal.kernels.size(), m.width()));
   }
   if (cal.source.size() > 256) {
-    return bad(
+    return invalid(
         fmt::format("calibration.source: {} characters, allowed up to 256", cal.source.size()));
   }
   // Compiled only when the kernels are valid (the deploy refuses them otherwise, naming them).
@@ -87,38 +141,10 @@ Result<void> validate_calibration(const ModelSpec& m) {
   for (size_t k = 0; k < cal.kernels.size(); ++k) {
     const KernelRange& r = cal.kernels[k];
     const std::string at = fmt::format("calibration.kernels[{}]", k);
-    if (!(std::isfinite(r.state_max) && r.state_max > 0)) {
-      return bad(fmt::format("{}.state_max = {}: allowed finite > 0", at, r.state_max));
-    }
-    if (!(std::isfinite(r.input_max) && r.input_max > 0)) {
-      return bad(fmt::format("{}.input_max = {}: allowed finite > 0", at, r.input_max));
-    }
-    if (!(std::isfinite(r.output_max) && r.output_max >= 0)) {
-      return bad(fmt::format("{}.output_max = {}: allowed finite >= 0", at, r.output_max));
-    }
-    if (!(std::isfinite(r.state_range) && r.state_range >= 0)) {
-      return bad(
-          fmt::format("{}.state_range = {}: allowed 0 (none) or finite > 0", at, r.state_range));
-    }
-    if (!(std::isfinite(r.output_nrmse) && r.output_nrmse >= 0)) {
-      return bad(fmt::format("{}.output_nrmse = {}: allowed finite >= 0", at, r.output_nrmse));
-    }
+    XBAR_RETURN_IF_ERROR(validate_range_values(r, at));
     if (kernels_ok) {
       const kernel::CompiledKernel ck = kernel::compile(m.kernels.kernels[k], m.kernels.window);
-      const double least = least_state_range(ck, r.input_max);
-      if (r.state_range > 0 && r.state_range < least * (1 - 1e-9)) {
-        return bad(fmt::format(
-            "{}.state_range = {:.6g}: allowed 0 or >= {:.6g} (one step of input_max = {:.6g} "
-            "puts that much in the kernel's most sensitive mode: a smaller range clips on every "
-            "step)",
-            at, r.state_range, least, r.input_max));
-      }
-      if (r.state_max < least) {
-        return bad(fmt::format(
-            "{}.state_max = {:.6g}: allowed >= {:.6g} (one step of input_max = {:.6g} puts that "
-            "much in the kernel's most sensitive mode: a smaller range clips on every step)",
-            at, r.state_max, least, r.input_max));
-      }
+      XBAR_RETURN_IF_ERROR(validate_range_fits(r, at, ck));
     }
   }
   return {};
