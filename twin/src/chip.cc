@@ -308,68 +308,89 @@ void Chip::refresh_cache(int array) {
   c.computed_at_ns = now_ns_;
 }
 
+namespace {
+
+constexpr int kPlanes = 8;  // bit-serial VMM: one plane per input bit
+
+// The inputs' bit planes as 0/1 columns: x(r, 8v + b) = bit b of input v at row r, and the OR
+// of each vector's bytes (a plane no row drives draws no current). Branch-free: the bits of
+// random inputs defeat the branch predictor.
+struct BitPlanes {
+  Eigen::MatrixXf x;
+  std::vector<uint8_t> any_bit;
+};
+
+BitPlanes bit_planes(std::span<const uint8_t> inputs, int rows, int n) {
+  BitPlanes p{Eigen::MatrixXf(rows, n * kPlanes), std::vector<uint8_t>(static_cast<size_t>(n), 0)};
+  for (int v = 0; v < n; ++v) {
+    const uint8_t* in = inputs.data() + static_cast<size_t>(v) * rows;
+    for (int b = 0; b < kPlanes; ++b) {
+      float* col = p.x.col(v * kPlanes + b).data();
+      for (int r = 0; r < rows; ++r) col[r] = static_cast<float>((in[r] >> b) & 1u);
+    }
+    for (int r = 0; r < rows; ++r) p.any_bit[static_cast<size_t>(v)] |= in[r];
+  }
+  return p;
+}
+
+}  // namespace
+
+// per_column: one Gaussian per column and plane with the summed read variance, exact in mean
+// and variance (docs/firmware.md §4.3). The normals are drawn in float with Eigen's vectorised
+// log/sin/cos: Philox block k of plane j gives the normals of columns 4k..4k+3.
+Eigen::MatrixXf Chip::column_noise_uS(int array, const Eigen::MatrixXf& x, uint64_t op_id,
+                                      uint32_t first_vector) const {
+  const ArrayCache& c = cache_[static_cast<size_t>(array)];
+  const int cols = p_.cols;
+  const int planes = static_cast<int>(x.cols());
+  const Eigen::MatrixXf var_sum = c.vart_uS2 * x;
+  const int blocks = (cols + 3) / 4;
+  const Eigen::Index pairs = static_cast<Eigen::Index>(planes) * blocks * 2;
+  Eigen::ArrayXf u_r(pairs), u_t(pairs);
+  for (int j = 0; j < planes; ++j) {
+    const uint32_t sub = ((static_cast<uint32_t>(j / kPlanes) + first_vector) << 3) |
+                         static_cast<uint32_t>(j % kPlanes);
+    for (int k = 0; k < blocks; ++k) {
+      const auto bits = philox4x32_10(
+          make_counter(Stream::kVmmColumn, lo32(op_id), (static_cast<uint32_t>(array) << 24) | sub,
+                       static_cast<uint32_t>(k), hi24(op_id)),
+          noise_key_);
+      const Eigen::Index q = (static_cast<Eigen::Index>(j) * blocks + k) * 2;
+      u_r(q) = uniform24(bits[0]);
+      u_t(q) = uniform24(bits[1]);
+      u_r(q + 1) = uniform24(bits[2]);
+      u_t(q + 1) = uniform24(bits[3]);
+    }
+  }
+  const Eigen::ArrayXf radius = (-2.0f * u_r.log()).sqrt();
+  const Eigen::ArrayXf angle = (2.0f * static_cast<float>(std::numbers::pi)) * u_t;
+  const Eigen::ArrayXf z_cos = radius * angle.cos(), z_sin = radius * angle.sin();
+  Eigen::MatrixXf noise(cols, planes);
+  for (int j = 0; j < planes; ++j) {
+    for (int col = 0; col < cols; ++col) {
+      const Eigen::Index q = (static_cast<Eigen::Index>(j) * blocks + col / 4) * 2 + (col % 4) / 2;
+      const float z = (col % 2 == 0) ? z_cos(q) : z_sin(q);
+      noise(col, j) = std::sqrt(var_sum(col, j)) * z;
+    }
+  }
+  return noise;
+}
+
 void Chip::vmm(int array, int gain_index, std::span<const uint8_t> inputs, uint64_t op_id,
                std::span<uint32_t> acc, uint32_t first_vector) {
   refresh_cache(array);
   const ArrayCache& c = cache_[static_cast<size_t>(array)];
   const int rows = p_.rows, cols = p_.cols;
   const int n = static_cast<int>(inputs.size()) / rows;
-  constexpr int kPlanes = 8;
   std::fill(acc.begin(), acc.end(), 0u);
 
-  // Bit planes as 0/1 columns: X(r, 8v + b) = bit b of input v at row r. Branch-free: the
-  // bits of random inputs defeat the branch predictor.
-  Eigen::MatrixXf x(rows, n * kPlanes);
-  std::vector<uint8_t> any_bit(static_cast<size_t>(n), 0);  // OR of a vector's bytes
-  for (int v = 0; v < n; ++v) {
-    const uint8_t* in = inputs.data() + static_cast<size_t>(v) * rows;
-    for (int b = 0; b < kPlanes; ++b) {
-      float* col = x.col(v * kPlanes + b).data();
-      for (int r = 0; r < rows; ++r) col[r] = static_cast<float>((in[r] >> b) & 1u);
-    }
-    for (int r = 0; r < rows; ++r) any_bit[static_cast<size_t>(v)] |= in[r];
-  }
+  const BitPlanes planes = bit_planes(inputs, rows, n);
+  const Eigen::MatrixXf& x = planes.x;
   const Eigen::MatrixXf g_sum = c.gt_uS * x;  // cols x 8n: summed mean read per column (uS)
   const bool per_device = p_.read_noise && p_.vmm_noise == "per_device";
   const bool per_column = p_.read_noise && !per_device;
-
-  // per_column: one Gaussian per column and plane with the summed read variance, exact in
-  // mean and variance (docs/firmware.md §4.3). The normals are drawn in float with Eigen's
-  // vectorised log/sin/cos: Philox block k of plane j gives the normals of columns 4k..4k+3.
-  Eigen::MatrixXf noise;
-  if (per_column) {
-    const Eigen::MatrixXf var_sum = c.vart_uS2 * x;
-    const int blocks = (cols + 3) / 4;
-    const Eigen::Index pairs = static_cast<Eigen::Index>(n) * kPlanes * blocks * 2;
-    Eigen::ArrayXf u_r(pairs), u_t(pairs);
-    for (int j = 0; j < n * kPlanes; ++j) {
-      const uint32_t sub = ((static_cast<uint32_t>(j / kPlanes) + first_vector) << 3) |
-                           static_cast<uint32_t>(j % kPlanes);
-      for (int k = 0; k < blocks; ++k) {
-        const auto bits = philox4x32_10(make_counter(Stream::kVmmColumn, lo32(op_id),
-                                                     (static_cast<uint32_t>(array) << 24) | sub,
-                                                     static_cast<uint32_t>(k), hi24(op_id)),
-                                        noise_key_);
-        const Eigen::Index q = (static_cast<Eigen::Index>(j) * blocks + k) * 2;
-        u_r(q) = uniform24(bits[0]);
-        u_t(q) = uniform24(bits[1]);
-        u_r(q + 1) = uniform24(bits[2]);
-        u_t(q + 1) = uniform24(bits[3]);
-      }
-    }
-    const Eigen::ArrayXf radius = (-2.0f * u_r.log()).sqrt();
-    const Eigen::ArrayXf angle = (2.0f * static_cast<float>(std::numbers::pi)) * u_t;
-    const Eigen::ArrayXf z_cos = radius * angle.cos(), z_sin = radius * angle.sin();
-    noise.resize(cols, n * kPlanes);
-    for (int j = 0; j < n * kPlanes; ++j) {
-      for (int col = 0; col < cols; ++col) {
-        const Eigen::Index q =
-            (static_cast<Eigen::Index>(j) * blocks + col / 4) * 2 + (col % 4) / 2;
-        const float z = (col % 2 == 0) ? z_cos(q) : z_sin(q);
-        noise(col, j) = std::sqrt(var_sum(col, j)) * z;
-      }
-    }
-  }
+  const Eigen::MatrixXf noise =
+      per_column ? column_noise_uS(array, x, op_id, first_vector) : Eigen::MatrixXf();
 
   const double r_ohm = p_.tia_gains_ohm[static_cast<size_t>(gain_index)];
   const uint32_t code_zero = adc_code(0.0, gain_index);
@@ -377,7 +398,7 @@ void Chip::vmm(int array, int gain_index, std::span<const uint8_t> inputs, uint6
     uint32_t* out = acc.data() + static_cast<size_t>(v) * cols;
     for (int b = 0; b < kPlanes; ++b) {
       const int j = v * kPlanes + b;
-      if (!((any_bit[static_cast<size_t>(v)] >> b) & 1u)) {  // no row driven: zero current
+      if (!((planes.any_bit[static_cast<size_t>(v)] >> b) & 1u)) {  // no row driven: no current
         for (int col = 0; col < cols; ++col) out[col] += code_zero << b;
         continue;
       }

@@ -106,6 +106,10 @@ class Chip {
   void refresh_cache(int array);
   double read_sample_uS(double g_uS, uint32_t device_index, uint64_t op_id, uint32_t sub,
                         Stream stream) const;
+  /// vmm's per-column read noise: cols x planes, one Gaussian per column and bit plane of the
+  /// planes `x` (rows x 8n), with the summed read variance of the devices each plane drives.
+  Eigen::MatrixXf column_noise_uS(int array, const Eigen::MatrixXf& x, uint64_t op_id,
+                                  uint32_t first_vector) const;
 
   ChipProfile p_;
   PhiloxKey noise_key_;
