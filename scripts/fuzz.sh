@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 
 secs=${1:-30}
 shift || true
-all=(wire_codec firmware kernel model grpc_validators config audio)
+all=(wire_codec firmware kernel model grpc_validators config audio a0_commands)
 targets=("$@")
 [ "${#targets[@]}" -eq 0 ] && targets=("${all[@]}")
 build=${FUZZ_BUILD_DIR:-build-fuzz}
@@ -54,7 +54,7 @@ echo "== fuzz: built in $((built - start)) s"
 # ---- run ----
 max_len() {
   case $1 in
-    wire_codec | firmware | config) echo 8192 ;;
+    wire_codec | firmware | config | a0_commands) echo 8192 ;;
     kernel | grpc_validators) echo 16384 ;;
     model | audio) echo 32768 ;;
   esac
