@@ -286,6 +286,13 @@ class CommandParser {
     return std::nullopt;
   }
 
+  // A payload that is incomplete or malformed ends the parse.
+  std::optional<Parsed> unless_ok(const Payload& pl) {
+    if (pl.status == Parsed::Status::kNeedMore) return need_more();
+    if (pl.status == Parsed::Status::kBad) return bad(s_, pl.error);
+    return std::nullopt;
+  }
+
   template <typename T>
   std::optional<Parsed> num(size_t i, std::string_view name, uint64_t max, T& out) {
     auto v = number(f_[i], name, max);
@@ -339,8 +346,7 @@ class CommandParser {
     if (auto p = num(0, "chain", 2, s.chain)) return *p;
     if (auto p = num(1, "scan bytes", kMaxScanBytes, n)) return *p;
     Payload pl = read_payload(r_, kMaskMarker, n);
-    if (pl.status == Parsed::Status::kNeedMore) return need_more();
-    if (pl.status == Parsed::Status::kBad) return bad(s_, pl.error);
+    if (auto p = unless_ok(pl)) return *p;
     s.data.assign(pl.bytes.begin(), pl.bytes.end());
     return ok(std::move(s));
   }
@@ -381,8 +387,7 @@ class CommandParser {
     d.float_unselected = (mode & 1) != 0;
     d.gain = (mode & 2) != 0 ? GainMode::kAuto : GainMode::kFixed;
     Payload pl = read_payload(r_, kMaskMarker, 8 * n);
-    if (pl.status == Parsed::Status::kNeedMore) return need_more();
-    if (pl.status == Parsed::Status::kBad) return bad(s_, pl.error);
+    if (auto p = unless_ok(pl)) return *p;
     for (size_t v = 0; v < n; ++v) {
       uint64_t m = 0;
       for (size_t i = 0; i < 8; ++i) m = (m << 8) | pl.bytes[8 * v + i];
@@ -391,13 +396,19 @@ class CommandParser {
     return ok(std::move(d));
   }
 
+  // The fields 404 and 406 start with: the device, the polarity and the two DAC codes.
+  template <typename W>
+  std::optional<Parsed> pulse(W& w) {
+    if (auto p = device(w.array, w.row, w.col)) return p;
+    if (auto p = num(3, "mode", 1, w.mode)) return p;
+    if (auto p = num(4, "v_write_code", UINT16_MAX, w.v_write_code)) return p;
+    return num(5, "v_gate_code", UINT16_MAX, w.v_gate_code);
+  }
+
   Parsed write_single() {
     if (auto p = fields(6)) return *p;
     WriteSingle w;
-    if (auto p = device(w.array, w.row, w.col)) return *p;
-    if (auto p = num(3, "mode", 1, w.mode)) return *p;
-    if (auto p = num(4, "v_write_code", UINT16_MAX, w.v_write_code)) return *p;
-    if (auto p = num(5, "v_gate_code", UINT16_MAX, w.v_gate_code)) return *p;
+    if (auto p = pulse(w)) return *p;
     return ok(w);
   }
 
@@ -409,8 +420,7 @@ class CommandParser {
     if (auto p = num(2, "row", kLastWriteBatchRow, w.row)) return *p;
     if (w.row % 2 != 0) return bad(s_, range_error("row", w.row, "0, 2, ..., 126"));
     Payload pl = read_payload(r_, kCodesMarker, 4 * kCols);
-    if (pl.status == Parsed::Status::kNeedMore) return need_more();
-    if (pl.status == Parsed::Status::kBad) return bad(s_, pl.error);
+    if (auto p = unless_ok(pl)) return *p;
     w.codes.resize(2 * kCols);
     std::memcpy(w.codes.data(), pl.bytes.data(), pl.bytes.size());
     return ok(std::move(w));
@@ -419,10 +429,7 @@ class CommandParser {
   Parsed write_single_ext() {
     if (auto p = fields(8)) return *p;
     WriteSingleExt w;
-    if (auto p = device(w.array, w.row, w.col)) return *p;
-    if (auto p = num(3, "mode", 1, w.mode)) return *p;
-    if (auto p = num(4, "v_write_code", UINT16_MAX, w.v_write_code)) return *p;
-    if (auto p = num(5, "v_gate_code", UINT16_MAX, w.v_gate_code)) return *p;
+    if (auto p = pulse(w)) return *p;
     if (auto p = num(6, "v_zero_code", UINT16_MAX, w.v_zero_code)) return *p;
     if (auto p = num(7, "t_width_us", UINT32_MAX, w.t_width_us)) return *p;
     return ok(w);
