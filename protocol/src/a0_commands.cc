@@ -345,6 +345,7 @@ class CommandParser {
     size_t n = 0;
     if (auto p = num(0, "chain", 2, s.chain)) return *p;
     if (auto p = num(1, "scan bytes", kMaxScanBytes, n)) return *p;
+    if (n == 0) return bad(s_, "scan bytes = 0: allowed 1..120");
     Payload pl = read_payload(r_, kMaskMarker, n);
     if (auto p = unless_ok(pl)) return *p;
     s.data.assign(pl.bytes.begin(), pl.bytes.end());

@@ -159,6 +159,7 @@ TEST(A0Commands, GarbageNeverBecomesACommand) {
   is_bad("402,0,0,-1", "not a decimal number");
   is_bad("404,0,0,0,1,70000,1", "v_write_code = 70000: allowed 0..65535");
   is_bad("103,1", "takes no fields");
+  is_bad("303,2,0,\x01,", "scan bytes = 0: allowed 1..120");  // found by the fuzz target
   // A DPE batch whose payload is one byte short: its NUL lands inside the masks.
   auto b = encoded(DpeBatch{0, true, GainMode::kFixed, 0, {1, 2}});
   b.erase(b.end() - 2);
