@@ -3,10 +3,12 @@
 // the board would misread refused with the field named.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <random>
 #include <string>
 
 #include "xbar/a0/commands.h"
+#include "xbar/a0/dac.h"
 
 namespace xbar::a0 {
 namespace {
@@ -199,6 +201,27 @@ TEST(A0Commands, AnAdcWordCarriesTheCodeAndTheAutomaticGain) {
   EXPECT_EQ(w.gain, 2);
   EXPECT_EQ(encode_adc_word(w), (2u << 10) | 700u);
   EXPECT_EQ(decode_adc_word(0xFFFF).code, 1023);
+}
+
+// dut_func.py dac_volt2raw: code = int((V - lo) / (hi - lo) * 0xFFFF); 0 V in the host's +-10 V
+// span is 0x7FFF, not 0 (which a batch write reads as "skip this device").
+TEST(A0Dac, CodesAreTheHostCodesAndOutOfSpanVoltagesAreRefused) {
+  EXPECT_EQ(dac_code(0.0, DacSpan::kPlusMinus10V, "v").value(), 0x7FFF);
+  EXPECT_EQ(dac_code(10.0, DacSpan::kPlusMinus10V, "v").value(), 0xFFFF);
+  EXPECT_EQ(dac_code(-10.0, DacSpan::kPlusMinus10V, "v").value(), 0);
+  EXPECT_EQ(dac_code(2.5, DacSpan::k0To5V, "v").value(), 32767);
+  for (double v : {-9.99, -1.0, 0.2, 1.4, 5.5, 9.7}) {
+    const uint16_t c = dac_code(v, DacSpan::kPlusMinus10V, "v").value();
+    EXPECT_NEAR(dac_volts(c, DacSpan::kPlusMinus10V), v, 20.0 / 65535) << v;
+  }
+  const auto high = dac_code(10.5, DacSpan::kPlusMinus10V, "v_write");
+  ASSERT_FALSE(high.has_value());
+  EXPECT_EQ(high.error(), "v_write = 10.5 V: allowed -10..10 V (the DAC's span)");
+  EXPECT_FALSE(dac_code(-0.1, DacSpan::k0To5V, "v_gate").has_value());
+  EXPECT_FALSE(dac_code(std::nan(""), DacSpan::kPlusMinus10V, "v_read").has_value());
+  // The words command 214 carries (dut_func.py dac_set, dac_init).
+  EXPECT_EQ(dac_set_word(DacChannel::kTvdd, 0x1234), 0x00361234u);
+  EXPECT_EQ(dac_span_word(DacSpan::kPlusMinus10V), 0x00E00003u);
 }
 
 }  // namespace
