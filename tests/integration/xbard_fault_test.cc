@@ -261,8 +261,9 @@ class XbardFaults : public ::testing::Test {
       return b;
     }
     /// The deployment holds what it reported. The allowances cover the read noise of two
-    /// 64-fold averaged reads (measured: 0.21..0.23 uS RMS between them on imssa, at most 2.5 uS
-    /// on a device; NRMSE up to +0.012) and program-verify's last read being the one that
+    /// 64-fold averaged reads (measured: 0.21..0.23 uS RMS between them on imssa, up to 2.7 uS
+    /// on a device; NRMSE up to +0.025, schedule 10 under ASan with devices moved 0.231 uS
+    /// RMS, i.e. by read noise alone) and program-verify's last read being the one that
     /// landed in tolerance. A device moved by a pulse applied twice, or a read-back recorded
     /// before the last pulses, is outside them.
     std::string violation() const {
@@ -275,8 +276,8 @@ class XbardFaults : public ::testing::Test {
       if (analog && !same(recomputed_analog, reported_analog)) {
         v += " reported analog NRMSE is not that of the recorded read-back;";
       }
-      if (!(nrmse_now <= 1.1 * reported_nrmse + 0.02)) v += " NRMSE now exceeds the reported;";
-      if (analog && !(analog_now <= 1.1 * reported_analog + 0.02)) {
+      if (!(nrmse_now <= 1.1 * reported_nrmse + 0.03)) v += " NRMSE now exceeds the reported;";
+      if (analog && !(analog_now <= 1.1 * reported_analog + 0.03)) {
         v += " analog NRMSE now exceeds the reported;";
       }
       if (!(rms_now_uS <= rms_recorded_uS + 0.5)) v += " error vs target grew;";

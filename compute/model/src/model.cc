@@ -732,6 +732,9 @@ std::unique_ptr<KernelStream> software_stream(const std::vector<kernel::Compiled
 Result<std::unique_ptr<KernelStream>> hardware_stream(Board& board,
                                                       const std::vector<PlacedKernel>& kernels,
                                                       uint32_t noise_tag) {
+  // A board without an on-board loop (the A0) runs the same programs host-stepped: one VMM
+  // per step and array on the board, the step's arithmetic on the host.
+  if (!board.info().has_loop) return emulated_stream(board, kernels, noise_tag);
   auto loop = prepare_loop(board, kernels);
   if (!loop) return std::unexpected(loop.error());
   return std::unique_ptr<KernelStream>(std::make_unique<HardwareStream>(board, *loop, noise_tag));
@@ -792,6 +795,7 @@ KernelFn whole_clip_kernels(Board& board, std::shared_ptr<const PreparedLoop> lo
 
 Result<KernelFn> hardware_kernels(Board& board, const std::vector<PlacedKernel>& kernels,
                                   double* board_ms) {
+  if (!board.info().has_loop) return emulated_kernels(board, kernels, board_ms);  // as above
   auto loop = prepare_loop(board, kernels);
   if (!loop) return std::unexpected(loop.error());
   return whole_clip_kernels<HardwareStream>(board, *loop, board_ms);

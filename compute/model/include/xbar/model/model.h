@@ -154,7 +154,8 @@ double least_state_range(const kernel::CompiledKernel& ck, double input_max);
 /// The hardware kernels: loads one loop program per array (kernel::plan_loop) and returns a
 /// KernelFn that runs all kernels together as one closed-loop run on the board (lag hidden).
 /// The caller keeps the board to itself while the function is used. `board_ms`, if given,
-/// accumulates the time spent in the board's runs.
+/// accumulates the time spent in the board's runs. On a board without an on-board loop
+/// (BoardInfo::has_loop false: the A0) it is emulated_kernels, the same programs host-stepped.
 Result<KernelFn> hardware_kernels(Board& board, const std::vector<PlacedKernel>& kernels,
                                   double* board_ms = nullptr);
 
@@ -219,7 +220,7 @@ std::unique_ptr<KernelStream> software_stream(const std::vector<kernel::Compiled
 /// the stream reloads its own), and the outputs are bit for bit those of one long run with the
 /// same noise tag. Otherwise one LOOP_RUN stays open across pushes (holds_board(): the board
 /// serves nothing else meanwhile). The destructor aborts a run left open. Each call needs the
-/// board to itself while it runs.
+/// board to itself while it runs. Without an on-board loop: emulated_stream.
 Result<std::unique_ptr<KernelStream>> hardware_stream(Board& board,
                                                       const std::vector<PlacedKernel>& kernels,
                                                       uint32_t noise_tag);
