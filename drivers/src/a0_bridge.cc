@@ -1,6 +1,8 @@
 // A0Bridge: the request dispatch, the A0 side's calls and resynchronisation, and the
 // requests without side effects (INFO, STATUS, READ, VMM, WAIT). Pulse batches are in
 // a0_bridge_write.cc.
+#include "xbar/drivers/a0_bridge.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -8,7 +10,6 @@
 #include <thread>
 
 #include "xbar/a0/chains.h"
-#include "xbar/drivers/a0_bridge.h"
 #include "xbar/wire/frame.h"
 
 namespace xbar {
@@ -70,13 +71,12 @@ Result<void> A0Bridge::echo_probe() {
   auto r = call(a0::Echo{}, kEchoBytes);
   if (!r) return std::unexpected(r.error());
   for (size_t i = 0; i < 64; ++i) {
-    const int32_t v = static_cast<int32_t>((*r)[4 * i] | ((*r)[4 * i + 1] << 8) |
-                                           ((*r)[4 * i + 2] << 16) |
-                                           (static_cast<uint32_t>((*r)[4 * i + 3]) << 24));
+    const int32_t v =
+        static_cast<int32_t>((*r)[4 * i] | ((*r)[4 * i + 1] << 8) | ((*r)[4 * i + 2] << 16) |
+                             (static_cast<uint32_t>((*r)[4 * i + 3]) << 24));
     if (v != static_cast<int32_t>(100000 * i)) {
-      return make_error(ErrorCode::kProtocol,
-                        fmt::format("a0 {}: echo word {} is {}, not {}", link_.name(), i, v,
-                                    100000 * i));
+      return make_error(ErrorCode::kProtocol, fmt::format("a0 {}: echo word {} is {}, not {}",
+                                                          link_.name(), i, v, 100000 * i));
     }
   }
   return {};
@@ -132,8 +132,8 @@ Result<void> A0Bridge::ensure_gain(int gain_index) {
 Result<void> A0Bridge::power_up() {
   link_.discard_input(std::chrono::milliseconds(20));
   if (auto p = echo_probe(); !p) {
-    return make_error(ErrorCode::kUnavailable,
-                      fmt::format("a0 {}: no A0 answers here: {}", link_.name(), p.error().message));
+    return make_error(ErrorCode::kUnavailable, fmt::format("a0 {}: no A0 answers here: {}",
+                                                           link_.name(), p.error().message));
   }
   XBAR_RETURN_IF_ERROR(send(a0::DacWrite{a0::dac_span_word(config_.span)}));
   read_bias_set_ = false;
@@ -145,7 +145,8 @@ Result<void> A0Bridge::power_up() {
 uint64_t A0Bridge::board_uptime_ns() const {
   // The board has no clock the host can read: its time is the host's since the port opened,
   // at the devices' pace (time_scale, for a twin run faster than real time).
-  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - opened_at_).count();
+  const double s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - opened_at_).count();
   return static_cast<uint64_t>(s * config_.time_scale * 1e9);
 }
 
@@ -163,9 +164,8 @@ Result<std::vector<uint8_t>> A0Bridge::execute(std::span<const uint8_t> request_
   }
   auto frame = wire::decode_frame(request_frame);
   if (!frame) {
-    return make_error(ErrorCode::kInternal,
-                      fmt::format("a0: the host built a bad frame ({})",
-                                  wire::frame_error_name(frame.error())));
+    return make_error(ErrorCode::kInternal, fmt::format("a0: the host built a bad frame ({})",
+                                                        wire::frame_error_name(frame.error())));
   }
   const wire::Header& h = frame->header;
   auto outcome = dispatch(h, frame->payload);
@@ -268,7 +268,8 @@ Result<A0Bridge::Outcome> A0Bridge::read(std::span<const uint8_t> payload) {
     return Outcome{std::unexpected(Refusal{wire::BoardErrorCode::kOutOfRange, std::move(m)})};
   };
   if (!q) return Outcome{std::unexpected(Refusal{wire::BoardErrorCode::kBadLength, q.error()})};
-  if (q->array >= a0::kArrays) return refuse(fmt::format("READ.array = {}: allowed 0..2", q->array));
+  if (q->array >= a0::kArrays)
+    return refuse(fmt::format("READ.array = {}: allowed 0..2", q->array));
   if (q->gain_index >= a0::kTiaGainsOhm.size()) {
     return refuse(fmt::format("READ.gain_index = {}: allowed 0..4", q->gain_index));
   }
@@ -346,7 +347,10 @@ Result<A0Bridge::Outcome> A0Bridge::vmm(std::span<const uint8_t> payload) {
   reply.acc.assign(static_cast<size_t>(q->n_vectors) * kCols, 0);
   for (size_t at = 0; at < masks.size(); at += a0::kMaxDpeVectors) {
     const size_t n = std::min<size_t>(a0::kMaxDpeVectors, masks.size() - at);
-    a0::DpeBatch d{q->array, true, a0::GainMode::kFixed, config_.read_delay_us,
+    a0::DpeBatch d{q->array,
+                   true,
+                   a0::GainMode::kFixed,
+                   config_.read_delay_us,
                    {masks.begin() + static_cast<std::ptrdiff_t>(at),
                     masks.begin() + static_cast<std::ptrdiff_t>(at + n)}};
     auto bytes = call_repeatable(d, a0::rows_reply_bytes(static_cast<int>(n)));
@@ -368,10 +372,10 @@ Result<A0Bridge::Outcome> A0Bridge::wait(std::span<const uint8_t> payload) {
   auto q = wire::decode_wait_request(payload);
   if (!q) return Outcome{std::unexpected(Refusal{wire::BoardErrorCode::kBadLength, q.error()})};
   if (q->duration_us > wire::WaitRequest::kMaxUs) {
-    return Outcome{std::unexpected(
-        Refusal{wire::BoardErrorCode::kOutOfRange,
-                fmt::format("WAIT.duration_us = {}: allowed 0..{}", q->duration_us,
-                            wire::WaitRequest::kMaxUs)})};
+    return Outcome{
+        std::unexpected(Refusal{wire::BoardErrorCode::kOutOfRange,
+                                fmt::format("WAIT.duration_us = {}: allowed 0..{}", q->duration_us,
+                                            wire::WaitRequest::kMaxUs)})};
   }
   host_wait_ms(q->duration_us / 1000.0);
   wire::WaitReply r;

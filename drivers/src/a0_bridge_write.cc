@@ -35,7 +35,9 @@ Result<void> A0Bridge::write_batch(uint8_t array, bool set, uint16_t width_code,
     const bool gate = part >= a0::kWriteBatchParts / 2;
     const std::vector<uint16_t>& src = gate ? gate_codes : v_codes;
     const size_t first_row = static_cast<size_t>(2 * (part % (a0::kWriteBatchParts / 2)));
-    a0::WriteBatchPart w{array, mode, static_cast<uint8_t>(2 * part),
+    a0::WriteBatchPart w{array,
+                         mode,
+                         static_cast<uint8_t>(2 * part),
                          {src.begin() + static_cast<std::ptrdiff_t>(first_row * kCols),
                           src.begin() + static_cast<std::ptrdiff_t>((first_row + 2) * kCols)}};
     if (part + 1 < a0::kWriteBatchParts) {
@@ -72,24 +74,26 @@ Result<A0Bridge::Outcome> A0Bridge::pulse_batch(std::span<const uint8_t> payload
     const A0Window gw = set ? config_.set_gate : config_.reset_gate;
     const double v = a0::dac_volts(c.v_code, config_.span);
     const double g = a0::dac_volts(c.gate_code, config_.span);
-    const double lsb = (a0::span_limits(config_.span).hi_V - a0::span_limits(config_.span).lo_V) /
-                       65535.0;
+    const double lsb =
+        (a0::span_limits(config_.span).hi_V - a0::span_limits(config_.span).lo_V) / 65535.0;
     const char* pol = set ? "SET" : "RESET";
     if (!(v >= vw.lo_V - lsb && v <= vw.hi_V + lsb)) {
-      return refuse(fmt::format("PULSE_BATCH.v_code[{}] (row {}, col {}) = {} -> {:.3f} V: {} "
-                                "voltage allowed {:.3f}..{:.3f} V (a0: window)",
-                                k, row, col, c.v_code, v, pol, vw.lo_V, vw.hi_V));
+      return refuse(
+          fmt::format("PULSE_BATCH.v_code[{}] (row {}, col {}) = {} -> {:.3f} V: {} "
+                      "voltage allowed {:.3f}..{:.3f} V (a0: window)",
+                      k, row, col, c.v_code, v, pol, vw.lo_V, vw.hi_V));
     }
     if (!(g >= gw.lo_V - lsb && g <= gw.hi_V + lsb)) {
-      return refuse(fmt::format("PULSE_BATCH.gate_code[{}] (row {}, col {}) = {} -> {:.3f} V: {} "
-                                "gate allowed {:.3f}..{:.3f} V (a0: window)",
-                                k, row, col, c.gate_code, g, pol, gw.lo_V, gw.hi_V));
+      return refuse(
+          fmt::format("PULSE_BATCH.gate_code[{}] (row {}, col {}) = {} -> {:.3f} V: {} "
+                      "gate allowed {:.3f}..{:.3f} V (a0: window)",
+                      k, row, col, c.gate_code, g, pol, gw.lo_V, gw.hi_V));
     }
     if (c.width_code < 1 || c.width_code > config_.width_max_code) {
-      return refuse(fmt::format("PULSE_BATCH.width_code[{}] (row {}, col {}) = {}: allowed 1..{} "
-                                "(x {} ns; P_RESET below 0xFF)",
-                                k, row, col, c.width_code, config_.width_max_code,
-                                config_.width_step_ns));
+      return refuse(
+          fmt::format("PULSE_BATCH.width_code[{}] (row {}, col {}) = {}: allowed 1..{} "
+                      "(x {} ns; P_RESET below 0xFF)",
+                      k, row, col, c.width_code, config_.width_max_code, config_.width_step_ns));
     }
     Group& grp = groups[{set, c.width_code}];
     grp.v_codes[i] = c.v_code;  // never 0: a window never includes the span's bottom
@@ -128,9 +132,9 @@ Result<A0Bridge::Outcome> A0Bridge::pulse_batch(std::span<const uint8_t> payload
     counters_.pulses += grp.devices;
     reply.n_pulsed = static_cast<uint16_t>(reply.n_pulsed + grp.devices);
   }
-  reply.duration_us = static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                                std::chrono::steady_clock::now() - t0)
-                                                .count());
+  reply.duration_us = static_cast<uint32_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+          .count());
   return Outcome{reply.encode()};
 }
 

@@ -35,9 +35,9 @@ class SerialA0Link final : public A0Link {
     const int fd = port_.native_handle();
     if (tcgetattr(fd, &t) != 0) {
       port_.close(ec);
-      return make_error(ErrorCode::kUnavailable,
-                        fmt::format("a0 {}: not a terminal (tcgetattr: {})", path_,
-                                    std::strerror(errno)));
+      return make_error(
+          ErrorCode::kUnavailable,
+          fmt::format("a0 {}: not a terminal (tcgetattr: {})", path_, std::strerror(errno)));
     }
     cfmakeraw(&t);
     t.c_cflag |= CLOCAL | CREAD;
@@ -45,8 +45,8 @@ class SerialA0Link final : public A0Link {
     cfsetspeed(&t, B115200);
     if (tcsetattr(fd, TCSANOW, &t) != 0) {
       port_.close(ec);
-      return make_error(ErrorCode::kUnavailable, fmt::format("a0 {}: tcsetattr: {}", path_,
-                                                             std::strerror(errno)));
+      return make_error(ErrorCode::kUnavailable,
+                        fmt::format("a0 {}: tcsetattr: {}", path_, std::strerror(errno)));
     }
     tcflush(fd, TCIOFLUSH);
     return {};
@@ -76,9 +76,8 @@ class SerialA0Link final : public A0Link {
       port_.cancel(ignored);
       io_.restart();
       io_.run();
-      return make_error(ErrorCode::kTimeout,
-                        fmt::format("a0 {}: {} of {} reply bytes within {} ms", path_, got, n,
-                                    timeout.count()));
+      return make_error(ErrorCode::kTimeout, fmt::format("a0 {}: {} of {} reply bytes within {} ms",
+                                                         path_, got, n, timeout.count()));
     }
     if (ec) return std::unexpected(port_error(path_, ec, "read"));
     return buf;

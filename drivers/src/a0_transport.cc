@@ -8,12 +8,13 @@
 // Keys (the configuration the host code leaves to the lab): serial_name (INFO's serial),
 // v_read, v_ref, read_gate, set_v_max, set_gate_max, reset_v_max, reset_gate_max (volts),
 // width_max (counter codes), timeout_ms, time_scale (twin only).
+#include "xbar/drivers/a0_transport.h"
+
 #include <fmt/format.h>
 
 #include <deque>
 #include <filesystem>
 
-#include "xbar/drivers/a0_transport.h"
 #include "xbar/drivers/transport.h"
 #include "xbar/drivers/transport_registry.h"
 #include "xbar/drivers/uri_params.h"
@@ -134,10 +135,10 @@ Result<std::unique_ptr<Transport>> open_a0_uri(const std::string& uri) {
     path = first;
     params = comma == std::string::npos ? "" : params.substr(comma + 1);
   }
-  auto kv = parse_uri_params(uri, params,
-                             {"serial", "serial_name", "v_read", "v_ref", "read_gate", "set_v_max",
-                              "set_gate_max", "reset_v_max", "reset_gate_max", "width_max",
-                              "timeout_ms", "time_scale"});
+  auto kv = parse_uri_params(
+      uri, params,
+      {"serial", "serial_name", "v_read", "v_ref", "read_gate", "set_v_max", "set_gate_max",
+       "reset_v_max", "reset_gate_max", "width_max", "timeout_ms", "time_scale"});
   if (!kv) return std::unexpected(kv.error());
   A0Config config;
   for (const auto& [k, v] : *kv) {
@@ -155,8 +156,7 @@ Result<std::unique_ptr<Transport>> open_a0_uri(const std::string& uri) {
     if (config.serial == "A0") config.serial = s->second;
   }
   if (path.empty()) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      fmt::format("{}: no port: {}", uri, kUsage));
+    return make_error(ErrorCode::kInvalidArgument, fmt::format("{}: no port: {}", uri, kUsage));
   }
   auto link = open_serial_link(path);
   if (!link) return std::unexpected(link.error());

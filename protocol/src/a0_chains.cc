@@ -41,8 +41,8 @@ std::expected<int, std::string> tia_chain_gain(std::span<const uint8_t> chain) {
   for (int g = 0; g < 5; ++g) {
     if (gain_bits == (1u << g)) return g;
   }
-  return std::unexpected(fmt::format("TIA word {:#05x}: gain bits {:#04x} are not one-hot", first,
-                                     gain_bits));
+  return std::unexpected(
+      fmt::format("TIA word {:#05x}: gain bits {:#04x} are not one-hot", first, gain_bits));
 }
 
 std::array<uint8_t, kControlChainBytes> control_chain_write(uint8_t p_reset) {

@@ -29,7 +29,7 @@ struct A0Rig {
   explicit A0Rig(const std::string& profile, std::vector<std::string> fwsim_extra = {}) {
     link = (dir.path() / "tty").string();
     sock = "unix:" + (dir.path() / "xbard.sock").string();
-    std::vector<std::string> argv = {XBAR_FWSIM_PATH, "--a0",    "--pty",      link,
+    std::vector<std::string> argv = {XBAR_FWSIM_PATH, "--a0",     "--pty",     link,
                                      "--time-scale",  kTimeScale, "--profile", profile,
                                      "--seed",        "13"};
     argv.insert(argv.end(), fwsim_extra.begin(), fwsim_extra.end());
@@ -37,12 +37,10 @@ struct A0Rig {
     EXPECT_TRUE(testing::eventually([&] { return std::filesystem::is_symlink(link); }))
         << fwsim->output();
     xbard = std::make_unique<Process>(
-        std::vector<std::string>{XBARD_PATH, "--board",
-                                 "a0:" + link + ",time_scale=" + kTimeScale, "--listen", sock,
-                                 "--state-dir", (dir.path() / "state").string()},
+        std::vector<std::string>{XBARD_PATH, "--board", "a0:" + link + ",time_scale=" + kTimeScale,
+                                 "--listen", sock, "--state-dir", (dir.path() / "state").string()},
         dir.path() / "xbard.log");
-    EXPECT_TRUE(testing::eventually([&] { return ctl({"status"}).first == 0; }))
-        << xbard->output();
+    EXPECT_TRUE(testing::eventually([&] { return ctl({"status"}).first == 0; })) << xbard->output();
   }
 
   std::pair<int, std::string> ctl(std::vector<std::string> args) {

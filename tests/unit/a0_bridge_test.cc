@@ -20,7 +20,7 @@ namespace {
 struct TwinLinkState {
   twin::A0Board board;
   std::vector<uint8_t> rx;  // bytes the board sent, not yet read
-  uint64_t drop_ack = 0;  // acks counted from 1: this one is lost on its way to the host
+  uint64_t drop_ack = 0;    // acks counted from 1: this one is lost on its way to the host
   uint64_t acks = 0;
   bool gone = false;
 };
@@ -70,7 +70,8 @@ Rig open_rig(const std::string& profile, uint64_t seed, A0Config config = {}) {
   config.time_scale = 1e4;  // the twin's devices relax 10^4 times faster than real ones
   auto t = make_a0_transport(std::make_unique<TwinLink>(s), config);
   EXPECT_TRUE(t.has_value()) << t.error().message;
-  auto b = Board::connect(std::move(*t), ProtocolOptions{.reopen_window = std::chrono::milliseconds(0)});
+  auto b =
+      Board::connect(std::move(*t), ProtocolOptions{.reopen_window = std::chrono::milliseconds(0)});
   EXPECT_TRUE(b.has_value()) << b.error().message;
   return {s, std::move(*b)};
 }

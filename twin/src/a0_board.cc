@@ -60,7 +60,8 @@ void A0Board::account_wall_time() {
   const auto now = std::chrono::steady_clock::now();
   const double gap_s = std::chrono::duration<double>(now - last_command_).count();
   last_command_ = now;
-  if (gap_s > 0 && time_scale_ > 0) chip_.advance_ns(static_cast<uint64_t>(gap_s * time_scale_ * 1e9));
+  if (gap_s > 0 && time_scale_ > 0)
+    chip_.advance_ns(static_cast<uint64_t>(gap_s * time_scale_ * 1e9));
 }
 
 std::vector<uint8_t> A0Board::execute(const a0::Command& c) {
@@ -209,13 +210,14 @@ std::vector<uint8_t> A0Board::dpe_batch(const a0::DpeBatch& d) {
       }
     }
   }
-  chip_.advance_ns(static_cast<uint64_t>(n * (profile_.vmm_plane_us * 1000 + d.t_delay_us * 1000.0)));
+  chip_.advance_ns(
+      static_cast<uint64_t>(n * (profile_.vmm_plane_us * 1000 + d.t_delay_us * 1000.0)));
   return a0::encode_rows(words);
 }
 
 std::vector<uint8_t> A0Board::write_single(uint8_t array, uint8_t row, uint8_t col,
-                                           a0::WriteMode mode, uint16_t v_code,
-                                           uint16_t gate_code, double width_ns) {
+                                           a0::WriteMode mode, uint16_t v_code, uint16_t gate_code,
+                                           double width_ns) {
   // A zero code is the firmware's "skip this device" (fw dut_func.c): still acknowledged.
   if (v_code != 0 && gate_code != 0 && width_ns > 0) {
     const wire::Polarity pol =

@@ -41,8 +41,8 @@ int run_a0(const xbar::twin::ChipProfile& profile, uint64_t seed, uint64_t noise
     std::cerr << "xbar-fwsim: --a0 needs --pty LINK (the A0 board speaks over a serial port)\n";
     return 2;
   }
-  xbar::twin::A0Board board(profile, {.chip_seed = seed, .noise_seed = noise_seed,
-                                      .time_scale = a0.time_scale});
+  xbar::twin::A0Board board(
+      profile, {.chip_seed = seed, .noise_seed = noise_seed, .time_scale = a0.time_scale});
   boost::asio::io_context io;
   std::unique_ptr<xbar::twin::PtyServer> server;
   try {
@@ -51,8 +51,8 @@ int run_a0(const xbar::twin::ChipProfile& profile, uint64_t seed, uint64_t noise
     std::cerr << "xbar-fwsim: " << e.what() << "\n";
     return 2;
   }
-  spdlog::info("A0 board (profile {}, chip seed {}, noise seed {}) on {} -> {}", profile.name,
-               seed, noise_seed, a0.pty_link, server->slave_path());
+  spdlog::info("A0 board (profile {}, chip seed {}, noise seed {}) on {} -> {}", profile.name, seed,
+               noise_seed, a0.pty_link, server->slave_path());
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code&, int sig) {
     spdlog::info("signal {}: shutting down", sig);

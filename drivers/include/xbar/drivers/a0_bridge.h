@@ -43,10 +43,10 @@ struct A0Window {
 struct A0Config {
   std::string serial = "A0";  // INFO.serial: the board has no identify command
   a0::DacSpan span = a0::DacSpan::kPlusMinus10V;
-  double v_read_V = 0.2;      // PLANE_VPP = V_ref_TIA - V_read
-  double v_ref_tia_V = 0.5;   // P_VREF_TIA; also the ADC's zero-current level
-  double v_adc_hi_V = 4.0;    // DAC_VREF_HI_CMP, the ADC's full scale
-  double read_gate_V = 5.0;   // P_TVDD during reads
+  double v_read_V = 0.2;     // PLANE_VPP = V_ref_TIA - V_read
+  double v_ref_tia_V = 0.5;  // P_VREF_TIA; also the ADC's zero-current level
+  double v_adc_hi_V = 4.0;   // DAC_VREF_HI_CMP, the ADC's full scale
+  double read_gate_V = 5.0;  // P_TVDD during reads
   A0Window set_v{1.0, 3.5}, set_gate{0.5, 2.0};
   A0Window reset_v{0.3, 3.5}, reset_gate{5.0, 5.5};
   uint16_t width_step_ns = 20;    // one CK_ARRAY period (50 MHz)

@@ -13,7 +13,6 @@ namespace xbar {
 
 /// A transport that executes protocol v1 frames on `link` through an A0Bridge; powers the
 /// board up first (kUnavailable naming the link when nothing answers like an A0).
-Result<std::unique_ptr<Transport>> make_a0_transport(std::unique_ptr<A0Link> link,
-                                                     A0Config config);
+Result<std::unique_ptr<Transport>> make_a0_transport(std::unique_ptr<A0Link> link, A0Config config);
 
 }  // namespace xbar

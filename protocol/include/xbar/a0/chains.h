@@ -21,9 +21,8 @@ inline constexpr uint8_t kChainTiaBottom = 0, kChainTiaTop = 1, kChainControl = 
 /// One TIA's 10-bit word: bit 9 sample-and-hold enable, 8 op-amp enable, 7 and 6 the 400 fF and
 /// 150 fF compensation, 5 Miller compensation, 4..0 the one-hot gain (1 MΩ, 200 kΩ, 30 kΩ,
 /// 5 kΩ, 1 kΩ). The lab's word for each gain index (dut_a0.py _gain_table).
-inline constexpr std::array<uint16_t, 5> kTiaGainWords = {0b1111100001, 0b1111100010,
-                                                          0b1101000100, 0b1100001000,
-                                                          0b1100010000};
+inline constexpr std::array<uint16_t, 5> kTiaGainWords = {0b1111100001, 0b1111100010, 0b1101000100,
+                                                          0b1100001000, 0b1100010000};
 inline constexpr std::array<double, 5> kTiaGainsOhm = {1e3, 5e3, 30e3, 200e3, 1e6};
 /// 96 TIAs (32 per array and half) x 10 bits, packed most significant bit first.
 inline constexpr int kTias = 96;
@@ -45,7 +44,6 @@ inline constexpr uint8_t kPResetMin = 0x02, kPResetMax = 0xFE;
 std::array<uint8_t, kControlChainBytes> control_chain_write(uint8_t p_reset);
 /// The block pic_read_config loads before reads (T_agc and T_sh at the lab's defaults for the
 /// fixed gains up to 30 kΩ).
-std::array<uint8_t, kControlChainBytes> control_chain_read(uint8_t t_agc = 0x24,
-                                                           uint8_t t_sh = 12);
+std::array<uint8_t, kControlChainBytes> control_chain_read(uint8_t t_agc = 0x24, uint8_t t_sh = 12);
 
 }  // namespace xbar::a0
