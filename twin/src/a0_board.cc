@@ -49,6 +49,7 @@ std::vector<uint8_t> A0Board::feed(std::span<const uint8_t> bytes) {
     }
     account_wall_time();
     ++commands_;
+    ++by_code_[a0::command_code(p.command)];
     const std::vector<uint8_t> reply = execute(p.command);
     out.insert(out.end(), reply.begin(), reply.end());
   }

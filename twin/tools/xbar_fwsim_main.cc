@@ -1,9 +1,11 @@
 // xbar-fwsim: the board's twin as a process, serving protocol v1 on a TCP or Unix socket, or,
 // with --a0 --pty LINK, the A0 board's serial command set on a pseudo-terminal (docs/a0.md).
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
 #include <fstream>
+#include <functional>
 #include <iostream>
 
 #include "pty_server.h"
@@ -35,6 +37,13 @@ void add_a0_options(CLI::App& app, A0Options& a0) {
                  "A0 link fault: drop every Nth acknowledgement (0: none)");
 }
 
+void log_a0_counters(const xbar::twin::A0Board& board) {
+  std::string by_code;
+  for (const auto& [code, n] : board.commands_by_code()) by_code += fmt::format(" {}:{}", code, n);
+  spdlog::info("A0 board: {} commands executed (by code{}), {} malformed, {} reads refused",
+               board.commands_executed(), by_code, board.bad_commands(), board.bad_reads());
+}
+
 int run_a0(const xbar::twin::ChipProfile& profile, uint64_t seed, uint64_t noise_seed,
            const A0Options& a0) {
   if (a0.pty_link.empty()) {
@@ -58,7 +67,18 @@ int run_a0(const xbar::twin::ChipProfile& profile, uint64_t seed, uint64_t noise
     spdlog::info("signal {}: shutting down", sig);
     io.stop();
   });
+  // SIGUSR1 logs what the board has executed so far (bench/a0/compare.sh reads it per phase).
+  boost::asio::signal_set usr1(io, SIGUSR1);
+  std::function<void()> wait_usr1 = [&] {
+    usr1.async_wait([&](const boost::system::error_code& ec, int) {
+      if (ec) return;
+      log_a0_counters(board);
+      wait_usr1();
+    });
+  };
+  wait_usr1();
   io.run();
+  log_a0_counters(board);
   return 0;
 }
 

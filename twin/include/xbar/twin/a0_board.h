@@ -24,6 +24,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <span>
 #include <vector>
 
@@ -52,6 +53,8 @@ class A0Board {
   uint64_t commands_executed() const { return commands_; }
   uint64_t bad_commands() const { return bad_commands_; }
   uint64_t bad_reads() const { return bad_reads_; }
+  /// Commands executed, by code (103, 214, ...): what a host's job cost on the wire.
+  const std::map<int, uint64_t>& commands_by_code() const { return by_code_; }
 
  private:
   std::vector<uint8_t> execute(const a0::Command& c);
@@ -83,6 +86,7 @@ class A0Board {
   std::vector<uint16_t> write_codes_;  // 405's buffers: 64 x 64 write codes, then 64 x 64 gate
   uint64_t op_ = 0;
   uint64_t commands_ = 0, bad_commands_ = 0, bad_reads_ = 0;
+  std::map<int, uint64_t> by_code_;
 };
 
 }  // namespace xbar::twin
