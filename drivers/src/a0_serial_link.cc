@@ -6,6 +6,7 @@
 #include <termios.h>
 
 #include <cerrno>
+#include <cstring>
 #include <filesystem>
 
 #include "xbar/drivers/a0_link.h"
@@ -29,12 +30,12 @@ class SerialA0Link final : public A0Link {
 
   Result<void> open() {
     boost::system::error_code ec;
-    port_.open(path_, ec);
+    (void)port_.open(path_, ec);  // reported through ec
     if (ec) return std::unexpected(port_error(path_, ec, "open"));
     termios t{};
     const int fd = port_.native_handle();
     if (tcgetattr(fd, &t) != 0) {
-      port_.close(ec);
+      (void)port_.close(ec);  // the error above is the one to report
       return make_error(
           ErrorCode::kUnavailable,
           fmt::format("a0 {}: not a terminal (tcgetattr: {})", path_, std::strerror(errno)));
@@ -44,7 +45,7 @@ class SerialA0Link final : public A0Link {
     t.c_cflag &= ~static_cast<tcflag_t>(CRTSCTS | CSTOPB);
     cfsetspeed(&t, B115200);
     if (tcsetattr(fd, TCSANOW, &t) != 0) {
-      port_.close(ec);
+      (void)port_.close(ec);  // the error above is the one to report
       return make_error(ErrorCode::kUnavailable,
                         fmt::format("a0 {}: tcsetattr: {}", path_, std::strerror(errno)));
     }
@@ -73,7 +74,7 @@ class SerialA0Link final : public A0Link {
     io_.run_for(timeout);
     if (!done) {  // the deadline: cancel, and let the handler report what did come
       boost::system::error_code ignored;
-      port_.cancel(ignored);
+      (void)port_.cancel(ignored);  // the handler reports the outcome
       io_.restart();
       io_.run();
       return make_error(ErrorCode::kTimeout, fmt::format("a0 {}: {} of {} reply bytes within {} ms",
@@ -93,7 +94,7 @@ class SerialA0Link final : public A0Link {
 
   Result<void> reopen() override {
     boost::system::error_code ec;
-    port_.close(ec);
+    (void)port_.close(ec);  // a port already gone closes with an error nobody needs
     return open();
   }
 

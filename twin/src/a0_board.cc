@@ -170,7 +170,7 @@ std::vector<uint8_t> A0Board::read_batch(const a0::ReadBatch& r) {
       const a0::ReadSingle one{r.array, static_cast<uint8_t>(row), static_cast<uint8_t>(col),
                                r.gain};
       const auto w = read_single(one);
-      words[static_cast<size_t>(row * a0::kCols + col)] =
+      words[static_cast<size_t>(row) * a0::kCols + static_cast<size_t>(col)] =
           w.size() == 2 ? static_cast<uint16_t>(w[0] | (w[1] << 8)) : 0;
     }
   }
@@ -238,7 +238,7 @@ std::vector<uint8_t> A0Board::write_batch_part(const a0::WriteBatchPart& w) {
   const size_t gate_at = static_cast<size_t>(a0::kRows) * a0::kCols;
   for (int r = 0; r < a0::kRows; ++r) {
     for (int c = 0; c < a0::kCols; ++c) {
-      const size_t i = static_cast<size_t>(r * a0::kCols + c);
+      const size_t i = static_cast<size_t>(r) * a0::kCols + static_cast<size_t>(c);
       write_single(w.array, static_cast<uint8_t>(r), static_cast<uint8_t>(c), w.mode,
                    write_codes_[i], write_codes_[gate_at + i], width_ns);
     }
