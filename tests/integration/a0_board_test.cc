@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <regex>
 #include <string>
 #include <vector>
@@ -36,9 +37,14 @@ struct A0Rig {
     fwsim = std::make_unique<Process>(argv, dir.path() / "fwsim.log");
     EXPECT_TRUE(testing::eventually([&] { return std::filesystem::is_symlink(link); }))
         << fwsim->output();
+    // Verify reads of 16 whole-array reads (not 64): a test's deploy in a quarter of the
+    // round trips, on the same path.
+    const std::filesystem::path config = dir.path() / "xbard.yaml";
+    std::ofstream(config) << "program_verify:\n  verify_n_avg: 16\n";
     xbard = std::make_unique<Process>(
         std::vector<std::string>{XBARD_PATH, "--board", "a0:" + link + ",time_scale=" + kTimeScale,
-                                 "--listen", sock, "--state-dir", (dir.path() / "state").string()},
+                                 "--listen", sock, "--state-dir", (dir.path() / "state").string(),
+                                 "--config", config.string()},
         dir.path() / "xbard.log");
     EXPECT_TRUE(testing::eventually([&] { return ctl({"status"}).first == 0; })) << xbard->output();
   }
