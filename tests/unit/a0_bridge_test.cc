@@ -7,6 +7,7 @@
 #include <deque>
 #include <random>
 
+#include "random_targets.h"
 #include "xbar/drivers/a0_transport.h"
 #include "xbar/drivers/board.h"
 #include "xbar/drivers/program_verify.h"
@@ -76,13 +77,7 @@ Rig open_rig(const std::string& profile, uint64_t seed, A0Config config = {}) {
   return {s, std::move(*b)};
 }
 
-Eigen::MatrixXd random_targets(uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> u(7, 200);
-  Eigen::MatrixXd t(64, 64);
-  for (int i = 0; i < t.size(); ++i) t.data()[i] = u(rng);
-  return t;
-}
+using testing::random_targets;
 
 TEST(A0Bridge, InfoDescribesTheA0AndItsConfiguredWindows) {
   A0Config c;

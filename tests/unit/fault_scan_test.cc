@@ -10,6 +10,7 @@
 #include <string>
 #include <tuple>
 
+#include "random_targets.h"
 #include "xbar/drivers/board.h"
 #include "xbar/drivers/program_verify.h"
 
@@ -24,13 +25,7 @@ std::unique_ptr<Board> open(const std::string& uri) {
   return b ? std::move(*b) : nullptr;
 }
 
-Eigen::MatrixXd random_targets(uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> u(7, 200);
-  Eigen::MatrixXd t(64, 64);
-  for (int i = 0; i < t.size(); ++i) t.data()[i] = u(rng);
-  return t;
-}
+using testing::random_targets;
 
 bool is_stuck(FaultKind k) { return k == FaultKind::kStuckHigh || k == FaultKind::kStuckLow; }
 

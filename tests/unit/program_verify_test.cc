@@ -6,18 +6,13 @@
 
 #include <random>
 
+#include "random_targets.h"
 #include "xbar/drivers/board.h"
 
 namespace xbar {
 namespace {
 
-Eigen::MatrixXd random_targets(uint64_t seed, double lo = 7, double hi = 200) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<double> u(lo, hi);
-  Eigen::MatrixXd t(64, 64);
-  for (int i = 0; i < t.size(); ++i) t.data()[i] = u(rng);
-  return t;
-}
+using testing::random_targets;
 
 std::unique_ptr<Board> open(const std::string& uri) {
   auto b = Board::open(uri);
