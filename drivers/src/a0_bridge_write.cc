@@ -20,6 +20,55 @@ struct Group {
   size_t devices = 0;
 };
 
+using Groups = std::map<std::pair<bool, uint16_t>, Group>;  // (SET?, width code) -> devices
+
+std::expected<Groups, std::string> plan_groups(const wire::PulseBatchRequest& q,
+                                               const A0Config& config) {
+  auto refusal = [](std::string m) { return std::unexpected(std::move(m)); };
+  // Every device is checked before anything is sent: a refused batch changes nothing. The
+  // DAC span bounds the codes; the configured windows bound the voltages inside it.
+  Groups groups;
+  size_t k = 0;
+  for (size_t i = 0; i < kCells; ++i) {
+    if (!wire::mask_test(q.mask, i)) continue;
+    const wire::PulseCodes c = q.codes[k];
+    const int row = static_cast<int>(i) / kCols, col = static_cast<int>(i) % kCols;
+    const bool set = q.polarity == wire::Polarity::kSet ||
+                     (q.polarity == wire::Polarity::kMixed && !wire::mask_test(q.reset_mask, i));
+    const A0Window vw = set ? config.set_v : config.reset_v;
+    const A0Window gw = set ? config.set_gate : config.reset_gate;
+    const double v = a0::dac_volts(c.v_code, config.span);
+    const double g = a0::dac_volts(c.gate_code, config.span);
+    const double lsb =
+        (a0::span_limits(config.span).hi_V - a0::span_limits(config.span).lo_V) / 65535.0;
+    const char* pol = set ? "SET" : "RESET";
+    if (!(v >= vw.lo_V - lsb && v <= vw.hi_V + lsb)) {
+      return refusal(
+          fmt::format("PULSE_BATCH.v_code[{}] (row {}, col {}) = {} -> {:.3f} V: {} "
+                      "voltage allowed {:.3f}..{:.3f} V (a0: window)",
+                      k, row, col, c.v_code, v, pol, vw.lo_V, vw.hi_V));
+    }
+    if (!(g >= gw.lo_V - lsb && g <= gw.hi_V + lsb)) {
+      return refusal(
+          fmt::format("PULSE_BATCH.gate_code[{}] (row {}, col {}) = {} -> {:.3f} V: {} "
+                      "gate allowed {:.3f}..{:.3f} V (a0: window)",
+                      k, row, col, c.gate_code, g, pol, gw.lo_V, gw.hi_V));
+    }
+    if (c.width_code < 1 || c.width_code > config.width_max_code) {
+      return refusal(
+          fmt::format("PULSE_BATCH.width_code[{}] (row {}, col {}) = {}: allowed 1..{} "
+                      "(x {} ns; P_RESET below 0xFF)",
+                      k, row, col, c.width_code, config.width_max_code, config.width_step_ns));
+    }
+    Group& grp = groups[{set, c.width_code}];
+    grp.v_codes[i] = c.v_code;  // never 0: a window never includes the span's bottom
+    grp.gate_codes[i] = c.gate_code;
+    ++grp.devices;
+    ++k;
+  }
+  return groups;
+}
+
 }  // namespace
 
 Result<void> A0Bridge::write_batch(uint8_t array, bool set, uint16_t width_code,
@@ -60,51 +109,12 @@ Result<A0Bridge::Outcome> A0Bridge::pulse_batch(std::span<const uint8_t> payload
   if (q->array >= a0::kArrays) {
     return refuse(fmt::format("PULSE_BATCH.array = {}: allowed 0..2", q->array));
   }
-  // Every device is checked before anything is sent: a refused batch changes nothing. The
-  // DAC span bounds the codes; the configured windows bound the voltages inside it.
-  std::map<std::pair<bool, uint16_t>, Group> groups;  // (SET?, width code)
-  size_t k = 0;
-  for (size_t i = 0; i < kCells; ++i) {
-    if (!wire::mask_test(q->mask, i)) continue;
-    const wire::PulseCodes c = q->codes[k];
-    const int row = static_cast<int>(i) / kCols, col = static_cast<int>(i) % kCols;
-    const bool set = q->polarity == wire::Polarity::kSet ||
-                     (q->polarity == wire::Polarity::kMixed && !wire::mask_test(q->reset_mask, i));
-    const A0Window vw = set ? config_.set_v : config_.reset_v;
-    const A0Window gw = set ? config_.set_gate : config_.reset_gate;
-    const double v = a0::dac_volts(c.v_code, config_.span);
-    const double g = a0::dac_volts(c.gate_code, config_.span);
-    const double lsb =
-        (a0::span_limits(config_.span).hi_V - a0::span_limits(config_.span).lo_V) / 65535.0;
-    const char* pol = set ? "SET" : "RESET";
-    if (!(v >= vw.lo_V - lsb && v <= vw.hi_V + lsb)) {
-      return refuse(
-          fmt::format("PULSE_BATCH.v_code[{}] (row {}, col {}) = {} -> {:.3f} V: {} "
-                      "voltage allowed {:.3f}..{:.3f} V (a0: window)",
-                      k, row, col, c.v_code, v, pol, vw.lo_V, vw.hi_V));
-    }
-    if (!(g >= gw.lo_V - lsb && g <= gw.hi_V + lsb)) {
-      return refuse(
-          fmt::format("PULSE_BATCH.gate_code[{}] (row {}, col {}) = {} -> {:.3f} V: {} "
-                      "gate allowed {:.3f}..{:.3f} V (a0: window)",
-                      k, row, col, c.gate_code, g, pol, gw.lo_V, gw.hi_V));
-    }
-    if (c.width_code < 1 || c.width_code > config_.width_max_code) {
-      return refuse(
-          fmt::format("PULSE_BATCH.width_code[{}] (row {}, col {}) = {}: allowed 1..{} "
-                      "(x {} ns; P_RESET below 0xFF)",
-                      k, row, col, c.width_code, config_.width_max_code, config_.width_step_ns));
-    }
-    Group& grp = groups[{set, c.width_code}];
-    grp.v_codes[i] = c.v_code;  // never 0: a window never includes the span's bottom
-    grp.gate_codes[i] = c.gate_code;
-    ++grp.devices;
-    ++k;
-  }
+  auto groups = plan_groups(*q, config_);  // the whole batch checked before a byte is sent
+  if (!groups) return refuse(groups.error());
   const auto t0 = std::chrono::steady_clock::now();
   bool applied_any = false;  // a group's last 405 message went out: it may have been applied
   wire::PulseBatchReply reply;
-  for (const auto& [key, grp] : groups) {
+  for (const auto& [key, grp] : *groups) {
     Result<void> w;
     for (int attempt = 0; attempt < 2; ++attempt) {
       final_sent_ = false;
