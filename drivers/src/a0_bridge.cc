@@ -264,25 +264,22 @@ Result<std::vector<uint16_t>> A0Bridge::read_array_codes(uint8_t array) {
 
 Result<A0Bridge::Outcome> A0Bridge::read(std::span<const uint8_t> payload) {
   auto q = wire::decode_read_request(payload);
-  auto refuse = [](std::string m) {
-    return Outcome{std::unexpected(Refusal{wire::BoardErrorCode::kOutOfRange, std::move(m)})};
-  };
-  if (!q) return Outcome{std::unexpected(Refusal{wire::BoardErrorCode::kBadLength, q.error()})};
+  if (!q) return refused(q.error(), wire::BoardErrorCode::kBadLength);
   if (q->array >= a0::kArrays)
-    return refuse(fmt::format("READ.array = {}: allowed 0..2", q->array));
+    return refused(fmt::format("READ.array = {}: allowed 0..2", q->array));
   if (q->gain_index >= a0::kTiaGainsOhm.size()) {
-    return refuse(fmt::format("READ.gain_index = {}: allowed 0..4", q->gain_index));
+    return refused(fmt::format("READ.gain_index = {}: allowed 0..4", q->gain_index));
   }
   if (q->n_avg < 1 || q->n_avg > kMaxReadAvg) {
-    return refuse(fmt::format("READ.n_avg = {}: allowed 1..{}", q->n_avg, kMaxReadAvg));
+    return refused(fmt::format("READ.n_avg = {}: allowed 1..{}", q->n_avg, kMaxReadAvg));
   }
   if (q->settle_ms > wire::ReadRequest::kMaxSettleMs) {
-    return refuse(fmt::format("READ.settle_ms = {}: allowed 0..{}", q->settle_ms,
-                              wire::ReadRequest::kMaxSettleMs));
+    return refused(fmt::format("READ.settle_ms = {}: allowed 0..{}", q->settle_ms,
+                               wire::ReadRequest::kMaxSettleMs));
   }
   for (const wire::Cell& c : q->cells) {
     if (c.row >= kRows || c.col >= kCols) {
-      return refuse(fmt::format("READ.cells: ({}, {}): rows and columns 0..63", c.row, c.col));
+      return refused(fmt::format("READ.cells: ({}, {}): rows and columns 0..63", c.row, c.col));
     }
   }
   host_wait_ms(q->settle_ms);
@@ -318,16 +315,14 @@ Result<A0Bridge::Outcome> A0Bridge::read(std::span<const uint8_t> payload) {
 
 Result<A0Bridge::Outcome> A0Bridge::vmm(std::span<const uint8_t> payload) {
   auto q = wire::decode_vmm_request(payload, kRows);
-  if (!q) return Outcome{std::unexpected(Refusal{wire::BoardErrorCode::kBadLength, q.error()})};
-  auto refuse = [](std::string m) {
-    return Outcome{std::unexpected(Refusal{wire::BoardErrorCode::kOutOfRange, std::move(m)})};
-  };
-  if (q->array >= a0::kArrays) return refuse(fmt::format("VMM.array = {}: allowed 0..2", q->array));
+  if (!q) return refused(q.error(), wire::BoardErrorCode::kBadLength);
+  if (q->array >= a0::kArrays)
+    return refused(fmt::format("VMM.array = {}: allowed 0..2", q->array));
   if (q->gain_index >= a0::kTiaGainsOhm.size()) {
-    return refuse(fmt::format("VMM.gain_index = {}: allowed 0..4", q->gain_index));
+    return refused(fmt::format("VMM.gain_index = {}: allowed 0..4", q->gain_index));
   }
   if (q->n_vectors < 1 || q->n_vectors > kMaxVmmVectors) {
-    return refuse(fmt::format("VMM.n_vectors = {}: allowed 1..{}", q->n_vectors, kMaxVmmVectors));
+    return refused(fmt::format("VMM.n_vectors = {}: allowed 1..{}", q->n_vectors, kMaxVmmVectors));
   }
   XBAR_RETURN_IF_ERROR(ensure_read_bias());
   XBAR_RETURN_IF_ERROR(ensure_gain(q->gain_index));
@@ -370,7 +365,7 @@ Result<A0Bridge::Outcome> A0Bridge::vmm(std::span<const uint8_t> payload) {
 
 Result<A0Bridge::Outcome> A0Bridge::wait(std::span<const uint8_t> payload) {
   auto q = wire::decode_wait_request(payload);
-  if (!q) return Outcome{std::unexpected(Refusal{wire::BoardErrorCode::kBadLength, q.error()})};
+  if (!q) return refused(q.error(), wire::BoardErrorCode::kBadLength);
   if (q->duration_us > wire::WaitRequest::kMaxUs) {
     return Outcome{
         std::unexpected(Refusal{wire::BoardErrorCode::kOutOfRange,

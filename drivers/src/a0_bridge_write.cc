@@ -27,6 +27,8 @@ std::expected<Groups, std::string> plan_groups(const wire::PulseBatchRequest& q,
   auto refusal = [](std::string m) { return std::unexpected(std::move(m)); };
   // Every device is checked before anything is sent: a refused batch changes nothing. The
   // DAC span bounds the codes; the configured windows bound the voltages inside it.
+  const a0::SpanLimits span = a0::span_limits(config.span);
+  const double lsb = (span.hi_V - span.lo_V) / 65535.0;  // a code's half-step either side
   Groups groups;
   size_t k = 0;
   for (size_t i = 0; i < kCells; ++i) {
@@ -39,8 +41,6 @@ std::expected<Groups, std::string> plan_groups(const wire::PulseBatchRequest& q,
     const A0Window gw = set ? config.set_gate : config.reset_gate;
     const double v = a0::dac_volts(c.v_code, config.span);
     const double g = a0::dac_volts(c.gate_code, config.span);
-    const double lsb =
-        (a0::span_limits(config.span).hi_V - a0::span_limits(config.span).lo_V) / 65535.0;
     const char* pol = set ? "SET" : "RESET";
     if (!(v >= vw.lo_V - lsb && v <= vw.hi_V + lsb)) {
       return refusal(
@@ -102,15 +102,12 @@ Result<void> A0Bridge::write_batch(uint8_t array, bool set, uint16_t width_code,
 
 Result<A0Bridge::Outcome> A0Bridge::pulse_batch(std::span<const uint8_t> payload) {
   auto q = wire::decode_pulse_batch_request(payload, (kCells + 7) / 8);
-  if (!q) return Outcome{std::unexpected(Refusal{wire::BoardErrorCode::kBadLength, q.error()})};
-  auto refuse = [](std::string m) {
-    return Outcome{std::unexpected(Refusal{wire::BoardErrorCode::kOutOfRange, std::move(m)})};
-  };
+  if (!q) return refused(q.error(), wire::BoardErrorCode::kBadLength);
   if (q->array >= a0::kArrays) {
-    return refuse(fmt::format("PULSE_BATCH.array = {}: allowed 0..2", q->array));
+    return refused(fmt::format("PULSE_BATCH.array = {}: allowed 0..2", q->array));
   }
   auto groups = plan_groups(*q, config_);  // the whole batch checked before a byte is sent
-  if (!groups) return refuse(groups.error());
+  if (!groups) return refused(groups.error());
   const auto t0 = std::chrono::steady_clock::now();
   bool applied_any = false;  // a group's last 405 message went out: it may have been applied
   wire::PulseBatchReply reply;

@@ -32,7 +32,6 @@ A0Board::A0Board(const ChipProfile& profile, A0BoardOptions options)
       chip_(profile, options.chip_seed, options.noise_seed),
       time_scale_(options.time_scale),
       last_command_(std::chrono::steady_clock::now()),
-      tia_chain_(a0::tia_chain(0)),
       write_codes_(static_cast<size_t>(2 * a0::kRows * a0::kCols), 0) {}
 
 std::vector<uint8_t> A0Board::feed(std::span<const uint8_t> bytes) {
@@ -122,7 +121,10 @@ void A0Board::scan_write(const a0::ScanWrite& s) {
   if (s.chain == a0::kChainControl && s.data.size() == a0::kControlChainBytes) {
     std::copy(s.data.begin(), s.data.end(), control_.begin());
   } else if (s.chain == a0::kChainTiaBottom || s.chain == a0::kChainTiaTop) {
-    tia_chain_ = s.data;  // both halves carry the same words in the lab's code
+    // Both halves carry the same words in the lab's code. A chain with no one gain for every
+    // TIA keeps gain 0, the least sensitive.
+    auto g = a0::tia_chain_gain(s.data);
+    gain_ = g ? std::min(*g, static_cast<int>(profile_.tia_gains_ohm.size()) - 1) : 0;
   }
 }
 
@@ -138,27 +140,25 @@ bool A0Board::read_bias_ok() {
   return ok;
 }
 
-int A0Board::fixed_gain() const {
-  auto g = a0::tia_chain_gain(tia_chain_);
-  return g ? std::min(*g, static_cast<int>(profile_.tia_gains_ohm.size()) - 1) : 0;
-}
-
 std::vector<uint8_t> A0Board::read_single(const a0::ReadSingle& r) {
   if (!read_bias_ok()) return {};
   chip_.advance_ns(static_cast<uint64_t>(profile_.vmm_plane_us * 1000));
-  const uint32_t full = (1u << profile_.adc_bits) - 1;
+  return u16_reply(read_word(r));
+}
+
+uint16_t A0Board::read_word(const a0::ReadSingle& r) {
   if (r.gain == a0::GainMode::kFixed) {
-    const uint32_t code = chip_.read_code(r.array, r.row, r.col, fixed_gain(), op_, 0);
-    return u16_reply(a0::encode_adc_word({static_cast<uint16_t>(code), 0}));
+    const uint32_t code = chip_.read_code(r.array, r.row, r.col, gain_, op_, 0);
+    return a0::encode_adc_word({static_cast<uint16_t>(code), 0});
   }
   // Automatic gain: the most sensitive gain that does not saturate; the same draw at each.
-  for (int g = kMaxAutoGain; g >= 0; --g) {
+  const uint32_t full = (1u << profile_.adc_bits) - 1;
+  for (int g = kMaxAutoGain;; --g) {
     const uint32_t code = chip_.read_code(r.array, r.row, r.col, g, op_, 0);
     if (code < full || g == 0) {
-      return u16_reply(a0::encode_adc_word({static_cast<uint16_t>(code), static_cast<uint8_t>(g)}));
+      return a0::encode_adc_word({static_cast<uint16_t>(code), static_cast<uint8_t>(g)});
     }
   }
-  return {};
 }
 
 std::vector<uint8_t> A0Board::read_batch(const a0::ReadBatch& r) {
@@ -167,13 +167,11 @@ std::vector<uint8_t> A0Board::read_batch(const a0::ReadBatch& r) {
   for (int row = 0; row < a0::kRows; ++row) {
     for (int col = 0; col < a0::kCols; ++col) {
       // One op for the whole batch: the draws are keyed by device too, so they differ.
-      const a0::ReadSingle one{r.array, static_cast<uint8_t>(row), static_cast<uint8_t>(col),
-                               r.gain};
-      const auto w = read_single(one);
       words[static_cast<size_t>(row) * a0::kCols + static_cast<size_t>(col)] =
-          w.size() == 2 ? static_cast<uint16_t>(w[0] | (w[1] << 8)) : 0;
+          read_word({r.array, static_cast<uint8_t>(row), static_cast<uint8_t>(col), r.gain});
     }
   }
+  chip_.advance_ns(static_cast<uint64_t>(profile_.vmm_plane_us * 1000) * a0::kRows * a0::kCols);
   chip_.advance_ns(uint64_t{r.t_delay_us} * 1000 * a0::kRows * a0::kCols);
   return a0::encode_rows(words);
 }
@@ -197,7 +195,7 @@ std::vector<uint8_t> A0Board::dpe_batch(const a0::DpeBatch& d) {
   };
   std::vector<uint16_t> words(n * cols);
   if (d.gain == a0::GainMode::kFixed) {
-    const std::vector<uint32_t> acc = plane_codes(fixed_gain());
+    const std::vector<uint32_t> acc = plane_codes(gain_);
     for (size_t i = 0; i < acc.size(); ++i) words[i] = static_cast<uint16_t>(acc[i]);
   } else {
     const uint32_t full = (1u << profile_.adc_bits) - 1;

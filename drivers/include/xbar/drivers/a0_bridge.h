@@ -88,6 +88,10 @@ class A0Bridge {
     std::string message;
   };
   using Outcome = std::expected<std::vector<uint8_t>, Refusal>;
+  static Outcome refused(std::string message,
+                         wire::BoardErrorCode code = wire::BoardErrorCode::kOutOfRange) {
+    return std::unexpected(Refusal{code, std::move(message)});
+  }
 
   Result<Outcome> dispatch(const wire::Header& h, std::span<const uint8_t> payload);
   Outcome info() const;

@@ -68,9 +68,8 @@ class A0Board {
   void scan_write(const a0::ScanWrite& s);
   /// False when the DAC's read bias is not the profile's read voltage (see above).
   bool read_bias_ok();
-  /// One ADC word of a column whose summed conductance reads g_uS.
-  uint16_t adc_word(double g_uS, a0::GainMode mode) const;
-  int fixed_gain() const;
+  /// One read's ADC word (401's conversion, without the bias check or the clock).
+  uint16_t read_word(const a0::ReadSingle& r);
   double volts(uint16_t code) const { return a0::dac_volts(code, span_); }
   void account_wall_time();
 
@@ -82,7 +81,7 @@ class A0Board {
   a0::DacSpan span_ = a0::DacSpan::kPlusMinus10V;
   std::array<uint16_t, 16> dac_{};
   std::array<uint8_t, 7> control_{0x10, 0x02, 0x0C, 0x10, 0x20, 0x01, 0x02};  // power-on
-  std::vector<uint8_t> tia_chain_;
+  int gain_ = 0;                       // the fixed gain the TIA chains set
   std::vector<uint16_t> write_codes_;  // 405's buffers: 64 x 64 write codes, then 64 x 64 gate
   uint64_t op_ = 0;
   uint64_t commands_ = 0, bad_commands_ = 0, bad_reads_ = 0;
