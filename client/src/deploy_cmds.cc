@@ -15,6 +15,7 @@
 #include <fstream>
 #include <iostream>
 #include <set>
+#include <tuple>
 #include <sstream>
 #include <vector>
 
@@ -181,8 +182,49 @@ int print_deploy_result(const Session& session, const v1::Deployment& dep,
   return dep.state_code() == v1::DEPLOYMENT_STATE_READY ? kOk : kFailed;
 }
 
+// A matrix deployment's own lines: the matrix, then each tile (after the common header).
+std::string format_matrix(const v1::Deployment& d) {
+  const v1::MatrixDeployment& m = d.matrix();
+  const v1::MatrixQuantization& q = m.quantization();
+  const std::string quant =
+      q.tables_size() > 0 ? fmt::format("{} level table(s)", q.tables_size())
+      : q.bits() > 0      ? fmt::format("{}-bit uniform", q.bits())
+                          : std::string("unquantized");
+  std::string o = fmt::format(
+      "  matrix {} x {} (inputs x outputs), {}, range {:.4g}, {}, {:.4g} uS per unit weight\n",
+      m.matrix().rows(), m.matrix().cols(), quant, m.range(),
+      m.orientation() == v1::MATRIX_ORIENTATION_ROW_PAIRS ? "row pairs" : "column pairs",
+      m.scale_us());
+  o += fmt::format(
+      "    errors        quantization {:.4f}, read-back {:.4f}, after calibration {:.4f} "
+      "(median over the calibration vectors)\n",
+      m.quantization_error(), m.readback_error(), m.calibrated_error());
+  for (int t = 0; t < m.tiles_size() && t < d.placements_size(); ++t) {
+    const v1::MatrixTile& mt = m.tiles(t);
+    const v1::Placement& p = d.placements(t);
+    const auto& pr = p.programming();
+    o += fmt::format("  tile {} (inputs {}..{}, outputs {}..{}) -> array {}\n", t,
+                     mt.input_begin(), mt.input_begin() + mt.inputs() - 1, mt.output_begin(),
+                     mt.output_begin() + mt.outputs() - 1, mt.array());
+    o += fmt::format(
+        "    error         {:.4f} read-back ({:.4f} analog alone, {} weights fixed digitally), "
+        "{:.4f} predicted, {:.4f} naive placement (predicted)\n",
+        mt.readback_error(), mt.readback_error_analog(), mt.fixes_size(), mt.predicted_error(),
+        mt.naive_predicted_error());
+    o += fmt::format("    faults        {} recorded: {} avoided, {} compensated, {} residual\n",
+                     p.faults(), p.faults_avoided(), p.faults_compensated(), p.faults_residual());
+    o += fmt::format(
+        "    programming   {:.2f} % within tol in {} rounds (error sigma {:.2f} uS), {} "
+        "abandoned, {} skipped{}\n",
+        pr.within_tol_pct(), pr.rounds(), pr.error_sigma_us(), pr.abandoned_size(), pr.skipped(),
+        pr.cancelled() ? ", CANCELLED" : "");
+  }
+  return o;
+}
+
 std::string format_deployment(const v1::Deployment& d) {
-  const auto [g_min, g_max] = window_uS(d.kernel_set());
+  auto [g_min, g_max] = window_uS(d.kernel_set());
+  if (d.has_matrix()) std::tie(g_min, g_max) = std::pair{d.matrix().g_min_us(), d.matrix().g_max_us()};
   std::string o = fmt::format("deployment {} \"{}\": {}\n", d.id(), d.name(), d.state());
   if (!d.message().empty() && d.state_code() != v1::DEPLOYMENT_STATE_READY)
     o += fmt::format("  why: {}\n", d.message());
@@ -193,6 +235,7 @@ std::string format_deployment(const v1::Deployment& d) {
   o += fmt::format("  chip {}, created {}, remap {}, window {:g}..{:g} uS, {} placement{}\n",
                    d.serial(), local_time(d.created_at_ms()), remap_name(d.remap()), g_min, g_max,
                    d.placements_size(), d.placements_size() == 1 ? "" : "s");
+  if (d.has_matrix()) return o + format_matrix(d);
   for (const auto& p : d.placements()) {
     const auto& pr = p.programming();
     o += fmt::format("  kernel {} \"{}\" -> array {}: {} states\n", p.kernel(),

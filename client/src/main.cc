@@ -6,6 +6,7 @@
 #include "board_cmds.h"
 #include "cli.h"
 #include "deploy_cmds.h"
+#include "matrix_cmds.h"
 #include "model_cmds.h"
 #include "operation_cmds.h"
 
@@ -45,6 +46,7 @@ int main(int argc, char** argv) {
   const BoardCommands board_cmds(app);    // info, status, read, program, scan, faults
   const DeployCommands kernel_cmds(app);  // deploy, deployments, deployment, undeploy, map
   const ModelCommands model_cmds(app);    // deploy-model, infer, stream
+  const MatrixCommands matrix_cmds(app);  // matrix deploy, multiply, capacity
   const BenchCommands bench_cmds(app);    // bench
   const OperationCommands op_cmds(app);   // operations, operation, watch, cancel
   app.footer(kFooter);                    // after the subcommands: they would inherit it
@@ -64,6 +66,7 @@ int main(int argc, char** argv) {
   if (auto rc = board_cmds.run(*session)) return *rc;
   if (auto rc = kernel_cmds.run(*session)) return *rc;
   if (auto rc = model_cmds.run(*session)) return *rc;
+  if (auto rc = matrix_cmds.run(*session)) return *rc;
   if (auto rc = bench_cmds.run(*session)) return *rc;
   if (auto rc = op_cmds.run(*session)) return *rc;
   return kUsage;

@@ -20,6 +20,7 @@
 #include "deployer.h"
 #include "deployment_states.h"
 #include "kernel_service.h"
+#include "matrix_service.h"
 #include "model_service.h"
 #include "observability/http_endpoint.h"
 #include "observability/metrics.h"
@@ -134,6 +135,7 @@ struct Daemon::Parts {
   std::unique_ptr<ArrayServiceImpl> arrays;
   std::unique_ptr<KernelServiceImpl> kernels;
   std::unique_ptr<ModelServiceImpl> models;
+  std::unique_ptr<MatrixServiceImpl> matrices;
   std::unique_ptr<OperationServiceImpl> operations;
   std::unique_ptr<grpc::Server> server;
   std::unique_ptr<HttpEndpoint> http;
@@ -181,6 +183,7 @@ void Daemon::Parts::build_services() {
       *board, *sched, *states, *deployer, *access,
       std::chrono::milliseconds(static_cast<int64_t>(cfg.stream_idle_timeout_s * 1000)));
   models->set_metrics(metrics.get());
+  matrices = std::make_unique<MatrixServiceImpl>(*board, *sched, *states, *deployer);
   operations = std::make_unique<OperationServiceImpl>(sched->operations, *access);
 }
 
@@ -190,7 +193,8 @@ std::expected<void, StartError> Daemon::Parts::start_server() {
   grpc::ServerBuilder builder;
   builder.AddListeningPort(cfg.listen, creds, &bound_port);
   for (grpc::Service* s : std::initializer_list<grpc::Service*>{
-           board_service.get(), arrays.get(), kernels.get(), models.get(), operations.get()}) {
+           board_service.get(), arrays.get(), kernels.get(), models.get(), matrices.get(),
+           operations.get()}) {
     builder.RegisterService(s);
   }
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> observers;

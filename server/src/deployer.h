@@ -1,10 +1,13 @@
-// The deploy path shared by KernelService.DeployKernel and ModelService.DeployModel:
-// validate -> compile -> hold the arrays and the board -> choose arrays -> remap -> record
-// ("deploying") -> program-verify and verify each array -> the model's check -> record the
-// outcome. Neither service holds the other; both hold the Deployer.
+// The deploy path shared by KernelService.DeployKernel, ModelService.DeployModel and
+// MatrixService.DeployMatrix: validate -> compile -> hold the arrays and the board -> choose
+// arrays -> remap -> record ("deploying") -> program-verify and verify each array -> the kind's
+// last check -> record the outcome. What differs by kind is a DeployJob (deploy_job.h). No
+// service holds another; all hold the Deployer.
 #pragma once
 
+#include <expected>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -12,7 +15,9 @@
 #include "call.h"
 #include "chip_record.h"
 #include "deployment_pages.h"
+#include "deploy_job.h"
 #include "deployment_states.h"
+#include "kernel_job.h"
 #include "programming.h"
 #include "scheduler.h"
 #include "xbar/drivers/board.h"
@@ -20,13 +25,6 @@
 #include "xbar/v1/kernels.grpc.pb.h"
 
 namespace xbar::server {
-
-/// A model deploy's last step (ModelService.DeployModel: its fidelity on the model's clips),
-/// run after every array is programmed and verified, with the arrays and the board still held
-/// by the deploy. It may fill `dep` (Deployment.fidelity), reports through `progress`, and
-/// returns why the deployment is degraded (empty: nothing). It must not throw.
-using DeployCheck = std::function<std::vector<std::string>(
-    v1::Deployment& dep, const std::function<void(const std::string&)>& progress)>;
 
 /// Owns nothing: every reference is borrowed and must outlive it.
 /// \context Any gRPC thread; concurrent deploys serialise on the scheduler's array holds and
@@ -45,17 +43,28 @@ class Deployer {
         defaults_(defaults),
         observer_(std::move(observer)) {}
 
+  /// Makes the job once the request's common options are checked (`options`); an error
+  /// status refuses the request, before anything is held or pulsed.
+  using JobFactory = std::function<std::expected<std::unique_ptr<DeployJob>, grpc::Status>(
+      const DeployOptions& options)>;
+
   /// One deploy as an operation (`method` names the RPC, for xbar.v1.Operations), with the
-  /// retention policy applied after it whatever its outcome. `model` (null for a kernel
-  /// deploy) is recorded with the deployment; `check`, if set, runs last.
+  /// retention policy applied after it whatever its outcome. `req` carries the common options
+  /// (name, remap, arrays, replace, tol_uS, max_rounds, max_nrmse); `make` the kind.
   grpc::Status deploy_operation(grpc::ServerContext* ctx, const v1::DeployKernelRequest& req,
                                 grpc::ServerWriterInterface<v1::DeployKernelResponse>* call,
-                                const v1::Model* model, const std::string& method,
-                                const DeployCheck& check = {});
+                                const std::string& method, const JobFactory& make);
+  /// The kernels (and model) of DeployKernel / DeployModel: deploy_operation with a KernelJob.
+  /// `model` (null for a kernel deploy) is recorded with the deployment; `check`, if set, runs
+  /// last.
+  grpc::Status deploy_kernels(grpc::ServerContext* ctx, const v1::DeployKernelRequest& req,
+                              grpc::ServerWriterInterface<v1::DeployKernelResponse>* call,
+                              const v1::Model* model, const std::string& method,
+                              const DeployCheck& check = {});
   /// The deploy itself (deploy_operation without the operation and the retention).
   grpc::Status deploy(grpc::ServerContext* ctx, const v1::DeployKernelRequest& req,
                       grpc::ServerWriterInterface<v1::DeployKernelResponse>* writer,
-                      const v1::Model* model, const DeployCheck& check = {});
+                      const JobFactory& make);
 
   /// Retention after each deploy (docs/record.md, "Retention"): keep the newest
   /// `keep_inactive` failed/stale/lost deployments of the chip whole, archive older ones;

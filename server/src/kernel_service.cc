@@ -12,7 +12,7 @@ namespace xbar::server {
 grpc::Status KernelServiceImpl::DeployKernel(grpc::ServerContext* ctx,
                                              const v1::DeployKernelRequest* req,
                                              grpc::ServerWriter<v1::DeployKernelResponse>* writer) {
-  return deployer_.deploy_operation(ctx, *req, writer, nullptr,
+  return deployer_.deploy_kernels(ctx, *req, writer, nullptr,
                                     "/xbar.v1.KernelService/DeployKernel");
 }
 

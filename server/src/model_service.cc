@@ -5,6 +5,7 @@
 
 #include "call.h"
 #include "request_checks.h"
+#include "serving.h"
 #include "status.h"
 #include "xbar/audio/audio.h"
 #include "xbar/audio/front_end.h"
@@ -34,7 +35,7 @@ grpc::Status ModelServiceImpl::DeployModel(grpc::ServerContext* ctx,
       return check_fidelity(*spec, min_agreement, dep, progress);
     };
   }
-  return deployer_.deploy_operation(ctx, dk, writer, &req->model(),
+  return deployer_.deploy_kernels(ctx, dk, writer, &req->model(),
                                     "/xbar.v1.ModelService/DeployModel", check);
 }
 
@@ -233,29 +234,11 @@ grpc::Status ModelServiceImpl::Infer(grpc::ServerContext* ctx, const v1::InferRe
 }
 
 grpc::Status ModelServiceImpl::still_servable(const std::string& id) {
-  auto row = states_.servable(id);
-  if (row) return grpc::Status::OK;
-  switch (row.error().code) {
-    case ErrorCode::kFailedPrecondition:
-      return {grpc::StatusCode::ABORTED,
-              fmt::format("deployment {} changed while this request waited for its arrays: {}", id,
-                          row.error().message)};
-    case ErrorCode::kNotFound:
-      return {
-          grpc::StatusCode::ABORTED,
-          fmt::format("deployment {} was deleted while this request waited for its arrays", id)};
-    default:
-      return to_status(row.error());
-  }
+  return server::still_servable(states_, id);
 }
 
 grpc::Status ModelServiceImpl::board_restarted_during(uint64_t epoch, const std::string& id) {
-  if (states_.board_epoch() == epoch) return grpc::Status::OK;
-  return {grpc::StatusCode::UNAVAILABLE,
-          fmt::format("board {} restarted (or its link was re-opened) while deployment {} ran: "
-                      "the answer is discarded, and the deployment serves again once its arrays "
-                      "are read back; retry",
-                      board_.info().serial, id)};
+  return server::board_restarted_during(states_, board_.info(), epoch, id);
 }
 
 }  // namespace xbar::server

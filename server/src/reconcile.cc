@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "kernel_service.h"
+#include "matrix_proto.h"
 #include "model_proto.h"
 #include "xbar/kernel/golden.h"
 #include "xbar/kernel/kernel.h"
@@ -78,6 +79,37 @@ Result<void> check_placement(Board& board, const v1::Deployment& dep,
   return {};
 }
 
+// A matrix deployment's tile: its array read back, and the tile's weights from what it holds
+// now against the quantized matrix (the fixes made at deploy applied), against its error then.
+Result<void> check_matrix_tile(Board& board, const LoadedMatrix& m, const v1::MatrixTile& mt,
+                               const matrix::TileRun& t, Findings& found) {
+  auto g = board.read_array(t.array, {.gain_index = 2, .n_avg = 16, .settle_ms = 0});
+  if (!g) return std::unexpected(g.error());
+  Eigen::MatrixXd w =
+      matrix::tile_weights(g->g_uS, t.tile, m.run.orientation, t.row_of, t.col_of, m.run.scale_uS);
+  for (const matrix::WeightFix& f : t.fixes) w(f.i, f.j) -= f.err;
+  const double err = matrix::relative_error(
+      w, m.wq.block(t.tile.in_begin, t.tile.out_begin, t.tile.in_count, t.tile.out_count));
+  found.figures += fmt::format("{}array {}: read-back error {:.3g} (at deploy {:.3g})",
+                               found.figures.empty() ? "" : "; ", t.array, err,
+                               mt.readback_error());
+  if (!(err < 1.0) && mt.readback_error() < 1.0) found.lost = true;
+  if (!(err <= std::max(1.5 * mt.readback_error(), mt.readback_error() + 0.05))) {
+    found.worse = true;
+  }
+  return {};
+}
+
+Result<void> check_matrix(Board& board, const v1::Deployment& dep, Findings& found) {
+  auto m = loaded_matrix(dep);
+  if (!m) return {};  // a record this daemon cannot read is left as it is
+  for (size_t i = 0; i < m->run.tiles.size(); ++i) {
+    XBAR_RETURN_IF_ERROR(check_matrix_tile(board, *m, dep.matrix().tiles(static_cast<int>(i)),
+                                           m->run.tiles[i], found));
+  }
+  return {};
+}
+
 // The state and message a deployment read back `when` gets from what was found.
 void conclude(ReconcileOutcome& o, const DeploymentRow& row, const std::string& when,
               const Findings& found) {
@@ -109,10 +141,15 @@ Result<void> reverify(Board& board, const DeploymentRow& row, double tol_uS,
     o.message = "record unreadable at start";
     return {};
   }
+  Findings found;
+  if (dep.has_matrix()) {
+    XBAR_RETURN_IF_ERROR(check_matrix(board, dep, found));
+    conclude(o, row, when, found);
+    return {};
+  }
   auto ks = kernel_set_from_proto(dep.kernel_set());
   if (!ks) return std::unexpected(ks.error());
   const auto inputs = kernel::fidelity_inputs();
-  Findings found;
   for (const v1::Placement& p : dep.placements()) {
     if (auto c = check_placement(board, dep, *ks, p, tol_uS, inputs, found); !c) {
       return std::unexpected(c.error());
