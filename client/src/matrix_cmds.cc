@@ -67,6 +67,9 @@ struct MatrixCommands::Impl {
 MatrixCommands::MatrixCommands(CLI::App& app) : impl_(std::make_unique<Impl>()) {
   CLI::App* m = app.add_subcommand("matrix", "general matrices on the arrays: deploy, multiply");
   m->require_subcommand(1);
+  m->footer(footer_with("Examples:\n  xbarctl matrix deploy W.npy --bits 4 --name proj\n"
+                        "  xbarctl matrix multiply dep-0123456789ab X.npy --out Y.npy\n"
+                        "  xbarctl matrix capacity"));
   Impl& i = *impl_;
   i.deploy = m->add_subcommand("deploy", "deploy a matrix W (K inputs x N outputs): y = x W");
   i.deploy->add_option("file", i.file, "W as .npy (float64/32, int64/32) or CSV")->required();
@@ -86,7 +89,7 @@ MatrixCommands::MatrixCommands(CLI::App& app) : impl_(std::make_unique<Impl>()) 
   i.deploy->add_option("--g-max", i.g_max_uS, "window top in uS (0: 250)");
   i.deploy->add_option("--calibration", i.calibration,
                        "typical inputs (C x K .npy/CSV): calibrate on them and keep their range");
-  i.deploy->footer(footer_with("  xbarctl matrix deploy W.npy --bits 4 --name proj\n"
+  i.deploy->footer(footer_with("Examples:\n  xbarctl matrix deploy W.npy --bits 4 --name proj\n"
                                "  xbarctl matrix deploy W.csv --levels-file levels.csv"));
   i.multiply = m->add_subcommand("multiply", "multiply input vectors (rows of X) by a deployed matrix");
   i.multiply->add_option("deployment", i.deployment, "matrix deployment id (dep-...)")->required();
@@ -96,8 +99,9 @@ MatrixCommands::MatrixCommands(CLI::App& app) : impl_(std::make_unique<Impl>()) 
                          "|x| at full 8-bit scale (0: calibrated, else per vector)");
   i.multiply->add_option("--repeats", i.repeats, "VMMs averaged per vector, 1..16");
   i.multiply->add_flag("--uncalibrated", i.uncalibrated, "without the per-output calibration");
-  i.multiply->footer(footer_with("  xbarctl matrix multiply dep-0123456789ab X.npy --out Y.npy"));
+  i.multiply->footer(footer_with("Examples:\n  xbarctl matrix multiply dep-0123456789ab X.npy --out Y.npy"));
   i.capacity = m->add_subcommand("capacity", "the largest matrices the chip holds");
+  i.capacity->footer(footer_with("Examples:\n  xbarctl matrix capacity\n  xbarctl --json matrix capacity"));
 }
 
 MatrixCommands::~MatrixCommands() = default;

@@ -19,3 +19,12 @@ set_tests_properties(python_client_example PROPERTIES
                      ENVIRONMENT "${XBAR_PY_TEST_ENV}"
                      TIMEOUT 300
                      LABELS python)
+
+# Matrices with numpy and the PyTorch module (issue 21), against xbard on a typical twin.
+add_test(NAME python_client_matrices
+         COMMAND ${XBAR_PYTHON} -m unittest -v test_matrices
+         WORKING_DIRECTORY ${XBAR_PY_DIR}/tests)
+set_tests_properties(python_client_matrices PROPERTIES
+                     ENVIRONMENT "${XBAR_PY_TEST_ENV}"
+                     TIMEOUT 300
+                     LABELS python)

@@ -47,7 +47,8 @@ class Daemon:
     """xbard on the ideal twin with its chip record in a temporary directory, listening on a
     free TCP port (or on a Unix socket with unix=True). Stopped with SIGTERM (then SIGKILL)."""
 
-    def __init__(self, unix: bool = False, config: str | None = None, **client_kwargs):
+    def __init__(self, unix: bool = False, config: str | None = None, board: str = BOARD,
+                 **client_kwargs):
         self.client_kwargs = client_kwargs  # how to reach it (TLS material)
         self.dir = tempfile.mkdtemp(prefix="xbar-pyclient-")
         self.log_path = os.path.join(self.dir, "xbard.log")
@@ -58,7 +59,7 @@ class Daemon:
             self.target = (
                 f"unix:{self.dir}/xbard.sock" if unix else f"127.0.0.1:{free_port()}"
             )
-            cmd = [XBARD, "--board", BOARD, "--listen", self.target,
+            cmd = [XBARD, "--board", board, "--listen", self.target,
                    "--state-dir", os.path.join(self.dir, "state")]
             if config is not None:
                 cmd += ["--config", config]

@@ -18,12 +18,15 @@ try:
     from xbar.v1 import board_pb2, board_pb2_grpc
     from xbar.v1 import kernels_pb2, kernels_pb2_grpc
     from xbar.v1 import model_pb2, models_pb2, models_pb2_grpc
+    from xbar.v1 import matrices_pb2_grpc
 except ImportError as e:  # pragma: no cover - a setup problem, said plainly
     raise ImportError(
         "xbar_client needs the generated xbar.v1 stubs: build the project "
         "(cmake --build build) and put build/client/python/gen on PYTHONPATH "
         f"next to client/python ({e})"
     ) from e
+
+from .matrices import MatrixMixin
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -96,7 +99,7 @@ def _remap(remap: str) -> int:
     return modes[remap]
 
 
-class Client:
+class Client(MatrixMixin):
     """A connection to one xbard.
 
     ``target`` is ``"HOST:PORT"`` (e.g. ``"127.0.0.1:50051"``) or ``"unix:/path/to/sock"``.
@@ -133,6 +136,8 @@ class Client:
         self._board = board_pb2_grpc.BoardServiceStub(self._channel)
         self._kernels = kernels_pb2_grpc.KernelServiceStub(self._channel)
         self._models = models_pb2_grpc.ModelServiceStub(self._channel)
+        self._matrices = matrices_pb2_grpc.MatrixServiceStub(self._channel)
+        self.deploy_timeout = DEPLOY_TIMEOUT_S
 
     # -- connection ------------------------------------------------------------------------
 
@@ -159,6 +164,14 @@ class Client:
     def _unary(self, method, request, timeout: Optional[float] = None):
         try:
             return method(request, timeout=timeout or self.timeout, metadata=self._metadata)
+        except grpc.RpcError as e:
+            raise XbarError.from_rpc_error(e) from None
+
+    def _stream_call(self, method, requests, timeout: Optional[float] = None) -> list:
+        """A bidirectional call: every response to ``requests``, in order."""
+        try:
+            return list(method(requests, timeout=timeout or self.timeout,
+                               metadata=self._metadata))
         except grpc.RpcError as e:
             raise XbarError.from_rpc_error(e) from None
 

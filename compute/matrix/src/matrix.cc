@@ -33,19 +33,19 @@ Result<void> check_shape_and_values(const Eigen::MatrixXd& w) {
 
 Result<void> check_table(const std::vector<double>& t, size_t i, double range) {
   if (t.empty() || t.size() > static_cast<size_t>(kMaxLevels)) {
-    return bad(fmt::format("quant.levels[{}]: {} levels, allowed 1..{}", i, t.size(), kMaxLevels));
+    return bad(fmt::format("quantization.tables[{}]: {} levels, allowed 1..{}", i, t.size(), kMaxLevels));
   }
   for (size_t j = 0; j < t.size(); ++j) {
     if (!std::isfinite(t[j])) {
-      return bad(fmt::format("quant.levels[{}][{}] = {}: allowed finite numbers", i, j, t[j]));
+      return bad(fmt::format("quantization.tables[{}].levels[{}] = {}: allowed finite numbers", i, j, t[j]));
     }
     if (j > 0 && !(t[j] > t[j - 1])) {
-      return bad(fmt::format("quant.levels[{}][{}] = {} after {}: levels must be sorted ascending "
+      return bad(fmt::format("quantization.tables[{}].levels[{}] = {} after {}: levels must be sorted ascending "
                              "and distinct",
                              i, j, t[j], t[j - 1]));
     }
     if (range > 0 && std::abs(t[j]) > range) {
-      return bad(fmt::format("quant.levels[{}][{}] = {}: outside the window -{}..{} (quant.range)",
+      return bad(fmt::format("quantization.tables[{}].levels[{}] = {}: outside the window -{}..{} (quantization.range)",
                              i, j, t[j], range, range));
     }
   }
@@ -54,14 +54,14 @@ Result<void> check_table(const std::vector<double>& t, size_t i, double range) {
 
 Result<void> check_quantization(const Quantization& q, Eigen::Index n_cols) {
   if (q.bits != 0 && (q.bits < 2 || q.bits > kMaxBits)) {
-    return bad(fmt::format("quant.bits = {}: allowed 0 (none) or 2..{}", q.bits, kMaxBits));
+    return bad(fmt::format("quantization.bits = {}: allowed 0 (none) or 2..{}", q.bits, kMaxBits));
   }
   if (!std::isfinite(q.range) || q.range < 0) {
-    return bad(fmt::format("quant.range = {}: allowed a finite number >= 0 (0: the largest |w|)",
+    return bad(fmt::format("quantization.range = {}: allowed a finite number >= 0 (0: the largest |w|)",
                            q.range));
   }
   if (!q.levels.empty() && q.levels.size() != 1 && q.levels.size() != static_cast<size_t>(n_cols)) {
-    return bad(fmt::format("quant.levels: {} tables, allowed 1 (the whole matrix) or {} (one per "
+    return bad(fmt::format("quantization.tables: {} tables, allowed 1 (the whole matrix) or {} (one per "
                            "column)",
                            q.levels.size(), n_cols));
   }
@@ -85,7 +85,7 @@ Result<void> validate(const MatrixSpec& spec, double chip_lo_uS, double chip_hi_
   const Window& win = spec.window;
   if (!(std::isfinite(win.g_min_uS) && std::isfinite(win.g_max_uS) && win.g_min_uS >= chip_lo_uS &&
         win.g_max_uS <= chip_hi_uS && win.g_max_uS - win.g_min_uS >= 10.0)) {
-    return bad(fmt::format("window: g_min_uS = {}, g_max_uS = {}: allowed {}..{} uS with g_max at "
+    return bad(fmt::format("g_min_uS = {}, g_max_uS = {}: allowed {}..{} uS with g_max at "
                            "least 10 uS above g_min",
                            win.g_min_uS, win.g_max_uS, chip_lo_uS, chip_hi_uS));
   }

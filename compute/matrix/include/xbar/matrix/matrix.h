@@ -54,8 +54,8 @@ struct MatrixSpec {
 
 /// Checks a matrix request: non-empty, at most kMaxSide a side, finite entries, bits 0 or
 /// 2..kMaxBits, a finite range >= 0, tables sorted, distinct, finite, within +-range and one or
-/// N of them, a window inside the chip's lo_uS..hi_uS. Errors name the field ("w[3][5]",
-/// "quant.levels[1][4]") and the allowed range.
+/// N of them, a window inside the chip's lo_uS..hi_uS. Errors name the field as the API does
+/// ("w[3][5]", "quantization.tables[1].levels[4]", "g_min_uS") and the allowed range.
 Result<void> validate(const MatrixSpec& spec, double chip_lo_uS, double chip_hi_uS);
 
 /// The range f the spec maps to g_max (the given one, else the largest |w| or |level|; 1 for
