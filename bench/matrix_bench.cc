@@ -6,7 +6,11 @@
 //
 //   matrix_bench [--rows 64] [--cols 32] [--bits 4] [--inputs 1000] [--seeds 1]
 //                [--profiles ideal,imssa,typical] [--repeats 1] [--tol 4] [--fix 5]
-//                [--gmin 7] [--gmax 200]
+//                [--gmin 2] [--gmax 250] [--quant uniform|kmeans]
+//
+// --quant kmeans: a level table of 2^bits - 1 levels (as many as uniform has) learned from the
+// matrix's own values by 1-D k-means (Lloyd's algorithm from the uniform grid), the way a
+// learned non-uniform quantizer (Q-MambaIR) places levels where the weights are.
 //
 // The stuck devices come from the twin's fault map (what a fault scan records; the deploy
 // through xbard takes them from the chip record).
@@ -32,7 +36,8 @@ namespace {
 
 struct Args {
   int rows = 64, cols = 32, bits = 4, inputs = 1000, seeds = 1, repeats = 1;
-  double tol_uS = 4.0, fix_uS = kFixThreshold_uS, g_min_uS = 7, g_max_uS = 200;
+  double tol_uS = 2.0, fix_uS = kFixThreshold_uS, g_min_uS = 2, g_max_uS = 250;
+  std::string quant = "uniform";  // or kmeans: learned levels (1-D k-means on the weights)
   std::vector<std::string> profiles = {"ideal", "imssa", "typical"};
 };
 
@@ -63,6 +68,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--fix") a.fix_uS = std::stod(v);
     else if (k == "--gmin") a.g_min_uS = std::stod(v);
     else if (k == "--gmax") a.g_max_uS = std::stod(v);
+    else if (k == "--quant") a.quant = v;
   }
   return a;
 }
@@ -80,6 +86,29 @@ std::vector<std::vector<kernel::StuckDevice>> stuck_of(Board& b) {
     }
   }
   return out;
+}
+
+// 1-D k-means of the matrix's values: k levels, sorted, from the uniform grid over +-max|w|.
+std::vector<double> kmeans_levels(const Eigen::MatrixXd& w, int k) {
+  const double f = w.cwiseAbs().maxCoeff();
+  std::vector<double> c(static_cast<size_t>(k));
+  for (int i = 0; i < k; ++i) c[static_cast<size_t>(i)] = -f + 2 * f * i / (k - 1);
+  for (int iter = 0; iter < 100; ++iter) {
+    std::vector<double> sum(c.size(), 0), n(c.size(), 0);
+    for (Eigen::Index i = 0; i < w.size(); ++i) {
+      const double x = w.data()[i];
+      size_t best = 0;
+      for (size_t j = 1; j < c.size(); ++j)
+        if (std::abs(x - c[j]) < std::abs(x - c[best])) best = j;
+      sum[best] += x;
+      n[best] += 1;
+    }
+    for (size_t j = 0; j < c.size(); ++j)
+      if (n[j] > 0) c[j] = sum[j] / n[j];
+  }
+  std::sort(c.begin(), c.end());
+  c.erase(std::unique(c.begin(), c.end()), c.end());
+  return c;
 }
 
 double median(std::vector<double> v) {
@@ -102,6 +131,7 @@ Outcome run_one(const Args& a, const std::string& profile, int seed, bool remap)
   MatrixSpec spec;
   spec.w = Eigen::MatrixXd::NullaryExpr(a.rows, a.cols, [&] { return z(rng); });
   spec.quant.bits = a.bits;
+  if (a.quant == "kmeans") spec.quant.levels = {kmeans_levels(spec.w, (1 << a.bits) - 1)};
   spec.window = {a.g_min_uS, a.g_max_uS};
   const Eigen::MatrixXd wq = quantize(spec);
   const double scale = (spec.window.g_max_uS - spec.window.g_min_uS) / effective_range(spec);
@@ -154,8 +184,10 @@ Outcome run_one(const Args& a, const std::string& profile, int seed, bool remap)
 
 int main(int argc, char** argv) {
   const Args a = parse(argc, argv);
-  fmt::print("# {} x {} N(0,1), {}-bit uniform, {} inputs N(0,1), repeats {}\n", a.rows, a.cols,
-             a.bits, a.inputs, a.repeats);
+  fmt::print("# {} x {} N(0,1), {}-bit {}, {} inputs N(0,1), repeats {}, window {}..{} uS, tol "
+             "{} uS\n",
+             a.rows, a.cols, a.bits, a.quant, a.inputs, a.repeats, a.g_min_uS, a.g_max_uS,
+             a.tol_uS);
   fmt::print("{:<8} {:>5} {:>6} {:>11} {:>11} {:>10} {:>6} {:>10}\n", "profile", "seed", "remap",
              "median e_q", "median e_f", "readback", "fixes", "vectors/s");
   for (const std::string& p : a.profiles) {

@@ -229,7 +229,8 @@ std::expected<void, StartError> Daemon::Parts::start_http() {
 
 void Daemon::Parts::set_ready(bool ok, const std::string& why) {
   static constexpr const char* kReadyServices[] = {"xbar.v1.BoardService", "xbar.v1.ArrayService",
-                                                   "xbar.v1.KernelService", "xbar.v1.ModelService"};
+                                                   "xbar.v1.KernelService", "xbar.v1.ModelService",
+                                                   "xbar.v1.MatrixService"};
   const bool was = ready.exchange(ok);
   {
     std::lock_guard lk(reason_mu);

@@ -15,7 +15,7 @@ import grpc
 from google.protobuf import json_format
 
 try:
-    from xbar.v1 import board_pb2, board_pb2_grpc
+    from xbar.v1 import arrays_pb2, arrays_pb2_grpc, board_pb2, board_pb2_grpc
     from xbar.v1 import kernels_pb2, kernels_pb2_grpc
     from xbar.v1 import model_pb2, models_pb2, models_pb2_grpc
     from xbar.v1 import matrices_pb2_grpc
@@ -134,6 +134,7 @@ class Client(MatrixMixin):
         else:
             self._channel = grpc.insecure_channel(target)
         self._board = board_pb2_grpc.BoardServiceStub(self._channel)
+        self._arrays = arrays_pb2_grpc.ArrayServiceStub(self._channel)
         self._kernels = kernels_pb2_grpc.KernelServiceStub(self._channel)
         self._models = models_pb2_grpc.ModelServiceStub(self._channel)
         self._matrices = matrices_pb2_grpc.MatrixServiceStub(self._channel)
@@ -186,6 +187,25 @@ class Client(MatrixMixin):
         """Live counters of the board (``BoardService.GetBoardStatus``): board clock in ns,
         requests executed, pulses applied, replays served, last error."""
         return self._unary(self._board.GetBoardStatus, board_pb2.GetBoardStatusRequest())
+
+    def scan_faults(self, array: int, *, quick: bool = False,
+                    timeout: float = DEPLOY_TIMEOUT_S) -> arrays_pb2.ScanReport:
+        """Scans one array for stuck devices (``ArrayService.ScanFaults``) and returns the
+        final ``xbar.v1.ScanReport``; the daemon records what it finds, and later deploys place
+        around it. ``quick``: read-only, nothing recorded."""
+        report = None
+        try:
+            for msg in self._arrays.ScanFaults(
+                arrays_pb2.ScanFaultsRequest(array=array, quick=quick), timeout=timeout,
+                metadata=self._metadata,
+            ):
+                if msg.HasField("report"):
+                    report = msg.report
+        except grpc.RpcError as e:
+            raise XbarError.from_rpc_error(e) from None
+        if report is None:
+            raise XbarError("INTERNAL", "the daemon closed the scan stream without a report")
+        return report
 
     # -- deployments -----------------------------------------------------------------------
 
