@@ -15,8 +15,8 @@
 #include <fstream>
 #include <iostream>
 #include <set>
-#include <tuple>
 #include <sstream>
+#include <tuple>
 #include <vector>
 
 #include "cli.h"
@@ -186,10 +186,9 @@ int print_deploy_result(const Session& session, const v1::Deployment& dep,
 std::string format_matrix(const v1::Deployment& d) {
   const v1::MatrixDeployment& m = d.matrix();
   const v1::MatrixQuantization& q = m.quantization();
-  const std::string quant =
-      q.tables_size() > 0 ? fmt::format("{} level table(s)", q.tables_size())
-      : q.bits() > 0      ? fmt::format("{}-bit uniform", q.bits())
-                          : std::string("unquantized");
+  const std::string quant = q.tables_size() > 0 ? fmt::format("{} level table(s)", q.tables_size())
+                            : q.bits() > 0      ? fmt::format("{}-bit uniform", q.bits())
+                                                : std::string("unquantized");
   std::string o = fmt::format(
       "  matrix {} x {} (inputs x outputs), {}, range {:.4g}, {}, {:.4g} uS per unit weight\n",
       m.matrix().rows(), m.matrix().cols(), quant, m.range(),
@@ -203,8 +202,8 @@ std::string format_matrix(const v1::Deployment& d) {
     const v1::MatrixTile& mt = m.tiles(t);
     const v1::Placement& p = d.placements(t);
     const auto& pr = p.programming();
-    o += fmt::format("  tile {} (inputs {}..{}, outputs {}..{}) -> array {}\n", t,
-                     mt.input_begin(), mt.input_begin() + mt.inputs() - 1, mt.output_begin(),
+    o += fmt::format("  tile {} (inputs {}..{}, outputs {}..{}) -> array {}\n", t, mt.input_begin(),
+                     mt.input_begin() + mt.inputs() - 1, mt.output_begin(),
                      mt.output_begin() + mt.outputs() - 1, mt.array());
     o += fmt::format(
         "    error         {:.4f} read-back ({:.4f} analog alone, {} weights fixed digitally), "
@@ -224,7 +223,8 @@ std::string format_matrix(const v1::Deployment& d) {
 
 std::string format_deployment(const v1::Deployment& d) {
   auto [g_min, g_max] = window_uS(d.kernel_set());
-  if (d.has_matrix()) std::tie(g_min, g_max) = std::pair{d.matrix().g_min_us(), d.matrix().g_max_us()};
+  if (d.has_matrix())
+    std::tie(g_min, g_max) = std::pair{d.matrix().g_min_us(), d.matrix().g_max_us()};
   std::string o = fmt::format("deployment {} \"{}\": {}\n", d.id(), d.name(), d.state());
   if (!d.message().empty() && d.state_code() != v1::DEPLOYMENT_STATE_READY)
     o += fmt::format("  why: {}\n", d.message());

@@ -67,41 +67,50 @@ struct MatrixCommands::Impl {
 MatrixCommands::MatrixCommands(CLI::App& app) : impl_(std::make_unique<Impl>()) {
   CLI::App* m = app.add_subcommand("matrix", "general matrices on the arrays: deploy, multiply");
   m->require_subcommand(1);
-  m->footer(footer_with("Examples:\n  xbarctl matrix deploy W.npy --bits 4 --name proj\n"
-                        "  xbarctl matrix multiply dep-0123456789ab X.npy --out Y.npy\n"
-                        "  xbarctl matrix capacity"));
+  m->footer(
+      footer_with("Examples:\n  xbarctl matrix deploy W.npy --bits 4 --name proj\n"
+                  "  xbarctl matrix multiply dep-0123456789ab X.npy --out Y.npy\n"
+                  "  xbarctl matrix capacity"));
   Impl& i = *impl_;
   i.deploy = m->add_subcommand("deploy", "deploy a matrix W (K inputs x N outputs): y = x W");
   i.deploy->add_option("file", i.file, "W as .npy (float64/32, int64/32) or CSV")->required();
   i.deploy->add_option("--bits", i.bits, "uniform quantization bits, 2..8 (0: none)");
   i.deploy->add_option("--range", i.range, "the weight at g_max (0: the largest |w|)");
-  i.deploy->add_option("--levels", i.levels, "one level table for the whole matrix: \"-1,-0.3,0,0.3,1\"");
-  i.deploy->add_option("--levels-file", i.levels_file,
-                       "level tables, one per CSV row: 1 row (whole matrix) or N rows (per column)");
+  i.deploy->add_option("--levels", i.levels,
+                       "one level table for the whole matrix: \"-1,-0.3,0,0.3,1\"");
+  i.deploy->add_option(
+      "--levels-file", i.levels_file,
+      "level tables, one per CSV row: 1 row (whole matrix) or N rows (per column)");
   i.deploy->add_option("--name", i.name, "deployment name (up to 64 characters)");
   i.deploy->add_option("--remap", i.remap, "auto | naive")->check(CLI::IsMember({"auto", "naive"}));
   i.deploy->add_option("--arrays", i.arrays, "arrays it may use (default all)");
   i.deploy->add_flag("--replace", i.replace, "take arrays held by other deployments");
   i.deploy->add_option("--tol", i.tol_uS, "program-verify tolerance in uS (0: 2 uS for matrices)");
   i.deploy->add_option("--max-rounds", i.max_rounds, "program-verify rounds (0: default)");
-  i.deploy->add_option("--max-error", i.max_error, "read-back error above which it is degraded (0: 0.1)");
+  i.deploy->add_option("--max-error", i.max_error,
+                       "read-back error above which it is degraded (0: 0.1)");
   i.deploy->add_option("--g-min", i.g_min_uS, "window bottom in uS (0: 2)");
   i.deploy->add_option("--g-max", i.g_max_uS, "window top in uS (0: 250)");
   i.deploy->add_option("--calibration", i.calibration,
                        "typical inputs (C x K .npy/CSV): calibrate on them and keep their range");
-  i.deploy->footer(footer_with("Examples:\n  xbarctl matrix deploy W.npy --bits 4 --name proj\n"
-                               "  xbarctl matrix deploy W.csv --levels-file levels.csv"));
-  i.multiply = m->add_subcommand("multiply", "multiply input vectors (rows of X) by a deployed matrix");
+  i.deploy->footer(
+      footer_with("Examples:\n  xbarctl matrix deploy W.npy --bits 4 --name proj\n"
+                  "  xbarctl matrix deploy W.csv --levels-file levels.csv"));
+  i.multiply =
+      m->add_subcommand("multiply", "multiply input vectors (rows of X) by a deployed matrix");
   i.multiply->add_option("deployment", i.deployment, "matrix deployment id (dep-...)")->required();
-  i.multiply->add_option("inputs", i.inputs, "X as .npy or CSV, one input vector per row")->required();
+  i.multiply->add_option("inputs", i.inputs, "X as .npy or CSV, one input vector per row")
+      ->required();
   i.multiply->add_option("--out", i.out, "write Y here (.npy or CSV); default: CSV on stdout");
   i.multiply->add_option("--input-range", i.input_range,
                          "|x| at full 8-bit scale (0: calibrated, else per vector)");
   i.multiply->add_option("--repeats", i.repeats, "VMMs averaged per vector, 1..16");
   i.multiply->add_flag("--uncalibrated", i.uncalibrated, "without the per-output calibration");
-  i.multiply->footer(footer_with("Examples:\n  xbarctl matrix multiply dep-0123456789ab X.npy --out Y.npy"));
+  i.multiply->footer(
+      footer_with("Examples:\n  xbarctl matrix multiply dep-0123456789ab X.npy --out Y.npy"));
   i.capacity = m->add_subcommand("capacity", "the largest matrices the chip holds");
-  i.capacity->footer(footer_with("Examples:\n  xbarctl matrix capacity\n  xbarctl --json matrix capacity"));
+  i.capacity->footer(
+      footer_with("Examples:\n  xbarctl matrix capacity\n  xbarctl --json matrix capacity"));
 }
 
 MatrixCommands::~MatrixCommands() = default;
@@ -199,8 +208,8 @@ int MatrixCommands::Impl::run_multiply(const Session& session) const {
   auto stub = v1::MatrixService::NewStub(session.channel());
   auto ctx = session.context(kLongCallS);
   auto rw = stub->StreamMultiply(ctx.get());
-  const Eigen::Index chunk =
-      std::max<Eigen::Index>(1, std::min(kMaxVectors, kMaxValues / std::max<Eigen::Index>(1, x->cols())));
+  const Eigen::Index chunk = std::max<Eigen::Index>(
+      1, std::min(kMaxVectors, kMaxValues / std::max<Eigen::Index>(1, x->cols())));
   Eigen::MatrixXd y;
   double est = 0, quant = 0;
   for (Eigen::Index at = 0; at < x->rows(); at += chunk) {
@@ -228,7 +237,9 @@ int MatrixCommands::Impl::run_multiply(const Session& session) const {
     }
   }
   if (session.json()) {
-    Json j = {{"rows", y.rows()}, {"cols", y.cols()}, {"estimated_error", est},
+    Json j = {{"rows", y.rows()},
+              {"cols", y.cols()},
+              {"estimated_error", est},
               {"quantization_error", quant}};
     if (out.empty()) {
       Json rows = Json::array();
@@ -244,9 +255,10 @@ int MatrixCommands::Impl::run_multiply(const Session& session) const {
     std::cout << dump(j) << "\n";
   } else {
     if (out.empty()) std::cout << matrix_csv(y);
-    std::cerr << fmt::format("{} x {} results{}; estimated error from the read-back {:.3g}, "
-                             "quantization error {:.3g}\n",
-                             y.rows(), y.cols(), out.empty() ? "" : " written to " + out, est, quant);
+    std::cerr << fmt::format(
+        "{} x {} results{}; estimated error from the read-back {:.3g}, "
+        "quantization error {:.3g}\n",
+        y.rows(), y.cols(), out.empty() ? "" : " written to " + out, est, quant);
   }
   return kOk;
 }
@@ -260,10 +272,11 @@ int MatrixCommands::Impl::run_capacity(const Session& session) const {
   if (session.json()) {
     std::cout << dump(proto_value(c)) << "\n";
   } else {
-    std::cout << fmt::format("{} arrays; per array {} x {} (column pairs) or {} x {} (row pairs); "
-                             "{}\n",
-                             c.arrays(), c.column_pairs_inputs(), c.column_pairs_outputs(),
-                             c.row_pairs_inputs(), c.row_pairs_outputs(), c.text());
+    std::cout << fmt::format(
+        "{} arrays; per array {} x {} (column pairs) or {} x {} (row pairs); "
+        "{}\n",
+        c.arrays(), c.column_pairs_inputs(), c.column_pairs_outputs(), c.row_pairs_inputs(),
+        c.row_pairs_outputs(), c.text());
   }
   return kOk;
 }

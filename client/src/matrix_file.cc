@@ -15,7 +15,8 @@ namespace xbar::client {
 namespace {
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 template <class T>
@@ -32,17 +33,20 @@ struct NpyHeader {
   size_t data_at = 0;
 };
 
-std::expected<NpyHeader, std::string> npy_header(const std::string& bytes, const std::string& path) {
+std::expected<NpyHeader, std::string> npy_header(const std::string& bytes,
+                                                 const std::string& path) {
   if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0) {
     return std::unexpected(path + ": not a NumPy .npy file (no \\x93NUMPY magic)");
   }
   const auto major = static_cast<uint8_t>(bytes[6]);
   size_t len = 0, at = 0;
   if (major == 1) {
-    len = static_cast<uint8_t>(bytes[8]) | (static_cast<size_t>(static_cast<uint8_t>(bytes[9])) << 8);
+    len =
+        static_cast<uint8_t>(bytes[8]) | (static_cast<size_t>(static_cast<uint8_t>(bytes[9])) << 8);
     at = 10;
   } else if ((major == 2 || major == 3) && bytes.size() >= 12) {
-    for (int i = 0; i < 4; ++i) len |= static_cast<size_t>(static_cast<uint8_t>(bytes[8 + i])) << (8 * i);
+    for (int i = 0; i < 4; ++i)
+      len |= static_cast<size_t>(static_cast<uint8_t>(bytes[8 + i])) << (8 * i);
     at = 12;
   } else {
     return std::unexpected(fmt::format("{}: .npy format version {}: allowed 1..3", path, major));
@@ -62,7 +66,7 @@ std::expected<NpyHeader, std::string> npy_header(const std::string& bytes, const
   }
   std::stringstream dims(m[1].str());
   for (std::string d; std::getline(dims, d, ',');) {
-    if (d.find_first_not_of(" ") == std::string::npos) continue;
+    if (d.find_first_not_of(' ') == std::string::npos) continue;
     out.shape.push_back(std::stol(d));
   }
   return out;
@@ -79,21 +83,31 @@ std::expected<Eigen::MatrixXd, std::string> read_npy(const std::string& bytes,
   const long cols = h->shape.back();
   size_t item = 0;
   double (*load)(const char*) = nullptr;
-  if (h->descr == "<f8") item = 8, load = load_as<double>;
-  else if (h->descr == "<f4") item = 4, load = load_as<float>;
-  else if (h->descr == "<i8") item = 8, load = load_as<int64_t>;
-  else if (h->descr == "<i4") item = 4, load = load_as<int32_t>;
-  else return std::unexpected(fmt::format("{}: dtype '{}': allowed <f8, <f4, <i8, <i4", path, h->descr));
+  if (h->descr == "<f8")
+    item = 8, load = load_as<double>;
+  else if (h->descr == "<f4")
+    item = 4, load = load_as<float>;
+  else if (h->descr == "<i8")
+    item = 8, load = load_as<int64_t>;
+  else if (h->descr == "<i4")
+    item = 4, load = load_as<int32_t>;
+  else
+    return std::unexpected(
+        fmt::format("{}: dtype '{}': allowed <f8, <f4, <i8, <i4", path, h->descr));
   const size_t n = static_cast<size_t>(rows) * static_cast<size_t>(cols);
   if (rows < 0 || cols < 0 || bytes.size() < h->data_at + n * item) {
-    return std::unexpected(fmt::format("{}: {} x {} values announced, the file is shorter", path,
-                                       rows, cols));
+    return std::unexpected(
+        fmt::format("{}: {} x {} values announced, the file is shorter", path, rows, cols));
   }
   Eigen::MatrixXd out(rows, cols);
   for (size_t k = 0; k < n; ++k) {
     const double v = load(bytes.data() + h->data_at + k * item);
-    if (h->fortran) out(static_cast<Eigen::Index>(k % static_cast<size_t>(rows)), static_cast<Eigen::Index>(k / static_cast<size_t>(rows))) = v;
-    else out(static_cast<Eigen::Index>(k / static_cast<size_t>(cols)), static_cast<Eigen::Index>(k % static_cast<size_t>(cols))) = v;
+    if (h->fortran)
+      out(static_cast<Eigen::Index>(k % static_cast<size_t>(rows)),
+          static_cast<Eigen::Index>(k / static_cast<size_t>(rows))) = v;
+    else
+      out(static_cast<Eigen::Index>(k / static_cast<size_t>(cols)),
+          static_cast<Eigen::Index>(k % static_cast<size_t>(cols))) = v;
   }
   return out;
 }
@@ -112,7 +126,8 @@ std::expected<Eigen::MatrixXd, std::string> read_csv(const std::string& text,
       char* end = nullptr;
       const double v = std::strtod(cell.c_str(), &end);
       if (end == cell.c_str() || std::string(end).find_first_not_of(" \t\r") != std::string::npos) {
-        return std::unexpected(fmt::format("{}: line {}: '{}' is not a number", path, line_no, cell));
+        return std::unexpected(
+            fmt::format("{}: line {}: '{}' is not a number", path, line_no, cell));
       }
       row.push_back(v);
     }
@@ -123,9 +138,11 @@ std::expected<Eigen::MatrixXd, std::string> read_csv(const std::string& text,
     rows.push_back(std::move(row));
   }
   if (rows.empty()) return std::unexpected(path + ": no values");
-  Eigen::MatrixXd out(static_cast<Eigen::Index>(rows.size()), static_cast<Eigen::Index>(rows[0].size()));
+  Eigen::MatrixXd out(static_cast<Eigen::Index>(rows.size()),
+                      static_cast<Eigen::Index>(rows[0].size()));
   for (size_t r = 0; r < rows.size(); ++r) {
-    for (size_t c = 0; c < rows[r].size(); ++c) out(static_cast<Eigen::Index>(r), static_cast<Eigen::Index>(c)) = rows[r][c];
+    for (size_t c = 0; c < rows[r].size(); ++c)
+      out(static_cast<Eigen::Index>(r), static_cast<Eigen::Index>(c)) = rows[r][c];
   }
   return out;
 }
@@ -143,7 +160,8 @@ std::expected<Eigen::MatrixXd, std::string> read_matrix_file(const std::string& 
 std::string matrix_csv(const Eigen::MatrixXd& m) {
   std::string out;
   for (Eigen::Index r = 0; r < m.rows(); ++r) {
-    for (Eigen::Index c = 0; c < m.cols(); ++c) out += fmt::format("{}{:.17g}", c ? "," : "", m(r, c));
+    for (Eigen::Index c = 0; c < m.cols(); ++c)
+      out += fmt::format("{}{:.17g}", c ? "," : "", m(r, c));
     out += "\n";
   }
   return out;
@@ -152,12 +170,13 @@ std::string matrix_csv(const Eigen::MatrixXd& m) {
 std::expected<void, std::string> write_matrix_file(const std::string& path,
                                                    const Eigen::MatrixXd& m) {
   std::ofstream out(path, std::ios::binary);
-  if (!out) return std::unexpected(fmt::format("{}: cannot write ({})", path, std::strerror(errno)));
+  if (!out)
+    return std::unexpected(fmt::format("{}: cannot write ({})", path, std::strerror(errno)));
   if (!ends_with(path, ".npy")) {
     out << matrix_csv(m);
   } else {
-    std::string header =
-        fmt::format("{{'descr': '<f8', 'fortran_order': False, 'shape': ({}, {}), }}", m.rows(), m.cols());
+    std::string header = fmt::format(
+        "{{'descr': '<f8', 'fortran_order': False, 'shape': ({}, {}), }}", m.rows(), m.cols());
     while ((10 + header.size() + 1) % 64 != 0) header += ' ';
     header += '\n';
     const auto len = static_cast<uint16_t>(header.size());

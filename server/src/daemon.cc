@@ -192,9 +192,9 @@ std::expected<void, StartError> Daemon::Parts::start_server() {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(cfg.listen, creds, &bound_port);
-  for (grpc::Service* s : std::initializer_list<grpc::Service*>{
-           board_service.get(), arrays.get(), kernels.get(), models.get(), matrices.get(),
-           operations.get()}) {
+  for (grpc::Service* s :
+       std::initializer_list<grpc::Service*>{board_service.get(), arrays.get(), kernels.get(),
+                                             models.get(), matrices.get(), operations.get()}) {
     builder.RegisterService(s);
   }
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> observers;

@@ -14,8 +14,8 @@
 
 #include "call.h"
 #include "chip_record.h"
-#include "deployment_pages.h"
 #include "deploy_job.h"
+#include "deployment_pages.h"
 #include "deployment_states.h"
 #include "kernel_job.h"
 #include "programming.h"

@@ -110,7 +110,7 @@ class KernelJob final : public DeployJob {
   const v1::Model* model_;
   DeployCheck check_;
   std::vector<kernel::CompiledKernel> kernels_;
-  std::vector<double> quant_nrmse_;  // per kernel, on the fidelity inputs
+  std::vector<double> quant_nrmse_;       // per kernel, on the fidelity inputs
   std::vector<kernel::ArrayPlan> plans_;  // in the order place() returned them
 };
 

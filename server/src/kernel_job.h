@@ -4,11 +4,11 @@
 // fidelity clips (DeployCheck).
 #pragma once
 
+#include <grpcpp/grpcpp.h>
+
 #include <expected>
 #include <functional>
 #include <memory>
-
-#include <grpcpp/grpcpp.h>
 
 #include "deploy_job.h"
 #include "xbar/v1/model.pb.h"

@@ -13,7 +13,7 @@ grpc::Status KernelServiceImpl::DeployKernel(grpc::ServerContext* ctx,
                                              const v1::DeployKernelRequest* req,
                                              grpc::ServerWriter<v1::DeployKernelResponse>* writer) {
   return deployer_.deploy_kernels(ctx, *req, writer, nullptr,
-                                    "/xbar.v1.KernelService/DeployKernel");
+                                  "/xbar.v1.KernelService/DeployKernel");
 }
 
 grpc::Status KernelServiceImpl::GetDeployment(grpc::ServerContext*,

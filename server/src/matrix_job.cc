@@ -45,14 +45,14 @@ class MatrixJob final : public DeployJob {
     scale_uS_ = (spec_.window.g_max_uS - spec_.window.g_min_uS) / range_;
     const matrix::TileShape s =
         matrix::tile_shape(plan_.orientation, board_.info().rows, board_.info().cols);
-    progress("compile", -1, -1,
-             fmt::format("{} x {} matrix, {}: quantization error {:.4g}; {} tile(s) on arrays of "
-                         "{} x {} ({})",
-                         spec_.w.rows(), spec_.w.cols(), quant_text(spec_.quant),
-                         matrix::relative_error(wq_, spec_.w), plan_.tiles.size(), s.inputs,
-                         s.outputs,
-                         plan_.orientation == matrix::Orientation::kColumnPairs ? "column pairs"
-                                                                                 : "row pairs"));
+    progress(
+        "compile", -1, -1,
+        fmt::format(
+            "{} x {} matrix, {}: quantization error {:.4g}; {} tile(s) on arrays of "
+            "{} x {} ({})",
+            spec_.w.rows(), spec_.w.cols(), quant_text(spec_.quant),
+            matrix::relative_error(wq_, spec_.w), plan_.tiles.size(), s.inputs, s.outputs,
+            plan_.orientation == matrix::Orientation::kColumnPairs ? "column pairs" : "row pairs"));
   }
 
   Result<std::vector<ArrayTarget>> place(const std::vector<std::vector<kernel::StuckDevice>>& stuck,
@@ -67,11 +67,12 @@ class MatrixJob final : public DeployJob {
     std::vector<ArrayTarget> targets;
     for (const matrix::TileAssignment& a : assigned_) {
       const matrix::TilePlacement& p = a.placement;
-      progress("remap", a.tile, a.array,
-               fmt::format("tile {} -> array {}: {} stuck devices, {} avoided, {} compensated, {} "
-                           "residual; predicted error {:.4g} (identity placement {:.4g}); {:.1f} ms",
-                           a.tile, a.array, p.faults, p.avoided, p.compensated, p.residual,
-                           p.predicted_error, p.naive_predicted_error, p.solve_ms));
+      progress(
+          "remap", a.tile, a.array,
+          fmt::format("tile {} -> array {}: {} stuck devices, {} avoided, {} compensated, {} "
+                      "residual; predicted error {:.4g} (identity placement {:.4g}); {:.1f} ms",
+                      a.tile, a.array, p.faults, p.avoided, p.compensated, p.residual,
+                      p.predicted_error, p.naive_predicted_error, p.solve_ms));
       targets.push_back({a.tile, a.array, p.target_uS, p.skip, p.faults});
     }
     return targets;
@@ -226,8 +227,8 @@ std::expected<std::unique_ptr<DeployJob>, grpc::Status> make_matrix_job(
     return std::unexpected(invalid_argument(
         "options.kernel_set: must be empty for DeployMatrix (the matrix is `matrix`)"));
   }
-  auto spec = matrix_spec_from_proto(req.matrix(), req.quantization(), req.g_min_us(),
-                                     req.g_max_us());
+  auto spec =
+      matrix_spec_from_proto(req.matrix(), req.quantization(), req.g_min_us(), req.g_max_us());
   if (!spec) return std::unexpected(to_status(spec.error()));
   if (auto v = matrix::validate(*spec, options.cfg.target_min_uS, options.cfg.target_max_uS); !v) {
     return std::unexpected(to_status(v.error()));
@@ -237,11 +238,10 @@ std::expected<std::unique_ptr<DeployJob>, grpc::Status> make_matrix_job(
                                  info.arrays, info.rows, info.cols);
   if (!plan) return std::unexpected(to_status(plan.error()));
   if (plan->tiles.size() > options.arrays.size()) {
-    return std::unexpected(invalid_argument(
-        fmt::format("options.arrays: {} arrays allowed, the {} x {} matrix needs {} ({})",
-                    options.arrays.size(), spec->w.rows(), spec->w.cols(), plan->tiles.size(),
-                    matrix::capacity_text(static_cast<int>(options.arrays.size()), info.rows,
-                                          info.cols))));
+    return std::unexpected(invalid_argument(fmt::format(
+        "options.arrays: {} arrays allowed, the {} x {} matrix needs {} ({})",
+        options.arrays.size(), spec->w.rows(), spec->w.cols(), plan->tiles.size(),
+        matrix::capacity_text(static_cast<int>(options.arrays.size()), info.rows, info.cols))));
   }
   Eigen::MatrixXd calibration;
   if (req.has_calibration_inputs()) {

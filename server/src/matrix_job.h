@@ -3,10 +3,10 @@
 // and the whole matrix calibrated on the board per output (docs/matrices.md).
 #pragma once
 
+#include <grpcpp/grpcpp.h>
+
 #include <expected>
 #include <memory>
-
-#include <grpcpp/grpcpp.h>
 
 #include "deploy_job.h"
 #include "xbar/v1/matrices.pb.h"

@@ -9,8 +9,7 @@
 namespace xbar::server {
 
 Result<Eigen::MatrixXd> matrix_from_proto(const v1::Matrix& m, const std::string& field) {
-  if (m.rows() < 1 || m.rows() > matrix::kMaxSide || m.cols() < 1 ||
-      m.cols() > matrix::kMaxSide) {
+  if (m.rows() < 1 || m.rows() > matrix::kMaxSide || m.cols() < 1 || m.cols() > matrix::kMaxSide) {
     return make_error(ErrorCode::kInvalidArgument,
                       fmt::format("{}: {} x {}: allowed 1..{} rows and 1..{} columns", field,
                                   m.rows(), m.cols(), matrix::kMaxSide, matrix::kMaxSide));
@@ -92,8 +91,8 @@ Result<matrix::TileRun> tile_run(const v1::MatrixTile& mt, const v1::Placement& 
 Result<LoadedMatrix> loaded_matrix(const v1::Deployment& dep) {
   const v1::MatrixDeployment& md = dep.matrix();
   LoadedMatrix l;
-  XBAR_TRY(spec, matrix_spec_from_proto(md.matrix(), md.quantization(), md.g_min_us(),
-                                        md.g_max_us()));
+  XBAR_TRY(spec,
+           matrix_spec_from_proto(md.matrix(), md.quantization(), md.g_min_us(), md.g_max_us()));
   l.spec = std::move(*spec);
   l.wq = matrix::quantize(l.spec);
   l.run.k = static_cast<int>(l.spec.w.rows());
@@ -113,8 +112,8 @@ Result<LoadedMatrix> loaded_matrix(const v1::Deployment& dep) {
     if (n * n == pl.readback_us_size() && n > 0 && static_cast<int>(t->row_of.size()) == n) {
       Eigen::MatrixXd g(n, n);
       for (int k = 0; k < n * n; ++k) g(k / n, k % n) = pl.readback_us(k);
-      Eigen::MatrixXd w = matrix::tile_weights(g, t->tile, l.run.orientation, t->row_of,
-                                               t->col_of, l.run.scale_uS);
+      Eigen::MatrixXd w =
+          matrix::tile_weights(g, t->tile, l.run.orientation, t->row_of, t->col_of, l.run.scale_uS);
       for (const matrix::WeightFix& f : t->fixes) w(f.i, f.j) -= f.err;
       l.w_read.block(t->tile.in_begin, t->tile.out_begin, t->tile.in_count, t->tile.out_count) = w;
     }

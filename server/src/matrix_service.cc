@@ -29,9 +29,9 @@ grpc::Status check_batch_size(const v1::MultiplyRequest& req) {
                         in.rows(), in.cols(), kMaxMultiplyVectors, kMaxMultiplyValues)};
   }
   if (!std::isfinite(req.input_range()) || req.input_range() < 0) {
-    return invalid_argument(fmt::format(
-        "input_range = {}: allowed a finite number >= 0 (0: calibrated or per vector)",
-        req.input_range()));
+    return invalid_argument(
+        fmt::format("input_range = {}: allowed a finite number >= 0 (0: calibrated or per vector)",
+                    req.input_range()));
   }
   if (req.repeats() > kMaxRepeats) {
     return invalid_argument(
@@ -96,8 +96,9 @@ Result<LoadedMatrix> MatrixServiceImpl::load(const std::string& id) {
                       fmt::format("deployment {} has no matrix: deploy one with DeployMatrix", id));
   }
   if (dep.archived_at_ms() != 0) {
-    return make_error(ErrorCode::kFailedPrecondition,
-                      fmt::format("deployment {} is archived: retention dropped its read-back", id));
+    return make_error(
+        ErrorCode::kFailedPrecondition,
+        fmt::format("deployment {} is archived: retention dropped its read-back", id));
   }
   auto l = loaded_matrix(dep);
   if (!l) return make_error(ErrorCode::kInternal, "recorded matrix: " + l.error().message);
@@ -158,22 +159,20 @@ grpc::Status MatrixServiceImpl::StreamMultiply(
     grpc::ServerContext* ctx,
     grpc::ServerReaderWriter<v1::MultiplyResponse, v1::MultiplyRequest>* stream) {
   v1::MultiplyRequest req;
-  std::string id;
-  std::optional<LoadedMatrix> m;
-  for (int k = 0; stream->Read(&req); ++k) {
-    if (k == 0) {
-      id = req.deployment();
-      auto loaded = load(id);
-      if (!loaded) return to_status(loaded.error());
-      m = std::move(*loaded);
-    } else if (!req.deployment().empty() && req.deployment() != id) {
+  if (!stream->Read(&req)) return grpc::Status::OK;  // no batch at all
+  const std::string id = req.deployment();
+  auto m = load(id);
+  if (!m) return to_status(m.error());
+  for (int k = 1;; ++k) {
+    v1::MultiplyResponse out;
+    if (auto s = multiply(ctx, id, *m, req, &out); !s.ok()) return s;
+    if (!stream->Write(out)) return {grpc::StatusCode::CANCELLED, "the client went away"};
+    if (!stream->Read(&req)) break;
+    if (!req.deployment().empty() && req.deployment() != id) {
       return invalid_argument(fmt::format(
           "deployment = '{}' in message {}: a stream multiplies by one deployment ('{}')",
           req.deployment(), k, id));
     }
-    v1::MultiplyResponse out;
-    if (auto s = multiply(ctx, id, *m, req, &out); !s.ok()) return s;
-    if (!stream->Write(out)) return {grpc::StatusCode::CANCELLED, "the client went away"};
   }
   return grpc::Status::OK;
 }
@@ -182,10 +181,10 @@ grpc::Status MatrixServiceImpl::GetMatrixCapacity(grpc::ServerContext* /*ctx*/,
                                                   const v1::GetMatrixCapacityRequest* /*req*/,
                                                   v1::MatrixCapacity* out) {
   const BoardInfo& info = board_.info();
-  const matrix::TileShape c = matrix::tile_shape(matrix::Orientation::kColumnPairs, info.rows,
-                                                 info.cols);
-  const matrix::TileShape r = matrix::tile_shape(matrix::Orientation::kRowPairs, info.rows,
-                                                 info.cols);
+  const matrix::TileShape c =
+      matrix::tile_shape(matrix::Orientation::kColumnPairs, info.rows, info.cols);
+  const matrix::TileShape r =
+      matrix::tile_shape(matrix::Orientation::kRowPairs, info.rows, info.cols);
   out->set_arrays(static_cast<uint32_t>(info.arrays));
   out->set_column_pairs_inputs(static_cast<uint32_t>(c.inputs));
   out->set_column_pairs_outputs(static_cast<uint32_t>(c.outputs));

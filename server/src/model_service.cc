@@ -36,7 +36,7 @@ grpc::Status ModelServiceImpl::DeployModel(grpc::ServerContext* ctx,
     };
   }
   return deployer_.deploy_kernels(ctx, dk, writer, &req->model(),
-                                    "/xbar.v1.ModelService/DeployModel", check);
+                                  "/xbar.v1.ModelService/DeployModel", check);
 }
 
 std::vector<std::string> ModelServiceImpl::check_fidelity(

@@ -90,9 +90,9 @@ Result<void> check_matrix_tile(Board& board, const LoadedMatrix& m, const v1::Ma
   for (const matrix::WeightFix& f : t.fixes) w(f.i, f.j) -= f.err;
   const double err = matrix::relative_error(
       w, m.wq.block(t.tile.in_begin, t.tile.out_begin, t.tile.in_count, t.tile.out_count));
-  found.figures += fmt::format("{}array {}: read-back error {:.3g} (at deploy {:.3g})",
-                               found.figures.empty() ? "" : "; ", t.array, err,
-                               mt.readback_error());
+  found.figures +=
+      fmt::format("{}array {}: read-back error {:.3g} (at deploy {:.3g})",
+                  found.figures.empty() ? "" : "; ", t.array, err, mt.readback_error());
   if (!(err < 1.0) && mt.readback_error() < 1.0) found.lost = true;
   if (!(err <= std::max(1.5 * mt.readback_error(), mt.readback_error() + 0.05))) {
     found.worse = true;

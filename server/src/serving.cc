@@ -23,8 +23,8 @@ grpc::Status still_servable(DeploymentStates& states, const std::string& id) {
   }
 }
 
-grpc::Status board_restarted_during(DeploymentStates& states, const BoardInfo& info,
-                                    uint64_t epoch, const std::string& id) {
+grpc::Status board_restarted_during(DeploymentStates& states, const BoardInfo& info, uint64_t epoch,
+                                    const std::string& id) {
   if (states.board_epoch() == epoch) return grpc::Status::OK;
   return {grpc::StatusCode::UNAVAILABLE,
           fmt::format("board {} restarted (or its link was re-opened) while deployment {} ran: "

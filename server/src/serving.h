@@ -2,10 +2,10 @@
 // arrays and the board (ModelService.Infer and StreamInfer, MatrixService.Multiply).
 #pragma once
 
+#include <grpcpp/grpcpp.h>
+
 #include <cstdint>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "deployment_states.h"
 #include "xbar/drivers/board.h"
@@ -18,7 +18,7 @@ grpc::Status still_servable(DeploymentStates& states, const std::string& id);
 
 /// UNAVAILABLE if the board's epoch moved from `epoch` (a restart or a re-opened link) while
 /// deployment `id` ran: the answer is discarded.
-grpc::Status board_restarted_during(DeploymentStates& states, const BoardInfo& info,
-                                    uint64_t epoch, const std::string& id);
+grpc::Status board_restarted_during(DeploymentStates& states, const BoardInfo& info, uint64_t epoch,
+                                    const std::string& id);
 
 }  // namespace xbar::server

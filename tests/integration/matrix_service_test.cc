@@ -1,6 +1,7 @@
 // MatrixService end to end, as a user runs it: xbar-fwsim as the board (an imssa chip with
-// stuck-high devices), xbard on it, xbarctl over a Unix socket with .csv files. Deploy with remap against the identity placement,
-// multiply, bad input refused without a change, and the deployment surviving kill -9.
+// stuck-high devices), xbard on it, xbarctl over a Unix socket with .csv files. Deploy with remap
+// against the identity placement, multiply, bad input refused without a change, and the deployment
+// surviving kill -9.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -65,12 +66,14 @@ struct Rig {
     for (std::string line; std::getline(in, line);) {
       std::stringstream cells(line);
       rows.emplace_back();
-      for (std::string cell; std::getline(cells, cell, ',');) rows.back().push_back(std::stod(cell));
+      for (std::string cell; std::getline(cells, cell, ',');)
+        rows.back().push_back(std::stod(cell));
     }
     Eigen::MatrixXd m(static_cast<Eigen::Index>(rows.size()),
                       rows.empty() ? 0 : static_cast<Eigen::Index>(rows[0].size()));
     for (size_t r = 0; r < rows.size(); ++r) {
-      for (size_t c = 0; c < rows[r].size(); ++c) m(static_cast<Eigen::Index>(r), static_cast<Eigen::Index>(c)) = rows[r][c];
+      for (size_t c = 0; c < rows[r].size(); ++c)
+        m(static_cast<Eigen::Index>(r), static_cast<Eigen::Index>(c)) = rows[r][c];
     }
     return m;
   }
@@ -90,7 +93,8 @@ std::string deployment_id(const std::string& out) {
 // The median over the rows of ||y - ref|| / ||ref||.
 double median_error(const Eigen::MatrixXd& y, const Eigen::MatrixXd& ref) {
   std::vector<double> e;
-  for (Eigen::Index i = 0; i < y.rows(); ++i) e.push_back((y.row(i) - ref.row(i)).norm() / ref.row(i).norm());
+  for (Eigen::Index i = 0; i < y.rows(); ++i)
+    e.push_back((y.row(i) - ref.row(i)).norm() / ref.row(i).norm());
   std::sort(e.begin(), e.end());
   return e[e.size() / 2];
 }
@@ -148,7 +152,8 @@ TEST(MatrixService, BadInputIsRefusedNamingTheFieldAndChangesNothing) {
   r = rig.ctl({"matrix", "deploy", rig.write_csv("big.csv", randn(200, 200, 4)), "--replace"});
   EXPECT_EQ(r.first, 2) << r.second;
   EXPECT_NE(r.second.find("it holds up to"), std::string::npos) << r.second;
-  r = rig.ctl({"matrix", "deploy", rig.write_csv("W2.csv", w), "--levels", "0.5,-0.5", "--replace"});
+  r = rig.ctl(
+      {"matrix", "deploy", rig.write_csv("W2.csv", w), "--levels", "0.5,-0.5", "--replace"});
   EXPECT_EQ(r.first, 2) << r.second;
   EXPECT_NE(r.second.find("quantization.tables[0].levels[1]"), std::string::npos) << r.second;
   r = rig.ctl({"matrix", "multiply", id, rig.write_csv("x5.csv", randn(3, 5, 5))});

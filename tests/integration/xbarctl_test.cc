@@ -532,10 +532,9 @@ TEST(XbarctlHelp, EveryCommandHasHelpWithExamplesAndExitsZero) {
     }
   }
   const std::set<std::string> expected = {
-      "info",        "status",     "read",      "program", "scan",         "faults",   "deploy",
-      "deployments", "deployment", "undeploy",  "map",     "deploy-model", "infer",    "stream",
-      "bench",       "operations", "operation", "watch",   "cancel",       "calibrate",
-      "matrix"};
+      "info",        "status",     "read",      "program", "scan",         "faults",    "deploy",
+      "deployments", "deployment", "undeploy",  "map",     "deploy-model", "infer",     "stream",
+      "bench",       "operations", "operation", "watch",   "cancel",       "calibrate", "matrix"};
   EXPECT_EQ(std::set<std::string>(subs.begin(), subs.end()), expected) << top;
   for (const auto& s : subs) {
     SCOPED_TRACE(s);

@@ -29,7 +29,7 @@ TEST(MatrixQuantization, UniformIsEq3WithTheRange) {
   EXPECT_DOUBLE_EQ(q(0, 1), -0.5);  // -1.48 -> -1
   EXPECT_DOUBLE_EQ(q(0, 2), 1.5);   // clipped at the range
   EXPECT_DOUBLE_EQ(q(1, 0), -1.5);
-  EXPECT_DOUBLE_EQ(q(1, 2), 0.5);   // 0.98 -> 1
+  EXPECT_DOUBLE_EQ(q(1, 2), 0.5);  // 0.98 -> 1
 }
 
 TEST(MatrixQuantization, LevelTablesPickTheNearestLevelPerColumn) {
@@ -142,7 +142,8 @@ TEST(MatrixMultiply, OnTheIdealTwinWithinTwoPercentOfTheQuantizedProduct) {
   const double scale = (spec.window.g_max_uS - spec.window.g_min_uS) / effective_range(spec);
   auto plan = plan_tiles(48, 24, 3, 64, 64);
   ASSERT_TRUE(plan);
-  const auto tiles = assign_tiles(*plan, wq, spec.window, scale, 64, 64, {{}, {}, {}}, {0, 1, 2}, {});
+  const auto tiles =
+      assign_tiles(*plan, wq, spec.window, scale, 64, 64, {{}, {}, {}}, {0, 1, 2}, {});
   MatrixRun run{48, 24, plan->orientation, scale, {}, {}, {}};
   for (const TileAssignment& a : tiles) {
     auto res = program_verify(b, a.array, a.placement.target_uS, ProgramVerifyConfig{});

@@ -15,9 +15,8 @@ std::vector<TileAssignment> assign_tiles(const TilePlan& plan, const Eigen::Matr
   for (size_t t = 0; t < plan.tiles.size(); ++t) {
     const Eigen::MatrixXd part = tile_parts(wq, plan.tiles[t], plan.orientation, rows, cols);
     for (int a : free) {
-      placed[{static_cast<int>(t), a}] =
-          place_tile(part, plan.tiles[t], plan.orientation, window, scale_uS,
-                     stuck[static_cast<size_t>(a)], opt);
+      placed[{static_cast<int>(t), a}] = place_tile(part, plan.tiles[t], plan.orientation, window,
+                                                    scale_uS, stuck[static_cast<size_t>(a)], opt);
     }
   }
   std::vector<int> order = free;  // sorted, so that next_permutation visits every order
@@ -36,6 +35,7 @@ std::vector<TileAssignment> assign_tiles(const TilePlan& plan, const Eigen::Matr
     }
   } while (std::next_permutation(order.begin(), order.end()));
   std::vector<TileAssignment> out;
+  out.reserve(plan.tiles.size());
   for (size_t t = 0; t < plan.tiles.size(); ++t) {
     out.push_back({static_cast<int>(t), best[t], placed[{static_cast<int>(t), best[t]}]});
   }

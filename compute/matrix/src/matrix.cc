@@ -15,8 +15,8 @@ std::unexpected<Error> bad(std::string message) {
 
 Result<void> check_shape_and_values(const Eigen::MatrixXd& w) {
   if (w.rows() == 0 || w.cols() == 0) {
-    return bad(fmt::format("w: {} x {}: a matrix needs at least 1 row and 1 column", w.rows(),
-                           w.cols()));
+    return bad(
+        fmt::format("w: {} x {}: a matrix needs at least 1 row and 1 column", w.rows(), w.cols()));
   }
   if (w.rows() > kMaxSide || w.cols() > kMaxSide) {
     return bad(fmt::format("w: {} x {}: allowed up to {} a side", w.rows(), w.cols(), kMaxSide));
@@ -33,20 +33,25 @@ Result<void> check_shape_and_values(const Eigen::MatrixXd& w) {
 
 Result<void> check_table(const std::vector<double>& t, size_t i, double range) {
   if (t.empty() || t.size() > static_cast<size_t>(kMaxLevels)) {
-    return bad(fmt::format("quantization.tables[{}]: {} levels, allowed 1..{}", i, t.size(), kMaxLevels));
+    return bad(
+        fmt::format("quantization.tables[{}]: {} levels, allowed 1..{}", i, t.size(), kMaxLevels));
   }
   for (size_t j = 0; j < t.size(); ++j) {
     if (!std::isfinite(t[j])) {
-      return bad(fmt::format("quantization.tables[{}].levels[{}] = {}: allowed finite numbers", i, j, t[j]));
+      return bad(fmt::format("quantization.tables[{}].levels[{}] = {}: allowed finite numbers", i,
+                             j, t[j]));
     }
     if (j > 0 && !(t[j] > t[j - 1])) {
-      return bad(fmt::format("quantization.tables[{}].levels[{}] = {} after {}: levels must be sorted ascending "
-                             "and distinct",
-                             i, j, t[j], t[j - 1]));
+      return bad(fmt::format(
+          "quantization.tables[{}].levels[{}] = {} after {}: levels must be sorted ascending "
+          "and distinct",
+          i, j, t[j], t[j - 1]));
     }
     if (range > 0 && std::abs(t[j]) > range) {
-      return bad(fmt::format("quantization.tables[{}].levels[{}] = {}: outside the window -{}..{} (quantization.range)",
-                             i, j, t[j], range, range));
+      return bad(
+          fmt::format("quantization.tables[{}].levels[{}] = {}: outside the window -{}..{} "
+                      "(quantization.range)",
+                      i, j, t[j], range, range));
     }
   }
   return {};
@@ -57,15 +62,17 @@ Result<void> check_quantization(const Quantization& q, Eigen::Index n_cols) {
     return bad(fmt::format("quantization.bits = {}: allowed 0 (none) or 2..{}", q.bits, kMaxBits));
   }
   if (!std::isfinite(q.range) || q.range < 0) {
-    return bad(fmt::format("quantization.range = {}: allowed a finite number >= 0 (0: the largest |w|)",
-                           q.range));
+    return bad(fmt::format(
+        "quantization.range = {}: allowed a finite number >= 0 (0: the largest |w|)", q.range));
   }
   if (!q.levels.empty() && q.levels.size() != 1 && q.levels.size() != static_cast<size_t>(n_cols)) {
-    return bad(fmt::format("quantization.tables: {} tables, allowed 1 (the whole matrix) or {} (one per "
-                           "column)",
-                           q.levels.size(), n_cols));
+    return bad(
+        fmt::format("quantization.tables: {} tables, allowed 1 (the whole matrix) or {} (one per "
+                    "column)",
+                    q.levels.size(), n_cols));
   }
-  for (size_t i = 0; i < q.levels.size(); ++i) XBAR_RETURN_IF_ERROR(check_table(q.levels[i], i, q.range));
+  for (size_t i = 0; i < q.levels.size(); ++i)
+    XBAR_RETURN_IF_ERROR(check_table(q.levels[i], i, q.range));
   return {};
 }
 
@@ -85,9 +92,10 @@ Result<void> validate(const MatrixSpec& spec, double chip_lo_uS, double chip_hi_
   const Window& win = spec.window;
   if (!(std::isfinite(win.g_min_uS) && std::isfinite(win.g_max_uS) && win.g_min_uS >= chip_lo_uS &&
         win.g_max_uS <= chip_hi_uS && win.g_max_uS - win.g_min_uS >= 10.0)) {
-    return bad(fmt::format("g_min_uS = {}, g_max_uS = {}: allowed {}..{} uS with g_max at "
-                           "least 10 uS above g_min",
-                           win.g_min_uS, win.g_max_uS, chip_lo_uS, chip_hi_uS));
+    return bad(
+        fmt::format("g_min_uS = {}, g_max_uS = {}: allowed {}..{} uS with g_max at "
+                    "least 10 uS above g_min",
+                    win.g_min_uS, win.g_max_uS, chip_lo_uS, chip_hi_uS));
   }
   return {};
 }

@@ -13,7 +13,8 @@ namespace {
 constexpr double kMaxMagnitude = 255.0;
 
 uint8_t magnitude(double v, double range) {
-  return static_cast<uint8_t>(std::clamp(std::round(v / range * kMaxMagnitude), 0.0, kMaxMagnitude));
+  return static_cast<uint8_t>(
+      std::clamp(std::round(v / range * kMaxMagnitude), 0.0, kMaxMagnitude));
 }
 
 // One tile's VMM inputs for a batch: per input vector, `passes` vectors of `repeats` copies,
@@ -52,8 +53,8 @@ TileInputs tile_inputs(const TileRun& t, Orientation o, const Eigen::MatrixXd& x
           if (o == Orientation::kColumnPairs) {
             in.bytes[at + static_cast<size_t>(t.row_of[static_cast<size_t>(i)])] = first;
           } else {
-            in.bytes[at + static_cast<size_t>(t.row_of[static_cast<size_t>(2 * i)])] = first;
-            in.bytes[at + static_cast<size_t>(t.row_of[static_cast<size_t>(2 * i + 1)])] = second;
+            in.bytes[at + static_cast<size_t>(t.row_of[2 * static_cast<size_t>(i)])] = first;
+            in.bytes[at + static_cast<size_t>(t.row_of[(2 * static_cast<size_t>(i)) + 1])] = second;
           }
         }
       }
@@ -65,26 +66,29 @@ TileInputs tile_inputs(const TileRun& t, Orientation o, const Eigen::MatrixXd& x
 // The differential code of output j of the tile in one VMM's accumulators.
 double output_code(const TileRun& t, Orientation o, const uint32_t* acc, int j) {
   if (o == Orientation::kColumnPairs) {
-    return static_cast<double>(acc[t.col_of[static_cast<size_t>(2 * j)]]) -
-           static_cast<double>(acc[t.col_of[static_cast<size_t>(2 * j + 1)]]);
+    return static_cast<double>(acc[t.col_of[2 * static_cast<size_t>(j)]]) -
+           static_cast<double>(acc[t.col_of[(2 * static_cast<size_t>(j)) + 1]]);
   }
   return static_cast<double>(acc[t.col_of[static_cast<size_t>(j)]]);
 }
 
 // Adds the tile's outputs (weight units at unit input range) to `u`.
-Result<void> run_tile(Board& board, const MatrixRun& run, const TileRun& t, const Eigen::MatrixXd& x,
-                      const Eigen::VectorXd& range, int repeats, Eigen::MatrixXd& u) {
+Result<void> run_tile(Board& board, const MatrixRun& run, const TileRun& t,
+                      const Eigen::MatrixXd& x, const Eigen::VectorXd& range, int repeats,
+                      Eigen::MatrixXd& u) {
   const int rows = board.info().rows, cols = board.info().cols;
   const TileInputs in = tile_inputs(t, run.orientation, x, range, repeats, rows);
   XBAR_TRY(acc, board.vmm(t.array, in.bytes, t.gain_index));
   const double per_unit = 1.0 / (kMaxMagnitude * t.codes_per_uS * run.scale_uS * repeats);
-  const auto per_vector = static_cast<size_t>(in.passes * repeats);
+  const size_t per_vector = static_cast<size_t>(in.passes) * static_cast<size_t>(repeats);
   for (Eigen::Index b = 0; b < x.rows(); ++b) {
-    const uint32_t* base = acc->data() + static_cast<size_t>(b) * per_vector * static_cast<size_t>(cols);
+    const uint32_t* base =
+        acc->data() + static_cast<size_t>(b) * per_vector * static_cast<size_t>(cols);
     for (int j = 0; j < t.tile.out_count; ++j) {
       double d = 0;
       for (size_t v = 0; v < per_vector; ++v) {
-        const double code = output_code(t, run.orientation, base + v * static_cast<size_t>(cols), j);
+        const double code =
+            output_code(t, run.orientation, base + v * static_cast<size_t>(cols), j);
         d += (v / static_cast<size_t>(repeats)) == 0 ? code : -code;
       }
       u(b, t.tile.out_begin + j) += d * per_unit;
@@ -112,8 +116,7 @@ Result<int> tia_gain_for(const BoardInfo& info, double worst_column_uS) {
   for (int gi = 0; gi < static_cast<int>(info.tia_gains_ohm.size()); ++gi) {
     const double r = info.tia_gains_ohm[static_cast<size_t>(gi)];
     const double v = info.tia_v_ref_V + worst_column_uS * 1e-6 * info.v_read_V * r;
-    if (v <= info.adc_v_hi_V &&
-        (best < 0 || r > info.tia_gains_ohm[static_cast<size_t>(best)])) {
+    if (v <= info.adc_v_hi_V && (best < 0 || r > info.tia_gains_ohm[static_cast<size_t>(best)])) {
       best = gi;
     }
   }

@@ -52,8 +52,8 @@ std::vector<int> assign(const Layout& l, const std::vector<kernel::StuckDevice>&
     const int p = by_row ? s.row : s.col;
     const int q = other_inv[static_cast<size_t>(by_row ? s.col : s.row)];
     for (int a = 0; a < n; ++a) {
-      const double r =
-          by_row ? residual_uS(l, a, q, s.g_uS, true, opt) : residual_uS(l, q, a, s.g_uS, true, opt);
+      const double r = by_row ? residual_uS(l, a, q, s.g_uS, true, opt)
+                              : residual_uS(l, q, a, s.g_uS, true, opt);
       cost(a, p) += r * r;
     }
   }

@@ -110,10 +110,10 @@ Eigen::MatrixXd tile_weights(const Eigen::MatrixXd& g_uS, const Tile& t, Orienta
   for (int i = 0; i < t.in_count; ++i) {
     for (int j = 0; j < t.out_count; ++j) {
       const PairPosition p = pair_position(o, i, j);
-      const double plus = g_uS(row_of[static_cast<size_t>(p.plus_row)],
-                               col_of[static_cast<size_t>(p.plus_col)]);
-      const double minus = g_uS(row_of[static_cast<size_t>(p.minus_row)],
-                                col_of[static_cast<size_t>(p.minus_col)]);
+      const double plus =
+          g_uS(row_of[static_cast<size_t>(p.plus_row)], col_of[static_cast<size_t>(p.plus_col)]);
+      const double minus =
+          g_uS(row_of[static_cast<size_t>(p.minus_row)], col_of[static_cast<size_t>(p.minus_col)]);
       w(i, j) = (plus - minus) / scale_uS;
     }
   }

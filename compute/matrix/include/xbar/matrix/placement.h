@@ -14,10 +14,10 @@
 namespace xbar::matrix {
 
 struct PlaceOptions {
-  bool naive = false;        // identity placement, no compensation
-  double prog_lo_uS = 1.0;   // what a compensating partner may be programmed to
+  bool naive = false;       // identity placement, no compensation
+  double prog_lo_uS = 1.0;  // what a compensating partner may be programmed to
   double prog_hi_uS = 250.0;
-  int passes = 4;            // alternating row / column assignment passes
+  int passes = 4;  // alternating row / column assignment passes
 };
 
 struct TilePlacement {
