@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "twin_faults.h"
 #include "xbar/drivers/board.h"
 #include "xbar/drivers/program_verify.h"
 #include "xbar/kernel/remap.h"
@@ -57,35 +58,32 @@ Args parse(int argc, char** argv) {
   Args a;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
-    if (k == "--rows") a.rows = std::stoi(v);
-    else if (k == "--cols") a.cols = std::stoi(v);
-    else if (k == "--bits") a.bits = std::stoi(v);
-    else if (k == "--inputs") a.inputs = std::stoi(v);
-    else if (k == "--seeds") a.seeds = std::stoi(v);
-    else if (k == "--repeats") a.repeats = std::stoi(v);
-    else if (k == "--profiles") a.profiles = split(v);
-    else if (k == "--tol") a.tol_uS = std::stod(v);
-    else if (k == "--fix") a.fix_uS = std::stod(v);
-    else if (k == "--gmin") a.g_min_uS = std::stod(v);
-    else if (k == "--gmax") a.g_max_uS = std::stod(v);
-    else if (k == "--quant") a.quant = v;
+    if (k == "--rows")
+      a.rows = std::stoi(v);
+    else if (k == "--cols")
+      a.cols = std::stoi(v);
+    else if (k == "--bits")
+      a.bits = std::stoi(v);
+    else if (k == "--inputs")
+      a.inputs = std::stoi(v);
+    else if (k == "--seeds")
+      a.seeds = std::stoi(v);
+    else if (k == "--repeats")
+      a.repeats = std::stoi(v);
+    else if (k == "--profiles")
+      a.profiles = split(v);
+    else if (k == "--tol")
+      a.tol_uS = std::stod(v);
+    else if (k == "--fix")
+      a.fix_uS = std::stod(v);
+    else if (k == "--gmin")
+      a.g_min_uS = std::stod(v);
+    else if (k == "--gmax")
+      a.g_max_uS = std::stod(v);
+    else if (k == "--quant")
+      a.quant = v;
   }
   return a;
-}
-
-std::vector<std::vector<kernel::StuckDevice>> stuck_of(Board& b) {
-  std::vector<std::vector<kernel::StuckDevice>> out(static_cast<size_t>(b.info().arrays));
-  for (int a = 0; a < b.info().arrays; ++a) {
-    const auto kinds = *b.sim_fault_map(a);
-    const Eigen::MatrixXd g = *b.sim_ground_truth(a);
-    for (int i = 0; i < static_cast<int>(kinds.size()); ++i) {
-      const auto k = kinds[static_cast<size_t>(i)];
-      if (k != wire::FaultKind::kStuckHigh && k != wire::FaultKind::kStuckLow) continue;
-      const int r = i / b.info().cols, c = i % b.info().cols;
-      out[static_cast<size_t>(a)].push_back({r, c, k == wire::FaultKind::kStuckHigh, g(r, c)});
-    }
-  }
-  return out;
 }
 
 // 1-D k-means of the matrix's values: k levels, sorted, from the uniform grid over +-max|w|.
@@ -123,7 +121,8 @@ struct Outcome {
 
 // One deploy and its multiplies.
 Outcome run_one(const Args& a, const std::string& profile, int seed, bool remap) {
-  auto board = Board::open(fmt::format("sim:profile={},seed={},noise_seed={}", profile, seed, seed));
+  auto board =
+      Board::open(fmt::format("sim:profile={},seed={},noise_seed={}", profile, seed, seed));
   if (!board) throw std::runtime_error(board.error().message);
   Board& b = **board;
   std::mt19937 rng(static_cast<uint32_t>(1000 + seed));
@@ -142,7 +141,7 @@ Outcome run_one(const Args& a, const std::string& profile, int seed, bool remap)
   std::vector<int> free;
   for (int i = 0; i < b.info().arrays; ++i) free.push_back(i);
   const auto tiles = assign_tiles(*plan, wq, spec.window, scale, b.info().rows, b.info().cols,
-                                  stuck_of(b), free, popt);
+                                  bench::twin_stuck_devices(b), free, popt);
   MatrixRun run{a.rows, a.cols, plan->orientation, scale, {}, {}, {}};
   Outcome o;
   for (const TileAssignment& t : tiles) {
@@ -184,10 +183,10 @@ Outcome run_one(const Args& a, const std::string& profile, int seed, bool remap)
 
 int main(int argc, char** argv) {
   const Args a = parse(argc, argv);
-  fmt::print("# {} x {} N(0,1), {}-bit {}, {} inputs N(0,1), repeats {}, window {}..{} uS, tol "
-             "{} uS\n",
-             a.rows, a.cols, a.bits, a.quant, a.inputs, a.repeats, a.g_min_uS, a.g_max_uS,
-             a.tol_uS);
+  fmt::print(
+      "# {} x {} N(0,1), {}-bit {}, {} inputs N(0,1), repeats {}, window {}..{} uS, tol "
+      "{} uS\n",
+      a.rows, a.cols, a.bits, a.quant, a.inputs, a.repeats, a.g_min_uS, a.g_max_uS, a.tol_uS);
   fmt::print("{:<8} {:>5} {:>6} {:>11} {:>11} {:>10} {:>6} {:>10}\n", "profile", "seed", "remap",
              "median e_q", "median e_f", "readback", "fixes", "vectors/s");
   for (const std::string& p : a.profiles) {

@@ -90,8 +90,9 @@ double through_xbard(const Eigen::MatrixXd& w, const Eigen::MatrixXd& x, double 
   const auto dir = std::filesystem::temp_directory_path() / fmt::format("xbar-mtb-{}", getpid());
   std::filesystem::create_directories(dir);
   const std::string addr = "unix:" + (dir / "xbard.sock").string();
-  std::vector<std::string> args = {XBARD_PATH, "--board", kBoard, "--listen", addr,
-                                   "--state-dir", (dir / "state").string(), "--log-level", "warn"};
+  std::vector<std::string> args = {
+      XBARD_PATH,    "--board", kBoard, "--listen", addr, "--state-dir", (dir / "state").string(),
+      "--log-level", "warn"};
   std::vector<char*> cargs;
   for (auto& a : args) cargs.push_back(a.data());
   cargs.push_back(nullptr);

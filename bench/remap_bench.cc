@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "twin_faults.h"
 #include "xbar/drivers/board.h"
 #include "xbar/drivers/program_verify.h"
 #include "xbar/kernel/golden.h"
@@ -56,21 +57,6 @@ std::vector<CompiledKernel> example_kernels() {
       k.c.push_back(cd(z(rng), z(rng)));
     }
     out.push_back(compile(k, Window{}));
-  }
-  return out;
-}
-
-std::vector<std::vector<StuckDevice>> stuck_of(Board& b) {
-  std::vector<std::vector<StuckDevice>> out(static_cast<size_t>(b.info().arrays));
-  for (int a = 0; a < b.info().arrays; ++a) {
-    const auto kinds = *b.sim_fault_map(a);
-    const Eigen::MatrixXd g = *b.sim_ground_truth(a);
-    for (int i = 0; i < static_cast<int>(kinds.size()); ++i) {
-      const auto k = kinds[static_cast<size_t>(i)];
-      if (k != wire::FaultKind::kStuckHigh && k != wire::FaultKind::kStuckLow) continue;
-      const int r = i / b.info().cols, c = i % b.info().cols;
-      out[static_cast<size_t>(a)].push_back({r, c, k == wire::FaultKind::kStuckHigh, g(r, c)});
-    }
   }
   return out;
 }
@@ -120,7 +106,7 @@ Deployed deploy(const std::string& uri, const std::vector<CompiledKernel>& kerne
     std::exit(1);
   }
   Board& b = **board;
-  const auto stuck = stuck_of(b);
+  const auto stuck = bench::twin_stuck_devices(b);
   RemapOptions opt;
   opt.naive = naive;
   auto plans = remap(kernels, stuck, {0, 1, 2}, opt);
@@ -227,7 +213,7 @@ int density(int seeds, const std::string& profile) {
     for (int seed = 1; seed <= seeds; ++seed) {
       auto board = Board::open(fmt::format("sim:profile={},seed={},stuck={}", profile, seed, f));
       if (!board) return 1;
-      const auto stuck = stuck_of(**board);
+      const auto stuck = bench::twin_stuck_devices(**board);
       for (bool nv : {false, true}) {
         RemapOptions opt;
         opt.naive = nv;

@@ -30,6 +30,21 @@ def quantize_c(z, bits, f):
     return quantize(z.real, bits, f) + 1j * quantize(z.imag, bits, f)
 
 
+def nearest_level(x, table):
+    """kernel.cc nearest_level: each value to the nearest level of the sorted table (the lower
+    one on a tie)."""
+    t = np.asarray(table, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)
+    hi = np.clip(np.searchsorted(t, x, side="left"), 0, len(t) - 1)
+    lo = np.clip(hi - 1, 0, len(t) - 1)
+    return np.where(np.abs(x - t[lo]) <= np.abs(t[hi] - x), t[lo], t[hi])
+
+
+def quantize_part(x, table, bits, f):
+    """One part (Re or Im of A or C): its level table when it has one, else eq. 3."""
+    return nearest_level(x, table) if table else quantize(x, bits, f)
+
+
 def _cplx(lst):
     return np.array([complex(e.get("re", 0.0), e.get("im", 0.0)) for e in lst])
 
@@ -52,7 +67,9 @@ def discretize(k):
         a, c = _cplx(k["discrete"]["aBar"]), _cplx(k["discrete"]["cBar"])
     if f_c <= 0:
         f_c = max(np.abs(c.real).max(), np.abs(c.imag).max(), 1e-300)
-    a, c = quantize_c(a, bits, f_a), quantize_c(c, bits, f_c)
+    t_are, t_aim, t_c = (q.get(n, []) for n in ("levelsARe", "levelsAIm", "levelsC"))
+    a = quantize_part(a.real, t_are, bits, f_a) + 1j * quantize_part(a.imag, t_aim, bits, f_a)
+    c = quantize_part(c.real, t_c, bits, f_c) + 1j * quantize_part(c.imag, t_c, bits, f_c)
     d = float(k.get("d", 0.0))
     if "continuous" not in k:
         return a, c, d

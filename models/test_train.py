@@ -37,6 +37,35 @@ class HeadGradient(unittest.TestCase):
         self.assertLess(float((train.gelu(v) - torch.nn.functional.gelu(v)).abs().max()), 1e-12)
 
 
+class LearnedLevels(unittest.TestCase):
+    def test_tables_stay_sorted_distinct_and_export_what_the_cpp_side_computes(self):
+        """--levels learned: the k-means step keeps every table valid for the C++ validator
+        (sorted, distinct, Re(A) negative), and the exported file's values are the tables' own
+        levels, which refmodel (kernel.cc's arithmetic) maps to themselves."""
+        import refmodel
+        torch.manual_seed(5)
+        model = train.S4DModel(2, 1.0, 1.0, seed=2, learned=True)
+        with torch.no_grad():
+            model.a_im.uniform_(-1, 1)
+            model.c.uniform_(-0.3, 0.9)
+        for _ in range(3):
+            model.update_levels_()
+        for key, t in model.tables.items():
+            self.assertTrue(bool((t[1:] > t[:-1]).all()), key)
+        self.assertTrue(bool((model.tables["a_re"] < 0).all()))
+        js = model.to_json("t")
+        for k in js["kernelSet"]["kernels"]:
+            q = k["quantization"]
+            a_bar, c_bar, _ = refmodel.discretize(k)
+            self.assertEqual(sorted(q["levelsC"]), q["levelsC"])
+            for e in k["continuous"]["c"]:
+                self.assertIn(e["re"], q["levelsC"])
+                self.assertIn(e["im"], q["levelsC"])
+            for e in k["continuous"]["a"]:
+                self.assertIn(e["re"], q["levelsARe"])
+            self.assertTrue((abs(a_bar) < 1).all())
+
+
 class Converter(unittest.TestCase):
     def setUp(self):
         torch.manual_seed(5)

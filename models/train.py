@@ -62,7 +62,8 @@ REFERENCE = os.path.join(HERE, "reference")
 
 # name -> (bits, fScaleA, fScaleC). f = 1: the paper's fixed dynamic range for 2-bit A (Fig. 2);
 # the same range for C and for 5 bits (the encoder absorbs C's scale).
-VARIANTS = {"float": (0, 1.0, 1.0), "5bit": (5, 1.0, 1.0), "2bit": (2, 1.0, 1.0)}
+VARIANTS = {"float": (0, 1.0, 1.0), "5bit": (5, 1.0, 1.0), "2bit": (2, 1.0, 1.0),
+            "5bit-learned": (5, 1.0, 1.0), "2bit-learned": (2, 1.0, 1.0)}
 
 
 def num(x):
@@ -90,6 +91,31 @@ def ste(x, bits, f, max_level=None):
     return x + (q - x).detach()
 
 
+def ste_table(x, table):
+    """x to the nearest level of the sorted table (the lower one on a tie, as kernel.cc
+    nearest_level), with the straight-through gradient."""
+    q = table[(x.detach()[..., None] - table).abs().argmin(dim=-1)]
+    return x + (q - x).detach()
+
+
+def lloyd_(table, x, max_level=None):
+    """One k-means (Lloyd) step on a level table: each level moves to the mean of the latent
+    values nearest to it (a level no value is nearest to stays); then sorted, below max_level,
+    and kept distinct (the C++ validator needs strictly increasing tables)."""
+    with torch.no_grad():
+        v = x.detach().reshape(-1)
+        idx = (v[:, None] - table).abs().argmin(dim=1)
+        for k in range(len(table)):
+            sel = v[idx == k]
+            if len(sel) > 0:
+                table[k] = sel.mean()
+        table.copy_(torch.sort(table).values)
+        if max_level is not None:
+            table.clamp_(max=max_level)
+        for k in range(len(table) - 2, -1, -1):  # distinct, from the top down
+            table[k] = torch.minimum(table[k], table[k + 1] - 1e-4)
+
+
 def gelu(v):
     """GELU (the erf form, as model.cc computes it), written out. Not F.gelu: the float32
     backward of F.gelu in Debian 12's torch (1.13) reads its incoming gradient as if it were
@@ -109,9 +135,20 @@ def spread_log_dt(lo, hi, g):
 
 
 class S4DModel(torch.nn.Module):
-    def __init__(self, bits, f_a, f_c, seed, inputs=BANDS, width=None):
+    def __init__(self, bits, f_a, f_c, seed, inputs=BANDS, width=None, learned=False):
         super().__init__()
         self.bits, self.f_a, self.f_c = bits, f_a, f_c
+        # Learned levels (--levels learned): one table per part, as many levels as eq. 3 has
+        # (Re(A): its n negative levels), started on eq. 3's grid and moved by a k-means step
+        # after every epoch (update_levels_); exported as quantization.levels* (kernel_set.proto).
+        self.tables = None
+        if learned and bits > 0:
+            n = 2 ** (bits - 1) - 1
+            self.tables = {
+                "a_re": torch.tensor([-f_a * k / n for k in range(n, 0, -1)]),
+                "a_im": torch.tensor([f_a * k / n for k in range(-n, n + 1)]),
+                "c": torch.tensor([f_c * k / n for k in range(-n, n + 1)]),
+            }
         self.width = width or HEAD_WIDTH
         g = torch.Generator().manual_seed(seed)
         self.enc = torch.nn.Linear(inputs, H)
@@ -158,8 +195,20 @@ class S4DModel(torch.nn.Module):
             # (docs/models.md, "Training that sees the board").
             self.log_dt.clamp_(-12, 0)
 
+    def update_levels_(self):
+        """One k-means step of every level table on the latent parameters (learned levels)."""
+        if self.tables is not None:
+            lloyd_(self.tables["a_re"], self.a_re, max_level=-1e-3)  # Re(A) < 0: stable
+            lloyd_(self.tables["a_im"], self.a_im)
+            lloyd_(self.tables["c"], self.c)
+
     def quantized(self):
         """(A, C) as the forward pass uses them (quantized with the STE)."""
+        if self.tables is not None:
+            t = self.tables
+            return (torch.complex(ste_table(self.a_re, t["a_re"]), ste_table(self.a_im, t["a_im"])),
+                    torch.complex(ste_table(self.c[..., 0], t["c"]),
+                                  ste_table(self.c[..., 1], t["c"])))
         a_re = ste(self.a_re, self.bits, self.f_a, max_level=-1)
         a_im = ste(self.a_im, self.bits, self.f_a)
         c_re = ste(self.c[..., 0], self.bits, self.f_c)
@@ -230,6 +279,11 @@ class S4DModel(torch.nn.Module):
                 self.c[h, :, 0] = torch.tensor([e.get("re", 0.0) for e in c["c"]])
                 self.c[h, :, 1] = torch.tensor([e.get("im", 0.0) for e in c["c"]])
                 self.log_dt[h] = float(c["logDt"])
+                q = k.get("quantization", {})
+                if "levelsARe" in q:
+                    self.tables = {"a_re": torch.tensor(q["levelsARe"]),
+                                   "a_im": torch.tensor(q["levelsAIm"]),
+                                   "c": torch.tensor(q["levelsC"])}
             for lin, key in ((self.enc, "encoder"), (self.mix, "mixing"), (self.dec, "decoder")):
                 lin.weight.copy_(torch.tensor(js[key]["weight"]).reshape(lin.weight.shape))
                 lin.bias.copy_(torch.tensor(js[key]["bias"]))
@@ -241,8 +295,20 @@ class S4DModel(torch.nn.Module):
                     "weight": [float(v) for v in l.weight.detach().reshape(-1)],
                     "bias": [float(v) for v in l.bias.detach()]}
 
+        tables = None
         with torch.no_grad():
-            if self.bits > 0:
+            if self.tables is not None:
+                # The levels as float64 JSON numbers, and every value one of them exactly (what
+                # kernel.cc nearest_level yields, and a fixed point of it).
+                tables = {k: [float(v) for v in t] for k, t in self.tables.items()}
+
+                def pick(x, key):
+                    t = torch.tensor(tables[key], dtype=torch.float64)
+                    return t[(x.double()[..., None] - t).abs().argmin(dim=-1)]
+
+                a_re, a_im = pick(self.a_re, "a_re"), pick(self.a_im, "a_im")
+                c_re, c_im = pick(self.c[..., 0], "c"), pick(self.c[..., 1], "c")
+            elif self.bits > 0:
                 n = 2 ** (self.bits - 1) - 1
                 # The values exported are level * f / n in float64: what the C++ quantizer
                 # yields, and a fixed point of it.
@@ -262,6 +328,9 @@ class S4DModel(torch.nn.Module):
                      "c": [{"re": num(c_re[h, j]), "im": num(c_im[h, j])} for j in range(N)]}}
             if self.bits > 0:
                 k["quantization"] = {"bits": self.bits, "fScaleA": self.f_a, "fScaleC": self.f_c}
+            if tables is not None:
+                k["quantization"].update({"levelsARe": tables["a_re"],
+                                          "levelsAIm": tables["a_im"], "levelsC": tables["c"]})
             kernels.append(k)
         return {
             "name": name,
@@ -292,7 +361,7 @@ class Run:
     def __init__(self, variant, seed, u, y, epochs, batch, lr):
         bits, f_a, f_c = VARIANTS[variant]
         torch.manual_seed(seed)
-        self.model = S4DModel(bits, f_a, f_c, seed)
+        self.model = S4DModel(bits, f_a, f_c, seed, learned=variant.endswith("-learned"))
         self.model.clamp_()
         init_encoder_from_data(self.model, u[:256])
         m = self.model
@@ -321,6 +390,7 @@ class Run:
             self.model.clamp_()
             total += float(loss) * len(idx)
             correct += int((logits.argmax(1) == self.y[idx]).sum())
+        self.model.update_levels_()
         self.epoch += 1
         return total / len(self.u), correct / len(self.u)
 
@@ -623,6 +693,9 @@ def main():
                          "reads (HD, {digit}_{speaker}_{index}.wav, labelled folders)")
     ap.add_argument("--languages", default="english", help="HD only: english[,german]")
     ap.add_argument("--bits", choices=["0", "2", "5"], help="train one variant (0 = float)")
+    ap.add_argument("--levels", choices=["uniform", "learned"], default="uniform",
+                    help="with --bits 2 or 5: eq. 3's uniform levels, or level tables learned "
+                         "by k-means during training (quantization.levels*)")
     ap.add_argument("--out", help="model file for --bits")
     ap.add_argument("--all", action="store_true",
                     help="float, 5-bit, 2-bit into models/reference/ plus golden.json")
@@ -699,7 +772,9 @@ def main():
                 ("2bit", ref_paths["2bit"])]
     elif args.bits:
         v = {"0": "float", "2": "2bit", "5": "5bit"}[args.bits]
-        todo = [(v, args.out or ref_paths[v])]
+        if args.levels == "learned" and v != "float":
+            v += "-learned"
+        todo = [(v, args.out or ref_paths.get(v, os.path.join(REFERENCE, "zero-one-%s.json" % v)))]
     else:
         ap.error("give --bits, --all, --golden-only or --evaluate")
     trained, summary = {}, {}
@@ -707,7 +782,7 @@ def main():
         lr = args.lr
         if args.start_from:
             bits, f_a, f_c = VARIANTS[variant]
-            model = S4DModel(bits, f_a, f_c, args.seed)
+            model = S4DModel(bits, f_a, f_c, args.seed, learned=variant.endswith("-learned"))
             with open(args.start_from) as f:
                 model.load_json(json.load(f))
             run = argparse.Namespace(model=model, candidate=None, validation_accuracy=None)

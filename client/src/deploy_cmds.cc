@@ -166,6 +166,34 @@ bool show_deploy_message(Progress& progress, const v1::DeployKernelResponse& msg
   return false;
 }
 
+int finish_deploy_stream(const Session& session,
+                         grpc::ClientReaderInterface<v1::DeployKernelResponse>& reader,
+                         v1::DeployKernelResponse msg, bool got, const std::string& operation) {
+  v1::Deployment dep;
+  bool have = false;
+  {
+    Progress progress(session.progress());
+    for (; got; got = reader.Read(&msg)) {
+      if (show_deploy_message(progress, msg, &dep)) have = true;
+    }
+  }
+  const grpc::Status s = reader.Finish();
+  if (!s.ok()) {
+    const int rc = session.fail(s);
+    if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+        s.error_code() == grpc::StatusCode::CANCELLED) {
+      std::cerr << "xbarctl: a deployment stopped while programming is recorded as failed (its "
+                   "arrays hold partial content): see xbarctl deployments\n";
+    }
+    return rc;
+  }
+  if (!have) {
+    std::cerr << "xbarctl: the daemon sent no deployment\n";
+    return kFailed;
+  }
+  return print_deploy_result(session, dep, operation);
+}
+
 int print_deploy_result(const Session& session, const v1::Deployment& dep,
                         const std::string& operation) {
   if (session.json()) {
@@ -180,6 +208,15 @@ int print_deploy_result(const Session& session, const v1::Deployment& dep,
     std::cout << format_deployment(dep);
   }
   return dep.state_code() == v1::DEPLOYMENT_STATE_READY ? kOk : kFailed;
+}
+
+// The programming report of one placement, as a line of format_deployment.
+std::string programming_line(const v1::ProgramReport& pr) {
+  return fmt::format(
+      "    programming   {:.2f} % within tol in {} rounds (error sigma {:.2f} uS), {} abandoned, "
+      "{} skipped{}\n",
+      pr.within_tol_pct(), pr.rounds(), pr.error_sigma_us(), pr.abandoned_size(), pr.skipped(),
+      pr.cancelled() ? ", CANCELLED" : "");
 }
 
 // A matrix deployment's own lines: the matrix, then each tile (after the common header).
@@ -212,11 +249,7 @@ std::string format_matrix(const v1::Deployment& d) {
         mt.naive_predicted_error());
     o += fmt::format("    faults        {} recorded: {} avoided, {} compensated, {} residual\n",
                      p.faults(), p.faults_avoided(), p.faults_compensated(), p.faults_residual());
-    o += fmt::format(
-        "    programming   {:.2f} % within tol in {} rounds (error sigma {:.2f} uS), {} "
-        "abandoned, {} skipped{}\n",
-        pr.within_tol_pct(), pr.rounds(), pr.error_sigma_us(), pr.abandoned_size(), pr.skipped(),
-        pr.cancelled() ? ", CANCELLED" : "");
+    o += programming_line(pr);
   }
   return o;
 }
@@ -247,11 +280,7 @@ std::string format_deployment(const v1::Deployment& d) {
                      nrmse_str(p.quantization_nrmse()));
     o += fmt::format("    faults        {} recorded: {} avoided, {} compensated, {} residual\n",
                      p.faults(), p.faults_avoided(), p.faults_compensated(), p.faults_residual());
-    o += fmt::format(
-        "    programming   {:.2f} % within tol in {} rounds (error sigma {:.2f} uS), {} "
-        "abandoned, {} skipped{}\n",
-        pr.within_tol_pct(), pr.rounds(), pr.error_sigma_us(), pr.abandoned_size(), pr.skipped(),
-        pr.cancelled() ? ", CANCELLED" : "");
+    o += programming_line(pr);
     o += fmt::format("    remap         {:.1f} ms\n", p.remap_ms());
   }
   if (d.has_fidelity()) {
@@ -430,30 +459,7 @@ int DeployCommands::Impl::run_deploy(const Session& session, v1::KernelService::
   v1::DeployKernelResponse msg;
   bool got = reader->Read(&msg);
   if (auto rc = after_first_message(session, *ctx, *reader, got, da.detach)) return *rc;
-  const std::string op = operation_id(*ctx);
-  v1::Deployment dep;
-  bool have = false;
-  {
-    Progress progress(session.progress());
-    for (; got; got = reader->Read(&msg)) {
-      if (show_deploy_message(progress, msg, &dep)) have = true;
-    }
-  }
-  const grpc::Status s = reader->Finish();
-  if (!s.ok()) {
-    const int rc = session.fail(s);
-    if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
-        s.error_code() == grpc::StatusCode::CANCELLED) {
-      std::cerr << "xbarctl: a deployment stopped while programming is recorded as failed (its "
-                   "arrays hold partial content): see xbarctl deployments\n";
-    }
-    return rc;
-  }
-  if (!have) {
-    std::cerr << "xbarctl: the daemon sent no deployment\n";
-    return kFailed;
-  }
-  return print_deploy_result(session, dep, op);
+  return finish_deploy_stream(session, *reader, msg, got, operation_id(*ctx));
 }
 
 int DeployCommands::Impl::run_list(const Session& session, v1::KernelService::Stub& stub) const {

@@ -14,6 +14,10 @@
 namespace CLI {
 class App;
 }
+namespace grpc {
+template <class R>
+class ClientReaderInterface;
+}
 
 namespace xbar::client {
 
@@ -51,6 +55,14 @@ bool show_deploy_message(Progress& progress, const v1::DeployKernelResponse& msg
 /// the exit code: 0 when the deployment is ready, 1 otherwise (the reason on stderr).
 int print_deploy_result(const Session& session, const v1::Deployment& deployment,
                         const std::string& operation);
+
+/// The rest of a deploy stream (DeployKernel, DeployModel, DeployMatrix) from its first message
+/// `msg` (`got`: whether there was one): progress on stderr, the call's status (with a word on
+/// what a stopped deploy leaves), the deployment printed (print_deploy_result). Returns the exit
+/// code.
+int finish_deploy_stream(const Session& session,
+                         grpc::ClientReaderInterface<v1::DeployKernelResponse>& reader,
+                         v1::DeployKernelResponse msg, bool got, const std::string& operation);
 
 class DeployCommands {
  public:

@@ -51,7 +51,7 @@ struct MatrixCommands::Impl {
   uint32_t bits = 0, max_rounds = 0;
   double range = 0, tol_uS = 0, max_error = 0, g_min_uS = 0, g_max_uS = 0;
   std::vector<uint32_t> arrays;
-  bool replace = false;
+  bool replace = false, detach = false;
   // multiply
   std::string deployment, inputs, out;
   double input_range = 0;
@@ -91,6 +91,8 @@ MatrixCommands::MatrixCommands(CLI::App& app) : impl_(std::make_unique<Impl>()) 
                        "read-back error above which it is degraded (0: 0.1)");
   i.deploy->add_option("--g-min", i.g_min_uS, "window bottom in uS (0: 2)");
   i.deploy->add_option("--g-max", i.g_max_uS, "window top in uS (0: 250)");
+  i.deploy->add_flag("--detach", i.detach,
+                     "print the operation id and return; xbard goes on (xbarctl watch ID)");
   i.deploy->add_option("--calibration", i.calibration,
                        "typical inputs (C x K .npy/CSV): calibrate on them and keep their range");
   i.deploy->footer(
@@ -180,23 +182,12 @@ int MatrixCommands::Impl::run_deploy(const Session& session) const {
   o->set_max_nrmse(max_error);
   auto stub = v1::MatrixService::NewStub(session.channel());
   auto ctx = session.context(kLongCallS);
+  if (detach) request_detach(*ctx);
   auto reader = stub->DeployMatrix(ctx.get(), req);
   v1::DeployKernelResponse msg;
-  v1::Deployment dep;
-  bool have = false;
-  {
-    Progress progress(session.progress());
-    while (reader->Read(&msg)) {
-      if (show_deploy_message(progress, msg, &dep)) have = true;
-    }
-  }
-  const grpc::Status s = reader->Finish();
-  if (!s.ok()) return session.fail(s);
-  if (!have) {
-    std::cerr << "xbarctl: the daemon sent no deployment\n";
-    return kFailed;
-  }
-  return print_deploy_result(session, dep, operation_id(*ctx));
+  const bool got = reader->Read(&msg);
+  if (auto rc = after_first_message(session, *ctx, *reader, got, detach)) return *rc;
+  return finish_deploy_stream(session, *reader, msg, got, operation_id(*ctx));
 }
 
 int MatrixCommands::Impl::run_multiply(const Session& session) const {

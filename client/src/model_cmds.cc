@@ -297,22 +297,7 @@ int ModelCommands::Impl::run_deploy(const Session& session) const {
   v1::DeployKernelResponse msg;
   bool got = reader->Read(&msg);
   if (auto rc = after_first_message(session, *ctx, *reader, got, detach)) return *rc;
-  const std::string op = operation_id(*ctx);
-  v1::Deployment dep;
-  bool have = false;
-  {
-    Progress progress(session.progress());
-    for (; got; got = reader->Read(&msg)) {
-      if (show_deploy_message(progress, msg, &dep)) have = true;
-    }
-  }
-  const grpc::Status s = reader->Finish();
-  if (!s.ok()) return session.fail(s);
-  if (!have) {
-    std::cerr << "xbarctl: the daemon sent no deployment\n";
-    return kFailed;
-  }
-  return print_deploy_result(session, dep, op);
+  return finish_deploy_stream(session, *reader, msg, got, operation_id(*ctx));
 }
 
 int ModelCommands::Impl::run_infer(const Session& session) const {

@@ -27,6 +27,26 @@ double BoardInfo::full_scale_uS(int gain_index) const {
   return i_fs_A / v_read_V * 1e6;
 }
 
+Result<int> BoardInfo::vmm_gain_for(double column_uS) const {
+  int gain = -1;
+  for (int gi = 0; gi < static_cast<int>(tia_gains_ohm.size()); ++gi) {
+    const double r = tia_gains_ohm[static_cast<size_t>(gi)];
+    const double v = tia_v_ref_V + column_uS * 1e-6 * v_read_V * r;
+    if (v <= adc_v_hi_V && (gain < 0 || r > tia_gains_ohm[static_cast<size_t>(gain)])) gain = gi;
+  }
+  if (gain < 0) {
+    return make_error(
+        ErrorCode::kInvalidArgument,
+        fmt::format("a column sums {:.0f} uS, more than any TIA gain can convert", column_uS));
+  }
+  return gain;
+}
+
+double BoardInfo::codes_per_uS(int gain_index) const {
+  const double lsb_V = (adc_v_hi_V - adc_v_lo_V) / (std::ldexp(1.0, adc_bits) - 1);
+  return tia_gains_ohm[static_cast<size_t>(gain_index)] * v_read_V * 1e-6 / lsb_V;
+}
+
 Board::Board(std::unique_ptr<Transport> transport, ProtocolOptions options)
     : client_(std::move(transport), options) {}
 

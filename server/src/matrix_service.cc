@@ -78,18 +78,8 @@ grpc::Status MatrixServiceImpl::DeployMatrix(grpc::ServerContext* ctx,
 }
 
 Result<LoadedMatrix> MatrixServiceImpl::load(const std::string& id) {
-  if (id.empty()) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      "deployment: empty: give the id of a matrix deployment (dep-...)");
-  }
-  auto row = states_.servable(id);
-  if (!row) {
-    if (row.error().code == ErrorCode::kNotFound) {
-      return make_error(ErrorCode::kNotFound,
-                        fmt::format("deployment = '{}': no such deployment", id));
-    }
-    return std::unexpected(row.error());
-  }
+  auto row = find_deployment(states_, id, true, "a matrix deployment");
+  if (!row) return std::unexpected(row.error());
   v1::Deployment dep;
   if (!dep.ParseFromString(row->blob) || !dep.has_matrix()) {
     return make_error(ErrorCode::kFailedPrecondition,

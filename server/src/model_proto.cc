@@ -84,6 +84,10 @@ Result<kernel::KernelSetSpec> kernel_set_from_proto(const v1::KernelSet& set) {
       s.quant.bits = static_cast<int>(k.quantization().bits());
       s.quant.f_scale_a = k.quantization().f_scale_a();
       s.quant.f_scale_c = k.quantization().f_scale_c();
+      const v1::Quantization& q = k.quantization();
+      s.quant.levels_a_re.assign(q.levels_a_re().begin(), q.levels_a_re().end());
+      s.quant.levels_a_im.assign(q.levels_a_im().begin(), q.levels_a_im().end());
+      s.quant.levels_c.assign(q.levels_c().begin(), q.levels_c().end());
     }
     s.mode_range.assign(k.mode_range().begin(), k.mode_range().end());
     out.kernels.push_back(std::move(s));

@@ -89,20 +89,10 @@ std::vector<int> ModelServiceImpl::Loaded::arrays() const {
 }
 
 Result<ModelServiceImpl::Loaded> ModelServiceImpl::load(const std::string& id, bool hardware) {
-  if (id.empty()) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      "deployment: empty: give the id of a deployment with a model (dep-...)");
-  }
   // The software path runs the recorded model on the host and needs no array: it answers for
   // a deployment in any state (docs/api.md). The hardware path needs the arrays to hold it.
-  auto row = hardware ? states_.servable(id) : states_.get(id);
-  if (!row) {
-    if (row.error().code == ErrorCode::kNotFound) {
-      return make_error(ErrorCode::kNotFound,
-                        fmt::format("deployment = '{}': no such deployment", id));
-    }
-    return std::unexpected(row.error());
-  }
+  auto row = find_deployment(states_, id, hardware, "a deployment with a model");
+  if (!row) return std::unexpected(row.error());
   v1::Deployment dep;
   if (!dep.ParseFromString(row->blob) || !dep.has_model()) {
     return make_error(ErrorCode::kFailedPrecondition,

@@ -6,6 +6,20 @@
 
 namespace xbar::server {
 
+Result<DeploymentRow> find_deployment(DeploymentStates& states, const std::string& id,
+                                      bool servable, std::string_view what) {
+  if (id.empty()) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      fmt::format("deployment: empty: give the id of {} (dep-...)", what));
+  }
+  auto row = servable ? states.servable(id) : states.get(id);
+  if (!row && row.error().code == ErrorCode::kNotFound) {
+    return make_error(ErrorCode::kNotFound,
+                      fmt::format("deployment = '{}': no such deployment", id));
+  }
+  return row;
+}
+
 grpc::Status still_servable(DeploymentStates& states, const std::string& id) {
   auto row = states.servable(id);
   if (row) return grpc::Status::OK;

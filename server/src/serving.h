@@ -12,6 +12,12 @@
 
 namespace xbar::server {
 
+/// The deployment `id` as the daemon serves it: `servable` (ready or degraded, and not being
+/// re-verified) or in any state. INVALID_ARGUMENT for an empty id ("give the id of `what`"),
+/// NOT_FOUND naming it, FAILED_PRECONDITION/UNAVAILABLE as DeploymentStates says.
+Result<DeploymentRow> find_deployment(DeploymentStates& states, const std::string& id,
+                                      bool servable, std::string_view what);
+
 /// ABORTED if deployment `id` stopped holding its arrays while the request waited (replaced,
 /// deleted, made stale), UNAVAILABLE while it is re-verified; OK when it may run.
 grpc::Status still_servable(DeploymentStates& states, const std::string& id);

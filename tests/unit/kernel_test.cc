@@ -77,6 +77,34 @@ TEST(Quantization, FixedRangeGridAndClamp) {
   EXPECT_NEAR(q.imag(), std::round(2.2 * 15 / 4) * 4 / 15, 1e-15);
 }
 
+TEST(Quantization, LevelTablesTakeThePartsToTheirNearestLevel) {
+  const std::vector<double> t = {-1.0, -0.25, 0.5};
+  EXPECT_DOUBLE_EQ(nearest_level(t, -0.7), -1.0);
+  EXPECT_DOUBLE_EQ(nearest_level(t, -0.55), -0.25);
+  EXPECT_DOUBLE_EQ(nearest_level(t, 9.0), 0.5);
+  EXPECT_DOUBLE_EQ(nearest_level(t, 0.125), -0.25);  // 0.375 from both: the lower
+  KernelSpec k;
+  k.continuous = false;
+  k.a = {cd(0.62, -0.1), cd(0.3, 0.44)};
+  k.c = {cd(1.7, -0.9), cd(0.05, 0.2)};
+  k.quant.bits = 2;  // applies to the parts without a table: Im(A)
+  k.quant.f_scale_a = 1.0;
+  k.quant.levels_a_re = {0.25, 0.6};
+  k.quant.levels_c = {-1.0, 0.0, 1.5};
+  const DiscreteKernel d = discretize(k);
+  EXPECT_EQ(d.a_bar[0], cd(0.6, 0.0));   // Re: table; Im: eq. 3, n = 1
+  EXPECT_EQ(d.a_bar[1], cd(0.25, 0.0));  // 0.44 < 0.5: 0
+  EXPECT_EQ(d.c_bar[0], cd(1.5, -1.0));
+  EXPECT_EQ(d.c_bar[1], cd(0.0, 0.0));
+  EXPECT_EQ(discretize(k, false).c_bar[0], cd(1.7, -0.9));  // unquantized: as given
+  KernelSetSpec set{{s4d_lin(4, std::log(0.01), 1)}, {}};
+  set.kernels[0].quant.levels_a_im = {0.0, 0.0};
+  auto v = validate(set, 1.0, 250.0);
+  ASSERT_FALSE(v);
+  EXPECT_NE(v.error().message.find("kernels[0].quantization.levels_a_im[1] = 0"), std::string::npos)
+      << v.error().message;
+}
+
 TEST(Discretization, ZeroOrderHoldMatchesTheClosedForm) {
   KernelSpec k = s4d_lin(3, std::log(0.05), 1);
   const DiscreteKernel d = discretize(k);

@@ -32,6 +32,13 @@ cd quantize(cd x, int bits, double f_scale) {
   return {quantize(x.real(), bits, f_scale), quantize(x.imag(), bits, f_scale)};
 }
 
+double nearest_level(const std::vector<double>& t, double x) {
+  auto it = std::lower_bound(t.begin(), t.end(), x);
+  if (it == t.end()) return t.back();
+  if (it == t.begin()) return *it;
+  return (x - *(it - 1)) <= (*it - x) ? *(it - 1) : *it;
+}
+
 namespace {
 
 // One kernel's own fields: name, state count, finite values, log_dt.
@@ -80,6 +87,21 @@ Result<void> check_quantization(const Quantization& q, const std::string& at) {
   if (q.bits > 0 && !(std::isfinite(q.f_scale_c) && q.f_scale_c >= 0)) {
     return std::unexpected(bad(
         fmt::format("{}.quantization.f_scale_c = {}: allowed >= 0 (0 = from C)", at, q.f_scale_c)));
+  }
+  for (const auto& [t, name] :
+       {std::pair{&q.levels_a_re, "levels_a_re"}, std::pair{&q.levels_a_im, "levels_a_im"},
+        std::pair{&q.levels_c, "levels_c"}}) {
+    if (t->size() > static_cast<size_t>(kMaxLevels)) {
+      return std::unexpected(bad(fmt::format("{}.quantization.{}: {} levels, allowed up to {}", at,
+                                             name, t->size(), kMaxLevels)));
+    }
+    for (size_t j = 0; j < t->size(); ++j) {
+      if (!std::isfinite((*t)[j]) || (j > 0 && !((*t)[j] > (*t)[j - 1]))) {
+        return std::unexpected(bad(fmt::format(
+            "{}.quantization.{}[{}] = {}: allowed finite levels, sorted ascending and distinct", at,
+            name, j, (*t)[j])));
+      }
+    }
   }
   return {};
 }
@@ -196,8 +218,15 @@ DiscreteKernel discretize(const KernelSpec& spec, bool apply_quantization) {
   const int bits = apply_quantization ? q.bits : 0;
   const double f_c = q.f_scale_c > 0 ? q.f_scale_c : std::max(max_component(spec.c), 1e-300);
   std::vector<cd> a = spec.a, c = spec.c;
-  for (cd& z : a) z = quantize(z, bits, q.f_scale_a);
-  for (cd& z : c) z = quantize(z, bits, f_c);
+  // One part (Re or Im of A or C): its level table when it has one, else eq. 3.
+  auto part = [&](double x, const std::vector<double>& table, double f) {
+    if (!apply_quantization) return x;
+    return table.empty() ? quantize(x, bits, f) : nearest_level(table, x);
+  };
+  for (cd& z : a) {
+    z = {part(z.real(), q.levels_a_re, q.f_scale_a), part(z.imag(), q.levels_a_im, q.f_scale_a)};
+  }
+  for (cd& z : c) z = {part(z.real(), q.levels_c, f_c), part(z.imag(), q.levels_c, f_c)};
   if (!spec.continuous) {
     out.a_bar = std::move(a);
     out.c_bar = std::move(c);

@@ -123,27 +123,6 @@ double worst_column_uS(const CompiledKernel& ck, const Placement& p, const Eigen
   return worst_uS;
 }
 
-// The TIA gain: the largest whose output for a column of `worst_uS` stays inside the ADC's
-// range above V_ref.
-Result<int> tia_gain_index(const BoardInfo& info, double worst_uS) {
-  int gain = -1;
-  for (int gi = 0; gi < static_cast<int>(info.tia_gains_ohm.size()); ++gi) {
-    const double v = info.tia_v_ref_V +
-                     worst_uS * 1e-6 * info.v_read_V * info.tia_gains_ohm[static_cast<size_t>(gi)];
-    if (v <= info.adc_v_hi_V && (gain < 0 || info.tia_gains_ohm[static_cast<size_t>(gi)] >
-                                                 info.tia_gains_ohm[static_cast<size_t>(gain)])) {
-      gain = gi;
-    }
-  }
-  if (gain < 0) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      fmt::format("loop plan: a column sums {:.0f} uS, more than any TIA gain can "
-                                  "convert",
-                                  worst_uS));
-  }
-  return gain;
-}
-
 // The largest state component the array holds on the ideal trajectory of the fidelity inputs
 // scaled to peak u_max.
 double ideal_state_max(const CompiledKernel& ck, double u_max) {
@@ -221,11 +200,10 @@ Result<LoopPlan> plan_loop(const CompiledKernel& ck, const Placement& p,
   prog.flags = opt.error_feedback ? wire::kLoopErrorFeedback : 0;
 
   // The TIA gain: the largest column current must stay inside the ADC's range above V_ref.
-  const double lsb_V = (info.adc_v_hi_V - info.adc_v_lo_V) / (std::ldexp(1.0, info.adc_bits) - 1);
-  auto gain = tia_gain_index(info, worst_column_uS(ck, p, g_uS));
-  if (!gain) return std::unexpected(gain.error());
+  auto gain = info.vmm_gain_for(worst_column_uS(ck, p, g_uS));
+  if (!gain) return make_error(gain.error().code, "loop plan: " + gain.error().message);
   prog.gain_index = static_cast<uint8_t>(*gain);
-  const double k = info.tia_gains_ohm[static_cast<size_t>(*gain)] * info.v_read_V * 1e-6 / lsb_V;
+  const double k = info.codes_per_uS(*gain);
   plan.codes_per_uS = k;
 
   plan.x_scale = state_scale(ck, opt);

@@ -56,9 +56,9 @@ Result<TileReadback> tile_readback(const BoardInfo& info, const Tile& t, Orienta
     }
     worst_uS = std::max(worst_uS, sum);
   }
-  XBAR_TRY(gain, tia_gain_for(info, worst_uS));
+  XBAR_TRY(gain, info.vmm_gain_for(worst_uS));
   rb.gain_index = *gain;
-  rb.codes_per_uS = codes_per_uS(info, *gain);
+  rb.codes_per_uS = info.codes_per_uS(*gain);
   const Eigen::MatrixXd wq_tile = wq.block(t.in_begin, t.out_begin, t.in_count, t.out_count);
   rb.w_read = tile_weights(g_uS, t, o, row_of, col_of, scale_uS);
   rb.error_analog = relative_error(rb.w_read, wq_tile);

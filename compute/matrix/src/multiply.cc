@@ -111,29 +111,6 @@ Eigen::VectorXd input_ranges(const Eigen::MatrixXd& x, double input_range) {
   return r;
 }
 
-Result<int> tia_gain_for(const BoardInfo& info, double worst_column_uS) {
-  int best = -1;
-  for (int gi = 0; gi < static_cast<int>(info.tia_gains_ohm.size()); ++gi) {
-    const double r = info.tia_gains_ohm[static_cast<size_t>(gi)];
-    const double v = info.tia_v_ref_V + worst_column_uS * 1e-6 * info.v_read_V * r;
-    if (v <= info.adc_v_hi_V && (best < 0 || r > info.tia_gains_ohm[static_cast<size_t>(best)])) {
-      best = gi;
-    }
-  }
-  if (best < 0) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      fmt::format("matrix: a column sums {:.0f} uS, more than any TIA gain can "
-                                  "convert",
-                                  worst_column_uS));
-  }
-  return best;
-}
-
-double codes_per_uS(const BoardInfo& info, int gain_index) {
-  const double lsb_V = (info.adc_v_hi_V - info.adc_v_lo_V) / (std::ldexp(1.0, info.adc_bits) - 1);
-  return info.tia_gains_ohm[static_cast<size_t>(gain_index)] * info.v_read_V * 1e-6 / lsb_V;
-}
-
 std::vector<WeightFix> weight_fixes(const Eigen::MatrixXd& read_w, const Eigen::MatrixXd& wq_tile,
                                     double threshold_uS, double scale_uS, int max_fixes) {
   std::vector<WeightFix> fixes;

@@ -53,6 +53,12 @@ struct BoardInfo {
 
   /// Largest conductance a READ at `gain_index` can measure before the ADC saturates, in uS.
   double full_scale_uS(int gain_index) const;
+  /// The largest TIA gain whose output for a column summing `column_uS` (every row driven at
+  /// v_read) stays inside the ADC's range above V_ref: the gain of a VMM whose fullest column
+  /// sums that much. INVALID_ARGUMENT when no gain converts it.
+  Result<int> vmm_gain_for(double column_uS) const;
+  /// ADC codes per uS of column conductance (one bit plane, rows at v_read) at `gain_index`.
+  double codes_per_uS(int gain_index) const;
 };
 
 struct BoardStatus {

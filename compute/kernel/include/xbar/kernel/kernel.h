@@ -25,7 +25,16 @@ struct Quantization {
   int bits = 0;
   double f_scale_a = 1.0;
   double f_scale_c = 0.0;  // 0: the largest |Re| or |Im| of C
+  /// Level tables (non-uniform, e.g. learned): when one is non-empty, each value of its part
+  /// becomes the nearest level (the lower on a tie) and `bits` does not apply to that part.
+  /// Sorted ascending and distinct (validate checks).
+  std::vector<double> levels_a_re, levels_a_im, levels_c;
 };
+
+inline constexpr int kMaxLevels = 256;
+
+/// The level of the sorted table `t` nearest to x (the lower one on a tie).
+double nearest_level(const std::vector<double>& t, double x);
 
 struct KernelSpec {
   std::string name;

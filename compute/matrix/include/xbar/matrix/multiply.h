@@ -42,12 +42,6 @@ struct MatrixRun {
   Eigen::VectorXd gain, offset;
 };
 
-/// The largest TIA gain whose ADC range holds `worst_column_uS` (every used row of one column
-/// driven in one bit plane). INVALID_ARGUMENT when none does.
-Result<int> tia_gain_for(const BoardInfo& info, double worst_column_uS);
-/// Differential accumulator codes per uS of column conductance per unit row magnitude.
-double codes_per_uS(const BoardInfo& info, int gain_index);
-
 /// The weights whose read-back (tile_weights of `g_uS`) is more than threshold_uS / scale_uS
 /// off the quantized `wq_tile`, largest first, at most max_fixes.
 std::vector<WeightFix> weight_fixes(const Eigen::MatrixXd& read_w, const Eigen::MatrixXd& wq_tile,
