@@ -204,14 +204,15 @@ int MatrixCommands::Impl::run_multiply(const Session& session) const {
   Eigen::MatrixXd y;
   double est = 0, quant = 0;
   for (Eigen::Index at = 0; at < x->rows(); at += chunk) {
-    v1::MultiplyRequest req;
+    v1::StreamMultiplyRequest msg;
+    v1::MultiplyRequest& req = *msg.mutable_batch();
     req.set_deployment(deployment);
     to_proto(x->middleRows(at, std::min(chunk, x->rows() - at)), req.mutable_inputs());
     req.set_input_range(input_range);
     req.set_repeats(repeats);
     req.set_uncalibrated(uncalibrated);
     v1::MultiplyResponse r;
-    if (!rw->Write(req) || !rw->Read(&r)) break;
+    if (!rw->Write(msg) || !rw->Read(&r)) break;
     const Eigen::MatrixXd part = from_proto(r.outputs());
     if (y.size() == 0) y.resize(x->rows(), part.cols());
     y.middleRows(at, part.rows()) = part;

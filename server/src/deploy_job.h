@@ -63,7 +63,8 @@ class DeployJob {
   /// What the deployment records of the request (kernel set, model, matrix).
   virtual void describe(v1::Deployment& dep) const = 0;
   /// One array programmed: its placement added to `dep` and verified from `res`'s read-back
-  /// ("verify" progress). Returns why the deployment is degraded, if it is.
+  /// ("verify" progress). Returns why the deployment is degraded, if it is. A cancelled run
+  /// (res.cancelled) is only recorded, not verified: the Deployer then fails the deploy.
   virtual std::optional<std::string> programmed(v1::Deployment& dep, const ArrayTarget& target,
                                                 const ProgramVerifyResult& res,
                                                 const ProgramVerifyConfig& cfg,

@@ -90,6 +90,7 @@ class KernelJob final : public DeployJob {
     const kernel::CompiledKernel& ck = kernels_[static_cast<size_t>(plan.kernel)];
     v1::Placement& pl = *dep.add_placements();
     fill_placement(pl, plan, ck, quant_nrmse_[static_cast<size_t>(plan.kernel)], res, cfg);
+    if (res.cancelled) return std::nullopt;  // recorded as it stands; the deploy fails
     return verify(pl, plan, ck, res.final_uS, progress);
   }
 

@@ -150,6 +150,7 @@ std::optional<std::string> MatrixJob::programmed(v1::Deployment& dep, const Arra
   mt.set_array(static_cast<uint32_t>(a.array));
   mt.set_predicted_error(a.placement.predicted_error);
   mt.set_naive_predicted_error(a.placement.naive_predicted_error);
+  if (res.cancelled) return std::nullopt;  // recorded as it stands; the deploy fails
   auto rb = matrix::tile_readback(board_.info(), t, plan_.orientation, a.placement.row_of,
                                   a.placement.col_of, res.final_uS, wq_, scale_uS_, !opt_.naive);
   if (!rb) return fmt::format("tile {} on array {}: {}", a.tile, a.array, rb.error().message);

@@ -80,6 +80,13 @@ Result<matrix::TileRun> tile_run(const v1::MatrixTile& mt, const v1::Placement& 
   t.col_of.assign(pl.col_of_logical().begin(), pl.col_of_logical().end());
   t.gain_index = static_cast<int>(mt.gain_index());
   t.codes_per_uS = mt.codes_per_us();
+  if (!(t.codes_per_uS > 0)) {
+    // A tile whose read-back gave no VMM gain (its deploy recorded why it is degraded).
+    return make_error(ErrorCode::kFailedPrecondition,
+                      fmt::format("matrix tile on array {} has no VMM gain: its read-back failed "
+                                  "at deploy (see the deployment's message)",
+                                  t.array));
+  }
   for (const v1::MatrixFix& f : mt.fixes()) {
     t.fixes.push_back({static_cast<int>(f.input()), static_cast<int>(f.output()), f.error()});
   }

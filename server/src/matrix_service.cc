@@ -91,7 +91,11 @@ Result<LoadedMatrix> MatrixServiceImpl::load(const std::string& id) {
         fmt::format("deployment {} is archived: retention dropped its read-back", id));
   }
   auto l = loaded_matrix(dep);
-  if (!l) return make_error(ErrorCode::kInternal, "recorded matrix: " + l.error().message);
+  if (!l) {
+    return make_error(
+        l.error().code == ErrorCode::kFailedPrecondition ? l.error().code : ErrorCode::kInternal,
+        fmt::format("deployment {}: {}", id, l.error().message));
+  }
   return l;
 }
 
@@ -147,21 +151,21 @@ grpc::Status MatrixServiceImpl::Multiply(grpc::ServerContext* ctx, const v1::Mul
 
 grpc::Status MatrixServiceImpl::StreamMultiply(
     grpc::ServerContext* ctx,
-    grpc::ServerReaderWriter<v1::MultiplyResponse, v1::MultiplyRequest>* stream) {
-  v1::MultiplyRequest req;
-  if (!stream->Read(&req)) return grpc::Status::OK;  // no batch at all
-  const std::string id = req.deployment();
+    grpc::ServerReaderWriter<v1::MultiplyResponse, v1::StreamMultiplyRequest>* stream) {
+  v1::StreamMultiplyRequest msg;
+  if (!stream->Read(&msg)) return grpc::Status::OK;  // no batch at all
+  const std::string id = msg.batch().deployment();
   auto m = load(id);
   if (!m) return to_status(m.error());
   for (int k = 1;; ++k) {
     v1::MultiplyResponse out;
-    if (auto s = multiply(ctx, id, *m, req, &out); !s.ok()) return s;
+    if (auto s = multiply(ctx, id, *m, msg.batch(), &out); !s.ok()) return s;
     if (!stream->Write(out)) return {grpc::StatusCode::CANCELLED, "the client went away"};
-    if (!stream->Read(&req)) break;
-    if (!req.deployment().empty() && req.deployment() != id) {
+    if (!stream->Read(&msg)) break;
+    if (!msg.batch().deployment().empty() && msg.batch().deployment() != id) {
       return invalid_argument(fmt::format(
-          "deployment = '{}' in message {}: a stream multiplies by one deployment ('{}')",
-          req.deployment(), k, id));
+          "batch.deployment = '{}' in message {}: a stream multiplies by one deployment ('{}')",
+          msg.batch().deployment(), k, id));
     }
   }
   return grpc::Status::OK;

@@ -31,7 +31,7 @@ class MatrixServiceImpl final : public xbar::v1::MatrixService::Service {
                         v1::MultiplyResponse* out) override;
   grpc::Status StreamMultiply(
       grpc::ServerContext* ctx,
-      grpc::ServerReaderWriter<v1::MultiplyResponse, v1::MultiplyRequest>* stream) override;
+      grpc::ServerReaderWriter<v1::MultiplyResponse, v1::StreamMultiplyRequest>* stream) override;
   grpc::Status GetMatrixCapacity(grpc::ServerContext* ctx, const v1::GetMatrixCapacityRequest* req,
                                  v1::MatrixCapacity* out) override;
 

@@ -128,10 +128,10 @@ class MatrixMixin:
         else:
             def requests():
                 for at in np.arange(0, x2.shape[0], chunk):
-                    yield matrices_pb2.MultiplyRequest(
+                    yield matrices_pb2.StreamMultiplyRequest(batch=matrices_pb2.MultiplyRequest(
                         deployment=deployment, inputs=to_matrix(x2[at:at + chunk]),
                         input_range=input_range, repeats=repeats, uncalibrated=uncalibrated,
-                    )
+                    ))
             y = np.concatenate([from_matrix(r.outputs) for r in self._stream_call(
                 self._matrices.StreamMultiply, requests(), timeout)])
         return y[0] if one else y
