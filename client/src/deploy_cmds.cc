@@ -16,7 +16,6 @@
 #include <iostream>
 #include <set>
 #include <sstream>
-#include <tuple>
 #include <vector>
 
 #include "cli.h"
@@ -110,6 +109,11 @@ std::pair<double, double> window_uS(const v1::KernelSet& ks) {
   const double lo = ks.window().g_min_us() > 0 ? ks.window().g_min_us() : kDefaultGMin;
   const double hi = ks.window().g_max_us() > 0 ? ks.window().g_max_us() : kDefaultGMax;
   return {lo, hi};
+}
+
+std::pair<double, double> deployment_window_uS(const v1::Deployment& d) {
+  if (d.has_matrix()) return {d.matrix().g_min_us(), d.matrix().g_max_us()};
+  return window_uS(d.kernel_set());
 }
 
 std::expected<KernelPanel, std::string> kernel_panel(const v1::Placement& p,
@@ -255,9 +259,7 @@ std::string format_matrix(const v1::Deployment& d) {
 }
 
 std::string format_deployment(const v1::Deployment& d) {
-  auto [g_min, g_max] = window_uS(d.kernel_set());
-  if (d.has_matrix())
-    std::tie(g_min, g_max) = std::pair{d.matrix().g_min_us(), d.matrix().g_max_us()};
+  const auto [g_min, g_max] = deployment_window_uS(d);
   std::string o = fmt::format("deployment {} \"{}\": {}\n", d.id(), d.name(), d.state());
   if (!d.message().empty() && d.state_code() != v1::DEPLOYMENT_STATE_READY)
     o += fmt::format("  why: {}\n", d.message());
@@ -709,7 +711,7 @@ int DeployCommands::Impl::run_map(const Session& session) const {
     std::cerr << "xbarctl: " << panels.error() << "\n";
     return kFailed;
   }
-  const auto [g_min, g_max] = window_uS(dep.kernel_set());
+  const auto [g_min, g_max] = deployment_window_uS(dep);
   if (!ma.png.empty()) {
     if (auto w = write_map_png(dep, *panels, ma, g_min, g_max); !w) {
       std::cerr << "xbarctl: " << w.error() << "\n";

@@ -37,6 +37,8 @@ std::expected<KernelPanel, std::string> kernel_panel(const v1::Placement& placem
 
 /// The conductance window of a kernel set, the defaults (7..200 uS) where unset.
 std::pair<double, double> window_uS(const v1::KernelSet& kernel_set);
+/// The conductance window of a deployment: its matrix's, or its kernel set's.
+std::pair<double, double> deployment_window_uS(const v1::Deployment& deployment);
 
 /// The human report of a deployment (what `xbarctl deploy` ends with).
 std::string format_deployment(const v1::Deployment& deployment);
