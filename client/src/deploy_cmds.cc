@@ -170,6 +170,18 @@ bool show_deploy_message(Progress& progress, const v1::DeployKernelResponse& msg
   return false;
 }
 
+void set_deploy_options(v1::DeployKernelRequest* o, const std::string& name,
+                        const std::string& remap, const std::vector<uint32_t>& arrays, bool replace,
+                        double tol_uS, uint32_t max_rounds, double max_nrmse) {
+  o->set_name(name);
+  o->set_remap(remap == "naive" ? v1::REMAP_NAIVE : v1::REMAP_AUTO);
+  for (uint32_t a : arrays) o->add_arrays(a);
+  o->set_replace(replace);
+  o->set_tol_us(tol_uS);
+  o->set_max_rounds(max_rounds);
+  o->set_max_nrmse(max_nrmse);
+}
+
 int finish_deploy_stream(const Session& session,
                          grpc::ClientReaderInterface<v1::DeployKernelResponse>& reader,
                          v1::DeployKernelResponse msg, bool got, const std::string& operation) {
@@ -446,14 +458,10 @@ int DeployCommands::Impl::run_deploy(const Session& session, v1::KernelService::
   }
   v1::DeployKernelRequest req;
   *req.mutable_kernel_set() = std::move(*ks);
-  req.set_name(da.name.empty() ? std::filesystem::path(da.file).stem().string().substr(0, 64)
-                               : da.name);
-  req.set_remap(da.remap == "naive" ? v1::REMAP_NAIVE : v1::REMAP_AUTO);
-  for (uint32_t a : da.arrays) req.add_arrays(a);
-  req.set_replace(da.replace);
-  req.set_tol_us(da.tol_uS);
-  req.set_max_rounds(da.max_rounds);
-  req.set_max_nrmse(da.max_nrmse);
+  set_deploy_options(
+      &req,
+      da.name.empty() ? std::filesystem::path(da.file).stem().string().substr(0, 64) : da.name,
+      da.remap, da.arrays, da.replace, da.tol_uS, da.max_rounds, da.max_nrmse);
 
   auto ctx = session.context(kLongCallS);
   if (da.detach) request_detach(*ctx);

@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "heatmap.h"
 #include "xbar/v1/arrays.pb.h"
@@ -57,6 +58,12 @@ bool show_deploy_message(Progress& progress, const v1::DeployKernelResponse& msg
 /// the exit code: 0 when the deployment is ready, 1 otherwise (the reason on stderr).
 int print_deploy_result(const Session& session, const v1::Deployment& deployment,
                         const std::string& operation);
+
+/// The options every deploy command sends (DeployKernelRequest's name, remap "auto" or
+/// "naive", arrays, replace, tol_uS, max_rounds, max_nrmse), from its flags, into `o`.
+void set_deploy_options(v1::DeployKernelRequest* o, const std::string& name,
+                        const std::string& remap, const std::vector<uint32_t>& arrays, bool replace,
+                        double tol_uS, uint32_t max_rounds, double max_nrmse);
 
 /// The rest of a deploy stream (DeployKernel, DeployModel, DeployMatrix) from its first message
 /// `msg` (`got`: whether there was one): progress on stderr, the call's status (with a word on

@@ -172,14 +172,8 @@ int MatrixCommands::Impl::run_deploy(const Session& session) const {
   }
   req.set_g_min_us(g_min_uS);
   req.set_g_max_us(g_max_uS);
-  auto* o = req.mutable_options();
-  o->set_name(name);
-  o->set_remap(remap == "naive" ? v1::REMAP_NAIVE : v1::REMAP_AUTO);
-  for (uint32_t a : arrays) o->add_arrays(a);
-  o->set_replace(replace);
-  o->set_tol_us(tol_uS);
-  o->set_max_rounds(max_rounds);
-  o->set_max_nrmse(max_error);
+  set_deploy_options(req.mutable_options(), name, remap, arrays, replace, tol_uS, max_rounds,
+                     max_error);
   auto stub = v1::MatrixService::NewStub(session.channel());
   auto ctx = session.context(kLongCallS);
   if (detach) request_detach(*ctx);

@@ -281,14 +281,8 @@ int ModelCommands::Impl::run_deploy(const Session& session) const {
     std::cerr << "xbarctl: " << model_path << ": " << s.message() << "\n";
     return kUsage;
   }
-  auto* o = req.mutable_options();
-  o->set_name(name);
-  o->set_remap(remap == "naive" ? v1::REMAP_NAIVE : v1::REMAP_AUTO);
-  for (uint32_t a : arrays) o->add_arrays(a);
-  o->set_replace(replace);
-  o->set_tol_us(tol_uS);
-  o->set_max_rounds(max_rounds);
-  o->set_max_nrmse(max_nrmse);
+  set_deploy_options(req.mutable_options(), name, remap, arrays, replace, tol_uS, max_rounds,
+                     max_nrmse);
   if (min_agreement) req.set_min_label_agreement(*min_agreement);
   auto stub = v1::ModelService::NewStub(session.channel());
   auto ctx = session.context(kLongCallS);
